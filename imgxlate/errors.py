@@ -1,0 +1,66 @@
+"""The domain errors of imgxlate.
+
+Library code raises subclasses of :class:`ImgxlateError` whose message says what went wrong and what to
+do next. The CLI prints ``str(err)`` to stderr without a traceback and exits with ``err.exit_code``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ImgxlateError(Exception):
+    """Base class of every error imgxlate raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(ImgxlateError):
+    """The command line or call asked for something contradictory or impossible."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(ImgxlateError):
+    """No model matches the requested name, path or target domain."""
+
+    exit_code = 2
+
+
+class AmbiguousModelError(ImgxlateError):
+    """More than one model matches; the user has to pick one."""
+
+    exit_code = 2
+
+
+class InvalidModelError(ImgxlateError):
+    """A file is not a usable imgxlate / ONNX generator."""
+
+
+class DeviceError(ImgxlateError):
+    """The requested execution device is not available."""
+
+    exit_code = 2
+
+
+class ImageReadError(ImgxlateError):
+    """An input image cannot be read (corrupt, not an image, too large, unsupported mode)."""
+
+
+class ImageWriteError(ImgxlateError):
+    """An output image cannot be written."""
+
+
+class VideoError(ImgxlateError):
+    """An input video cannot be read or an output video cannot be written."""
+
+
+class TrainingError(ImgxlateError):
+    """Training cannot start or continue (empty data folder, bad checkpoint, ...)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
