@@ -1,0 +1,504 @@
+"""Models and their names: where generators are found, how a name / domain picks one, install, remove.
+
+A model file is one ONNX generator (ideally with imgxlate metadata). A pair is a folder holding
+``a2b.onnx`` and/or ``b2a.onnx`` (+ a README.md model card). Locations, searched in order:
+
+1. a path given by the user (file or pair folder);
+2. the user model folder: ``$IMGXLATE_HOME/models``, else ``platformdirs.user_data_dir("imgxlate")/models``;
+3. the bundled models: ``imgxlate/models/<pair>/`` inside the package.
+
+A user model shadows a bundled one of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgxlate._atomic import TEMP_PREFIX
+from imgxlate.errors import (
+    AmbiguousModelError,
+    ImgxlateError,
+    InvalidModelError,
+    ModelNotFoundError,
+    UsageError,
+    did_you_mean,
+)
+from imgxlate.metadata import DIRECTIONS, ModelMetadata, read_onnx_metadata
+
+DEFAULT_MODEL = "vangogh2photo"
+DEFAULT_MODEL_ENV = "IMGXLATE_DEFAULT_MODEL"
+HOME_ENV = "IMGXLATE_HOME"
+# Domains a photographer's input most likely belongs to: with neither --to nor --direction, a pair
+# translates *from* one of these when it has one (photo -> vangogh, not vangogh -> photo).
+PHOTO_DOMAINS = ("photo", "photos", "real", "picture")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+_CHUNK = 1 << 20
+
+ProgressFn = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
+
+
+def _dym(word: str, choices: list[str]) -> str:
+    """``"; did you mean 'x'?"`` or just ``";"`` so the sentence goes on either way."""
+    return did_you_mean(word, choices) or ";"
+
+
+def user_models_dir() -> Path:
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser() / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("imgxlate")) / "models"
+
+
+def bundled_models_dir() -> Path:
+    import imgxlate.models
+
+    return Path(imgxlate.models.__file__).resolve().parent
+
+
+def default_model_name() -> str:
+    return os.environ.get(DEFAULT_MODEL_ENV, "").strip() or DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One generator file and what it translates."""
+
+    path: Path
+    metadata: ModelMetadata
+    assumed: bool = False  # True: the file has no imgxlate metadata; [-1, 1] RGB NCHW is assumed
+
+    @property
+    def direction(self) -> str:
+        return self.metadata.direction
+
+    @property
+    def label(self) -> str:
+        return f"{self.metadata.source} -> {self.metadata.target}"
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A named model: one or two generator files of the same pair."""
+
+    name: str
+    path: Path  # the pair folder, or the .onnx file when the model is a single file
+    location: str  # "path" | "user" | "bundled"
+    files: tuple[ModelFile, ...]
+
+    @property
+    def domains(self) -> tuple[str, str]:
+        meta = self.files[0].metadata
+        return meta.domain_a, meta.domain_b
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return tuple(f.direction for f in self.files)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(f.metadata.target for f in self.files)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.path.stat().st_size for f in self.files)
+
+    def by_target(self, domain: str) -> ModelFile | None:
+        for f in self.files:
+            if f.metadata.target == domain:
+                return f
+        lowered = [f for f in self.files if f.metadata.target.lower() == domain.lower()]
+        return lowered[0] if len(lowered) == 1 else None
+
+    def by_direction(self, direction: str) -> ModelFile | None:
+        return next((f for f in self.files if f.direction == direction), None)
+
+    def default_file(self) -> ModelFile:
+        """The generator used when neither --to nor --direction is given."""
+        if len(self.files) == 1:
+            return self.files[0]
+        for f in self.files:
+            if f.metadata.source.lower() in PHOTO_DOMAINS:
+                return f
+        return self.by_direction("a2b") or self.files[0]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What ``resolve_model`` picked, plus notes the caller should show the user."""
+
+    pair: ModelPair
+    file: ModelFile
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_model_file(path: Path, direction_hint: str | None = None, name: str | None = None) -> ModelFile:
+    if not path.is_file():
+        raise ModelNotFoundError(f"model file {path} does not exist")
+    meta = read_onnx_metadata(str(path))
+    if meta is not None:
+        return ModelFile(path=path, metadata=meta)
+    label = name or path.stem
+    assumed = ModelMetadata.assumed(label)
+    if direction_hint in DIRECTIONS:
+        # A metadata-less file inside a pair folder: domains are only known as "a" and "b".
+        src, dst = ("a", "b") if direction_hint == "a2b" else ("b", "a")
+        assumed = dataclasses.replace(
+            assumed, direction=direction_hint, source=src, target=dst, domain_a="a", domain_b="b"
+        )
+    return ModelFile(path=path, metadata=assumed, assumed=True)
+
+
+def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | None = None) -> ModelPair:
+    """A pair folder (a2b.onnx / b2a.onnx) or a single .onnx file."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"model path {path} does not exist; give a .onnx file or a folder with a2b.onnx / b2a.onnx"
+        )
+    if path.is_dir():
+        found = [path / f"{d}.onnx" for d in DIRECTIONS if (path / f"{d}.onnx").is_file()]
+        if not found:
+            others = sorted(p.name for p in path.glob("*.onnx"))
+            hint = f" (it has {', '.join(others)}: pass one of them as --model)" if others else ""
+            raise InvalidModelError(f"model folder {path} has neither a2b.onnx nor b2a.onnx{hint}")
+        files = tuple(load_model_file(p, p.stem, name or path.name) for p in found)
+        pair_name = name or path.name
+        return ModelPair(name=pair_name, path=path, location=location, files=files)
+    if path.suffix.lower() != ".onnx":
+        _check_onnx_magic(path)
+    mf = load_model_file(path, None, name)
+    pair_name = name or (mf.metadata.pair if not mf.assumed else path.stem)
+    return ModelPair(name=pair_name, path=path, location=location, files=(mf,))
+
+
+def _check_onnx_magic(path: Path) -> None:
+    """Reject obviously non-ONNX files (images, archives, text) with a clear message before parsing."""
+    head = path.read_bytes()[:16]
+    # An ONNX file is a protobuf ModelProto; its first field is ir_version (tag 0x08).
+    if not head.startswith(b"\x08"):
+        raise InvalidModelError(f"{path} is not an ONNX model file; give a .onnx generator or a pair folder")
+
+
+def _pairs_in(folder: Path, location: str) -> list[ModelPair]:
+    pairs = []
+    if not folder.is_dir():
+        return pairs
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        if not any((entry / f"{d}.onnx").is_file() for d in DIRECTIONS):
+            continue
+        try:
+            pairs.append(load_pair(entry, location))
+        except ImgxlateError:
+            continue  # a broken folder is shown by `imgxlate models info`, not by every lookup
+    return pairs
+
+
+def list_models() -> list[ModelPair]:
+    """Every installed model: user models first, then bundled ones not shadowed by a user model."""
+    user = _pairs_in(user_models_dir(), "user")
+    names = {p.name for p in user}
+    bundled = [p for p in _pairs_in(bundled_models_dir(), "bundled") if p.name not in names]
+    return user + bundled
+
+
+def find_pair(name: str) -> ModelPair:
+    """An installed model by name."""
+    models = list_models()
+    for p in models:
+        if p.name == name:
+            return p
+    names = [p.name for p in models]
+    if not names:
+        raise ModelNotFoundError(
+            f"no model named {name!r}: no models are installed; pass --model PATH (a .onnx file or a pair "
+            "folder) or install one with `imgxlate models add PATH|URL`"
+        )
+    raise ModelNotFoundError(
+        f"no model named {name!r}{_dym(name, names)} installed models: {', '.join(names)}; "
+        "see `imgxlate models`"
+    )
+
+
+def _looks_like_path(model: str) -> bool:
+    return os.sep in model or "/" in model or model.lower().endswith(".onnx") or model.startswith(".")
+
+
+def resolve_model(
+    model: str | os.PathLike[str] | None = None, *, to: str | None = None, direction: str | None = None
+) -> Resolved:
+    """Pick one generator file from ``model`` (name or path; None = the default pair) and ``to``
+    (target domain) or ``direction`` (a2b / b2a)."""
+    if to is not None and direction is not None:
+        raise UsageError("give either --to DOMAIN or --direction a2b|b2a, not both")
+    if direction is not None and direction not in DIRECTIONS:
+        raise UsageError(f"unknown direction {direction!r}; use a2b or b2a")
+    notes: list[str] = []
+    if model is not None:
+        text = os.fspath(model)
+        if isinstance(model, Path) or Path(text).expanduser().exists() or _looks_like_path(text):
+            pair = load_pair(text, "path")
+        else:
+            pair = find_pair(text)
+        return _pick(pair, to, direction, notes, searched_all=False)
+
+    name = default_model_name()
+    models = list_models()
+    pair = next((p for p in models if p.name == name), None)
+    if pair is not None and (to is None or pair.by_target(to) is not None):
+        return _pick(pair, to, direction, notes, searched_all=False)
+    if to is None:
+        listing = f" installed models: {', '.join(p.name for p in models)};" if models else ""
+        raise ModelNotFoundError(
+            f"the default model {name!r} is not installed;{listing} pass --model NAME|PATH, or install one "
+            "with `imgxlate models add PATH|URL`"
+        )
+    # --to without --model: search every pair for a generator that produces ``to``.
+    hits = [(p, p.by_target(to)) for p in models]
+    hits = [(p, f) for p, f in hits if f is not None]
+    if len(hits) > 1:
+        raise AmbiguousModelError(
+            f"several models translate to {to!r}: {', '.join(p.name for p, _ in hits)}; pick one with --model"
+        )
+    if not hits:
+        targets = sorted({t for p in models for t in p.targets})
+        raise ModelNotFoundError(_no_target_message(to, targets))
+    return _pick(hits[0][0], to, direction, notes, searched_all=True)
+
+
+def _no_target_message(to: str, targets: list[str]) -> str:
+    if not targets:
+        return (
+            f"no model translates to {to!r}: no models are installed; pass --model PATH or install one with "
+            "`imgxlate models add PATH|URL`"
+        )
+    return (
+        f"no model translates to {to!r}{_dym(to, targets)} see `imgxlate models` "
+        f"(targets available: {', '.join(targets)})"
+    )
+
+
+def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[str], searched_all: bool) -> Resolved:
+    only_assumed = len(pair.files) == 1 and pair.files[0].assumed
+    if pair.files[0].assumed:
+        notes.append(
+            f"{pair.files[0].path} has no imgxlate metadata; assuming RGB NCHW input and output in [-1, 1] "
+            "(export with imgxlate-train to embed it)"
+        )
+    if to is not None:
+        found = pair.by_target(to)
+        if found is None and only_assumed:
+            notes.append(f"--to {to} ignored: {pair.path} is a single generator without metadata")
+            found = pair.files[0]
+        if found is None:
+            raise ModelNotFoundError(
+                f"no model translates to {to!r}{_dym(to, list(pair.targets))} model {pair.name} translates "
+                f"to {', '.join(pair.targets)}; see `imgxlate models`"
+            )
+        return Resolved(pair, found, tuple(notes))
+    if direction is not None:
+        found = pair.by_direction(direction)
+        if found is None and only_assumed:
+            notes.append(f"--direction {direction} ignored: {pair.path} is a single generator without metadata")
+            found = pair.files[0]
+        if found is None:
+            raise ModelNotFoundError(
+                f"model {pair.name} has no {direction} generator (it has {', '.join(pair.directions)})"
+            )
+        return Resolved(pair, found, tuple(notes))
+    chosen = pair.default_file()
+    if len(pair.files) > 1:
+        other = next(f for f in pair.files if f is not chosen)
+        notes.append(
+            f"translating {chosen.label} with {pair.name}; use --to {other.metadata.target} for the other way"
+        )
+    return Resolved(pair, chosen, tuple(notes))
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def validate_model_file(path: Path) -> ModelMetadata | None:
+    """Load ``path`` in ONNX Runtime (CPU) and run a 16x16 input through it; return its metadata."""
+    import numpy as np
+
+    from imgxlate.engine import Engine
+
+    meta = read_onnx_metadata(str(path))
+    engine = Engine(path, device="cpu", threads=1)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(1, 3, 16, 16)).astype(np.float32)
+    try:
+        y = engine.run(x)
+    except Exception as exc:
+        raise InvalidModelError(
+            f"{path} loads but fails on a 16x16 test image: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+    if y.shape != x.shape:
+        raise InvalidModelError(f"{path} maps a (1, 3, 16, 16) input to {tuple(y.shape)}; expected the same shape")
+    if not np.isfinite(y).all():
+        raise InvalidModelError(f"{path} produced NaN or infinite values on a test image")
+    return meta
+
+
+# --------------------------------------------------------------------------------------- install, remove
+
+
+def _is_url(source: str) -> bool:
+    return bool(re.match(r"^(https?|file)://", source, re.IGNORECASE))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_sha(actual: str, expected: str | None, what: str) -> None:
+    if expected is None:
+        return
+    want = expected.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", want):
+        raise UsageError(f"--sha256 must be 64 hexadecimal digits; got {expected!r}")
+    if actual != want:
+        raise InvalidModelError(
+            f"sha256 mismatch for {what}: expected {want}, got {actual}; the file is corrupt or not the one "
+            "you meant; nothing was installed"
+        )
+
+
+def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = 30.0) -> str:
+    """Stream ``url`` into ``dest``; return the sha256 of what was written."""
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
+            if progress:
+                progress(0, total)
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+                h.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+            if total is not None and done != total:
+                raise ImgxlateError(f"download of {url} stopped after {done} of {total} bytes; try again")
+    except urllib.error.HTTPError as exc:
+        raise ImgxlateError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the address") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ImgxlateError(
+            f"cannot download {url}: {reason}; check the address and your connection"
+        ) from exc
+    return h.hexdigest()
+
+
+def _check_name(name: str) -> str:
+    if not _NAME_RE.match(name) or name in (".", ".."):
+        raise UsageError(
+            f"model name {name!r} is not usable as a folder name; use letters, digits, '.', '_', '+', '-' "
+            "(pass --name)"
+        )
+    return name
+
+
+def install_model(
+    source: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    sha256: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ModelPair:
+    """Validate a pair folder, a .onnx file or a URL of one, and install it under the user folder.
+
+    The model is assembled in a temp folder beside its destination and renamed into place, so an
+    interrupted install leaves nothing behind under the model's name.
+    """
+    root = user_models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=root))
+    try:
+        text = os.fspath(source)
+        if _is_url(text):
+            fname = Path(urllib.request.url2pathname(text.split("?", 1)[0].rsplit("/", 1)[-1])).name
+            if not fname.lower().endswith(".onnx"):
+                fname = "model.onnx"
+            src = staging / ".download" / fname
+            src.parent.mkdir()
+            digest = download(text, src, progress)
+            _check_sha(digest, sha256, text)
+        else:
+            src = Path(text).expanduser()
+            if not src.exists():
+                raise ModelNotFoundError(f"{src} does not exist; give a .onnx file, a pair folder or a URL")
+            if sha256 is not None:
+                if src.is_dir():
+                    raise UsageError("--sha256 checks a single file or a download, not a folder")
+                _check_sha(_sha256(src), sha256, str(src))
+
+        pair = load_pair(src, "path")
+        for f in pair.files:
+            validate_model_file(f.path)
+        if name is None:
+            name = src.stem if src.is_file() and pair.files[0].assumed else pair.name
+            if _is_url(text) and pair.files[0].assumed:
+                name = Path(fname).stem
+        _check_name(name)
+        dest = root / name
+        if dest.exists():
+            raise UsageError(
+                f"a model named {name!r} is already installed at {dest}; remove it with "
+                f"`imgxlate models remove {name}` or pick another --name"
+            )
+        target = staging / "model"
+        target.mkdir()
+        if src.is_dir():
+            for item in sorted(src.iterdir()):
+                if item.is_file() and item.suffix.lower() in (".onnx", ".md", ".json", ".txt") and \
+                        not item.name.startswith("."):
+                    shutil.copy2(item, target / item.name)
+        else:
+            shutil.copy2(src, target / f"{pair.files[0].direction}.onnx")
+        os.replace(target, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_pair(dest, "user", name)
+
+
+def remove_model(name: str) -> Path:
+    """Delete a user-installed model; bundled models cannot be removed."""
+    root = user_models_dir()
+    dest = root / name
+    if "/" in name or os.sep in name or name.startswith(".") or not dest.is_dir():
+        bundled = bundled_models_dir() / name
+        if bundled.is_dir() and not name.startswith("."):
+            raise UsageError(f"{name!r} is bundled with imgxlate and cannot be removed")
+        users = [p.name for p in _pairs_in(root, "user")]
+        raise ModelNotFoundError(
+            f"no user model named {name!r}{_dym(name, users)} "
+            f"user models: {', '.join(users) or 'none'}; see `imgxlate models`"
+        )
+    # Rename first so a half-deleted folder never looks like a model.
+    trash = root / f"{TEMP_PREFIX}remove-{name}-{os.getpid()}"
+    os.replace(dest, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    return dest
