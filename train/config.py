@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
+
+from imgxlate.errors import UsageError, did_you_mean
+
+GAN_MODES = ("lsgan", "vanilla")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cuda", "cpu", "mps")
+UPSAMPLES = ("transpose", "resize")
+
+# Settings a resumed run may change without breaking exact continuation (they do not touch the maths
+# or the data order). Everything else comes from the checkpoint.
+RESUME_OVERRIDABLE = (
+    "max_steps",
+    "workers",
+    "threads",
+    "device",
+    "compile",
+    "checkpoint_every",
+    "sample_every",
+    "log_every",
+    "export",
+    "out",
+)
 
 
 @dataclass
@@ -61,3 +84,53 @@ class TrainConfig:
 
     def generator_config(self) -> dict[str, Any]:
         return {"ngf": self.ngf, "n_blocks": self.n_blocks, "upsample": self.upsample}
+
+    def discriminator_config(self) -> dict[str, Any]:
+        return {"ndf": self.ndf, "n_layers": self.n_layers_d}
+
+    def resolved_names(self) -> tuple[str, str]:
+        """Domain names: the explicit ones, else the folder names (``horses/`` -> ``horses``)."""
+        a = self.name_a or Path(self.domain_a).resolve().name or "a"
+        b = self.name_b or Path(self.domain_b).resolve().name or "b"
+        if a == b:
+            a, b = f"{a}_a", f"{b}_b"
+        return a, b
+
+    def validate(self) -> None:
+        """Raise UsageError naming the bad setting and its allowed values."""
+
+        def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise UsageError(
+                    f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}"
+                    + did_you_mean(value, allowed)
+                )
+
+        choice("gan_mode", self.gan_mode, GAN_MODES)
+        choice("precision", self.precision, PRECISIONS)
+        choice("device", self.device, DEVICES)
+        choice("upsample", self.upsample, UPSAMPLES)
+        positive = ("image_size", "load_size", "ngf", "ndf", "n_layers_d", "batch_size", "pool_size")
+        for name in positive:
+            if int(getattr(self, name)) < (0 if name == "pool_size" else 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
+        if self.image_size % 4:
+            raise UsageError(
+                f"--image-size {self.image_size} must be a multiple of 4 (the generator downsamples twice); "
+                f"try {self.image_size - self.image_size % 4 or 4}"
+            )
+        if self.image_size < 16:
+            raise UsageError(f"--image-size {self.image_size} is too small; use at least 16")
+        for name in ("n_blocks", "epochs", "epochs_decay", "max_steps", "workers", "threads"):
+            if int(getattr(self, name)) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")
+        if self.epochs + self.epochs_decay == 0 and self.max_steps == 0:
+            raise UsageError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is not set")
+        for name in ("lr", "lambda_cycle"):
+            if float(getattr(self, name)) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {getattr(self, name)}")
+        if self.lambda_identity < 0:
+            raise UsageError(f"--lambda-identity must be 0 or more, not {self.lambda_identity}")
+        for name in ("checkpoint_every", "sample_every", "log_every"):
+            if int(getattr(self, name)) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or more")

@@ -1,0 +1,5 @@
+"""``python -m imgxlate.train`` = ``imgxlate-train``."""
+
+from imgxlate.train.cli import main
+
+main()

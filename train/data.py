@@ -1,0 +1,309 @@
+"""Unpaired image folders for CycleGAN training.
+
+Data order is a pure function of (seed, epoch, position): the sampler yields global positions and the
+dataset derives every random choice (which A, which B, crop, flip) from them. Resuming therefore needs
+only the epoch and the position in it, and the result does not depend on the number of workers or on
+which worker loads which item.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from imgxlate.errors import TrainingError
+
+log = logging.getLogger("imgxlate.train")
+
+# Pillow decodes lazily; a crafted or huge file should fail, not eat the machine.
+Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, 200_000_000)
+
+
+class UnreadableImageWarning(UserWarning):
+    """A training image could not be decoded and is skipped."""
+
+
+def image_extensions() -> set[str]:
+    """Every file suffix Pillow can open here (lower case, with the dot)."""
+    Image.init()
+    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted, hidden files and folders skipped).
+
+    Raises TrainingError naming the folder when it is missing, not a folder, or holds no image file.
+    """
+    label = f"{role} folder" if role else "folder"
+    root = Path(folder).expanduser()
+    if not str(folder):
+        raise TrainingError(f"no {label} given; pass a folder of training images")
+    if not root.exists():
+        raise TrainingError(f"{label} {str(root)!r} does not exist; check the path")
+    if not root.is_dir():
+        raise TrainingError(f"{label} {str(root)!r} is not a folder; pass a folder of training images")
+    exts = image_extensions()
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in exts:
+                files.append(Path(dirpath) / name)
+    files.sort()
+    if not files:
+        raise TrainingError(
+            f"{label} {str(root)!r} has no image files (looked for {', '.join(sorted(exts)[:8])}, ...)"
+        )
+    return files
+
+
+def _srgb(img: Image.Image) -> Image.Image:
+    """Convert an image with an embedded ICC profile to sRGB (no-op without one or on failure)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        return img
+    try:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        dst = ImageCms.createProfile("sRGB")
+        mode = {"L": "RGB", "LA": "RGBA"}.get(img.mode, img.mode)
+        out_mode = "RGBA" if mode == "RGBA" else "RGB"
+        if mode == "CMYK":
+            out_mode = "RGB"
+        if img.mode in ("L", "LA"):
+            # A grey profile cannot feed an RGB transform; grey values are taken as they are.
+            return img
+        return ImageCms.profileToProfile(img, src, dst, outputMode=out_mode)
+    except Exception:  # a broken profile must not lose the image
+        return img
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16/32-bit single-channel images ("I;16", "I", "F") to 8-bit "L" by scaling, not clipping."""
+    arr = np.asarray(img)
+    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
+        scaled = arr.astype(np.float64) / 257.0  # 65535 -> 255
+    elif img.mode == "F":
+        hi = float(arr.max(initial=0.0))
+        scaled = arr * (255.0 if hi <= 1.0 else 1.0)
+    else:
+        scaled = arr
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode ``path`` fully into an 8-bit sRGB "RGB" image, upright, alpha composited on white.
+
+    Handles EXIF orientation, grayscale, palette (with transparency), RGBA/LA, 16-bit, CMYK and
+    ICC profiles. Raises whatever Pillow raises for a file it cannot decode.
+    """
+    with Image.open(path) as img:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            img = _to_8bit(img)
+        if img.mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        elif img.mode == "PA":
+            img = img.convert("RGBA")
+        elif img.mode in ("1", "La"):
+            img = img.convert("L")
+        elif img.mode == "RGBa":
+            img = img.convert("RGBA")
+        img = _srgb(img)
+        if img.mode in ("RGBA", "LA"):
+            # Composite on white: transparent regions of product shots and logos are white paper.
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(background, rgba)
+        return img.convert("RGB")
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """8-bit RGB PIL image -> float32 (3, H, W) in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is ``size`` (bicubic, as the reference), keeping the aspect ratio."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    scale = size / min(w, h)
+    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    return img.resize(new, Image.Resampling.BICUBIC)
+
+
+def center_tensor(path: str | os.PathLike[str], height: int, width: int) -> torch.Tensor:
+    """A real image as a (1, 3, height, width) tensor: shorter side resized to cover, centre crop."""
+    img = resize_shorter(load_rgb(path), max(height, width))
+    w, h = img.size
+    left, top = (w - width) // 2, (h - height) // 2
+    return to_tensor(img.crop((left, top, left + width, top + height))).unsqueeze(0)
+
+
+def _header_ok(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018 - reading the header is the check
+        return True
+    except Exception:
+        return False
+
+
+class UnpairedDataset(torch.utils.data.Dataset):
+    """Items are addressed by ``(epoch, position)``; returns ``{"A": (3,S,S), "B": (3,S,S)}``.
+
+    A is ``perm[position] % len(A)`` with ``perm`` a seeded permutation of the epoch (so every A image
+    is seen once per epoch when A is the larger domain); B is drawn independently and uniformly, as in
+    the reference unaligned dataset. Files that fail to decode are skipped with one warning each and
+    replaced by the next file of the same domain.
+    """
+
+    def __init__(
+        self,
+        files_a: list[Path],
+        files_b: list[Path],
+        load_size: int,
+        image_size: int,
+        flip: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.files = {"A": list(files_a), "B": list(files_b)}
+        self.load_size = max(int(load_size), int(image_size))  # smaller images are upscaled
+        self.image_size = int(image_size)
+        self.flip = flip
+        self.seed = int(seed)
+        self.bad: set[Path] = set()
+        self._perm_cache: dict[int, np.ndarray] = {}
+
+    @property
+    def epoch_size(self) -> int:
+        return max(len(self.files["A"]), len(self.files["B"]))
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perm_cache:
+            self._perm_cache = {epoch: np.random.default_rng([self.seed, epoch, 0]).permutation(self.epoch_size)}
+        return self._perm_cache[epoch]
+
+    def __len__(self) -> int:
+        return self.epoch_size
+
+    def _load(self, domain: str, index: int) -> Image.Image:
+        files = self.files[domain]
+        for k in range(len(files)):
+            path = files[(index + k) % len(files)]
+            if path in self.bad:
+                continue
+            try:
+                return load_rgb(path)
+            except Exception as exc:
+                self.bad.add(path)
+                warnings.warn(
+                    f"skipping unreadable training image {path} ({type(exc).__name__}: {exc})",
+                    UnreadableImageWarning,
+                    stacklevel=2,
+                )
+        raise TrainingError(f"none of the {len(files)} images of domain {domain} can be decoded; check the folder")
+
+    def _augment(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        img = resize_shorter(img, self.load_size)
+        w, h = img.size
+        s = self.image_size
+        left = int(rng.integers(0, w - s + 1))
+        top = int(rng.integers(0, h - s + 1))
+        img = img.crop((left, top, left + s, top + s))
+        if self.flip and rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return to_tensor(img)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
+        epoch, position = key if isinstance(key, tuple) else (0, int(key))
+        n_a, n_b = len(self.files["A"]), len(self.files["B"])
+        slot = int(self.permutation(epoch)[position % self.epoch_size])
+        rng = np.random.default_rng([self.seed, epoch, 1, position])
+        index_a = slot % n_a
+        index_b = int(rng.integers(0, n_b))
+        a = self._augment(self._load("A", index_a), rng)
+        b = self._augment(self._load("B", index_b), rng)
+        return {"A": a, "B": b}
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, position)`` keys for this rank from ``start`` (a global step) onwards, forever.
+
+    Each epoch has ``steps_per_epoch`` steps; step ``t`` of an epoch uses global positions
+    ``(t * world + rank) * batch + j`` for j < batch, so ranks see disjoint samples.
+    """
+
+    def __init__(self, steps_per_epoch: int, batch_size: int, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.steps_per_epoch = steps_per_epoch
+        self.batch_size = batch_size
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        step = self.start_step
+        while True:
+            epoch, t = divmod(step, self.steps_per_epoch)
+            base = (t * self.world_size + self.rank) * self.batch_size
+            for j in range(self.batch_size):
+                yield (epoch, base + j)
+            step += 1
+
+
+def steps_per_epoch(n_a: int, n_b: int, batch_size: int, world_size: int = 1) -> int:
+    """max(len A, len B) / (batch * world), at least 1 (the reference epoch, split over ranks)."""
+    return max(1, max(n_a, n_b) // (batch_size * world_size))
+
+
+def scan_folder(folder: str, role: str) -> list[Path]:
+    """``find_images`` minus files whose header Pillow cannot read (one warning each)."""
+    files = find_images(folder, role)
+    good = []
+    for path in files:
+        if _header_ok(path):
+            good.append(path)
+        else:
+            warnings.warn(f"skipping unreadable training image {path}", UnreadableImageWarning, stacklevel=2)
+    if not good:
+        raise TrainingError(
+            f"{role} folder {folder!r} has {len(files)} image file(s) but none can be read; "
+            "check that they are not corrupt or truncated"
+        )
+    return good
+
+
+def make_loader(
+    dataset: UnpairedDataset,
+    batch_size: int,
+    start_step: int,
+    steps_per_epoch_: int,
+    workers: int,
+    pin_memory: bool,
+    rank: int = 0,
+    world_size: int = 1,
+) -> torch.utils.data.DataLoader:
+    sampler = EpochSampler(steps_per_epoch_, batch_size, start_step, rank, world_size)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        persistent_workers=False,
+        prefetch_factor=2 if workers > 0 else None,
+    )
