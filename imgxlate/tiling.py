@@ -1,0 +1,278 @@
+"""Tiling: run a generator on pieces of an image that is too large to run whole.
+
+Two tilers:
+
+- **overlap-blend** (:func:`run_blended`): cut the image into overlapping windows, run each, and
+  average the results with smooth weights. Any model, any ``run`` callable; approximate, because
+  InstanceNorm statistics are computed per tile (colours drift slightly from tile to tile; the blend
+  hides the seams but not the drift).
+- **exact** (:class:`ExactTiler`, implemented in :mod:`imgxlate.exact`): cuts the ONNX graph at its
+  InstanceNormalization nodes and accumulates the statistics over the whole image, so the tiled result
+  equals the whole-image result up to float rounding.
+
+The "whole-image result" both are measured against is: :func:`pad_to_multiple`, one model run, crop.
+See docs/tiling.md for the design and the measurements.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgxlate.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.exact import ExactTiler
+
+__all__ = [
+    "ExactTiler",
+    "Tile",
+    "auto_tile_size",
+    "blend_window",
+    "pad_to_multiple",
+    "plan_tiles",
+    "run_blended",
+]
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int = 4) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pad (C, H, W) on the bottom/right so H and W are multiples of ``multiple``; also return (H, W).
+
+    Reflect padding (no repeated edge row, like the model's own ReflectionPad) where the axis is long
+    enough (reflect needs size > pad), symmetric padding where it is not (e.g. a 1- or 2-pixel axis).
+    Returns the input itself (no copy) when nothing needs padding.
+    """
+    if image.ndim != 3:
+        raise UsageError(f"expected a (C, H, W) image array, got shape {image.shape}")
+    if multiple < 1:
+        raise UsageError(f"multiple must be >= 1, got {multiple}")
+    _, h, w = image.shape
+    if h < 1 or w < 1:
+        raise UsageError(f"the image is empty ({h}x{w} pixels)")
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return image, (h, w)
+    out = image
+    for axis, pad, size in ((1, pad_h, h), (2, pad_w, w)):
+        if pad == 0:
+            continue
+        widths = [(0, 0)] * 3
+        widths[axis] = (0, pad)
+        out = np.pad(out, widths, mode="reflect" if size > pad else "symmetric")
+    return out, (h, w)
+
+
+# --------------------------------------------------------------------------------------------------
+# overlap-blend tiler
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One window of :func:`plan_tiles`: input rows ``y0:y1`` and columns ``x0:x1``.
+
+    ``top``/``bottom``/``left``/``right`` are True where another tile overlaps this side (the blend
+    weight ramps there); False at the image border (weight stays 1, so borders are not darkened).
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    top: bool = False
+    bottom: bool = False
+    left: bool = False
+    right: bool = False
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+
+def _starts(size: int, tile: int, overlap: int, multiple: int) -> tuple[list[int], int]:
+    """Window starts along one axis and the window length; every start and the length are multiples
+    of ``multiple`` when ``size`` is, and the last window ends exactly at ``size`` (shifted inward)."""
+    length = min(tile, size)
+    if length >= size:
+        return [0], size
+    # step = tile - overlap, rounded down to the stride multiple so every window sees the same
+    # stride phase as the whole-image run (the downsampling convs then sample the same pixels).
+    step = max(multiple, (length - overlap) // multiple * multiple)
+    starts = list(range(0, size - length, step))
+    starts.append(size - length)  # last window flush with the far border, never padded
+    return starts, length
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 4) -> list[Tile]:
+    """Windows of ``tile`` x ``tile`` pixels (less when the image is smaller) overlapping by at least
+    ``overlap`` that together cover ``height`` x ``width``, row-major.
+
+    Window sizes are multiples of ``multiple`` (the image is expected to be padded to a multiple
+    first, see :func:`pad_to_multiple`; a smaller axis gets one window of the rounded-up size). Edge
+    windows are shifted inward rather than padded, so every window lies inside the image.
+    """
+    if height < 1 or width < 1:
+        raise UsageError(f"cannot tile an empty {height}x{width} image")
+    if tile < multiple or tile % multiple:
+        raise UsageError(f"tile size {tile} must be a positive multiple of {multiple}")
+    if overlap < 0 or overlap >= tile:
+        raise UsageError(f"overlap {overlap} must be >= 0 and smaller than the tile size {tile}")
+    ph = -(-height // multiple) * multiple
+    pw = -(-width // multiple) * multiple
+    ys, th = _starts(ph, tile, overlap, multiple)
+    xs, tw = _starts(pw, tile, overlap, multiple)
+    tiles = []
+    for iy, y in enumerate(ys):
+        for ix, x in enumerate(xs):
+            tiles.append(
+                Tile(
+                    y,
+                    y + th,
+                    x,
+                    x + tw,
+                    top=iy > 0,
+                    bottom=iy < len(ys) - 1,
+                    left=ix > 0,
+                    right=ix < len(xs) - 1,
+                )
+            )
+    return tiles
+
+
+def _ramp(n: int) -> np.ndarray:
+    # Raised cosine sampled at pixel centres: r[i] + r[n-1-i] == 1, so two windows whose ramps
+    # cover the same n pixels sum to exactly 1 there (partition of unity); never exactly 0.
+    i = np.arange(n, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / n)
+
+
+def blend_window(
+    h: int,
+    w: int,
+    overlap: int,
+    top: bool = True,
+    bottom: bool = True,
+    left: bool = True,
+    right: bool = True,
+) -> np.ndarray:
+    """(h, w) float32 blend weights: a raised-cosine ramp over ``overlap`` pixels on each flagged side
+    (the sides another tile overlaps), 1 elsewhere."""
+    wy = np.ones(h, dtype=np.float64)
+    wx = np.ones(w, dtype=np.float64)
+    if overlap > 0:
+        ny, nx = min(overlap, h), min(overlap, w)
+        if top:
+            wy[:ny] *= _ramp(ny)
+        if bottom:
+            wy[h - ny :] *= _ramp(ny)[::-1]
+        if left:
+            wx[:nx] *= _ramp(nx)
+        if right:
+            wx[w - nx :] *= _ramp(nx)[::-1]
+    return np.outer(wy, wx).astype(np.float32)
+
+
+def run_blended(
+    run: Callable[[np.ndarray], np.ndarray],
+    image: np.ndarray,
+    tile: int,
+    overlap: int,
+    multiple: int = 4,
+    batch: int = 1,
+) -> np.ndarray:
+    """Run ``run`` ((N, C, h, w) -> (N, C', h, w)) on overlapping tiles of ``image`` (C, H, W), blend.
+
+    The image is padded with :func:`pad_to_multiple`, cut by :func:`plan_tiles`, and each output
+    pixel is the weighted average of the tiles covering it (weights from :func:`blend_window`,
+    normalised by their sum, so the weights need not add up to 1). Up to ``batch`` tiles go to
+    ``run`` at once (all tiles have the same shape). Returns (C', H, W) float32.
+    """
+    if batch < 1:
+        raise UsageError(f"batch must be >= 1, got {batch}")
+    padded, (h, w) = pad_to_multiple(np.asarray(image, dtype=np.float32), multiple)
+    tiles = plan_tiles(padded.shape[1], padded.shape[2], tile, overlap, multiple)
+    acc: np.ndarray | None = None
+    weight = np.zeros(padded.shape[1:], dtype=np.float32)
+    for start in range(0, len(tiles), batch):
+        group = tiles[start : start + batch]
+        x = np.stack([padded[:, t.y0 : t.y1, t.x0 : t.x1] for t in group])
+        y = np.asarray(run(x))
+        if y.ndim != 4 or y.shape[0] != len(group) or y.shape[2:] != x.shape[2:]:
+            raise UsageError(f"the model returned shape {y.shape} for tiles of shape {x.shape}")
+        if acc is None:
+            acc = np.zeros((y.shape[1], *padded.shape[1:]), dtype=np.float32)
+        for t, out in zip(group, y):
+            wgt = blend_window(t.height, t.width, overlap, t.top, t.bottom, t.left, t.right)
+            acc[:, t.y0 : t.y1, t.x0 : t.x1] += out * wgt
+            weight[t.y0 : t.y1, t.x0 : t.x1] += wgt
+    assert acc is not None  # plan_tiles never returns an empty plan
+    acc /= weight
+    return acc[:, :h, :w]
+
+
+# --------------------------------------------------------------------------------------------------
+# tile-size choice
+# --------------------------------------------------------------------------------------------------
+
+# Peak activation memory of a whole-image ORT run of the ResNet generator, in full-resolution
+# ngf-channel float32 maps: the 7x7 stem's padded input + output, the normalised copy, and the
+# half-resolution 2ngf maps (= 0.5 map each) alive at the same time. Measured ~3.5-4 on CPU.
+_WHOLE_MAPS = 4.0
+# The exact tiler keeps ~4 bottleneck maps (H/4 x W/4 x 4ngf = 1/4 of a full-res ngf map each) plus the
+# per-tile full-resolution intermediates, ~6 ngf-channel maps of the tile.
+_TILE_MAPS = 6.0
+_MIN_TILE, _MAX_TILE = 256, 2048
+
+
+def _default_budget(provider: str) -> int:
+    if provider == "CPUExecutionProvider":
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            total = 8 << 30
+        return int(total // 4)
+    # GPUs: stay well inside a small card's memory; ORT's arena also keeps freed blocks.
+    return 3 << 30
+
+
+def auto_tile_size(
+    height: int,
+    width: int,
+    *,
+    provider: str = "CPUExecutionProvider",
+    ngf: int = 64,
+    budget_bytes: int | None = None,
+) -> int:
+    """0 when a whole-image run of a (height x width) image fits in the memory budget, else a tile
+    edge (input pixels, multiple of 4) for :class:`ExactTiler` / :func:`run_blended`.
+
+    The estimate is ``_WHOLE_MAPS`` full-resolution ngf-channel float32 maps; the default budget is a
+    quarter of physical RAM on CPU and 3 GiB on a GPU provider.
+    """
+    budget = int(budget_bytes) if budget_bytes is not None else _default_budget(provider)
+    map_bytes = 4.0 * ngf  # one float32 ngf-channel pixel
+    if height * width * map_bytes * _WHOLE_MAPS <= budget:
+        return 0
+    # Budget left after the bottleneck maps the exact tiler keeps, spent on one tile's intermediates.
+    left = max(budget - height * width * map_bytes, budget / 4)
+    edge = int(math.sqrt(left / (map_bytes * _TILE_MAPS)))
+    return int(min(_MAX_TILE, max(_MIN_TILE, edge // 4 * 4)))
+
+
+def __getattr__(name: str) -> Any:
+    # ExactTiler lives in imgxlate.exact (which imports this module); resolve it lazily so either
+    # module can be imported first.
+    if name == "ExactTiler":
+        from imgxlate.exact import ExactTiler
+
+        return ExactTiler
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
