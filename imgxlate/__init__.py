@@ -1,7 +1,62 @@
-"""imgxlate: translate images and videos between visual domains with CycleGAN generators."""
+"""imgxlate: translate images and videos between visual domains with CycleGAN generators.
+
+    import imgxlate
+    t = imgxlate.load_model(to="vangogh")
+    painting = t.translate(PIL.Image.open("photo.jpg"))
+
+Importing the package is light: numpy, onnxruntime and the image libraries load on first use of the
+API below (attributes are resolved lazily).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from imgxlate._version import __version__
 from imgxlate.errors import ImgxlateError
 from imgxlate.metadata import ModelMetadata
 
-__all__ = ["__version__", "ImgxlateError", "ModelMetadata"]
+if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.engine import Engine
+    from imgxlate.pipeline import FileResult, Translator, convert_paths, load_model
+    from imgxlate.registry import DEFAULT_MODEL, ModelPair, list_models
+
+_LAZY = {
+    "load_model": "imgxlate.pipeline",
+    "Translator": "imgxlate.pipeline",
+    "convert_paths": "imgxlate.pipeline",
+    "FileResult": "imgxlate.pipeline",
+    "Engine": "imgxlate.engine",
+    "list_models": "imgxlate.registry",
+    "ModelPair": "imgxlate.registry",
+    "DEFAULT_MODEL": "imgxlate.registry",
+}
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Engine",
+    "FileResult",
+    "ImgxlateError",
+    "ModelMetadata",
+    "ModelPair",
+    "Translator",
+    "__version__",
+    "convert_paths",
+    "list_models",
+    "load_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgxlate' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,494 @@
+"""The Python API: load a model, translate arrays and PIL images, convert folders of files.
+
+    >>> import imgxlate
+    >>> t = imgxlate.load_model(to="vangogh")          # default pair, the generator that makes vangogh
+    >>> out = t.translate(PIL.Image.open("photo.jpg"))  # PIL in -> PIL out, same mode and size
+    >>> for r in imgxlate.convert_paths(["photos"], "out", translator=t):
+    ...     print(r.status, r.src, r.dst)
+
+Model tensors are float32 NCHW RGB in ``metadata.input_range`` (normally [-1, 1]); H and W must be
+multiples of ``metadata.size_multiple`` and at least two multiples (the residual blocks reflect-pad
+by 1 at H/4, which needs 2 pixels there). Images of any size are padded at the bottom/right and cropped
+back, exactly as the tilers do, so tiled and whole-image results agree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgxlate.engine import Engine, session_factory
+from imgxlate.errors import ImgxlateError, InvalidModelError, UsageError
+from imgxlate.metadata import ModelMetadata
+from imgxlate.paths import PlannedFile, collect_inputs, plan_outputs
+from imgxlate.registry import ModelPair, Resolved, resolve_model
+
+TILINGS = ("exact", "blend")
+# Fallback when tiling.auto_tile_size is unavailable: whole images up to 2048x2048 on CPU
+# (~4 GiB of ngf-64 activations), tiles of this edge above.
+_FALLBACK_WHOLE_PIXELS = 2048 * 2048
+_FALLBACK_TILE = 1024
+
+
+def _pad_nchw(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad (N, C, H, W) at the bottom/right to (height, width): reflect where the axis is longer than
+    the pad (like the model's own ReflectionPad), symmetric otherwise (1- or 2-pixel images)."""
+    _, _, h, w = x.shape
+    for axis, size, target in ((2, h, height), (3, w, width)):
+        pad = target - size
+        if pad <= 0:
+            continue
+        widths = [(0, 0)] * 4
+        widths[axis] = (0, pad)
+        x = np.pad(x, widths, mode="reflect" if size > pad else "symmetric")
+    return x
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+class Translator:
+    """One loaded generator: array / PIL / batch translation with padding, cropping and tiling."""
+
+    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[str] = ()) -> None:
+        self.resolved = resolved
+        self.pair: ModelPair = resolved.pair
+        self.metadata: ModelMetadata = resolved.file.metadata
+        self.model_path: Path = resolved.file.path
+        self.engine = engine
+        self.provider: str = engine.provider
+        self.warnings: list[str] = list(notes)
+        self._exact: Any = None  # ExactTiler, created on first tiled run
+        self._exact_failed = False
+
+    # ----------------------------------------------------------------------------- value ranges
+    @property
+    def multiple(self) -> int:
+        return max(1, int(self.metadata.size_multiple))
+
+    def describe(self) -> str:
+        return f"{self.pair.name}: {self.metadata.source} -> {self.metadata.target} ({self.model_path})"
+
+    def _to_model(self, rgb: np.ndarray) -> np.ndarray:
+        """(..., H, W, 3) in [0, 1] -> (..., 3, H, W) in the model's input range."""
+        lo, hi = self.metadata.input_range
+        x = np.asarray(rgb, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+    def _from_model(self, y: np.ndarray) -> np.ndarray:
+        """(..., 3, H, W) in the model's output range -> (..., H, W, 3) in [0, 1], clipped."""
+        lo, hi = self.metadata.output_range
+        out = (np.moveaxis(y, -3, -1) - np.float32(lo)) / np.float32(hi - lo)
+        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+    # ----------------------------------------------------------------------------- running
+    def _run_whole(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) any H, W -> (N, 3, H, W): pad to the size rule, one engine run, crop."""
+        _, _, h, w = x.shape
+        m = self.multiple
+        ph, pw = max(_round_up(h, m), 2 * m), max(_round_up(w, m), 2 * m)
+        y = self.engine.run(_pad_nchw(x, ph, pw))
+        return y[:, :, :h, :w]
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """Tile edge for an image of this size (0 = run it whole)."""
+        try:
+            from imgxlate.tiling import auto_tile_size
+        except ImportError:
+            return 0 if height * width <= _FALLBACK_WHOLE_PIXELS else _FALLBACK_TILE
+        ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
+        return int(auto_tile_size(height, width, provider=self.provider, ngf=ngf))
+
+    def _tile_for(self, height: int, width: int, tile: int | None) -> int:
+        if tile is None:
+            tile = self.auto_tile(height, width)
+        if tile < 0:
+            raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")
+        if tile and max(height, width) <= tile:
+            return 0  # one tile would cover the image: a whole run is the same and cheaper
+        return tile
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            warnings.warn(message, stacklevel=3)
+
+    def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
+        """(3, H, W) -> (3, H, W) with the exact (graph-cut) tiler or the overlap-blend tiler."""
+        from imgxlate import tiling as tiling_mod
+
+        if tiling not in TILINGS:
+            raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
+        if tiling == "exact" and not self._exact_failed:
+            if self._exact is None:
+                try:
+                    self._exact = tiling_mod.ExactTiler(
+                        self.model_path, session_factory(self.engine.device, self.engine.threads)
+                    )
+                except (InvalidModelError, ImportError, AttributeError) as exc:
+                    self._exact_failed = True
+                    self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
+            if self._exact is not None:
+                return np.asarray(self._exact.run(x, tile), dtype=np.float32)
+        return tiling_mod.run_blended(self._run_whole, x, tile, overlap, self.multiple)
+
+    def run_model(
+        self, x: np.ndarray, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> np.ndarray:
+        """(3, H, W) float32 in the model's input range, any H, W -> (3, H, W) in its output range."""
+        if x.ndim != 3 or x.shape[0] != 3:
+            raise UsageError(f"run_model takes a (3, H, W) array, got shape {x.shape}")
+        t = self._tile_for(x.shape[1], x.shape[2], tile)
+        if t == 0:
+            return self._run_whole(x[None])[0]
+        return self._run_tiled(x, t, tile_overlap, tiling)
+
+    # ----------------------------------------------------------------------------- public API
+    def translate_rgb(
+        self, rgb: np.ndarray, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> np.ndarray:
+        """(H, W, 3) float32 RGB in [0, 1], any H and W -> (H, W, 3) float32 in [0, 1].
+
+        ``tile``: None = automatic (tile only when a whole run would not fit in memory), 0 = whole
+        image, N = tiles of N pixels with ``tiling`` "exact" (same result as whole) or "blend".
+        """
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise UsageError(f"translate_rgb takes an (H, W, 3) array, got shape {rgb.shape}")
+        y = self.run_model(self._to_model(rgb), tile=tile, tile_overlap=tile_overlap, tiling=tiling)
+        return self._from_model(y)
+
+    def translate_rgb_batch(self, rgbs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Equal-sized (H, W, 3) [0, 1] images in one engine run (no tiling) -> list of (H, W, 3)."""
+        x = self._to_model(np.stack([np.asarray(r, dtype=np.float32) for r in rgbs]))
+        return list(self._from_model(self._run_whole(x)))
+
+    def translate_batch(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB frames of one size -> (N, H, W, 3) uint8, in one engine run."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
+        lo, hi = self.metadata.input_range
+        x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
+        y = self._run_whole(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        olo, ohi = self.metadata.output_range
+        out = (y.transpose(0, 2, 3, 1) - np.float32(olo)) * np.float32(255.0 / (ohi - olo))
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def translate(
+        self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> Any:
+        """A PIL image or an ndarray in, the same kind out: PIL keeps its mode, an ndarray its dtype and
+        channels (grayscale stays grayscale, alpha is passed through unchanged)."""
+        from imgxlate import images
+
+        decoded = images.from_array(image)
+        rgb = self.translate_rgb(decoded.rgb, tile=tile, tile_overlap=tile_overlap, tiling=tiling)
+        arr = images.to_array(rgb, decoded)
+        if isinstance(image, np.ndarray):
+            return arr
+        from PIL import Image
+
+        out = Image.fromarray(arr)
+        if out.mode != image.mode:
+            out = out.convert(image.mode)
+        if image.info.get("icc_profile"):
+            out.info["icc_profile"] = image.info["icc_profile"]
+        return out
+
+
+def load_model(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    to: str | None = None,
+    direction: str | None = None,
+    device: str = "auto",
+    threads: int = 0,
+) -> Translator:
+    """Find a generator (name, path or the default pair; ``to`` = target domain or ``direction``) and
+    create its ONNX Runtime session on ``device`` ("auto" | "cuda" | "cpu")."""
+    resolved = resolve_model(model, to=to, direction=direction)
+    engine = Engine(resolved.file.path, device=device, threads=threads)
+    for note in resolved.notes:
+        if "has no imgxlate metadata" in note:
+            warnings.warn(note, stacklevel=2)
+    return Translator(resolved, engine, resolved.notes)
+
+
+# --------------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class FileResult:
+    src: Path
+    dst: Path
+    status: str  # "converted" | "skipped" | "failed"
+    reason: str = ""
+    seconds: float = 0.0
+    width: int = 0
+    height: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["src"], d["dst"] = str(self.src), str(self.dst)
+        return d
+
+
+def _suffix_fn(fmt: str) -> Any:
+    from imgxlate import images
+
+    def suffix_for(src: Path) -> str:
+        return images.output_suffix(src.suffix, None, fmt)
+
+    return suffix_for
+
+
+def check_format(fmt: str) -> str:
+    from imgxlate import images
+
+    fmt = fmt.lower()
+    choices = ("same", *images.OUTPUT_FORMATS)
+    if fmt not in choices:
+        raise UsageError(f"unknown output format {fmt!r}; use one of {', '.join(choices)}")
+    return fmt
+
+
+def plan_conversion(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    fmt: str = "same",
+    overwrite: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    recursive: bool = True,
+) -> list[PlannedFile]:
+    """Every input file with its output path and, for files not to convert, why (skipped / failed)."""
+    fmt = check_format(fmt)
+    files = collect_inputs(inputs, out_dir=out_dir, include=include, exclude=exclude, recursive=recursive)
+    if not files:
+        shown = ", ".join(str(i) for i in inputs)
+        raise UsageError(f"no images found in {shown}; check the paths and --include/--exclude patterns")
+    return plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite)
+
+
+@dataclass
+class _Item:
+    plan: PlannedFile
+    decode: Future[Any] | None = None
+    write: Future[Any] | None = None
+    result: FileResult | None = None
+    seconds: float = 0.0
+    size: tuple[int, int] = (0, 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ImgxlateError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory; use a smaller --tile (e.g. --tile 512) or --device cpu"
+    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def run_plans(
+    plans: Sequence[PlannedFile],
+    *,
+    translator: Translator,
+    fmt: str = "same",
+    quality: int = 95,
+    max_pixels: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    tiling: str = "exact",
+    workers: int | None = None,
+    batch_size: int | None = None,
+) -> Iterator[FileResult]:
+    """Convert planned files; yield one FileResult per plan, in plan order.
+
+    Decoding and encoding run on a thread pool (Pillow and OpenCV release the GIL) while the main
+    thread runs the model, so inference, not I/O, is the bottleneck. Consecutive images of equal size
+    are batched (``batch_size``; default 4 on CUDA, 1 on CPU). Closing the iterator (or Ctrl-C) cancels
+    queued work and waits for writes in progress; each of those is atomic, so no partial file remains.
+    """
+    from imgxlate import images
+
+    fmt = check_format(fmt)
+    if tiling not in TILINGS:
+        raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
+    if max_pixels is None:
+        max_pixels = images.DEFAULT_MAX_PIXELS
+    if batch_size is None:
+        batch_size = 4 if translator.engine.on_cuda else 1
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if workers is None:
+        workers = max(2, min(4, os.cpu_count() or 2))
+    lookahead = workers + batch_size
+
+    def decode(path: Path) -> tuple[Any, float]:
+        return _timed(images.read_image, path, max_pixels=max_pixels)
+
+    def write(dst: Path, rgb: np.ndarray, like: Any) -> tuple[Any, float]:
+        return _timed(images.write_image, dst, rgb, like, fmt=fmt, quality=quality)
+
+    queue: deque[_Item] = deque(_Item(p) for p in plans)
+    decoding: deque[_Item] = deque()  # items handed to the pool for decoding, in order
+    done: deque[_Item] = deque()  # items whose result is known or being written, in order
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgxlate-io")
+
+    def feed() -> None:
+        while queue and len(decoding) < lookahead:
+            item = queue.popleft()
+            if item.plan.status == "pending":
+                item.decode = pool.submit(decode, item.plan.src)
+            decoding.append(item)
+
+    def finish(item: _Item) -> FileResult:
+        if item.result is not None:
+            return item.result
+        assert item.write is not None
+        try:
+            _, seconds = item.write.result()
+        except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
+            return FileResult(item.plan.src, item.plan.dst, "failed", _reason(exc), item.seconds,
+                              item.size[1], item.size[0])
+        return FileResult(item.plan.src, item.plan.dst, "converted", "", item.seconds + seconds,
+                          item.size[1], item.size[0])
+
+    def fail(item: _Item, exc: BaseException) -> None:
+        item.result = FileResult(item.plan.src, item.plan.dst, "failed", _reason(exc), item.seconds,
+                                 item.size[1], item.size[0])
+        done.append(item)
+
+    try:
+        feed()
+        while decoding:
+            item = decoding.popleft()
+            feed()
+            if item.decode is None:  # skipped or failed while planning
+                item.result = FileResult(item.plan.src, item.plan.dst, item.plan.status, item.plan.reason)
+                done.append(item)
+            else:
+                try:
+                    decoded, item.seconds = item.decode.result()
+                    item.extra["image"] = decoded
+                    item.size = (decoded.height, decoded.width)
+                except Exception as exc:  # noqa: BLE001 - unreadable file: report it, go on
+                    fail(item, exc)
+                else:
+                    _infer_group(item, decoding, translator, batch_size, tile, tile_overlap, tiling, feed,
+                                 pool, write, done, fail)
+            # Hand back finished results in order; block on the oldest when too much is in flight.
+            while done and (done[0].result is not None or (done[0].write is not None and done[0].write.done())
+                            or len(done) > lookahead):
+                yield finish(done.popleft())
+        while done:
+            yield finish(done.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _infer_group(
+    first: _Item,
+    decoding: deque[_Item],
+    translator: Translator,
+    batch_size: int,
+    tile: int | None,
+    tile_overlap: int,
+    tiling: str,
+    feed: Any,
+    pool: ThreadPoolExecutor,
+    write: Any,
+    done: deque[_Item],
+    fail: Any,
+) -> None:
+    """Run ``first`` (plus following decoded images of the same size, up to ``batch_size``) through the
+    model and queue their writes."""
+    h, w = first.size
+    group = [first]
+    whole = translator._tile_for(h, w, tile) == 0
+    while whole and len(group) < batch_size and decoding and decoding[0].decode is not None:
+        nxt = decoding[0]
+        try:
+            decoded, seconds = nxt.decode.result()
+        except Exception:  # noqa: BLE001 - handled when the item's own turn comes
+            break
+        if (decoded.height, decoded.width) != (h, w):
+            break
+        decoding.popleft()
+        nxt.seconds, nxt.size = seconds, (h, w)
+        nxt.extra["image"] = decoded
+        group.append(nxt)
+        feed()
+    t0 = time.perf_counter()
+    try:
+        if len(group) == 1:
+            outs = [translator.translate_rgb(first.extra["image"].rgb, tile=tile, tile_overlap=tile_overlap,
+                                             tiling=tiling)]
+        else:
+            outs = translator.translate_rgb_batch([it.extra["image"].rgb for it in group])
+    except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the batch
+        for it in group:
+            it.extra.clear()
+            fail(it, exc)
+        return
+    share = (time.perf_counter() - t0) / len(group)
+    for it, out in zip(group, outs):
+        it.seconds += share
+        it.write = pool.submit(write, it.plan.dst, out, it.extra.pop("image"))
+        done.append(it)
+
+
+def convert_paths(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    translator: Translator,
+    fmt: str = "same",
+    quality: int = 95,
+    overwrite: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    recursive: bool = True,
+    max_pixels: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    tiling: str = "exact",
+    workers: int | None = None,
+    batch_size: int | None = None,
+) -> Iterator[FileResult]:
+    """Translate every image under ``inputs`` into ``out_dir`` (mirrored tree); yield a FileResult per
+    file, in input order. Existing outputs are skipped unless ``overwrite``; inputs are never written."""
+    plans = plan_conversion(
+        inputs, out_dir, fmt=fmt, overwrite=overwrite, include=include, exclude=exclude, recursive=recursive
+    )
+    yield from run_plans(
+        plans,
+        translator=translator,
+        fmt=fmt,
+        quality=quality,
+        max_pixels=max_pixels,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tiling=tiling,
+        workers=workers,
+        batch_size=batch_size,
+    )
