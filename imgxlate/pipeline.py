@@ -244,23 +244,40 @@ class FileResult:
         return d
 
 
+def sniff_format(path: Path) -> str:
+    """The Pillow format name of a file from its first bytes, for the formats imgxlate writes
+    ("JPEG", "PNG", "WEBP", "TIFF"); "" for anything else (those are written as PNG)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return ""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    return ""
+
+
 def _suffix_fn(fmt: str) -> Any:
     from imgxlate import images
 
     def suffix_for(src: Path) -> str:
-        return images.output_suffix(src.suffix, None, fmt)
+        # The real format, not the suffix, decides for "same" (a PNG named .jpg stays a PNG with alpha).
+        return images.output_suffix(src.suffix, sniff_format(src) if fmt == "same" else "", fmt)
 
     return suffix_for
 
 
 def check_format(fmt: str) -> str:
+    """'PNG', 'jpeg', 'tif' -> 'png', 'jpg', 'tiff'; UsageError for an unknown format."""
     from imgxlate import images
 
-    fmt = fmt.lower()
-    choices = ("same", *images.OUTPUT_FORMATS)
-    if fmt not in choices:
-        raise UsageError(f"unknown output format {fmt!r}; use one of {', '.join(choices)}")
-    return fmt
+    return images.normalize_format(fmt)
 
 
 def plan_conversion(
