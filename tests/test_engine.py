@@ -1,0 +1,110 @@
+"""Engine: CPU sessions, device choice, and the "CUDA asked for but unavailable" errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgxlate import engine as eng
+from imgxlate.errors import DeviceError, InvalidModelError, UsageError
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test sees an un-cached CUDA probe."""
+    monkeypatch.setattr(eng, "_probe_result", None)
+
+
+def test_cpu_run_shapes_and_reuse(tiny_pair: Path) -> None:
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1)
+    assert e.provider == "CPUExecutionProvider" and e.note == ""
+    session = e.session
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 20)).astype(np.float32)
+    y = e.run(x)
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert np.all(np.abs(y) <= 1.0)
+    # Same session, deterministic output; each batch item independent of the others.
+    assert e.session is session
+    np.testing.assert_allclose(e.run(x[1:]), y[1:], atol=1e-5)
+    assert e.describe() == "running on CPUExecutionProvider"
+
+
+def test_run_rejects_wrong_shape(tiny_pair: Path) -> None:
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1)
+    with pytest.raises(UsageError, match="N, 3, H, W"):
+        e.run(np.zeros((3, 16, 16), np.float32))
+
+
+def test_threads_option_and_default(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=2)
+    assert e.session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert eng.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert eng.default_threads() == eng.physical_cores() >= 1
+
+
+def test_unknown_device() -> None:
+    with pytest.raises(UsageError, match="unknown device 'gpu'"):
+        eng.resolve_device("gpu")
+
+
+def test_cuda_requested_without_cuda_build(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eng, "available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(DeviceError) as info:
+        eng.Engine(tiny_pair / "a2b.onnx", device="cuda")
+    msg = str(info.value)
+    assert "--device cuda" in msg and "onnxruntime-gpu" in msg
+    assert info.value.exit_code == 2
+
+
+def test_cuda_requested_without_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eng, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(eng, "_driver_present", lambda: False)
+    with pytest.raises(DeviceError, match="no NVIDIA driver"):
+        eng.resolve_device("cuda")
+
+
+def test_cuda_provider_fails_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Driver 'present' but the provider cannot be created (here: no GPU, missing CUDA libraries):
+    ORT falls back to CPU silently; the probe must notice and say what to install."""
+    monkeypatch.setattr(eng, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(eng, "_driver_present", lambda: True)
+    ok, why = eng.probe_cuda()
+    if ok:  # pragma: no cover - a machine with a working GPU
+        pytest.skip("CUDA works here")
+    assert "onnxruntime-gpu[cuda,cudnn]" in why and "--device cpu" in why
+    with pytest.raises(DeviceError):
+        eng.resolve_device("cuda")
+
+
+def test_auto_falls_back_to_cpu_and_says_why(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eng, "available_providers", lambda: ["CPUExecutionProvider"])
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="auto", threads=1)
+    assert e.provider == "CPUExecutionProvider"
+    assert e.describe().startswith("running on CPUExecutionProvider (CUDA not available: ")
+
+
+def test_probe_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(eng, "_probe_cuda_uncached", lambda: calls.append(1) or (False, "x"))
+    eng.probe_cuda()
+    eng.probe_cuda()
+    assert calls == [1]
+
+
+def test_session_factory_makes_cpu_sessions_from_bytes(tiny_pair: Path) -> None:
+    make = eng.session_factory("cpu", threads=1)
+    sess = make((tiny_pair / "a2b.onnx").read_bytes())
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+    out = sess.run(None, {"input": np.zeros((1, 3, 8, 8), np.float32)})[0]
+    assert out.shape == (1, 3, 8, 8)
+
+
+def test_not_an_onnx_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a model")
+    with pytest.raises(InvalidModelError, match="cannot load"):
+        eng.Engine(bad, device="cpu")
