@@ -510,6 +510,16 @@ def _pil_to_arrays(im: PILImage.Image, path: Path | str) -> tuple[np.ndarray, np
         ) from exc
 
 
+def _fix_cmyk_polarity(im: PILImage.Image) -> PILImage.Image:
+    """Pillow reads every CMYK JPEG with Adobe's inverted polarity; undo that when there is no Adobe marker."""
+    if im.mode == "CMYK" and im.format in ("JPEG", "MPO") and "adobe" not in im.info:
+        fixed = im.point(lambda v: 255 - v)
+        fixed.info = dict(im.info)
+        fixed.format = im.format  # type: ignore[misc]
+        return fixed
+    return im
+
+
 def _cv2_decode(data: bytes, path: Path | str) -> np.ndarray:
     import cv2
 
@@ -622,10 +632,34 @@ def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+}
+
+
+def _magic_format(data: bytes) -> str:
+    for magic, name in _MAGIC.items():
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return ""
+
+
 def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
     head = data[:16]
     suffix = Path(str(path)).suffix.lower()
     hint = f" even though its name ends in {suffix}" if suffix else ""
+    known = _magic_format(data)
+    if known:
+        return _read_error(
+            path, f"it is a damaged {known} file (truncated or corrupt); re-export or re-download it"
+        )
     if data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3":
         what = "it looks like a video (MP4/MOV/MKV), not an image; convert videos with the video command"
     elif head.lstrip()[:1] in (b"<", b"{") or all(32 <= c < 127 or c in (9, 10, 13) for c in head):
@@ -647,7 +681,10 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
     except UnidentifiedImageError:
         im = None
     if im is None:
-        # Pillow does not know it; OpenCV reads a few more (float TIFF written by OpenCV, PFM, HDR).
+        # Pillow does not know it; OpenCV reads a few more: float TIFF (as OpenCV writes it), PFM, HDR.
+        # Only those are tried, since here nothing checked the pixel count before decoding.
+        if not (data[:4] in (b"II*\x00", b"MM\x00*") or data[:2] in (b"PF", b"Pf") or data[:2] == b"#?"):
+            raise _not_an_image(path, data)
         try:
             arr = _cv2_decode(data, path)
         except ImageReadError:
@@ -668,6 +705,7 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
         im.load()
     except Exception as exc:
         raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
+    im = _fix_cmyk_polarity(im)
     exif = _exif_of(im)
     try:
         orientation = int(im.getexif().get(_ORIENTATION_TAG, 1))
@@ -800,6 +838,7 @@ def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:
 
 def _decode_pil_object(im: PILImage.Image) -> DecodedImage:
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
+    im = _fix_cmyk_polarity(im)
     samples, alpha, _, grayscale = _pil_to_arrays(im, "<PIL image>")
     icc = im.info.get("icc_profile") or None
     cmyk = im.mode == "CMYK"
@@ -870,16 +909,19 @@ def normalize_format(fmt: str) -> str:
     return key
 
 
-def output_suffix(source_suffix: str, source_format: str, fmt: str, *, bit_depth: int = 8) -> str:
+def output_suffix(source_suffix: str, source_format: str | None, fmt: str, *, bit_depth: int = 8) -> str:
     """The suffix of the output file: ``fmt``'s, or for ``"same"`` the source's when it can be written.
 
     ``"same"`` keeps ``source_suffix`` (as spelled) for JPEG, PNG, WebP and TIFF sources whose suffix
     matches their format, the format's usual suffix when the name lies (a PNG called .jpg), and ".png"
     for everything else (GIF, BMP, PSD, arrays, ...) and for 16-bit sources in an 8-bit-only format.
+    ``source_format=None`` (planning before decoding): the format is taken from the suffix.
     """
     key = normalize_format(fmt)
     if key != "same":
         return _FMT_SUFFIX[key]
+    if source_format is None:
+        source_format = _SUFFIX_TO_PIL.get(source_suffix.lower(), "")
     pil = "JPEG" if source_format.upper() == "MPO" else source_format.upper()
     if pil not in _WRITABLE or (bit_depth > 8 and pil in ("JPEG", "WEBP")):
         return ".png"
@@ -1035,7 +1077,8 @@ def write_image(
                 if pil_fmt == "JPEG":
                     options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
                 elif pil_fmt == "WEBP":
-                    options.update(quality=int(quality), lossless=int(quality) == 100, method=4)
+                    # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
+                    options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
                 elif pil_fmt == "TIFF":
                     options.update(compression="tiff_adobe_deflate")
                 _pil_save(im, tmp, pil_fmt, options)
