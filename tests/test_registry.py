@@ -1,0 +1,235 @@
+"""Model lookup by name / path / target domain, install (file, folder, URL + sha256), remove."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imgxlate import registry as reg
+from imgxlate.errors import (
+    AmbiguousModelError,
+    ImgxlateError,
+    InvalidModelError,
+    ModelNotFoundError,
+    UsageError,
+)
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty user model folder and no bundled models."""
+    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
+    empty = tmp_path / "bundled"
+    empty.mkdir()
+    monkeypatch.setattr(reg, "bundled_models_dir", lambda: empty)
+    return tmp_path / "home" / "models"
+
+
+def strip_metadata(src: Path, dst: Path) -> Path:
+    import onnx
+
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.fixture()
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_user_folder_from_env(home: Path) -> None:
+    assert reg.user_models_dir() == home
+    assert reg.list_models() == []
+
+
+def test_default_name_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
+    assert reg.default_model_name() == reg.DEFAULT_MODEL == "vangogh2photo"
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
+    assert reg.default_model_name() == "horse2zebra"
+
+
+def test_load_pair_folder(tiny_pair: Path) -> None:
+    pair = reg.load_pair(tiny_pair)
+    assert pair.name == "horse2zebra" and pair.location == "path"
+    assert pair.domains == ("horse", "zebra")
+    assert pair.directions == ("a2b", "b2a")
+    assert pair.by_target("zebra").path.name == "a2b.onnx"
+    assert pair.by_target("Zebra").path.name == "a2b.onnx"
+    assert pair.by_direction("b2a").metadata.target == "horse"
+    assert pair.size_bytes == sum((tiny_pair / f).stat().st_size for f in ("a2b.onnx", "b2a.onnx"))
+
+
+def test_resolve_by_path_to_and_direction(tiny_pair: Path) -> None:
+    assert reg.resolve_model(tiny_pair, to="horse").file.path.name == "b2a.onnx"
+    assert reg.resolve_model(str(tiny_pair), direction="a2b").file.metadata.target == "zebra"
+    single = reg.resolve_model(tiny_pair / "b2a.onnx")
+    assert single.file.metadata.target == "horse" and single.notes == ()
+    with pytest.raises(UsageError, match="not both"):
+        reg.resolve_model(tiny_pair, to="horse", direction="a2b")
+    with pytest.raises(UsageError, match="unknown direction"):
+        reg.resolve_model(tiny_pair, direction="x2y")
+
+
+def test_neither_to_nor_direction_picks_one_and_says_so(tiny_pair: Path) -> None:
+    r = reg.resolve_model(tiny_pair)
+    assert r.file.direction == "a2b"
+    assert any("--to horse" in n for n in r.notes)
+
+
+def test_photo_domain_is_the_default_source(tmp_path: Path, tiny_pair: Path) -> None:
+    import dataclasses
+
+    pair = reg.load_pair(tiny_pair)
+    files = tuple(
+        dataclasses.replace(f, metadata=dataclasses.replace(
+            f.metadata, domain_a="vangogh", domain_b="photo",
+            source="vangogh" if f.direction == "a2b" else "photo",
+            target="photo" if f.direction == "a2b" else "vangogh"))
+        for f in pair.files
+    )
+    assert dataclasses.replace(pair, files=files).default_file().metadata.target == "vangogh"
+
+
+def test_typo_in_to_suggests(tiny_pair: Path) -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        reg.resolve_model(tiny_pair, to="zebr")
+    assert "no model translates to 'zebr'; did you mean 'zebra'?" in str(info.value)
+    assert "imgxlate models" in str(info.value)
+
+
+def test_missing_path_and_non_onnx(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        reg.resolve_model(tmp_path / "nope.onnx")
+    text = tmp_path / "model.bin"
+    text.write_text("hello")
+    with pytest.raises(InvalidModelError, match="not an ONNX model"):
+        reg.resolve_model(text)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08garbage that is not protobuf \xff\xff")
+    with pytest.raises(InvalidModelError):
+        reg.resolve_model(bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidModelError, match="neither a2b.onnx nor b2a.onnx"):
+        reg.resolve_model(tmp_path / "empty")
+
+
+def test_file_without_metadata_is_assumed_with_a_note(tmp_path: Path, tiny_pair: Path) -> None:
+    bare = strip_metadata(tiny_pair / "a2b.onnx", tmp_path / "mystyle.onnx")
+    r = reg.resolve_model(bare, to="anything")
+    assert r.file.assumed and r.pair.name == "mystyle"
+    assert r.file.metadata.input_range == (-1.0, 1.0)
+    assert any("no imgxlate metadata" in n for n in r.notes)
+    assert any("--to anything ignored" in n for n in r.notes)
+
+
+def test_default_model_missing(home: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="default model 'vangogh2photo' is not installed"):
+        reg.resolve_model()
+    with pytest.raises(ModelNotFoundError, match="no models are installed"):
+        reg.resolve_model(to="vangogh")
+
+
+def test_install_folder_list_resolve_remove(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = reg.install_model(tiny_pair)
+    assert pair.location == "user" and pair.path == home / "horse2zebra"
+    assert sorted(p.name for p in pair.path.iterdir()) == ["README.md", "a2b.onnx", "b2a.onnx"]
+    assert [p.name for p in reg.list_models()] == ["horse2zebra"]
+    assert not any(p.name.startswith(".") for p in home.iterdir())  # no staging left
+    # By name; --to without --model searches every pair when the default lacks the domain.
+    assert reg.resolve_model("horse2zebra", to="zebra").file.direction == "a2b"
+    assert reg.resolve_model(to="horse").pair.name == "horse2zebra"
+    with pytest.raises(ModelNotFoundError, match="did you mean 'zebra'"):
+        reg.resolve_model(to="zebr")
+    with pytest.raises(ModelNotFoundError, match="did you mean 'horse2zebra'"):
+        reg.resolve_model("horse2zebr")
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
+    assert reg.resolve_model().pair.name == "horse2zebra"
+    # Second install under the same name is refused; under another name, --to becomes ambiguous.
+    with pytest.raises(UsageError, match="already installed"):
+        reg.install_model(tiny_pair)
+    reg.install_model(tiny_pair, name="other")
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL")
+    with pytest.raises(AmbiguousModelError, match="horse2zebra, other"):
+        reg.resolve_model(to="zebra")
+    assert reg.remove_model("other") == home / "other"
+    assert not (home / "other").exists()
+    with pytest.raises(ModelNotFoundError, match="no user model named 'other'"):
+        reg.remove_model("other")
+
+
+def test_user_model_shadows_bundled(home: Path, tiny_pair: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    bundled = tmp_path / "bundled2"
+    shutil.copytree(tiny_pair, bundled / "horse2zebra")
+    monkeypatch.setattr(reg, "bundled_models_dir", lambda: bundled)
+    assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "bundled")]
+    with pytest.raises(UsageError, match="bundled"):
+        reg.remove_model("horse2zebra")
+    reg.install_model(tiny_pair)
+    assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "user")]
+
+
+def test_install_single_file_with_sha(home: Path, tiny_pair: Path, tmp_path: Path) -> None:
+    src = tiny_pair / "b2a.onnx"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    with pytest.raises(InvalidModelError, match="sha256 mismatch"):
+        reg.install_model(src, name="one", sha256="0" * 64)
+    assert not (home / "one").exists()
+    with pytest.raises(UsageError, match="64 hexadecimal"):
+        reg.install_model(src, name="one", sha256="abc")
+    pair = reg.install_model(src, name="one", sha256=digest.upper())
+    assert [p.name for p in pair.path.iterdir()] == ["b2a.onnx"]
+    assert pair.by_target("horse") is not None
+    with pytest.raises(UsageError, match="not usable as a folder name"):
+        reg.install_model(src, name="../evil")
+
+
+def test_install_rejects_broken_model(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx at all")
+    with pytest.raises(InvalidModelError):
+        reg.install_model(bad)
+    assert list(home.iterdir()) == []
+
+
+def test_install_from_url(home: Path, tiny_pair: Path, http_root: tuple[Path, str]) -> None:
+    root, base = http_root
+    shutil.copy(tiny_pair / "a2b.onnx", root / "h2z.onnx")
+    digest = hashlib.sha256((root / "h2z.onnx").read_bytes()).hexdigest()
+    seen: list[tuple[int, int | None]] = []
+    with pytest.raises(InvalidModelError, match="sha256 mismatch"):
+        reg.install_model(f"{base}/h2z.onnx", sha256="f" * 64)
+    assert list(home.iterdir()) == []
+    pair = reg.install_model(f"{base}/h2z.onnx", name="fromurl", sha256=digest,
+                             progress=lambda d, t: seen.append((d, t)))
+    assert pair.name == "fromurl" and pair.by_target("zebra") is not None
+    size = (root / "h2z.onnx").stat().st_size
+    assert seen[0] == (0, size) and seen[-1] == (size, size)
+    with pytest.raises(ImgxlateError, match="HTTP 404"):
+        reg.install_model(f"{base}/missing.onnx")
+    assert sorted(p.name for p in home.iterdir()) == ["fromurl"]
