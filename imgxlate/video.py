@@ -1023,7 +1023,7 @@ def convert_video(
                            reason=f"{fdir} already has frames (pass --overwrite to replace them)")
     info = probe_video(src)
     if s and info.duration and s >= info.duration:
-        raise UsageError(f"--start {s:g} s is past the end of {src.name} ({info.duration:.2f} s)")
+        raise VideoError(f"{src}: --start {s:g} s is past its end ({info.duration:.2f} s); give an earlier start")
     total = info.frames
     if info.fps > 0 and (s or d is not None):
         rest = max(0.0, (info.duration or 0.0) - (s or 0.0))
