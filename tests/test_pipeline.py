@@ -1,0 +1,170 @@
+"""The Python API: load_model, Translator (arrays, PIL, batches, tiling), convert_paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgxlate
+from imgxlate.errors import UsageError
+from imgxlate.pipeline import FileResult, Translator, _pad_nchw, convert_paths, load_model, sniff_format
+
+
+@pytest.fixture(scope="module")
+def translator(tiny_pair: Path) -> Translator:
+    return load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+
+
+def rand_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (h, w, 3)).astype(np.float32)
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, imgxlate; "
+        "assert 'onnxruntime' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules); "
+        "imgxlate.load_model; assert 'onnxruntime' not in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_package_reexports() -> None:
+    assert imgxlate.load_model is load_model
+    assert imgxlate.convert_paths is convert_paths
+    assert imgxlate.Translator is Translator and imgxlate.FileResult is FileResult
+    assert imgxlate.DEFAULT_MODEL == "vangogh2photo"
+
+
+def test_translator_fields(translator: Translator) -> None:
+    assert translator.metadata.target == "zebra"
+    assert translator.provider == "CPUExecutionProvider"
+    assert translator.engine.provider == translator.provider
+    assert translator.model_path.name == "a2b.onnx"
+
+
+def test_pad_reflect_and_symmetric() -> None:
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+    y = _pad_nchw(x, 4, 5)
+    assert y.shape == (1, 1, 4, 5)
+    np.testing.assert_array_equal(y[0, 0, 0], [0, 1, 2, 1, 0])  # reflect on the 3-wide axis
+    np.testing.assert_array_equal(y[0, 0, :, 0], [0, 3, 3, 0])  # symmetric: 2 rows cannot reflect 2
+    one = _pad_nchw(np.ones((1, 3, 1, 1), np.float32), 8, 8)
+    assert one.shape == (1, 3, 8, 8) and np.all(one == 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 7), (16, 16), (33, 18)])
+def test_translate_rgb_any_size(translator: Translator, shape: tuple[int, int]) -> None:
+    rgb = rand_rgb(*shape)
+    out = translator.translate_rgb(rgb, tile=0)
+    assert out.shape == rgb.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_translate_rgb_matches_engine_on_exact_sizes(translator: Translator) -> None:
+    rgb = rand_rgb(16, 24)
+    x = (rgb * 2 - 1).transpose(2, 0, 1)[None]
+    ref = (translator.engine.run(np.ascontiguousarray(x))[0].transpose(1, 2, 0) + 1) / 2
+    np.testing.assert_allclose(translator.translate_rgb(rgb, tile=0), np.clip(ref, 0, 1), atol=1e-6)
+    # The output depends on the input (the random model is not constant).
+    assert np.abs(translator.translate_rgb(rand_rgb(16, 24, 1), tile=0) - ref).max() > 1e-3
+
+
+def test_batch_matches_single(translator: Translator) -> None:
+    frames = (np.stack([rand_rgb(12, 20, s) for s in range(3)]) * 255).round().astype(np.uint8)
+    out = translator.translate_batch(frames)
+    assert out.shape == frames.shape and out.dtype == np.uint8
+    for i in range(3):
+        single = translator.translate_rgb(frames[i].astype(np.float32) / 255, tile=0)
+        assert np.abs(out[i].astype(int) - np.rint(single * 255).astype(int)).max() <= 1
+    rgb_batch = translator.translate_rgb_batch([f.astype(np.float32) / 255 for f in frames])
+    np.testing.assert_allclose(rgb_batch[2], translator.translate_rgb(frames[2] / 255.0, tile=0), atol=1e-5)
+    with pytest.raises(UsageError, match="uint8"):
+        translator.translate_batch(frames.astype(np.float32))
+
+
+def test_translate_pil_keeps_mode_size_and_alpha(translator: Translator) -> None:
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (9, 13, 4), dtype=np.uint8)
+    out = translator.translate(Image.fromarray(rgba, "RGBA"))
+    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == (13, 9)
+    np.testing.assert_array_equal(np.asarray(out)[..., 3], rgba[..., 3])
+    gray = translator.translate(Image.fromarray(rgba[..., 0], "L"))
+    assert gray.mode == "L" and gray.size == (13, 9)
+
+
+def test_translate_ndarray_keeps_dtype_and_channels(translator: Translator) -> None:
+    rng = np.random.default_rng(4)
+    u16 = rng.integers(0, 65536, (10, 11, 3), dtype=np.uint16)
+    out = translator.translate(u16)
+    assert out.dtype == np.uint16 and out.shape == u16.shape
+    la = rng.integers(0, 256, (10, 11, 2), dtype=np.uint8)
+    out2 = translator.translate(la)
+    assert out2.shape == la.shape
+    np.testing.assert_array_equal(out2[..., 1], la[..., 1])
+
+
+def test_exact_tiling_equals_whole(translator: Translator) -> None:
+    rgb = rand_rgb(44, 52, 5)
+    whole = translator.translate_rgb(rgb, tile=0)
+    tiled = translator.translate_rgb(rgb, tile=16, tiling="exact")
+    assert tiled.shape == whole.shape
+    np.testing.assert_allclose(tiled, whole, atol=2e-4)
+
+
+def test_blend_tiling_runs_and_is_close(translator: Translator) -> None:
+    rgb = rand_rgb(44, 52, 6)
+    whole = translator.translate_rgb(rgb, tile=0)
+    blended = translator.translate_rgb(rgb, tile=24, tile_overlap=8, tiling="blend")
+    assert blended.shape == whole.shape
+    # It is tiling.run_blended over the padded whole-image runner, mapped back to [0, 1].
+    from imgxlate.tiling import run_blended
+
+    ref = run_blended(translator._run_whole, (rgb * 2 - 1).transpose(2, 0, 1), 24, 8, 4)
+    np.testing.assert_allclose(blended, np.clip((ref.transpose(1, 2, 0) + 1) / 2, 0, 1), atol=1e-6)
+    # Per-tile InstanceNorm statistics differ (random weights, noise input): only correlated with whole.
+    assert np.corrcoef(blended.ravel(), whole.ravel())[0, 1] > 0.5
+    with pytest.raises(UsageError, match="unknown tiling"):
+        translator.translate_rgb(rgb, tile=24, tiling="bogus")
+
+
+def test_auto_tile_is_zero_for_small_images(translator: Translator) -> None:
+    assert translator.auto_tile(256, 256) == 0
+    assert translator._tile_for(100, 100, 128) == 0  # one tile covers it: run whole
+
+
+def test_sniff_format(tmp_path: Path) -> None:
+    p = tmp_path / "x.jpg"
+    Image.new("RGBA", (4, 4)).save(p, format="PNG")  # a PNG that lies about its suffix
+    assert sniff_format(p) == "PNG"
+    (tmp_path / "t.jpg").write_text("text")
+    assert sniff_format(tmp_path / "t.jpg") == ""
+
+
+def test_convert_paths_order_statuses_and_batching(tiny_pair: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, size in [("a.png", (20, 16)), ("b.png", (20, 16)), ("c.png", (20, 16)), ("sub/d.jpg", (9, 7))]:
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(src / name)
+    (src / "e.png").write_bytes(b"corrupt")
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+    out = tmp_path / "out"
+    results = list(convert_paths([src], out, translator=t, batch_size=3, workers=2))
+    assert [r.src.name for r in results] == ["a.png", "b.png", "c.png", "e.png", "d.jpg"]
+    assert [r.status for r in results] == ["converted"] * 3 + ["failed", "converted"]
+    assert "e.png" in results[3].reason or "image" in results[3].reason
+    assert (results[0].width, results[0].height) == (16, 20)
+    assert Image.open(out / "sub" / "d.jpg").size == (7, 9)
+    # Batched results equal one-at-a-time results.
+    single = t.translate(np.asarray(Image.open(src / "b.png")))
+    np.testing.assert_allclose(np.asarray(Image.open(out / "b.png")).astype(int), single.astype(int), atol=1)
+    again = list(convert_paths([src], out, translator=t))
+    assert [r.status for r in again] == ["skipped"] * 3 + ["failed", "skipped"]
+    with pytest.raises(UsageError, match="no images found"):
+        list(convert_paths([src], out, translator=t, include=["*.gif"]))
