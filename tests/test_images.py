@@ -746,7 +746,7 @@ def test_from_array_to_array_identity(
     back = to_array(d.rgb, d)
     assert back.shape == out_shape
     if np.issubdtype(dtype, np.floating):
-        assert back.dtype == np.float32 and np.allclose(back, a.reshape(out_shape), atol=1e-6)
+        assert back.dtype == dtype and np.allclose(back, a.reshape(out_shape), atol=1e-6)
     else:
         assert back.dtype == dtype and np.array_equal(back, a.reshape(out_shape))
 
