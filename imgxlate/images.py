@@ -52,9 +52,13 @@ Writing
     WebP has no gray mode and stores it as RGB). 16-bit sources give 16-bit PNG and TIFF outputs;
     JPEG and WebP are 8-bit. 16-bit RGB(A) PNGs are encoded by OpenCV and the ICC (iCCP) and EXIF
     (eXIf) chunks are spliced in; 16-bit gray+alpha PNGs use a small built-in encoder (OpenCV cannot
-    write two channels). Known losses: 16-bit RGB(A) TIFF outputs (written by OpenCV) carry neither
-    ICC nor EXIF; EXIF that Pillow cannot re-serialise into a TIFF/WebP is dropped with a warning.
-    WebP at ``quality=100`` is written lossless.
+    write two channels). TIFF outputs are deflate-compressed, or uncompressed when they carry EXIF
+    (Pillow can write the EXIF sub-IFD only without compression). WebP at ``quality=100`` is lossless.
+    Known losses: 16-bit RGB(A) TIFF outputs (written by OpenCV, LZW) carry neither ICC nor EXIF;
+    16-bit gray+alpha TIFF outputs are stored as 16-bit RGBA; EXIF that Pillow cannot re-serialise
+    (or over JPEG's 64 KB) is dropped with a warning; a TIFF source gives its descriptive tags
+    (make, model, date, artist, copyright, software) and its EXIF / GPS sub-IFDs, not its layout tags;
+    the colour-key transparency (tRNS) of 16-bit RGB PNGs is not read; XMP and IPTC are not copied.
 """
 
 from __future__ import annotations
@@ -1015,7 +1019,7 @@ def _write_bytes(tmp: Path, data: bytes) -> None:
 def _pil_save(im: PILImage.Image, tmp: Path, pil_fmt: str, options: dict[str, Any]) -> None:
     try:
         im.save(tmp, format=pil_fmt, **options)
-    except (OSError, ValueError, TypeError, KeyError, struct.error) as exc:
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:
         if "exif" not in options or isinstance(exc, OSError) and exc.errno is not None:
             raise
         warnings.warn(
@@ -1101,7 +1105,9 @@ def write_image(
                     # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
                     options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
                 elif pil_fmt == "TIFF":
-                    options.update(compression="tiff_adobe_deflate")
+                    # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD
+                    # (camera settings, capture date); its own writer can, uncompressed only.
+                    options.update(compression="raw" if exif else "tiff_adobe_deflate")
                 _pil_save(im, tmp, pil_fmt, options)
     except ImageWriteError:
         raise

@@ -650,6 +650,35 @@ def test_16bit_png_output_carries_icc_and_exif(tmp_path: Path) -> None:
     assert np.array_equal(_u16(read_image(out).alpha), a[..., 3])
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_exif_travels_to_every_output_format(tmp_path: Path, suffix: str) -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"
+    exif[0x0112] = 8
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"  # DateTimeOriginal, in the Exif sub-IFD
+    d = read_image(_save(Image.fromarray(_rand(4, 6)), tmp_path / "src.jpg", exif=exif.tobytes()))
+    assert d.rgb.shape[:2] == (6, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = write_image(tmp_path / ("out" + suffix), d.rgb, d)
+    got = Image.open(out).getexif()
+    assert got[0x010F] == "Cam" and got[0x0112] == 1
+    assert got.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    again = read_image(out)
+    assert again.rgb.shape[:2] == (6, 4)  # not rotated a second time
+    if suffix == ".tif":  # a TIFF source gives its descriptive tags, not its layout (strip offsets ...)
+        kept = Image.Exif()
+        kept.load(again.exif)
+        assert kept[0x010F] == "Cam" and 0x0111 not in kept and 0x0100 not in kept
+        assert kept.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+
+
+def test_gray_with_transparency_key(tmp_path: Path) -> None:
+    g = np.array([[5, 6], [7, 5]], np.uint8)
+    d = read_image(_save(Image.fromarray(g), tmp_path / "k.png", transparency=5))
+    assert d.grayscale and np.array_equal(d.alpha, [[0, 1], [1, 0]])
+
+
 def test_webp_and_jpeg_outputs(tmp_path: Path) -> None:
     rgba = _rand(6, 8, 4)
     rgba[0, 0, 3] = 0
