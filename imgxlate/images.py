@@ -11,8 +11,9 @@ Decoding
     RGB(A) TIFF, which Pillow would cut to 8 bits: those go through OpenCV (``IMREAD_UNCHANGED``).
     Palette images become RGB, or RGBA when they have transparency (tRNS); 1-bit, L, LA, 16-bit and
     32-bit integer and float gray are grayscale. Float samples are taken as [0, 1] and clipped
-    (bit depth reported as 16). CMYK JPEGs (Adobe-inverted or not: Pillow reads the APP14 marker)
-    become RGB through their ICC profile when they have one, else through Pillow's naive formula.
+    (bit depth reported as 16). CMYK JPEGs become RGB through their ICC profile when they have one,
+    else through Pillow's naive formula; Pillow assumes Adobe's inverted polarity for every CMYK JPEG,
+    which is undone for files without an Adobe APP14 marker.
     Animated images (GIF, APNG, WebP, multi-page TIFF): the first frame is converted, silently.
     Truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set). Images with more
     than ``max_pixels`` pixels are refused from their header, before anything is decoded.
@@ -26,11 +27,12 @@ Colour (ICC) policy
     The model was trained on sRGB photos, so it is fed sRGB:
 
     - RGB image with a non-sRGB profile (Adobe RGB, ProPhoto, Display P3, ...): pixels are converted
-      to sRGB on read and the output embeds an sRGB profile (``SRGB_PROFILE``). Matrix/TRC profiles
-      (nearly all RGB profiles) are converted in float32 with numpy at full 8/16-bit precision and
-      hard-clipped to the sRGB gamut (what LittleCMS does for these profiles); LUT-based profiles go
-      through ``PIL.ImageCms`` (8-bit sources; 16-bit sources with a LUT profile are left unconverted
-      with a warning and keep their profile).
+      to sRGB on read and the output embeds an sRGB profile (:func:`srgb_profile`). Matrix/TRC
+      profiles (nearly all RGB profiles) are converted in float32 with numpy at full 8/16-bit
+      precision, relative colorimetric, out-of-gamut colours clipped (LittleCMS gives the same within
+      one 8-bit level); LUT-based profiles go through ``PIL.ImageCms`` with its default perceptual
+      intent (8-bit sources; 16-bit sources with a LUT profile are left unconverted with a warning and
+      keep their profile).
     - CMYK with a CMYK profile: converted through ``ImageCms``; the output (RGB) embeds sRGB.
     - A profile that is sRGB already (same primaries and curves, or named sRGB): pixels untouched, the
       original profile bytes are embedded in the output.
@@ -41,7 +43,8 @@ Colour (ICC) policy
     - A broken profile, or one for another colour space than the pixels: ignored with a
       ``warnings.warn``; pixels are taken as sRGB and the output has no profile.
 
-    ``DecodedImage.icc_profile`` is always the profile to embed in the output. The writer drops it
+    PIL images given to :func:`from_array` follow the same policy and orientation rule; arrays are
+    taken as upright sRGB. ``DecodedImage.icc_profile`` is always the profile to embed in the output. The writer drops it
     when it does not fit the written colour space (a gray profile in a WebP, which is always RGB).
 
 Writing
@@ -96,6 +99,8 @@ _SUFFIX_TO_PIL = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
     ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
 }  # fmt: skip
+# Largest width/height each format's encoder accepts (WebP: 14-bit sizes; JPEG: 16-bit).
+_MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
 # ITU-R 601-2 luma, the weights of Pillow's convert("L"); they sum to 1 so gray in -> same gray out.
@@ -1017,6 +1022,7 @@ def _write_bytes(tmp: Path, data: bytes) -> None:
 
 
 def _pil_save(im: PILImage.Image, tmp: Path, pil_fmt: str, options: dict[str, Any]) -> None:
+    """Save with Pillow; EXIF that the format's writer rejects is left out with a warning."""
     try:
         im.save(tmp, format=pil_fmt, **options)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:
@@ -1062,6 +1068,12 @@ def write_image(
             pass
     rgb = _check_rgb(rgb)
     h, w = rgb.shape[:2]
+    limit = _MAX_SIDE.get(pil_fmt)
+    if limit is not None and max(h, w) > limit:
+        raise ImageWriteError(
+            f"cannot write {str(target)!r}: {pil_fmt} images can be at most {limit} pixels on a side and "
+            f"this one is {w}x{h}; choose --format png or tiff"
+        )
     alpha = _fit_alpha(like.alpha, h, w)
     if pil_fmt == "JPEG" and alpha is not None:
         rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # composite on white
@@ -1111,6 +1123,8 @@ def write_image(
                 _pil_save(im, tmp, pil_fmt, options)
     except ImageWriteError:
         raise
+    except (ValueError, RuntimeError, TypeError, KeyError, struct.error) as exc:
+        raise ImageWriteError(f"cannot write {str(target)!r}: the {pil_fmt} encoder failed ({exc})") from exc
     except OSError as exc:
         raise ImageWriteError(
             f"cannot write {str(target)!r}: {exc.strerror or exc}; check that the folder is writable and the "

@@ -725,6 +725,10 @@ def test_write_checks_format_and_quality(tmp_path: Path) -> None:
     assert write_image(tmp_path / "x.unknown", d.rgb, d, fmt="png").exists()
     with pytest.raises(UsageError, match="quality"):
         write_image(tmp_path / "x.jpg", d.rgb, d, quality=0)
+    wide = from_array(np.zeros((1, 16384, 3), np.uint8))
+    with pytest.raises(ImageWriteError, match="at most 16383"):
+        write_image(tmp_path / "wide.webp", wide.rgb, wide)
+    assert not (tmp_path / "wide.webp").exists()
 
 
 def test_output_suffix() -> None:
