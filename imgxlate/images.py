@@ -109,21 +109,48 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _pil_lock = threading.Lock()
 
 
+_HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+_plugins: dict[str, bool] = {}
+
+
 def _pil() -> Any:
     from PIL import Image
 
-    Image.init()
+    if not _plugins:
+        # HEIC/HEIF (iPhone photos) when the optional pillow-heif package is installed.
+        try:
+            import pillow_heif  # type: ignore[import-not-found]
+
+            pillow_heif.register_heif_opener()
+            _plugins["heif"] = True
+        except ImportError:
+            _plugins["heif"] = False
+        Image.init()
     return Image
+
+
+def _stub_formats(Image: Any) -> set[str]:
+    """Formats Pillow registers but cannot decode here (identify-only or handler-less stubs)."""
+    from PIL import ImageFile
+
+    stubs = {"EPS", "MPEG"}  # EPS needs Ghostscript; MPEG is identified, never decoded
+    for fmt, (factory, _accept) in Image.OPEN.items():
+        if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
+            stubs.add(fmt)
+    return stubs
 
 
 def _read_suffixes() -> frozenset[str]:
     Image = _pil()
-    # EPS needs Ghostscript; everything else Pillow registers for reading works out of the box.
-    return frozenset(
+    stubs = _stub_formats(Image)
+    readable = {
         ext.lower()
         for ext, fmt in Image.registered_extensions().items()
-        if fmt in Image.OPEN and fmt != "EPS"
-    )
+        if fmt in Image.OPEN and fmt not in stubs
+    }
+    # HEIC is listed even without pillow-heif so that folder walks report such files with a clear
+    # reason ("install pillow-heif") instead of skipping them silently.
+    return frozenset(readable | _HEIF_SUFFIXES)
 
 
 READ_SUFFIXES: frozenset[str] = _read_suffixes()
@@ -672,6 +699,9 @@ _MAGIC = {
 }
 
 
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
 def _magic_format(data: bytes) -> str:
     for magic, name in _MAGIC.items():
         if data.startswith(magic):
@@ -690,7 +720,16 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
         return _read_error(
             path, f"it is a damaged {known} file (truncated or corrupt); re-export or re-download it"
         )
-    if data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3":
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        what = (
+            "it is a HEIC/HEIF photo; install the pillow-heif package (pip install pillow-heif) to read "
+            "it, or convert it to JPEG first"
+        )
+    elif data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        what = (
+            "it is an AVIF image and this Pillow build cannot read AVIF; upgrade Pillow or convert it to PNG"
+        )
+    elif data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3":
         what = "it looks like a video (MP4/MOV/MKV), not an image; convert videos with the video command"
     elif head.lstrip()[:1] in (b"<", b"{") or all(32 <= c < 127 or c in (9, 10, 13) for c in head):
         what = f"it is a text file, not an image{hint}"

@@ -581,6 +581,16 @@ def test_unreadable_inputs_say_why(tmp_path: Path) -> None:
         read_image(tmp_path)
 
 
+def test_heic_without_plugin_says_what_to_install(tmp_path: Path) -> None:
+    if images._plugins.get("heif"):
+        pytest.skip("pillow-heif is installed here")
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    with pytest.raises(ImageReadError, match="pip install pillow-heif"):
+        read_image(path)
+    assert ".heic" in images.READ_SUFFIXES
+
+
 def test_odd_names_read_and_write(tmp_path: Path) -> None:
     a = _rand(4, 4)
     path = _save(Image.fromarray(a), tmp_path / "été 2014-08-01 17:41:55 ✓.png")
@@ -748,7 +758,7 @@ def test_output_suffix() -> None:
 def test_read_suffixes() -> None:
     assert {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"} <= images.READ_SUFFIXES
     assert all(s == s.lower() and s.startswith(".") for s in images.READ_SUFFIXES)
-    assert ".eps" not in images.READ_SUFFIXES
+    assert not {".eps", ".mpg", ".mpeg", ".h5", ".grib", ".bufr"} & images.READ_SUFFIXES
 
 
 # ----------------------------------------------------------------------------------------- arrays
