@@ -94,7 +94,7 @@ _FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
 # Pillow formats we write, and the suffix each gets when a new one is needed.
 _WRITABLE = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}
 _FMT_TO_PIL = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
-_FMT_SUFFIX = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
+_FMT_SUFFIX = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
 _SUFFIX_TO_PIL = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
     ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -768,30 +768,32 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
     width, height = im.size
     _check_pixels(path, width, height, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
-    try:
-        im.seek(0)
-        im.load()
-    except Exception as exc:
-        raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
-    icc = im.info.get("icc_profile") or None
-    im = _fix_cmyk_polarity(im)
-    exif = _exif_of(im)
-    try:
-        orientation = int(im.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
-        orientation = 1
-
+    # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,
+    # so OpenCV decodes them (and reports truncation) and Pillow only gives the metadata.
     use_cv2 = False
     gray_source = False
+    orientation_done = False
     ihdr = _png_ihdr(data)
     if fmt == "PNG" and ihdr is not None and ihdr[0] == 16 and ihdr[1] in (2, 4, 6):
-        use_cv2, gray_source = True, ihdr[1] == 4  # RGB / gray+alpha / RGBA 16-bit: Pillow drops to 8 bits
+        use_cv2, gray_source = True, ihdr[1] == 4
     elif fmt == "TIFF" and im.mode in ("RGB", "RGBA", "RGBX") and hasattr(im, "tag_v2"):
         bits = im.tag_v2.get(258, (8,))
         bits = bits if isinstance(bits, tuple) else (bits,)
         use_cv2 = max(bits) > 8
-        if use_cv2:
-            orientation = 1  # OpenCV's TIFF decoder applies the Orientation tag itself
+        orientation_done = use_cv2  # OpenCV's TIFF decoder applies the Orientation tag itself
+    if not use_cv2:
+        try:
+            im.seek(0)
+            im.load()
+        except Exception as exc:
+            raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
+    icc = im.info.get("icc_profile") or None
+    im = _fix_cmyk_polarity(im)
+    exif = _exif_of(im)
+    try:
+        orientation = 1 if orientation_done else int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
+        orientation = 1
     if use_cv2:
         samples, alpha, grayscale = _split_cv2(_cv2_decode(data, path), gray_source)
         cmyk = False
@@ -958,11 +960,11 @@ def to_array(rgb: np.ndarray, like: DecodedImage) -> np.ndarray:
     rgb = _check_rgb(rgb)
     h, w = rgb.shape[:2]
     alpha = _fit_alpha(like.alpha, h, w)
-    color = luminance(rgb) if like.grayscale else np.clip(rgb, 0.0, 1.0)
+    color = luminance(rgb) if like.grayscale else rgb
     if alpha is not None:
         color = np.concatenate([color[..., None] if color.ndim == 2 else color, alpha[..., None]], axis=-1)
     if like.array_dtype is not None:
-        return np.clip(color, 0.0, 1.0).astype(like.array_dtype)
+        return _unit_clip(color).astype(like.array_dtype)
     return quantize(color, like.bit_depth)
 
 

@@ -750,7 +750,7 @@ def test_output_suffix() -> None:
     assert output_suffix(".gif", None, "same") == ".png"
     assert output_suffix(".webp", None, "same") == ".webp"
     assert output_suffix(".png", "PNG", "JPEG") == ".jpg"
-    assert output_suffix(".png", "PNG", "tif") == ".tiff"
+    assert output_suffix(".png", "PNG", "tif") == ".tif"
     with pytest.raises(UsageError, match="did you mean 'webp'"):
         output_suffix(".png", "PNG", "wepb")
 
