@@ -343,7 +343,8 @@ def run_plans(
     Decoding and encoding run on a thread pool (Pillow and OpenCV release the GIL) while the main
     thread runs the model, so inference, not I/O, is the bottleneck. Consecutive images of equal size
     are batched (``batch_size``; default 4 on CUDA, 1 on CPU). Closing the iterator (or Ctrl-C) cancels
-    queued work and waits for writes in progress; each of those is atomic, so no partial file remains.
+    queued decodes and waits for the writes of images already translated; each write is atomic, so no
+    partial file remains (results of those last writes are not yielded; a rerun skips them).
     """
     from imgxlate import images
 
@@ -420,7 +421,12 @@ def run_plans(
         while done:
             yield finish(done.popleft())
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Stopped early (Ctrl-C, close()): drop decodes not started, but let every image already
+        # translated be written (each write is atomic and short), so no finished work is lost.
+        for item in (*decoding, *queue):
+            if item.decode is not None:
+                item.decode.cancel()
+        pool.shutdown(wait=True)
 
 
 def _infer_group(
