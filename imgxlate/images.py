@@ -1036,7 +1036,7 @@ def encode_png16(samples: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 3))
         + _png_chunk(b"IEND", b"")
     )
 
@@ -1157,6 +1157,10 @@ def write_image(
                 elif pil_fmt == "WEBP":
                     # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
                     options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
+                elif pil_fmt == "PNG":
+                    # zlib level 3: ~40% faster than Pillow's default 6 for ~5% larger files (writes
+                    # run beside inference and must keep up with a GPU).
+                    options.update(compress_level=3)
                 elif pil_fmt == "TIFF":
                     # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD
                     # (camera settings, capture date); its own writer can, uncompressed only.
