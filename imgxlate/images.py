@@ -66,13 +66,14 @@ Writing
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -668,25 +669,49 @@ def _apply_icc(
     return np.asarray(out).astype(np.float32) / np.float32(255.0), srgb_profile()
 
 
-def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
-    from PIL import UnidentifiedImageError
+@contextlib.contextmanager
+def _pillow_unlimited() -> Iterator[None]:
+    """Switch off Pillow's own decompression-bomb limit while held: ``max_pixels`` is the limit.
 
+    Pillow reads its limit from a module global (warning above it, refusing above twice it), in open()
+    and, for some formats (TIFF tiles, GIF frames), in load(). The lock keeps threads from seeing each
+    other's temporary setting; the user's value is restored afterwards.
+    """
     Image = _pil()
-    # Our own max_pixels check replaces Pillow's global one (which would warn or refuse at its own
-    # limit); the lock keeps threads from seeing each other's temporary setting.
     with _pil_lock:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
         try:
-            return Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as exc:  # a plugin checked anyway
-            raise _read_error(path, f"{exc}; raise the limit with --max-pixels") from exc
-        except UnidentifiedImageError:
-            raise
-        except Exception as exc:
-            raise _read_error(path, f"the file is corrupt ({exc})") from exc
+            yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
+    from PIL import UnidentifiedImageError
+
+    Image = _pil()
+    try:
+        with _pillow_unlimited():
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise
+    except Exception as exc:
+        raise _read_error(path, f"the file is corrupt ({exc})") from exc
+
+
+def _load_pil(im: PILImage.Image, path: Path | str) -> None:
+    """Decode frame 0; truncation and corruption become ImageReadError."""
+    Image = _pil()
+    limit = Image.MAX_IMAGE_PIXELS
+    # Only images above Pillow's own limit are decoded under the lock (rare, and memory-heavy anyway).
+    huge = limit is not None and im.size[0] * im.size[1] > limit
+    try:
+        with _pillow_unlimited() if huge else contextlib.nullcontext():
+            im.seek(0)
+            im.load()
+    except Exception as exc:
+        raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
 
 
 _MAGIC = {
@@ -782,11 +807,7 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
         use_cv2 = max(bits) > 8
         orientation_done = use_cv2  # OpenCV's TIFF decoder applies the Orientation tag itself
     if not use_cv2:
-        try:
-            im.seek(0)
-            im.load()
-        except Exception as exc:
-            raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
+        _load_pil(im, path)
     icc = im.info.get("icc_profile") or None
     im = _fix_cmyk_polarity(im)
     exif = _exif_of(im)

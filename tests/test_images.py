@@ -548,6 +548,20 @@ def test_decompression_bomb_refused_from_header(tmp_path: Path) -> None:
     assert "--max-pixels" not in str(err.value)
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".gif", ".png"])
+def test_pillow_global_limit_does_not_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    # Pillow warns above its MAX_IMAGE_PIXELS and refuses above twice it, in open() and for some
+    # formats in load(); max_pixels is the only limit, and the user's global is left as it was.
+    path = _save(Image.fromarray(_rand(20, 20)), tmp_path / f"x{suffix}")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(path).width == 20
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
 @pytest.mark.parametrize("kind", ["jpg", "png", "png16"])
 def test_truncated_files_are_errors(tmp_path: Path, kind: str) -> None:
     a = _rand(32, 32)
