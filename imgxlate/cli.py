@@ -319,18 +319,25 @@ def _list_models(as_json: bool) -> None:
             "`imgxlate models add PATH|URL` or pass --model PATH"
         )
         return
+    rows = [
+        (
+            p.name + (" (default)" if p.name == default else ""),
+            " <-> ".join(p.domains),
+            ", ".join(f"{f.direction}: {f.label}" for f in p.files),
+            _size(p.size_bytes),
+            f"{p.location}: {p.path}",
+        )
+        for p in pairs
+    ]
+    if not stdout.is_terminal:  # piped: one tab-separated line per model, never wrapped
+        for row in rows:
+            sys.stdout.write("\t".join(row) + "\n")
+        return
     table = Table(title=None, show_lines=False)
     for col in ("name", "domains", "directions", "size", "location"):
-        table.add_column(col)
-    for p in pairs:
-        mark = " (default)" if p.name == default else ""
-        table.add_row(
-            escape(p.name + mark),
-            escape(" <-> ".join(p.domains)),
-            escape(", ".join(f"{f.direction}: {f.label}" for f in p.files)),
-            _size(p.size_bytes),
-            escape(f"{p.location}: {p.path}"),
-        )
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
     stdout.print(table)
 
 

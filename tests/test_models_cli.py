@@ -1,0 +1,141 @@
+"""`imgxlate models` list / info / add (file, folder, URL with sha256) / remove."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imgxlate import registry
+from imgxlate.cli import app
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
+    empty = tmp_path / "bundled"
+    empty.mkdir()
+    monkeypatch.setattr(registry, "bundled_models_dir", lambda: empty)
+    return tmp_path / "home" / "models"
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def invoke(*args: str | Path) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_empty_list(home: Path) -> None:
+    res = invoke("models")
+    assert res.exit_code == 0 and "no models installed" in res.stdout
+    res = invoke("models", "list", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+
+
+def test_add_folder_list_info_remove(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    res = invoke("models", "add", tiny_pair)
+    assert res.exit_code == 0, res.output
+    assert "installed horse2zebra" in res.stdout
+    assert (home / "horse2zebra" / "a2b.onnx").is_file()
+
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
+    res = invoke("models")
+    assert res.exit_code == 0
+    assert "horse2zebra (default)" in res.stdout and "horse <-> zebra" in res.stdout
+    assert "a2b: horse -> zebra" in res.stdout and "user:" in res.stdout
+    rows = json.loads(invoke("models", "list", "--json").stdout)
+    assert rows[0]["name"] == "horse2zebra" and rows[0]["default"] is True
+    assert rows[0]["directions"] == {"a2b": "horse -> zebra", "b2a": "zebra -> horse"}
+    assert rows[0]["bytes"] > 0
+
+    res = invoke("models", "info", "horse2zebra")
+    assert res.exit_code == 0
+    assert "pair: horse2zebra" in res.stdout and "architecture:" in res.stdout and "b2a" in res.stdout
+    res = invoke("models", "info", "horse2zebr")
+    assert res.exit_code == 2 and "did you mean 'horse2zebra'" in res.stderr
+
+    # Installed by name, the default pair is used by convert with no --model.
+    res = invoke("models", "add", tiny_pair)
+    assert res.exit_code == 2 and "already installed" in res.stderr
+    res = invoke("models", "remove", "horse2zebra")
+    assert res.exit_code == 0 and not (home / "horse2zebra").exists()
+    res = invoke("models", "remove", "horse2zebra")
+    assert res.exit_code == 2 and "no user model named" in res.stderr
+
+
+def test_add_single_file_with_name(home: Path, tiny_pair: Path) -> None:
+    res = invoke("models", "add", tiny_pair / "b2a.onnx", "--name", "zebra-to-horse")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (home / "zebra-to-horse").iterdir()) == ["b2a.onnx"]
+    assert "zebra -> horse" in invoke("models").stdout
+
+
+def test_add_rejects_non_model(home: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"PK\x03\x04 a zip file, not a model")
+    res = invoke("models", "add", junk)
+    assert res.exit_code == 1 and "error:" in res.stderr and "Traceback" not in res.output
+    assert not home.exists() or list(home.iterdir()) == []
+    res = invoke("models", "add", tmp_path / "missing.onnx")
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+
+
+def test_add_url_with_sha256(home: Path, tiny_pair: Path, server: tuple[Path, str]) -> None:
+    root, base = server
+    shutil.copy(tiny_pair / "a2b.onnx", root / "horse2zebra-a2b.onnx")
+    digest = hashlib.sha256((root / "horse2zebra-a2b.onnx").read_bytes()).hexdigest()
+    url = f"{base}/horse2zebra-a2b.onnx"
+
+    res = invoke("models", "add", url, "--sha256", "0" * 64)
+    assert res.exit_code == 1 and "sha256 mismatch" in res.stderr
+    assert list(home.iterdir()) == []  # nothing installed, no temp left
+
+    res = invoke("models", "add", url, "--sha256", digest, "--name", "h2z")
+    assert res.exit_code == 0, res.output
+    assert (home / "h2z" / "a2b.onnx").read_bytes() == (root / "horse2zebra-a2b.onnx").read_bytes()
+    assert sorted(p.name for p in home.iterdir()) == ["h2z"]
+
+    res = invoke("models", "add", f"{base}/nothing-here.onnx")
+    assert res.exit_code == 1 and "HTTP 404" in res.stderr
+
+
+def test_convert_uses_installed_default(home: Path, tiny_pair: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    assert invoke("models", "add", tiny_pair).exit_code == 0
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (10, 6), (200, 30, 30)).save(tmp_path / "in" / "a.png")
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out", "--to", "horse")
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "out" / "a.png").size == (10, 6)
+    # Without the default set, --to still finds the one pair that makes horses.
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL")
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out2", "--to", "horse")
+    assert res.exit_code == 0, res.output
