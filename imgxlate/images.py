@@ -253,7 +253,7 @@ def _to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
 def reset_exif_orientation(exif: bytes) -> bytes:
     """Return EXIF bytes (``Exif\\0\\0`` + TIFF structure) with IFD0's Orientation set to 1.
 
-    Patches the one SHORT in place so everything else (maker notes and their offsets) stays byte-exact.
+    Patches the one value in place so everything else (maker notes and their offsets) stays byte-exact.
     Raises ValueError when the bytes are not a TIFF structure.
     """
     body = exif.removeprefix(_EXIF_HEADER)
@@ -270,8 +270,10 @@ def reset_exif_orientation(exif: bytes) -> bytes:
         if pos + 12 > len(body):
             raise ValueError("IFD0 entry outside the EXIF block")
         tag, typ, n = struct.unpack(e + "HHI", body[pos : pos + 8])
-        if tag == _ORIENTATION_TAG and typ == 3 and n == 1:  # SHORT, value inline in the first 2 bytes
+        if tag == _ORIENTATION_TAG and n == 1 and typ == 3:  # SHORT: inline, in the first 2 value bytes
             out[pos + 8 : pos + 10] = struct.pack(e + "H", 1)
+        elif tag == _ORIENTATION_TAG and n == 1 and typ == 4:  # LONG, as a few writers store it
+            out[pos + 8 : pos + 12] = struct.pack(e + "I", 1)
     return _EXIF_HEADER + bytes(out)
 
 

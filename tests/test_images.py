@@ -222,6 +222,10 @@ def test_reset_exif_orientation_patches_only_that_short(order: str) -> None:
     assert back[0x0112] == 1 and back[0x0110] == "Model X"
     with pytest.raises(ValueError):
         reset_exif_orientation(b"Exif\0\0garbage!")
+    # Orientation stored as a LONG by a sloppy writer: still reset (else viewers would rotate twice).
+    as_long = b"II*\x00" + struct.pack("<IHHHII", 8, 1, 0x0112, 4, 1, 6) + b"\0\0\0\0"
+    back.load(reset_exif_orientation(as_long))
+    assert back[0x0112] == 1
 
 
 def test_png_exif_orientation(tmp_path: Path) -> None:
