@@ -250,10 +250,12 @@ def _to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
     return np.clip(arr, 0, 65535).astype(np.float32) / np.float32(65535.0), 16
 
 
-def reset_exif_orientation(exif: bytes) -> bytes:
+def reset_exif_orientation(exif: bytes, *, drop_thumbnail: bool = True) -> bytes:
     """Return EXIF bytes (``Exif\\0\\0`` + TIFF structure) with IFD0's Orientation set to 1.
 
-    Patches the one value in place so everything else (maker notes and their offsets) stays byte-exact.
+    Patches values in place so everything else (maker notes and their offsets) stays byte-exact.
+    ``drop_thumbnail`` unlinks IFD1, the embedded preview: file browsers show it instead of the
+    pixels, and it would still show the untranslated image (its bytes stay, unreferenced).
     Raises ValueError when the bytes are not a TIFF structure.
     """
     body = exif.removeprefix(_EXIF_HEADER)
@@ -274,6 +276,9 @@ def reset_exif_orientation(exif: bytes) -> bytes:
             out[pos + 8 : pos + 10] = struct.pack(e + "H", 1)
         elif tag == _ORIENTATION_TAG and n == 1 and typ == 4:  # LONG, as a few writers store it
             out[pos + 8 : pos + 12] = struct.pack(e + "I", 1)
+    next_at = ifd0 + 2 + 12 * count  # offset of IFD1 (the thumbnail's IFD), 0 when there is none
+    if drop_thumbnail and next_at + 4 <= len(out):
+        out[next_at : next_at + 4] = b"\0\0\0\0"
     return _EXIF_HEADER + bytes(out)
 
 

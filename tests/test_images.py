@@ -222,6 +222,12 @@ def test_reset_exif_orientation_patches_only_that_short(order: str) -> None:
     assert back[0x0112] == 1 and back[0x0110] == "Model X"
     with pytest.raises(ValueError):
         reset_exif_orientation(b"Exif\0\0garbage!")
+    # IFD1 (the embedded preview, which would show the untranslated photo) is unlinked.
+    with_thumb = b"II*\x00" + struct.pack("<IHHHIHHI", 8, 1, 0x0112, 3, 1, 6, 0, 26)
+    with_thumb += struct.pack("<HHHIII", 1, 0x0103, 3, 1, 6, 0)
+    out = reset_exif_orientation(with_thumb)
+    assert out[6 + 22 : 6 + 26] == b"\0\0\0\0" and len(out) == 6 + len(with_thumb)
+    assert reset_exif_orientation(with_thumb, drop_thumbnail=False)[6 + 22 : 6 + 26] == struct.pack("<I", 26)
     # Orientation stored as a LONG by a sloppy writer: still reset (else viewers would rotate twice).
     as_long = b"II*\x00" + struct.pack("<IHHHII", 8, 1, 0x0112, 4, 1, 6) + b"\0\0\0\0"
     back.load(reset_exif_orientation(as_long))
