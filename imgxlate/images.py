@@ -838,8 +838,6 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
     else:
         rgb, depth = _to_unit(samples)
     alpha_f = _to_unit(alpha)[0] if alpha is not None else None
-    if alpha_f is not None and depth == 8 and alpha is not None and alpha.dtype == np.uint16:
-        depth = 16
     rgb = apply_orientation(rgb, orientation)
     alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
     return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, exif, path)
