@@ -47,6 +47,10 @@ Region = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open) in the tensor's
 # Tiles of jobs that read only bottleneck maps are at least this many bottleneck pixels on a side:
 # their memory is bounded by the stored maps anyway, and bigger tiles mean fewer halo rows and calls.
 _MIN_BOTTLENECK_TILE = 256
+# Pre-norm maps up to this many times the bottleneck's area (the half-resolution 2ngf maps of a ResNet
+# generator: 2 bottleneck maps of memory) are kept whole once computed, so the stem/downsampling and
+# first upsampling convs are not recomputed for later norms. Full-resolution maps are never kept.
+_STORE_AREA_RATIO = 4
 
 _UNARY: dict[str, Callable[..., np.ndarray]] = {
     "Relu": lambda x, out: np.maximum(x, 0, out=out),
@@ -151,6 +155,7 @@ class ExactTiler:
         self.output_name = graph.output[0].name
         self.ops: list[_Op] = []
         self._producer: dict[str, _Op] = {}
+        self._sessions: dict[tuple[str, tuple[str, ...]], Any] = {}
         spatial = {self.input_name}
         for node in graph.node:
             if node.op_type == "Constant":
@@ -167,6 +172,11 @@ class ExactTiler:
             self._producer[op.output] = op
         if self.output_name not in self._producer:
             raise _fail(self.path, "the output is not computed from the input")
+        self._consumers: dict[str, list[_Op]] = {}
+        for op in self.ops:
+            for t in dict.fromkeys(op.inputs):
+                self._consumers.setdefault(t, []).append(op)
+        self._consumers.setdefault(self.output_name, []).append(_Op("output", "output", [], ""))
         self.norms = [op for op in self.ops if op.kind == "norm"]
         for i, op in enumerate(self.norms):
             op.norm_index = i
@@ -297,8 +307,6 @@ class ExactTiler:
     def _parse_conv(
         self, node: Any, t: str, name: str, out: str, attrs: dict[str, Any], consts: dict[str, np.ndarray]
     ) -> _Op:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
 
         weight = consts.get(node.input[1]) if len(node.input) > 1 else None
         if weight is None or weight.ndim != 4:
@@ -323,18 +331,76 @@ class ExactTiler:
                 # output_padding rows (no input contributes) to be cut by the end pad.
                 if d[ax] * (k[ax] - 1) < s[ax] - 1 or opad[ax] > op.pe[ax]:
                     raise _fail(self.path, f"ConvTranspose {name!r} has an unsupported stride/padding")
-        # One session per conv: same op, same weights, no padding (the tiler pads at the true border).
-        node_attrs = {"kernel_shape": list(k), "strides": list(s), "dilations": list(d), "pads": [0, 0, 0, 0]}
-        node_attrs["group"] = int(attrs.get("group", 1))
-        inits = [numpy_helper.from_array(weight.astype(np.float32), "w")]
+        op.attrs["node"] = {
+            "kernel_shape": list(k),
+            "strides": list(s),
+            "dilations": list(d),
+            "pads": [0, 0, 0, 0],
+            "group": int(attrs.get("group", 1)),
+        }
+        op.consts = [weight.astype(np.float32), None if bias is None else bias.astype(np.float32)]
+        op.session = self._session(op, ())
+        return op
+
+    def _session(self, head: _Op, chain: tuple[_Op, ...]) -> Any:
+        """ORT session for conv ``head`` (pads 0: the tiler pads at the true border) followed by the
+        elementwise ``chain`` (norm with per-run statistics, activations, skip additions), so the
+        elementwise work runs inside ORT, fused and multi-threaded. Feeds: ``x``; per norm j
+        ``m{j}``, ``a{j}`` (and ``b{j}``); per tensor operand j ``e{j}``. Cached per (head, chain)."""
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        key = (head.name, tuple(op.name for op in chain))
+        cached = self._sessions.get(key)
+        if cached is not None:
+            return cached
+        weight, bias = head.consts
+        inits = [numpy_helper.from_array(weight, "w")]
         names = ["x", "w"]
         if bias is not None:
-            inits.append(numpy_helper.from_array(bias.astype(np.float32), "b"))
+            inits.append(numpy_helper.from_array(bias, "b"))
             names.append("b")
+        nodes = [helper.make_node(head.op_type, names, ["t0"], **head.attrs["node"])]
+        feeds = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "c", "h", "w"])]
+        chan = ["n", "c", 1, 1]
+        cur, prev_out = "t0", head.output
+        for j, op in enumerate(chain):
+            nxt = f"t{j + 1}"
+            if op.kind == "norm":
+                feeds += [helper.make_tensor_value_info(f"{v}{j}", TensorProto.FLOAT, chan) for v in "ma"]
+                nodes += [
+                    helper.make_node("Sub", [cur, f"m{j}"], [f"s{j}"]),
+                    helper.make_node("Mul", [f"s{j}", f"a{j}"], [f"p{j}" if op.consts[1].any() else nxt]),
+                ]
+                if op.consts[1].any():
+                    feeds.append(helper.make_tensor_value_info(f"b{j}", TensorProto.FLOAT, chan))
+                    nodes.append(helper.make_node("Add", [f"p{j}", f"b{j}"], [nxt]))
+            elif op.kind == "unary":
+                extra = {"alpha": op.attrs["alpha"]} if op.op_type == "LeakyRelu" else {}
+                nodes.append(helper.make_node(op.op_type, [cur], [nxt], **extra))
+            else:  # binary
+                operands, vi = [], 0
+                for i, c in enumerate(op.consts):
+                    if c is not None:
+                        inits.append(numpy_helper.from_array(c, f"c{j}_{i}"))
+                        operands.append(f"c{j}_{i}")
+                        continue
+                    t = op.inputs[vi]
+                    vi += 1
+                    if t == prev_out:
+                        operands.append(cur)
+                    else:
+                        feeds.append(
+                            helper.make_tensor_value_info(f"e{j}", TensorProto.FLOAT, ["n", "o", "oh", "ow"])
+                        )
+                        operands.append(f"e{j}")
+                nodes.append(helper.make_node(op.op_type, operands, [nxt]))
+            cur, prev_out = nxt, op.output
+        nodes.append(helper.make_node("Identity", [cur], ["y"]))
         g = helper.make_graph(
-            [helper.make_node(t, names, ["y"], **node_attrs)],
-            f"imgxlate_tile_{name}",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+            nodes,
+            f"imgxlate_tile_{head.name}",
+            feeds,
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "o", "oh", "ow"])],
             inits,
         )
@@ -342,10 +408,36 @@ class ExactTiler:
         m.ir_version = self._ir_version
         try:
             onnx.checker.check_model(m)
-            op.session = self._factory(m.SerializeToString())
+            session = self._factory(m.SerializeToString())
         except Exception as exc:
-            raise _fail(self.path, f"{t} {name!r} cannot run on its own: {exc}") from exc
-        return op
+            raise _fail(self.path, f"{head.op_type} {head.name!r} cannot run on its own: {exc}") from exc
+        self._sessions[key] = session
+        return session
+
+    def _chain(self, head: _Op, target: str, in_job: set[int]) -> tuple[_Op, ...]:
+        """Elementwise ops after conv ``head`` that can run inside its session: each consumes the
+        previous one's output, which nothing else reads and which is not the job's target."""
+        chain: list[_Op] = []
+        tail = head
+        while tail.output != target:
+            users = self._consumers.get(tail.output, [])
+            if len(users) != 1 or id(users[0]) not in in_job:
+                break
+            nxt = users[0]
+            if (
+                nxt.kind == "unary"
+                and nxt.op_type in ("Relu", "Tanh", "Sigmoid", "LeakyRelu", "Identity")
+                or nxt.kind == "norm"
+            ):
+                pass
+            elif nxt.kind == "binary" and head.kind == "conv":
+                # (a ConvTranspose output is cropped after the session, tensor operands would not fit)
+                pass
+            else:
+                break
+            chain.append(nxt)
+            tail = nxt
+        return tuple(chain)
 
     def _size_multiple(self) -> int:
         """Product of the downsampling strides on the way to the lowest resolution (4 for CycleGAN)."""
@@ -431,13 +523,33 @@ class ExactTiler:
         inplace: bool,
         norm: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
         sizes: dict[str, tuple[int, int]],
+        chain: tuple[_Op, ...] = (),
+        others: dict[str, tuple[np.ndarray, int, int]] | None = None,
     ) -> np.ndarray:
-        """Compute ``op``'s output exactly on ``reg`` from inputs given as (array, y0, x0)."""
+        """Compute ``op``'s output (for a conv with a ``chain``: the chain's last output) exactly on
+        ``reg`` from inputs given as (array, y0, x0); ``others`` holds the chain's tensor operands."""
         y0, y1, x0, x1 = reg
 
         def crop(v: tuple[np.ndarray, int, int], r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
             arr, ay, ax_ = v
             return arr[:, :, r0 - ay : r1 - ay, c0 - ax_ : c1 - ax_]
+
+        def conv(x: np.ndarray) -> np.ndarray:
+            feed = {"x": np.ascontiguousarray(x, dtype=np.float32)}
+            prev = op.output
+            for j, c in enumerate(chain):
+                if c.kind == "norm":
+                    mean, a, b = norm[c.norm_index]
+                    feed[f"m{j}"], feed[f"a{j}"] = mean, a
+                    if c.consts[1].any():
+                        feed[f"b{j}"] = b
+                elif c.kind == "binary":
+                    for t in c.inputs:
+                        if t != prev:
+                            assert others is not None
+                            feed[f"e{j}"] = np.ascontiguousarray(crop(others[t], y0, y1, x0, x1))
+                prev = c.output
+            return self._session(op, chain).run(None, feed)[0]
 
         if op.kind in ("unary", "norm"):
             x = crop(xs[0], y0, y1, x0, x1)
@@ -475,8 +587,7 @@ class ExactTiler:
         if op.kind == "convT":
             i0, i1 = self._need(op, 0, y0, y1, n_in[0])
             j0, j1 = self._need(op, 1, x0, x1, n_in[1])
-            x = np.ascontiguousarray(crop(xs[0], i0, i1, j0, j1))
-            y = op.session.run(None, {"x": x})[0]
+            y = conv(crop(xs[0], i0, i1, j0, j1))
             gy, gx = i0 * op.s[0] - op.pb[0], j0 * op.s[1] - op.pb[1]  # global position of y[0, 0]
             assert y0 >= gy and x0 >= gx and y1 - gy <= y.shape[2] and x1 - gx <= y.shape[3]
             return y[:, :, y0 - gy : y1 - gy, x0 - gx : x1 - gx]
@@ -504,7 +615,7 @@ class ExactTiler:
         x = x[:, :, q0 - sy : q1 - sy, r0 - sx : r1 - sx]
         if op.kind == "pad":
             return x
-        return op.session.run(None, {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return conv(x)
 
     def _subgraph(self, target: str, stored: dict[str, np.ndarray]) -> tuple[list[_Op], set[str]]:
         """Ops (graph order) computing ``target`` from stored tensors, and the stored tensors read."""
@@ -531,6 +642,16 @@ class ExactTiler:
         ops, _ = self._subgraph(target, stored)
         return all(op.norm_index in known for op in ops if op.kind == "norm")
 
+    @staticmethod
+    def _group_inputs(head: _Op, chain: tuple[_Op, ...]) -> list[str]:
+        """Tensors a (head, chain) group reads: the head's inputs and the chain's other operands."""
+        names = list(head.inputs)
+        prev = head.output
+        for op in chain:
+            names += [t for t in op.inputs if t != prev]
+            prev = op.output
+        return list(dict.fromkeys(names))
+
     def _job(
         self,
         target: str,
@@ -544,9 +665,22 @@ class ExactTiler:
         """Compute ``target`` tile by tile; keep it whole (``keep``) and/or accumulate per-channel
         float64 sums about a shift (``stats``). Returns (map or None, mean, var, count)."""
         ops, sources = self._subgraph(target, stored)
-        last_use: dict[str, int] = {}
+        # Conv heads with their fusable elementwise chains, each placed at its chain's last op (all
+        # of a chain's operands are computed by then).
+        in_job = {id(op) for op in ops}
+        position = {id(op): i for i, op in enumerate(ops)}
+        fused: set[int] = set()
+        placed: list[tuple[int, _Op, tuple[_Op, ...]]] = []
         for i, op in enumerate(ops):
-            for t in op.inputs:
+            if id(op) in fused:
+                continue
+            chain = self._chain(op, target, in_job) if op.kind in ("conv", "convT") else ()
+            fused.update(id(c) for c in chain)
+            placed.append((position[id(chain[-1])] if chain else i, op, chain))
+        groups = [(op, chain) for _, op, chain in sorted(placed, key=lambda g: g[0])]
+        last_use: dict[str, int] = {}
+        for i, (op, chain) in enumerate(groups):
+            for t in self._group_inputs(op, chain):
                 last_use[t] = i
         nh, nw = sizes[target]
         big = max(sizes[s][0] * sizes[s][1] for s in sources)
@@ -563,33 +697,37 @@ class ExactTiler:
         for ty0, ty1 in _chunks(nh, th):
             for tx0, tx1 in _chunks(nw, tw):
                 out = self._run_tile(
-                    ops, sources, last_use, stored, norm, sizes, target, (ty0, ty1, tx0, tx1)
+                    ops, groups, sources, last_use, stored, norm, sizes, target, (ty0, ty1, tx0, tx1)
                 )
                 if keep:
                     if full is None:
                         full = np.empty((1, out.shape[1], nh, nw), np.float32)
                     full[:, :, ty0:ty1, tx0:tx1] = out
                 if stats:
-                    v = out.astype(np.float64)
                     if shift is None:
                         # Sums about the first tile's mean: E[(x-c)^2] - E[x-c]^2 keeps its precision
                         # when |mean| >> std, unlike E[x^2] - E[x]^2.
-                        shift = v.mean(axis=(0, 2, 3), keepdims=True)
-                        s1 = np.zeros(v.shape[1])
-                        s2 = np.zeros(v.shape[1])
-                    v -= shift
-                    s1 += v.sum(axis=(0, 2, 3))
-                    s2 += np.einsum("nchw,nchw->c", v, v)
+                        shift = out.mean(axis=(0, 2, 3), dtype=np.float64, keepdims=True).astype(np.float32)
+                        s1 = np.zeros(out.shape[1])
+                        s2 = np.zeros(out.shape[1])
+                    # float32 sums along rows (numpy sums a contiguous axis pairwise: error ~ eps*log2 W),
+                    # then float64 across rows and tiles; no float64 copy of the tile.
+                    v = np.subtract(out, shift)
+                    s1 += v.sum(axis=3).sum(axis=(0, 2), dtype=np.float64)
+                    np.square(v, out=v)
+                    s2 += v.sum(axis=3).sum(axis=(0, 2), dtype=np.float64)
                     count += v.shape[2] * v.shape[3]
+                    del v
         if not stats:
             return full, None, None, 0
         assert shift is not None and s1 is not None and s2 is not None
         m = s1 / count
-        return full, shift.reshape(-1) + m, np.maximum(s2 / count - m * m, 0.0), count
+        return full, shift.reshape(-1).astype(np.float64) + m, np.maximum(s2 / count - m * m, 0.0), count
 
     def _run_tile(
         self,
         ops: list[_Op],
+        groups: list[tuple[_Op, tuple[_Op, ...]]],
         sources: set[str],
         last_use: dict[str, int],
         stored: dict[str, np.ndarray],
@@ -618,14 +756,16 @@ class ExactTiler:
         for s in sources:
             y0, y1, x0, x1 = regions[s]
             values[s] = (stored[s][:, :, y0:y1, x0:x1], y0, x0)
-        for i, op in enumerate(ops):
-            reg = regions[op.output]
+        for i, (op, chain) in enumerate(groups):
+            out_name = chain[-1].output if chain else op.output
+            reg = regions[out_name]
             xs = [values[t] for t in op.inputs]
             inplace = len(op.inputs) == 1 and op.inputs[0] in owned and last_use[op.inputs[0]] == i
-            y = self._forward(op, xs, (reg[0], reg[1], reg[2], reg[3]), inplace, norm, sizes)
-            values[op.output] = (y, reg[0], reg[2])
-            owned.add(op.output)
-            for t in op.inputs:
+            others = {t: values[t] for t in self._group_inputs(op, chain)}
+            y = self._forward(op, xs, (reg[0], reg[1], reg[2], reg[3]), inplace, norm, sizes, chain, others)
+            values[out_name] = (y, reg[0], reg[2])
+            owned.add(out_name)
+            for t in self._group_inputs(op, chain):
                 if last_use[t] == i:
                     values.pop(t, None)
                     owned.discard(t)
@@ -659,7 +799,7 @@ class ExactTiler:
         ]
         for op in self.norms:
             target = op.inputs[0]
-            keep = sizes[target][0] * sizes[target][1] == bottleneck
+            keep = sizes[target][0] * sizes[target][1] <= _STORE_AREA_RATIO * bottleneck
             full, mean, var, _ = self._job(target, stored, norm, sizes, tile, keep=keep, stats=True)
             assert mean is not None and var is not None
             if keep:
@@ -710,6 +850,8 @@ def _default_session(data: bytes) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # Each conv has its own session; per-session arenas would each keep their largest tile's buffers.
+    opts.enable_cpu_mem_arena = False
     return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
