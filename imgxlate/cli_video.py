@@ -146,6 +146,7 @@ def video(
     quiet: QuietOpt = False,
 ) -> None:
     """Translate videos frame by frame: same length, frame rate and size, original audio in sync."""
+    from imgxlate.video import VideoResult as VideoResultT
     from imgxlate.video import convert_video, parse_time
 
     results: list[VideoResult] = []
@@ -164,6 +165,12 @@ def video(
             translator = load_translator(model, to, direction, device, threads, quiet=quiet)
             plans = plan_videos(inputs, out, translator.metadata.target, frames_dir, frames_only)
             for src, dst, fdir in plans:
+                if dst is not None and dst.exists() and not overwrite:
+                    results.append(VideoResultT(src, dst, "skipped", reason="output exists (pass --overwrite "
+                                                "to replace it)"))
+                    if not quiet:
+                        stderr.print(f"skipped {escape(str(src))}: {escape(results[-1].reason)}")
+                    continue
                 with _progress(quiet) as progress:
                     task = progress.add_task(escape(src.name), total=None, rate="")
                     started = time.perf_counter()
