@@ -55,10 +55,11 @@ Writing
     WebP has no gray mode and stores it as RGB). 16-bit sources give 16-bit PNG and TIFF outputs;
     JPEG and WebP are 8-bit. 16-bit RGB(A) PNGs are encoded by OpenCV and the ICC (iCCP) and EXIF
     (eXIf) chunks are spliced in; 16-bit gray+alpha PNGs use a small built-in encoder (OpenCV cannot
-    write two channels). TIFF outputs are deflate-compressed, or uncompressed when they carry EXIF
-    (Pillow can write the EXIF sub-IFD only without compression). WebP at ``quality=100`` is lossless.
-    Known losses: 16-bit RGB(A) TIFF outputs (written by OpenCV, LZW) carry neither ICC nor EXIF;
-    16-bit gray+alpha TIFF outputs are stored as 16-bit RGBA; EXIF that Pillow cannot re-serialise
+    write two channels). 8-bit and gray TIFF outputs are deflate-compressed, or uncompressed when they
+    carry EXIF (Pillow can write the EXIF sub-IFD only without compression). WebP at ``quality=100`` is lossless.
+    16-bit RGB(A) TIFFs use a small built-in writer (:func:`encode_tiff16`: deflate + predictor, ICC
+    and EXIF with its sub-IFDs). Known losses: 16-bit gray+alpha TIFF outputs are stored as RGBA (few
+    readers take two 16-bit samples), without the gray profile; EXIF that Pillow cannot re-serialise
     (or over JPEG's 64 KB) is dropped with a warning; a TIFF source gives its descriptive tags
     (make, model, date, artist, copyright, software) and its EXIF / GPS sub-IFDs, not its layout tags;
     the colour-key transparency (tRNS) of 16-bit RGB PNGs is not read; XMP and IPTC are not copied.
@@ -1067,6 +1068,82 @@ def encode_png16(samples: np.ndarray) -> bytes:
     )
 
 
+# TIFF tags that describe the file's own layout: never copied from a source's EXIF into a TIFF's IFD0.
+_TIFF_LAYOUT_TAGS = frozenset(
+    {
+        256,
+        257,
+        258,
+        259,
+        262,
+        273,
+        277,
+        278,
+        279,
+        284,
+        317,
+        338,
+        339,
+        322,
+        323,
+        324,
+        325,
+        34675,
+        0x0201,
+        0x0202,
+    }
+)
+
+
+def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """(H, W, 3|4) uint16 -> 16-bit RGB(A) TIFF bytes with the ICC profile and EXIF embedded.
+
+    One deflate-compressed strip with the horizontal-differencing predictor (TIFF tag 317 = 2: each
+    sample minus its left neighbour, mod 2^16), little-endian; alpha is unassociated (ExtraSamples 2).
+    The IFD is serialised by Pillow, which also writes the EXIF and GPS sub-IFDs.
+    """
+    from PIL import TiffImagePlugin, TiffTags
+
+    h, w, c = samples.shape
+    diff = samples.astype("<u2")
+    diff[:, 1:] = samples[:, 1:] - samples[:, :-1]  # uint16 arithmetic wraps, as the predictor defines
+    strip = zlib.compress(diff.tobytes(), 3)
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    if exif:
+        try:
+            src = _pil().Exif()
+            src.load(exif)
+            for tag, value in src.items():
+                if (
+                    tag not in _TIFF_LAYOUT_TAGS
+                    and tag not in (0x8769, 0x8825)
+                    and not isinstance(value, dict)
+                ):
+                    ifd[tag] = value
+            for tag in (0x8769, 0x8825):  # Exif and GPS sub-IFDs
+                sub = {k: v for k, v in src.get_ifd(tag).items() if k != 0xA005}  # no interop pointer
+                if sub:
+                    ifd.tagtype[tag] = TiffTags.LONG
+                    ifd[tag] = sub
+        except Exception as exc:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
+            warnings.warn(
+                f"the EXIF data could not be written to the TIFF file ({exc}); it is left out", stacklevel=3
+            )
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    ifd[256], ifd[257], ifd[258] = w, h, (16,) * c
+    ifd[259] = 8  # Adobe deflate
+    ifd[262] = 2  # RGB
+    ifd[273] = 0  # strip offset: Pillow adds the end of the IFD and its data, where the strip goes
+    ifd[277], ifd[278], ifd[279] = c, h, len(strip)
+    ifd[284] = 1  # chunky
+    ifd[317] = 2  # horizontal differencing
+    if c == 4:
+        ifd[338] = (2,)  # unassociated alpha
+    if icc:
+        ifd[34675] = icc
+    return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + strip
+
+
 def _encode_cv2(samples: np.ndarray, ext: str) -> bytes:
     import cv2
 
@@ -1164,12 +1241,10 @@ def write_image(
                 if pil_fmt == "PNG":
                     raw = encode_png16(q) if q.ndim == 3 and q.shape[2] == 2 else _encode_cv2(q, ".png")
                     _write_bytes(tmp, _png_add_metadata(raw, icc, exif))
-                elif q.shape[2] == 2:  # 16-bit gray+alpha TIFF: OpenCV has no 2-channel TIFF; RGBA it is
-                    _write_bytes(
-                        tmp, _encode_cv2(np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2), ".tiff")
-                    )
                 else:
-                    _write_bytes(tmp, _encode_cv2(q, ".tiff"))
+                    # 16-bit gray+alpha TIFF is stored as RGBA: few readers (OpenCV, Pillow) take 2 samples.
+                    rgba = np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2) if q.shape[2] == 2 else q
+                    _write_bytes(tmp, encode_tiff16(rgba, icc if out_space == b"RGB " else None, exif))
             else:
                 # uint8 (H, W) -> L, (H, W, 2) -> LA, 3 -> RGB, 4 -> RGBA; uint16 (H, W) -> I;16
                 im = _pil().fromarray(q)

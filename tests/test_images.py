@@ -317,6 +317,14 @@ def test_non_srgb_profile_converted_and_srgb_embedded(tmp_path: Path) -> None:
     assert np.array_equal(_u8(again.rgb), _u8(d.rgb)) and again.icc_profile == srgb_profile()
 
 
+def test_16bit_gray_alpha_to_tiff_is_stored_as_rgba(tmp_path: Path) -> None:
+    la = _rand(3, 4, 2, np.uint16)
+    d = from_array(la)
+    e = read_image(write_image(tmp_path / "la.tif", d.rgb, d))
+    assert e.bit_depth == 16 and not e.grayscale  # documented: RGBA with R = G = B
+    assert np.array_equal(_u16(e.rgb[..., 1]), la[..., 0]) and np.array_equal(_u16(e.alpha), la[..., 1])
+
+
 def test_16bit_png_with_profile_converted_at_16_bits(tmp_path: Path) -> None:
     rgb8 = _rand(8, 8)
     rgb16 = rgb8.astype(np.uint16) * 257  # the same colours as the 8-bit image, in 16 bits
@@ -669,19 +677,28 @@ def test_lossless_round_trip_keeps_everything(tmp_path: Path, kind: str, suffix:
     assert _no_temp_files(tmp_path)
 
 
-def test_16bit_png_output_carries_icc_and_exif(tmp_path: Path) -> None:
-    a = _rand(4, 5, 4, np.uint16)
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_output_carries_icc_and_exif(tmp_path: Path, suffix: str, channels: int) -> None:
+    a = _rand(4, 5, channels, np.uint16)
     d = from_array(a)
-    d.icc_profile = srgb_profile()
+    d.icc_profile = ADOBE_ICC  # as kept from a source whose pixels were not converted
     exif = Image.Exif()
     exif[0x010F] = "Cam"
+    exif.get_ifd(0x8769)[0x9003] = "2020:01:02 03:04:05"
     d.exif = exif.tobytes()
-    out = write_image(tmp_path / "o.png", d.rgb, d)
+    out = write_image(tmp_path / ("o" + suffix), d.rgb, d)
+    if suffix == ".png":
+        Image.open(out).verify()  # chunk CRCs and order after splicing iCCP / eXIf
     im = Image.open(out)
-    im.verify()
-    im = Image.open(out)
-    assert im.info.get("icc_profile") == srgb_profile() and im.getexif()[0x010F] == "Cam"
-    assert np.array_equal(_u16(read_image(out).alpha), a[..., 3])
+    assert im.info.get("icc_profile") == ADOBE_ICC
+    assert im.getexif()[0x010F] == "Cam" and im.getexif().get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    again = read_image(out)  # Adobe RGB 16-bit: converted to sRGB at full precision on read
+    assert again.bit_depth == 16 and again.icc_profile == srgb_profile()
+    expect = images.shaper_to_srgb(a[..., :3], images._matrix_shaper(ADOBE_ICC), 65536)
+    assert np.max(np.abs(again.rgb - expect)) < 1e-5
+    if channels == 4:
+        assert np.array_equal(_u16(again.alpha), a[..., 3])
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
