@@ -351,6 +351,21 @@ def _png_with_icc(png: bytes, icc: bytes) -> bytes:
     return png[:33] + chunk + png[33:]
 
 
+def test_lut_profiles_go_through_imagecms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend the profile is LUT-based (no matrix/TRC reading): 8-bit goes through LittleCMS, 16-bit is
+    # left unconverted with a warning and keeps its profile.
+    monkeypatch.setattr(images, "_matrix_shaper", lambda icc: None)
+    rgb8 = _rand(6, 5)
+    d = read_image(_save(Image.fromarray(rgb8), tmp_path / "lut.png", icc_profile=ADOBE_ICC))
+    assert d.icc_profile == srgb_profile()
+    assert np.max(np.abs(d.rgb - _littlecms_to_srgb(rgb8, ADOBE_ICC))) * 255 <= 1.0
+    path = tmp_path / "lut16.png"
+    path.write_bytes(_png_with_icc(_cv2_encode(rgb8.astype(np.uint16) * 257, ".png"), ADOBE_ICC))
+    with pytest.warns(UserWarning, match="LUT-based"):
+        d16 = read_image(path)
+    assert d16.icc_profile == ADOBE_ICC and np.array_equal(_u8(d16.rgb), rgb8)
+
+
 def test_srgb_profile_keeps_pixels_and_bytes(tmp_path: Path) -> None:
     rgb8 = _rand(9, 7)
     path = _save(Image.fromarray(rgb8), tmp_path / "s.jpg", quality=90, icc_profile=srgb_profile())
@@ -425,6 +440,36 @@ def test_cmyk_jpeg_with_and_without_adobe_inversion(tmp_path: Path, adobe: bool)
         assert np.allclose(d.rgb[8, 16 * k + 8], rgb, atol=0.05), k
     out = write_image(tmp_path / ("o" + output_suffix(".jpg", d.format, "same")), d.rgb, d)
     assert Image.open(out).mode == "RGB"
+
+
+def _swapping_cmyk_profile() -> bytes:
+    """A CMYK printer profile (lut16 A2B0, XYZ PCS, 2-point grid) giving the naive CMYK->RGB colours
+    with red and blue swapped, so a test can tell that the profile was used."""
+    srgb_matrix = images._srgb_shaper().matrix  # linear sRGB -> XYZ (D50)
+    clut: list[int] = []
+    for c, m, y, k in np.ndindex(2, 2, 2, 2):  # first input channel varies slowest, as ICC orders it
+        r, g, b = (1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)
+        clut += [min(65535, round(v * 32768)) for v in srgb_matrix @ np.array([b, g, r])]  # u1Fixed15
+    mft2 = (
+        b"mft2\0\0\0\0" + bytes([4, 3, 2, 0]) + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+        + struct.pack(">HH", 2, 2) + struct.pack(">8H", *([0, 65535] * 4))
+        + struct.pack(f">{len(clut)}H", *clut) + struct.pack(">6H", *([0, 65535] * 3))
+    )  # fmt: skip
+    icc = bytearray(_icc(b"CMYK", {b"wtpt": D50, b"A2B0": mft2}))
+    icc[12:16] = b"prtr"
+    return bytes(icc)
+
+
+@pytest.mark.parametrize("adobe", [True, False])
+def test_cmyk_jpeg_with_profile_uses_it(tmp_path: Path, adobe: bool) -> None:
+    buf = io.BytesIO()
+    _cmyk_image(invert=not adobe).save(buf, "JPEG", quality=100, icc_profile=_swapping_cmyk_profile())
+    path = tmp_path / "cmyk_icc.jpg"
+    path.write_bytes(buf.getvalue() if adobe else _strip_adobe_app14(buf.getvalue()))
+    d = read_image(path)
+    assert d.icc_profile == srgb_profile()
+    for k, (_, rgb) in enumerate(CMYK_BLOCKS):
+        assert np.allclose(d.rgb[8, 16 * k + 8], rgb[::-1], atol=0.05), k  # red and blue swapped
 
 
 def test_palette_with_transparency_becomes_rgba(tmp_path: Path) -> None:
