@@ -1158,6 +1158,11 @@ def _encode_cv2(samples: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as fh:  # writable: Windows refuses to flush a read-only handle
+        os.fsync(fh.fileno())
+
+
 def _write_bytes(tmp: Path, data: bytes) -> None:
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -1267,6 +1272,7 @@ def write_image(
                     # (camera settings, capture date); its own writer can, uncompressed only.
                     options.update(compression="raw" if exif else "tiff_adobe_deflate")
                 _pil_save(im, tmp, pil_fmt, options)
+                _fsync(tmp)  # the data is on disk before the rename makes it the result
     except ImageWriteError:
         raise
     except (ValueError, RuntimeError, TypeError, KeyError, struct.error) as exc:
