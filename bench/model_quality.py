@@ -95,7 +95,7 @@ SIZE = 256  # the training size of the generators and of every image here
 HIRES = 1024
 # Classifier: crops of CROP_MIN..CROP_MAX px (scale jitter) resized to CLS_INPUT px; test-time 3x3 grid
 # of EVAL_CROP px crops. CLS_VERSION goes into the cache key: bump it when the classifier changes.
-CLS_VERSION = 1
+CLS_VERSION = 2
 CROP_MIN, CROP_MAX, CLS_INPUT, EVAL_CROP = 64, 96, 64, 80
 HELDOUT_FRACTION = 0.15
 FULL = {"photos": 15, "paintings": 15, "hires": 4, "steps": 1200}
@@ -357,12 +357,12 @@ def _build_classifier() -> Any:
     )
 
 
-def _to_input(crop: np.ndarray) -> Any:
-    """(s, s, 3) uint8 -> (1, 3, 64, 64) float in [-1, 1], antialiased bilinear resize."""
+def _to_input(crops: np.ndarray) -> Any:
+    """(N, s, s, 3) uint8 -> (N, 3, 64, 64) float in [-1, 1], antialiased bilinear resize."""
     import torch
     import torch.nn.functional as F
 
-    t = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    t = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     if t.shape[-1] != CLS_INPUT or t.shape[-2] != CLS_INPUT:
         t = F.interpolate(
             t, size=(CLS_INPUT, CLS_INPUT), mode="bilinear", antialias=True, align_corners=False
@@ -370,31 +370,28 @@ def _to_input(crop: np.ndarray) -> Any:
     return t
 
 
-def _random_crops(images: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator) -> Any:
-    import torch
+def _random_crops(images: list[np.ndarray], idx: np.ndarray, side: int, rng: np.random.Generator) -> Any:
+    """Random ``side`` px crops (clipped to the image), half of them mirrored: (len(idx), 3, 64, 64).
 
-    out = []
+    Every image here went through ``square``, so all have the same size and the crops stack.
+    """
+    crops = []
     for i in idx:
         img = images[int(i)]
         h, w = img.shape[:2]
-        lo, hi = min(CROP_MIN, h, w), min(CROP_MAX, h, w)
-        s = int(rng.integers(lo, hi + 1))
+        s = min(side, h, w)
         y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         crop = img[y : y + s, x : x + s]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        out.append(_to_input(crop))
-    return torch.cat(out)
+        crops.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
+    return _to_input(np.stack(crops))
 
 
 def _grid_crops(img: np.ndarray) -> Any:
-    import torch
-
     h, w = img.shape[:2]
     s = min(EVAL_CROP, h, w)
     ys = np.linspace(0, h - s, 3).round().astype(int)
     xs = np.linspace(0, w - s, 3).round().astype(int)
-    return torch.cat([_to_input(img[y : y + s, x : x + s]) for y in ys for x in xs])
+    return _to_input(np.stack([img[y : y + s, x : x + s] for y in ys for x in xs]))
 
 
 def vangogh_probability(net: Any, images: Sequence[np.ndarray]) -> np.ndarray:
@@ -459,8 +456,10 @@ def train_classifier(
     net.train()
     t1, running = time.perf_counter(), 0.0
     for step in range(steps):
-        xa = _random_crops(data["vangogh"], rng.integers(0, len(data["vangogh"]), half), rng)
-        xb = _random_crops(data["photo"], rng.integers(0, len(data["photo"]), half), rng)
+        # One crop size per step for both classes (scale jitter across steps; one resize call per batch).
+        side = int(rng.integers(CROP_MIN, CROP_MAX + 1))
+        xa = _random_crops(data["vangogh"], rng.integers(0, len(data["vangogh"]), half), side, rng)
+        xb = _random_crops(data["photo"], rng.integers(0, len(data["photo"]), half), side, rng)
         loss = loss_fn(net(torch.cat([xa, xb])), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -543,7 +542,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"training steps of the style classifier (default {FULL['steps']}, --quick {QUICK['steps']})",
     )
-    ap.add_argument("--threads", type=int, default=2, help="CPU threads for ONNX Runtime and PyTorch")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for ONNX Runtime")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -587,7 +586,9 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     photo_files, vangogh_files, trainphoto_files = _check_inputs(args)
     budget = QUICK if args.quick else FULL
     steps = args.classifier_steps or budget["steps"]
-    torch.set_num_threads(args.threads)
+    # The classifier's batches (32 x 3 x 64 x 64) are too small to gain from threads; on a busy machine
+    # a second thread made each step ~20x slower (spin-waiting), so it trains on one.
+    torch.set_num_threads(1)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
@@ -744,9 +745,20 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "timings_s": timings,
     }
     json_path = args.json or out / "quality.json"
-    write_bytes_atomic(json_path, (json.dumps(results, indent=2, allow_nan=True) + "\n").encode())
+    write_bytes_atomic(json_path, (json.dumps(_finite(results), indent=2, allow_nan=False) + "\n").encode())
     results["files"]["json"] = str(json_path)
     return results
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no inf/nan (a perfect cycle has infinite PSNR): write null instead."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def format_table(r: dict[str, Any]) -> str:
