@@ -106,7 +106,10 @@ def load_translator(
         warnings.simplefilter("ignore")  # the same notes are printed below
         translator = load_model(model, to=to, direction=direction, device=device, threads=threads)
     for note in translator.warnings:
-        if not quiet or "no imgxlate metadata" in note:
+        if note.startswith("translating "):  # which way the pair runs: information, not a problem
+            if not quiet:
+                stderr.print(f"note: {escape(note)}")
+        elif not quiet or "no imgxlate metadata" in note:
             print_warning(note)
     stderr.print(escape(translator.engine.describe()))
     return translator

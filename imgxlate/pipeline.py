@@ -188,8 +188,9 @@ class Translator:
     def translate(
         self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
     ) -> Any:
-        """A PIL image or an ndarray in, the same kind out: PIL keeps its mode, an ndarray its dtype and
-        channels (grayscale stays grayscale, alpha is passed through unchanged)."""
+        """A PIL image or an ndarray in, the same kind out: PIL keeps its mode (palette and 1-bit images
+        come back as RGB(A) / L), an ndarray its dtype and channels (grayscale stays grayscale, alpha
+        is passed through unchanged)."""
         from imgxlate import images
 
         decoded = images.from_array(image)
@@ -200,7 +201,9 @@ class Translator:
         from PIL import Image
 
         out = Image.fromarray(arr)
-        if out.mode != image.mode:
+        # Back to the input's mode, except palette / bilevel modes: re-quantising or dithering the
+        # translation would damage it, so those come back as RGB(A) / L.
+        if out.mode != image.mode and image.mode not in ("P", "PA", "1"):
             out = out.convert(image.mode)
         if image.info.get("icc_profile"):
             out.info["icc_profile"] = image.info["icc_profile"]
