@@ -1152,9 +1152,11 @@ def _run(src: Path, tmp: Path | None, info: VideoInfo, translator: Any,
         if written["frames"] == 0:
             where = f" between {start:g} s and the end" if start else ""
             raise VideoError(f"{src}: no video frames were decoded{where}; check --start/--duration and the file")
-        if start is None and duration is None and info.frames and written["frames"] < 0.9 * info.frames:
-            warnings.append(f"only {written['frames']} of {info.frames} frames could be decoded; the file may be "
-                            "truncated or damaged")
+        # The container's duration x frame rate is what the file claims; a truncated file still claims it.
+        expected = round(info.duration * info.fps) if info.duration > 0 and info.fps > 0 else info.frames
+        if start is None and duration is None and written["frames"] < 0.9 * expected:
+            warnings.append(f"only {written['frames']} of about {expected} frames could be decoded; the file "
+                            "may be truncated or damaged")
         audio = "none"
         if enc is not None:
             assert tmp is not None and video_tmp is not None

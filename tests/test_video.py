@@ -234,6 +234,16 @@ def test_bad_inputs_raise_and_leave_nothing(kind: str, clip: Path, translator, t
     assert not dst.exists() and leftovers(tmp_path) == []
 
 
+def test_truncated_faststart_file_converts_what_is_there_and_warns(clip: Path, translator, tmp_path: Path) -> None:
+    whole = tmp_path / "fs.mp4"
+    ffmpeg("-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(whole))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    r = video.convert_video(cut, tmp_path / "cut.out.mp4", translator, stabilize=False)
+    assert 0 < r.frames < 2 * FPS
+    assert any("truncated" in w for w in r.warnings)
+
+
 def test_interrupt_leaves_nothing(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "int.mp4"
 
