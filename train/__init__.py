@@ -1,9 +1,38 @@
 """imgxlate.train: CycleGAN training and ONNX export (needs the ``train`` extra: torch, onnx).
 
-This folder is installed as ``imgxlate.train``; always import it under that name.
+This folder is installed as ``imgxlate.train``; always import it under that name. The torch-backed
+names are imported on first use, so ``imgxlate-train --help`` and ``--version`` start quickly.
 """
 
-from imgxlate.train.config import TrainConfig
-from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, build_generator, init_weights
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "ResnetGenerator", "NLayerDiscriminator", "build_generator", "init_weights"]
+from typing import Any
+
+from imgxlate.train.config import TrainConfig
+
+__all__ = [
+    "NLayerDiscriminator",
+    "ResnetGenerator",
+    "TrainConfig",
+    "build_generator",
+    "export_checkpoint",
+    "init_weights",
+    "train",
+]
+
+_LAZY = {
+    "ResnetGenerator": "imgxlate.train.networks",
+    "NLayerDiscriminator": "imgxlate.train.networks",
+    "build_generator": "imgxlate.train.networks",
+    "init_weights": "imgxlate.train.networks",
+    "train": "imgxlate.train.loop",
+    "export_checkpoint": "imgxlate.train.loop",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'imgxlate.train' has no attribute {name!r}")

@@ -1,13 +1,14 @@
 """``imgxlate-train``: train a CycleGAN pair from two folders, resume it, export it to ONNX.
 
-    imgxlate-train --domain-a photos/ --domain-b paintings/ --out runs/p2v
-    imgxlate-train --resume runs/p2v
-    imgxlate-train export runs/p2v/checkpoints/last.pt --out models/p2v
+imgxlate-train --domain-a photos/ --domain-b paintings/ --out runs/p2v
+imgxlate-train --resume runs/p2v
+imgxlate-train export runs/p2v/checkpoints/last.pt --out models/p2v
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -15,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from imgxlate.train.config import TrainConfig
 from rich.console import Console
 
 from imgxlate._version import __version__
 from imgxlate.errors import ImgxlateError
-from imgxlate.train.config import TrainConfig
 
 stderr = Console(stderr=True)
 app = typer.Typer(
@@ -54,7 +55,9 @@ def _setup_logging(quiet: bool) -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
-    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    def show(
+        message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
         stderr.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
     warnings.showwarning = show
@@ -68,18 +71,23 @@ class _Progress:
         self.progress = None
         self.task = None
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> _Progress:  # noqa: PYI034
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"), console=stderr, transient=False,
+                TextColumn("[bold]train[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=stderr,
+                transient=False,
             )
             self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
 
@@ -103,7 +111,9 @@ def train_command(
     ctx: typer.Context,
     domain_a: str = typer.Option("", "--domain-a", help="Folder of domain A images (recursive)."),
     domain_b: str = typer.Option("", "--domain-b", help="Folder of domain B images (recursive)."),
-    out: str = typer.Option(_D.out, "--out", "-o", help="Run folder: checkpoints/, samples/, model/, log.jsonl."),
+    out: str = typer.Option(
+        _D.out, "--out", "-o", help="Run folder: checkpoints/, samples/, model/, log.jsonl."
+    ),
     resume: str = typer.Option(None, "--resume", help="Continue a run: its folder or a checkpoint .pt file."),
     name_a: str = typer.Option("", "--name-a", help="Name of domain A (default: its folder name)."),
     name_b: str = typer.Option("", "--name-b", help="Name of domain B (default: its folder name)."),
@@ -118,7 +128,9 @@ def train_command(
     upsample: str = typer.Option(_D.upsample, help="transpose (reference) or resize (no checkerboard)."),
     gan_mode: str = typer.Option(_D.gan_mode, help="lsgan or vanilla."),
     lambda_cycle: float = typer.Option(_D.lambda_cycle, help="Cycle-consistency weight."),
-    lambda_identity: float = typer.Option(_D.lambda_identity, help="Identity weight, times lambda-cycle; 0 = off."),
+    lambda_identity: float = typer.Option(
+        _D.lambda_identity, help="Identity weight, times lambda-cycle; 0 = off."
+    ),
     pool_size: int = typer.Option(_D.pool_size, help="Past fakes kept for each discriminator."),
     lr: float = typer.Option(_D.lr, help="Adam learning rate."),
     beta1: float = typer.Option(_D.beta1, help="Adam beta1."),
@@ -128,16 +140,22 @@ def train_command(
     max_steps: int = typer.Option(_D.max_steps, help="Stop after this many steps (0 = whole schedule)."),
     seed: int = typer.Option(_D.seed, help="Random seed (weights, data order, pools)."),
     device: str = typer.Option(_D.device, help="auto, cuda, cpu or mps."),
-    precision: str = typer.Option(_D.precision, help="auto (bf16 on CUDA if supported, else fp32), fp32, bf16, fp16."),
+    precision: str = typer.Option(
+        _D.precision, help="auto (bf16 on CUDA if supported, else fp32), fp32, bf16, fp16."
+    ),
     channels_last: bool = typer.Option(_D.channels_last, "--channels-last/--no-channels-last"),
     compile: bool = typer.Option(_D.compile, "--compile/--no-compile", help="torch.compile the networks."),
     threads: int = typer.Option(_D.threads, help="CPU threads for PyTorch (0 = default)."),
-    checkpoint_every: int = typer.Option(_D.checkpoint_every, help="Steps between checkpoints (0 = only at the end)."),
+    checkpoint_every: int = typer.Option(
+        _D.checkpoint_every, help="Steps between checkpoints (0 = only at the end)."
+    ),
     sample_every: int = typer.Option(_D.sample_every, help="Steps between sample grids (0 = none)."),
     log_every: int = typer.Option(_D.log_every, help="Steps between log.jsonl lines."),
     export: bool = typer.Option(_D.export, "--export/--no-export", help="Export ONNX models at the end."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or messages."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """Train a CycleGAN generator pair on two unpaired image folders (or resume one).
 
@@ -145,14 +163,14 @@ def train_command(
     """
     if ctx.invoked_subcommand is not None:
         return
+    quiet = quiet or os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
     _setup_logging(quiet)
     values = {k: v for k, v in ctx.params.items() if k not in ("resume", "quiet", "version")}
     try:
-        from imgxlate.train.loop import train
-
         if resume:
             explicit = {
-                k: v for k, v in values.items()
+                k: v
+                for k, v in values.items()
                 if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
             }
             cfg = None
@@ -162,8 +180,11 @@ def train_command(
                 stderr.print("[bold red]error:[/] pass --domain-a and --domain-b (or --resume RUN)")
                 raise typer.Exit(2)
             cfg = TrainConfig.from_dict(values)
+            cfg.validate()  # before importing torch: a typo answers at once
             explicit = {}
         command = "imgxlate-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        from imgxlate.train.loop import train  # torch: only now
+
         with _Progress(enabled=not quiet and sys.stderr.isatty()) as progress:
             result = train(cfg, resume=resume, overrides=explicit, on_step=progress, command=command)
     except ImgxlateError as err:
@@ -172,7 +193,8 @@ def train_command(
         stderr.print(
             f"done: {result.steps} steps, {result.images_per_s:.2f} images/s; checkpoint {result.checkpoint}"
             + (f"; models in {result.model_dir}" if result.model_dir else ""),
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -192,8 +214,11 @@ def export_command(
         _fail(err)
     if not quiet:
         for r in reports:
-            stderr.print(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, max |ORT - torch| {r.max_abs_diff:.1e})",
-                         highlight=False, soft_wrap=True)
+            stderr.print(
+                f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, max |ORT - torch| {r.max_abs_diff:.1e})",
+                highlight=False,
+                soft_wrap=True,
+            )
     else:
         _ = Path(out)
 

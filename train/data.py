@@ -83,7 +83,7 @@ def _srgb(img: Image.Image) -> Image.Image:
             # A grey profile cannot feed an RGB transform; grey values are taken as they are.
             return img
         return ImageCms.profileToProfile(img, src, dst, outputMode=out_mode)
-    except Exception:  # a broken profile must not lose the image
+    except Exception:  # noqa: BLE001 - a broken profile must not lose the image
         return img
 
 
@@ -157,7 +157,7 @@ def _header_ok(path: Path) -> bool:
         with Image.open(path) as img:
             img.size  # noqa: B018 - reading the header is the check
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - Pillow raises many types for bad files
         return False
 
 
@@ -193,7 +193,9 @@ class UnpairedDataset(torch.utils.data.Dataset):
 
     def permutation(self, epoch: int) -> np.ndarray:
         if epoch not in self._perm_cache:
-            self._perm_cache = {epoch: np.random.default_rng([self.seed, epoch, 0]).permutation(self.epoch_size)}
+            self._perm_cache = {
+                epoch: np.random.default_rng([self.seed, epoch, 0]).permutation(self.epoch_size)
+            }
         return self._perm_cache[epoch]
 
     def __len__(self) -> int:
@@ -207,14 +209,16 @@ class UnpairedDataset(torch.utils.data.Dataset):
                 continue
             try:
                 return load_rgb(path)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any decode failure skips the file
                 self.bad.add(path)
                 warnings.warn(
                     f"skipping unreadable training image {path} ({type(exc).__name__}: {exc})",
                     UnreadableImageWarning,
                     stacklevel=2,
                 )
-        raise TrainingError(f"none of the {len(files)} images of domain {domain} can be decoded; check the folder")
+        raise TrainingError(
+            f"none of the {len(files)} images of domain {domain} can be decoded; check the folder"
+        )
 
     def _augment(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         img = resize_shorter(img, self.load_size)
@@ -246,8 +250,9 @@ class EpochSampler(torch.utils.data.Sampler):
     ``(t * world + rank) * batch + j`` for j < batch, so ranks see disjoint samples.
     """
 
-    def __init__(self, steps_per_epoch: int, batch_size: int, start_step: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self, steps_per_epoch: int, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.steps_per_epoch = steps_per_epoch
         self.batch_size = batch_size
         self.start_step = start_step

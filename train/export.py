@@ -35,6 +35,7 @@ class ExportReport:
     max_abs_diff: float
     sizes: list[tuple[int, int]]
     bytes: int
+    model: Any = None  # the onnx.ModelProto written (a template for the other direction)
 
 
 def _torch_to_onnx_bytes(gen: torch.nn.Module, example: torch.Tensor) -> bytes:
@@ -62,16 +63,45 @@ def _torch_to_onnx_bytes(gen: torch.nn.Module, example: torch.Tensor) -> bytes:
     return program.model_proto.SerializeToString()
 
 
+def _reweighted(template: Any, gen: torch.nn.Module) -> Any | None:
+    """A copy of ONNX ``template`` (exported from a generator of the same architecture) carrying the
+    weights of ``gen``; None when its initializers do not map one to one onto ``gen``'s parameters.
+
+    The dynamo exporter names initializers by parameter path (``model.1.weight``), so the second
+    direction of a pair needs no second (slow) trace. The parity check afterwards still compares the
+    result with ``gen`` itself, so a wrong mapping cannot go unnoticed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    state = {k: v.detach().float().cpu().numpy() for k, v in gen.state_dict().items()}
+    model = onnx.ModelProto()
+    model.CopyFrom(template)
+    names = {init.name for init in model.graph.initializer}
+    if not set(state) <= names:
+        return None
+    for init in model.graph.initializer:
+        if init.name in state:
+            array = state[init.name]
+            if tuple(init.dims) != array.shape or init.data_type != onnx.TensorProto.FLOAT:
+                return None
+            init.CopyFrom(numpy_helper.from_array(array, init.name))
+    return model
+
+
 def export_generator(
     gen: torch.nn.Module,
     path: str | os.PathLike[str],
     metadata: ModelMetadata,
     verify_inputs: list[torch.Tensor] | None = None,
+    template: Any | None = None,
 ) -> ExportReport:
     """Export one generator to ``path`` (atomically) with ``metadata``; verify before renaming.
 
     ``verify_inputs``: (1, 3, H, W) tensors in [-1, 1] (real images preferably); default two random
-    inputs at ``image_size`` and at a size that is not a multiple of 4.
+    inputs at ``image_size`` and at a size that is not a multiple of 4. ``template``: an
+    ``onnx.ModelProto`` exported from a generator of the same architecture, reused with this
+    generator's weights instead of tracing again (falls back to tracing when it does not fit).
     """
     import onnx
     import onnxruntime as ort
@@ -85,8 +115,10 @@ def export_generator(
             torch.rand(1, 3, size, size, generator=g) * 2 - 1,
             torch.rand(1, 3, size // 2 + 6, size // 2 - 2, generator=g) * 2 - 1,
         ]
-    example = torch.zeros(1, 3, size, size)
-    model = onnx.load_from_string(_torch_to_onnx_bytes(gen, example))
+    model = _reweighted(template, gen) if template is not None else None
+    if model is None:
+        example = torch.zeros(1, 3, size, size)
+        model = onnx.load_from_string(_torch_to_onnx_bytes(gen, example))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata.to_json()
@@ -110,7 +142,7 @@ def export_generator(
             f"export check failed: ONNX Runtime differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE})"
         )
     write_bytes_atomic(path, data)
-    return ExportReport(path=path, max_abs_diff=worst, sizes=sizes, bytes=len(data))
+    return ExportReport(path=path, max_abs_diff=worst, sizes=sizes, bytes=len(data), model=model)
 
 
 def make_metadata(
@@ -186,10 +218,11 @@ def export_pair(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    reports = []
+    reports: list[ExportReport] = []
     for direction, gen, verify in (("a2b", gen_a2b, verify_a), ("b2a", gen_b2a, verify_b)):
         meta = make_metadata(direction, name_a, name_b, gen_config, image_size, steps, epochs, training)
-        reports.append(export_generator(gen, out_dir / f"{direction}.onnx", meta, verify))
+        template = reports[0].model if reports else None  # b2a reuses the a2b graph (same architecture)
+        reports.append(export_generator(gen, out_dir / f"{direction}.onnx", meta, verify, template))
     card = MODEL_CARD.format(
         pair=f"{name_a}2{name_b}",
         a=name_a,

@@ -15,22 +15,22 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from imgxlate._atomic import atomic_path
-from imgxlate.errors import DeviceError, TrainingError, UsageError
 from imgxlate.train import data as data_mod
 from imgxlate.train.config import RESUME_OVERRIDABLE, TrainConfig
 from imgxlate.train.losses import cycle_loss, discriminator_loss, generator_gan_loss, identity_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, build_generator, init_weights
 from imgxlate.train.pool import ImagePool
+from torch import nn
+
+from imgxlate._atomic import atomic_path
+from imgxlate.errors import DeviceError, TrainingError, UsageError
 
 log = logging.getLogger("imgxlate.train")
 
@@ -182,8 +182,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TrainingError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); it is damaged "
-                            "or not an imgxlate checkpoint") from exc
+        raise TrainingError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); it is damaged "
+            "or not an imgxlate checkpoint"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an imgxlate-train checkpoint")
     if int(ckpt.get("format_version", 0)) > CHECKPOINT_VERSION:
@@ -194,11 +196,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save to a temp file beside ``path``, fsync, rename: a kill leaves the old or new file."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -225,6 +226,7 @@ class TrainResult:
     images_per_s: float
     wall_time_s: float
     losses: dict[str, float]
+    trainer: Trainer | None = None  # the networks in memory (tests, notebooks)
 
 
 def _to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -268,7 +270,7 @@ class _JsonLog:
 def _tensorboard(out: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:
+    except Exception:  # noqa: BLE001 - tensorboard is optional; a broken install must not stop training
         return None
     return SummaryWriter(str(out / "tensorboard"))
 
@@ -299,8 +301,12 @@ class Trainer:
         for net in self.nets.values():
             net.to(rt.device, memory_format=fmt)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam([*self.d_a.parameters(), *self.d_b.parameters()], lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(
+            [*self.g_ab.parameters(), *self.g_ba.parameters()], lr=cfg.lr, betas=betas
+        )
+        self.opt_d = torch.optim.Adam(
+            [*self.d_a.parameters(), *self.d_b.parameters()], lr=cfg.lr, betas=betas
+        )
 
         def factor(step: int) -> float:
             return lr_factor(step, steps_per_epoch, cfg.epochs, cfg.epochs_decay)
@@ -325,14 +331,22 @@ class Trainer:
         if cfg.compile:
             g_ab, g_ba, d_a, d_b = (torch.compile(n) for n in (g_ab, g_ba, d_a, d_b))
             d_a_frozen, d_b_frozen = torch.compile(d_a_frozen), torch.compile(d_b_frozen)
-        self.call = {"G_ab": g_ab, "G_ba": g_ba, "D_a": d_a, "D_b": d_b, "D_a_frozen": d_a_frozen,
-                     "D_b_frozen": d_b_frozen}
+        self.call = {
+            "G_ab": g_ab,
+            "G_ba": g_ba,
+            "D_a": d_a,
+            "D_b": d_b,
+            "D_a_frozen": d_a_frozen,
+            "D_b_frozen": d_b_frozen,
+        }
 
     # -- state ------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "models": {k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()},
+            "models": {
+                k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()
+            },
             "generator_config": self.g_ab.config,
             "discriminator_config": self.d_a.config,
             "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
@@ -407,8 +421,12 @@ class Trainer:
         self.scaler.update()
         self.sched_g.step()
         self.sched_d.step()
-        losses = dict(zip(LOSS_NAMES, (loss_g_ab, loss_g_ba, loss_cyc_a, loss_cyc_b, loss_idt_a, loss_idt_b,
-                                       loss_d_a, loss_d_b)))
+        losses = dict(
+            zip(
+                LOSS_NAMES,
+                (loss_g_ab, loss_g_ba, loss_cyc_a, loss_cyc_b, loss_idt_a, loss_idt_b, loss_d_a, loss_d_b),
+            )
+        )
         self.last_images = [t[0].detach() for t in (real_a, fake_b, rec_a, real_b, fake_a, rec_b)]
         return {k: v.detach() for k, v in losses.items()}
 
@@ -421,24 +439,35 @@ class Trainer:
 # run
 
 
-def _batches(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    yield from loader
-
-
 def _verify_inputs(files: list[Path], size: int) -> list[torch.Tensor] | None:
     """Real images at the crop size and at an odd size that is not a multiple of 4, for the export check."""
     for path in files[:20]:
-        try:
-            return [data_mod.center_tensor(path, size, size), data_mod.center_tensor(path, size // 2 + 6, size // 2 - 2)]
-        except Exception:
-            continue
+        with contextlib.suppress(Exception):
+            odd = (size // 2 + 6, size // 2 - 2)  # e.g. 134x126 for 256: not multiples of 4
+            return [data_mod.center_tensor(path, size, size), data_mod.center_tensor(path, *odd)]
     return None
 
 
 def training_facts(ckpt: dict[str, Any]) -> dict[str, Any]:
-    keys = ("dataset_sizes", "steps", "epochs", "batch_size", "world_size", "precision", "device",
-            "wall_time_s", "images_per_s", "command", "gan_mode", "lambda_cycle", "lambda_identity", "lr",
-            "seed", "image_size", "load_size")
+    keys = (
+        "dataset_sizes",
+        "steps",
+        "epochs",
+        "batch_size",
+        "world_size",
+        "precision",
+        "device",
+        "wall_time_s",
+        "images_per_s",
+        "command",
+        "gan_mode",
+        "lambda_cycle",
+        "lambda_identity",
+        "lr",
+        "seed",
+        "image_size",
+        "load_size",
+    )
     facts = dict(ckpt.get("facts", {}))
     return {k: facts[k] for k in keys if k in facts}
 
@@ -473,9 +502,18 @@ def export_checkpoint(
     gcfg = {k: v for k, v in ckpt["generator_config"].items() if k in ("ngf", "n_blocks", "upsample")}
     facts = training_facts(ckpt)
     return export_pair(
-        gens["G_ab"], gens["G_ba"], out_dir, name_a, name_b, gcfg, image_size=size,
-        steps=int(ckpt["step"]), epochs=float(ckpt.get("epoch", 0.0)), training=facts,
-        verify_a=verify_a, verify_b=verify_b,
+        gens["G_ab"],
+        gens["G_ba"],
+        out_dir,
+        name_a,
+        name_b,
+        gcfg,
+        image_size=size,
+        steps=int(ckpt["step"]),
+        epochs=float(ckpt.get("epoch", 0.0)),
+        training=facts,
+        verify_a=verify_a,
+        verify_b=verify_b,
     )
 
 
@@ -525,6 +563,11 @@ def _train(
 ) -> TrainResult:
     out = Path(cfg.out).expanduser()
     ckpt_path = out / "checkpoints" / "last.pt"
+    if rt.is_main:
+        # temp files a killed save left behind (atomic_path removes its own on normal errors)
+        for stale in (out / "checkpoints").glob(".imgxlate-tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     if ckpt is None and ckpt_path.exists():
         raise TrainingError(
             f"{out} already holds a training run ({ckpt_path}); continue it with --resume {out} "
@@ -550,8 +593,16 @@ def _train(
     end = total if stop_after is None else min(total, start + stop_after)
 
     dataset = data_mod.UnpairedDataset(files_a, files_b, cfg.load_size, cfg.image_size, cfg.flip, cfg.seed)
-    loader = data_mod.make_loader(dataset, cfg.batch_size, start, spe, cfg.workers,
-                                  pin_memory=rt.device.type == "cuda", rank=rt.rank, world_size=rt.world_size)
+    loader = data_mod.make_loader(
+        dataset,
+        cfg.batch_size,
+        start,
+        spe,
+        cfg.workers,
+        pin_memory=rt.device.type == "cuda",
+        rank=rt.rank,
+        world_size=rt.world_size,
+    )
     jlog = tb = None
     if rt.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -631,11 +682,22 @@ def _train(
                 window_t, window_steps = now, 0
                 last = {k: float(v) / n_sum for k, v in sums.items()}
                 sums, n_sum = {}, 0
+                if not all(math.isfinite(v) for v in last.values()):
+                    # no checkpoint of the broken state: the last good one stays
+                    raise TrainingError(
+                        f"training diverged at step {step} (a loss is NaN or infinite); resume from the last "
+                        f"checkpoint with --resume {out} after lowering the risk: --precision fp32"
+                    )
                 if rt.is_main:
                     if jlog is not None and (step == end or (cfg.log_every and step % cfg.log_every == 0)):
-                        record = {"step": step, "epoch": round(step / spe, 4), "lr": trainer.lr,
-                                  "images_per_s": round(ips, 3), "time": round(now - t0 + wall_before, 2),
-                                  **{k: round(v, 6) for k, v in last.items()}}
+                        record = {
+                            "step": step,
+                            "epoch": round(step / spe, 4),
+                            "lr": trainer.lr,
+                            "images_per_s": round(ips, 3),
+                            "time": round(now - t0 + wall_before, 2),
+                            **{k: round(v, 6) for k, v in last.items()},
+                        }
                         jlog.write(record)
                         if tb is not None:
                             for k, v in last.items():
@@ -649,10 +711,6 @@ def _train(
                 save_sample_grid(out / "samples" / f"step_{step:06d}.png", [imgs[:3], imgs[3:]])
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != end:
                 checkpoint()
-            if not math.isfinite(float(losses["cycle_a"])):
-                checkpoint_note = "the last good checkpoint is kept" if ckpt_path.exists() else ""
-                raise TrainingError(f"training diverged at step {step} (loss is NaN/inf); {checkpoint_note}; "
-                                    "try --precision fp32 or a lower --lr")
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -669,10 +727,26 @@ def _train(
     if rt.is_main and cfg.export and step >= total:
         model_dir = out / "model"
         facts = facts_now()
-        export_checkpoint(ckpt_path, model_dir, _verify_inputs(files_a, cfg.image_size),
-                          _verify_inputs(files_b, cfg.image_size))
-        log.info("exported %s (a2b.onnx, b2a.onnx), %s steps, %.2f images/s", model_dir, step,
-                 facts["images_per_s"])
+        export_checkpoint(
+            ckpt_path,
+            model_dir,
+            _verify_inputs(files_a, cfg.image_size),
+            _verify_inputs(files_b, cfg.image_size),
+        )
+        log.info(
+            "exported %s (a2b.onnx, b2a.onnx), %s steps, %.2f images/s",
+            model_dir,
+            step,
+            facts["images_per_s"],
+        )
     seen = seen_before + (step - start) * images_per_step
-    return TrainResult(out, step, ckpt_path if rt.is_main else None, model_dir,
-                       seen / wall if wall > 0 else 0.0, wall, last)
+    return TrainResult(
+        out,
+        step,
+        ckpt_path if rt.is_main else None,
+        model_dir,
+        seen / wall if wall > 0 else 0.0,
+        wall,
+        last,
+        trainer,
+    )

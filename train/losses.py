@@ -29,9 +29,7 @@ def gan_loss(pred: torch.Tensor, target_is_real: bool, mode: str = "lsgan") -> t
     raise UsageError(f"unknown GAN loss {mode!r}; use one of {', '.join(GAN_MODES)}")
 
 
-def discriminator_loss(
-    pred_real: torch.Tensor, pred_fake: torch.Tensor, mode: str = "lsgan"
-) -> torch.Tensor:
+def discriminator_loss(pred_real: torch.Tensor, pred_fake: torch.Tensor, mode: str = "lsgan") -> torch.Tensor:
     """0.5 * (loss(real -> 1) + loss(fake -> 0)): halved so D learns slower than G (reference)."""
     return 0.5 * (gan_loss(pred_real, True, mode) + gan_loss(pred_fake, False, mode))
 

@@ -1,0 +1,179 @@
+"""imgxlate-train end to end: CliRunner in process (one training run with export, shared), plus
+subprocesses for the exit codes and messages a user sees."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from imgxlate.train.cli import app
+from imgxlate.train.loop import load_checkpoint
+from imgxlate.train.networks import build_generator
+from train_helpers import write_images
+from typer.testing import CliRunner
+
+from imgxlate.metadata import read_onnx_metadata
+
+TINY = [
+    "--ngf",
+    "8",
+    "--ndf",
+    "8",
+    "--n-blocks",
+    "2",
+    "--image-size",
+    "32",
+    "--load-size",
+    "36",
+    "--workers",
+    "0",
+    "--pool-size",
+    "3",
+    "--threads",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    write_images(root / "horses", 4, seed=1)
+    write_images(root / "zebras" / "nested", 3, seed=2, tint=60)
+    (root / "zebras" / "corrupt.jpg").write_bytes(b"\xff\xd8 truncated")
+    out = root / "my run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "--domain-a",
+            str(root / "horses"),
+            "--domain-b",
+            str(root / "zebras"),
+            "--out",
+            str(out),
+            "--max-steps",
+            "3",
+            "--sample-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--log-every",
+            "1",
+            *TINY,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "corrupt.jpg" in result.output  # skipped with a warning, not a crash
+    return out
+
+
+def test_training_writes_everything(run: Path) -> None:
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert (run / "samples" / "step_000002.png").is_file()
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3
+    for name in ("a2b.onnx", "b2a.onnx", "README.md"):
+        assert (run / "model" / name).is_file()
+    assert not list(run.rglob(".imgxlate-tmp-*"))
+    assert load_checkpoint(run)["step"] == 3
+
+
+def test_exported_models_match_checkpoint_and_carry_metadata(run: Path) -> None:
+    import onnxruntime as ort
+
+    ckpt = load_checkpoint(run)
+    for direction, key, source, target in (
+        ("a2b", "G_ab", "horses", "zebras"),
+        ("b2a", "G_ba", "zebras", "horses"),
+    ):
+        path = run / "model" / f"{direction}.onnx"
+        meta = read_onnx_metadata(str(path))
+        assert (meta.direction, meta.source, meta.target, meta.pair) == (
+            direction,
+            source,
+            target,
+            "horses2zebras",
+        )
+        assert meta.steps == 3 and meta.image_size == 32
+        assert meta.architecture["ngf"] == 8 and meta.architecture["n_blocks"] == 2
+        t = meta.training
+        assert t["dataset_sizes"] == {"horses": 4, "zebras": 3}
+        assert t["steps"] == 3 and t["batch_size"] == 1 and t["precision"] == "fp32"
+        assert t["device"].startswith("CPU") and t["wall_time_s"] > 0 and t["images_per_s"] > 0
+        assert t["command"].startswith("imgxlate-train")
+        gen = build_generator(ckpt["generator_config"])
+        gen.load_state_dict(ckpt["models"][key])
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        for h, w in ((32, 44), (22, 14)):  # a multiple of 4 and not
+            x = torch.rand(1, 3, h, w) * 2 - 1
+            with torch.no_grad():
+                ref = gen.eval()(x).numpy()
+            assert np.abs(sess.run(None, {"input": x.numpy()})[0] - ref).max() < 1e-4
+
+
+def test_export_subcommand_and_resume(run: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["export", str(run / "checkpoints" / "last.pt"), "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_onnx_metadata(str(tmp_path / "m" / "b2a.onnx")).steps == 3
+    result = runner.invoke(app, ["--resume", str(run), "--max-steps", "4", "--no-export", "-q"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(run)["step"] == 4
+    result = runner.invoke(app, ["--resume", str(run), "--ngf", "16"])
+    assert result.exit_code == 2 and "cannot change when resuming" in result.output
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "imgxlate.train", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    write_images(tmp_path / "b", 1, seed=0)
+    (tmp_path / "empty").mkdir()
+    # real processes: exit codes and stderr exactly as a user sees them
+    missing = _cli(
+        "--domain-a",
+        str(tmp_path / "nope"),
+        "--domain-b",
+        str(tmp_path / "b"),
+        "--out",
+        str(tmp_path / "r"),
+        *TINY,
+    )
+    assert missing.returncode == 1
+    assert (
+        "nope" in missing.stderr and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    )
+    bad = _cli("--domain-a", str(tmp_path / "b"), "--domain-b", str(tmp_path / "b"), "--precision", "fp8")
+    assert bad.returncode == 2 and "fp8" in bad.stderr and "Traceback" not in bad.stderr
+    version = _cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("imgxlate-train ")
+    # in process for the rest
+    runner = CliRunner()
+    empty = runner.invoke(
+        app,
+        [
+            "--domain-a",
+            str(tmp_path / "empty"),
+            "--domain-b",
+            str(tmp_path / "b"),
+            "--out",
+            str(tmp_path / "r"),
+            *TINY,
+        ],
+    )
+    assert empty.exit_code == 1 and "has no image files" in empty.output and "empty" in empty.output
+    noargs = runner.invoke(app, [])
+    assert noargs.exit_code == 2 and "--domain-a" in noargs.output
+    assert not (tmp_path / "r").exists()

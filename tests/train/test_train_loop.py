@@ -1,0 +1,118 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from imgxlate.train.loop import Runtime, Trainer, load_checkpoint, train
+from train_helpers import tiny_config
+
+from imgxlate.errors import TrainingError
+
+
+def test_steps_on_a_fixed_batch_reduce_the_cycle_loss(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = tiny_config(*folders, tmp_path / "run", lr=1e-3)
+    trainer = Trainer(cfg, Runtime(torch.device("cpu"), None, "fp32"), steps_per_epoch=100)
+    g = torch.Generator().manual_seed(0)
+
+    # smooth images (4x4 noise upsampled): reconstructable, unlike white noise
+    def smooth() -> torch.Tensor:
+        low = torch.rand(2, 3, 4, 4, generator=g) * 2 - 1
+        return torch.nn.functional.interpolate(low, size=(32, 32), mode="bilinear", align_corners=False)
+
+    a, b = smooth(), smooth()
+    before = {k: v.clone() for k, v in trainer.g_ab.state_dict().items()}
+    cycles = []
+    for _ in range(12):
+        losses = trainer.step(a, b)
+        cycles.append(float(losses["cycle_a"] + losses["cycle_b"]))
+        assert all(np.isfinite(float(v)) for v in losses.values())
+    assert np.mean(cycles[-3:]) < 0.85 * np.mean(cycles[:3])
+    assert any(not torch.equal(before[k], v) for k, v in trainer.g_ab.state_dict().items())
+
+
+def test_identity_off_skips_identity_compute(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    cfg = tiny_config(*folders, tmp_path / "run", lambda_identity=0.0, batch_size=2)
+    trainer = Trainer(cfg, Runtime(torch.device("cpu"), None, "fp32"), steps_per_epoch=10)
+    calls = []
+    trainer.g_ab.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    losses = trainer.step(torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32))
+    assert losses["idt_a"].item() == 0.0 and losses["idt_b"].item() == 0.0
+    assert calls == [2, 2]  # G_ab(a) and G_ab(fake_a): no identity batch
+
+
+def _params(run: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return load_checkpoint(run)["models"]
+
+
+def test_resume_is_exact(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    kw = {"max_steps": 6, "batch_size": 2, "checkpoint_every": 0, "epochs": 2, "epochs_decay": 2}
+    straight = train(tiny_config(*folders, tmp_path / "straight", **kw))
+    assert straight.steps == 6
+    half = train(tiny_config(*folders, tmp_path / "split", **kw), stop_after=3)
+    assert half.steps == 3 and load_checkpoint(tmp_path / "split")["step"] == 3
+    resumed = train(resume=tmp_path / "split")
+    assert resumed.steps == 6
+    p1, p2 = _params(tmp_path / "straight"), _params(tmp_path / "split")
+    for net in p1:
+        for name in p1[net]:
+            assert torch.allclose(p1[net][name], p2[net][name], atol=1e-6, rtol=0), (net, name)
+    # the log has one line per step, none duplicated by the resume
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))
+
+
+def test_refuses_to_overwrite_a_run_and_rejects_math_overrides(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train(tiny_config(*folders, tmp_path / "run", max_steps=1))
+    with pytest.raises(TrainingError, match="--resume"):
+        train(tiny_config(*folders, tmp_path / "run", max_steps=1))
+    with pytest.raises(Exception, match="cannot change when resuming"):
+        train(resume=tmp_path / "run", overrides={"lr": 1.0})
+    with pytest.raises(TrainingError, match="no checkpoints"):
+        train(resume=tmp_path)
+
+
+def test_sigkill_leaves_a_loadable_checkpoint(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from train_helpers import tiny_config; from imgxlate.train.loop import train;"
+        "from pathlib import Path;"
+        "train(tiny_config(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),"
+        " max_steps=100000, checkpoint_every=1, log_every=1))"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(Path(__file__).parent), *map(str, folders), str(run)],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    ckpt = run / "checkpoints" / "last.pt"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if ckpt.exists() and len((run / "log.jsonl").read_text().splitlines()) >= 4:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"trainer exited early: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.05)
+        else:
+            pytest.fail("no checkpoint within 120 s")
+        time.sleep(0.3)  # land the kill at a random point, likely inside a save
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = load_checkpoint(run)
+    assert state["step"] >= 3
+    result = train(resume=run, overrides={"max_steps": state["step"] + 2})
+    assert result.steps == state["step"] + 2
+    assert not list((run / "checkpoints").glob(".imgxlate-tmp-*"))

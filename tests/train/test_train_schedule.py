@@ -1,0 +1,34 @@
+import itertools
+
+import pytest
+from imgxlate.train.config import TrainConfig
+from imgxlate.train.data import steps_per_epoch
+from imgxlate.train.loop import lr_factor, total_steps
+
+
+def test_lr_constant_then_linear_to_zero() -> None:
+    spe, epochs, decay = 10, 2, 4
+    assert [lr_factor(s, spe, epochs, decay) for s in (0, 5, 19)] == [1.0, 1.0, 1.0]
+    assert lr_factor(20, spe, epochs, decay) == 1.0  # decay starts at the first step after the constant part
+    assert lr_factor(30, spe, epochs, decay) == pytest.approx(0.75)
+    assert lr_factor(40, spe, epochs, decay) == pytest.approx(0.5)
+    assert lr_factor(59, spe, epochs, decay) == pytest.approx(1 / 40)
+    assert lr_factor(60, spe, epochs, decay) == 0.0
+    assert lr_factor(1000, spe, epochs, decay) == 0.0
+    assert lr_factor(5, spe, 0, 0) == 0.0
+    # monotone non-increasing over the whole schedule
+    values = [lr_factor(s, spe, epochs, decay) for s in range(70)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+
+
+def test_steps_and_epochs() -> None:
+    assert steps_per_epoch(1067, 1334, 1) == 1334  # horse2zebra: max(len A, len B)
+    assert steps_per_epoch(1067, 1334, 4) == 333
+    assert steps_per_epoch(1067, 1334, 4, world_size=2) == 166
+    assert steps_per_epoch(2, 3, 8) == 1
+    cfg = TrainConfig(epochs=2, epochs_decay=3)
+    assert total_steps(cfg, 10) == 50
+    cfg.max_steps = 7
+    assert total_steps(cfg, 10) == 7
+    cfg.max_steps = 500
+    assert total_steps(cfg, 10) == 50
