@@ -271,6 +271,8 @@ class Engine:
         self.fixed_size: tuple[int, int] | None = (
             (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
         )
+        # A fixed batch dimension (usually 1): callers run images one at a time.
+        self.fixed_batch: int | None = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         self._binding = self.session.io_binding() if self.provider == CUDA else None
 
     @property

@@ -94,11 +94,42 @@ class Translator:
     # ----------------------------------------------------------------------------- running
     def _run_whole(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) any H, W -> (N, 3, H, W): pad to the size rule, one engine run, crop."""
-        _, _, h, w = x.shape
+        n, _, h, w = x.shape
+        fixed_batch = self.engine.fixed_batch
+        if fixed_batch is not None and n != fixed_batch:
+            if fixed_batch != 1:
+                raise InvalidModelError(
+                    f"{self.model_path} only accepts batches of {fixed_batch}; re-export it with a dynamic batch"
+                )
+            return np.concatenate([self._run_whole(x[i : i + 1]) for i in range(n)])
+        if self.engine.fixed_size is not None:
+            return self._run_resized(x, self.engine.fixed_size)
         m = self.multiple
         ph, pw = max(_round_up(h, m), 2 * m), max(_round_up(w, m), 2 * m)
         y = self.engine.run(_pad_nchw(x, ph, pw))
         return y[:, :, :h, :w]
+
+    def _run_resized(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A model exported with a fixed input size (no dynamic axes): resize each image to that size,
+        run, resize the result back. Detail is lost; the user is told once."""
+        import cv2
+
+        fh, fw = size
+        n, _, h, w = x.shape
+        if (h, w) == (fh, fw):
+            return self.engine.run(x)
+        self._warn(
+            f"{self.model_path.name} only accepts {fw}x{fh} inputs: images are resized to that and back "
+            "(fine detail is lost); re-export the model with dynamic height and width"
+        )
+        down = cv2.INTER_AREA if fh * fw < h * w else cv2.INTER_CUBIC
+        small = np.stack([cv2.resize(np.ascontiguousarray(img.transpose(1, 2, 0)), (fw, fh), interpolation=down)
+                          for img in x]).transpose(0, 3, 1, 2)
+        y = self.engine.run(np.ascontiguousarray(small, dtype=np.float32))
+        up = cv2.INTER_CUBIC if fh * fw < h * w else cv2.INTER_AREA
+        back = np.stack([cv2.resize(np.ascontiguousarray(img.transpose(1, 2, 0)), (w, h), interpolation=up)
+                         for img in y])
+        return np.ascontiguousarray(back.reshape(n, h, w, -1).transpose(0, 3, 1, 2))
 
     def auto_tile(self, height: int, width: int) -> int:
         """Tile edge for an image of this size (0 = run it whole)."""
@@ -110,6 +141,8 @@ class Translator:
         return int(auto_tile_size(height, width, provider=self.provider, ngf=ngf))
 
     def _tile_for(self, height: int, width: int, tile: int | None) -> int:
+        if self.engine.fixed_size is not None:
+            return 0  # a fixed-size model sees every image resized to its size: nothing to tile
         if tile is None:
             tile = self.auto_tile(height, width)
         if tile < 0:

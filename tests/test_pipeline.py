@@ -168,3 +168,34 @@ def test_convert_paths_order_statuses_and_batching(tiny_pair: Path, tmp_path: Pa
     assert [r.status for r in again] == ["skipped"] * 3 + ["failed", "skipped"]
     with pytest.raises(UsageError, match="no images found"):
         list(convert_paths([src], out, translator=t, include=["*.gif"]))
+
+
+def _fixed_size_copy(src: Path, dst: Path, size: int) -> Path:
+    """The generator with a static (1, 3, size, size) input, as exporters without dynamic axes write it."""
+    import onnx
+
+    model = onnx.load(str(src))
+    for value in (model.graph.input[0], model.graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        for dim, v in zip(dims, (1, 3, size, size)):
+            dim.Clear()
+            dim.dim_value = v
+    del model.metadata_props[:]
+    del model.graph.value_info[:]
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_fixed_size_model_is_resized_with_a_warning(tiny_pair: Path, tmp_path: Path) -> None:
+    path = _fixed_size_copy(tiny_pair / "a2b.onnx", tmp_path / "fixed.onnx", 16)
+    with pytest.warns(UserWarning, match="no imgxlate metadata"):
+        t = load_model(path, device="cpu", threads=1)
+    assert t.engine.fixed_size == (16, 16) and t.engine.fixed_batch == 1
+    same = rand_rgb(16, 16)
+    np.testing.assert_allclose(t.translate_rgb(same), load_model(tiny_pair, to="zebra", device="cpu",
+                                                                 threads=1).translate_rgb(same, tile=0), atol=1e-5)
+    with pytest.warns(UserWarning, match="only accepts 16x16 inputs"):
+        out = t.translate_rgb(rand_rgb(30, 21), tile=8)  # tiling is not applied to a fixed-size model
+    assert out.shape == (30, 21, 3)
+    frames = (np.stack([rand_rgb(10, 12, s) for s in range(2)]) * 255).astype(np.uint8)
+    assert t.translate_batch(frames).shape == frames.shape  # batch of 2 through a batch-1 model
