@@ -107,7 +107,8 @@ def _driver_present() -> bool:
 @contextlib.contextmanager
 def _quiet_ort() -> Any:
     """Silence ORT's C++ logger and ``preload_dlls``'s prints (they go to stdout, which must stay
-    clean for --json) while probing; restore the default severity (2 = warning) after."""
+    clean for --json) while probing; leave the logger at errors-only (3) after, so ORT's performance
+    warnings do not clutter the user's terminal."""
     ort = _ort()
     buf = io.StringIO()
     ort.set_default_logger_severity(4)

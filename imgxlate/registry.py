@@ -218,12 +218,23 @@ def list_models() -> list[ModelPair]:
     return user + bundled
 
 
+def _find_named(name: str) -> ModelPair | None:
+    """An installed model by exact name, loading only that one (a user model shadows a bundled one)."""
+    if not name or name.startswith(".") or "/" in name or os.sep in name:
+        return None
+    for root, location in ((user_models_dir(), "user"), (bundled_models_dir(), "bundled")):
+        folder = root / name
+        if folder.is_dir() and any((folder / f"{d}.onnx").is_file() for d in DIRECTIONS):
+            return load_pair(folder, location)
+    return None
+
+
 def find_pair(name: str) -> ModelPair:
     """An installed model by name."""
+    found = _find_named(name)
+    if found is not None:
+        return found
     models = list_models()
-    for p in models:
-        if p.name == name:
-            return p
     names = [p.name for p in models]
     if not names:
         raise ModelNotFoundError(
@@ -256,13 +267,13 @@ def resolve_model(
             pair = load_pair(text, "path")
         else:
             pair = find_pair(text)
-        return _pick(pair, to, direction, notes, searched_all=False)
+        return _pick(pair, to, direction, notes)
 
     name = default_model_name()
-    models = list_models()
-    pair = next((p for p in models if p.name == name), None)
+    pair = _find_named(name)
     if pair is not None and (to is None or pair.by_target(to) is not None):
-        return _pick(pair, to, direction, notes, searched_all=False)
+        return _pick(pair, to, direction, notes)
+    models = list_models()
     if to is None:
         listing = f" installed models: {', '.join(p.name for p in models)};" if models else ""
         raise ModelNotFoundError(
@@ -279,7 +290,7 @@ def resolve_model(
     if not hits:
         targets = sorted({t for p in models for t in p.targets})
         raise ModelNotFoundError(_no_target_message(to, targets))
-    return _pick(hits[0][0], to, direction, notes, searched_all=True)
+    return _pick(hits[0][0], to, direction, notes)
 
 
 def _no_target_message(to: str, targets: list[str]) -> str:
@@ -294,7 +305,7 @@ def _no_target_message(to: str, targets: list[str]) -> str:
     )
 
 
-def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[str], searched_all: bool) -> Resolved:
+def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[str]) -> Resolved:
     only_assumed = len(pair.files) == 1 and pair.files[0].assumed
     if pair.files[0].assumed:
         notes.append(
