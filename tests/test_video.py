@@ -297,6 +297,17 @@ def test_flicker_ratio() -> None:
         video.flicker_ratio(frames[:1], frames[:1])
 
 
+def test_static_flicker_counts_only_unchanged_pixels() -> None:
+    a = np.zeros((2, 2, 3), np.uint8)
+    b = a.copy()
+    b[0, 0] = 100  # one pixel of the input changes
+    out_a = np.zeros((2, 2, 3), np.uint8)
+    out_b = np.full((2, 2, 3), 4, np.uint8)  # the whole output moves by 4
+    out_b[0, 0] = 200
+    assert video.static_flicker([a, b], [out_a, out_b]) == pytest.approx(4.0)
+    assert video.static_flicker([a, a], [out_a, out_a]) == 0.0
+
+
 def test_stats_smoother_ema_and_cuts() -> None:
     s = video.StatsSmoother(momentum=0.5, cut_threshold=1.0)
     one, two = np.ones(3), np.full(3, 2.0)
