@@ -85,7 +85,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        if value != value:  # NaN
+        if np.isnan(value):
             return "nan"
         return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
     return str(value)
@@ -175,19 +175,18 @@ def conv_macs(onnx_path: str | os.PathLike[str], height: int, width: int) -> int
     for node in model.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose"):
             continue
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
         w = weights.get(node.input[1]) or shapes.get(node.input[1])
         if node.op_type == "Conv":
             out = shapes.get(node.output[0])
             if not w or not out or len(out) != 4 or 0 in out:
                 raise ValueError(f"cannot infer the shape of Conv {node.name!r}")
-            cout, cin_g, kh, kw = w  # weight (Cout, Cin/group, kh, kw)
+            _, cin_g, kh, kw = w  # weight (Cout, Cin/group, kh, kw): grouping is in Cin/group
             total += out[1] * out[2] * out[3] * cin_g * kh * kw
         else:
             inp = shapes.get(node.input[0])
             if not w or not inp or len(inp) != 4 or 0 in inp:
                 raise ValueError(f"cannot infer the shape of ConvTranspose {node.name!r}")
-            cin, cout_g, kh, kw = w  # weight (Cin, Cout/group, kh, kw)
+            _, cout_g, kh, kw = w  # weight (Cin, Cout/group, kh, kw)
             total += inp[1] * inp[2] * inp[3] * cout_g * kh * kw
     return total
 
@@ -308,7 +307,7 @@ def run_json(cmd: list[str], timeout: float | None = None, env: dict[str, str] |
     Raises RuntimeError with the tail of stderr when it fails (the caller records it and goes on).
     """
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout, env=env, cwd=REPO)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
@@ -325,7 +324,7 @@ def run_json(cmd: list[str], timeout: float | None = None, env: dict[str, str] |
             except json.JSONDecodeError:
                 continue
     if not isinstance(data, dict):
-        raise RuntimeError(f"no JSON result on stdout: {text[-300:]!r}")
+        raise RuntimeError(  # noqa: TRY004 - a failed run, not a caller's type errorf"no JSON result on stdout: {text[-300:]!r}")
     data["wall_s"] = round(wall, 3)
     return data
 
