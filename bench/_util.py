@@ -206,7 +206,6 @@ def random_generator_onnx(ngf: int, n_blocks: int, upsample: str = "transpose", 
                           image_size: int = 256) -> Path:
     """Export (once, cached) a random-weight ResnetGenerator with our exporter; return the .onnx path."""
     import torch
-
     from imgxlate.train.export import export_generator, make_metadata
     from imgxlate.train.networks import ResnetGenerator, init_weights
 
@@ -234,9 +233,8 @@ def torch_generator_from_onnx(onnx_path: str | os.PathLike[str], ngf: int | None
     """
     import onnx
     import torch
-    from onnx import numpy_helper
-
     from imgxlate.train.networks import ResnetGenerator
+    from onnx import numpy_helper
 
     arch = model_architecture(onnx_path)
     cfg = {
@@ -324,7 +322,8 @@ def run_json(cmd: list[str], timeout: float | None = None, env: dict[str, str] |
             except json.JSONDecodeError:
                 continue
     if not isinstance(data, dict):
-        raise RuntimeError(  # noqa: TRY004 - a failed run, not a caller's type errorf"no JSON result on stdout: {text[-300:]!r}")
+        msg = f"no JSON result on stdout: {text[-300:]!r}"
+        raise RuntimeError(msg)  # noqa: TRY004 - a failed run, not a caller's type error
     data["wall_s"] = round(wall, 3)
     return data
 
