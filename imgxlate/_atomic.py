@@ -42,8 +42,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -238,8 +238,9 @@ class Translator:
         # translation would damage it, so those come back as RGB(A) / L.
         if out.mode != image.mode and image.mode not in ("P", "PA", "1"):
             out = out.convert(image.mode)
-        if image.info.get("icc_profile"):
-            out.info["icc_profile"] = image.info["icc_profile"]
+        # from_array converted the pixels to sRGB; tag the result with the profile that now applies.
+        if decoded.icc_profile:
+            out.info["icc_profile"] = decoded.icc_profile
         return out
 
 
