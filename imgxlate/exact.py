@@ -5,22 +5,23 @@ generator run on tiles normalises each tile differently (visible colour steps at
 module reproduces the whole-image computation piece by piece:
 
 1. The graph is read into a list of spatial ops (Pad, Conv, ConvTranspose, Resize, elementwise,
-   InstanceNormalization). Conv and ConvTranspose each get their own ONNX Runtime session (built once,
-   with the graph's weights and ``pads = 0``); everything around them (padding, cropping, nearest
-   upsampling, normalisation, ReLU, skip additions) is numpy, so it can act on the true image border
-   only and never on a tile border.
+   InstanceNormalization). Each Conv / ConvTranspose runs in its own ONNX Runtime session with the
+   graph's weights and ``pads = 0``, followed inside the same session by the elementwise chain after
+   it (the norm as ``(x - mean) * a + b`` with this run's statistics fed as inputs, ReLU, the residual
+   Add). Padding, cropping and nearest upsampling are numpy, so padding happens at the true image
+   border only and never at a tile border.
 2. For each InstanceNorm in graph order, the norm's input tensor is computed tile by tile from the
-   tensors already available (the input image, and the bottleneck maps kept so far). Each tile's
-   input window is derived backwards through the ops, exactly: a conv needs its kernel's halo, a
-   stride-2 conv an aligned start, a ConvTranspose one more input row, Pad reflects only at the real
-   border. Per-channel sums and sums of squares are accumulated in float64; when the whole map is
-   done, the norm has its exact statistics (``stats_hook`` may replace them) and becomes a fixed
-   per-channel affine map.
-3. Tensors at the lowest resolution (H/4 x W/4 x 4ngf in a CycleGAN ResNet) are kept whole when
-   computed: the pre-norm outputs of the residual-block convs and the residual stream (Add outputs).
-   Full-resolution tensors are never stored: the stem and downsampling convs are recomputed per tile
-   for each of their norms, the upsampling path likewise from the stored bottleneck. Peak memory is
-   a few bottleneck maps plus one tile's intermediates.
+   tensors already available (the input image and the maps kept so far). Each tile's input window is
+   derived backwards through the ops, exactly: a conv needs its kernel's halo, a stride-2 conv an
+   aligned start, a ConvTranspose one more input row, Pad reflects only at the real border.
+   Per-channel sums and sums of squares are accumulated (float32 along rows, float64 across rows and
+   tiles); when the whole map is done, the norm has its exact statistics (``stats_hook`` may replace
+   them) and becomes a fixed per-channel affine map.
+3. Pre-norm maps at the lowest resolution (H/4 x W/4 x 4ngf in a CycleGAN ResNet) and at half
+   resolution (H/2 x W/2 x 2ngf) are kept whole when computed, and so is the residual stream (the
+   bottleneck Add outputs). Full-resolution tensors are never kept: the stem is recomputed once per
+   tile for the second norm, the last upsampling once for the output. Maps no later stage reads are
+   dropped after each norm. Peak memory is a few bottleneck maps plus one tile's intermediates.
 
 The result equals ``pad_to_multiple`` + one whole-image run + crop up to float rounding (the
 statistics are float64 sums instead of ORT's float32 reductions; convolutions of different input
