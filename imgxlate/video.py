@@ -599,7 +599,12 @@ class _Encoder:
         self._thread = threading.Thread(target=self._read_stderr, name="imgxlate-ffmpeg-encode-log", daemon=True)
         self._thread.start()
         assert self.proc.stdin is not None
-        self.mkv = _MatroskaRawWriter(self.proc.stdin, width, height)
+        try:
+            self.mkv = _MatroskaRawWriter(self.proc.stdin, width, height)
+        except OSError as exc:  # the encoder exited at once (bad option for this encoder)
+            self.proc.wait()
+            self._thread.join(timeout=5)
+            raise VideoError(f"the video encoder did not start ({_ffmpeg_reason(self.log())})") from exc
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -974,8 +979,12 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
     if not ok:
         raise VideoError(f"could not encode frame {path.name} as PNG")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.tobytes())
+    except OSError as exc:
+        raise VideoError(f"cannot write {path} ({exc.strerror or exc}); check the --frames-dir folder and free "
+                         "disk space") from exc
 
 
 def _check_paths(src: Path, dst: Path | None, frames_dir: Path | None, frames_only: bool) -> None:
@@ -1082,19 +1091,44 @@ def _run(src: Path, tmp: Path | None, info: VideoInfo, translator: Any,
     stage = _Stage()
     q_in: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size + 2)
     q_out: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size + 2)
-    dec = _Decoder(info, start, duration)
-    enc: _Encoder | None = None
-    video_tmp: Path | None = None
     out_w, out_h = info.width + info.width % 2, info.height + info.height % 2
-    written = {"frames": 0, "t0": None, "end": Fraction(0)}
-    if tmp is not None:
-        video_tmp = tmp.with_name(tmp.stem + ".video.mp4")
-        tb = info.time_base
-        enc = _Encoder(video_tmp, info, out_w, out_h, tb, codec, crf, preset)
-    else:
-        tb = None
-    if fdir is not None:
-        fdir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {"frames": 0, "t0": None, "end": Fraction(0)}
+    tb = info.time_base
+    video_tmp = tmp.with_name(tmp.stem + ".video.mp4") if tmp is not None else None
+    threads: list[threading.Thread] = []
+    dec = enc = None
+    try:
+        if fdir is not None:
+            fdir.mkdir(parents=True, exist_ok=True)
+        if video_tmp is not None:
+            enc = _Encoder(video_tmp, info, out_w, out_h, tb, codec, crf, preset)
+        dec = _Decoder(info, start, duration)
+        return _pump(src, info, translator, runner, smoother, dec, enc, video_tmp, tmp, start, duration, fdir,
+                     batch_size, progress, total, warnings, t_start, final, stage, q_in, q_out, written, threads,
+                     out_w, out_h, tb)
+    except OSError as exc:
+        raise VideoError(f"cannot write the output ({exc}); check the folder and free disk space") from exc
+    finally:
+        stage.stop.set()
+        if dec is not None:
+            dec.kill()
+        if enc is not None:
+            enc.kill()
+        for th in threads:
+            th.join(timeout=10)
+        if video_tmp is not None:
+            with contextlib.suppress(OSError):
+                video_tmp.unlink()
+
+
+def _pump(src: Path, info: VideoInfo, translator: Any, runner: Callable[[np.ndarray], np.ndarray] | None,
+          smoother: StatsSmoother | None, dec: _Decoder, enc: _Encoder | None, video_tmp: Path | None,
+          tmp: Path | None, start: float | None, duration: float | None, fdir: Path | None, batch_size: int,
+          progress: Callable[[int, int | None], None] | None, total: int, warnings: list[str], t_start: float,
+          final: Path | None, stage: _Stage, q_in: queue.Queue[Any], q_out: queue.Queue[Any],
+          written: dict[str, Any], threads: list[threading.Thread], out_w: int, out_h: int,
+          tb: Fraction | None) -> VideoResult:
+    """The three-thread loop of :func:`_run` (which owns and cleans up the processes and threads)."""
 
     def reader() -> None:
         try:
@@ -1129,90 +1163,79 @@ def _run(src: Path, tmp: Path | None, info: VideoInfo, translator: Any,
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             stage.fail(exc)
 
-    threads = [threading.Thread(target=reader, name="imgxlate-video-reader", daemon=True),
-               threading.Thread(target=writer, name="imgxlate-video-writer", daemon=True)]
+    threads += [threading.Thread(target=reader, name="imgxlate-video-reader", daemon=True),
+                threading.Thread(target=writer, name="imgxlate-video-writer", daemon=True)]
     for th in threads:
         th.start()
     done = 0
-    try:
-        ended = False
-        while not ended:
-            item = stage.get(q_in)
-            if item is _SENTINEL:
+    ended = False
+    while not ended:
+        item = stage.get(q_in)
+        if item is _SENTINEL:
+            break
+        if item is None:
+            break
+        batch = [item]
+        while len(batch) < batch_size:
+            try:
+                nxt = q_in.get_nowait()
+            except queue.Empty:
                 break
-            if item is None:
+            if nxt is None:
+                ended = True
                 break
-            batch = [item]
-            while len(batch) < batch_size:
-                try:
-                    nxt = q_in.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    ended = True
-                    break
-                batch.append(nxt)
-            if runner is not None:
-                outs = [runner(f.rgb) for f in batch]
-            else:
-                arr = np.asarray(translator.translate_batch(np.stack([f.rgb for f in batch])))
-                outs = list(arr)
-            for f, o in zip(batch, outs):
-                if not stage.put(q_out, (f, o)):
-                    break
-            done += len(batch)
-            if progress is not None:
-                progress(done, max(total, done))
-        stage.put(q_out, None)
-        for th in threads:
-            th.join()
-        if stage.error is not None:
-            raise stage.error
-        rc, log = dec.finish()
-        if rc != 0:
-            raise VideoError(f"{src}: FFmpeg could not decode the video ({_ffmpeg_reason(log)}); the file may be "
-                             "damaged or truncated")
-        if written["frames"] == 0:
-            where = f" between {start:g} s and the end" if start else ""
-            raise VideoError(f"{src}: no video frames were decoded{where}; check --start/--duration and the file")
-        # The container's duration x frame rate is what the file claims; a truncated file still claims it.
-        expected = round(info.duration * info.fps) if info.duration > 0 and info.fps > 0 else info.frames
-        if start is None and duration is None and written["frames"] < 0.9 * expected:
-            warnings.append(f"only {written['frames']} of about {expected} frames could be decoded; the file "
-                            "may be truncated or damaged")
-        audio = "none"
-        if enc is not None:
-            assert tmp is not None and video_tmp is not None
-            if enc.close() != 0:
-                raise VideoError(f"the video encoder failed ({_ffmpeg_reason(enc.log())})")
-            audio, mux_warnings = _mux(video_tmp, written["t0"] or Fraction(0), info, start, duration, tmp, tb)
-            warnings.extend(mux_warnings)
-        return VideoResult(
-            src=src,
-            dst=final,
-            status="converted",
-            frames=written["frames"],
-            width=out_w if enc is not None else info.width,
-            height=out_h if enc is not None else info.height,
-            fps=info.fps,
-            duration=float(written["end"]),
-            seconds=time.perf_counter() - t_start,
-            stabilized=runner is not None,
-            audio=audio,
-            cuts=smoother.cuts if smoother is not None else 0,
-            frames_dir=fdir,
-            warnings=warnings,
-        )
-    finally:
-        stage.stop.set()
-        dec.kill()
-        if enc is not None:
-            enc.kill()
-        for th in threads:
-            th.join(timeout=10)
-        if video_tmp is not None:
-            with contextlib.suppress(OSError):
-                video_tmp.unlink()
+            batch.append(nxt)
+        if runner is not None:
+            outs = [runner(f.rgb) for f in batch]
+        else:
+            arr = np.asarray(translator.translate_batch(np.stack([f.rgb for f in batch])))
+            outs = list(arr)
+        for f, o in zip(batch, outs):
+            if not stage.put(q_out, (f, o)):
+                break
+        done += len(batch)
+        if progress is not None:
+            progress(done, max(total, done))
+    stage.put(q_out, None)
+    for th in threads:
+        th.join()
+    if stage.error is not None:
+        raise stage.error
+    rc, log = dec.finish()
+    if rc != 0:
+        raise VideoError(f"{src}: FFmpeg could not decode the video ({_ffmpeg_reason(log)}); the file may be "
+                         "damaged or truncated")
+    if written["frames"] == 0:
+        where = f" between {start:g} s and the end" if start else ""
+        raise VideoError(f"{src}: no video frames were decoded{where}; check --start/--duration and the file")
+    # The container's duration x frame rate is what the file claims; a truncated file still claims it.
+    expected = round(info.duration * info.fps) if info.duration > 0 and info.fps > 0 else info.frames
+    if start is None and duration is None and written["frames"] < 0.9 * expected:
+        warnings.append(f"only {written['frames']} of about {expected} frames could be decoded; the file "
+                        "may be truncated or damaged")
+    audio = "none"
+    if enc is not None:
+        assert tmp is not None and video_tmp is not None
+        if enc.close() != 0:
+            raise VideoError(f"the video encoder failed ({_ffmpeg_reason(enc.log())})")
+        audio, mux_warnings = _mux(video_tmp, written["t0"] or Fraction(0), info, start, duration, tmp, tb)
+        warnings.extend(mux_warnings)
+    return VideoResult(
+        src=src,
+        dst=final,
+        status="converted",
+        frames=written["frames"],
+        width=out_w if enc is not None else info.width,
+        height=out_h if enc is not None else info.height,
+        fps=info.fps,
+        duration=float(written["end"]),
+        seconds=time.perf_counter() - t_start,
+        stabilized=runner is not None,
+        audio=audio,
+        cuts=smoother.cuts if smoother is not None else 0,
+        frames_dir=fdir,
+        warnings=warnings,
+    )
 
 
 def is_temp_name(name: str) -> bool:
