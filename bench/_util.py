@@ -57,12 +57,14 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    for mod in ("onnxruntime", "torch", "cv2", "openvino"):
-        try:
-            m = __import__(mod)
-            info[f"{mod}_version"] = getattr(m, "__version__", "?")
-        except Exception:  # noqa: BLE001 - any import failure just means "not there"
-            info[f"{mod}_version"] = None
+    from importlib import metadata
+
+    for key, dist in (("onnxruntime", "onnxruntime-gpu"), ("torch", "torch"), ("cv2", "opencv-python-headless"),
+                      ("openvino", "openvino")):
+        try:  # distribution metadata: no import (torch alone costs seconds)
+            info[f"{key}_version"] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            info[f"{key}_version"] = None
     return info
 
 
