@@ -223,13 +223,15 @@ def run_blended(
 # tile-size choice
 # --------------------------------------------------------------------------------------------------
 
-# Peak activation memory of a whole-image ORT run of the ResNet generator, in full-resolution
-# ngf-channel float32 maps: the 7x7 stem's padded input + output, the normalised copy, and the
-# half-resolution 2ngf maps (= 0.5 map each) alive at the same time. Measured ~3.5-4 on CPU.
-_WHOLE_MAPS = 4.0
-# The exact tiler keeps ~4 bottleneck maps (H/4 x W/4 x 4ngf = 1/4 of a full-res ngf map each) plus the
-# per-tile full-resolution intermediates, ~6 ngf-channel maps of the tile.
-_TILE_MAPS = 6.0
+# Peak memory of a whole-image ORT run of the ResNet generator, in full-resolution ngf-channel float32
+# maps: measured ~10 (bench/tiling.py: +993 MiB for 1024x768 with ngf 32; ORT keeps the padded input,
+# conv outputs and the normalised copies of several layers alive in its arena).
+_WHOLE_MAPS = 10.0
+# The exact tiler keeps a few bottleneck maps and one half-resolution map whole (1.5 full-resolution
+# ngf maps together) plus per-tile full-resolution intermediates (~12 ngf maps of the tile, allocator
+# slack included).
+_KEPT_MAPS = 1.5
+_TILE_MAPS = 12.0
 _MIN_TILE, _MAX_TILE = 256, 2048
 
 
@@ -256,14 +258,14 @@ def auto_tile_size(
     edge (input pixels, multiple of 4) for :class:`ExactTiler` / :func:`run_blended`.
 
     The estimate is ``_WHOLE_MAPS`` full-resolution ngf-channel float32 maps; the default budget is a
-    quarter of physical RAM on CPU and 3 GiB on a GPU provider.
+    quarter of physical RAM on CPU and 3 GiB on a GPU provider. The tile edge spends what the budget
+    leaves after the maps the exact tiler keeps whole (at least a quarter of it) on one tile.
     """
     budget = int(budget_bytes) if budget_bytes is not None else _default_budget(provider)
     map_bytes = 4.0 * ngf  # one float32 ngf-channel pixel
     if height * width * map_bytes * _WHOLE_MAPS <= budget:
         return 0
-    # Budget left after the bottleneck maps the exact tiler keeps, spent on one tile's intermediates.
-    left = max(budget - height * width * map_bytes, budget / 4)
+    left = max(budget - height * width * map_bytes * _KEPT_MAPS, budget / 4)
     edge = int(math.sqrt(left / (map_bytes * _TILE_MAPS)))
     return int(min(_MAX_TILE, max(_MIN_TILE, edge // 4 * 4)))
 
