@@ -391,8 +391,9 @@ def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
     if not src.exists():
         pytest.skip("corpus video missing")
     dst = tmp_path / "onepiece.mp4"
-    r = video.convert_video(src, dst, translator, start=1.0, duration=1.0, stabilize=True)
-    assert r.stabilized and r.audio == "copied"
+    # Per-frame path (the stabilised one is covered above on the small clip; it is slower on 640x480).
+    r = video.convert_video(src, dst, translator, start=1.0, duration=1.0, stabilize=False)
+    assert r.audio == "copied"
     info = video.probe_video(dst)
     src_info = video.probe_video(src)
     assert (info.width, info.height) == (640, 480)
