@@ -364,8 +364,12 @@ class Trainer:
         self.sched_d.load_state_dict(state["schedulers"]["D"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.pool_a.load_state_dict(state["pools"]["A"], self.rt.device)
-        self.pool_b.load_state_dict(state["pools"]["B"], self.rt.device)
+        pools = state["pools"]
+        by_rank = state.get("pools_by_rank")
+        if by_rank and len(by_rank) == self.rt.world_size:
+            pools = by_rank[self.rt.rank]
+        self.pool_a.load_state_dict(pools["A"], self.rt.device)
+        self.pool_b.load_state_dict(pools["B"], self.rt.device)
 
     # -- one step ---------------------------------------------------------------------------------
 
@@ -591,6 +595,13 @@ def _train(
         command = ckpt.get("facts", {}).get("command", command)
         log.info("resuming %s at step %d of %d", ckpt["path"], start, total)
     end = total if stop_after is None else min(total, start + stop_after)
+    if ckpt is None:
+        log.info(
+            "training %s (%d images) <-> %s (%d images): %d steps (%d per epoch, batch %d x %d processes) "
+            "on %s, %s",
+            name_a, len(files_a), name_b, len(files_b), total, spe, cfg.batch_size, rt.world_size,
+            rt.device_name(), rt.precision,
+        )
 
     dataset = data_mod.UnpairedDataset(files_a, files_b, cfg.load_size, cfg.image_size, cfg.flip, cfg.seed)
     loader = data_mod.make_loader(
@@ -642,6 +653,13 @@ def _train(
         }
 
     def checkpoint() -> None:
+        pools_by_rank = None
+        if rt.distributed:
+            # every rank keeps its own pools; gather them so a resume restores each rank's (collective:
+            # all ranks call checkpoint() at the same steps)
+            pools_by_rank = [None] * rt.world_size
+            mine = {"A": trainer.pool_a.state_dict(), "B": trainer.pool_b.state_dict()}
+            torch.distributed.all_gather_object(pools_by_rank, mine)
         if not rt.is_main:
             return
         state = {
@@ -660,6 +678,8 @@ def _train(
             "facts": facts_now(),
             **trainer.state_dict(),
         }
+        if pools_by_rank is not None:
+            state["pools_by_rank"] = pools_by_rank
         save_checkpoint(ckpt_path, state)
 
     interrupted = False
