@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import imgxlate
 from imgxlate import engine
 from imgxlate.cli import app
 
@@ -212,8 +213,10 @@ def test_usage_errors(tiny_pair: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2  # Typer: missing argument
     (tmp_path / "in").mkdir()
     Image.fromarray(rng_img(8, 8)).save(tmp_path / "in" / "a.png")
-    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out")
-    assert res.exit_code == 2 and "default model 'vangogh2photo' is not installed" in res.stderr
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGXLATE_DEFAULT_MODEL", "nosuchpair")
+        res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "default model 'nosuchpair' is not installed" in res.stderr
     res = invoke("convert", tmp_path / "in", "--out", tmp_path / "o", "--model", tiny_pair, "--tiling", "x")
     assert res.exit_code == 2 and "unknown tiling" in res.stderr
 
@@ -278,3 +281,18 @@ def test_real_subprocess(tiny_pair: Path, tmp_path: Path) -> None:
     version = subprocess.run([sys.executable, "-m", "imgxlate", "--version"], capture_output=True, text=True,
                              env=env, timeout=120, check=False)
     assert version.returncode == 0 and version.stdout.startswith("imgxlate ")
+
+
+def test_bundled_default_model_converts_the_bundled_samples(tmp_path: Path) -> None:
+    """The README's first command: the bundled pair, the bundled samples, --to vangogh."""
+    samples = Path(imgxlate.__file__).parent / "samples"
+    names = sorted(p.name for p in samples.glob("*.jpg"))
+    assert names
+    res = invoke("convert", samples, "--to", "vangogh", "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == names
+    for name in names:
+        with Image.open(samples / name) as a, Image.open(tmp_path / "out" / name) as b:
+            assert a.size == b.size and b.mode == "RGB"
+            diff = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean()
+            assert diff > 5  # really translated, not copied

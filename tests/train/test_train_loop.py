@@ -86,7 +86,7 @@ def test_sigkill_leaves_a_loadable_checkpoint(folders: tuple[Path, Path], tmp_pa
         "from train_helpers import tiny_config; from imgxlate.train.loop import train;"
         "from pathlib import Path;"
         "train(tiny_config(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]),"
-        " max_steps=100000, checkpoint_every=1, log_every=1))"
+        " max_steps=100000, epochs=100000, checkpoint_every=1, log_every=1))"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
