@@ -1014,7 +1014,7 @@ def convert_video(
     duration: float | str | None = None,
     frames_dir: str | os.PathLike[str] | None = None,
     frames_only: bool = False,
-    stabilize: bool = True,
+    stabilize: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int, int | None], None] | None = None,
     overwrite: bool = False,
