@@ -160,7 +160,9 @@ def sigint_guard(message: str = "interrupted: finishing files being written (Ctr
 # ------------------------------------------------------------------------------------------ convert
 
 
-def _progress(quiet: bool, total: int) -> Any:
+def progress_bar(quiet: bool, rate_prefix: str = "") -> Any:
+    """The rich progress bar of every command, on stderr: description, bar, count, rate, ETA.
+    Tasks must carry a ``rate`` field (a preformatted string)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -174,13 +176,12 @@ def _progress(quiet: bool, total: int) -> Any:
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn(rate_prefix + "{task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=stderr,
         disable=quiet,
-        transient=False,
     )
 
 
@@ -242,7 +243,7 @@ def convert(
                 tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
             )
             try:
-                with _progress(quiet or as_json, len(plans)) as progress:
+                with progress_bar(quiet or as_json) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
                     converted = 0
                     for r in it:

@@ -25,6 +25,7 @@ from imgxlate.cli import (
     load_translator,
     print_error,
     print_warning,
+    progress_bar,
     sigint_guard,
     stderr,
 )
@@ -37,29 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 def register(app: typer.Typer) -> None:
     """Add the ``video`` command to ``app``."""
     app.command("video")(video)
-
-
-def _progress(quiet: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=quiet,
-    )
 
 
 def plan_videos(
@@ -171,7 +149,7 @@ def video(
                     if not quiet:
                         stderr.print(f"skipped {escape(str(src))}: {escape(results[-1].reason)}")
                     continue
-                with _progress(quiet) as progress:
+                with progress_bar(quiet, "frames ") as progress:
                     task = progress.add_task(escape(src.name), total=None, rate="")
                     started = time.perf_counter()
 
