@@ -583,7 +583,9 @@ class ExactTiler:
             i0, i1 = self._need(op, 0, y0, y1, n_in[0])
             j0, j1 = self._need(op, 1, x0, x1, n_in[1])
             x = crop(xs[0], i0, i1, j0, j1)
-            up = np.repeat(np.repeat(x, fy, axis=2), fx, axis=3)
+            # Nearest upsampling in one copy: (n, c, h, 1, w, 1) broadcast to (n, c, h, fy, w, fx).
+            n, c, h, w = x.shape
+            up = np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, fy, w, fx)).reshape(n, c, h * fy, w * fx)
             return up[:, :, y0 - i0 * fy : y1 - i0 * fy, x0 - j0 * fx : x1 - j0 * fx]
         if op.kind == "convT":
             i0, i1 = self._need(op, 0, y0, y1, n_in[0])
