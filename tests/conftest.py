@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,22 @@ def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_pair_resize(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """As ``tiny_pair`` but with resize-conv upsampling (Resize nodes in the graph)."""
     return _make_pair(tmp_path_factory.mktemp("models") / "apple2orange", "resize", "apple", "orange")
+
+
+@pytest.fixture()
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on 127.0.0.1 (a free port) for the whole test: ``(folder, base_url)``."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

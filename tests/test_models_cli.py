@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,24 +22,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     empty.mkdir()
     monkeypatch.setattr(registry, "bundled_models_dir", lambda: empty)
     return tmp_path / "home" / "models"
-
-
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def invoke(*args: str | Path) -> object:
@@ -105,8 +83,8 @@ def test_add_rejects_non_model(home: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "does not exist" in res.stderr
 
 
-def test_add_url_with_sha256(home: Path, tiny_pair: Path, server: tuple[Path, str]) -> None:
-    root, base = server
+def test_add_url_with_sha256(home: Path, tiny_pair: Path, http_root: tuple[Path, str]) -> None:
+    root, base = http_root
     shutil.copy(tiny_pair / "a2b.onnx", root / "horse2zebra-a2b.onnx")
     digest = hashlib.sha256((root / "horse2zebra-a2b.onnx").read_bytes()).hexdigest()
     url = f"{base}/horse2zebra-a2b.onnx"
