@@ -153,7 +153,7 @@ def summary(results: dict[str, Any]) -> str:
     lines.append("")
     lines.append("goals:")
     for g in results["goals"]:
-        state = "n/a" if g["met"] is None else ("MET" if g["met"] else "MISSED")
+        state = U.goal_state(g)
         lines.append(f"  {state:6} {g['goal']}: {U.fmt(g['value'])}")
     if not results["goals"]:
         lines.append("  (no part produced a goal figure)")

@@ -83,6 +83,13 @@ def write_json(path: str | os.PathLike[str] | None, data: Any) -> None:
         Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
+def goal_state(goal: dict[str, Any], na: str = "n/a") -> str:
+    """"MET" / "MISSED" for a goal dict with a ``met`` flag; ``na`` where it could not be judged here."""
+    if goal["met"] is None:
+        return na
+    return "MET" if goal["met"] else "MISSED"
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"

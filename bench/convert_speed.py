@@ -390,7 +390,7 @@ def report(result: dict[str, Any]) -> str:
     for n in result["notes"]:
         lines.append(f"note: {n}")
     for g in result["goals"]:
-        state = "n/a" if g["met"] is None else ("MET" if g["met"] else "MISSED")
+        state = U.goal_state(g)
         lines.append(f"goal: {g['goal']}: {U.fmt(g['value'])} {state}")
     return "\n".join(lines)
 

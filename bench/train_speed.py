@@ -153,7 +153,7 @@ def report(result: dict[str, Any]) -> str:
         f"{result['machine']['load_average']} -> {result['machine'].get('load_average_end')}"))]
     lines.append(f"fast / reference: {U.fmt(result.get('ratio_fast_vs_reference'))}")
     for g in result["goals"]:
-        state = "n/a on CPU" if g["met"] is None else ("MET" if g["met"] else "MISSED")
+        state = U.goal_state(g, na="n/a on CPU")
         lines.append(f"goal: {g['goal']}: {U.fmt(g['value'])} {state}")
     return "\n".join(lines)
 
