@@ -126,6 +126,9 @@ def train_command(
     n_blocks: int = typer.Option(_D.n_blocks, help="Residual blocks in the generator."),
     n_layers_d: int = typer.Option(_D.n_layers_d, help="PatchGAN layers (3 = 70x70)."),
     upsample: str = typer.Option(_D.upsample, help="transpose (reference) or resize (no checkerboard)."),
+    down_padding: str = typer.Option(
+        _D.down_padding, help="Padding of the stride-2 convs: reflect (no border lines) or zeros (reference)."
+    ),
     gan_mode: str = typer.Option(_D.gan_mode, help="lsgan or vanilla."),
     lambda_cycle: float = typer.Option(_D.lambda_cycle, help="Cycle-consistency weight."),
     lambda_identity: float = typer.Option(

@@ -12,6 +12,7 @@ GAN_MODES = ("lsgan", "vanilla")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cuda", "cpu", "mps")
 UPSAMPLES = ("transpose", "resize")
+DOWN_PADDINGS = ("reflect", "zeros")
 
 # Settings a resumed run may change without breaking exact continuation (they do not touch the maths
 # or the data order). Everything else comes from the checkpoint.
@@ -46,6 +47,7 @@ class TrainConfig:
     n_blocks: int = 9
     n_layers_d: int = 3
     upsample: str = "transpose"  # "transpose" (reference) or "resize" (no checkerboard)
+    down_padding: str = "reflect"  # stride-2 convs: "reflect" (no border lines) or "zeros" (reference)
     # losses
     gan_mode: str = "lsgan"  # "lsgan" or "vanilla"
     lambda_cycle: float = 10.0
@@ -80,10 +82,18 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        # a config saved before --down-padding existed trained with the reference zero padding
+        values.setdefault("down_padding", "zeros")
+        return cls(**values)
 
     def generator_config(self) -> dict[str, Any]:
-        return {"ngf": self.ngf, "n_blocks": self.n_blocks, "upsample": self.upsample}
+        return {
+            "ngf": self.ngf,
+            "n_blocks": self.n_blocks,
+            "upsample": self.upsample,
+            "down_padding": self.down_padding,
+        }
 
     def discriminator_config(self) -> dict[str, Any]:
         return {"ndf": self.ndf, "n_layers": self.n_layers_d}
@@ -110,6 +120,7 @@ class TrainConfig:
         choice("precision", self.precision, PRECISIONS)
         choice("device", self.device, DEVICES)
         choice("upsample", self.upsample, UPSAMPLES)
+        choice("down_padding", self.down_padding, DOWN_PADDINGS)
         positive = ("image_size", "load_size", "ngf", "ndf", "n_layers_d", "batch_size", "pool_size")
         for name in positive:
             if int(getattr(self, name)) < (0 if name == "pool_size" else 1):
