@@ -8,9 +8,10 @@ then cropped back), so this script measures the model files alone, not the pipel
 
 Inputs
     test photos  ``--photos DIR`` (default ``../shared/corpus/photos``: 15 landscape photos, 256x256, none
-                 of them in the training set). Every image is EXIF-rotated, converted to sRGB through its
-                 ICC profile, flattened onto white if it has alpha, resized so its shorter side is 256
-                 (Lanczos) and centre-cropped square.
+                 of them in the training set). Every image is read by ``imgxlate.imaging.read_image``, the
+                 decoder ``imgxlate convert`` uses (EXIF rotation, ICC profile -> sRGB, any bit depth),
+                 flattened onto white if it has alpha, rounded to 8 bits, resized so its shorter side is
+                 256 (Lanczos) and centre-cropped square.
     training     ``--data DIR`` with ``vangogh/`` and ``photo/`` (default ``../shared/data/vangogh2photo``).
                  There are no held-out paintings: the paintings used for the vangogh cycle are training
                  images of the generator (they are held out from the style classifier only).
@@ -81,7 +82,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import os
@@ -94,10 +94,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from imgxlate._atomic import atomic_path, write_bytes_atomic
 from imgxlate.errors import ImgxlateError, InvalidModelError, ModelNotFoundError, UsageError
+from imgxlate.imaging import read_image
 from imgxlate.metadata import read_onnx_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,31 +124,17 @@ QUICK = {"photos": 4, "paintings": 4, "hires": 1, "steps": 200}
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Read any image as (H, W, 3) uint8 sRGB: EXIF rotation, ICC -> sRGB, alpha flattened onto white."""
+    """Read any image as (H, W, 3) uint8 sRGB with imgxlate's own decoder (the one ``imgxlate convert``
+    uses: EXIF rotation, ICC -> sRGB, 16-bit, CMYK, ...); alpha is flattened onto white."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except (OSError, ValueError) as exc:
+        img = read_image(path)
+    except ImgxlateError as exc:
         raise UsageError(f"cannot read {path} as an image ({exc}); remove it from the folder") from exc
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits, not clip
-        arr = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray(
-            np.clip(arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L"
-        )
-    icc = im.info.get("icc_profile")
-    if icc and im.mode in ("RGB", "RGBA", "L", "CMYK"):
-        try:
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
-            im = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode=out_mode)
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            pass  # a broken or exotic profile: use the pixel values as they are
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, rgba)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    rgb = img.rgb
+    if img.alpha is not None:
+        alpha = img.alpha.reshape(img.height, img.width, 1).astype(np.float32)
+        rgb = rgb * alpha + (1.0 - alpha)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def square(img: np.ndarray, size: int) -> np.ndarray:
