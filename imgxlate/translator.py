@@ -23,6 +23,7 @@ import numpy as np
 
 from imgxlate.engine import Engine, session_factory
 from imgxlate.errors import InvalidModelError, UsageError
+from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
 from imgxlate.registry import ModelPair, Resolved, resolve_model
 
@@ -75,15 +76,11 @@ class Translator:
 
     def _to_model(self, rgb: np.ndarray) -> np.ndarray:
         """(..., H, W, 3) in [0, 1] -> (..., 3, H, W) in the model's input range."""
-        lo, hi = self.metadata.input_range
-        x = np.asarray(rgb, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo)
-        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+        return to_model(rgb, self.metadata.input_range)
 
     def _from_model(self, y: np.ndarray) -> np.ndarray:
         """(..., 3, H, W) in the model's output range -> (..., H, W, 3) in [0, 1], clipped."""
-        lo, hi = self.metadata.output_range
-        out = (np.moveaxis(y, -3, -1) - np.float32(lo)) / np.float32(hi - lo)
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        return from_model(y, self.metadata.output_range)
 
     # ----------------------------------------------------------------------------- running
     def _run_whole(self, x: np.ndarray) -> np.ndarray:
@@ -206,12 +203,8 @@ class Translator:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
-        lo, hi = self.metadata.input_range
-        x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        y = self._run_whole(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        olo, ohi = self.metadata.output_range
-        out = (y.transpose(0, 2, 3, 1) - np.float32(olo)) * np.float32(255.0 / (ohi - olo))
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        y = self._run_whole(uint8_to_model(frames, self.metadata.input_range))
+        return model_to_uint8(y, self.metadata.output_range)
 
     def translate(
         self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
