@@ -26,30 +26,13 @@ from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
 from imgxlate.registry import ModelPair, Resolved, resolve_model
+from imgxlate.tiling.pad import pad_bottom_right, round_up
 
 TILINGS = ("exact", "blend")
 # Fallback when tiling.auto_tile_size is unavailable: whole images up to 2048x2048 on CPU
 # (~4 GiB of ngf-64 activations), tiles of this edge above.
 _FALLBACK_WHOLE_PIXELS = 2048 * 2048
 _FALLBACK_TILE = 1024
-
-
-def _pad_nchw(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pad (N, C, H, W) at the bottom/right to (height, width): reflect where the axis is longer than
-    the pad (like the model's own ReflectionPad), symmetric otherwise (1- or 2-pixel images)."""
-    _, _, h, w = x.shape
-    for axis, size, target in ((2, h, height), (3, w, width)):
-        pad = target - size
-        if pad <= 0:
-            continue
-        widths = [(0, 0)] * 4
-        widths[axis] = (0, pad)
-        x = np.pad(x, widths, mode="reflect" if size > pad else "symmetric")
-    return x
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
 
 
 class Translator:
@@ -96,8 +79,9 @@ class Translator:
         if self.engine.fixed_size is not None:
             return self._run_resized(x, self.engine.fixed_size)
         m = self.multiple
-        ph, pw = max(_round_up(h, m), 2 * m), max(_round_up(w, m), 2 * m)
-        y = self.engine.run(_pad_nchw(x, ph, pw))
+        # At least two multiples: the residual blocks reflect-pad by 1 at H/4, which needs 2 pixels there.
+        ph, pw = max(round_up(h, m), 2 * m), max(round_up(w, m), 2 * m)
+        y = self.engine.run(pad_bottom_right(x, ph, pw))
         return y[:, :, :h, :w]
 
     def _run_resized(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
