@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 import imgxlate
-from imgxlate.batch import FileResult, convert_paths, sniff_format
+from imgxlate.batch import FileResult, convert_paths
 from imgxlate.errors import UsageError
+from imgxlate.imaging.formats import sniff_file
 from imgxlate.tiling.pad import pad_bottom_right
 from imgxlate.translator import Translator, load_model
 
@@ -140,12 +141,13 @@ def test_auto_tile_is_zero_for_small_images(translator: Translator) -> None:
     assert translator._tile_for(100, 100, 128) == 0  # one tile covers it: run whole
 
 
-def test_sniff_format(tmp_path: Path) -> None:
+def test_sniff_file(tmp_path: Path) -> None:
     p = tmp_path / "x.jpg"
     Image.new("RGBA", (4, 4)).save(p, format="PNG")  # a PNG that lies about its suffix
-    assert sniff_format(p) == "PNG"
+    assert sniff_file(p) == "PNG"
     (tmp_path / "t.jpg").write_text("text")
-    assert sniff_format(tmp_path / "t.jpg") == ""
+    assert sniff_file(tmp_path / "t.jpg") == ""
+    assert sniff_file(tmp_path / "missing.png") == ""
 
 
 def test_convert_paths_order_statuses_and_batching(tiny_pair: Path, tmp_path: Path) -> None:
