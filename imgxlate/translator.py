@@ -24,7 +24,7 @@ import numpy as np
 from imgxlate.engine import Engine, session_factory
 from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.metadata import ModelMetadata
-from imgxlate.registry import ModelPair, Resolved, resolve_model
+from imgxlate.registry import ModelPair, Resolved, probe_generator, resolve_model
 
 TILINGS = ("exact", "blend")
 # Fallback when tiling.auto_tile_size is unavailable: whole images up to 2048x2048 on CPU
@@ -251,6 +251,9 @@ def load_model(
     create its ONNX Runtime session on ``device`` ("auto" | "cuda" | "cpu")."""
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads)
+    # The same check as `imgxlate models add`, once per loaded model: a classifier, a model that
+    # resizes, or one that outputs NaN or a constant is refused before any image is written.
+    probe_generator(engine, resolved.file.metadata, resolved.file.path)
     for note in resolved.notes:
         if "has no imgxlate metadata" in note:
             warnings.warn(note, stacklevel=2)

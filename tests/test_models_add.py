@@ -306,3 +306,26 @@ def test_probe_accepts_a_real_generator(tmp_path: Path) -> None:
 
     path = build(tmp_path / "ok.onnx", meta=meta())
     reg.probe_generator(Engine(path, device="cpu", threads=1), reg.load_pair(path).files[0].metadata, path)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "half", "constant", "nan"])
+def test_model_path_gets_the_same_checks(tmp_path: Path, kind: str) -> None:
+    """--model PATH / load_model: the probe of `models add`, before any image is converted."""
+    from typer.testing import CliRunner
+
+    from imgxlate.cli.app import app
+    from imgxlate.translator import load_model
+
+    path = build(tmp_path / f"{kind}.onnx", kind, meta=meta())
+    with pytest.raises(InvalidModelError):
+        load_model(path, device="cpu")
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (12, 8), (10, 200, 30)).save(tmp_path / "in" / "a.png")
+    res = CliRunner().invoke(app, ["convert", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                                   "--model", str(path), "--device", "cpu"])
+    assert res.exit_code == 1 and "error:" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "out" / "a.png").exists()
+    good = build(tmp_path / "good.onnx", meta=meta())
+    assert load_model(good, device="cpu").metadata.target == "dog"
