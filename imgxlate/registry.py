@@ -189,7 +189,7 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
 
 def _check_onnx_magic(path: Path) -> None:
     """Reject obviously non-ONNX files (images, archives, text) with a clear message before parsing."""
-    head = path.read_bytes()[:16]
+    head = _head(path, 16)
     # An ONNX file is a protobuf ModelProto; its first field is ir_version (tag 0x08).
     if not head.startswith(b"\x08"):
         raise InvalidModelError(f"{path} is not an ONNX model file; give a .onnx generator or a pair folder")
@@ -226,6 +226,11 @@ def _scan(folder: Path, location: str) -> tuple[list[ModelPair], list[BrokenMode
         except OSError as exc:
             broken.append(BrokenModel(entry.name, entry, location, f"cannot read {entry}: {exc}"))
     return pairs, broken
+
+
+def _head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
 
 
 def _pairs_in(folder: Path, location: str) -> list[ModelPair]:
@@ -692,7 +697,8 @@ def _describe(pair: ModelPair) -> str:
 
 
 def _same_domains(a: ModelPair, b: ModelPair) -> bool:
-    return not a.files[0].assumed and not b.files[0].assumed and a.domains == b.domains
+    return bool(a.files and b.files) and not a.files[0].assumed and not b.files[0].assumed and \
+        a.domains == b.domains
 
 
 def _warn_default(message: str) -> None:
@@ -760,7 +766,7 @@ def install_model(
                 if src.is_dir():
                     raise UsageError("--sha256 checks a single file or a download, not a folder")
                 _check_sha(_sha256(src), want_sha, str(src))
-        if src.is_file() and src.read_bytes()[:4] == b"PK\x03\x04":
+        if src.is_file() and _head(src, 4) == b"PK\x03\x04":
             src = _unzip(src, staging / ".unzipped")
 
         pair = load_pair(src, "path")
@@ -788,8 +794,11 @@ def install_model(
                          f"{', '.join(old.directions)} generator was copied into the user model")
             elif not force:
                 what = "bundled with imgxlate" if old.location == "bundled" else f"already installed at {old.path}"
+                if not old.files:
+                    what = f"installed at {old.path} but cannot be loaded"
+                had = f" ({_describe(old)})" if old.files else ""
                 raise UsageError(
-                    f"a model named {name!r} is {what} ({_describe(old)}); installing "
+                    f"a model named {name!r} is {what}{had}; installing "
                     f"{_describe(pair)} under that name would hide "
                     f"{'it' if set(clash) >= set(old.directions) else 'its ' + ', '.join(clash) + ' generator'}"
                     "; pick another --name, "

@@ -329,3 +329,22 @@ def test_model_path_gets_the_same_checks(tmp_path: Path, kind: str) -> None:
     assert not (tmp_path / "out" / "a.png").exists()
     good = build(tmp_path / "good.onnx", meta=meta())
     assert load_model(good, device="cpu").metadata.target == "dog"
+
+
+def test_a_broken_user_model_is_replaced_only_with_force(home: Path, tmp_path: Path) -> None:
+    build(home / "cat2dog" / "a2b.onnx", meta={**meta(), "layout": "NHWC"})
+    good = pair_folder(tmp_path / "cat2dog")
+    with pytest.raises(UsageError, match="installed at .* but cannot be loaded; .* --force"):
+        reg.install_model(good)
+    told: list[str] = []
+    assert reg.install_model(good, force=True, warn=told.append).directions == ("a2b", "b2a")
+    assert told and "replacing the user model cat2dog" in told[0]
+
+
+def test_local_zip_is_unpacked_and_named_after_it(home: Path, tmp_path: Path) -> None:
+    src = pair_folder(tmp_path / "p")
+    with zipfile.ZipFile(tmp_path / "pets.zip", "w") as zf:
+        for f in src.iterdir():
+            zf.write(f, f.name)
+    pair = reg.install_model(tmp_path / "pets.zip")
+    assert pair.name == "cat2dog" and names(pair.path) == ["README.md", "a2b.onnx", "b2a.onnx"]

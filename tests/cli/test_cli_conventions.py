@@ -157,3 +157,16 @@ def test_broken_model_is_listed_not_fatal(home: Path, tmp_path: Path, monkeypatc
     res = invoke("models", "info", "bad")
     assert res.exit_code == 1 and "'input_range'" in res.stderr and str(home / "bad" / "a2b.onnx") in plain(
         res.stderr)
+
+
+def test_shell_completion_of_models_domains_and_choices(home: Path) -> None:
+    def complete(words: str) -> list[str]:
+        env = {"_IMGXLATE_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+        res = CliRunner().invoke(app, [], prog_name="imgxlate", env=env)
+        return res.stdout.split()
+
+    assert complete("imgxlate convert --model vang") == ["vangogh2photo"]
+    assert complete("imgxlate convert --to ph") == ["photo"]
+    assert complete("imgxlate convert --device c") == ["cuda", "cpu", "coreml"]
+    assert complete("imgxlate mo") == ["models"]
