@@ -17,7 +17,10 @@ from imgxlate.cli.convert import convert
 from imgxlate.cli.models import models_app
 from imgxlate.cli.video import video
 
+# Typer prints commands without a panel first, so every command names its panel: EVERYDAY for
+# convert / video / models, MORE for the rest (e.g. `app.command("serve", rich_help_panel=MORE)(serve)`).
 EVERYDAY = "Everyday commands"
+MORE = "More commands"
 
 
 def examples(*lines: str) -> str:

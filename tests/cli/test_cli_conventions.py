@@ -61,6 +61,12 @@ def test_root_help_lists_everyday_commands_first_and_completion() -> None:
     assert re.match(r"Everyday commands convert .* video .* models ", panel)
     assert "Everyday commands" in out and "--install-completion" in out
     assert "IMGXLATE_HOME" in out and "IMGXLATE_DEFAULT_MODEL" in out
+    # A command without a panel would be listed before the everyday ones.
+    from imgxlate.cli.app import EVERYDAY, MORE
+
+    root = typer.main.get_command(app)
+    panels = {n: getattr(c, "rich_help_panel", None) for n, c in root.commands.items()}
+    assert {n: p for n, p in panels.items() if p not in (EVERYDAY, MORE)} == {}
 
 
 def test_convert_help_shows_defaults_choices_and_env(home: Path) -> None:
