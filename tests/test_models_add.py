@@ -348,3 +348,11 @@ def test_local_zip_is_unpacked_and_named_after_it(home: Path, tmp_path: Path) ->
             zf.write(f, f.name)
     pair = reg.install_model(tmp_path / "pets.zip")
     assert pair.name == "cat2dog" and names(pair.path) == ["README.md", "a2b.onnx", "b2a.onnx"]
+
+
+def test_hub_without_the_extra_names_it(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(UsageError, match=r"needs the huggingface_hub package: pip install 'imgxlate\[hub\]'"):
+        reg.install_model("hf://org/cat2dog")
