@@ -251,11 +251,11 @@ def load_translator(
         translator = load_model(model, to=to, direction=direction, device=device, threads=threads)
     if quiet:
         return translator
-    for note in translator.warnings:
-        if note.startswith("translating "):  # which way the pair runs: information, not a problem
-            stderr.print(f"note: {escape(note)}")
+    for note in translator.notes:
+        if note.kind == "direction":  # which way the pair runs: information, not a problem
+            stderr.print(f"note: {escape(note.text)}")
         else:
-            print_warning(note)
+            print_warning(note.text)
     stderr.print(escape(translator.engine.describe()))
     return translator
 
