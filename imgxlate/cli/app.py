@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from imgxlate._version import __version__
+from imgxlate.cli.common import examples
 from imgxlate.cli.convert import convert
 from imgxlate.cli.models import models_app
 from imgxlate.cli.video import video
@@ -21,11 +22,6 @@ from imgxlate.cli.video import video
 # convert / video / models, MORE for the rest (e.g. `app.command("serve", rich_help_panel=MORE)(serve)`).
 EVERYDAY = "Everyday commands"
 MORE = "More commands"
-
-
-def examples(*lines: str) -> str:
-    """A help epilog: ``Examples:`` and one command per line (kept as lines by rich)."""
-    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 
 CONVERT_EXAMPLES = examples(

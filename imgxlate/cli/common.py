@@ -199,6 +199,11 @@ BatchSizeOpt = Annotated[
 ]
 
 
+def examples(*lines: str) -> str:
+    """A help epilog: ``Examples`` and one command per line (kept as lines by rich)."""
+    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
 def print_error(err: BaseException, console: Console | None = None) -> None:
     """``error: <message>`` in red on stderr, without a traceback."""
     (console or stderr).print(f"[bold red]error:[/] {escape(str(err))}")

@@ -17,6 +17,7 @@ from imgxlate.cli.common import (
     QuietOpt,
     complete_model,
     emit_json,
+    examples,
     handle_errors,
     print_warning,
     sigint_guard,
@@ -104,7 +105,7 @@ def _models_root(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             _list_models(as_json)
 
 
-@models_app.command("list")
+@models_app.command("list", epilog=examples("imgxlate models list --json"))
 def models_list(as_json: JsonOpt = False) -> None:
     """List every model (the default marked, broken ones with the reason)."""
     with handle_errors(as_json):
@@ -129,7 +130,8 @@ def _info_doc(pair: ModelPair) -> dict[str, Any]:
     }
 
 
-@models_app.command("info")
+@models_app.command("info", epilog=examples(
+    "imgxlate models info vangogh2photo", "imgxlate models info ./runs/p2v/model --json"))
 def models_info(
     name: Annotated[str, typer.Argument(help="Model name or path.", autocompletion=complete_model)],
     as_json: JsonOpt = False,
@@ -188,7 +190,13 @@ class _DownloadReport:
             stderr.print(f"downloading: {_size(done)}{of}")
 
 
-@models_app.command("add")
+@models_app.command("add", epilog=examples(
+    "imgxlate models add ./runs/p2v/model --name p2v",
+    "imgxlate models add b2a.onnx --name p2v          # adds the missing direction into p2v",
+    "imgxlate models add https://host/pair.zip --sha256 HEX",
+    "imgxlate models add https://host/models/p2v/      # a2b.onnx, b2a.onnx, README.md",
+    "imgxlate models add hf://ORG/REPO@REV --json",
+    "imgxlate models add mine.onnx --name vangogh2photo --force   # hides the bundled model, says so"))
 def models_add(
     source: Annotated[str, typer.Argument(
         help="A pair folder, a .onnx file, a .zip of either, an http(s) URL of any of those, a folder URL "
@@ -241,7 +249,7 @@ def models_add(
         )
 
 
-@models_app.command("remove")
+@models_app.command("remove", epilog=examples("imgxlate models remove p2v"))
 def models_remove(
     name: Annotated[str, typer.Argument(help="A user-installed model's name.", autocompletion=complete_model)],
     quiet: QuietOpt = False,

@@ -137,6 +137,23 @@ def test_documented_command_lines_parse(doc: str, line: str) -> None:
         pytest.fail(f"{doc}: `{line}` does not parse: {exc.format_message()}")
 
 
+def help_example_lines() -> list[str]:
+    """The example lines of every command's help (its epilog)."""
+    from imgxlate.cli.app import app
+
+    found, stack = [], [typer.main.get_command(app)]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        found += [_strip_comment(x) for x in (cmd.epilog or "").splitlines() if x.strip().startswith("imgxlate ")]
+    return found
+
+
+@pytest.mark.parametrize("line", help_example_lines())
+def test_help_examples_parse(line: str) -> None:
+    test_documented_command_lines_parse("--help", line)
+
+
 def test_every_readme_command_is_run_or_says_why_not() -> None:
     unknown = [c for c in readme_commands() if c not in NOT_RUN and c not in RUNNERS]
     assert not unknown, f"README commands neither run by this test nor listed in NOT_RUN: {unknown}"
