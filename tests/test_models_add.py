@@ -182,8 +182,8 @@ def test_a_trickling_download_ends_at_the_deadline(home: Path, trickle: str,
     t0 = time.monotonic()
     with pytest.raises(ImgxlateError, match="did not finish within 1.5 s"):
         reg.install_model(trickle, deadline=1.5, progress=lambda d, t: seen.append(d))
-    assert time.monotonic() - t0 < 5
-    assert seen[0] == 0 and seen[-1] >= 3  # progress was reported while it trickled
+    assert time.monotonic() - t0 < 10  # not the minutes a 1 MB trickle would take
+    assert seen[0] == 0 and seen[-1] >= 1  # progress was reported while it trickled
     assert names(home) == []
     monkeypatch.setenv("IMGXLATE_DOWNLOAD_TIMEOUT", "1")
     with pytest.raises(ImgxlateError, match="within 1 s"):
