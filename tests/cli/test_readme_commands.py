@@ -43,6 +43,7 @@ NOT_RUN: dict[str, str] = {
     "pip install '.[cpu,train,dev]'": "installs from PyPI (network)",
     "pip install '.[cpu,hub]'": "installs from PyPI (network)",
     "python -m pytest -q": "this suite itself",
+    "python -m pytest -q -m bench": "the benchmark runner test: CI runs it as its own step",
     "ruff check .": "lint, run by CI",
     "bash .ci/run": "CI itself (fresh venv, network)",
     "imgxlate models add https://host/model.onnx --sha256 HEX":
