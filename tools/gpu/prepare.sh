@@ -10,9 +10,12 @@
 # Prints the exact plan (calls, carry lists, commands).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
+# ort-gpu-parts.sh writes .git/info/exclude: run this from a plain clone, not a git worktree.
+[ -d .git ] || { echo "run from a plain clone (.git must be a folder)" >&2; exit 2; }
 shared=${IMGXLATE_SHARED:-../shared}
 bash "$shared/tools/ort-gpu-parts.sh" >/dev/null
-grep -qxF "/.whl/" .git/info/exclude || echo "/.whl/" >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)
+grep -qxF "/.whl/" "$exclude" || echo "/.whl/" >> "$exclude"
 mkdir -p .whl
 # What the device image lacks (its package list: /work/.library/device/KINDS.md): platformdirs,
 # imageio-ffmpeg (FFmpeg binary for the video path) and PyAV.
