@@ -125,6 +125,10 @@ def convert(
                 it.close()
         except KeyboardInterrupt:
             interrupted = True
+            if report is not None:  # Ray write tasks may have finished files the driver never heard of
+                from imgxlate.distributed import written_unreported
+
+                results.extend(written_unreported(plans, report))
     elapsed = time.perf_counter() - t0
     provider = translator.provider if translator is not None else ""
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}

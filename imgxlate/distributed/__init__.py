@@ -34,7 +34,7 @@ from imgxlate.errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 
-__all__ = ["ClusterInfo", "Job", "RunReport", "cluster", "convert", "plan_jobs", "run_jobs"]
+__all__ = ["ClusterInfo", "Job", "RunReport", "cluster", "convert", "plan_jobs", "run_jobs", "written_unreported"]
 
 # One translate actor per this many CPUs on a CPU-only cluster; the actor's ONNX Runtime session
 # uses that many threads (the local run's default is every physical core of the machine).
@@ -45,8 +45,10 @@ IO_CPUS = 0.5
 
 
 def _ray() -> Any:
+    """The ray module with ray.data imported, or a UsageError naming the extra to install."""
     try:
         import ray
+        import ray.data
     except ImportError as err:
         raise UsageError("--ray needs Ray: pip install 'imgxlate[ray]'") from err
     return ray
@@ -94,6 +96,7 @@ class RunReport:
     actors: int = 0
     threads: int = 0  # ONNX Runtime threads per actor (0: the session's default)
     providers: set[str] = field(default_factory=set)
+    reported: set[int] = field(default_factory=set)  # Job.index of every result yielded so far
 
     def to_dict(self) -> dict[str, Any]:
         info = self.cluster
@@ -151,35 +154,56 @@ def run_jobs(
         raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
     for job in jobs:
         if job.status != PENDING:
+            if report is not None:
+                report.reported.add(job.index)
             yield _result(job.__dict__ | {"seconds": 0.0, "width": 0, "height": 0})
     pending = [job for job in jobs if job.status == PENDING]
     if not pending:
         return
-    ray = _ray()
-    import ray.data
+    data = _ray().data
 
     with cluster(address, quiet=quiet) as info:
         count, resources, per_actor = _actor_plan(info, device, threads, actors)
         if report is not None:
             report.cluster, report.actors, report.threads = info, count, per_actor
-        ctx = ray.data.DataContext.get_current()
+        ctx = data.DataContext.get_current()
         ctx.enable_progress_bars = not quiet
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.INFO)
         rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason,
                  "seconds": 0.0, "width": 0, "height": 0, "provider": ""} for j in pending]
         ds = (
-            ray.data.from_items(rows, override_num_blocks=len(rows))
+            data.from_items(rows, override_num_blocks=len(rows))
             .map(partial(stages.decode, max_pixels=max_pixels), num_cpus=IO_CPUS)
             .map(stages.translator_class(model=None if model is None else os.fspath(model), to=to,
                                          direction=direction, device=device, threads=per_actor, tile=tile,
                                          tile_overlap=tile_overlap, tiling=tiling),
-                 compute=ray.data.ActorPoolStrategy(size=count), **resources)
+                 compute=data.ActorPoolStrategy(size=count), **resources)
             .map(partial(stages.write, fmt=fmt, quality=quality), num_cpus=IO_CPUS)
         )
         for row in ds.iter_rows():
-            if report is not None and row["provider"]:
-                report.providers.add(row["provider"])
+            if report is not None:
+                report.reported.add(row["index"])
+                if row["provider"]:
+                    report.providers.add(row["provider"])
             yield _result(row)
+
+
+def written_unreported(jobs: Sequence[Job], report: RunReport) -> list[FileResult]:
+    """After an interruption: the pending jobs whose output is complete on disk (or in the store)
+    although their result was never yielded (a write task finished while the driver was stopping).
+    Outputs appear only when complete (atomic rename / whole upload), so each of these is a converted
+    file and is counted as one."""
+    from imgxlate.distributed import storage
+
+    done = []
+    for job in jobs:
+        if job.status != PENDING or job.index in report.reported:
+            continue
+        present = storage.exists(job.dst) if storage.is_url(job.dst) else Path(job.dst).is_file()
+        if present:
+            report.reported.add(job.index)
+            done.append(_result(job.__dict__ | {"status": "converted", "seconds": 0.0, "width": 0, "height": 0}))
+    return done
 
 
 def _result(row: dict[str, Any]) -> FileResult:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from imgxlate.distributed import storage
 from imgxlate.distributed.plan import FAILED, PENDING
@@ -57,8 +57,8 @@ class Translate:
     attributes (see :func:`translator_class`), so the actor is built without constructor arguments in
     the object store (which Ray warns about for restartable actors)."""
 
-    MODEL: dict[str, Any] = {}  # load_model's arguments
-    RUN: dict[str, Any] = {}  # translate_rgb's tiling arguments
+    MODEL: ClassVar[dict[str, Any]] = {}  # load_model's arguments
+    RUN: ClassVar[dict[str, Any]] = {}  # translate_rgb's tiling arguments
 
     def __init__(self) -> None:
         from imgxlate.translator import load_model

@@ -46,7 +46,7 @@ def open_url(url: str) -> tuple[Any, str]:
     pafs = _pyarrow_fs()
     try:
         return pafs.FileSystem.from_uri(url)
-    except Exception as err:  # noqa: BLE001 - pyarrow raises ArrowInvalid / OSError variants
+    except Exception as err:
         raise UsageError(f"cannot open {url}: {err}") from err
 
 

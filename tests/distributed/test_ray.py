@@ -38,7 +38,7 @@ def _tree(root: Path) -> Path:
 def _convert(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, RAY_DISABLE_USAGE_STATS="1")
     return subprocess.run([str(BIN / "imgxlate"), "convert", *args, "--to", "vangogh", "--json"],
-                          capture_output=True, text=True, timeout=600, env=env)
+                          check=False, capture_output=True, text=True, timeout=600, env=env)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -129,3 +129,31 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(UsageError, match=r"imgxlate\[ray\]"):
         dist._ray()
+
+
+def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(80):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(src / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    env = dict(os.environ, RAY_DISABLE_USAGE_STATS="1")
+    proc = subprocess.Popen([str(BIN / "imgxlate"), "convert", str(src), "--out", str(out), "--to", "vangogh",
+                             "--ray", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(list(out.rglob("*.png"))) < 2:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    totals = json.loads(stdout)["totals"]
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert totals["interrupted"] and totals["converted"] == len(written) > 0
+    assert not [p for p in written if p.name.startswith(".imgxlate-tmp")]
+    leftovers = subprocess.run(["pgrep", "-f", "raylet"], check=False, capture_output=True, text=True).stdout.strip()
+    assert leftovers == "", f"Ray processes outlived the command: {leftovers}"
