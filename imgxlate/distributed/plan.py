@@ -95,7 +95,7 @@ def _plan_urls(
     jobs: list[Job] = []
     claimed: dict[str, str] = {}
     for index, (src, rel) in enumerate(found):
-        source_format = magic_format(storage.head(src)) if fmt == "same" else ""
+        source_format = sniff_format(storage.head(src)) if fmt == "same" else ""
         rel_path = PurePosixPath(rel)
         out_rel = rel_path.with_name(rel_path.stem + output_suffix(rel_path.suffix, source_format, fmt))
         dst = str(Path(out) / out_rel) if local_out else storage.join_url(out, out_rel.as_posix())
