@@ -72,8 +72,7 @@ def _plan_urls(
 ) -> list[Job]:
     from imgxlate.batch import check_format
     from imgxlate.distributed import storage
-    from imgxlate.imaging.formats import READ_SUFFIXES, output_suffix
-    from imgxlate.imaging.formats import _magic_format as magic_format
+    from imgxlate.imaging.formats import READ_SUFFIXES, output_suffix, sniff_format
     from imgxlate.inputs import _matches as matches
 
     fmt = check_format(fmt)
