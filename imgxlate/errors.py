@@ -7,6 +7,7 @@ do next. The CLI prints ``str(err)`` to stderr without a traceback and exits wit
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -50,6 +51,21 @@ class ImageReadError(ImgxlateError):
 
 class ImageWriteError(ImgxlateError):
     """An output image cannot be written."""
+
+
+class DiskFullError(ImgxlateError, OSError):
+    """No space left (or quota exceeded) while writing: nothing further can be written, so a batch
+    stops. Also an ``OSError`` with errno ``ENOSPC``, for code that handles OS errors."""
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, errno.ENOSPC, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # picklable (worker processes)
+        return (type(self), (self.message,))
 
 
 class VideoError(ImgxlateError):
