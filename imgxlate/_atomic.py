@@ -44,6 +44,7 @@ __all__ = [
     "atomic_open",
     "atomic_path",
     "disk_full_error",
+    "explain_write_error",
     "is_disk_full",
     "is_temp_name",
     "remove_stale_temps",
@@ -81,6 +82,26 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def explain_write_error(exc: OSError) -> str:
+    """What an OS error while writing a file means and what to do, for messages that name the file."""
+    code = exc.errno
+    what = exc.strerror or str(exc)
+    if code in _DISK_FULL_ERRNOS:
+        return f"{what}; the disk is full: free some space or choose another output folder"
+    if code == errno.ENAMETOOLONG:
+        return (
+            f"{what}: the name or the whole path is longer than the file system allows (usually 255 bytes "
+            "per name, 4096 per path); shorten the input's name or use a shorter --out"
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return f"{what}; check that the output folder is writable"
+    if code == errno.EROFS:
+        return f"{what}; the output folder is on a read-only file system: choose another --out"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return f"{what}; a file stands where a folder is needed: choose another --out"
+    return what
 
 
 def is_temp_name(name: str) -> bool:

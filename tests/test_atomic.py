@@ -22,7 +22,7 @@ from imgxlate._atomic import (
     write_bytes_atomic,
 )
 from imgxlate.errors import DiskFullError, ImgxlateError
-from tests.fault_fs import fill, small_tmpfs
+from fault_fs import fill, small_tmpfs
 
 
 def _temps(folder: Path) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fault_fs import fill, small_tmpfs, without_dac_override
+from fault_fs import fill, small_tmpfs, without_dac_override
 
 TEMP_PREFIX = ".imgxlate-tmp-"
 
