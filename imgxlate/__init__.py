@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from imgxlate._version import __version__
 from imgxlate.errors import ImgxlateError
-from imgxlate.metadata import ModelMetadata
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult, convert_paths
     from imgxlate.engine import Engine
+    from imgxlate.metadata import ModelMetadata
     from imgxlate.registry import DEFAULT_MODEL, ModelPair, list_models
     from imgxlate.translator import Translator, load_model
 
@@ -31,6 +31,8 @@ _LAZY = {
     "list_models": "imgxlate.registry",
     "ModelPair": "imgxlate.registry",
     "DEFAULT_MODEL": "imgxlate.registry",
+    # lazy too: `imgxlate` (the CLI) must install its Ctrl-C handler within milliseconds of starting
+    "ModelMetadata": "imgxlate.metadata",
 }
 
 __all__ = [

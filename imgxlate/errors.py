@@ -6,7 +6,6 @@ do next. The CLI prints ``str(err)`` to stderr without a traceback and exits wit
 
 from __future__ import annotations
 
-import difflib
 import errno
 from collections.abc import Iterable
 
@@ -78,5 +77,7 @@ class TrainingError(ImgxlateError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
+    import difflib  # here, not at the top: the CLI's start-up imports this module
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

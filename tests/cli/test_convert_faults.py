@@ -115,7 +115,7 @@ def test_full_disk_injected_short_write(tiny_pair: Path, tmp_path: Path, monkeyp
     from typer.testing import CliRunner
 
     from imgxlate import _atomic
-    from imgxlate.cli import app
+    from imgxlate.cli.app import app
 
     src = tmp_path / "in"
     for i in range(3):
@@ -192,16 +192,26 @@ def _interrupt_at(tmp_path: Path, delay: float, args: list[str]) -> tuple[int, s
 
 
 def test_sigint_during_startup_has_no_traceback(tiny_pair: Path, tmp_path: Path) -> None:
-    """Ctrl-C while the CLI is still importing its libraries: 'interrupted', exit 130, no traceback."""
+    """Ctrl-C while the CLI is still importing its libraries: 'interrupted', exit 130, no traceback.
+
+    A signal that lands while the interpreter itself is starting (importing ``site``, runpy locating
+    the module: before any imgxlate code runs) ends in Python's own message or traceback, with no
+    imgxlate frame in it; such samples are not imgxlate's to handle and are not counted."""
     noise(tmp_path / "a.png")
     args = ["convert", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", str(tiny_pair),
-            "--device", "cpu"]
-    for delay in (0.03, 0.08, 0.15, 0.25, 0.4, 0.6):
+            "--device", "cpu", "--overwrite"]
+    ours = 0
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7):
         rc, err = _interrupt_at(tmp_path, delay, args)
+        if "init_import_site" in err or ("Traceback" in err and f"{os.sep}imgxlate{os.sep}" not in err):
+            continue
         assert "Traceback" not in err, (delay, err)
-        # Before the interpreter has its own handler the default action kills it (-SIGINT); after
-        # that, imgxlate's handler exits 130; a run that already finished exits 0.
-        assert rc in (130, -signal.SIGINT, 0), (delay, rc, err)
+        # After Python's startup, imgxlate's handler exits 130; a run that already finished exits 0.
+        assert rc in (130, 0), (delay, rc, err)
+        ours += rc == 130
+        if rc == 130:
+            assert "interrupted" in err
+    assert ours >= 2, "too few signals landed while imgxlate was starting; the machine is unusually slow"
 
 
 # -------------------------------------------------------------------------------------- odd inputs
@@ -287,7 +297,7 @@ def test_deep_tree_under_long_out(tiny_pair: Path, tmp_path: Path) -> None:
     deep = src.joinpath(*["d" * 200] * 12)
     noise(deep / "x.png")
     noise(src / "y.png", seed=1)
-    out = tmp_path.joinpath(*["o" * 250] * 6)
+    out = tmp_path.joinpath(*["o" * 250] * 8)
     res = run_cli(tmp_path, "convert", src, "--out", out, "--model", tiny_pair, "--device", "cpu", "--json")
     assert res.returncode == 1, res.stderr
     status = {Path(r["src"]).name: (r["status"], r["reason"]) for r in json.loads(res.stdout)["results"]}
