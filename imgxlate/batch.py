@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -45,10 +46,16 @@ def sniff_format(path: Path) -> str:
     """The Pillow format name of a file from its first bytes, for the formats imgxlate writes
     ("JPEG", "PNG", "WEBP", "TIFF"); "" for anything else (those are written as PNG)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        # Non-blocking and regular files only: a FIFO would block the open, a device never ends.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
         return ""
+    try:
+        head = os.read(fd, 16) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
