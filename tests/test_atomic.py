@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_fs import fill, small_tmpfs
 
 from imgxlate import _atomic
 from imgxlate._atomic import (
@@ -22,7 +23,6 @@ from imgxlate._atomic import (
     write_bytes_atomic,
 )
 from imgxlate.errors import DiskFullError, ImgxlateError
-from fault_fs import fill, small_tmpfs
 
 
 def _temps(folder: Path) -> list[str]:

@@ -7,6 +7,8 @@ file for ``fmt="same"`` and the others) and the magic-byte table used to name a 
 
 from __future__ import annotations
 
+import os
+import stat
 from typing import Any
 
 from imgxlate.errors import UsageError, did_you_mean
@@ -86,13 +88,30 @@ _MAGIC = {
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
-def _magic_format(data: bytes) -> str:
+def sniff_format(data: bytes) -> str:
+    """The Pillow format name ("PNG", "JPEG", "GIF", "TIFF", "BMP", "WEBP") of a file from its first
+    16 bytes, whatever its name says; "" for anything else."""
     for magic, name in _MAGIC.items():
         if data.startswith(magic):
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
+        return "WEBP"
     return ""
+
+
+def sniff_file(path: str | os.PathLike[str]) -> str:
+    """:func:`sniff_format` of a file's first bytes; "" when it cannot be read."""
+    try:
+        # Non-blocking and regular files only: a FIFO would block the open, a device never ends.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError:
+        return ""
+    try:
+        return sniff_format(os.read(fd, 16)) if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def normalize_format(fmt: str) -> str:

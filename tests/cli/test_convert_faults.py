@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fault_fs import fill, small_tmpfs, without_dac_override
+from PIL import Image
 
 TEMP_PREFIX = ".imgxlate-tmp-"
 
@@ -316,9 +315,9 @@ def test_sigkill_leftover_temp_file_is_removed_by_the_next_run(tiny_pair: Path, 
     (out / "sub").mkdir(parents=True)
     killed = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom imgxlate._atomic import atomic_path\n"
-         f"with atomic_path({str(out / 'sub' / 'big.png')!r}) as tmp:\n"
-         "    f = open(tmp, 'wb'); f.write(b'half'); f.flush(); print(tmp.name, flush=True); time.sleep(600)\n"],
+         ("import sys, time\nfrom imgxlate._atomic import atomic_path\n"
+          f"with atomic_path({str(out / 'sub' / 'big.png')!r}) as tmp:\n"
+          "    f = open(tmp, 'wb'); f.write(b'half'); f.flush(); print(tmp.name, flush=True); time.sleep(600)\n")],
         stdout=subprocess.PIPE, text=True, env=_env(tmp_path))
     assert killed.stdout is not None
     stale = out / "sub" / killed.stdout.readline().strip()
