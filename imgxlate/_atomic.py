@@ -62,26 +62,12 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def disk_full_error(target: str | os.PathLike[str], detail: str = "") -> DiskFullError:
-    """The one "disk full" error every writer raises: names the file, the free space and what to do."""
-    folder = Path(target).parent
-    free = ""
-    with contextlib.suppress(OSError):
-        st = os.statvfs(folder)
-        free = f" ({_human(st.f_bavail * st.f_frsize)} free on {folder})"
-    more = f": {detail}" if detail else ""
+    """The one "disk full" error every writer raises: names the file, what happened and what to do."""
+    more = f" ({detail})" if detail else ""
     return DiskFullError(
-        f"disk full while writing {os.fspath(target)!r}{free}{more}; free some space or choose another "
+        f"disk full while writing {os.fspath(target)!r}{more}; free some space or choose another "
         "output folder, then run the command again (finished files are kept and skipped)"
     )
-
-
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def explain_write_error(exc: OSError) -> str:

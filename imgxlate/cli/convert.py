@@ -108,7 +108,7 @@ def convert(
                             progress.console.print(
                                 f"[red]failed:[/] {escape(str(r.src))}: {escape(r.reason)}"
                             )
-                        elif r.dst == Path():  # found by the walk and not read (FIFO, loop, ...)
+                        elif r.dst == Path() and not quiet:  # found by the walk, not read (FIFO, loop, ...)
                             progress.console.print(f"[yellow]skipped:[/] {escape(str(r.src))}: {escape(r.reason)}")
                         elapsed = max(time.perf_counter() - t0, 1e-9)
                         progress.update(task, advance=1, rate=f"{converted / elapsed:.2f} img/s")
@@ -137,7 +137,8 @@ def convert(
         sys.stdout.flush()
     if stopped:
         stderr.print(f"[bold red]error:[/] {escape(stopped)}")
-        stderr.print(f"stopped: {not_started} file(s) not started")
+        if not_started:
+            stderr.print(f"stopped: {not_started} file(s) not started; run the same command again once there is room")
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
