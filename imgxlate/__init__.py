@@ -10,12 +10,16 @@ API below (attributes are resolved lazily).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# Not `from typing import TYPE_CHECKING`: the CLI's entry point imports this package before it can
+# install its Ctrl-C handler, so the package import is kept to a few milliseconds (typing is not needed).
+TYPE_CHECKING = False
 
 from imgxlate._version import __version__
 from imgxlate.errors import ImgxlateError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from imgxlate.batch import FileResult, convert_paths
     from imgxlate.engine import Engine
     from imgxlate.metadata import ModelMetadata

@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any
 
 
-def _interrupted_early(signum: int, frame: Any) -> None:
+def _interrupted_early(signum: int, frame: object) -> None:
     """SIGINT before a command has its own handler (while Python imports typer, rich, numpy...):
     a clean "interrupted" and exit 130, never a KeyboardInterrupt traceback. SystemExit unwinds like any
     exception (finally blocks, temp file clean-up run); click does not turn it into "Aborted!"."""
