@@ -99,6 +99,12 @@ class Patterns:
         return bool(self._spec.match_file(text + "/" if is_dir else text))
 
 
+def _matches(rel: Path, patterns: Sequence[str]) -> bool:
+    """Does ``rel`` match any of the gitignore-style ``patterns`` (case-insensitive)? For callers that
+    filter paths themselves (URL listings in imgxlate.distributed)."""
+    return Patterns(patterns).match(rel)
+
+
 def _has_magic(text: str) -> bool:
     return any(c in _MAGIC for c in text)
 
