@@ -151,7 +151,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         str(tmp_path / "r"),
         *TINY,
     )
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # the usage code, as a missing convert input
     assert (
         "nope" in missing.stderr and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from imgxlate.train.loop import Runtime, Trainer, load_checkpoint, train
+from imgxlate.train.cyclegan import CycleGANTrainer as Trainer
+from imgxlate.train.loop import Runtime, load_checkpoint, train
 from train_helpers import tiny_config
 
 from imgxlate.errors import TrainingError
