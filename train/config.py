@@ -107,7 +107,9 @@ class TrainConfig:
     n_blocks: int = option(9, "Residual blocks in the generator.", P_MODEL)
     n_layers_d: int = option(3, "PatchGAN layers (3 = 70x70 patches).", P_MODEL)
     upsample: str = option(
-        "transpose", "transpose (reference) or resize (nearest + conv: no checkerboard).", P_MODEL,
+        "transpose",
+        "transpose (reference) or resize (nearest + conv: no checkerboard).",
+        P_MODEL,
         choices=UPSAMPLES,
     )
     # losses
@@ -164,8 +166,11 @@ class TrainConfig:
     )
     # output and monitoring
     out: str = option(
-        "", "Run folder: checkpoints/, samples/, model/, log.jsonl (default: runs/METHOD).", P_OUT,
-        flags=("--out", "-o"), metavar="DIR",
+        "",
+        "Run folder: checkpoints/, samples/, model/, log.jsonl (default: runs/METHOD).",
+        P_OUT,
+        flags=("--out", "-o"),
+        metavar="DIR",
     )
     checkpoint_every: int = option(1000, "Steps between checkpoints (0 = only at the end).", P_OUT)
     sample_every: int = option(500, "Steps between sample grids (0 = none).", P_OUT)
@@ -233,7 +238,14 @@ class TrainConfig:
                     + did_you_mean(str(value), allowed)
                 )
         positive = (
-            "image_size", "load_size", "ngf", "ndf", "n_layers_d", "batch_size", "num_patches", "nce_dim",
+            "image_size",
+            "load_size",
+            "ngf",
+            "ndf",
+            "n_layers_d",
+            "batch_size",
+            "num_patches",
+            "nce_dim",
         )
         for name in positive:
             if int(getattr(self, name)) < 1:

@@ -28,13 +28,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.losses import discriminator_loss, generator_gan_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetBlock, ResnetGenerator
 from imgxlate.train.pool import ImagePool
 from imgxlate.train.schedule import lr_factor
+from torch import nn
 
 # ----------------------------------------------------------------------------------------------------
 # the loss
@@ -323,7 +322,7 @@ class CutTrainer:
             for p in br.disc.parameters():
                 p.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
-        losses: dict[str, torch.Tensor] = {}
+        d_losses: dict[str, torch.Tensor] = {}
         loss_d_total = torch.zeros((), device=rt.device)
         for key, br in self.branches.items():
             src, dst, fake, _, _ = outs[key]
@@ -331,7 +330,7 @@ class CutTrainer:
             with rt.autocast():
                 pred = self.call[key]["D"](torch.cat([dst, pooled], 0))
                 loss_d = discriminator_loss(pred[:n], pred[n:], cfg.gan_mode)
-            losses[f"D_{key[1]}"] = loss_d
+            d_losses[key] = loss_d
             loss_d_total = loss_d_total + loss_d
         self.scaler.scale(loss_d_total).backward()
         self.scaler.step(self.opt_d)
@@ -341,6 +340,7 @@ class CutTrainer:
             for p in br.disc.parameters():
                 p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
+        losses: dict[str, torch.Tensor] = {}
         loss_g_total = torch.zeros((), device=rt.device)
         for key, br in self.branches.items():
             src, dst, fake, queries, keys = outs[key]
@@ -361,6 +361,7 @@ class CutTrainer:
             losses[f"nce_{key}"] = nce[0]
             if len(nce) > 1:
                 losses[f"nce_idt_{key}"] = nce[1]
+            losses[f"D_{key[1]}"] = d_losses[key]  # the target domain's discriminator
             loss_nce = torch.stack(nce).mean()  # CUT: (NCE(x) + NCE(y)) / 2
             loss_g_total = loss_g_total + loss_gan + loss_nce
         self.scaler.scale(loss_g_total).backward()

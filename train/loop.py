@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from imgxlate._atomic import TEMP_PREFIX
-from imgxlate.errors import TrainingError, UsageError
 from imgxlate.train import data as data_mod
 from imgxlate.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -38,6 +35,9 @@ from imgxlate.train.export import ensure_folder, export_checkpoint, verify_input
 from imgxlate.train.monitor import JsonLog, StepInfo, save_sample_grid, tensorboard_writer
 from imgxlate.train.runtime import Runtime, setup_runtime
 from imgxlate.train.schedule import lr_factor, total_steps
+
+from imgxlate._atomic import TEMP_PREFIX
+from imgxlate.errors import TrainingError, UsageError
 
 log = logging.getLogger("imgxlate.train")
 
@@ -254,15 +254,31 @@ def _train(
         log.info(
             "training %s (%s) %s (%d images) <-> %s (%d images): %d steps (%d per epoch, batch %d x %d "
             "processes) on %s, %s",
-            cfg.method, directions, name_a, len(files_a), name_b, len(files_b), total, spe,
-            cfg.batch_size, rt.world_size, rt.device_name(), rt.precision,
+            cfg.method,
+            directions,
+            name_a,
+            len(files_a),
+            name_b,
+            len(files_b),
+            total,
+            spe,
+            cfg.batch_size,
+            rt.world_size,
+            rt.device_name(),
+            rt.precision,
         )
     end = total if stop_after is None else min(total, start + stop_after)
 
     dataset = data_mod.UnpairedDataset(files_a, files_b, cfg.load_size, cfg.image_size, cfg.flip, cfg.seed)
     loader = data_mod.make_loader(
-        dataset, cfg.batch_size, start, spe, cfg.workers,
-        pin_memory=rt.device.type == "cuda", rank=rt.rank, world_size=rt.world_size,
+        dataset,
+        cfg.batch_size,
+        start,
+        spe,
+        cfg.workers,
+        pin_memory=rt.device.type == "cuda",
+        rank=rt.rank,
+        world_size=rt.world_size,
     )
     jlog = tb = None
     if rt.is_main:
@@ -300,8 +316,11 @@ def _train(
             facts.update(lambda_cycle=cfg.lambda_cycle, lambda_identity=cfg.lambda_identity)
         else:
             facts.update(
-                lambda_gan=cfg.lambda_gan, lambda_nce=cfg.lambda_nce, nce_idt=cfg.nce_idt,
-                flip_equivariance=cfg.flip_equivariance, num_patches=cfg.num_patches,
+                lambda_gan=cfg.lambda_gan,
+                lambda_nce=cfg.lambda_nce,
+                nce_idt=cfg.nce_idt,
+                flip_equivariance=cfg.flip_equivariance,
+                num_patches=cfg.num_patches,
                 nce_temperature=cfg.nce_temperature,
             )
         return facts
@@ -355,8 +374,15 @@ def _train(
                         f"checkpoint with --resume {out} after lowering the risk: --precision fp32"
                     )
                 info = StepInfo(
-                    step, total, start, step / spe, trainer.lr, meter.images_per_s, losses,
-                    eta_s=meter.eta(total - step), logged=logged,
+                    step,
+                    total,
+                    start,
+                    step / spe,
+                    trainer.lr,
+                    meter.images_per_s,
+                    losses,
+                    eta_s=meter.eta(total - step),
+                    logged=logged,
                 )
                 if rt.is_main and logged:
                     _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before)
@@ -383,6 +409,7 @@ def _train(
     model_dir = None
     if rt.is_main and cfg.export and step >= total:
         model_dir = out / "model"
+        trained_ips = facts_now()["images_per_s"]  # before the export's time counts
         names = ", ".join(f"{d}.onnx" for d in cfg.directions())
         log.info("exporting %s to %s (checked against PyTorch with ONNX Runtime) ...", names, model_dir)
         export_checkpoint(
@@ -391,7 +418,7 @@ def _train(
             verify_inputs(files_a, cfg.image_size),
             verify_inputs(files_b, cfg.image_size),
         )
-        log.info("exported %s (%s), %s steps, %.2f images/s", model_dir, names, step, facts_now()["images_per_s"])
+        log.info("exported %s (%s) after %s steps at %.2f images/s", model_dir, names, step, trained_ips)
     seen = seen_before + (step - start) * images_per_step
     return TrainResult(
         out,

@@ -38,9 +38,7 @@ def _direct_patch_nce(q: np.ndarray, k: np.ndarray, batch: int, tau: float) -> f
         for i in range(per_image):
             qi = q[b * per_image + i]
             pos = math.exp(float(qi @ k[b * per_image + i]) / tau)
-            neg = sum(
-                math.exp(float(qi @ k[b * per_image + j]) / tau) for j in range(per_image) if j != i
-            )
+            neg = sum(math.exp(float(qi @ k[b * per_image + j]) / tau) for j in range(per_image) if j != i)
             total += -math.log(pos / (pos + neg))
             count += 1
     return total / count
@@ -50,7 +48,9 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True)
 
 
-@pytest.mark.parametrize(("batch", "patches", "dim", "tau"), [(1, 5, 4, 0.07), (2, 3, 8, 0.07), (3, 4, 6, 0.5)])
+@pytest.mark.parametrize(
+    ("batch", "patches", "dim", "tau"), [(1, 5, 4, 0.07), (2, 3, 8, 0.07), (3, 4, 6, 0.5)]
+)
 def test_patch_nce_matches_the_formula(batch: int, patches: int, dim: int, tau: float) -> None:
     g = torch.Generator().manual_seed(batch * 100 + patches)
     q = _unit(torch.randn(batch * patches, dim, generator=g, dtype=torch.float64))
@@ -122,7 +122,9 @@ def test_patch_sampling_is_deterministic_under_a_seed() -> None:
     assert torch.allclose(out[1].norm(dim=1), torch.ones(128), atol=1e-4)
 
 
-def test_cut_trainers_with_the_same_seed_take_identical_steps(folders: tuple[Path, Path], tmp_path: Path) -> None:
+def test_cut_trainers_with_the_same_seed_take_identical_steps(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
     def run(seed: int) -> list[dict[str, float]]:
         cfg = tiny_config(*folders, tmp_path / "x", method="fastcut", seed=seed, batch_size=2)
         cfg.validate()
@@ -211,9 +213,22 @@ def test_a_cut_generator_exports_and_converts(folders: tuple[Path, Path], tmp_pa
     out = tmp_path / "converted"
     src = next(iter(sorted(folders[0].iterdir())))
     proc = subprocess.run(
-        [sys.executable, "-m", "imgxlate", "convert", str(src), "--model", str(model / "a2b.onnx"),
-         "--out", str(out), "--json"],
-        check=False, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "imgxlate",
+            "convert",
+            str(src),
+            "--model",
+            str(model / "a2b.onnx"),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     written = [p for p in out.rglob("*") if p.is_file()]
