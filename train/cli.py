@@ -216,7 +216,10 @@ def export_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
 ) -> None:
-    """Export the generators of a checkpoint to verified ONNX files with imgxlate metadata."""
+    """Export the generators of a checkpoint to verified ONNX files with imgxlate metadata.
+
+    Example: imgxlate-train export runs/p2v --out models/p2v
+    """
     _setup_logging(quiet, live=False)
     try:
         from imgxlate.train.export import export_checkpoint
