@@ -25,13 +25,10 @@ from typing import Any
 import typer
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.options import config_values, with_config_options
-from rich.console import Console
-
 from imgxlate._version import __version__
-from imgxlate.cli.common import print_error
-from imgxlate.errors import ImgxlateError
+from imgxlate.cli.common import print_error, stderr
+from imgxlate.errors import ImgxlateError, UsageError
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
@@ -51,7 +48,7 @@ def _version(value: bool) -> None:
 
 
 def _fail(err: ImgxlateError, as_json: bool = False) -> None:
-    print_error(err, stderr)
+    print_error(err)
     if as_json:
         typer.echo(json.dumps({"error": str(err), "exit_code": err.exit_code}))
     raise typer.Exit(err.exit_code)
@@ -153,7 +150,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         else:
             if not settings["domain_a"] or not settings["domain_b"]:
                 stderr.print(ctx.get_help())
-                stderr.print("[bold red]error:[/] pass --domain-a and --domain-b (or --resume RUN)")
+                print_error(UsageError("pass --domain-a and --domain-b (or --resume RUN)"))
                 raise typer.Exit(2)
             cfg = TrainConfig.from_dict(settings)
             cfg.validate()  # before importing torch: a bad value answers at once
