@@ -25,6 +25,7 @@ from typing import Any
 import typer
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.options import config_values, with_config_options
+
 from imgxlate._version import __version__
 from imgxlate.cli.common import print_error, stderr
 from imgxlate.errors import ImgxlateError, UsageError
@@ -222,7 +223,7 @@ def export_command(
         from imgxlate.train.export import export_checkpoint
 
         if not quiet and not as_json:
-            stderr.print(f"exporting {checkpoint} to {out} ...")
+            stderr.print(f"exporting {checkpoint} to {out} ...", markup=False)
         reports = export_checkpoint(checkpoint, out)
     except ImgxlateError as err:
         _fail(err, as_json)
@@ -234,7 +235,10 @@ def export_command(
         typer.echo(json.dumps({"written": rows}, sort_keys=True))
     elif not quiet:
         for r in reports:
-            stderr.print(f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, max |ORT - torch| {r.max_abs_diff:.1e})")
+            stderr.print(
+                f"wrote {r.path} ({r.bytes / 1e6:.1f} MB, max |ORT - torch| {r.max_abs_diff:.1e})",
+                markup=False,
+            )
 
 
 def main() -> None:
