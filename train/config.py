@@ -22,6 +22,7 @@ GAN_MODES = ("lsgan", "vanilla")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cuda", "cpu", "mps")
 UPSAMPLES = ("transpose", "resize")
+DOWN_PADDINGS = ("reflect", "zeros")
 DIRECTIONS = ("a2b", "b2a")
 
 # Settings a resumed run may change without breaking exact continuation (they do not touch the maths
@@ -112,6 +113,12 @@ class TrainConfig:
         P_MODEL,
         choices=UPSAMPLES,
     )
+    down_padding: str = option(
+        "reflect",
+        "Padding of the stride-2 down-sampling convs: reflect (no border lines) or zeros (reference).",
+        P_MODEL,
+        choices=DOWN_PADDINGS,
+    )
     # losses
     gan_mode: str = option("lsgan", "Adversarial loss.", P_OPT, choices=GAN_MODES)
     lambda_cycle: float = option(10.0, "Cycle-consistency weight.", P_CYCLE)
@@ -185,7 +192,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        # a config saved before --down-padding existed trained with the reference zero padding
+        values.setdefault("down_padding", "zeros")
+        return cls(**values)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -213,7 +223,12 @@ class TrainConfig:
         return self
 
     def generator_config(self) -> dict[str, Any]:
-        return {"ngf": self.ngf, "n_blocks": self.n_blocks, "upsample": self.upsample}
+        return {
+            "ngf": self.ngf,
+            "n_blocks": self.n_blocks,
+            "upsample": self.upsample,
+            "down_padding": self.down_padding,
+        }
 
     def discriminator_config(self) -> dict[str, Any]:
         return {"ndf": self.ndf, "n_layers": self.n_layers_d}

@@ -415,7 +415,11 @@ def export_checkpoint(
         with contextlib.suppress(Exception):
             verify_b = verify_inputs(data_mod.find_images(cfg.domain_b), size)
     name_a, name_b = ckpt.get("names") or cfg.resolved_names()
-    gcfg = {k: v for k, v in ckpt["generator_config"].items() if k in ("ngf", "n_blocks", "upsample")}
+    gcfg = {
+        k: v
+        for k, v in ckpt["generator_config"].items()
+        if k in ("ngf", "n_blocks", "upsample", "down_padding")
+    }
     return export_generators(
         gens,
         out_dir,
