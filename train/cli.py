@@ -61,10 +61,16 @@ def _setup_logging(quiet: bool, live: bool) -> None:
     logger = logging.getLogger("imgxlate.train")
     logger.handlers.clear()
     if live:
+        from rich.highlighter import NullHighlighter
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(
-            console=stderr, show_time=False, show_path=False, show_level=False, markup=False
+            console=stderr,
+            show_time=False,
+            show_path=False,
+            show_level=False,
+            markup=False,
+            highlighter=NullHighlighter(),
         )
     else:
         handler = logging.StreamHandler(sys.stderr)

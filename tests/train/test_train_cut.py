@@ -203,7 +203,10 @@ def test_contrastive_generator_keys_carry_no_gradient() -> None:
 
 def test_a_cut_generator_exports_and_converts(folders: tuple[Path, Path], tmp_path: Path) -> None:
     run = tmp_path / "run"
-    result = train(tiny_config(*folders, run, method="cut", max_steps=2, export=True, num_patches=16))
+    result = train(
+        tiny_config(*folders, run, method="cut", max_steps=2, export=True, num_patches=16, sample_every=2)
+    )
+    assert (run / "samples" / "step_000002.png").is_file()  # x | G(x) | y | G(y)
     model = result.model_dir
     assert sorted(p.name for p in model.iterdir()) == ["README.md", "a2b.onnx"]  # one direction
     meta = read_onnx_metadata(model / "a2b.onnx")
