@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lambda-identity", type=float, default=0.0)
-    ap.add_argument("--lambda-nce", type=float, default=None, help="cut/fastcut: the method's default if unset")
+    ap.add_argument(
+        "--lambda-nce", type=float, default=None, help="cut/fastcut: the method's default if unset"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here instead of a temp dir")

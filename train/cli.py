@@ -23,12 +23,12 @@ import warnings
 from typing import Any
 
 import typer
-from imgxlate.train.config import TrainConfig
-from imgxlate.train.options import config_values, with_config_options
 
 from imgxlate._version import __version__
 from imgxlate.cli.common import print_error, stderr
 from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.train.config import TrainConfig
+from imgxlate.train.options import config_values, with_config_options
 
 app = typer.Typer(
     add_completion=False,

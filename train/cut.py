@@ -28,12 +28,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.losses import discriminator_loss, generator_gan_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetBlock, ResnetGenerator
 from imgxlate.train.pool import ImagePool
 from imgxlate.train.schedule import lr_factor
-from torch import nn
 
 # ----------------------------------------------------------------------------------------------------
 # the loss

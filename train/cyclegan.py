@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.losses import cycle_loss, discriminator_loss, generator_gan_loss, identity_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 from imgxlate.train.pool import ImagePool
 from imgxlate.train.runtime import Runtime
 from imgxlate.train.schedule import lr_factor
-from torch import nn
 
 LOSS_NAMES = ("G_ab", "G_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "D_a", "D_b")
 

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from imgxlate._atomic import TEMP_PREFIX
+from imgxlate.errors import TrainingError, UsageError
 from imgxlate.train import data as data_mod
 from imgxlate.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -35,9 +38,6 @@ from imgxlate.train.export import ensure_folder, export_checkpoint, verify_input
 from imgxlate.train.monitor import JsonLog, StepInfo, save_sample_grid, tensorboard_writer
 from imgxlate.train.runtime import Runtime, setup_runtime
 from imgxlate.train.schedule import lr_factor, total_steps
-
-from imgxlate._atomic import TEMP_PREFIX
-from imgxlate.errors import TrainingError, UsageError
 
 log = logging.getLogger("imgxlate.train")
 

@@ -14,6 +14,7 @@ from dataclasses import fields
 from typing import Any, Optional
 
 import typer
+
 from imgxlate.train.config import TrainConfig
 
 _TYPES: dict[str, Any] = {

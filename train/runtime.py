@@ -8,9 +8,9 @@ import platform
 from dataclasses import dataclass
 
 import torch
-from imgxlate.train.config import TrainConfig
 
 from imgxlate.errors import DeviceError, UsageError
+from imgxlate.train.config import TrainConfig
 
 
 @dataclass

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from imgxlate.train.cli import app
-from imgxlate.train.loop import load_checkpoint
-from imgxlate.train.networks import build_generator
 from train_helpers import write_images
 from typer.testing import CliRunner
 
 from imgxlate.metadata import read_onnx_metadata
+from imgxlate.train.cli import app
+from imgxlate.train.loop import load_checkpoint
+from imgxlate.train.networks import build_generator
 
 TINY = [
     "--ngf",
@@ -229,9 +229,8 @@ def test_json_summary_threads_zero_and_out_that_is_a_file(tmp_path: Path) -> Non
 
 
 def test_threads_zero_means_what_convert_means(monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgxlate.train.runtime import cpu_threads
-
     from imgxlate.engine import default_threads
+    from imgxlate.train.runtime import cpu_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_threads(0) == default_threads() == 3

@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_helpers import tiny_config
+
+from imgxlate.errors import UsageError
+from imgxlate.metadata import read_onnx_metadata
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.cut import (
     ContrastiveGenerator,
@@ -21,10 +25,6 @@ from imgxlate.train.cut import (
 )
 from imgxlate.train.loop import Runtime, load_checkpoint, train
 from imgxlate.train.networks import ResnetBlock, ResnetGenerator
-from train_helpers import tiny_config
-
-from imgxlate.errors import UsageError
-from imgxlate.metadata import read_onnx_metadata
 
 CPU = Runtime(torch.device("cpu"), None, "fp32")
 

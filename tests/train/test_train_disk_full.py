@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from imgxlate.errors import ImgxlateError, TrainingError
 from imgxlate.train.checkpoint import load_checkpoint, save_checkpoint
 from imgxlate.train.export import export_generators
 from imgxlate.train.networks import ResnetGenerator
-
-from imgxlate.errors import ImgxlateError, TrainingError
 
 
 @pytest.fixture()
