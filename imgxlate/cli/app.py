@@ -12,6 +12,7 @@ import typer
 from imgxlate._version import __version__
 from imgxlate.cli.convert import convert
 from imgxlate.cli.models import models_app
+from imgxlate.cli.serve import serve
 from imgxlate.cli.video import video
 
 app = typer.Typer(
@@ -42,3 +43,4 @@ def _root(
 
 app.command()(convert)
 app.command("video")(video)
+app.command("serve")(serve)

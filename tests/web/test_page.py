@@ -1,0 +1,130 @@
+"""The ``imgxlate serve`` page in a real headless Chromium: upload, wait, download, check."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import web_harness as harness
+import web_inputs
+from PIL import Image
+
+
+def _pixels(path: Path) -> np.ndarray:
+    import cv2
+
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_upload_translate_download(page: Any, tmp_path: Path) -> None:
+    src = web_inputs.jpeg(tmp_path / "street photo.jpg", 64, 48)
+    text = harness.upload_images(page, [src])
+    assert "Translated 1 of 1 image to zebra" in text
+    assert "CPUExecutionProvider" in text or "CUDAExecutionProvider" in text
+    assert "street photo.jpg" in text and " s," in text  # the time it took
+    # input and result side by side
+    assert page.locator("#pairs img").count() == 2
+    links = harness.download_links(page)
+    assert list(links) == ["street photo.jpg"]  # one image: no zip
+    got = harness.download(page, links["street photo.jpg"], tmp_path / "got.jpg")
+    assert got.stat().st_size > 500
+    assert got.read_bytes() != src.read_bytes()
+    with Image.open(got) as im:
+        assert im.format == "JPEG" and im.size == (64, 48)
+    assert np.abs(_pixels(got).astype(int) - _pixels(src).astype(int)).mean() > 1.0
+
+
+def test_bad_upload_shows_reason_then_good_upload_works(page: Any, tmp_path: Path) -> None:
+    bad = web_inputs.text_file(tmp_path / "notes.jpg")
+    text = harness.upload_images(page, [bad])
+    assert "it is a text file, not an image" in _cli_reason(bad)
+    assert f"notes.jpg failed: {_cli_reason(bad)}" in text
+    assert "/tmp" not in text and "imgxlate-serve-" not in text  # no server paths shown
+    assert harness.download_links(page) == {}
+    harness.clear_images(page)
+    good = web_inputs.jpeg(tmp_path / "good.jpg", 48, 40)
+    text = harness.upload_images(page, [good])
+    assert "Translated 1 of 1 image" in text and "failed" not in text
+    got = harness.download(page, harness.download_links(page)["good.jpg"], tmp_path / "out.jpg")
+    with Image.open(got) as im:
+        assert im.size == (48, 40)
+
+
+def _cli_reason(path: Path, max_pixels: int | None = None) -> str:
+    """What ``imgxlate convert`` says about this file, with the bare name for the path."""
+    from imgxlate.errors import ImgxlateError
+    from imgxlate.imaging import read_image
+
+    with pytest.raises(ImgxlateError) as info:
+        read_image(path, max_pixels=max_pixels)
+    return str(info.value).replace(str(path), path.name)
+
+
+def test_too_many_pixels_and_truncated_show_the_cli_reasons(page: Any, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    Image.fromarray(web_inputs.gradient(250, 250)).save(big)  # 62 500 px > the server's 40 000
+    cut = web_inputs.truncated_jpeg(tmp_path / "cut.jpg")
+    text = harness.upload_images(page, [big, cut])
+    assert "Translated 0 of 2 images" in text
+    big_reason = _cli_reason(big, max_pixels=40_000)
+    assert "62,500 pixels" in big_reason
+    assert f"big.png failed: {big_reason}" in text
+    assert f"cut.jpg failed: {_cli_reason(cut)}" in text
+
+
+def test_many_images_keep_format_alpha_orientation_16_bit_and_zip(page: Any, tmp_path: Path) -> None:
+    rotated = web_inputs.jpeg(tmp_path / "portrait.jpg", 64, 48, orientation=6)  # stored landscape, shown portrait
+    rgba = web_inputs.png_rgba(tmp_path / "logo.png", 40, 32)
+    deep = web_inputs.png16(tmp_path / "scan16.png", 40, 30)
+    text = harness.upload_images(page, [rotated, rgba, deep])
+    assert "Translated 3 of 3 images" in text
+    links = harness.download_links(page)
+    assert set(links) == {"portrait.jpg", "logo.png", "scan16.png", "imgxlate-results.zip"}
+    assert page.locator("#pairs img").count() == 6
+    out = tmp_path / "out"
+    out.mkdir()
+    with Image.open(harness.download(page, links["portrait.jpg"], out / "portrait.jpg")) as im:
+        assert im.size == (48, 64)  # EXIF orientation applied, as the CLI does
+        assert im.getexif().get(0x0112, 1) == 1
+    logo = _pixels(harness.download(page, links["logo.png"], out / "logo.png"))
+    assert logo.shape == (32, 40, 4) and (logo[:16, :, 3] == 0).all() and (logo[16:, :, 3] > 0).all()
+    deep_out = _pixels(harness.download(page, links["scan16.png"], out / "scan16.png"))
+    assert deep_out.dtype == np.uint16 and deep_out.shape == (30, 40, 3)
+    archive = harness.download(page, links["imgxlate-results.zip"], out / "all.zip")
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == ["logo.png", "portrait.jpg", "scan16.png"]
+        assert zf.read("logo.png") == (out / "logo.png").read_bytes()
+
+
+def test_target_domain_choice(page: Any, tmp_path: Path) -> None:
+    """Choosing the other --to name runs the other generator of the pair."""
+    src = web_inputs.jpeg(tmp_path / "a.jpg", 48, 40)
+    harness.upload_images(page, [src])
+    first = harness.download(page, harness.download_links(page)["a.jpg"], tmp_path / "zebra.jpg")
+    page.locator("#target input").click()
+    page.get_by_role("option", name="horse").click()
+    previous = harness.status_run(page)
+    page.locator("#translate").click()
+    text = harness.wait_status(page, previous)
+    assert "to horse" in text
+    second = harness.download(page, harness.download_links(page)["a.jpg"], tmp_path / "horse.jpg")
+    assert first.read_bytes() != second.read_bytes()
+
+
+def test_video_tab(page: Any, tmp_path: Path) -> None:
+    clip = web_inputs.clip_with_sound(tmp_path / "clip.mp4", seconds=3.0)
+    page.get_by_role("tab", name="Video").click()
+    page.wait_for_selector("#video-in input[type=file]", state="attached")
+    previous = harness.status_run(page, "video-status-text")
+    page.set_input_files("#video-in input[type=file]", str(clip))
+    text = harness.wait_status(page, previous, "video-status-text")
+    assert "clip.mp4 → clip.zebra.mp4" in text and "audio" in text
+    assert "Only the first 2 s were converted" in text
+    links = harness.download_links(page, "#video-download")
+    got = harness.download(page, links["clip.zebra.mp4"], tmp_path / "got.mp4")
+    streams = web_inputs.probe_streams(got)
+    assert "video" in streams and "audio" in streams
+    assert 1.5 <= web_inputs.duration(got) <= 2.5
