@@ -86,6 +86,7 @@ def error_html(message: str, elem: str = "status-text") -> str:
 CSS = """
 #status-text .failed, #video-status-text .failed { color: #c0392b; }
 #status-text ul, #video-status-text ul { margin-top: 0.3em; }
+#pairs, #pairs .grid-wrap { height: auto !important; max-height: none !important; overflow-y: visible !important; }
 """
 
 
@@ -149,7 +150,7 @@ def build_app(service: WebService) -> Any:
                             elem_id="images-in")
             run = gr.Button("Translate", variant="primary", elem_id="translate")
             status = gr.HTML(elem_id="status")
-            gallery = gr.Gallery(label="Input | result", columns=2, object_fit="contain", height="auto",
+            gallery = gr.Gallery(label="Input | result", columns=2, object_fit="contain",
                                  elem_id="pairs", interactive=False)
             downloads = gr.File(file_count="multiple", label="Downloads (each result, and all as one zip)",
                                 elem_id="downloads", interactive=False)

@@ -14,6 +14,7 @@ model work (the app runs every model event in one Gradio queue slot).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -230,8 +231,14 @@ class WebService:
         from imgxlate import load_model
 
         kwargs: dict[str, Any] = {"to": target, "device": self.device, "threads": self.threads}
-        if self.backend not in (None, "auto"):
-            kwargs["backend"] = self.backend
+        if self.backend is not None:
+            if "backend" in inspect.signature(load_model).parameters:
+                kwargs["backend"] = self.backend
+            elif self.backend not in ("auto", "onnxruntime"):
+                raise UsageError(
+                    f"--backend {self.backend}: this imgxlate runs models with ONNX Runtime only; use "
+                    "--backend auto or onnxruntime"
+                )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the notes are kept on the translator and shown on the page
             return load_model(model, **kwargs)
