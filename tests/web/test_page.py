@@ -128,3 +128,35 @@ def test_video_tab(page: Any, tmp_path: Path) -> None:
     streams = web_inputs.probe_streams(got)
     assert "video" in streams and "audio" in streams
     assert 1.5 <= web_inputs.duration(got) <= 2.5
+
+
+def test_upload_over_the_size_limit_is_refused(page: Any, tmp_path: Path) -> None:
+    """The server runs with --max-upload-mb 5: a bigger file is refused with a message, nothing runs,
+    and the page still works."""
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(6 * 1024 * 1024))
+    previous = harness.status_run(page)
+    page.set_input_files("#images-in input[type=file]", [str(huge)])
+    toast = page.locator(".toast-body").filter(has_text="exceed the maximum allowed size of 5")
+    toast.first.wait_for(timeout=30_000)
+    assert "huge.png" in toast.first.inner_text()
+    assert harness.status_run(page) == previous
+    harness.clear_images(page)
+    good = web_inputs.jpeg(tmp_path / "fine.jpg", 32, 32)
+    assert "Translated 1 of 1 image" in harness.upload_images(page, [good])
+
+
+def test_server_refuses_big_uploads_too(server: harness.Server) -> None:
+    """The limit is enforced by the server, not only by the page's script."""
+    import urllib.error
+    import urllib.request
+
+    boundary = "imgxlate-test-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + bytes(6 * 1024 * 1024) + \
+        f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(f"{server.url}gradio_api/upload", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=60)
+    assert info.value.code == 413
