@@ -11,9 +11,11 @@ import pytest
 from PIL import Image
 
 import imgxlate
-from imgxlate.batch import FileResult, convert_paths, sniff_format
+from imgxlate.batch import FileResult, convert_paths
 from imgxlate.errors import UsageError
-from imgxlate.translator import Translator, _pad_nchw, load_model
+from imgxlate.imaging.formats import sniff_file
+from imgxlate.tiling.pad import pad_bottom_right
+from imgxlate.translator import Translator, load_model
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +53,11 @@ def test_translator_fields(translator: Translator) -> None:
 
 def test_pad_reflect_and_symmetric() -> None:
     x = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
-    y = _pad_nchw(x, 4, 5)
+    y = pad_bottom_right(x, 4, 5)
     assert y.shape == (1, 1, 4, 5)
     np.testing.assert_array_equal(y[0, 0, 0], [0, 1, 2, 1, 0])  # reflect on the 3-wide axis
     np.testing.assert_array_equal(y[0, 0, :, 0], [0, 3, 3, 0])  # symmetric: 2 rows cannot reflect 2
-    one = _pad_nchw(np.ones((1, 3, 1, 1), np.float32), 8, 8)
+    one = pad_bottom_right(np.ones((1, 3, 1, 1), np.float32), 8, 8)
     assert one.shape == (1, 3, 8, 8) and np.all(one == 1)
 
 
@@ -139,12 +141,13 @@ def test_auto_tile_is_zero_for_small_images(translator: Translator) -> None:
     assert translator._tile_for(100, 100, 128) == 0  # one tile covers it: run whole
 
 
-def test_sniff_format(tmp_path: Path) -> None:
+def test_sniff_file(tmp_path: Path) -> None:
     p = tmp_path / "x.jpg"
     Image.new("RGBA", (4, 4)).save(p, format="PNG")  # a PNG that lies about its suffix
-    assert sniff_format(p) == "PNG"
+    assert sniff_file(p) == "PNG"
     (tmp_path / "t.jpg").write_text("text")
-    assert sniff_format(tmp_path / "t.jpg") == ""
+    assert sniff_file(tmp_path / "t.jpg") == ""
+    assert sniff_file(tmp_path / "missing.png") == ""
 
 
 def test_convert_paths_order_statuses_and_batching(tiny_pair: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
 from imgxlate.imaging.color import _apply_icc, _fix_cmyk_polarity, _to_unit, _unit_clip, luminance, quantize
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
-from imgxlate.imaging.formats import _HEIF_BRANDS, _magic_format, _pil
+from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, sniff_format
 
 # 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
 # as float32 (250e6 px x 3 x 4 B = 3 GB for rgb alone).
@@ -220,7 +220,8 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
     head = data[:16]
     suffix = Path(str(path)).suffix.lower()
     hint = f" even though its name ends in {suffix}" if suffix else ""
-    known = _magic_format(data)
+    known = sniff_format(data)
+    known = {"WEBP": "WebP"}.get(known, known)
     if known:
         return _read_error(
             path, f"it is a damaged {known} file (truncated or corrupt); re-export or re-download it"

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from imgxlate.errors import UsageError, VideoError
+from imgxlate.imaging.ranges import model_to_uint8, uint8_to_model
 from imgxlate.video.probe import read_frames
 
 # Defaults of the stabiliser, chosen on the corpus clip (docs/video.md): weight of the running
@@ -104,18 +105,10 @@ class _StableRunner:
         self.in_range, self.out_range, _ = _model_ranges(translator)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        lo, hi = self.in_range
-        # (H, W, 3) uint8 -> (3, H, W) float32 in the model's input range; the tiler pads to its size
-        # multiple (reflect) and crops back.
-        x = rgb.astype(np.float32).transpose(2, 0, 1) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        y = self.tiler.run(np.ascontiguousarray(x), tile=0, stats_hook=self.smoother)
-        return _to_uint8(np.asarray(y), self.out_range)
-
-
-def _to_uint8(chw: np.ndarray, out_range: tuple[float, float]) -> np.ndarray:
-    lo, hi = out_range
-    u = (chw.transpose(1, 2, 0).astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-    return np.clip(np.rint(u), 0, 255).astype(np.uint8)
+        # (H, W, 3) uint8 -> (3, H, W) in the model's input range; the tiler pads to its size multiple
+        # (reflect) and crops back.
+        y = self.tiler.run(uint8_to_model(rgb, self.in_range), tile=0, stats_hook=self.smoother)
+        return model_to_uint8(y, self.out_range)
 
 
 def flicker_ratio(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray]) -> float:
