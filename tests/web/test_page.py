@@ -160,3 +160,19 @@ def test_server_refuses_big_uploads_too(server: harness.Server) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=60)
     assert info.value.code == 413
+
+
+def test_two_users_at_once_both_get_results(browser: Any, server: harness.Server, tmp_path: Path) -> None:
+    """Requests from two pages queue for the one model session; both finish."""
+    pages = [harness.open_page(browser, server.url) for _ in range(2)]
+    try:
+        srcs = [web_inputs.jpeg(tmp_path / f"user{i}.jpg", 40 + 8 * i, 32) for i in range(2)]
+        before = [harness.status_run(p) for p in pages]
+        for p, src in zip(pages, srcs):
+            p.set_input_files("#images-in input[type=file]", [str(src)])
+        for i, p in enumerate(pages):
+            text = harness.wait_status(p, before[i])
+            assert f"user{i}.jpg" in text and "Translated 1 of 1 image" in text
+    finally:
+        for p in pages:
+            p.context.close()
