@@ -37,6 +37,26 @@ def test_upload_translate_download(page: Any, tmp_path: Path) -> None:
     assert np.abs(_pixels(got).astype(int) - _pixels(src).astype(int)).mean() > 1.0
 
 
+def test_page_result_is_the_cli_result(page: Any, server: harness.Server, tiny_pair: Path, tmp_path: Path) -> None:
+    """Same decode, translation and encode as `imgxlate convert`: the downloads are byte-identical."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srcs = [web_inputs.jpeg(folder / "rot.jpg", 56, 40, orientation=8), web_inputs.png_rgba(folder / "alpha.png"),
+            web_inputs.png16(folder / "d16.png")]
+    harness.upload_images(page, srcs)
+    links = harness.download_links(page)
+    r = subprocess.run([sys.executable, "-m", "imgxlate", "convert", str(folder), "--model", str(tiny_pair),
+                        "--to", "zebra", "--out", str(tmp_path / "cli"), "--threads", "1", "--quiet"],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    for src in srcs:
+        got = harness.download(page, links[src.name], tmp_path / f"page-{src.name}")
+        assert got.read_bytes() == (tmp_path / "cli" / src.name).read_bytes(), src.name
+
+
 def test_bad_upload_shows_reason_then_good_upload_works(page: Any, tmp_path: Path) -> None:
     bad = web_inputs.text_file(tmp_path / "notes.jpg")
     text = harness.upload_images(page, [bad])
