@@ -101,35 +101,37 @@ class VideoOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def model_choices(model: str | None = None) -> list[ModelChoice]:
-    """The pairs to offer: every installed model, plus ``model`` when it is a path (listed first)."""
+def model_choices(model: str | None = None, to: str | None = None) -> tuple[list[ModelChoice], str]:
+    """The pairs to offer (every installed model, plus ``model`` when it is a path) with the one
+    ``--model`` / ``--to`` pick first, as the CLI picks it; and the target domain to preselect."""
     from imgxlate.registry import default_model_name, list_models, load_pair, resolve_model
 
     choices: list[ModelChoice] = []
-    first: str | None = None
-    if model is not None:
-        resolved = resolve_model(model)  # raises the CLI's clear error for an unknown name / bad path
+    preferred, target = default_model_name(), ""
+    if model is not None or to is not None:
+        resolved = resolve_model(model, to=to)  # the CLI's errors: unknown name, bad path, no such target
         pair = resolved.pair
         if pair.location == "path":
             pair = load_pair(str(pair.path), "path")
             choices.append(_choice(pair, str(pair.path), resolved.file.metadata.target))
-        first = pair.name
+        preferred, target = _label(pair), resolved.file.metadata.target
     for pair in list_models():
-        if any(c.label == pair.name for c in choices):
-            continue
-        choices.append(_choice(pair, pair.name, pair.default_file().metadata.target))
+        if not any(c.label == pair.name for c in choices):
+            choices.append(_choice(pair, pair.name, pair.default_file().metadata.target))
     if not choices:
         raise ModelNotFoundError(
             "no models are installed; pass --model PATH or install one with `imgxlate models add PATH|URL`"
         )
-    preferred = first or default_model_name()
     choices.sort(key=lambda c: c.label != preferred)  # stable: the preferred one first
-    return choices
+    return choices, target or choices[0].default_target
+
+
+def _label(pair: Any) -> str:
+    return pair.name if pair.location != "path" else f"{pair.name} ({pair.path})"
 
 
 def _choice(pair: Any, model: str, default_target: str) -> ModelChoice:
-    label = pair.name if pair.location != "path" else f"{pair.name} ({pair.path})"
-    return ModelChoice(label, model, tuple(pair.targets), default_target)
+    return ModelChoice(_label(pair), model, tuple(pair.targets), default_target)
 
 
 def _unique_name(name: str, taken: set[str]) -> str:
@@ -182,14 +184,8 @@ class WebService:
         self.backend = backend
         self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         self.max_video_seconds = max_video_seconds
-        self.choices = model_choices(model)
+        self.choices, self.default_target = model_choices(model, to)
         self.default_choice = self.choices[0]
-        self.default_target = to or self.default_choice.default_target
-        if self.default_target not in self.default_choice.targets:
-            raise ModelNotFoundError(
-                f"{self.default_choice.label} does not translate to {to!r}; it makes "
-                f"{', '.join(self.default_choice.targets)}"
-            )
         self._owns_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="imgxlate-serve-") if workdir is None else workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -76,5 +76,11 @@ def test_close_removes_the_temp_folder(tiny_pair: Path) -> None:
 
 
 def test_unknown_target_is_refused_at_start(tiny_pair: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="does not translate to 'cat'"):
+    """The CLI's own message (resolve_model), before anything is served."""
+    from imgxlate.registry import resolve_model
+
+    with pytest.raises(ModelNotFoundError) as cli:
+        resolve_model(str(tiny_pair), to="cat")
+    with pytest.raises(ModelNotFoundError) as page:
         WebService(model=str(tiny_pair), to="cat")
+    assert str(page.value) == str(cli.value)
