@@ -5,7 +5,9 @@ Only options and messages here; the page is :mod:`imgxlate.web.app`, the work :m
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import signal
+import threading
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -13,6 +15,17 @@ from rich.markup import escape
 from imgxlate.cli.common import DeviceOpt, ModelOpt, ThreadsOpt, ToOpt, handle_errors, print_warning, stderr
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, ``docker stop``) stops the page like Ctrl-C, so the temp folder goes."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def serve(
@@ -54,6 +67,7 @@ def serve(
         service = WebService(model=model, to=to, device=device, threads=threads, backend=backend,
                              max_pixels=max_pixels, max_video_seconds=max_video_seconds or None)
         try:
+            _stop_on_sigterm()
             translator = service.translator()
             stderr.print(f"{escape(translator.describe())}; {escape(service.provider_line(translator))}")
             stderr.print(f"temp folder: {escape(str(service.workdir))} (uploads and results; removed on exit)")

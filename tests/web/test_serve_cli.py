@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -35,7 +36,8 @@ def test_unknown_model_is_the_cli_error(tmp_path: Path) -> None:
     assert "error:" in r.stderr and "nope.onnx" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path, sig: int) -> None:
     pytest.importorskip("gradio")
     with harness.run_server(["--model", str(tiny_pair)], tmp_path / "serve.log") as server:
         log = server.log()
@@ -49,7 +51,7 @@ def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path
             with pytest.raises(urllib.error.HTTPError) as info:
                 urllib.request.urlopen(f"{server.url}gradio_api/file={outside}", timeout=10)
             assert info.value.code in (403, 404)
-        code = server.stop()
+        code = server.stop(sig)
     assert code == 0, server.log()
     assert not workdir.exists()
     assert "stopped" in server.log()

@@ -58,10 +58,10 @@ class Server:
         except OSError:
             return ""
 
-    def stop(self) -> int | None:
-        """Ctrl-C, then SIGKILL after 15 s; returns the exit code."""
+    def stop(self, sig: int = signal.SIGINT) -> int | None:
+        """Ctrl-C (or ``sig``), then SIGKILL after 15 s; returns the exit code."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
