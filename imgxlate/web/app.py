@@ -149,7 +149,7 @@ def build_app(service: WebService) -> Any:
             files = gr.File(file_count="multiple", label="Images: drop one or many here, or click to choose",
                             elem_id="images-in")
             run = gr.Button("Translate", variant="primary", elem_id="translate")
-            status = gr.HTML(elem_id="status")
+            status = gr.HTML(elem_id="status", min_height=80)
             gallery = gr.Gallery(label="Input | result", columns=2, object_fit="contain",
                                  elem_id="pairs", interactive=False)
             downloads = gr.File(file_count="multiple", label="Downloads (each result, and all as one zip)",
@@ -162,7 +162,7 @@ def build_app(service: WebService) -> Any:
             )
             video_in = gr.Video(sources=["upload"], label="Clip", elem_id="video-in")
             video_run = gr.Button("Translate video", variant="primary", elem_id="translate-video")
-            video_status = gr.HTML(elem_id="video-status")
+            video_status = gr.HTML(elem_id="video-status", min_height=80)
             video_out = gr.Video(label="Result", elem_id="video-out", interactive=False)
             video_file = gr.File(label="Download", elem_id="video-download", interactive=False)
 
@@ -170,13 +170,16 @@ def build_app(service: WebService) -> Any:
         image_io: dict[str, Any] = {
             "fn": run_images, "inputs": [files, model, target], "outputs": [status, gallery, downloads],
             "concurrency_id": MODEL_QUEUE, "concurrency_limit": 1, "show_progress": "full",
+            "show_progress_on": [status],
         }
         files.upload(**image_io)
         run.click(**image_io)
-        video_in.upload(run_video, [video_in, model, target], [video_status, video_out, video_file],
-                        concurrency_id=MODEL_QUEUE, concurrency_limit=1)
-        video_run.click(run_video, [video_in, model, target], [video_status, video_out, video_file],
-                        concurrency_id=MODEL_QUEUE, concurrency_limit=1)
+        video_io: dict[str, Any] = {
+            "fn": run_video, "inputs": [video_in, model, target], "outputs": [video_status, video_out, video_file],
+            "concurrency_id": MODEL_QUEUE, "concurrency_limit": 1, "show_progress_on": [video_status],
+        }
+        video_in.upload(**video_io)
+        video_run.click(**video_io)
     return demo
 
 
