@@ -25,27 +25,24 @@ from imgxlate.engine import Engine, session_factory
 from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
+from imgxlate.notes import Note
 from imgxlate.registry import ModelPair, Resolved, resolve_model
 from imgxlate.tiling.pad import pad_bottom_right, round_up
 
 TILINGS = ("exact", "blend")
-# Fallback when tiling.auto_tile_size is unavailable: whole images up to 2048x2048 on CPU
-# (~4 GiB of ngf-64 activations), tiles of this edge above.
-_FALLBACK_WHOLE_PIXELS = 2048 * 2048
-_FALLBACK_TILE = 1024
 
 
 class Translator:
     """One loaded generator: array / PIL / batch translation with padding, cropping and tiling."""
 
-    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[str] = ()) -> None:
+    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[Note] = ()) -> None:
         self.resolved = resolved
         self.pair: ModelPair = resolved.pair
         self.metadata: ModelMetadata = resolved.file.metadata
         self.model_path: Path = resolved.file.path
         self.engine = engine
         self.provider: str = engine.provider
-        self.warnings: list[str] = list(notes)
+        self.notes: list[Note] = list(notes)  # from resolving the model, then from runs (fallbacks)
         self._exact: Any = None  # ExactTiler, created on first tiled run
         self._exact_failed = False
 
@@ -53,6 +50,11 @@ class Translator:
     @property
     def multiple(self) -> int:
         return max(1, int(self.metadata.size_multiple))
+
+    @property
+    def warnings(self) -> list[str]:
+        """The texts of :attr:`notes` (kept for callers of earlier versions)."""
+        return [n.text for n in self.notes]
 
     def describe(self) -> str:
         return f"{self.pair.name}: {self.metadata.source} -> {self.metadata.target} ({self.model_path})"
@@ -108,10 +110,8 @@ class Translator:
 
     def auto_tile(self, height: int, width: int) -> int:
         """Tile edge for an image of this size (0 = run it whole)."""
-        try:
-            from imgxlate.tiling.auto import auto_tile_size
-        except ImportError:
-            return 0 if height * width <= _FALLBACK_WHOLE_PIXELS else _FALLBACK_TILE
+        from imgxlate.tiling.auto import auto_tile_size
+
         ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
         return int(auto_tile_size(height, width, provider=self.provider, ngf=ngf))
 
@@ -127,8 +127,10 @@ class Translator:
         return tile
 
     def _warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
+        """A ``fallback`` note: recorded once in :attr:`notes` and raised as a Python warning."""
+        note = Note("fallback", message)
+        if note not in self.notes:
+            self.notes.append(note)
             warnings.warn(message, stacklevel=3)
 
     def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
@@ -144,7 +146,7 @@ class Translator:
                     self._exact = ExactTiler(
                         self.model_path, session_factory(self.engine.device, self.engine.threads)
                     )
-                except (InvalidModelError, ImportError, AttributeError) as exc:
+                except (InvalidModelError, ImportError) as exc:  # not a graph the tiler can cut
                     self._exact_failed = True
                     self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
             if self._exact is not None:
@@ -229,6 +231,6 @@ def load_model(
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads)
     for note in resolved.notes:
-        if "has no imgxlate metadata" in note:
-            warnings.warn(note, stacklevel=2)
+        if note.kind == "no-metadata":
+            warnings.warn(note.text, stacklevel=2)
     return Translator(resolved, engine, resolved.notes)

@@ -356,6 +356,24 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     return _decode(data, p, max_pixels)
 
 
+def read_rgb8(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS, background: float = 1.0
+) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 sRGB, upright, alpha composited on a uniform ``background``
+    (1.0 = white): the decoder for training data and benchmarks.
+
+    It is :func:`read_image` (same ICC, CMYK, orientation, 16-bit and size-limit policy as inference,
+    same :class:`ImageReadError`), then alpha compositing and rounding to 8 bits, so a file reaches the
+    trainer as the same pixels the translator gets.
+    """
+    decoded = read_image(path, max_pixels=max_pixels)
+    rgb = decoded.rgb
+    if decoded.alpha is not None:
+        a = decoded.alpha[..., None]
+        rgb = rgb * a + np.float32(background) * (np.float32(1.0) - a)
+    return quantize(rgb, 8)
+
+
 def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:
     """Python API input: a PIL image (any mode) or an (H, W), (H, W, 1|2|3|4) array.
 

@@ -239,7 +239,7 @@ def convert_video(
         try:
             smoother = StatsSmoother(momentum, cut_threshold)
             runner = _StableRunner(translator, smoother)
-        except (ImportError, AttributeError, InvalidModelError) as exc:
+        except (ImportError, InvalidModelError) as exc:  # not a graph the exact tiler can cut
             warnings.append(f"stabilisation is not available for this model ({exc}); frames run independently")
             smoother, runner = None, None
 
