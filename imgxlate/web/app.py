@@ -62,8 +62,7 @@ def batch_summary(outcome: BatchOutcome) -> str:
         f"<b>{html.escape(outcome.target)}</b> with {html.escape(outcome.model)} in {outcome.seconds:.1f} s"
         f"{f', {failed} failed' if failed else ''}; {html.escape(outcome.provider)}."
     )
-    notes = "".join(f"<li class='note'>{html.escape(w)}</li>" for w in outcome.warnings
-                    if not w.startswith("translating "))
+    notes = "".join(f"<li class='note'>{html.escape(w)}</li>" for w in outcome.warnings)
     return f"<div id='status-text' data-run='{next(_RUNS)}'><p>{head}</p><ul>{''.join(rows)}{notes}</ul></div>"
 
 

@@ -311,7 +311,8 @@ class WebService:
         zip_path = self._zip([o.output for o in outcomes if o.output is not None], job / "imgxlate-results.zip")
         return BatchOutcome(
             outcomes, zip_path, self.provider_line(translator), translator.pair.name,
-            translator.metadata.target, time.perf_counter() - t0, list(translator.warnings),
+            translator.metadata.target, time.perf_counter() - t0,
+            [n.text for n in translator.notes if n.kind != "direction"],
         )
 
     def _inside_workdir(self, path: Path) -> Path:
