@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from rich.markup import escape
 from imgxlate.cli.common import DeviceOpt, ModelOpt, ThreadsOpt, ToOpt, handle_errors, print_warning, stderr
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+BACKEND_CHOICES = ("auto", "onnxruntime", "openvino")
 
 
 def _stop_on_sigterm() -> None:
@@ -37,8 +38,9 @@ def serve(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
     backend: Annotated[
-        Optional[str],  # noqa: UP045 - typer needs Optional on 3.10
-        typer.Option("--backend", help="Inference runtime, as for convert (auto | onnxruntime | openvino)."),
+        Optional[Literal[BACKEND_CHOICES]],  # noqa: UP045 - typer needs Optional on 3.10
+        typer.Option("--backend", case_sensitive=False, show_default=False,
+                     help="Inference runtime, as for convert (default: auto)."),
     ] = None,
     max_pixels: Annotated[
         Optional[int],  # noqa: UP045
