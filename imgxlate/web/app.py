@@ -12,6 +12,7 @@ import html
 import itertools
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,16 @@ def video_summary(outcome: VideoOutcome) -> str:
     )
 
 
+def _unexpected(exc: BaseException) -> str:
+    """An error that is not one of imgxlate's own: its traceback goes to the server's stderr, the page
+    gets one line."""
+    traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, MemoryError):
+        return "out of memory; try fewer or smaller images at once, or restart the server with --device cpu"
+    first = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"unexpected {type(exc).__name__}{': ' + first if first else ''} (details in the server's log)"
+
+
 def error_html(message: str, elem: str = "status-text") -> str:
     return f"<div id='{elem}' data-run='{next(_RUNS)}'><p class='failed'><b>error:</b> {html.escape(message)}</p></div>"
 
@@ -110,6 +121,8 @@ def build_app(service: WebService) -> Any:
             outcome = service.convert_images(files, label, target, progress=_progress_fn(progress, "images"))
         except ImgxlateError as err:
             return error_html(str(err)), [], None
+        except Exception as exc:  # noqa: BLE001 - a bug or a full disk must not leave the page stale
+            return error_html(_unexpected(exc)), [], None
         gallery: list[tuple[str, str]] = []
         for o in outcome.converted:
             if o.input_preview is not None and o.output_preview is not None:
@@ -131,6 +144,8 @@ def build_app(service: WebService) -> Any:
             outcome = service.convert_video(path, label, target, progress=_progress_fn(progress, "frames"))
         except ImgxlateError as err:
             return error_html(str(err), "video-status-text"), None, None
+        except Exception as exc:  # noqa: BLE001
+            return error_html(_unexpected(exc), "video-status-text"), None, None
         return video_summary(outcome), str(outcome.output), str(outcome.output)
 
     first = service.default_choice

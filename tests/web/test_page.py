@@ -196,3 +196,21 @@ def test_two_users_at_once_both_get_results(browser: Any, server: harness.Server
     finally:
         for p in pages:
             p.context.close()
+
+
+def test_page_asks_nothing_of_other_hosts(browser: Any, server: harness.Server, tmp_path: Path) -> None:
+    """No fonts, analytics or scripts from elsewhere: every request the page makes goes to the server."""
+    context = browser.new_context()
+    page = context.new_page()
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url))
+    try:
+        page.goto(server.url)
+        page.wait_for_selector("#images-in input[type=file]", state="attached")
+        previous = harness.status_run(page)
+        page.set_input_files("#images-in input[type=file]", [str(web_inputs.jpeg(tmp_path / "x.jpg", 32, 32))])
+        harness.wait_status(page, previous)
+    finally:
+        context.close()
+    outside = [u for u in seen if not u.startswith(server.url) and not u.startswith(("data:", "blob:"))]
+    assert seen and outside == []
