@@ -138,6 +138,13 @@ def test_video_tab(page: Any, tmp_path: Path) -> None:
     clip = web_inputs.clip_with_sound(tmp_path / "clip.mp4", seconds=3.0)
     page.get_by_role("tab", name="Video").click()
     page.wait_for_selector("#video-in input[type=file]", state="attached")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(2000))
+    previous = harness.status_run(page, "video-status-text")
+    page.set_input_files("#video-in input[type=file]", str(broken))
+    text = harness.wait_status(page, previous, "video-status-text")
+    assert "error:" in text and "broken.mp4" in text and "/tmp" not in text
+    page.locator("#video-in button[aria-label='Clear']").first.click()
     previous = harness.status_run(page, "video-status-text")
     page.set_input_files("#video-in input[type=file]", str(clip))
     text = harness.wait_status(page, previous, "video-status-text")
