@@ -12,10 +12,21 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 from rich.markup import escape
 
-from imgxlate.cli.common import DeviceOpt, ModelOpt, ThreadsOpt, ToOpt, handle_errors, print_warning, stderr
+from imgxlate.cli.common import (
+    PANEL_DEVICE,
+    DeviceOpt,
+    MaxPixelsOpt,
+    ModelOpt,
+    ThreadsOpt,
+    ToOpt,
+    handle_errors,
+    print_warning,
+    stderr,
+)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 BACKEND_CHOICES = ("auto", "onnxruntime", "openvino")
+PANEL_SERVER = "Server"
 
 
 def _stop_on_sigterm() -> None:
@@ -30,32 +41,32 @@ def _stop_on_sigterm() -> None:
 
 
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every network; the page "
-                                      "has no login).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="Port to listen on.")] = 7860,
+    host: Annotated[str, typer.Option("--host", rich_help_panel=PANEL_SERVER,
+                                      help="Address to listen on (0.0.0.0: every network; the page has no "
+                                           "login).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, rich_help_panel=PANEL_SERVER,
+                                      help="Port to listen on.")] = 7860,
     model: ModelOpt = None,
     to: ToOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
     backend: Annotated[
         Optional[Literal[BACKEND_CHOICES]],  # noqa: UP045 - typer needs Optional on 3.10
-        typer.Option("--backend", case_sensitive=False, show_default=False,
+        typer.Option("--backend", case_sensitive=False, show_default=False, rich_help_panel=PANEL_DEVICE,
                      help="Inference runtime, as for convert (default: auto)."),
     ] = None,
-    max_pixels: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (default as convert)."),
-    ] = None,
+    max_pixels: MaxPixelsOpt = None,
     max_upload_mb: Annotated[
-        float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload accepted, in MB.")
+        float, typer.Option("--max-upload-mb", min=0.001, rich_help_panel=PANEL_SERVER,
+                            help="Largest upload accepted, in MB (refused by the page and the server).")
     ] = 200.0,
     max_video_seconds: Annotated[
-        float, typer.Option("--max-video-seconds", min=0.0, help="Convert at most this much of each clip (0: "
-                            "no limit).")
+        float, typer.Option("--max-video-seconds", min=0.0, rich_help_panel=PANEL_SERVER,
+                            help="Convert at most this much of each clip (0: no limit).")
     ] = 60.0,
     queue_size: Annotated[
-        int, typer.Option("--queue-size", min=1, help="Requests that may wait for the model before new ones "
-                          "are turned away.")
+        int, typer.Option("--queue-size", min=1, rich_help_panel=PANEL_SERVER,
+                          help="Requests that may wait for the model before new ones are turned away.")
     ] = 32,
 ) -> None:
     """Start the web page: drop pictures or a short clip in, see them translated, download the results."""
