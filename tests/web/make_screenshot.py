@@ -2,7 +2,7 @@
 
     python tests/web/make_screenshot.py docs/images/serve.jpg
 
-Starts the server on the bundled model, drops two of the bundled sample photos on the page in
+Starts the server on the bundled model, drops the first two of the bundled sample photos on the page in
 headless Chromium, waits for the results and saves the whole page (JPEG for a .jpg name, else PNG).
 """
 
@@ -17,14 +17,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import web_harness as harness
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = ["lake_dawn.jpg", "hills_noon.jpg"]
 
 
 def main(out: Path) -> None:
     chromium = harness.find_chromium()
     if chromium is None:
         raise SystemExit("no Chromium found (apt-get install chromium, or set IMGXLATE_CHROMIUM)")
-    samples = [REPO / "imgxlate" / "samples" / name for name in SAMPLES]
+    samples = sorted((REPO / "imgxlate" / "samples").glob("*.jpg"))[:2]
     with tempfile.TemporaryDirectory() as tmp, \
             harness.run_server(["--to", "vangogh"], Path(tmp) / "serve.log") as server, \
             harness.browser(chromium) as b:
