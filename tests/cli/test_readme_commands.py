@@ -43,6 +43,7 @@ NOT_RUN: dict[str, str] = {
     "pip install '.[cpu,train,dev]'": "installs from PyPI (network)",
     "pip install '.[cpu,hub]'": "installs from PyPI (network)",
     "python -m pytest -q": "this suite itself",
+    "python -m pytest -q -m bench": "the benchmark runner test: CI runs it as its own step",
     "ruff check .": "lint, run by CI",
     "bash .ci/run": "CI itself (fresh venv, network)",
     "imgxlate models add https://host/model.onnx --sha256 HEX":
@@ -58,6 +59,11 @@ NOT_RUN: dict[str, str] = {
     "imgxlate --install-completion": "changes the user's shell start-up files",
     "pip install '.[cpu,web]' && imgxlate serve":
         "installs from PyPI (network); serves until Ctrl-C (tests/web start it and drive the page in Chromium)",
+    "pip install 'imgxlate[ray]'": "installs from PyPI (network)",
+    "imgxlate convert /nfs/photos --to vangogh --out /nfs/out --ray-address auto":
+        "needs a Ray cluster and shared storage (tests/distributed runs --ray on a local Ray instance)",
+    "imgxlate convert s3://bucket/photos --to vangogh --out s3://bucket/out --ray":
+        "needs an object store (tests/distributed runs the URL path on file:// URLs)",
 }
 QUICKSTART = "imgxlate convert imgxlate/samples --to vangogh --out out/vangogh"
 
