@@ -57,6 +57,8 @@ NOT_RUN: dict[str, str] = {
     "torchrun --nproc-per-node 4 -m imgxlate.train --domain-a ... --domain-b ... --batch-size 4":
         "placeholders; multi-process training",
     "imgxlate --install-completion": "changes the user's shell start-up files",
+    "pip install '.[cpu,web]' && imgxlate serve":
+        "installs from PyPI (network); serves until Ctrl-C (tests/web start it and drive the page in Chromium)",
     "pip install 'imgxlate[ray]'": "installs from PyPI (network)",
     "imgxlate convert /nfs/photos --to vangogh --out /nfs/out --ray-address auto":
         "needs a Ray cluster and shared storage (tests/distributed runs --ray on a local Ray instance)",
