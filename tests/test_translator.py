@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 import imgxlate
+from imgxlate.batch import FileResult, convert_paths, sniff_format
 from imgxlate.errors import UsageError
-from imgxlate.pipeline import FileResult, Translator, _pad_nchw, convert_paths, load_model, sniff_format
+from imgxlate.translator import Translator, _pad_nchw, load_model
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_blend_tiling_runs_and_is_close(translator: Translator) -> None:
     blended = translator.translate_rgb(rgb, tile=24, tile_overlap=8, tiling="blend")
     assert blended.shape == whole.shape
     # It is tiling.run_blended over the padded whole-image runner, mapped back to [0, 1].
-    from imgxlate.tiling import run_blended
+    from imgxlate.tiling.blend import run_blended
 
     ref = run_blended(translator._run_whole, (rgb * 2 - 1).transpose(2, 0, 1), 24, 8, 4)
     np.testing.assert_allclose(blended, np.clip((ref.transpose(1, 2, 0) + 1) / 2, 0, 1), atol=1e-6)
