@@ -1,4 +1,5 @@
-"""imgxlate.video / `imgxlate video`: clips made here with the bundled FFmpeg, a tiny random model."""
+"""imgxlate.video / `imgxlate video`: clips made here with the FFmpeg binary of imageio-ffmpeg (an
+independent reference: imgxlate itself decodes and encodes in-process with PyAV), a tiny random model."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import pytest
 
 from imgxlate import video
 from imgxlate.errors import UsageError, VideoError
-from imgxlate.video.ffmpeg import _pad_even
-from imgxlate.video.stabilize import _mean_abs_diff
 
 FPS = 12
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the tests' reference FFmpeg comes from imageio-ffmpeg")
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 
 
 def make_clip(path: Path, *extra: str, size: str = "97x61", seconds: float = 2.0, audio: bool = True) -> Path:
@@ -38,7 +39,7 @@ def make_clip(path: Path, *extra: str, size: str = "97x61", seconds: float = 2.0
 def frame_times(path: Path) -> list[float]:
     """Presentation times of the video frames, read with FFmpeg's framecrc (independent of imgxlate)."""
     out = subprocess.run(
-        [video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+        [FFMPEG, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
          "-f", "framecrc", "-"], capture_output=True, check=True, text=True,
     ).stdout
     tb = Fraction(1)
@@ -54,7 +55,7 @@ def frame_times(path: Path) -> list[float]:
 
 
 def stream_codecs(path: Path) -> list[str]:
-    text = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+    text = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
                           text=True, check=False).stderr
     return re.findall(r"Stream #0:\d+.*?: (\w+: \w+)", text)
 
@@ -111,12 +112,13 @@ def test_parse_time() -> None:
 def test_convert_keeps_length_rate_size_audio(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "out.mp4"
     seen: list[tuple[int, int | None]] = []
-    r = video.convert_video(clip, dst, translator, stabilize=False, batch_size=3, frames_dir=tmp_path / "f",
+    r = video.convert_video(clip, dst, translator, temporal="off", batch_size=3, frames_dir=tmp_path / "f",
                             progress=lambda d, t: seen.append((d, t)))
     assert r.status == "converted" and r.frames == 2 * FPS and r.audio == "copied"
     info = video.probe_video(dst)
-    # Odd sizes are padded by one repeated pixel (yuv420p needs even sizes).
-    assert (info.width, info.height) == (98, 62)
+    # yuv420p needs even sizes: the odd row and column are dropped, and a warning says so.
+    assert (info.width, info.height) == (96, 60) == (r.width, r.height)
+    assert any("yuv444p" in w and "97x61" in w for w in r.warnings), r.warnings
     assert info.frames == 2 * FPS
     assert info.fps == pytest.approx(FPS)
     assert info.codec == "h264" and info.pix_fmt == "yuv420p" and info.has_audio
@@ -147,17 +149,25 @@ def read_png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_stabilized_conversion_is_faithful_and_calmer(clip: Path, translator, tmp_path: Path) -> None:
-    r = video.convert_video(clip, tmp_path / "s.mp4", translator, stabilize=True, frames_dir=tmp_path / "f",
-                            frames_only=True)
-    assert r.stabilized and r.frames == 2 * FPS
+def test_flow_conversion_is_the_stabiliser_applied_to_the_per_frame_output(clip: Path, translator,
+                                                                          tmp_path: Path) -> None:
+    r = video.convert_video(clip, None, translator, temporal="flow", frames_dir=tmp_path / "f", frames_only=True)
+    assert r.temporal == "flow" and r.frames == 2 * FPS
     frames_in = [f.rgb for f in video.read_frames(clip)]
     stable = [read_png(p) for p in sorted((tmp_path / "f").glob("frame_*.png"))]
     plain = list(translator.translate_batch(np.stack(frames_in)))
-    assert len(stable) == len(plain) == 2 * FPS
-    # Faithful: smoothing the statistics changes the picture only a little.
-    assert _mean_abs_diff(stable, plain) < 8
-    assert video.flicker_ratio(frames_in, stable) <= video.flicker_ratio(frames_in, plain) * 1.05
+    stab = video.FlowStabilizer()
+    expect = [stab(x, y) for x, y in zip(frames_in, plain)]
+    assert len(stable) == 2 * FPS
+    assert all(np.array_equal(a, b) for a, b in zip(stable, expect))
+    assert video.flicker_ratio(frames_in, stable) < video.flicker_ratio(frames_in, plain)
+
+
+def test_odd_size_kept_with_yuv444p(clip: Path, translator, tmp_path: Path) -> None:
+    dst = tmp_path / "odd.mp4"
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5, pix_fmt="yuv444p")
+    info = video.probe_video(dst)
+    assert (info.width, info.height, info.pix_fmt) == (97, 61, "yuv444p") and not r.warnings
 
 
 def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
@@ -166,7 +176,7 @@ def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=64x48:r={FPS}:d=2", "-vf", f"settb=1/1000,setpts=(N+0.4*mod(N\\,2))/{FPS}/TB",
            "-fps_mode", "passthrough", "-enc_time_base", "1/1000", "-c:v", "libx264", str(src))
     dst = tmp_path / "vfr.out.mp4"
-    r = video.convert_video(src, dst, translator, stabilize=False)
+    r = video.convert_video(src, dst, translator, temporal="off")
     assert r.audio == "none"
     t_in, t_out = frame_times(src), frame_times(dst)
     assert len(t_out) == len(t_in) == 2 * FPS
@@ -176,7 +186,7 @@ def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
 
 def test_start_and_duration_cut_video_and_audio(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "part.mp4"
-    r = video.convert_video(clip, dst, translator, start="0.5", duration=1, stabilize=False)
+    r = video.convert_video(clip, dst, translator, start="0.5", duration=1, temporal="off")
     assert abs(r.frames - FPS) <= 1
     info = video.probe_video(dst)
     assert abs(info.frames - FPS) <= 1 and info.has_audio
@@ -187,7 +197,7 @@ def test_start_and_duration_cut_video_and_audio(clip: Path, translator, tmp_path
 
 def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> None:
     fdir = tmp_path / "frames"
-    r = video.convert_video(clip, tmp_path / "v.mp4", translator, stabilize=False, frames_dir=fdir)
+    r = video.convert_video(clip, tmp_path / "v.mp4", translator, temporal="off", frames_dir=fdir)
     assert r.status == "converted" and (tmp_path / "v.mp4").exists()
     pngs = sorted(fdir.glob("frame_*.png"))
     assert len(pngs) == 2 * FPS and pngs[0].name == "frame_000001.png"
@@ -195,7 +205,7 @@ def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> N
 
     assert Image.open(pngs[0]).size == (97, 61)  # frames keep the exact size (no even padding)
     only = tmp_path / "only"
-    r = video.convert_video(clip, None, translator, stabilize=False, frames_dir=only, frames_only=True)
+    r = video.convert_video(clip, None, translator, temporal="off", frames_dir=only, frames_only=True)
     assert r.dst is None and len(list(only.glob("*.png"))) == 2 * FPS
     assert video.convert_video(clip, None, translator, frames_dir=only, frames_only=True).status == "skipped"
     with pytest.raises(UsageError):
@@ -205,9 +215,9 @@ def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> N
 def test_existing_output_skipped_unless_overwrite(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "exists.mp4"
     dst.write_bytes(b"keep me")
-    r = video.convert_video(clip, dst, translator, stabilize=False, duration=0.5)
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5)
     assert r.status == "skipped" and dst.read_bytes() == b"keep me"
-    r = video.convert_video(clip, dst, translator, stabilize=False, duration=0.5, overwrite=True)
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5, overwrite=True)
     assert r.status == "converted" and video.probe_video(dst).frames == FPS // 2
 
 
@@ -228,7 +238,7 @@ def test_bad_inputs_raise_and_leave_nothing(kind: str, clip: Path, translator, t
         ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", str(src))
     dst = tmp_path / "out.mp4"
     with pytest.raises(VideoError) as err:
-        video.convert_video(src, dst, translator, stabilize=False)
+        video.convert_video(src, dst, translator, temporal="off")
     msg = str(err.value)
     assert str(src.name) in msg
     assert {"text": "not a video", "truncated": "video", "audio_only": "no video stream",
@@ -241,7 +251,7 @@ def test_truncated_faststart_file_converts_what_is_there_and_warns(clip: Path, t
     ffmpeg("-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(whole))
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
-    r = video.convert_video(cut, tmp_path / "cut.out.mp4", translator, stabilize=False)
+    r = video.convert_video(cut, tmp_path / "cut.out.mp4", translator, temporal="off")
     assert 0 < r.frames < 2 * FPS
     assert any("truncated" in w for w in r.warnings)
 
@@ -254,7 +264,7 @@ def test_interrupt_leaves_nothing(clip: Path, translator, tmp_path: Path) -> Non
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        video.convert_video(clip, dst, translator, stabilize=False, batch_size=1, progress=stop)
+        video.convert_video(clip, dst, translator, temporal="off", batch_size=1, progress=stop)
     assert not dst.exists() and leftovers(tmp_path) == []
 
 
@@ -262,9 +272,15 @@ def test_rotated_input_is_written_upright_once(clip: Path, translator, tmp_path:
     rotated = tmp_path / "rot.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(clip), "-c", "copy", str(rotated))
     dst = tmp_path / "rot.out.mp4"
-    video.convert_video(rotated, dst, translator, stabilize=False, duration=0.5)
+    video.convert_video(rotated, dst, translator, temporal="off", duration=0.5)
     info = video.probe_video(dst)
-    assert info.rotation == 0 and (info.width, info.height) == (62, 98)
+    assert info.rotation == 0 and (info.width, info.height) == (60, 96)
+    # upright the same way FFmpeg's autorotation turns it (reference: the FFmpeg binary)
+    ref = subprocess.run([FFMPEG, "-v", "error", "-i", str(rotated), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt",
+                          "rgb24", "-"], capture_output=True, check=True).stdout
+    first = next(iter(video.read_frames(rotated))).rgb
+    assert first.shape == (97, 61, 3)
+    assert np.abs(first.astype(int) - np.frombuffer(ref, np.uint8).reshape(97, 61, 3)).mean() < 2
 
 
 def test_mkv_output_keeps_subtitles(clip: Path, translator, tmp_path: Path) -> None:
@@ -274,7 +290,7 @@ def test_mkv_output_keeps_subtitles(clip: Path, translator, tmp_path: Path) -> N
     ffmpeg("-i", str(clip), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", str(with_subs))
     for name in ("subs.out.mkv", "subs.out.mp4"):
         dst = tmp_path / name
-        video.convert_video(with_subs, dst, translator, stabilize=False, duration=0.5)
+        video.convert_video(with_subs, dst, translator, temporal="off", duration=0.5)
         kinds = stream_codecs(dst)
         assert any(k.startswith("Audio") for k in kinds) and any(k.startswith("Subtitle") for k in kinds), kinds
 
@@ -310,32 +326,6 @@ def test_static_flicker_counts_only_unchanged_pixels() -> None:
     assert video.static_flicker([a, a], [out_a, out_a]) == 0.0
 
 
-def test_stats_smoother_ema_and_cuts() -> None:
-    s = video.StatsSmoother(momentum=0.5, cut_threshold=1.0)
-    one, two = np.ones(3), np.full(3, 2.0)
-    m, v = s(0, one, one)
-    assert np.allclose(m, 1) and np.allclose(v, 1)
-    s(1, one * 10, one)
-    # Next frame, a small change at layer 0: averaged, not reset.
-    m, v = s(0, one * 1.4, two)
-    assert np.allclose(m, 1.2) and np.allclose(v, 1.5) and s.cuts == 0
-    m, _ = s(1, one * 20, one)
-    assert np.allclose(m, 15.0)
-    # A jump of many running standard deviations at layer 0 is a scene cut: everything restarts.
-    m, v = s(0, one * 9, one)
-    assert np.allclose(m, 9) and s.cuts == 1
-    m, _ = s(1, one * 3, one)
-    assert np.allclose(m, 3)
-
-
-def test_pad_even_repeats_edges() -> None:
-    a = np.arange(3 * 5 * 3, dtype=np.uint8).reshape(3, 5, 3)
-    p = _pad_even(a)
-    assert p.shape == (4, 6, 3)
-    assert np.array_equal(p[:3, :5], a) and np.array_equal(p[3, :5], a[2]) and np.array_equal(p[:3, 5], a[:, 4])
-    assert _pad_even(p) is p
-
-
 def test_default_output_names(tmp_path: Path) -> None:
     src = tmp_path / "my clip.mov"
     assert video.default_output(src, "vangogh") == tmp_path / "my clip.vangogh.mp4"
@@ -362,7 +352,7 @@ def test_cli_batch_exit_codes(clip: Path, tiny_pair: Path, tmp_path: Path) -> No
     (folder / "broken.mov").write_text("nope")
     runner = CliRunner()
     args = ["video", str(folder), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu", "--duration", "0.5",
-            "--no-stabilize", "--out", str(tmp_path / "out")]
+            "--temporal", "off", "--out", str(tmp_path / "out")]
     res = runner.invoke(_app(), args)
     assert res.exit_code == 1, res.output
     assert (tmp_path / "out" / "good.zebra.mp4").exists()
@@ -385,7 +375,7 @@ def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
         pytest.skip("corpus video missing")
     dst = tmp_path / "onepiece.mp4"
     # Per-frame path (the stabilised one is covered above on the small clip; it is slower on 640x480).
-    r = video.convert_video(src, dst, translator, start=1.0, duration=1.0, stabilize=False)
+    r = video.convert_video(src, dst, translator, start=1.0, duration=1.0, temporal="off")
     assert r.audio == "copied"
     info = video.probe_video(dst)
     src_info = video.probe_video(src)
