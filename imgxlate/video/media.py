@@ -403,6 +403,8 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
         vin = seg0.streams.video[0]
         vout = out.add_stream_from_template(vin)
         vout.time_base = vin.time_base
+        if info.rate:
+            vout.codec_context.framerate = info.rate  # the frame rate players see (Matroska DefaultDuration)
         _copy_metadata(info, out)
         src = open_input(info.path)
         opened.append(src)

@@ -386,3 +386,208 @@ def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
     assert [s.codec for s in info.audio] == ["aac"]
     # Frame spacing is the source's (24000/1001 fps), not a rounded rate.
     assert np.diff(frame_times(dst)) == pytest.approx(1001 / 24000, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ flow stabiliser
+
+
+def _scene(i: int, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A textured background panning 2 px per frame with a bright square moving 3 px per frame."""
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    world = cv2.resize(rng.integers(0, 255, (h // 4, (w + 200) // 4, 3)).astype(np.uint8), (w + 200, h),
+                       interpolation=cv2.INTER_CUBIC)
+    f = world[:, 2 * i:2 * i + w].copy()
+    x = 5 + 3 * i
+    f[15:30, x:x + 15] = (250, 240, 30)
+    return f
+
+
+def test_flow_stabiliser_removes_flicker_without_ghosting() -> None:
+    rng = np.random.default_rng(1)
+    inputs = [_scene(i) for i in range(12)]
+    clean = [255 - x for x in inputs]  # a translation that is consistent over time ...
+    noisy = [np.clip(c.astype(int) + rng.integers(-20, 21, c.shape), 0, 255).astype(np.uint8) for c in clean]
+    stab = video.FlowStabilizer()
+    stable = [stab(x, y) for x, y in zip(inputs, noisy)]  # ... plus per-frame noise (the flicker)
+    assert np.array_equal(stable[0], noisy[0])
+    assert video.flicker_ratio(inputs, stable) < video.flicker_ratio(inputs, noisy)
+    # The per-frame noise is averaged away along the motion: the stable frames are nearer the clean ones.
+    err = [np.abs(a.astype(int) - c).mean() for a, c in zip(stable[4:], clean[4:])]
+    err_noisy = [np.abs(a.astype(int) - c).mean() for a, c in zip(noisy[4:], clean[4:])]
+    assert np.mean(err) < 0.75 * np.mean(err_noisy)
+    # No ghosting: the moving square and the panning background stay where the input has them.
+    assert video.moving_psnr(inputs, stable, clean) > video.moving_psnr(inputs, noisy, clean) - 1
+    assert video.moving_psnr(inputs, stable, clean) > 25
+    assert stab.cuts == 0
+
+
+def test_flow_stabiliser_restarts_at_a_scene_cut() -> None:
+    a = [_scene(i, seed=0) for i in range(4)]
+    b = [_scene(i, seed=7)[::-1] for i in range(3)]
+    stab = video.FlowStabilizer()
+    outs = [stab(x, 255 - x) for x in a + b]
+    assert stab.cuts == 1
+    assert np.array_equal(outs[4], 255 - b[0])  # nothing of the old scene is blended into the new one
+    state = stab.get_state()
+    again = video.FlowStabilizer()
+    again.set_state(state)
+    nxt = _scene(3, seed=7)[::-1]
+    assert np.array_equal(again(nxt, 255 - nxt), stab(nxt, 255 - nxt))
+
+
+def test_moving_psnr_only_counts_moving_pixels() -> None:
+    still = np.zeros((4, 4, 3), np.uint8)
+    moved = still.copy()
+    moved[0, 0] = 200
+    a = [still, moved]
+    out_a = [still, moved]
+    out_b = [still, moved.copy()]
+    out_b[1][3, 3] = 90  # differs where the input did not move: not counted
+    assert video.moving_psnr(a, out_a, out_b) == float("inf")
+    out_b[1][0, 0] = 190
+    assert video.moving_psnr(a, out_a, out_b) == pytest.approx(10 * np.log10(255**2 / 100))
+    assert np.isnan(video.moving_psnr([still, still], [still, still], [still, still]))
+
+
+# ------------------------------------------------------------------------------------------ resume, refusals
+
+
+def _pngs(folder: Path) -> list[np.ndarray]:
+    return [read_png(p) for p in sorted(folder.glob("frame_*.png"))]
+
+
+def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    video.convert_video(clip, tmp_path / "whole.mp4", translator, frames_dir=whole, segment_seconds=0.25)
+    dst = tmp_path / "res.mp4"
+    part = tmp_path / "part"
+
+    def stop(done: int, total: int | None) -> None:
+        if done >= 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, dst, translator, batch_size=1, progress=stop, frames_dir=part, segment_seconds=0.25)
+    parts = tmp_path / ".imgxlate-parts-res.mp4"
+    assert not dst.exists() and parts.is_dir() and leftovers(tmp_path) == []
+    kept = sum(s["frames"] for s in __import__("json").loads((parts / "manifest.json").read_text())["segments"])
+    assert kept >= 9  # Ctrl-C closed the segment being written: the translated frames are kept
+    r = video.convert_video(clip, dst, translator, frames_dir=part, segment_seconds=0.25)
+    assert r.status == "converted" and r.resumed_frames == kept and r.frames == 2 * FPS
+    assert not parts.exists() and leftovers(tmp_path) == []
+    assert frame_times(dst) == pytest.approx(frame_times(clip), abs=1e-3)
+    assert video.probe_video(dst).has_audio
+    # The stabiliser's state was saved with the segments: the resumed frames are the uninterrupted ones.
+    got, expect = _pngs(part), _pngs(whole)
+    assert len(got) == len(expect) == 2 * FPS
+    assert all(np.array_equal(a, b) for a, b in zip(got, expect))
+
+
+def test_parts_of_other_settings_are_discarded(clip: Path, translator, tmp_path: Path) -> None:
+    dst = tmp_path / "d.mp4"
+
+    def stop(done: int, total: int | None) -> None:
+        if done >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, dst, translator, batch_size=1, progress=stop, segment_seconds=0.25)
+    r = video.convert_video(clip, dst, translator, crf=30, segment_seconds=0.25)
+    assert r.resumed_frames == 0 and any("discarded" in w for w in r.warnings)
+    assert video.probe_video(dst).frames == 2 * FPS
+
+
+def test_still_image_is_not_a_video(translator, tmp_path: Path) -> None:
+    from PIL import Image
+
+    png = tmp_path / "photo.png"
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(png)
+    with pytest.raises(VideoError, match="still image"):
+        video.convert_video(png, tmp_path / "photo.mp4", translator)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_fifo_is_refused_without_blocking(translator, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            video.convert_video(fifo, tmp_path / "out.mp4", translator)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout=20)
+    assert not th.is_alive(), "convert_video blocked on a FIFO"
+    assert len(errors) == 1 and isinstance(errors[0], VideoError) and "FIFO" in str(errors[0])
+
+
+def test_missing_encoder_refused_before_any_work(clip: Path, tmp_path: Path) -> None:
+    class Boom:
+        def translate_batch(self, x):  # the model must never run
+            raise AssertionError("translated before refusing the encoder")
+
+    for codec in ("h264_nosuch", "aac"):
+        with pytest.raises(UsageError, match="encoder"):
+            video.convert_video(clip, tmp_path / "x.mp4", Boom(), codec=codec)
+    with pytest.raises(UsageError, match="libvpx-vp9"):
+        video.convert_video(clip, tmp_path / "x.webm", Boom())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_child_process_is_started(clip: Path, translator, tmp_path: Path, monkeypatch) -> None:
+    import subprocess as sp
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a child process was started: {args[:1]}")
+
+    monkeypatch.setattr(sp, "Popen", refuse)
+    r = video.convert_video(clip, tmp_path / "np.mkv", translator, duration=0.5)
+    assert r.status == "converted"
+
+
+def test_cli_refusals_come_before_the_model(clip: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    no_model = str(tmp_path / "no-such-model.onnx")  # loading it would fail: these must fail first
+    res = runner.invoke(_app(), ["video", str(tmp_path / "nosuch.mp4"), "--model", no_model])
+    assert res.exit_code == 2 and "does not exist" in res.output and "model" not in res.output.lower()
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--codec", "h264_nvenc_nosuch"])
+    assert res.exit_code == 2 and "encoder" in res.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--out", str(afile / "o.mp4")])
+    assert res.exit_code == 2 and "is a file" in res.output and "Traceback" not in res.output
+    png = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(png)
+    res = runner.invoke(_app(), ["video", str(png), "--model", no_model])
+    assert res.exit_code == 1 and "not a video" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "img.png"]
+
+
+def test_cli_out_file_json_quiet(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    out = tmp_path / "chosen name.mkv"
+    res = CliRunner().invoke(_app(), ["video", str(clip), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu",
+                                      "--duration", "0.5", "--out", str(out), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout[res.stdout.index("{"):])
+    assert data["totals"]["converted"] == 1 and data["results"][0]["dst"] == str(out)
+    assert data["results"][0]["temporal"] == "flow" and data["results"][0]["frames"] == FPS // 2
+    assert out.exists() and video.probe_video(out).frames == FPS // 2
