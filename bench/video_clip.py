@@ -3,8 +3,8 @@
     python bench/video_clip.py out.mp4                      # 640x480, 48 frames at 24 fps
     python bench/video_clip.py out.mp4 --size 1280x720 --frames 72
 
-Scene A (first half): the camera pans right over a landscape (sky gradient, hills, textured ground,
-a few trees), 4 px per frame, while a textured ball crosses the frame diagonally (7 px per frame) in
+Scene A (first half): the camera pans right over a landscape (``bench._util.landscape``: sky, sun,
+hills, a lake, grain), 4 px per frame, while a textured ball crosses the frame diagonally (7 px per frame) in
 front of it, so part of the background is occluded and uncovered in every frame. Scene B (second
 half, after a hard cut): another landscape, panning left and down, with no object. The frames are a
 pure function of (size, frame index, seed); the file is H.264 (crf 16, yuv420p) written with PyAV.
@@ -19,6 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._util import landscape
+
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, scales: tuple[int, ...]) -> np.ndarray:
     import cv2
@@ -28,31 +33,6 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, scales: tuple[int, .
         small = rng.standard_normal((max(2, h // s), max(2, w // s))).astype(np.float32)
         out += cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) / (k + 1)
     return out / (np.abs(out).max() + 1e-6)
-
-
-def landscape(h: int, w: int, seed: int) -> np.ndarray:
-    """A (h, w, 3) uint8 landscape: sky, two hill lines, textured fields, trees."""
-    rng = np.random.default_rng(seed)
-    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
-    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
-    ones = np.ones((h, w), np.float32)
-    sky = np.stack([(110 + 90 * y) * ones, (160 + 60 * y) * ones, (235 - 30 * y) * ones], axis=-1)
-    img = sky + 12 * _smooth_noise(rng, h, w, (64, 32))[..., None]
-    ridge1 = 0.45 + 0.08 * np.sin(x * 9 + seed) + 0.04 * np.sin(x * 23)
-    ridge2 = 0.62 + 0.06 * np.sin(x * 5 + 2 * seed) + 0.03 * np.sin(x * 31)
-    tex = _smooth_noise(rng, h, w, (16, 8, 4, 2))[..., None]
-    hill1 = np.array([70, 110, 150], np.float32) + 35 * tex
-    hill2 = np.array([60, 140, 60], np.float32) + 50 * tex
-    img = np.where((y > ridge1)[..., None], hill1, img).astype(np.float32)
-    img = np.where((y > ridge2)[..., None], hill2, img).astype(np.float32)
-    # trees: dark ellipses on the near hills
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    for _ in range(max(3, w // 80)):
-        cx, cy = rng.uniform(0, w), rng.uniform(0.62 * h, 0.95 * h)
-        r = rng.uniform(0.02, 0.05) * h
-        inside = ((xx - cx) / r) ** 2 + ((yy - cy) / (1.6 * r)) ** 2 < 1
-        img[inside] = np.array([30, 70, 35], np.float32) + 25 * tex[inside]
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def frames(width: int, height: int, count: int, seed: int = 0):

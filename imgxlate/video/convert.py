@@ -232,6 +232,7 @@ def convert_video(
     (``resume=False`` starts afresh).
     """
     t_start = time.perf_counter()
+    started_at = time.time()
     src = Path(src)
     dst_path = Path(dst) if dst is not None else None
     fdir = Path(frames_dir) if frames_dir is not None else None
@@ -289,6 +290,7 @@ def convert_video(
         "segment_seconds": segment_seconds,
     }
     parts = Parts(dst_path, fingerprint)
+    _remove_stale_temps([dst_path.parent], started_at)
     if not resume:
         parts.remove()
     done = parts.load()
@@ -320,6 +322,15 @@ def convert_video(
     r.width, r.height = out_w, out_h
     r.resumed_frames = done
     return r
+
+
+def _remove_stale_temps(folders: list[Path], started: float) -> None:
+    """Temp files a killed run left beside the target (the parts folder cleans itself on load)."""
+    try:
+        from imgxlate._atomic import remove_stale_temps  # the RELIABILITY branch's sweeper
+    except ImportError:  # pragma: no cover - before that branch is merged
+        return
+    remove_stale_temps(folders, started)
 
 
 class _Job:

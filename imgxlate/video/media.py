@@ -277,8 +277,10 @@ class SegmentWriter:
         av = av_module()
         rgb = rgb[: self.height, : self.width]  # odd axis of a subsampled format: drop the last row/column
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        if self._matrix is not None:
-            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._matrix, dst_color_range="MPEG")
+        if self.pix_fmt.startswith("yuv"):
+            # Bicubic chroma filter, as FFmpeg's scale filter uses (the default bilinear loses ~1 level more).
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self._matrix, dst_color_range="MPEG",
+                                   interpolation="BICUBIC")
         frame.pts = pts
         frame.time_base = self.tb
         try:

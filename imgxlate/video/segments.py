@@ -77,6 +77,11 @@ class Parts:
             self.remove()
             return 0
         self.segments = segs
+        listed = {s["file"] for s in segs} | {MANIFEST, "state.npz"}
+        for f in self.dir.iterdir():  # a segment that was being written when the process was killed
+            if f.name not in listed:
+                with contextlib.suppress(OSError):
+                    f.unlink()
         return self.frames
 
     def new_segment_path(self) -> Path:
