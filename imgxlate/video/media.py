@@ -12,7 +12,7 @@ import heapq
 import itertools
 import stat
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -211,8 +211,8 @@ def check_encoder(codec: str, suffix: str, pix_fmt: str) -> None:
         ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
         ctx.time_base = Fraction(1, 25)
         ctx.framerate = Fraction(25)
-        ctx.open()
-        ctx.close() if hasattr(ctx, "close") else None
+        ctx.options = _codec_options(codec, 23, "ultrafast") if codec != "libsvtav1" else {}
+        ctx.open()  # freed with the object
     except (av.error.FFmpegError, ValueError) as exc:
         raise UsageError(f"the encoder {codec} cannot start here ({_reason(exc)}); use --codec libx264") from exc
 
@@ -225,8 +225,10 @@ def output_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
 
 
 def _codec_options(codec: str, crf: int, preset: str) -> dict[str, str]:
-    if codec in ("libx264", "libx264rgb", "libx265"):
+    if codec in ("libx264", "libx264rgb"):
         return {"crf": str(crf), "preset": preset}
+    if codec == "libx265":
+        return {"crf": str(crf), "preset": preset, "x265-params": "log-level=error"}
     if codec in ("libvpx-vp9", "libvpx", "libaom-av1"):
         return {"crf": str(crf), "b": "0"}
     if codec == "libsvtav1":
@@ -537,24 +539,3 @@ def _copy_metadata(info: VideoInfo, out: Any) -> None:
             continue
         with contextlib.suppress(Exception):
             out.metadata[k] = v
-
-
-def packet_times(path: Path, kind: str = "video") -> list[Fraction]:
-    """Presentation times of one stream's packets (sorted), for checks and tests."""
-    c = open_input(path)
-    try:
-        st = getattr(c.streams, kind)[0]
-        return sorted(Fraction(p.pts) * p.time_base for p in _packets(c, [st]) if p.pts is not None)
-    finally:
-        c.close()
-
-
-def iter_chunks(it: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for x in it:
-        chunk.append(x)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
