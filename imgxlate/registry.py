@@ -34,6 +34,7 @@ from imgxlate.errors import (
     did_you_mean,
 )
 from imgxlate.metadata import DIRECTIONS, ModelMetadata, read_onnx_metadata
+from imgxlate.notes import Note
 
 DEFAULT_MODEL = "vangogh2photo"
 DEFAULT_MODEL_ENV = "IMGXLATE_DEFAULT_MODEL"
@@ -140,7 +141,7 @@ class Resolved:
 
     pair: ModelPair
     file: ModelFile
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -260,7 +261,7 @@ def resolve_model(
         raise UsageError("give either --to DOMAIN or --direction a2b|b2a, not both")
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r}; use a2b or b2a")
-    notes: list[str] = []
+    notes: list[Note] = []
     if model is not None:
         text = os.fspath(model)
         if isinstance(model, Path) or Path(text).expanduser().exists() or _looks_like_path(text):
@@ -305,17 +306,18 @@ def _no_target_message(to: str, targets: list[str]) -> str:
     )
 
 
-def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[str]) -> Resolved:
+def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[Note]) -> Resolved:
     only_assumed = len(pair.files) == 1 and pair.files[0].assumed
     if pair.files[0].assumed:
-        notes.append(
+        notes.append(Note(
+            "no-metadata",
             f"{pair.files[0].path} has no imgxlate metadata; assuming RGB NCHW input and output in [-1, 1] "
-            "(export with imgxlate-train to embed it)"
-        )
+            "(export with imgxlate-train to embed it)",
+        ))
     if to is not None:
         found = pair.by_target(to)
         if found is None and only_assumed:
-            notes.append(f"--to {to} ignored: {pair.path} is a single generator without metadata")
+            notes.append(Note("ignored", f"--to {to} ignored: {pair.path} is a single generator without metadata"))
             found = pair.files[0]
         if found is None:
             raise ModelNotFoundError(
@@ -326,7 +328,9 @@ def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[st
     if direction is not None:
         found = pair.by_direction(direction)
         if found is None and only_assumed:
-            notes.append(f"--direction {direction} ignored: {pair.path} is a single generator without metadata")
+            notes.append(Note(
+                "ignored", f"--direction {direction} ignored: {pair.path} is a single generator without metadata"
+            ))
             found = pair.files[0]
         if found is None:
             raise ModelNotFoundError(
@@ -336,9 +340,10 @@ def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[st
     chosen = pair.default_file()
     if len(pair.files) > 1:
         other = next(f for f in pair.files if f is not chosen)
-        notes.append(
-            f"translating {chosen.label} with {pair.name}; use --to {other.metadata.target} for the other way"
-        )
+        notes.append(Note(
+            "direction",
+            f"translating {chosen.label} with {pair.name}; use --to {other.metadata.target} for the other way",
+        ))
     return Resolved(pair, chosen, tuple(notes))
 
 

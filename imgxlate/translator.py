@@ -23,45 +23,26 @@ import numpy as np
 
 from imgxlate.engine import Engine, session_factory
 from imgxlate.errors import InvalidModelError, UsageError
+from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
+from imgxlate.notes import Note
 from imgxlate.registry import ModelPair, Resolved, resolve_model
+from imgxlate.tiling.pad import pad_bottom_right, round_up
 
 TILINGS = ("exact", "blend")
-# Fallback when tiling.auto_tile_size is unavailable: whole images up to 2048x2048 on CPU
-# (~4 GiB of ngf-64 activations), tiles of this edge above.
-_FALLBACK_WHOLE_PIXELS = 2048 * 2048
-_FALLBACK_TILE = 1024
-
-
-def _pad_nchw(x: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pad (N, C, H, W) at the bottom/right to (height, width): reflect where the axis is longer than
-    the pad (like the model's own ReflectionPad), symmetric otherwise (1- or 2-pixel images)."""
-    _, _, h, w = x.shape
-    for axis, size, target in ((2, h, height), (3, w, width)):
-        pad = target - size
-        if pad <= 0:
-            continue
-        widths = [(0, 0)] * 4
-        widths[axis] = (0, pad)
-        x = np.pad(x, widths, mode="reflect" if size > pad else "symmetric")
-    return x
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
 
 
 class Translator:
     """One loaded generator: array / PIL / batch translation with padding, cropping and tiling."""
 
-    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[str] = ()) -> None:
+    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[Note] = ()) -> None:
         self.resolved = resolved
         self.pair: ModelPair = resolved.pair
         self.metadata: ModelMetadata = resolved.file.metadata
         self.model_path: Path = resolved.file.path
         self.engine = engine
         self.provider: str = engine.provider
-        self.warnings: list[str] = list(notes)
+        self.notes: list[Note] = list(notes)  # from resolving the model, then from runs (fallbacks)
         self._exact: Any = None  # ExactTiler, created on first tiled run
         self._exact_failed = False
 
@@ -70,20 +51,21 @@ class Translator:
     def multiple(self) -> int:
         return max(1, int(self.metadata.size_multiple))
 
+    @property
+    def warnings(self) -> list[str]:
+        """The texts of :attr:`notes` (kept for callers of earlier versions)."""
+        return [n.text for n in self.notes]
+
     def describe(self) -> str:
         return f"{self.pair.name}: {self.metadata.source} -> {self.metadata.target} ({self.model_path})"
 
     def _to_model(self, rgb: np.ndarray) -> np.ndarray:
         """(..., H, W, 3) in [0, 1] -> (..., 3, H, W) in the model's input range."""
-        lo, hi = self.metadata.input_range
-        x = np.asarray(rgb, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo)
-        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+        return to_model(rgb, self.metadata.input_range)
 
     def _from_model(self, y: np.ndarray) -> np.ndarray:
         """(..., 3, H, W) in the model's output range -> (..., H, W, 3) in [0, 1], clipped."""
-        lo, hi = self.metadata.output_range
-        out = (np.moveaxis(y, -3, -1) - np.float32(lo)) / np.float32(hi - lo)
-        return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+        return from_model(y, self.metadata.output_range)
 
     # ----------------------------------------------------------------------------- running
     def _run_whole(self, x: np.ndarray) -> np.ndarray:
@@ -99,8 +81,9 @@ class Translator:
         if self.engine.fixed_size is not None:
             return self._run_resized(x, self.engine.fixed_size)
         m = self.multiple
-        ph, pw = max(_round_up(h, m), 2 * m), max(_round_up(w, m), 2 * m)
-        y = self.engine.run(_pad_nchw(x, ph, pw))
+        # At least two multiples: the residual blocks reflect-pad by 1 at H/4, which needs 2 pixels there.
+        ph, pw = max(round_up(h, m), 2 * m), max(round_up(w, m), 2 * m)
+        y = self.engine.run(pad_bottom_right(x, ph, pw))
         return y[:, :, :h, :w]
 
     def _run_resized(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -127,10 +110,8 @@ class Translator:
 
     def auto_tile(self, height: int, width: int) -> int:
         """Tile edge for an image of this size (0 = run it whole)."""
-        try:
-            from imgxlate.tiling.auto import auto_tile_size
-        except ImportError:
-            return 0 if height * width <= _FALLBACK_WHOLE_PIXELS else _FALLBACK_TILE
+        from imgxlate.tiling.auto import auto_tile_size
+
         ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
         return int(auto_tile_size(height, width, provider=self.provider, ngf=ngf))
 
@@ -146,8 +127,10 @@ class Translator:
         return tile
 
     def _warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
+        """A ``fallback`` note: recorded once in :attr:`notes` and raised as a Python warning."""
+        note = Note("fallback", message)
+        if note not in self.notes:
+            self.notes.append(note)
             warnings.warn(message, stacklevel=3)
 
     def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
@@ -163,7 +146,7 @@ class Translator:
                     self._exact = ExactTiler(
                         self.model_path, session_factory(self.engine.device, self.engine.threads)
                     )
-                except (InvalidModelError, ImportError, AttributeError) as exc:
+                except (InvalidModelError, ImportError) as exc:  # not a graph the tiler can cut
                     self._exact_failed = True
                     self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
             if self._exact is not None:
@@ -206,12 +189,8 @@ class Translator:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
-        lo, hi = self.metadata.input_range
-        x = frames.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-        y = self._run_whole(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        olo, ohi = self.metadata.output_range
-        out = (y.transpose(0, 2, 3, 1) - np.float32(olo)) * np.float32(255.0 / (ohi - olo))
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        y = self._run_whole(uint8_to_model(frames, self.metadata.input_range))
+        return model_to_uint8(y, self.metadata.output_range)
 
     def translate(
         self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
@@ -252,6 +231,6 @@ def load_model(
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads)
     for note in resolved.notes:
-        if "has no imgxlate metadata" in note:
-            warnings.warn(note, stacklevel=2)
+        if note.kind == "no-metadata":
+            warnings.warn(note.text, stacklevel=2)
     return Translator(resolved, engine, resolved.notes)

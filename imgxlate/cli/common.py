@@ -85,12 +85,12 @@ def load_translator(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same notes are printed below
         translator = load_model(model, to=to, direction=direction, device=device, threads=threads)
-    for note in translator.warnings:
-        if note.startswith("translating "):  # which way the pair runs: information, not a problem
+    for note in translator.notes:
+        if note.kind == "direction":  # which way the pair runs: information, not a problem
             if not quiet:
-                stderr.print(f"note: {escape(note)}")
-        elif not quiet or "no imgxlate metadata" in note:
-            print_warning(note)
+                stderr.print(f"note: {escape(note.text)}")
+        elif not quiet or note.kind == "no-metadata":
+            print_warning(note.text)
     stderr.print(escape(translator.engine.describe()))
     return translator
 

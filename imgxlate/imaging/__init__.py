@@ -71,11 +71,36 @@ Writing
 
 from __future__ import annotations
 
-from imgxlate.imaging.color import luminance, quantize, shaper_to_srgb, srgb_profile
-from imgxlate.imaging.decode import DEFAULT_MAX_PIXELS, DecodedImage, from_array, read_image, to_array
-from imgxlate.imaging.encode import encode_png16, encode_tiff16, write_image
-from imgxlate.imaging.exif import apply_orientation, reset_exif_orientation
-from imgxlate.imaging.formats import OUTPUT_FORMATS, READ_SUFFIXES, normalize_format, output_suffix
+import importlib
+from typing import Any
+
+# Public names, resolved lazily (PEP 562) so that importing one submodule (e.g. ranges, which the
+# translator needs) does not load Pillow: formats.py asks Pillow for its readable suffixes at import.
+_LAZY = {
+    "DEFAULT_MAX_PIXELS": "decode",
+    "DecodedImage": "decode",
+    "from_array": "decode",
+    "read_image": "decode",
+    "read_rgb8": "decode",
+    "to_array": "decode",
+    "encode_png16": "encode",
+    "encode_tiff16": "encode",
+    "write_image": "encode",
+    "apply_orientation": "exif",
+    "reset_exif_orientation": "exif",
+    "OUTPUT_FORMATS": "formats",
+    "READ_SUFFIXES": "formats",
+    "normalize_format": "formats",
+    "output_suffix": "formats",
+    "luminance": "color",
+    "quantize": "color",
+    "shaper_to_srgb": "color",
+    "srgb_profile": "color",
+    "from_model": "ranges",
+    "model_to_uint8": "ranges",
+    "to_model": "ranges",
+    "uint8_to_model": "ranges",
+}
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -86,14 +111,32 @@ __all__ = [
     "encode_png16",
     "encode_tiff16",
     "from_array",
+    "from_model",
     "luminance",
+    "model_to_uint8",
     "normalize_format",
     "output_suffix",
     "quantize",
     "read_image",
+    "read_rgb8",
     "reset_exif_orientation",
     "shaper_to_srgb",
     "srgb_profile",
     "to_array",
+    "to_model",
+    "uint8_to_model",
     "write_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
