@@ -136,10 +136,11 @@ def video(
         typer.Option("--duration", help="Convert only this long (seconds or HH:MM:SS)."),
     ] = None,
     temporal: Annotated[
-        str, typer.Option("--temporal", help="Temporal stability: flow (blend the previous output along the "
-                          "optical flow where it is reliable: no flicker, no ghosting) or off (every frame on "
-                          "its own).")
-    ] = "flow",
+        Optional[str],  # noqa: UP045
+        typer.Option("--temporal", help="Temporal stability: off (every frame on its own; the default) or flow "
+                     "(blend the previous output along the input's optical flow where it is reliable: far less "
+                     "flicker; see docs/video.md).", show_default=False)
+    ] = None,
     codec: Annotated[str, typer.Option("--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...).")]
     = "libx264",
     crf: Annotated[int, typer.Option("--crf", min=0, max=63, help="Quality: lower is better (18 looks "
@@ -171,8 +172,8 @@ def video(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Translate videos frame by frame: same length, frame rate and size, original audio in sync, no flicker."""
+    from imgxlate.video.convert import DEFAULT_TEMPORAL, convert_video
     from imgxlate.video.convert import VideoResult as VideoResultT
-    from imgxlate.video.convert import convert_video
     from imgxlate.video.probe import parse_time
     from imgxlate.video.stabilize import TEMPORAL_MODES
 
@@ -185,6 +186,7 @@ def video(
     with sigint_guard("interrupted: keeping the frames translated so far (Ctrl-C again to stop at once)"), \
             handle_errors():
         try:
+            temporal = temporal or DEFAULT_TEMPORAL
             if stabilize is not None:
                 temporal = "flow" if stabilize else "off"
                 print_warning("--stabilize/--no-stabilize are deprecated; use --temporal flow / --temporal off")

@@ -28,6 +28,7 @@ from imgxlate.video.stabilize import (
     measure_stability,
     moving_psnr,
     static_flicker,
+    warp_error,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "probe_video",
     "read_frames",
     "static_flicker",
+    "warp_error",
 ]

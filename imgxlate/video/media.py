@@ -108,8 +108,9 @@ class Decoder:
     """Decodes the video stream of ``info`` into upright RGB :class:`Frame`s, from ``start`` for
     ``duration`` seconds (both optional), with timestamps relative to the start of the cut.
 
-    ``error`` is set (and the iteration ends) when the file breaks off after at least one frame: the
-    caller decides whether that is a warning (truncated file) or a failure.
+    Damaged packets are skipped as FFmpeg skips them (``bad_packets``); when the file breaks off after
+    at least one frame the iteration ends with ``broken`` set. ``error`` says what happened in either
+    case; the caller decides whether that is a warning (truncated file) or a failure.
     """
 
     def __init__(self, info: VideoInfo, start: float | None = None, duration: float | None = None) -> None:
@@ -124,6 +125,8 @@ class Decoder:
             if duration is not None else None
         self.error: str = ""
         self.decoded = 0
+        self.bad_packets = 0
+        self.broken = False  # the file broke off (a demuxer error) after some frames
         self._lock = threading.Lock()
         if start:
             with contextlib.suppress(Exception):  # a file without an index: decode from the start
@@ -136,7 +139,7 @@ class Decoder:
             else Fraction(1, 25)
         last: Fraction | None = None
         n = 0
-        it = self.container.decode(self.stream)
+        it = self._decoded()
         while stop is None or not stop.is_set():
             try:
                 with self._lock:
@@ -148,6 +151,7 @@ class Decoder:
                     raise VideoError(f"{self.info.path}: FFmpeg could not decode the video ({_reason(exc)}); "
                                      "the file may be damaged") from exc
                 self.error = _reason(exc)
+                self.broken = True
                 break
             self.decoded += 1
             tb = frame.time_base or self.tb
@@ -171,6 +175,19 @@ class Decoder:
                     rgb = _resize(rgb, self.info.width, self.info.height)  # the stream changed size midway
             yield Frame(n, rgb, rel, d, pts=round(rel / self.info.tb))
             n += 1
+
+    def _decoded(self) -> Iterator[Any]:
+        """Frames in order; a packet the decoder rejects is skipped (and counted in ``bad_packets``) as
+        FFmpeg does, a demuxer error (the file breaks off) ends the iteration by raising."""
+        av = av_module()
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except (av.error.InvalidDataError, av.error.PatchWelcomeError) as exc:
+                self.bad_packets += 1
+                self.error = f"{self.bad_packets} damaged packet(s) skipped: {_reason(exc)}"
+                continue
+            yield from frames
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(Exception):

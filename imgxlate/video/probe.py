@@ -185,7 +185,7 @@ def read_frames(
     dec = Decoder(info, parse_time(start, "start"), parse_time(duration, "duration"))
     try:
         yield from dec.frames()
-        if dec.error:
+        if dec.broken:
             raise VideoError(f"{path}: FFmpeg could not decode the video ({dec.error})")
     finally:
         dec.close()

@@ -421,6 +421,16 @@ def test_flow_stabiliser_removes_flicker_without_ghosting() -> None:
     assert video.moving_psnr(inputs, stable, clean) > video.moving_psnr(inputs, noisy, clean) - 1
     assert video.moving_psnr(inputs, stable, clean) > 25
     assert stab.cuts == 0
+    assert video.warp_error(inputs, stable) < 0.75 * video.warp_error(inputs, noisy)
+
+
+def test_warp_error_ignores_motion_and_sees_flicker() -> None:
+    inputs = [_scene(i) for i in range(6)]
+    consistent = [255 - x for x in inputs]  # moves with the content: no flicker
+    rng = np.random.default_rng(3)
+    flickering = [np.clip(c.astype(int) + rng.integers(-15, 16, c.shape), 0, 255).astype(np.uint8) for c in consistent]
+    assert video.warp_error(inputs, consistent) < 3
+    assert video.warp_error(inputs, flickering) > 3 * video.warp_error(inputs, consistent)
 
 
 def test_flow_stabiliser_restarts_at_a_scene_cut() -> None:
@@ -585,7 +595,8 @@ def test_cli_out_file_json_quiet(clip: Path, tiny_pair: Path, tmp_path: Path) ->
 
     out = tmp_path / "chosen name.mkv"
     res = CliRunner().invoke(_app(), ["video", str(clip), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu",
-                                      "--duration", "0.5", "--out", str(out), "--json", "-q"])
+                                      "--duration", "0.5", "--out", str(out), "--json", "-q",
+                                      "--temporal", "flow"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout[res.stdout.index("{"):])
     assert data["totals"]["converted"] == 1 and data["results"][0]["dst"] == str(out)
@@ -636,3 +647,36 @@ def test_colours_survive_the_round_trip(tag: str, tmp_path: Path) -> None:
     assert np.abs(a - b).mean() < 2.6  # FFmpeg's own yuv -> rgb -> yuv round trip: 2.0 on this pattern
     assert np.abs((a - b).mean(axis=(0, 1, 2))).max() < 1.0  # no colour cast (a wrong matrix gives several)
     assert video.probe_video(dst).color_codes[1] == video.probe_video(src).color_codes[1]
+
+
+def test_cli_sigint_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_path: Path) -> None:
+    """A real SIGINT to the real command: exit 130, nothing at the target, the rerun resumes."""
+    import json
+    import signal
+    import sys
+    import time
+
+    src = tmp_path / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=160x120:r={FPS}:d=30", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(src))
+    dst = tmp_path / "long.out.mp4"
+    parts = tmp_path / ".imgxlate-parts-long.out.mp4"
+    cmd = [sys.executable, "-m", "imgxlate", "video", str(src), "--model", str(tiny_pair / "a2b.onnx"), "--device",
+           "cpu", "--threads", "1", "--batch-size", "1", "--out", str(dst)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (parts / "manifest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the conversion finished before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    assert not dst.exists() and leftovers(tmp_path) == []
+    kept = sum(s["frames"] for s in json.loads((parts / "manifest.json").read_text())["segments"])
+    assert kept >= 4 * FPS  # at least the first 4 s segment
+    rerun = subprocess.run(cmd + ["--json", "-q"], capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    r = json.loads(rerun.stdout)["results"][0]
+    assert r["resumed_frames"] == kept and r["frames"] == 30 * FPS
+    assert len(frame_times(dst)) == 30 * FPS and not parts.exists()
