@@ -16,7 +16,8 @@ is the fairer figure on a loaded machine. ``flow cost`` = flow wall time / per-f
 in-process on the decoded frames).
 
 Quality is measured on what the user gets, the output MP4s decoded again:
-``flicker_ratio(input, output)`` (docs/video.md; goal <= 1.15 with flow), ``static_flicker``, and
+``flicker_ratio(input, output)`` (docs/video.md; goal <= 1.15 with flow), ``static_flicker``,
+``warp_error`` (motion-compensated: output change along the input's Farneback flow), and
 ``moving_psnr(input, flow output, per-frame output)``: PSNR in dB over the pixels whose input moved
 (the goal: >= 25 dB, no ghosting). ``--side-by-side DIR`` writes ``<clip>.side_by_side.mp4`` (input
 | per-frame | flow) for looking at.
@@ -107,7 +108,7 @@ def _stabiliser_ms(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> float
 
 def bench_clip(name: str, clip: Path, seconds: float, model: Path, args: argparse.Namespace, threads: int,
                work: Path) -> dict[str, Any]:
-    from imgxlate.video import flicker_ratio, moving_psnr, probe_video, static_flicker
+    from imgxlate.video import flicker_ratio, moving_psnr, probe_video, static_flicker, warp_error
 
     info = probe_video(clip)
     entry: dict[str, Any] = {"clip": name, "path": str(clip), "size": f"{info.width}x{info.height}",
@@ -138,6 +139,7 @@ def bench_clip(name: str, clip: Path, seconds: float, model: Path, args: argpars
         m["frames"] = n
         m["flicker_ratio"] = flicker_ratio(inputs[:n], outs[mode][:n])
         m["static_flicker"] = static_flicker(inputs[:n], outs[mode][:n])
+        m["warp_error"] = warp_error(inputs[:n], outs[mode][:n])
     pf, fl = entry["modes"].get("per_frame", {}), entry["modes"].get("flow", {})
     if pf.get("fps") and fl.get("fps"):
         entry["flow_cost_wall"] = pf["fps"] / fl["fps"] - 1
@@ -182,6 +184,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             n = max(4, round(24 * (seconds if w == 640 else min(seconds, args.hd_seconds))))
             path = video_clip.write_clip(work / f"procedural_{w}x{h}.mp4", w, h, n, 24)
             clips.append((f"procedural_{w}x{h}", path, n / 24))
+        if args.only:
+            keep = set(args.only.split(","))
+            clips = [c for c in clips if c[0] in keep]
         for name, path, secs in clips:
             result["clips"].append(bench_clip(name, path, secs, model, args, threads, work))
     finally:
@@ -219,13 +224,13 @@ def report(result: dict[str, Any]) -> str:
         for mode, e in c["modes"].items():
             rows.append({"clip": c["clip"], "mode": mode, "frames/s": e.get("fps"),
                          "CPU s/frame": e.get("cpu_s_per_frame"), "flicker ratio": e.get("flicker_ratio"),
-                         "static flicker": e.get("static_flicker"),
+                         "static flicker": e.get("static_flicker"), "warp error": e.get("warp_error"),
                          "PSNR moving vs per-frame": c.get("moving_psnr_db") if mode == "flow" else None,
                          "error": (e.get("error") or "")[:80] or None})
     title = (f"video_speed: model {result['model']} ({result['architecture'] or 'no metadata'}), "
              f"{result['threads']} threads, {result['rounds']} round(s), load {result['machine']['load_average']} -> "
              f"{result['machine'].get('load_average_end')}")
-    text = U.table(rows, ["clip", "mode", "frames/s", "CPU s/frame", "flicker ratio", "static flicker",
+    text = U.table(rows, ["clip", "mode", "frames/s", "CPU s/frame", "flicker ratio", "static flicker", "warp error",
                           "PSNR moving vs per-frame", "error"], title=title)
     for c in result["clips"]:
         text += (f"\n{c['clip']}: flow cost wall {U.fmt(c.get('flow_cost_wall'))}, CPU {U.fmt(c.get('flow_cost_cpu'))}; "
@@ -249,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
     p.add_argument("--side-by-side", type=Path, default=None, help="write input | per-frame | flow clips here")
+    p.add_argument("--only", default=None, help="comma-separated clip names (corpus_640x480, procedural_640x480, "
+                   "procedural_1280x720)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
