@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import re
 import stat
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,7 +35,9 @@ _TEXT_SUBS = ("subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text")
 # Pixel formats whose chroma is subsampled horizontally / vertically (need even width / height).
 _SUBSAMPLED = {"yuv420p": (True, True), "yuvj420p": (True, True), "nv12": (True, True), "yuv422p": (True, False),
                "yuv420p10le": (True, True), "yuv422p10le": (True, False)}
-SEGMENT_FORMAT = "mov"  # exact timestamps (the time base kept), dts stored, every common codec; never shown
+# Segment containers, first that takes the codec: MP4/MOV keep the time base exactly and store dts (B-frames
+# join cleanly); Matroska (millisecond clock) only for codecs neither takes.
+SEGMENT_FORMATS = ("mp4", "mov", "matroska")
 
 
 @dataclass
@@ -257,6 +260,23 @@ def _codec_options(codec: str, crf: int, preset: str) -> dict[str, str]:
 _YUV_MATRIX = {1: "ITU709", 5: "ITU601", 6: "SMPTE170M", 9: "BT2020"}
 
 
+def _open_segment(av: Any, path: Path, codec_name: str) -> Any:
+    for fmt in SEGMENT_FORMATS:
+        out = av.open(str(path), "w", format=fmt)
+        if codec_name in out.supported_codecs and not (fmt == "mov" and codec_name in ("vp9", "av1")):
+            return out
+        out.close()
+    return av.open(str(path), "w", format=SEGMENT_FORMATS[-1])
+
+
+def _write_reason(exc: BaseException) -> str:
+    import errno
+
+    if getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "the disk is full; free some space and run the same command again to continue"
+    return _reason(exc)
+
+
 class SegmentWriter:
     """Encodes RGB frames into one video-only segment file (NUT: exact timestamps); the first frame
     is a key frame, so segments join without re-encoding."""
@@ -267,8 +287,9 @@ class SegmentWriter:
         self.width, self.height = output_size(info.width, info.height, pix_fmt)
         self.pix_fmt = pix_fmt
         self.tb = info.tb
+        self.container: Any = None
         try:
-            self.container = av.open(str(path), "w", format=SEGMENT_FORMAT)
+            self.container = _open_segment(av, path, av.codec.Codec(codec, "w").canonical_name)
             st = self.container.add_stream(codec, rate=info.rate)
             st.width, st.height, st.pix_fmt = self.width, self.height, pix_fmt
             st.time_base = self.tb
@@ -306,7 +327,7 @@ class SegmentWriter:
             for pkt in self.stream.encode(frame):
                 self.container.mux(pkt)
         except (av.error.FFmpegError, OSError) as exc:
-            raise VideoError(f"the video encoder failed ({_reason(exc)}); check free disk space") from exc
+            raise VideoError(f"the video encoder failed ({_write_reason(exc)})") from exc
         self.frames += 1
         self.end = pts * self.tb + duration
 
@@ -318,11 +339,12 @@ class SegmentWriter:
             self.container.close()
         except (av.error.FFmpegError, OSError) as exc:
             self._abandon()
-            raise VideoError(f"the video encoder failed at the end ({_reason(exc)}); check free disk space") from exc
+            raise VideoError(f"the video encoder failed at the end ({_write_reason(exc)})") from exc
 
     def _abandon(self) -> None:
-        with contextlib.suppress(Exception):
-            self.container.close()
+        if self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,8 +361,6 @@ def _packets(container: Any, streams: Sequence[Any]) -> Iterator[Any]:
 
 def _sub_to_mov_text(text: str) -> bytes:
     """A text subtitle packet (SubRip text, or an ASS event line) as a mov_text (3GPP timed text) sample."""
-    import re
-
     if text.count(",") >= 8 and not text.startswith("Dialogue"):
         text = text.split(",", 8)[8]  # an ASS event in Matroska: ReadOrder,Layer,Style,...,Text
     text = re.sub(r"\{[^}]*\}", "", text).replace("\\N", "\n").replace("\\n", "\n")

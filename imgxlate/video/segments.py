@@ -86,7 +86,7 @@ class Parts:
 
     def new_segment_path(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
-        return self.dir / f"seg_{len(self.segments):06d}.mov"
+        return self.dir / f"seg_{len(self.segments):06d}.seg"
 
     def commit(self, seg: Path, first: int, frames: int, state: dict[str, np.ndarray] | None) -> None:
         """Record a complete segment (already renamed into place) and the stabiliser state after it."""

@@ -680,3 +680,12 @@ def test_cli_sigint_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_
     r = json.loads(rerun.stdout)["results"][0]
     assert r["resumed_frames"] == kept and r["frames"] == 30 * FPS
     assert len(frame_times(dst)) == 30 * FPS and not parts.exists()
+
+
+def test_webm_output_reencodes_aac_as_opus(clip: Path, translator, tmp_path: Path) -> None:
+    dst = tmp_path / "w.webm"
+    r = video.convert_video(clip, dst, translator, codec="libvpx-vp9", temporal="off", duration=0.5)
+    info = video.probe_video(dst)
+    assert info.codec == "vp9" and [a.codec for a in info.audio] == ["opus"]
+    assert r.audio == "re-encoded (libopus)" and any("re-encoded" in w for w in r.warnings)
+    assert info.frames == FPS // 2 or len(frame_times(dst)) == FPS // 2
