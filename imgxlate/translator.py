@@ -26,7 +26,7 @@ from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
 from imgxlate.notes import Note
-from imgxlate.registry import ModelPair, Resolved, resolve_model
+from imgxlate.registry import ModelPair, Resolved, probe_generator, resolve_model
 from imgxlate.tiling.pad import pad_bottom_right, round_up
 
 TILINGS = ("exact", "blend")
@@ -230,6 +230,9 @@ def load_model(
     create its ONNX Runtime session on ``device`` ("auto" | "cuda" | "cpu")."""
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads)
+    # The same check as `imgxlate models add`, once per loaded model: a classifier, a model that
+    # resizes, or one that outputs NaN or a constant is refused before any image is written.
+    probe_generator(engine, resolved.file.metadata, resolved.file.path)
     for note in resolved.notes:
         if note.kind == "no-metadata":
             warnings.warn(note.text, stacklevel=2)

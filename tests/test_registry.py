@@ -169,8 +169,12 @@ def test_user_model_shadows_bundled(home: Path, tiny_pair: Path, tmp_path: Path,
     assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "bundled")]
     with pytest.raises(UsageError, match="bundled"):
         reg.remove_model("horse2zebra")
-    reg.install_model(tiny_pair)
+    with pytest.raises(UsageError, match="bundled with imgxlate .* would hide it; .* --force"):
+        reg.install_model(tiny_pair)
+    hidden: list[str] = []
+    reg.install_model(tiny_pair, force=True, warn=hidden.append)
     assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "user")]
+    assert len(hidden) == 1 and "hides the bundled model horse2zebra" in hidden[0]
 
 
 def test_install_single_file_with_sha(home: Path, tiny_pair: Path, tmp_path: Path) -> None:

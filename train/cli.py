@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from imgxlate.train.config import TrainConfig
 
 from imgxlate._version import __version__
 from imgxlate.cli.common import print_error, print_warning, stderr
 from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.train.config import TrainConfig
 
 app = typer.Typer(
     add_completion=False,

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -15,12 +13,27 @@ from rich.markup import escape
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 from imgxlate.cli.common import (
+    PANEL_DEVICE,
+    PANEL_OUTPUT,
+    BatchSizeOpt,
     DeviceOpt,
     DirectionOpt,
+    ExcludeOpt,
+    FormatOpt,
+    IncludeOpt,
+    JsonOpt,
+    MaxPixelsOpt,
     ModelOpt,
+    OverwriteOpt,
+    QualityOpt,
     QuietOpt,
+    RecursiveOpt,
     ThreadsOpt,
+    TileOpt,
+    TileOverlapOpt,
+    TilingOpt,
     ToOpt,
+    emit_json,
     handle_errors,
     load_translator,
     progress_bar,
@@ -31,40 +44,35 @@ from imgxlate.cli.common import (
 
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (input trees are mirrored under it).")],
+    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT,
+                                      help="Output folder (input trees are mirrored under it).")],
+    model: ModelOpt = None,
     to: ToOpt = None,
     direction: DirectionOpt = None,
-    model: ModelOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="same | png | jpg | webp | tiff.")] = "same",
-    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG / WebP quality.")] = 95,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    include: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--include", help="Only files matching this glob (repeatable)."),
-    ] = None,
-    exclude: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--exclude", help="Skip files matching this glob (repeatable)."),
-    ] = None,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
-    max_pixels: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this."),
-    ] = None,
-    tile: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--tile", min=0, help="Tile edge in pixels (0 = whole image; default: automatic)."),
-    ] = None,
-    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="Overlap for blend tiling.")] = 32,
-    tiling: Annotated[str, typer.Option("--tiling", help="exact (same result as whole) | blend.")] = "exact",
-    batch_size: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--batch-size", min=1, help="Images per model run (default 4 on CUDA, 1 on CPU)."),
-    ] = None,
+    fmt: FormatOpt = "same",
+    quality: QualityOpt = 95,
+    overwrite: OverwriteOpt = False,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    recursive: RecursiveOpt = True,
+    max_pixels: MaxPixelsOpt = None,
+    tile: TileOpt = None,
+    tile_overlap: TileOverlapOpt = 32,
+    tiling: TilingOpt = "exact",
+    batch_size: BatchSizeOpt = None,
     quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_json: JsonOpt = False,
+    ray: Annotated[bool, typer.Option("--ray", rich_help_panel=PANEL_DEVICE,
+                                      help="Run on Ray Data (pip install 'imgxlate[ray]'): a local Ray instance "
+                                           "for this command, or the cluster of --ray-address.")] = False,
+    ray_address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--ray-address", envvar="RAY_ADDRESS", rich_help_panel=PANEL_DEVICE, show_default="none",
+                     help="Join a Ray cluster: 'auto' (the one this machine belongs to), host:port or "
+                          "ray://host:port. Implies --ray."),
+    ] = None,
 ) -> None:
     """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
     from imgxlate.batch import plan_conversion, run_plans
@@ -72,21 +80,36 @@ def convert(
     interrupted = False
     results: list[FileResult] = []
     translator = None
+    report = None
     t0 = time.perf_counter()
-    with sigint_guard(), handle_errors():
+    with sigint_guard(), handle_errors(as_json):
         try:
-            plans = plan_conversion(
-                inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
-                recursive=recursive,
-            )
-            translator = load_translator(model, to, direction, device, threads, quiet=quiet or as_json)
-            t0 = time.perf_counter()
-            it = run_plans(
-                plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
-                tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
-            )
+            if ray or ray_address:
+                from imgxlate.distributed import RunReport, plan_jobs, run_jobs
+
+                plans = plan_jobs(inputs, out, fmt=fmt, overwrite=overwrite, include=include or (),
+                                  exclude=exclude or (), recursive=recursive)
+                report = RunReport()
+                t0 = time.perf_counter()
+                it = run_jobs(
+                    plans, model=model, to=to, direction=direction, device=device, threads=threads, fmt=fmt,
+                    quality=quality, max_pixels=max_pixels, tile=tile, tile_overlap=tile_overlap,
+                    tiling=tiling, address=ray_address, quiet=quiet or as_json, report=report,
+                )
+            else:
+                plans = plan_conversion(
+                    inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
+                    recursive=recursive,
+                )
+                translator = load_translator(model, to, direction, device, threads, quiet=quiet)
+                t0 = time.perf_counter()
+                it = run_plans(
+                    plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
+                    tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
+                )
             try:
-                with progress_bar(quiet or as_json) as progress:
+                # Ray Data shows its own progress for a --ray run
+                with progress_bar(quiet or as_json or report is not None) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
                     converted = 0
                     for r in it:
@@ -103,25 +126,31 @@ def convert(
                 it.close()
         except KeyboardInterrupt:
             interrupted = True
+            if report is not None:  # Ray write tasks may have finished files the driver never heard of
+                from imgxlate.distributed import written_unreported
+
+                results.extend(written_unreported(plans, report))
     elapsed = time.perf_counter() - t0
     provider = translator.provider if translator is not None else ""
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
+    if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
+        provider = ", ".join(sorted(report.providers))
     if as_json:
         summary = {
-            "results": [r.to_dict() for r in results],
+            "results": [{**r.to_dict(), "seconds": round(r.seconds, 3)} for r in results],
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
                        "interrupted": interrupted},
             "provider": provider,
-            "model": str(translator.model_path) if translator is not None else None,
+            "model": str(translator.model_path) if translator is not None else (str(model) if model else None),
+            **({"ray": report.to_dict()} if report is not None else {}),
         }
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        sys.stdout.flush()
+        emit_json(summary)
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
             f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s ({rate:.2f} images/s) on "
-            f"{provider or 'no provider'}"
+            f"{report.describe() if report is not None else provider or 'no provider'}"
         )
         if counts["skipped"] and not overwrite:
             stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")

@@ -22,8 +22,9 @@ def test_messages_are_printed_literally_not_as_markup() -> None:
 
 def test_imgxlate_train_prints_errors_the_same_way(tmp_path: Path) -> None:
     pytest.importorskip("torch")  # export imports the trainer
-    from imgxlate.train.cli import app
     from typer.testing import CliRunner
+
+    from imgxlate.train.cli import app
 
     missing = tmp_path / "run[bold]1[/]"
     res = CliRunner().invoke(app, ["export", str(missing), "--out", str(tmp_path / "o")])
