@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate._atomic import TEMP_PREFIX, atomic_path
+from imgxlate._atomic import TEMP_PREFIX, atomic_path, remove_stale_temps
 from imgxlate.errors import UsageError, VideoError
 from imgxlate.video.media import (
     OUTPUT_SUFFIXES,
@@ -292,7 +292,7 @@ def convert_video(
         "segment_seconds": segment_seconds,
     }
     parts = Parts(dst_path, fingerprint)
-    _remove_stale_temps([dst_path.parent], started_at)
+    remove_stale_temps([dst_path.parent], started_at)  # temp files a killed run left beside the target
     if not resume:
         parts.remove()
     done = parts.load()
@@ -324,15 +324,6 @@ def convert_video(
     r.width, r.height = out_w, out_h
     r.resumed_frames = done
     return r
-
-
-def _remove_stale_temps(folders: list[Path], started: float) -> None:
-    """Temp files a killed run left beside the target (the parts folder cleans itself on load)."""
-    try:
-        from imgxlate._atomic import remove_stale_temps  # the RELIABILITY branch's sweeper
-    except ImportError:  # pragma: no cover - before that branch is merged
-        return
-    remove_stale_temps(folders, started)
 
 
 class _Job:
