@@ -209,8 +209,11 @@ def test_sigint_during_startup_has_no_traceback(tiny_pair: Path, tmp_path: Path)
         if "Traceback" in err or "Fatal Python error" in err:
             assert not in_main.search(err), (delay, err)
             continue
-        # Once main() runs, imgxlate's handler exits 130; a run that already finished exits 0.
-        assert rc in (130, 0), (delay, rc, err)
+        # Once main() runs, imgxlate's handler exits 130; a run that already finished exits 0, or dies
+        # of the signal when it lands during interpreter shutdown (Python restores the default handler
+        # there): the work is complete on disk by then, which the summary line says.
+        finished = "converted 1, skipped 0, failed 0" in err
+        assert rc in (130, 0) or (rc == -signal.SIGINT and finished), (delay, rc, err)
         ours += rc == 130
         if rc == 130:
             assert "interrupted" in err
