@@ -108,8 +108,9 @@ def _session_factory(threads: int, exact: bool):
 
 def worker(args: argparse.Namespace) -> None:
     """One mode in this process; prints a JSON line."""
-    from imgxlate.exact import ExactTiler
-    from imgxlate.tiling import pad_to_multiple, run_blended
+    from imgxlate.tiling.blend import run_blended
+    from imgxlate.tiling.exact import ExactTiler
+    from imgxlate.tiling.pad import pad_to_multiple
 
     if args.image:
         image = np.load(args.image)

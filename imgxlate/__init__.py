@@ -17,15 +17,16 @@ from imgxlate.errors import ImgxlateError
 from imgxlate.metadata import ModelMetadata
 
 if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.batch import FileResult, convert_paths
     from imgxlate.engine import Engine
-    from imgxlate.pipeline import FileResult, Translator, convert_paths, load_model
     from imgxlate.registry import DEFAULT_MODEL, ModelPair, list_models
+    from imgxlate.translator import Translator, load_model
 
 _LAZY = {
-    "load_model": "imgxlate.pipeline",
-    "Translator": "imgxlate.pipeline",
-    "convert_paths": "imgxlate.pipeline",
-    "FileResult": "imgxlate.pipeline",
+    "load_model": "imgxlate.translator",
+    "Translator": "imgxlate.translator",
+    "convert_paths": "imgxlate.batch",
+    "FileResult": "imgxlate.batch",
     "Engine": "imgxlate.engine",
     "list_models": "imgxlate.registry",
     "ModelPair": "imgxlate.registry",

@@ -1,7 +1,7 @@
 """``imgxlate video``: translate video files (or folders of them) frame by frame.
 
-Registered on the main app by ``imgxlate.cli`` through :func:`register`. The work is in
-:mod:`imgxlate.video`; this module only parses options, plans output names, shows progress and sets
+Registered on the main app by :mod:`imgxlate.cli.app` through :func:`register`. The work is in
+:mod:`imgxlate.video.convert`; this module only parses options, plans output names, shows progress and sets
 the exit code (0 all done or skipped, 1 any video failed, 2 usage errors, 130 interrupted).
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
-from imgxlate.cli import (
+from imgxlate.cli.common import (
     DeviceOpt,
     DirectionOpt,
     ModelOpt,
@@ -32,12 +32,7 @@ from imgxlate.cli import (
 from imgxlate.errors import ImgxlateError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from imgxlate.video import VideoResult
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``video`` command to ``app``."""
-    app.command("video")(video)
+    from imgxlate.video.convert import VideoResult
 
 
 def plan_videos(
@@ -49,8 +44,10 @@ def plan_videos(
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
     a folder that mirrors the input folders.
     """
-    from imgxlate.paths import collect_inputs
-    from imgxlate.video import OUTPUT_SUFFIXES, VIDEO_SUFFIXES, _safe_domain, default_output
+    from imgxlate.inputs import collect_inputs
+    from imgxlate.video.convert import _safe_domain, default_output
+    from imgxlate.video.ffmpeg import OUTPUT_SUFFIXES
+    from imgxlate.video.probe import VIDEO_SUFFIXES
 
     for p in inputs:
         if not p.exists() and not any(c in str(p) for c in "*?["):
@@ -124,8 +121,9 @@ def video(
     quiet: QuietOpt = False,
 ) -> None:
     """Translate videos frame by frame: same length, frame rate and size, original audio in sync."""
-    from imgxlate.video import VideoResult as VideoResultT
-    from imgxlate.video import convert_video, parse_time
+    from imgxlate.video.convert import VideoResult as VideoResultT
+    from imgxlate.video.convert import convert_video
+    from imgxlate.video.probe import parse_time
 
     results: list[VideoResult] = []
     failed = 0

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgxlate import registry
-from imgxlate.cli import app
+from imgxlate.cli.app import app
 
 
 @pytest.fixture()

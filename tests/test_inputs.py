@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imgxlate.errors import UsageError
-from imgxlate.paths import InputFile, collect_inputs, plan_outputs
+from imgxlate.inputs import InputFile, collect_inputs, plan_outputs
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".tif"}
 

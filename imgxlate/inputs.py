@@ -96,7 +96,7 @@ def collect_inputs(
 ) -> list[InputFile]:
     """Expand files, folders and globs into a de-duplicated, ordered list of image files."""
     if suffixes is None:
-        from imgxlate.images import READ_SUFFIXES
+        from imgxlate.imaging.formats import READ_SUFFIXES
 
         suffixes = READ_SUFFIXES
     wanted = {s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes}

@@ -1,75 +1,19 @@
-"""Tiling: run a generator on pieces of an image that is too large to run whole.
+"""Overlap-blend tiling: overlapping windows, run each, average with smooth weights.
 
-Two tilers:
-
-- **overlap-blend** (:func:`run_blended`): cut the image into overlapping windows, run each, and
-  average the results with smooth weights. Any model, any ``run`` callable; approximate, because
-  InstanceNorm statistics are computed per tile (colours drift slightly from tile to tile; the blend
-  hides the seams but not the drift).
-- **exact** (:class:`ExactTiler`, implemented in :mod:`imgxlate.exact`): cuts the ONNX graph at its
-  InstanceNormalization nodes and accumulates the statistics over the whole image, so the tiled result
-  equals the whole-image result up to float rounding.
-
-The "whole-image result" both are measured against is: :func:`pad_to_multiple`, one model run, crop.
-See docs/tiling.md for the design and the measurements.
+Any model and any ``run`` callable; approximate, because InstanceNorm statistics are computed per
+tile (the blend hides the seams, not the colour drift). See :mod:`imgxlate.tiling.exact` for the
+exact tiler.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgxlate.errors import UsageError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from imgxlate.exact import ExactTiler
-
-__all__ = [
-    "ExactTiler",
-    "Tile",
-    "auto_tile_size",
-    "blend_window",
-    "pad_to_multiple",
-    "plan_tiles",
-    "run_blended",
-]
-
-
-def pad_to_multiple(image: np.ndarray, multiple: int = 4) -> tuple[np.ndarray, tuple[int, int]]:
-    """Pad (C, H, W) on the bottom/right so H and W are multiples of ``multiple``; also return (H, W).
-
-    Reflect padding (no repeated edge row, like the model's own ReflectionPad) where the axis is long
-    enough (reflect needs size > pad), symmetric padding where it is not (e.g. a 1- or 2-pixel axis).
-    Returns the input itself (no copy) when nothing needs padding.
-    """
-    if image.ndim != 3:
-        raise UsageError(f"expected a (C, H, W) image array, got shape {image.shape}")
-    if multiple < 1:
-        raise UsageError(f"multiple must be >= 1, got {multiple}")
-    _, h, w = image.shape
-    if h < 1 or w < 1:
-        raise UsageError(f"the image is empty ({h}x{w} pixels)")
-    pad_h, pad_w = (-h) % multiple, (-w) % multiple
-    if pad_h == 0 and pad_w == 0:
-        return image, (h, w)
-    out = image
-    for axis, pad, size in ((1, pad_h, h), (2, pad_w, w)):
-        if pad == 0:
-            continue
-        widths = [(0, 0)] * 3
-        widths[axis] = (0, pad)
-        out = np.pad(out, widths, mode="reflect" if size > pad else "symmetric")
-    return out, (h, w)
-
-
-# --------------------------------------------------------------------------------------------------
-# overlap-blend tiler
-# --------------------------------------------------------------------------------------------------
+from imgxlate.tiling.pad import pad_to_multiple
 
 
 @dataclass(frozen=True)
@@ -217,64 +161,3 @@ def run_blended(
     assert acc is not None  # plan_tiles never returns an empty plan
     acc /= weight
     return acc[:, :h, :w]
-
-
-# --------------------------------------------------------------------------------------------------
-# tile-size choice
-# --------------------------------------------------------------------------------------------------
-
-# Peak memory of a whole-image ORT run of the ResNet generator, in full-resolution ngf-channel float32
-# maps: measured ~10 (bench/tiling.py: +993 MiB for 1024x768 with ngf 32; ORT keeps the padded input,
-# conv outputs and the normalised copies of several layers alive in its arena).
-_WHOLE_MAPS = 10.0
-# The exact tiler keeps a few bottleneck maps and one half-resolution map whole (1.5 full-resolution
-# ngf maps together) plus per-tile full-resolution intermediates (~12 ngf maps of the tile, allocator
-# slack included).
-_KEPT_MAPS = 1.5
-_TILE_MAPS = 12.0
-_MIN_TILE, _MAX_TILE = 256, 2048
-
-
-def _default_budget(provider: str) -> int:
-    if provider == "CPUExecutionProvider":
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-            total = 8 << 30
-        return int(total // 4)
-    # GPUs: stay well inside a small card's memory; ORT's arena also keeps freed blocks.
-    return 3 << 30
-
-
-def auto_tile_size(
-    height: int,
-    width: int,
-    *,
-    provider: str = "CPUExecutionProvider",
-    ngf: int = 64,
-    budget_bytes: int | None = None,
-) -> int:
-    """0 when a whole-image run of a (height x width) image fits in the memory budget, else a tile
-    edge (input pixels, multiple of 4) for :class:`ExactTiler` / :func:`run_blended`.
-
-    The estimate is ``_WHOLE_MAPS`` full-resolution ngf-channel float32 maps; the default budget is a
-    quarter of physical RAM on CPU and 3 GiB on a GPU provider. The tile edge spends what the budget
-    leaves after the maps the exact tiler keeps whole (at least a quarter of it) on one tile.
-    """
-    budget = int(budget_bytes) if budget_bytes is not None else _default_budget(provider)
-    map_bytes = 4.0 * ngf  # one float32 ngf-channel pixel
-    if height * width * map_bytes * _WHOLE_MAPS <= budget:
-        return 0
-    left = max(budget - height * width * map_bytes * _KEPT_MAPS, budget / 4)
-    edge = int(math.sqrt(left / (map_bytes * _TILE_MAPS)))
-    return int(min(_MAX_TILE, max(_MIN_TILE, edge // 4 * 4)))
-
-
-def __getattr__(name: str) -> Any:
-    # ExactTiler lives in imgxlate.exact (which imports this module); resolve it lazily so either
-    # module can be imported first.
-    if name == "ExactTiler":
-        from imgxlate.exact import ExactTiler
-
-        return ExactTiler
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import imgxlate
 from imgxlate import engine
-from imgxlate.cli import app
+from imgxlate.cli.app import app
 
 TEMP_PREFIX = ".imgxlate-tmp-"
 
@@ -130,13 +130,13 @@ def test_nested_tree_end_to_end(tiny_pair: Path, tmp_path: Path) -> None:
 def test_interrupted_run_leaves_complete_files_and_resumes(
     tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imgxlate import pipeline
+    from imgxlate import translator
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     for i in range(6):
         Image.fromarray(rng_img(12, 16, seed=i)).save(src / f"img{i}.png")
-    real = pipeline.Translator.translate_rgb
+    real = translator.Translator.translate_rgb
     calls = {"n": 0}
 
     def interrupting(self: object, rgb: np.ndarray, **kw: object) -> np.ndarray:
@@ -145,7 +145,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes(
             raise KeyboardInterrupt  # what Ctrl-C raises in the main thread
         return real(self, rgb, **kw)
 
-    monkeypatch.setattr(pipeline.Translator, "translate_rgb", interrupting)
+    monkeypatch.setattr(translator.Translator, "translate_rgb", interrupting)
     res = invoke("convert", src, "--out", out, "--model", tiny_pair, "--to", "zebra")
     assert res.exit_code == 130, res.output
     assert "interrupted" in res.stderr
@@ -155,7 +155,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes(
         assert Image.open(out / name).size == (16, 12)  # complete, decodable files
     assert no_temp_files(out)
 
-    monkeypatch.setattr(pipeline.Translator, "translate_rgb", real)
+    monkeypatch.setattr(translator.Translator, "translate_rgb", real)
     res2 = invoke("convert", src, "--out", out, "--model", tiny_pair, "--to", "zebra")
     assert res2.exit_code == 0
     assert "converted 3, skipped 3, failed 0" in res2.stderr

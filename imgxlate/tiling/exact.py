@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgxlate.errors import InvalidModelError, UsageError
+from imgxlate.tiling.pad import pad_to_multiple
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnxruntime as ort
@@ -783,7 +784,6 @@ class ExactTiler:
         var)`` is called for every InstanceNormalization in graph order with this image's exact
         per-channel statistics (float64, shape (C,)) and returns the (mean, var) to normalise with.
         """
-        from imgxlate.tiling import pad_to_multiple
 
         if tile < 0:
             raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")

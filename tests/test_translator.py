@@ -11,8 +11,10 @@ import pytest
 from PIL import Image
 
 import imgxlate
+from imgxlate.batch import FileResult, convert_paths, sniff_format
 from imgxlate.errors import UsageError
-from imgxlate.pipeline import FileResult, Translator, _pad_nchw, convert_paths, load_model, sniff_format
+from imgxlate.tiling.pad import pad_bottom_right
+from imgxlate.translator import Translator, load_model
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +52,11 @@ def test_translator_fields(translator: Translator) -> None:
 
 def test_pad_reflect_and_symmetric() -> None:
     x = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
-    y = _pad_nchw(x, 4, 5)
+    y = pad_bottom_right(x, 4, 5)
     assert y.shape == (1, 1, 4, 5)
     np.testing.assert_array_equal(y[0, 0, 0], [0, 1, 2, 1, 0])  # reflect on the 3-wide axis
     np.testing.assert_array_equal(y[0, 0, :, 0], [0, 3, 3, 0])  # symmetric: 2 rows cannot reflect 2
-    one = _pad_nchw(np.ones((1, 3, 1, 1), np.float32), 8, 8)
+    one = pad_bottom_right(np.ones((1, 3, 1, 1), np.float32), 8, 8)
     assert one.shape == (1, 3, 8, 8) and np.all(one == 1)
 
 
@@ -123,7 +125,7 @@ def test_blend_tiling_runs_and_is_close(translator: Translator) -> None:
     blended = translator.translate_rgb(rgb, tile=24, tile_overlap=8, tiling="blend")
     assert blended.shape == whole.shape
     # It is tiling.run_blended over the padded whole-image runner, mapped back to [0, 1].
-    from imgxlate.tiling import run_blended
+    from imgxlate.tiling.blend import run_blended
 
     ref = run_blended(translator._run_whole, (rgb * 2 - 1).transpose(2, 0, 1), 24, 8, 4)
     np.testing.assert_allclose(blended, np.clip((ref.transpose(1, 2, 0) + 1) / 2, 0, 1), atol=1e-6)

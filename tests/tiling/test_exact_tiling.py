@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgxlate import exact
 from imgxlate.errors import InvalidModelError
-from imgxlate.tiling import ExactTiler, pad_to_multiple
+from imgxlate.tiling import exact
+from imgxlate.tiling.exact import ExactTiler
+from imgxlate.tiling.pad import pad_to_multiple
 
 ort = pytest.importorskip("onnxruntime")
 TOL = 1e-4

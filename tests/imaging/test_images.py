@@ -1,4 +1,4 @@
-"""imgxlate.images: every image kind users own reads to sRGB float and writes back in the source's kind.
+"""imgxlate.imaging: every image kind users own reads to sRGB float and writes back in the source's kind.
 
 All inputs are tiny images generated here; corpus files (../shared/corpus) are checked when present.
 """
@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from imgxlate import images
 from imgxlate.errors import ImageReadError, ImageWriteError, UsageError
-from imgxlate.images import (
+from imgxlate.imaging import (
     DecodedImage,
     apply_orientation,
+    color,
     encode_png16,
+    formats,
     from_array,
     output_suffix,
     read_image,
@@ -299,7 +300,7 @@ def test_16bit_tiff_orientation_applied_once(tmp_path: Path, orientation: int, c
 def test_matrix_shaper_conversion_matches_littlecms(curve: bytes) -> None:
     icc = _adobe_like(curve)
     rgb8 = _rand(16, 16)
-    ours = images.shaper_to_srgb(rgb8, images._matrix_shaper(icc), 256)
+    ours = color.shaper_to_srgb(rgb8, color._matrix_shaper(icc), 256)
     ref = _littlecms_to_srgb(rgb8, icc)
     # LittleCMS rounds to 8 bits; ours stays float: within one 8-bit level everywhere.
     assert np.max(np.abs(ours - ref)) * 255 <= 1.0
@@ -354,7 +355,7 @@ def _png_with_icc(png: bytes, icc: bytes) -> bytes:
 def test_lut_profiles_go_through_imagecms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pretend the profile is LUT-based (no matrix/TRC reading): 8-bit goes through LittleCMS, 16-bit is
     # left unconverted with a warning and keeps its profile.
-    monkeypatch.setattr(images, "_matrix_shaper", lambda icc: None)
+    monkeypatch.setattr(color, "_matrix_shaper", lambda icc: None)
     rgb8 = _rand(6, 5)
     d = read_image(_save(Image.fromarray(rgb8), tmp_path / "lut.png", icc_profile=ADOBE_ICC))
     assert d.icc_profile == srgb_profile()
@@ -445,7 +446,7 @@ def test_cmyk_jpeg_with_and_without_adobe_inversion(tmp_path: Path, adobe: bool)
 def _swapping_cmyk_profile() -> bytes:
     """A CMYK printer profile (lut16 A2B0, XYZ PCS, 2-point grid) giving the naive CMYK->RGB colours
     with red and blue swapped, so a test can tell that the profile was used."""
-    srgb_matrix = images._srgb_shaper().matrix  # linear sRGB -> XYZ (D50)
+    srgb_matrix = color._srgb_shaper().matrix  # linear sRGB -> XYZ (D50)
     clut: list[int] = []
     for c, m, y, k in np.ndindex(2, 2, 2, 2):  # first input channel varies slowest, as ICC orders it
         r, g, b = (1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)
@@ -659,13 +660,13 @@ def test_unreadable_inputs_say_why(tmp_path: Path) -> None:
 
 
 def test_heic_without_plugin_says_what_to_install(tmp_path: Path) -> None:
-    if images._plugins.get("heif"):
+    if formats._plugins.get("heif"):
         pytest.skip("pillow-heif is installed here")
     path = tmp_path / "IMG_0001.HEIC"
     path.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
     with pytest.raises(ImageReadError, match="pip install pillow-heif"):
         read_image(path)
-    assert ".heic" in images.READ_SUFFIXES
+    assert ".heic" in formats.READ_SUFFIXES
 
 
 def test_odd_names_read_and_write(tmp_path: Path) -> None:
@@ -740,7 +741,7 @@ def test_16bit_output_carries_icc_and_exif(tmp_path: Path, suffix: str, channels
     assert im.getexif()[0x010F] == "Cam" and im.getexif().get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
     again = read_image(out)  # Adobe RGB 16-bit: converted to sRGB at full precision on read
     assert again.bit_depth == 16 and again.icc_profile == srgb_profile()
-    expect = images.shaper_to_srgb(a[..., :3], images._matrix_shaper(ADOBE_ICC), 65536)
+    expect = color.shaper_to_srgb(a[..., :3], color._matrix_shaper(ADOBE_ICC), 65536)
     assert np.max(np.abs(again.rgb - expect)) < 1e-5
     if channels == 4:
         assert np.array_equal(_u16(again.alpha), a[..., 3])
@@ -842,9 +843,9 @@ def test_output_suffix() -> None:
 
 
 def test_read_suffixes() -> None:
-    assert {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"} <= images.READ_SUFFIXES
-    assert all(s == s.lower() and s.startswith(".") for s in images.READ_SUFFIXES)
-    assert not {".eps", ".mpg", ".mpeg", ".h5", ".grib", ".bufr"} & images.READ_SUFFIXES
+    assert {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"} <= formats.READ_SUFFIXES
+    assert all(s == s.lower() and s.startswith(".") for s in formats.READ_SUFFIXES)
+    assert not {".eps", ".mpg", ".mpeg", ".h5", ".grib", ".bufr"} & formats.READ_SUFFIXES
 
 
 # ----------------------------------------------------------------------------------------- arrays
@@ -974,7 +975,7 @@ def test_corpus_reads_and_round_trips(corpus_dir: Path, tmp_path: Path, name: st
 
 
 def test_corpus_every_image_reads(corpus_dir: Path) -> None:
-    files = [p for p in sorted(corpus_dir.rglob("*")) if p.suffix.lower() in images.READ_SUFFIXES]
+    files = [p for p in sorted(corpus_dir.rglob("*")) if p.suffix.lower() in formats.READ_SUFFIXES]
     assert len(files) >= 20
     for p in files:
         d = read_image(p)

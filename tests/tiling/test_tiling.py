@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from imgxlate.errors import UsageError
-from imgxlate.tiling import auto_tile_size, blend_window, pad_to_multiple, plan_tiles, run_blended
+from imgxlate.tiling.auto import auto_tile_size
+from imgxlate.tiling.blend import blend_window, plan_tiles, run_blended
+from imgxlate.tiling.pad import pad_to_multiple
 
 
 def test_pad_to_multiple_reflects_and_keeps_size() -> None:

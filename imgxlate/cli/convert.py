@@ -1,0 +1,131 @@
+"""``imgxlate convert``: translate image files and folders into an output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.batch import FileResult
+from imgxlate.cli.common import (
+    DeviceOpt,
+    DirectionOpt,
+    ModelOpt,
+    QuietOpt,
+    ThreadsOpt,
+    ToOpt,
+    handle_errors,
+    load_translator,
+    progress_bar,
+    sigint_guard,
+    stderr,
+)
+
+
+def convert(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (input trees are mirrored under it).")],
+    to: ToOpt = None,
+    direction: DirectionOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="same | png | jpg | webp | tiff.")] = "same",
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG / WebP quality.")] = 95,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    include: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--include", help="Only files matching this glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--exclude", help="Skip files matching this glob (repeatable)."),
+    ] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
+    max_pixels: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this."),
+    ] = None,
+    tile: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--tile", min=0, help="Tile edge in pixels (0 = whole image; default: automatic)."),
+    ] = None,
+    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="Overlap for blend tiling.")] = 32,
+    tiling: Annotated[str, typer.Option("--tiling", help="exact (same result as whole) | blend.")] = "exact",
+    batch_size: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--batch-size", min=1, help="Images per model run (default 4 on CUDA, 1 on CPU)."),
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
+    from imgxlate.batch import plan_conversion, run_plans
+
+    interrupted = False
+    results: list[FileResult] = []
+    translator = None
+    t0 = time.perf_counter()
+    with sigint_guard(), handle_errors():
+        try:
+            plans = plan_conversion(
+                inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
+                recursive=recursive,
+            )
+            translator = load_translator(model, to, direction, device, threads, quiet=quiet or as_json)
+            t0 = time.perf_counter()
+            it = run_plans(
+                plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
+                tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
+            )
+            try:
+                with progress_bar(quiet or as_json) as progress:
+                    task = progress.add_task("converting", total=len(plans), rate="")
+                    converted = 0
+                    for r in it:
+                        results.append(r)
+                        if r.status == "converted":
+                            converted += 1
+                        elif r.status == "failed":
+                            progress.console.print(
+                                f"[red]failed:[/] {escape(str(r.src))}: {escape(r.reason)}"
+                            )
+                        elapsed = max(time.perf_counter() - t0, 1e-9)
+                        progress.update(task, advance=1, rate=f"{converted / elapsed:.2f} img/s")
+            finally:
+                it.close()
+        except KeyboardInterrupt:
+            interrupted = True
+    elapsed = time.perf_counter() - t0
+    provider = translator.provider if translator is not None else ""
+    counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
+    rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
+    if as_json:
+        summary = {
+            "results": [r.to_dict() for r in results],
+            "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
+                       "interrupted": interrupted},
+            "provider": provider,
+            "model": str(translator.model_path) if translator is not None else None,
+        }
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.flush()
+    if not quiet or interrupted:
+        stderr.print(
+            f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
+            f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s ({rate:.2f} images/s) on "
+            f"{provider or 'no provider'}"
+        )
+        if counts["skipped"] and not overwrite:
+            stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")
+    if interrupted:
+        raise typer.Exit(130)
+    if counts["failed"]:
+        raise typer.Exit(1)

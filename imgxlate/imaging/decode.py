@@ -1,0 +1,463 @@
+"""Decoding: image files and in-memory images to :class:`DecodedImage` (float32 sRGB, upright).
+
+:func:`read_image` (a path; refuses images over ``max_pixels`` from their header),
+:func:`from_array` (an ndarray or a PIL image) and :func:`to_array` (a model result back to the
+source's kind: gray, alpha, dtype). This is the one decoder: inference, training and the benchmarks
+all read pixels through :func:`read_image`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgxlate.errors import ImageReadError, ImageWriteError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+from imgxlate.imaging.color import _apply_icc, _fix_cmyk_polarity, _to_unit, _unit_clip, luminance, quantize
+from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
+from imgxlate.imaging.formats import _HEIF_BRANDS, _magic_format, _pil
+
+# 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
+# as float32 (250e6 px x 3 x 4 B = 3 GB for rgb alone).
+DEFAULT_MAX_PIXELS: int = 250_000_000
+
+
+_pil_lock = threading.Lock()
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image in the model's terms plus what the writer needs to give the result back.
+
+    ``icc_profile`` is the profile to embed in the output (see the module's ICC policy); ``exif`` is
+    ``b"Exif\\0\\0"`` + the TIFF-structured EXIF with Orientation reset to 1. ``source`` is the file it
+    was read from (the writer refuses to overwrite it); ``array_dtype`` the dtype given to
+    :func:`from_array` when it was a float array (so :func:`to_array` gives floats back).
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    bit_depth: int
+    grayscale: bool
+    format: str
+    icc_profile: bytes | None
+    exif: bytes | None
+    source: Path | None = None
+    array_dtype: str | None = None
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def _read_error(path: Path | str, why: str) -> ImageReadError:
+    return ImageReadError(f"cannot read image {str(path)!r}: {why}")
+
+
+def _check_pixels(path: Path | str, width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise _read_error(path, f"it says it is {width}x{height} pixels; the file is corrupt")
+    if max_pixels is not None and width * height > max_pixels:
+        raise _read_error(
+            path,
+            f"it is {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,} "
+            "(a guard against decompression bombs); if you trust the file, raise the limit with "
+            "--max-pixels (max_pixels=... in Python, None for no limit)",
+        )
+
+
+def _png_ihdr(data: bytes) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG, from its IHDR chunk."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 26:
+        return data[24], data[25]
+    return None
+
+
+def _pil_to_arrays(im: PILImage.Image, path: Path | str) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
+    """A loaded PIL image of any mode -> (samples (H, W, 3) or (H, W), alpha or None, bit depth, gray).
+
+    Samples keep their integer dtype (uint8 / uint16) so ICC curves can be applied as lookup tables.
+    """
+    mode = im.mode
+    has_trns = "transparency" in im.info
+    if mode in ("1", "L") and not has_trns:
+        return np.asarray(im.convert("L")), None, 8, True
+    if mode in ("1", "L", "LA", "La"):
+        la = np.asarray(im.convert("LA"))
+        return la[..., 0], la[..., 1], 8, True
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        arr = np.asarray(im)
+        if mode.startswith("I;16"):
+            arr = arr.astype(np.uint16)
+        elif mode == "I":
+            arr = np.clip(arr, 0, 65535).astype(np.uint16)
+        return arr, None, 16, True
+    if mode in ("P", "PA"):
+        pal = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+        counts = np.bincount(np.asarray(im, dtype=np.uint8).ravel(), minlength=256)
+        used = np.nonzero(counts[: len(pal)])[0]
+        gray = bool(pal.size) and bool(
+            np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2])
+        )
+        if mode == "PA" or has_trns:
+            rgba = np.asarray(im.convert("RGBA"))
+            rgb, alpha = rgba[..., :3], rgba[..., 3]
+        else:
+            rgb, alpha = np.asarray(im.convert("RGB")), None
+        if gray:
+            return np.ascontiguousarray(rgb[..., 0]), alpha, 8, True
+        return rgb, alpha, 8, False
+    if mode in ("RGBA", "RGBa") or (mode == "RGB" and has_trns):
+        rgba = np.asarray(im.convert("RGBA"))
+        return rgba[..., :3], rgba[..., 3], 8, False
+    if mode in ("RGB", "RGBX", "YCbCr", "HSV", "CMYK"):
+        return np.asarray(im.convert("RGB")), None, 8, False
+    if mode == "LAB":
+        from PIL import ImageCms
+
+        lab = ImageCms.createProfile("LAB")
+        rgb_im = ImageCms.applyTransform(
+            im, ImageCms.buildTransform(lab, ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        )
+        return np.asarray(rgb_im), None, 8, False
+    try:
+        return np.asarray(im.convert("RGB")), None, 8, False
+    except Exception as exc:
+        raise _read_error(
+            path,
+            f"its pixel format (Pillow mode {mode!r}) is not supported; convert it to an 8- or "
+            "16-bit RGB PNG or TIFF first",
+        ) from exc
+
+
+def _cv2_decode(data: bytes, path: Path | str) -> np.ndarray:
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise _read_error(path, "the file is truncated or corrupt (the decoder gave up)")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[..., ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., [2, 1, 0, 3]]
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    return np.ascontiguousarray(arr)
+
+
+def _split_cv2(arr: np.ndarray, gray_source: bool) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """OpenCV's (H, W), (H, W, 2|3|4) -> (samples, alpha, grayscale)."""
+    if arr.ndim == 2:
+        return arr, None, True
+    if arr.shape[2] == 2:
+        return arr[..., 0], arr[..., 1], True
+    color, alpha = arr[..., :3], (arr[..., 3] if arr.shape[2] == 4 else None)
+    if gray_source:  # gray (+alpha) PNG that OpenCV expanded to BGR(A)
+        return np.ascontiguousarray(color[..., 0]), alpha, True
+    return np.ascontiguousarray(color), alpha, False
+
+
+@contextlib.contextmanager
+def _pillow_unlimited() -> Iterator[None]:
+    """Switch off Pillow's own decompression-bomb limit while held: ``max_pixels`` is the limit.
+
+    Pillow reads its limit from a module global (warning above it, refusing above twice it), in open()
+    and, for some formats (TIFF tiles, GIF frames), in load(). The lock keeps threads from seeing each
+    other's temporary setting; the user's value is restored afterwards.
+    """
+    Image = _pil()
+    with _pil_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
+    from PIL import UnidentifiedImageError
+
+    Image = _pil()
+    try:
+        with _pillow_unlimited():
+            return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise
+    except Exception as exc:
+        raise _read_error(path, f"the file is corrupt ({exc})") from exc
+
+
+def _load_pil(im: PILImage.Image, path: Path | str) -> None:
+    """Decode frame 0; truncation and corruption become ImageReadError."""
+    Image = _pil()
+    limit = Image.MAX_IMAGE_PIXELS
+    # Only images above Pillow's own limit are decoded under the lock (rare, and memory-heavy anyway).
+    huge = limit is not None and im.size[0] * im.size[1] > limit
+    try:
+        with _pillow_unlimited() if huge else contextlib.nullcontext():
+            im.seek(0)
+            im.load()
+    except Exception as exc:
+        raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
+
+
+def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
+    head = data[:16]
+    suffix = Path(str(path)).suffix.lower()
+    hint = f" even though its name ends in {suffix}" if suffix else ""
+    known = _magic_format(data)
+    if known:
+        return _read_error(
+            path, f"it is a damaged {known} file (truncated or corrupt); re-export or re-download it"
+        )
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        what = (
+            "it is a HEIC/HEIF photo; install the pillow-heif package (pip install pillow-heif) to read "
+            "it, or convert it to JPEG first"
+        )
+    elif data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        what = (
+            "it is an AVIF image and this Pillow build cannot read AVIF; upgrade Pillow or convert it to PNG"
+        )
+    elif data[4:8] == b"ftyp" or data[:4] == b"\x1a\x45\xdf\xa3":
+        what = "it looks like a video (MP4/MOV/MKV), not an image; convert videos with the video command"
+    elif head.lstrip()[:1] in (b"<", b"{") or all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        what = f"it is a text file, not an image{hint}"
+    else:
+        what = f"it is not an image format imgxlate can read{hint} (it starts with {head!r})"
+    return _read_error(path, what + "; supported: JPEG, PNG, WebP, TIFF, BMP, GIF and other Pillow formats")
+
+
+def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedImage:
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        raise _read_error(
+            path, "the file is empty (0 bytes); it was probably not completely copied or downloaded"
+        )
+    try:
+        im = _open_pil(data, path)
+    except UnidentifiedImageError:
+        im = None
+    if im is None:
+        # Pillow does not know it; OpenCV reads a few more: float TIFF (as OpenCV writes it), PFM, HDR.
+        # Only those are tried, since here nothing checked the pixel count before decoding.
+        if not (data[:4] in (b"II*\x00", b"MM\x00*") or data[:2] in (b"PF", b"Pf") or data[:2] == b"#?"):
+            raise _not_an_image(path, data)
+        try:
+            arr = _cv2_decode(data, path)
+        except ImageReadError:
+            raise _not_an_image(path, data) from None
+        _check_pixels(path, arr.shape[1], arr.shape[0], max_pixels)
+        samples, alpha, gray = _split_cv2(arr, False)
+        rgb, depth = _to_unit(samples)
+        alpha_f = _to_unit(alpha)[0] if alpha is not None else None
+        fmt = "TIFF" if data[:4] in (b"II*\x00", b"MM\x00*") else ""
+        return _finish(rgb, alpha_f, depth, gray, fmt, None, None, path)
+
+    width, height = im.size
+    _check_pixels(path, width, height, max_pixels)
+    fmt = "JPEG" if im.format == "MPO" else (im.format or "")
+    # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,
+    # so OpenCV decodes them (and reports truncation) and Pillow only gives the metadata.
+    use_cv2 = False
+    gray_source = False
+    orientation_done = False
+    ihdr = _png_ihdr(data)
+    if fmt == "PNG" and ihdr is not None and ihdr[0] == 16 and ihdr[1] in (2, 4, 6):
+        use_cv2, gray_source = True, ihdr[1] == 4
+    elif fmt == "TIFF" and im.mode in ("RGB", "RGBA", "RGBX") and hasattr(im, "tag_v2"):
+        bits = im.tag_v2.get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        use_cv2 = max(bits) > 8
+        orientation_done = use_cv2  # OpenCV's TIFF decoder applies the Orientation tag itself
+    if not use_cv2:
+        _load_pil(im, path)
+    icc = im.info.get("icc_profile") or None
+    im = _fix_cmyk_polarity(im)
+    exif = _exif_of(im)
+    try:
+        orientation = 1 if orientation_done else int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
+        orientation = 1
+    if use_cv2:
+        samples, alpha, grayscale = _split_cv2(_cv2_decode(data, path), gray_source)
+        cmyk = False
+        pil_rgb = None
+    else:
+        samples, alpha, _, grayscale = _pil_to_arrays(im, path)
+        cmyk = im.mode == "CMYK"
+        pil_rgb = None
+        if icc and not grayscale:
+            pil_rgb = im if cmyk else (im if im.mode == "RGB" else im.convert("RGB"))
+    converted, out_icc = _apply_icc(samples, grayscale, icc, pil_rgb, cmyk)
+    if converted is not None:
+        rgb, depth = converted, (16 if samples.dtype != np.uint8 else 8)
+    else:
+        rgb, depth = _to_unit(samples)
+    alpha_f = _to_unit(alpha)[0] if alpha is not None else None
+    rgb = apply_orientation(rgb, orientation)
+    alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
+    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, exif, path)
+
+
+def _finish(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    depth: int,
+    grayscale: bool,
+    fmt: str,
+    icc: bytes | None,
+    exif: bytes | None,
+    path: Path | str | None,
+) -> DecodedImage:
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    if alpha is not None:
+        alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    source = Path(path) if isinstance(path, (str, os.PathLike)) else None
+    return DecodedImage(rgb, alpha, depth, grayscale, fmt, icc, exif, source)
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Read an image file of any kind users have into a :class:`DecodedImage` (sRGB, upright).
+
+    Raises :class:`ImageReadError` naming the file and what to do: missing, empty, truncated, not an
+    image, more than ``max_pixels`` pixels (``None``: no limit), unsupported pixel format.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise _read_error(p, "no such file; check the path") from None
+    except IsADirectoryError:
+        raise _read_error(p, "it is a folder, not a file") from None
+    except PermissionError:
+        raise _read_error(p, "permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise _read_error(p, exc.strerror or str(exc)) from exc
+    return _decode(data, p, max_pixels)
+
+
+def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:
+    """Python API input: a PIL image (any mode) or an (H, W), (H, W, 1|2|3|4) array.
+
+    Arrays: uint8, uint16, bool, other integers within 0..65535, or float in [0, 1]; channels are
+    gray, gray+alpha, RGB, RGBA. No ICC conversion for arrays (taken as sRGB); PIL images follow the
+    module's ICC policy and EXIF orientation like files.
+    """
+    Image = _pil()
+    if isinstance(image, Image.Image):
+        data = image
+        try:
+            data.load()
+        except Exception as exc:
+            raise _read_error("<PIL image>", f"it cannot be loaded ({exc})") from exc
+        return _decode_pil_object(data)
+    arr = np.asarray(image)
+    where = "<array>"
+    if arr.size == 0 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise _read_error(
+            where,
+            f"shape {arr.shape} is not an image; pass (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4)",
+        )
+    kind = arr.dtype
+    float_in = np.issubdtype(kind, np.floating)
+    if float_in:
+        if not np.all(np.isfinite(arr)):
+            raise _read_error(where, "it contains NaN or infinity")
+    elif np.issubdtype(kind, np.integer) and kind not in (np.uint8, np.uint16):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 65535:
+            raise _read_error(where, f"integer values span {lo}..{hi}; pass uint8, uint16 or float in [0, 1]")
+        arr = arr.astype(np.uint8 if hi <= 255 else np.uint16)
+    elif kind != np.bool_ and kind not in (np.uint8, np.uint16):
+        raise _read_error(where, f"dtype {kind} is not supported; pass uint8, uint16 or float in [0, 1]")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        samples, alpha, gray = arr, None, True
+    elif arr.shape[2] == 2:
+        samples, alpha, gray = arr[..., 0], arr[..., 1], True
+    else:
+        samples, alpha, gray = arr[..., :3], (arr[..., 3] if arr.shape[2] == 4 else None), False
+    rgb, depth = _to_unit(samples)
+    if kind == np.bool_ or (not float_in and arr.dtype == np.uint8):
+        depth = 8
+    alpha_f = _to_unit(alpha)[0] if alpha is not None else None
+    out = _finish(rgb, alpha_f, depth, gray, "", None, None, None)
+    out.array_dtype = kind.name if float_in else None
+    return out
+
+
+def _decode_pil_object(im: PILImage.Image) -> DecodedImage:
+    fmt = "JPEG" if im.format == "MPO" else (im.format or "")
+    im = _fix_cmyk_polarity(im)
+    samples, alpha, _, grayscale = _pil_to_arrays(im, "<PIL image>")
+    icc = im.info.get("icc_profile") or None
+    cmyk = im.mode == "CMYK"
+    pil_rgb = (im if cmyk or im.mode == "RGB" else im.convert("RGB")) if icc and not grayscale else None
+    converted, out_icc = _apply_icc(samples, grayscale, icc, pil_rgb, cmyk)
+    rgb, depth = (converted, 8) if converted is not None else _to_unit(samples)
+    if samples.dtype != np.uint8:
+        depth = 16
+    try:
+        orientation = int(im.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
+        orientation = 1
+    alpha_f = _to_unit(alpha)[0] if alpha is not None else None
+    rgb = apply_orientation(rgb, orientation)
+    alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
+    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, _exif_of(im), None)
+
+
+def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageWriteError(
+            f"the result to write has shape {rgb.shape}; expected (H, W, 3) float in [0, 1]"
+        )
+    return rgb.astype(np.float32, copy=False)
+
+
+def _fit_alpha(alpha: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
+    """The source alpha at the result's size (resized only when the caller changed the size)."""
+    if alpha is None or alpha.shape == (height, width):
+        return alpha
+    import cv2
+
+    shrink = width * height < alpha.shape[0] * alpha.shape[1]
+    return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def to_array(rgb: np.ndarray, like: DecodedImage) -> np.ndarray:
+    """Python API output: the model's (H, W, 3) float [0, 1] result back in the input's kind.
+
+    uint8 or uint16 by ``like.bit_depth`` (float32 when :func:`from_array` got floats); (H, W) gray when
+    the input was gray; the input's alpha re-attached as the last channel ((H, W, 2) or (H, W, 4)).
+    """
+    rgb = _check_rgb(rgb)
+    h, w = rgb.shape[:2]
+    alpha = _fit_alpha(like.alpha, h, w)
+    color = luminance(rgb) if like.grayscale else rgb
+    if alpha is not None:
+        color = np.concatenate([color[..., None] if color.ndim == 2 else color, alpha[..., None]], axis=-1)
+    if like.array_dtype is not None:
+        return _unit_clip(color).astype(like.array_dtype)
+    return quantize(color, like.bit_depth)

@@ -1,0 +1,284 @@
+"""Encoding: write a result in the source's kind (format, bit depth, alpha, gray, ICC, EXIF).
+
+:func:`write_image` is atomic (temp file beside the target, then ``os.replace``, through
+:mod:`imgxlate._atomic`); :func:`encode_png16` and :func:`encode_tiff16` are the small built-in
+16-bit encoders for what OpenCV and Pillow cannot write.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgxlate._atomic import atomic_path
+from imgxlate.errors import ImageWriteError, UsageError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+from imgxlate.imaging.color import _icc_space, luminance, quantize
+from imgxlate.imaging.decode import DecodedImage, _check_rgb, _fit_alpha
+from imgxlate.imaging.exif import _EXIF_HEADER
+from imgxlate.imaging.formats import _FMT_TO_PIL, _MAX_SIDE, _SUFFIX_TO_PIL, _pil, normalize_format
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
+
+
+def _png_add_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """Splice iCCP and eXIf chunks right after IHDR (both must precede IDAT)."""
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER))
+    end_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR body, CRC
+    return png[:end_ihdr] + extra + png[end_ihdr:]
+
+
+def encode_png16(samples: np.ndarray) -> bytes:
+    """(H, W) / (H, W, 2|3|4) uint16 -> 16-bit PNG bytes (gray, gray+alpha, RGB, RGBA).
+
+    Rows use the PNG "Sub" filter (byte minus the same byte of the previous pixel), which is one
+    vectorised subtraction and compresses smooth images well.
+    """
+    arr = samples[..., None] if samples.ndim == 2 else samples
+    h, w, c = arr.shape
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    raw = arr.astype(">u2").reshape(h, w * c).view(np.uint8)  # (H, W*C*2) big-endian bytes
+    bpp = 2 * c
+    filt = raw.copy()
+    filt[:, bpp:] = raw[:, bpp:] - raw[:, :-bpp]  # uint8 wraps mod 256, as the filter defines
+    rows = np.concatenate([np.ones((h, 1), dtype=np.uint8), filt], axis=1)  # filter type 1 per row
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 3))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+# TIFF tags that describe the file's own layout: never copied from a source's EXIF into a TIFF's IFD0.
+_TIFF_LAYOUT_TAGS = frozenset(
+    {
+        256,
+        257,
+        258,
+        259,
+        262,
+        273,
+        277,
+        278,
+        279,
+        284,
+        317,
+        338,
+        339,
+        322,
+        323,
+        324,
+        325,
+        34675,
+        0x0201,
+        0x0202,
+    }
+)
+
+
+def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """(H, W, 3|4) uint16 -> 16-bit RGB(A) TIFF bytes with the ICC profile and EXIF embedded.
+
+    One deflate-compressed strip with the horizontal-differencing predictor (TIFF tag 317 = 2: each
+    sample minus its left neighbour, mod 2^16), little-endian; alpha is unassociated (ExtraSamples 2).
+    The IFD is serialised by Pillow, which also writes the EXIF and GPS sub-IFDs.
+    """
+    from PIL import TiffImagePlugin, TiffTags
+
+    h, w, c = samples.shape
+    diff = samples.astype("<u2")
+    diff[:, 1:] = samples[:, 1:] - samples[:, :-1]  # uint16 arithmetic wraps, as the predictor defines
+    strip = zlib.compress(diff.tobytes(), 3)
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    if exif:
+        try:
+            src = _pil().Exif()
+            src.load(exif)
+            for tag, value in src.items():
+                if (
+                    tag not in _TIFF_LAYOUT_TAGS
+                    and tag not in (0x8769, 0x8825)
+                    and not isinstance(value, dict)
+                ):
+                    ifd[tag] = value
+            for tag in (0x8769, 0x8825):  # Exif and GPS sub-IFDs
+                sub = {k: v for k, v in src.get_ifd(tag).items() if k != 0xA005}  # no interop pointer
+                if sub:
+                    ifd.tagtype[tag] = TiffTags.LONG
+                    ifd[tag] = sub
+        except Exception as exc:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
+            warnings.warn(
+                f"the EXIF data could not be written to the TIFF file ({exc}); it is left out", stacklevel=3
+            )
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    ifd[256], ifd[257], ifd[258] = w, h, (16,) * c
+    ifd[259] = 8  # Adobe deflate
+    ifd[262] = 2  # RGB
+    ifd[273] = 0  # strip offset: Pillow adds the end of the IFD and its data, where the strip goes
+    ifd[277], ifd[278], ifd[279] = c, h, len(strip)
+    ifd[284] = 1  # chunky
+    ifd[317] = 2  # horizontal differencing
+    if c == 4:
+        ifd[338] = (2,)  # unassociated alpha
+    if icc:
+        ifd[34675] = icc
+    return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + strip
+
+
+def _encode_cv2(samples: np.ndarray, ext: str) -> bytes:
+    import cv2
+
+    arr = samples
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[..., ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., [2, 1, 0, 3]]
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr))
+    if not ok:
+        raise ImageWriteError(f"OpenCV could not encode a {arr.shape} {arr.dtype} image as {ext}")
+    return buf.tobytes()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as fh:  # writable: Windows refuses to flush a read-only handle
+        os.fsync(fh.fileno())
+
+
+def _write_bytes(tmp: Path, data: bytes) -> None:
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _pil_save(im: PILImage.Image, tmp: Path, pil_fmt: str, options: dict[str, Any]) -> None:
+    """Save with Pillow; EXIF that the format's writer rejects is left out with a warning."""
+    try:
+        im.save(tmp, format=pil_fmt, **options)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:
+        if "exif" not in options or isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        warnings.warn(
+            f"the EXIF data could not be written to the {pil_fmt} file ({exc}); it is left out", stacklevel=4
+        )
+        im.save(tmp, format=pil_fmt, **{k: v for k, v in options.items() if k != "exif"})
+
+
+def write_image(
+    path: str | os.PathLike[str], rgb: np.ndarray, like: DecodedImage, *, fmt: str = "same", quality: int = 95
+) -> Path:
+    """Write the model's result ``rgb`` ((H, W, 3) float32 [0, 1]) to ``path`` atomically, in ``like``'s kind.
+
+    The format comes from ``path``'s suffix (the caller picked it with :func:`output_suffix`); ``fmt``
+    is used only when the suffix names no format. Keeps alpha (PNG, WebP, TIFF; JPEG: composited on
+    white), gray, 16 bits (PNG, TIFF), ICC and EXIF as the module docstring says. ``quality`` (1-100)
+    is JPEG / WebP quality; WebP at 100 is lossless. Returns the path written. Never overwrites
+    ``like.source``.
+    """
+    target = Path(path)
+    if not 1 <= int(quality) <= 100:
+        raise UsageError(f"quality must be between 1 and 100, got {quality}")
+    pil_fmt = _SUFFIX_TO_PIL.get(target.suffix.lower())
+    if pil_fmt is None:
+        key = normalize_format(fmt)
+        if key == "same":
+            raise ImageWriteError(
+                f"cannot write {str(target)!r}: imgxlate writes .png, .jpg, .webp and .tif files, not "
+                f"{target.suffix or 'files without a suffix'}; choose --format png (or jpg, webp, tiff)"
+            )
+        pil_fmt = _FMT_TO_PIL[key]
+    if like.source is not None and target.exists():
+        try:
+            if os.path.samefile(target, like.source):
+                raise ImageWriteError(
+                    f"refusing to write over the input image {str(target)!r}; choose another output folder "
+                    "or suffix"
+                )
+        except OSError:
+            pass
+    rgb = _check_rgb(rgb)
+    h, w = rgb.shape[:2]
+    limit = _MAX_SIDE.get(pil_fmt)
+    if limit is not None and max(h, w) > limit:
+        raise ImageWriteError(
+            f"cannot write {str(target)!r}: {pil_fmt} images can be at most {limit} pixels on a side and "
+            f"this one is {w}x{h}; choose --format png or tiff"
+        )
+    alpha = _fit_alpha(like.alpha, h, w)
+    if pil_fmt == "JPEG" and alpha is not None:
+        rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # composite on white
+        alpha = None
+    gray = like.grayscale and pil_fmt != "WEBP"
+    color = luminance(rgb) if gray else rgb
+    depth = 16 if like.bit_depth == 16 and pil_fmt in ("PNG", "TIFF") else 8
+    samples = (
+        color
+        if alpha is None
+        else np.concatenate([color[..., None] if color.ndim == 2 else color, alpha[..., None]], axis=-1)
+    )
+    q = quantize(samples, depth)
+    out_space = b"GRAY" if gray else b"RGB "
+    icc = like.icc_profile if _icc_space(like.icc_profile) == out_space else None
+    exif = like.exif
+
+    try:
+        with atomic_path(target) as tmp:
+            if depth == 16 and (pil_fmt == "PNG" or q.ndim == 3):
+                if pil_fmt == "PNG":
+                    raw = encode_png16(q) if q.ndim == 3 and q.shape[2] == 2 else _encode_cv2(q, ".png")
+                    _write_bytes(tmp, _png_add_metadata(raw, icc, exif))
+                else:
+                    # 16-bit gray+alpha TIFF is stored as RGBA: few readers (OpenCV, Pillow) take 2 samples.
+                    rgba = np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2) if q.shape[2] == 2 else q
+                    _write_bytes(tmp, encode_tiff16(rgba, icc if out_space == b"RGB " else None, exif))
+            else:
+                # uint8 (H, W) -> L, (H, W, 2) -> LA, 3 -> RGB, 4 -> RGBA; uint16 (H, W) -> I;16
+                im = _pil().fromarray(q)
+                options: dict[str, Any] = {}
+                if icc:
+                    options["icc_profile"] = icc
+                if exif:
+                    options["exif"] = exif
+                if pil_fmt == "JPEG":
+                    options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
+                elif pil_fmt == "WEBP":
+                    # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
+                    options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
+                elif pil_fmt == "PNG":
+                    # zlib level 3: ~40% faster than Pillow's default 6 for ~5% larger files (writes
+                    # run beside inference and must keep up with a GPU).
+                    options.update(compress_level=3)
+                elif pil_fmt == "TIFF":
+                    # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD
+                    # (camera settings, capture date); its own writer can, uncompressed only.
+                    options.update(compression="raw" if exif else "tiff_adobe_deflate")
+                _pil_save(im, tmp, pil_fmt, options)
+                _fsync(tmp)  # the data is on disk before the rename makes it the result
+    except ImageWriteError:
+        raise
+    except (ValueError, RuntimeError, TypeError, KeyError, struct.error) as exc:
+        raise ImageWriteError(f"cannot write {str(target)!r}: the {pil_fmt} encoder failed ({exc})") from exc
+    except OSError as exc:
+        raise ImageWriteError(
+            f"cannot write {str(target)!r}: {exc.strerror or exc}; check that the folder is writable and the "
+            "disk has free space"
+        ) from exc
+    return target

@@ -1,0 +1,128 @@
+"""Image formats: which suffixes can be read, which formats are written, and the output suffix.
+
+``READ_SUFFIXES`` (what Pillow, plus pillow-heif when installed, can decode here), ``OUTPUT_FORMATS``
+and :func:`normalize_format` (the ``--format`` values), :func:`output_suffix` (the suffix of an output
+file for ``fmt="same"`` and the others) and the magic-byte table used to name a file's real format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgxlate.errors import UsageError, did_you_mean
+
+OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
+_FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
+
+# Pillow formats we write, and the suffix each gets when a new one is needed.
+_WRITABLE = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}
+_FMT_TO_PIL = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP", "tiff": "TIFF"}
+_FMT_SUFFIX = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+_SUFFIX_TO_PIL = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+}  # fmt: skip
+# Largest width/height each format's encoder accepts (WebP: 14-bit sizes; JPEG: 16-bit).
+_MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
+
+
+_HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+_plugins: dict[str, bool] = {}
+
+
+def _pil() -> Any:
+    from PIL import Image
+
+    if not _plugins:
+        # HEIC/HEIF (iPhone photos) when the optional pillow-heif package is installed.
+        try:
+            import pillow_heif  # type: ignore[import-not-found]
+
+            pillow_heif.register_heif_opener()
+            _plugins["heif"] = True
+        except ImportError:
+            _plugins["heif"] = False
+        Image.init()
+    return Image
+
+
+def _stub_formats(Image: Any) -> set[str]:
+    """Formats Pillow registers but cannot decode here (identify-only or handler-less stubs)."""
+    from PIL import ImageFile
+
+    stubs = {"EPS", "MPEG"}  # EPS needs Ghostscript; MPEG is identified, never decoded
+    for fmt, (factory, _accept) in Image.OPEN.items():
+        if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
+            stubs.add(fmt)
+    return stubs
+
+
+def _read_suffixes() -> frozenset[str]:
+    Image = _pil()
+    stubs = _stub_formats(Image)
+    readable = {
+        ext.lower()
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and fmt not in stubs
+    }
+    # HEIC is listed even without pillow-heif so that folder walks report such files with a clear
+    # reason ("install pillow-heif") instead of skipping them silently.
+    return frozenset(readable | _HEIF_SUFFIXES)
+
+
+READ_SUFFIXES: frozenset[str] = _read_suffixes()
+
+
+_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+}
+
+
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
+def _magic_format(data: bytes) -> str:
+    for magic, name in _MAGIC.items():
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return ""
+
+
+def normalize_format(fmt: str) -> str:
+    """'PNG', 'jpeg', 'tif' -> 'png', 'jpg', 'tiff'; UsageError for anything not in OUTPUT_FORMATS."""
+    key = fmt.strip().lower().lstrip(".")
+    key = _FORMAT_ALIASES.get(key, key)
+    if key not in OUTPUT_FORMATS:
+        raise UsageError(
+            f"unknown output format {fmt!r}{did_you_mean(key, OUTPUT_FORMATS)}; choose one of "
+            + ", ".join(OUTPUT_FORMATS)
+        )
+    return key
+
+
+def output_suffix(source_suffix: str, source_format: str | None, fmt: str, *, bit_depth: int = 8) -> str:
+    """The suffix of the output file: ``fmt``'s, or for ``"same"`` the source's when it can be written.
+
+    ``"same"`` keeps ``source_suffix`` (as spelled) for JPEG, PNG, WebP and TIFF sources whose suffix
+    matches their format, the format's usual suffix when the name lies (a PNG called .jpg), and ".png"
+    for everything else (GIF, BMP, PSD, arrays, ...) and for 16-bit sources in an 8-bit-only format.
+    ``source_format=None`` (planning before decoding): the format is taken from the suffix.
+    """
+    key = normalize_format(fmt)
+    if key != "same":
+        return _FMT_SUFFIX[key]
+    if source_format is None:
+        source_format = _SUFFIX_TO_PIL.get(source_suffix.lower(), "")
+    pil = "JPEG" if source_format.upper() == "MPO" else source_format.upper()
+    if pil not in _WRITABLE or (bit_depth > 8 and pil in ("JPEG", "WEBP")):
+        return ".png"
+    if _SUFFIX_TO_PIL.get(source_suffix.lower()) == pil:
+        return source_suffix
+    return _WRITABLE[pil]

@@ -1,0 +1,234 @@
+"""The Python API: load a model (:func:`load_model`) and translate arrays and PIL images
+(:class:`Translator`).
+
+    >>> import imgxlate
+    >>> t = imgxlate.load_model(to="vangogh")          # default pair, the generator that makes vangogh
+    >>> out = t.translate(PIL.Image.open("photo.jpg"))  # PIL in -> PIL out, same mode and size
+
+Model tensors are float32 NCHW RGB in ``metadata.input_range`` (normally [-1, 1]); H and W must be
+multiples of ``metadata.size_multiple`` and at least two multiples (the residual blocks reflect-pad
+by 1 at H/4, which needs 2 pixels there). Images of any size are padded at the bottom/right and cropped
+back, exactly as the tilers do, so tiled and whole-image results agree.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgxlate.engine import Engine, session_factory
+from imgxlate.errors import InvalidModelError, UsageError
+from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
+from imgxlate.metadata import ModelMetadata
+from imgxlate.registry import ModelPair, Resolved, resolve_model
+from imgxlate.tiling.pad import pad_bottom_right, round_up
+
+TILINGS = ("exact", "blend")
+# Fallback when tiling.auto_tile_size is unavailable: whole images up to 2048x2048 on CPU
+# (~4 GiB of ngf-64 activations), tiles of this edge above.
+_FALLBACK_WHOLE_PIXELS = 2048 * 2048
+_FALLBACK_TILE = 1024
+
+
+class Translator:
+    """One loaded generator: array / PIL / batch translation with padding, cropping and tiling."""
+
+    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[str] = ()) -> None:
+        self.resolved = resolved
+        self.pair: ModelPair = resolved.pair
+        self.metadata: ModelMetadata = resolved.file.metadata
+        self.model_path: Path = resolved.file.path
+        self.engine = engine
+        self.provider: str = engine.provider
+        self.warnings: list[str] = list(notes)
+        self._exact: Any = None  # ExactTiler, created on first tiled run
+        self._exact_failed = False
+
+    # ----------------------------------------------------------------------------- value ranges
+    @property
+    def multiple(self) -> int:
+        return max(1, int(self.metadata.size_multiple))
+
+    def describe(self) -> str:
+        return f"{self.pair.name}: {self.metadata.source} -> {self.metadata.target} ({self.model_path})"
+
+    def _to_model(self, rgb: np.ndarray) -> np.ndarray:
+        """(..., H, W, 3) in [0, 1] -> (..., 3, H, W) in the model's input range."""
+        return to_model(rgb, self.metadata.input_range)
+
+    def _from_model(self, y: np.ndarray) -> np.ndarray:
+        """(..., 3, H, W) in the model's output range -> (..., H, W, 3) in [0, 1], clipped."""
+        return from_model(y, self.metadata.output_range)
+
+    # ----------------------------------------------------------------------------- running
+    def _run_whole(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) any H, W -> (N, 3, H, W): pad to the size rule, one engine run, crop."""
+        n, _, h, w = x.shape
+        fixed_batch = self.engine.fixed_batch
+        if fixed_batch is not None and n != fixed_batch:
+            if fixed_batch != 1:
+                raise InvalidModelError(
+                    f"{self.model_path} only accepts batches of {fixed_batch}; re-export it with a dynamic batch"
+                )
+            return np.concatenate([self._run_whole(x[i : i + 1]) for i in range(n)])
+        if self.engine.fixed_size is not None:
+            return self._run_resized(x, self.engine.fixed_size)
+        m = self.multiple
+        # At least two multiples: the residual blocks reflect-pad by 1 at H/4, which needs 2 pixels there.
+        ph, pw = max(round_up(h, m), 2 * m), max(round_up(w, m), 2 * m)
+        y = self.engine.run(pad_bottom_right(x, ph, pw))
+        return y[:, :, :h, :w]
+
+    def _run_resized(self, x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A model exported with a fixed input size (no dynamic axes): resize each image to that size,
+        run, resize the result back. Detail is lost; the user is told once."""
+        import cv2
+
+        fh, fw = size
+        n, _, h, w = x.shape
+        if (h, w) == (fh, fw):
+            return self.engine.run(x)
+        self._warn(
+            f"{self.model_path.name} only accepts {fw}x{fh} inputs: images are resized to that and back "
+            "(fine detail is lost); re-export the model with dynamic height and width"
+        )
+        down = cv2.INTER_AREA if fh * fw < h * w else cv2.INTER_CUBIC
+        small = np.stack([cv2.resize(np.ascontiguousarray(img.transpose(1, 2, 0)), (fw, fh), interpolation=down)
+                          for img in x]).transpose(0, 3, 1, 2)
+        y = self.engine.run(np.ascontiguousarray(small, dtype=np.float32))
+        up = cv2.INTER_CUBIC if fh * fw < h * w else cv2.INTER_AREA
+        back = np.stack([cv2.resize(np.ascontiguousarray(img.transpose(1, 2, 0)), (w, h), interpolation=up)
+                         for img in y])
+        return np.ascontiguousarray(back.reshape(n, h, w, -1).transpose(0, 3, 1, 2))
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """Tile edge for an image of this size (0 = run it whole)."""
+        try:
+            from imgxlate.tiling.auto import auto_tile_size
+        except ImportError:
+            return 0 if height * width <= _FALLBACK_WHOLE_PIXELS else _FALLBACK_TILE
+        ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
+        return int(auto_tile_size(height, width, provider=self.provider, ngf=ngf))
+
+    def _tile_for(self, height: int, width: int, tile: int | None) -> int:
+        if self.engine.fixed_size is not None:
+            return 0  # a fixed-size model sees every image resized to its size: nothing to tile
+        if tile is None:
+            tile = self.auto_tile(height, width)
+        if tile < 0:
+            raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")
+        if tile and max(height, width) <= tile:
+            return 0  # one tile would cover the image: a whole run is the same and cheaper
+        return tile
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            warnings.warn(message, stacklevel=3)
+
+    def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
+        """(3, H, W) -> (3, H, W) with the exact (graph-cut) tiler or the overlap-blend tiler."""
+        from imgxlate.tiling.blend import run_blended
+        from imgxlate.tiling.exact import ExactTiler
+
+        if tiling not in TILINGS:
+            raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
+        if tiling == "exact" and not self._exact_failed:
+            if self._exact is None:
+                try:
+                    self._exact = ExactTiler(
+                        self.model_path, session_factory(self.engine.device, self.engine.threads)
+                    )
+                except (InvalidModelError, ImportError, AttributeError) as exc:
+                    self._exact_failed = True
+                    self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
+            if self._exact is not None:
+                return np.asarray(self._exact.run(x, tile), dtype=np.float32)
+        return run_blended(self._run_whole, x, tile, overlap, self.multiple)
+
+    def run_model(
+        self, x: np.ndarray, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> np.ndarray:
+        """(3, H, W) float32 in the model's input range, any H, W -> (3, H, W) in its output range."""
+        if x.ndim != 3 or x.shape[0] != 3:
+            raise UsageError(f"run_model takes a (3, H, W) array, got shape {x.shape}")
+        t = self._tile_for(x.shape[1], x.shape[2], tile)
+        if t == 0:
+            return self._run_whole(x[None])[0]
+        return self._run_tiled(x, t, tile_overlap, tiling)
+
+    # ----------------------------------------------------------------------------- public API
+    def translate_rgb(
+        self, rgb: np.ndarray, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> np.ndarray:
+        """(H, W, 3) float32 RGB in [0, 1], any H and W -> (H, W, 3) float32 in [0, 1].
+
+        ``tile``: None = automatic (tile only when a whole run would not fit in memory), 0 = whole
+        image, N = tiles of N pixels with ``tiling`` "exact" (same result as whole) or "blend".
+        """
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise UsageError(f"translate_rgb takes an (H, W, 3) array, got shape {rgb.shape}")
+        y = self.run_model(self._to_model(rgb), tile=tile, tile_overlap=tile_overlap, tiling=tiling)
+        return self._from_model(y)
+
+    def translate_rgb_batch(self, rgbs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Equal-sized (H, W, 3) [0, 1] images in one engine run (no tiling) -> list of (H, W, 3)."""
+        x = self._to_model(np.stack([np.asarray(r, dtype=np.float32) for r in rgbs]))
+        return list(self._from_model(self._run_whole(x)))
+
+    def translate_batch(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB frames of one size -> (N, H, W, 3) uint8, in one engine run."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
+        y = self._run_whole(uint8_to_model(frames, self.metadata.input_range))
+        return model_to_uint8(y, self.metadata.output_range)
+
+    def translate(
+        self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> Any:
+        """A PIL image or an ndarray in, the same kind out: PIL keeps its mode (palette and 1-bit images
+        come back as RGB(A) / L), an ndarray its dtype and channels (grayscale stays grayscale, alpha
+        is passed through unchanged)."""
+        from imgxlate.imaging.decode import from_array, to_array
+
+        decoded = from_array(image)
+        rgb = self.translate_rgb(decoded.rgb, tile=tile, tile_overlap=tile_overlap, tiling=tiling)
+        arr = to_array(rgb, decoded)
+        if isinstance(image, np.ndarray):
+            return arr
+        from PIL import Image
+
+        out = Image.fromarray(arr)
+        # Back to the input's mode, except palette / bilevel modes: re-quantising or dithering the
+        # translation would damage it, so those come back as RGB(A) / L.
+        if out.mode != image.mode and image.mode not in ("P", "PA", "1"):
+            out = out.convert(image.mode)
+        # from_array converted the pixels to sRGB; tag the result with the profile that now applies.
+        if decoded.icc_profile:
+            out.info["icc_profile"] = decoded.icc_profile
+        return out
+
+
+def load_model(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    to: str | None = None,
+    direction: str | None = None,
+    device: str = "auto",
+    threads: int = 0,
+) -> Translator:
+    """Find a generator (name, path or the default pair; ``to`` = target domain or ``direction``) and
+    create its ONNX Runtime session on ``device`` ("auto" | "cuda" | "cpu")."""
+    resolved = resolve_model(model, to=to, direction=direction)
+    engine = Engine(resolved.file.path, device=device, threads=threads)
+    for note in resolved.notes:
+        if "has no imgxlate metadata" in note:
+            warnings.warn(note, stacklevel=2)
+    return Translator(resolved, engine, resolved.notes)
