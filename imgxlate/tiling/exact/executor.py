@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate._xexact.graph import BINARY, UNARY, Graph, Op, Region, fail, need, pad_need
-from imgxlate._xexact.plan import Job, Plan, Segment
+from imgxlate.tiling.exact.graph import BINARY, UNARY, Graph, Op, Region, fail, need, pad_need
+from imgxlate.tiling.exact.plan import Job, Plan, Segment
+from imgxlate.tiling.pad import pad_bottom_right
 
 StatsHook = Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 Progress = Callable[[int, int], None]
@@ -97,13 +98,8 @@ class ImageSource:
 
 
 def _pad_index(n: int, padded: int) -> np.ndarray:
-    from imgxlate.tiling import pad_to_multiple
-
-    if padded == n:
-        return np.arange(n)
-    # The same reflect / symmetric rule as pad_to_multiple, applied to row numbers.
-    idx = pad_to_multiple(np.arange(n, dtype=np.float32)[None, None, :], padded)[0][0, 0]
-    return idx.astype(np.intp)
+    """Row numbers of the image padded to ``padded`` rows by :func:`pad_bottom_right`'s rule."""
+    return pad_bottom_right(np.arange(n)[None, :], 1, padded)[0]
 
 
 # ----------------------------------------------------------------------------------- stored maps

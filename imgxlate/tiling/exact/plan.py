@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imgxlate._xexact.graph import Graph, Op, Region, chunks, need
+from imgxlate.tiling.exact.graph import Graph, Op, Region, chunks, need
 
 # Tiles of jobs that read only bottleneck maps are at least this many bottleneck pixels on a side:
 # their memory is bounded by the stored maps anyway, and bigger tiles mean fewer halo rows and calls.
