@@ -9,8 +9,8 @@ import pytest
 
 from imgxlate.errors import InvalidModelError
 from imgxlate.tiling import exact
-from imgxlate.tiling.exact import plan as plan_mod
 from imgxlate.tiling.exact import ExactTiler
+from imgxlate.tiling.exact import plan as plan_mod
 from imgxlate.tiling.pad import pad_to_multiple
 
 ort = pytest.importorskip("onnxruntime")
