@@ -260,9 +260,11 @@ def resolve_backend(backend: str, provider: str) -> tuple[str, str]:
     return ORT, why
 
 
-def _make_session(
+def make_session(
     model: bytes | str | os.PathLike[str], provider: str, threads: int, *, arena: bool = True
 ) -> Any:
+    """An ONNX Runtime session with :func:`session_options` on a resolved provider; InvalidModelError
+    when ORT cannot load the model, DeviceError when it silently fell back from CUDA to the CPU."""
     ort = _ort()
     so = session_options(threads, arena=arena)
     providers: list[Any] = [(CUDA, dict(CUDA_OPTIONS)), CPU] if provider == CUDA else [CPU]
@@ -364,7 +366,7 @@ def make_runner(
     """A runner for ``model`` (a path or serialized ONNX bytes) on a resolved provider and backend."""
     if backend == OPENVINO:
         return OpenVinoRunner(_compile_openvino(model, threads))
-    return OrtRunner(_make_session(model, provider, threads, arena=arena), provider)
+    return OrtRunner(make_session(model, provider, threads, arena=arena), provider)
 
 
 def runner_factory(
@@ -387,7 +389,7 @@ def session_factory(device: str = "auto", threads: int = 0) -> Callable[[bytes |
     provider, _ = resolve_device(device)
 
     def make(model: bytes | str) -> Any:
-        return _make_session(model, provider, threads, arena=False)
+        return make_session(model, provider, threads, arena=False)
 
     return make
 

@@ -201,3 +201,40 @@ def test_fixed_size_model_is_resized_with_a_warning(tiny_pair: Path, tmp_path: P
     assert out.shape == (30, 21, 3)
     frames = (np.stack([rand_rgb(10, 12, s) for s in range(2)]) * 255).astype(np.uint8)
     assert t.translate_batch(frames).shape == frames.shape  # batch of 2 through a batch-1 model
+
+
+def test_whole_run_out_of_memory_is_retried_in_exact_tiles(
+    tiny_pair: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    rgb = rand_rgb(40, 36, 9)
+    whole = t.translate_rgb(rgb, tile=0)
+
+    def oom(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
+
+    monkeypatch.setattr(t.engine, "run", oom)
+    with pytest.warns(UserWarning, match="ran out of memory; retrying it in exact tiles of"):
+        out = t.translate_rgb(rgb, tile=0)
+    np.testing.assert_allclose(out, whole, atol=2e-4)
+    assert sum("ran out of memory" in w for w in t.warnings) == 1
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("some other failure")
+
+    monkeypatch.setattr(t.engine, "run", broken)
+    with pytest.raises(RuntimeError, match="some other failure"):
+        t.translate_rgb(rgb, tile=0)
+
+
+def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    rgb = rand_rgb(560, 520, 10)
+    whole = t.translate_rgb(rgb, tile=0)
+    t.max_memory = 256 << 20
+    assert 0 < t.auto_tile(560, 520) < 560
+    seen: list[tuple[int, int]] = []
+    t.tile_progress = lambda done, total: seen.append((done, total))
+    out = t.translate_rgb(rgb)
+    np.testing.assert_allclose(out, whole, atol=2e-4)
+    assert seen and seen[-1][0] == seen[-1][1] > 1

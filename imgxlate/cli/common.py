@@ -45,6 +45,8 @@ DirectionOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (0 = physical cores).")]
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="auto | onnxruntime | openvino (auto: OpenVINO on the CPU when installed).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still shown).")]
 
 
@@ -75,6 +77,7 @@ def load_translator(
     threads: int = 0,
     *,
     quiet: bool = False,
+    backend: str = "auto",
 ) -> Translator:
     """Load the model for a command; print its notes (unless quiet) and the provider line on stderr.
     Raises ImgxlateError (use inside ``handle_errors()``)."""
@@ -84,7 +87,7 @@ def load_translator(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same notes are printed below
-        translator = load_model(model, to=to, direction=direction, device=device, threads=threads)
+        translator = load_model(model, to=to, direction=direction, device=device, threads=threads, backend=backend)
     for note in translator.warnings:
         if note.startswith("translating "):  # which way the pair runs: information, not a problem
             if not quiet:

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from rich.markup import escape
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 from imgxlate.cli.common import (
+    BackendOpt,
     DeviceOpt,
     DirectionOpt,
     ModelOpt,
@@ -27,6 +28,32 @@ from imgxlate.cli.common import (
     sigint_guard,
     stderr,
 )
+from imgxlate.tiling.auto import parse_memory
+
+
+class TileProgress:
+    """Progress inside one tiled image: a second bar on a terminal, else a line every few seconds."""
+
+    def __init__(self, progress: Any, quiet: bool, every: float = 5.0) -> None:
+        self.progress, self.quiet, self.every = progress, quiet, every
+        self.task: Any = None
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.progress.console.is_terminal:
+            if self.task is None:
+                self.task = self.progress.add_task("  tiles", total=total, rate="")
+            self.progress.update(self.task, completed=done, total=total)
+            if done >= total:
+                self.progress.remove_task(self.task)
+                self.task = None
+            return
+        now = time.monotonic()
+        if done >= total or now - self.last >= self.every:
+            self.last = now
+            self.progress.console.print(f"  tiles {done}/{total} ({100 * done // max(total, 1)}%)")
 
 
 def convert(
@@ -37,6 +64,7 @@ def convert(
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "auto",
     fmt: Annotated[str, typer.Option("--format", "-f", help="same | png | jpg | webp | tiff.")] = "same",
     quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG / WebP quality.")] = 95,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
@@ -59,6 +87,11 @@ def convert(
     ] = None,
     tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="Overlap for blend tiling.")] = 32,
     tiling: Annotated[str, typer.Option("--tiling", help="exact (same result as whole) | blend.")] = "exact",
+    max_memory: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--max-memory", help="Memory for one image, e.g. 1.5G; larger ones run in exact tiles "
+                     "(default: half the free memory, at most 1.2G)."),
+    ] = None,
     batch_size: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option("--batch-size", min=1, help="Images per model run (default 4 on CUDA, 1 on CPU)."),
@@ -79,7 +112,10 @@ def convert(
                 inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
                 recursive=recursive,
             )
-            translator = load_translator(model, to, direction, device, threads, quiet=quiet or as_json)
+            budget = parse_memory(max_memory) if max_memory else None
+            translator = load_translator(model, to, direction, device, threads, quiet=quiet or as_json,
+                                         backend=backend)
+            translator.max_memory = budget
             t0 = time.perf_counter()
             it = run_plans(
                 plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
@@ -88,6 +124,7 @@ def convert(
             try:
                 with progress_bar(quiet or as_json) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
+                    translator.tile_progress = TileProgress(progress, quiet or as_json)
                     converted = 0
                     for r in it:
                         results.append(r)
