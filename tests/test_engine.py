@@ -140,7 +140,10 @@ def test_openvino_engine_matches_onnxruntime(tiny_pair: Path) -> None:
     ort = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1, backend="onnxruntime")
     assert ov.backend == "openvino" and ov.session is None
     assert ov.describe().startswith("running on OpenVINO ") and ov.describe().endswith("(CPU)")
-    assert eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1).backend == "openvino"  # auto
+    assert ov.tile_backend == "openvino"
+    auto = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1)
+    assert auto.backend == "openvino" and auto.tile_backend == "onnxruntime"
+    assert auto.describe().endswith("(CPU); exact tiles on ONNX Runtime")
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 24, 16)).astype(np.float32)
     np.testing.assert_allclose(ov.run(x), ort.run(x), atol=1e-4)
     out = ov.runner_factory()((tiny_pair / "a2b.onnx").read_bytes()).run({"input": x})
