@@ -215,6 +215,7 @@ def random_generator_onnx(ngf: int, n_blocks: int, upsample: str = "transpose", 
                           image_size: int = 256) -> Path:
     """Export (once, cached) a random-weight ResnetGenerator with our exporter; return the .onnx path."""
     import torch
+
     from imgxlate.train.export import export_generator, make_metadata
     from imgxlate.train.networks import ResnetGenerator, init_weights
 
@@ -242,8 +243,9 @@ def torch_generator_from_onnx(onnx_path: str | os.PathLike[str], ngf: int | None
     """
     import onnx
     import torch
-    from imgxlate.train.networks import ResnetGenerator
     from onnx import numpy_helper
+
+    from imgxlate.train.networks import ResnetGenerator
 
     arch = model_architecture(onnx_path)
     cfg = {

@@ -143,10 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (300 if args.quick else 1200)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
+    from imgxlate._atomic import atomic_path
     from imgxlate.train.config import TrainConfig
     from imgxlate.train.loop import train
-
-    from imgxlate._atomic import atomic_path
 
     with tempfile.TemporaryDirectory(prefix="imgxlate-learning-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)

@@ -74,6 +74,7 @@ def default_model() -> Path:
     path = out / "a2b.onnx"
     if not path.is_file():
         import torch
+
         from imgxlate.train.export import export_pair
         from imgxlate.train.networks import ResnetGenerator, init_weights
 

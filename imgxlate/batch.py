@@ -39,31 +39,12 @@ class FileResult:
         return d
 
 
-def sniff_format(path: Path) -> str:
-    """The Pillow format name of a file from its first bytes, for the formats imgxlate writes
-    ("JPEG", "PNG", "WEBP", "TIFF"); "" for anything else (those are written as PNG)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return ""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "TIFF"
-    return ""
-
-
 def _suffix_fn(fmt: str) -> Any:
-    from imgxlate.imaging.formats import output_suffix
+    from imgxlate.imaging.formats import output_suffix, sniff_file
 
     def suffix_for(src: Path) -> str:
         # The real format, not the suffix, decides for "same" (a PNG named .jpg stays a PNG with alpha).
-        return output_suffix(src.suffix, sniff_format(src) if fmt == "same" else "", fmt)
+        return output_suffix(src.suffix, sniff_file(src) if fmt == "same" else "", fmt)
 
     return suffix_for
 

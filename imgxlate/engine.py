@@ -10,6 +10,8 @@ for the exact tiler). The device rule:
   ONNX Runtime silently falls back to CPU when the CUDA provider cannot be created; we check the
   providers the session really got and never run on CPU when CUDA was asked for.
 - ``auto``: CUDA when the build has it AND a session can be created with it, else CPU with a note why.
+- ``coreml`` / ``directml``: Apple's CoreML or Windows' DirectML provider, where the onnxruntime build
+  has it (never picked by ``auto``); a :class:`DeviceError` otherwise.
 
 The backend rule (``--backend``): ``onnxruntime`` everywhere; ``openvino`` (the OpenVINO runtime's own
 CPU plugin, ``pip install 'imgxlate[openvino]'``; never ORT's OpenVINO execution provider, a separate
@@ -35,11 +37,23 @@ import numpy as np
 
 from imgxlate.errors import DeviceError, InvalidModelError, UsageError
 
-DEVICES = ("auto", "cuda", "cpu")
+DEVICES = ("auto", "cuda", "cpu", "coreml", "directml")
 BACKENDS = ("auto", "onnxruntime", "openvino")
 ORT, OPENVINO = "onnxruntime", "openvino"
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+COREML = "CoreMLExecutionProvider"
+DIRECTML = "DmlExecutionProvider"
+# Providers only some onnxruntime builds have: asked for by name, never picked by ``auto``, and an
+# error (not a silent CPU run) where the build lacks them.
+OTHER_PROVIDERS: dict[str, tuple[str, str]] = {
+    "coreml": (COREML, "the macOS onnxruntime wheels have it: on a Mac, `pip install 'imgxlate[cpu]'`"),
+    "directml": (DIRECTML, "on Windows, `pip install onnxruntime-directml` in place of onnxruntime"),
+}
+RUNTIME_HINT = (
+    "ONNX Runtime is not installed: `pip install 'imgxlate[cpu]'` (any machine) or `pip install "
+    "'imgxlate[gpu]'` (NVIDIA GPUs with CUDA)"
+)
 
 # cudnn_conv_algo_search: EXHAUSTIVE benchmarks every conv algorithm again for every new input shape,
 # and image folders have many shapes; HEURISTIC picks from cuDNN's heuristics with no benchmarking.
@@ -61,7 +75,10 @@ _probe_result: tuple[bool, str] | None = None
 
 
 def _ort() -> Any:
-    import onnxruntime
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DeviceError(RUNTIME_HINT) from None
 
     return onnxruntime
 
@@ -223,6 +240,15 @@ def resolve_device(device: str) -> tuple[str, str]:
         raise UsageError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     if device == "cpu":
         return CPU, ""
+    if device in OTHER_PROVIDERS:
+        provider, hint = OTHER_PROVIDERS[device]
+        have = available_providers()
+        if provider not in have:
+            raise DeviceError(
+                f"--device {device} was asked for but this onnxruntime build has no {provider} (it has "
+                f"{', '.join(have)}); {hint}"
+            )
+        return provider, ""
     ok, why = probe_cuda()
     if ok:
         return CUDA, ""
@@ -269,6 +295,11 @@ def make_session(
     ort = _ort()
     so = session_options(threads, arena=arena)
     providers: list[Any] = [(CUDA, dict(CUDA_OPTIONS)), CPU] if provider == CUDA else [CPU]
+    if provider in (COREML, DIRECTML):
+        providers = [provider, CPU]
+        if provider == DIRECTML:  # DirectML runs without memory patterns, one op at a time
+            so.enable_mem_pattern = False
+            so.execution_mode = _ort().ExecutionMode.ORT_SEQUENTIAL
     src = model if isinstance(model, bytes) else str(model)
     try:
         sess = ort.InferenceSession(src, so, providers=providers)
@@ -281,6 +312,8 @@ def make_session(
     if provider == CUDA and sess.get_providers()[0] != CUDA:
         raise DeviceError("ONNX Runtime fell back to the CPU for this model; " + INSTALL_HINT.format(
             cuda=_cuda_version()))
+    if provider in (COREML, DIRECTML) and sess.get_providers()[0] != provider:
+        raise DeviceError(f"ONNX Runtime could not create {provider} for this model; run with --device cpu")
     return sess
 
 

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgxlate._atomic import TEMP_PREFIX
 from imgxlate.errors import (
@@ -34,6 +35,7 @@ from imgxlate.errors import (
     did_you_mean,
 )
 from imgxlate.metadata import DIRECTIONS, ModelMetadata, read_onnx_metadata
+from imgxlate.notes import Note
 
 DEFAULT_MODEL = "vangogh2photo"
 DEFAULT_MODEL_ENV = "IMGXLATE_DEFAULT_MODEL"
@@ -140,7 +142,7 @@ class Resolved:
 
     pair: ModelPair
     file: ModelFile
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -188,34 +190,67 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
 
 def _check_onnx_magic(path: Path) -> None:
     """Reject obviously non-ONNX files (images, archives, text) with a clear message before parsing."""
-    head = path.read_bytes()[:16]
+    head = _head(path, 16)
     # An ONNX file is a protobuf ModelProto; its first field is ir_version (tag 0x08).
     if not head.startswith(b"\x08"):
         raise InvalidModelError(f"{path} is not an ONNX model file; give a .onnx generator or a pair folder")
 
 
-def _pairs_in(folder: Path, location: str) -> list[ModelPair]:
-    pairs = []
+@dataclass(frozen=True)
+class BrokenModel:
+    """A folder in a model location that looks like a model but cannot be used, and why."""
+
+    name: str
+    path: Path
+    location: str
+    reason: str
+
+
+def _scan(folder: Path, location: str) -> tuple[list[ModelPair], list[BrokenModel]]:
+    pairs: list[ModelPair] = []
+    broken: list[BrokenModel] = []
     if not folder.is_dir():
-        return pairs
-    for entry in sorted(folder.iterdir()):
+        return pairs, broken
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        return pairs, [BrokenModel(folder.name, folder, location, f"cannot list {folder}: {exc.strerror}")]
+    for entry in entries:
         if entry.name.startswith(".") or not entry.is_dir():
             continue
         if not any((entry / f"{d}.onnx").is_file() for d in DIRECTIONS):
             continue
         try:
             pairs.append(load_pair(entry, location))
-        except ImgxlateError:
-            continue  # a broken folder is shown by `imgxlate models info`, not by every lookup
-    return pairs
+        except ImgxlateError as exc:
+            broken.append(BrokenModel(entry.name, entry, location, str(exc)))
+        except OSError as exc:
+            broken.append(BrokenModel(entry.name, entry, location, f"cannot read {entry}: {exc}"))
+    return pairs, broken
+
+
+def _head(path: Path, n: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _pairs_in(folder: Path, location: str) -> list[ModelPair]:
+    return _scan(folder, location)[0]
+
+
+def scan_models() -> tuple[list[ModelPair], list[BrokenModel]]:
+    """Every installed model and every broken one. A user model (broken or not) hides a bundled model of
+    the same name; one broken model never stops the others from being listed."""
+    user, user_broken = _scan(user_models_dir(), "user")
+    names = {p.name for p in user} | {b.name for b in user_broken}
+    bundled, bundled_broken = _scan(bundled_models_dir(), "bundled")
+    return (user + [p for p in bundled if p.name not in names],
+            user_broken + [b for b in bundled_broken if b.name not in names])
 
 
 def list_models() -> list[ModelPair]:
-    """Every installed model: user models first, then bundled ones not shadowed by a user model."""
-    user = _pairs_in(user_models_dir(), "user")
-    names = {p.name for p in user}
-    bundled = [p for p in _pairs_in(bundled_models_dir(), "bundled") if p.name not in names]
-    return user + bundled
+    """Every usable installed model: user models first, then bundled ones not hidden by a user model."""
+    return scan_models()[0]
 
 
 def _find_named(name: str) -> ModelPair | None:
@@ -260,7 +295,7 @@ def resolve_model(
         raise UsageError("give either --to DOMAIN or --direction a2b|b2a, not both")
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r}; use a2b or b2a")
-    notes: list[str] = []
+    notes: list[Note] = []
     if model is not None:
         text = os.fspath(model)
         if isinstance(model, Path) or Path(text).expanduser().exists() or _looks_like_path(text):
@@ -305,17 +340,18 @@ def _no_target_message(to: str, targets: list[str]) -> str:
     )
 
 
-def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[str]) -> Resolved:
+def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[Note]) -> Resolved:
     only_assumed = len(pair.files) == 1 and pair.files[0].assumed
     if pair.files[0].assumed:
-        notes.append(
+        notes.append(Note(
+            "no-metadata",
             f"{pair.files[0].path} has no imgxlate metadata; assuming RGB NCHW input and output in [-1, 1] "
-            "(export with imgxlate-train to embed it)"
-        )
+            "(export with imgxlate-train to embed it)",
+        ))
     if to is not None:
         found = pair.by_target(to)
         if found is None and only_assumed:
-            notes.append(f"--to {to} ignored: {pair.path} is a single generator without metadata")
+            notes.append(Note("ignored", f"--to {to} ignored: {pair.path} is a single generator without metadata"))
             found = pair.files[0]
         if found is None:
             raise ModelNotFoundError(
@@ -326,7 +362,9 @@ def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[st
     if direction is not None:
         found = pair.by_direction(direction)
         if found is None and only_assumed:
-            notes.append(f"--direction {direction} ignored: {pair.path} is a single generator without metadata")
+            notes.append(Note(
+                "ignored", f"--direction {direction} ignored: {pair.path} is a single generator without metadata"
+            ))
             found = pair.files[0]
         if found is None:
             raise ModelNotFoundError(
@@ -336,42 +374,97 @@ def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[st
     chosen = pair.default_file()
     if len(pair.files) > 1:
         other = next(f for f in pair.files if f is not chosen)
-        notes.append(
-            f"translating {chosen.label} with {pair.name}; use --to {other.metadata.target} for the other way"
-        )
+        notes.append(Note(
+            "direction",
+            f"translating {chosen.label} with {pair.name}; use --to {other.metadata.target} for the other way",
+        ))
     return Resolved(pair, chosen, tuple(notes))
 
 
 # ------------------------------------------------------------------------------------------- validation
 
 
-def validate_model_file(path: Path) -> ModelMetadata | None:
-    """Load ``path`` in ONNX Runtime (CPU) and run a 16x16 input through it; return its metadata."""
+def probe_side(meta: ModelMetadata) -> tuple[int, int]:
+    """The probe input's (height, width): small, a multiple of the model's size multiple, not square
+    (so a model that swaps or resizes its axes is caught)."""
+    mult = max(1, int(meta.size_multiple))
+    h = mult * max(2, -(-16 // mult))
+    return h, h + mult
+
+
+def probe_generator(engine: Any, meta: ModelMetadata, where: str | os.PathLike[str]) -> None:
+    """Run one small random image through ``engine`` and check that the model is an image generator:
+    the output has the input's shape, is finite and is not constant. Raises InvalidModelError.
+
+    The one check behind both ``imgxlate models add`` and ``--model PATH`` (run once per loaded model)."""
     import numpy as np
 
-    from imgxlate.engine import Engine
-
-    meta = read_onnx_metadata(str(path))
-    engine = Engine(path, device="cpu", threads=1)
-    x = np.random.default_rng(0).uniform(-1, 1, size=(1, 3, 16, 16)).astype(np.float32)
+    h, w = probe_side(meta)
+    fixed = getattr(engine, "fixed_size", None)
+    if fixed is not None:
+        h, w = fixed
+    lo, hi = meta.input_range
+    x = np.random.default_rng(0).uniform(lo, hi, size=(1, 3, h, w)).astype(np.float32)
     try:
-        y = engine.run(x)
-    except Exception as exc:
+        y = np.asarray(engine.run(x))
+    except ImgxlateError:
+        raise
+    except Exception as exc:  # ONNX Runtime errors have no common base class
         raise InvalidModelError(
-            f"{path} loads but fails on a 16x16 test image: {str(exc).splitlines()[0][:300]}"
+            f"{where} loads but fails on a {w}x{h} test image: {str(exc).splitlines()[0][:300]}; it is not "
+            "an image generator imgxlate can run"
         ) from exc
     if y.shape != x.shape:
-        raise InvalidModelError(f"{path} maps a (1, 3, 16, 16) input to {tuple(y.shape)}; expected the same shape")
+        raise InvalidModelError(
+            f"{where} maps a {tuple(x.shape)} test image to {tuple(y.shape)}; an imgxlate generator returns "
+            "an image of the same size (is it a classifier, or a model that resizes?)"
+        )
     if not np.isfinite(y).all():
-        raise InvalidModelError(f"{path} produced NaN or infinite values on a test image")
-    return meta
+        raise InvalidModelError(f"{where} produced NaN or infinite values on a test image")
+    out_lo, out_hi = meta.output_range
+    if float(np.ptp(y, axis=(2, 3)).max()) <= 1e-6 * (out_hi - out_lo):
+        raise InvalidModelError(
+            f"{where} returns a constant image whatever its input (value {float(y.flat[0]):.4g}); it is not "
+            "a trained generator"
+        )
+
+
+def validate_model_file(path: Path, meta: ModelMetadata | None = None) -> ModelMetadata | None:
+    """Load ``path`` in ONNX Runtime (CPU) and run :func:`probe_generator` on it; return its metadata."""
+    from imgxlate.engine import Engine
+
+    found = read_onnx_metadata(str(path))
+    engine = Engine(path, device="cpu", threads=1)
+    probe_generator(engine, found or meta or ModelMetadata.assumed(path.stem), path)
+    return found
 
 
 # --------------------------------------------------------------------------------------- install, remove
 
+DOWNLOAD_DEADLINE_ENV = "IMGXLATE_DOWNLOAD_TIMEOUT"
+DEFAULT_DOWNLOAD_DEADLINE = 1800.0  # seconds for a whole download (every file of it), not per read
+_READ_TIMEOUT = 30.0
+_KEEP_SUFFIXES = (".onnx", ".md", ".json", ".txt")
+_ZIP_MAX_BYTES = 8 << 30  # refuse archives that unpack to more than this (zip bombs)
+SOURCE_FILE = "source.json"  # where an installed model came from (URL, Hub revision, sha256)
+
 
 def _is_url(source: str) -> bool:
     return bool(re.match(r"^(https?|file)://", source, re.IGNORECASE))
+
+
+def _is_hub(source: str) -> bool:
+    return source.lower().startswith("hf://")
+
+
+def parse_hub(source: str) -> tuple[str, str | None]:
+    """``hf://ORG/REPO[@REV]`` -> ``("ORG/REPO", REV or None)``."""
+    rest = source[len("hf://"):]
+    repo, _, rev = rest.partition("@")
+    repo = repo.strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo) or (_ and not rev):
+        raise UsageError(f"{source!r} is not a Hugging Face model address; use hf://ORG/REPO or hf://ORG/REPO@REV")
+    return repo, rev or None
 
 
 def _sha256(path: Path) -> str:
@@ -382,30 +475,98 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_sha(actual: str, expected: str | None, what: str) -> None:
+def normalize_sha256(expected: str | None) -> str | None:
+    """A ``--sha256`` value as 64 lowercase hex digits; a malformed one is a usage error (raised before
+    anything is downloaded)."""
     if expected is None:
-        return
+        return None
     want = expected.strip().lower()
+    want = want.removeprefix("sha256:")
     if not re.fullmatch(r"[0-9a-f]{64}", want):
         raise UsageError(f"--sha256 must be 64 hexadecimal digits; got {expected!r}")
-    if actual != want:
+    return want
+
+
+def _check_sha(actual: str, expected: str | None, what: str) -> None:
+    want = normalize_sha256(expected)
+    if want is not None and actual != want:
         raise InvalidModelError(
             f"sha256 mismatch for {what}: expected {want}, got {actual}; the file is corrupt or not the one "
             "you meant; nothing was installed"
         )
 
 
-def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = 30.0) -> str:
-    """Stream ``url`` into ``dest``; return the sha256 of what was written."""
-    h = hashlib.sha256()
+def download_deadline() -> float:
+    text = os.environ.get(DOWNLOAD_DEADLINE_ENV, "").strip()
+    if not text:
+        return DEFAULT_DOWNLOAD_DEADLINE
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(dest, "wb") as out:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"${DOWNLOAD_DEADLINE_ENV} must be a number of seconds; got {text!r}") from None
+    if value <= 0:
+        raise UsageError(f"${DOWNLOAD_DEADLINE_ENV} must be more than 0 seconds; got {text!r}")
+    return value
+
+
+class _Deadline:
+    def __init__(self, seconds: float | None) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.seconds = seconds
+        self.end = None if seconds is None else self._time() + seconds
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - self._time()
+
+    def read_timeout(self) -> float:
+        left = self.left()
+        return _READ_TIMEOUT if left is None else max(0.05, min(_READ_TIMEOUT, left))
+
+
+def _set_read_timeout(resp: Any, seconds: float) -> None:
+    """Shorten the socket timeout of an open response so that no read outlives the deadline."""
+    sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(seconds)
+        except OSError:
+            pass
+
+
+def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = _READ_TIMEOUT,
+             deadline: float | None | _Deadline = None) -> str:
+    """Stream ``url`` into ``dest``; return the sha256 of what was written.
+
+    ``timeout`` bounds each read; ``deadline`` (seconds, or a shared :class:`_Deadline`) bounds the whole
+    download, so a server that trickles bytes cannot keep it going forever."""
+    clock = deadline if isinstance(deadline, _Deadline) else _Deadline(deadline)
+    h = hashlib.sha256()
+    done = 0
+
+    def too_slow() -> ImgxlateError:
+        return ImgxlateError(
+            f"download of {url} did not finish within {clock.seconds:g} s ({done} bytes received); try again "
+            f"on a faster connection or raise the limit (--timeout or ${DOWNLOAD_DEADLINE_ENV})"
+        )
+
+    try:
+        with urllib.request.urlopen(url, timeout=min(timeout, clock.read_timeout())) as resp, \
+                open(dest, "wb") as out:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            done = 0
             if progress:
                 progress(0, total)
-            while chunk := resp.read(_CHUNK):
+            reader = getattr(resp, "read1", resp.read)
+            while True:
+                left = clock.left()
+                if left is not None and left <= 0:
+                    raise too_slow()
+                _set_read_timeout(resp, min(timeout, clock.read_timeout()))
+                chunk = reader(_CHUNK)
+                if not chunk:
+                    break
                 out.write(chunk)
                 h.update(chunk)
                 done += len(chunk)
@@ -415,7 +576,10 @@ def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: 
                 raise ImgxlateError(f"download of {url} stopped after {done} of {total} bytes; try again")
     except urllib.error.HTTPError as exc:
         raise ImgxlateError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the address") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (TimeoutError, OSError, urllib.error.URLError) as exc:
+        left = clock.left()
+        if left is not None and left <= 0.1:
+            raise too_slow() from exc
         reason = getattr(exc, "reason", exc)
         raise ImgxlateError(
             f"cannot download {url}: {reason}; check the address and your connection"
@@ -432,67 +596,300 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _unzip(archive: Path, into: Path) -> Path:
+    """Unpack the model files of a zip archive into ``into``; return the folder holding the model
+    (the archive's root or its one sub-folder with a2b.onnx / b2a.onnx), or the one .onnx file."""
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidModelError(f"{archive.name} is not a readable zip archive ({exc})") from exc
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if sum(m.file_size for m in members) > _ZIP_MAX_BYTES:
+            raise InvalidModelError(f"{archive.name} unpacks to more than {_ZIP_MAX_BYTES >> 30} GB; not a model")
+        into.mkdir(parents=True, exist_ok=True)
+        for m in members:
+            parts = Path(m.filename.replace("\\", "/")).parts
+            if m.filename.startswith(("/", "\\")) or ".." in parts or any(p.startswith(".") for p in parts) \
+                    or (parts and ":" in parts[0]):
+                continue  # absolute, escaping or hidden paths are never unpacked
+            if Path(m.filename).suffix.lower() not in _KEEP_SUFFIXES or len(parts) > 3:
+                continue
+            target = into.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+    return _model_in(into, archive.name)
+
+
+def _model_in(folder: Path, what: str) -> Path:
+    """The pair folder (``folder`` itself or its one sub-folder with a2b/b2a.onnx) or the one .onnx file."""
+    def is_pair(d: Path) -> bool:
+        return any((d / f"{x}.onnx").is_file() for x in DIRECTIONS)
+
+    if is_pair(folder):
+        return folder
+    subs = [d for d in sorted(folder.iterdir()) if d.is_dir() and is_pair(d)]
+    if len(subs) == 1:
+        return subs[0]
+    if len(subs) > 1:
+        raise UsageError(f"{what} holds several models ({', '.join(d.name for d in subs)}); install one at a time")
+    onnx_files = sorted(folder.rglob("*.onnx"))
+    if len(onnx_files) == 1:
+        return onnx_files[0]
+    listed = f" (it has {', '.join(p.name for p in onnx_files)})" if onnx_files else ""
+    raise InvalidModelError(f"{what} has no a2b.onnx / b2a.onnx and no single .onnx model{listed}")
+
+
+def _fetch_folder_url(url: str, into: Path, progress: ProgressFn | None, clock: _Deadline) -> Path:
+    """A folder URL (ending in /): fetch its a2b.onnx, b2a.onnx and README.md model card, where present."""
+    into.mkdir(parents=True, exist_ok=True)
+    got = []
+    for fname in ("a2b.onnx", "b2a.onnx", "README.md"):
+        try:
+            download(url + fname, into / fname, progress if fname.endswith(".onnx") else None, deadline=clock)
+            got.append(fname)
+        except ImgxlateError as exc:
+            (into / fname).unlink(missing_ok=True)
+            if "HTTP 404" not in str(exc):
+                raise
+    if not any(f.endswith(".onnx") for f in got):
+        raise ModelNotFoundError(f"{url} has neither a2b.onnx nor b2a.onnx (HTTP 404 for both); check the address")
+    return into
+
+
+def _fetch_hub(source: str, progress: ProgressFn | None) -> tuple[Path, dict[str, Any]]:
+    """Download (or find in the Hugging Face cache) the model files of ``hf://ORG/REPO[@REV]``."""
+    repo, rev = parse_hub(source)
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hf_errors
+    except ImportError:
+        raise UsageError(
+            f"{source} needs the huggingface_hub package: pip install 'imgxlate[hub]'"
+        ) from None
+    patterns = ["*.onnx", "README.md", "*.json"]
+    if progress is None:  # quiet: no tqdm bars from the Hub client either
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    try:
+        # HF_ENDPOINT (a mirror) and the Hub's own cache (HF_HOME / HF_HUB_CACHE) are honoured; with no
+        # connection, a revision already in that cache is used as is.
+        folder = Path(huggingface_hub.snapshot_download(
+            repo, revision=rev, allow_patterns=patterns, endpoint=os.environ.get("HF_ENDPOINT") or None,
+        ))
+    except hf_errors.RevisionNotFoundError as exc:
+        raise ModelNotFoundError(f"{source}: the Hub has no revision {rev!r} of {repo}") from exc
+    except hf_errors.RepositoryNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"{source}: no model repository {repo} on the Hub (or it is private: log in with `hf auth login`)"
+        ) from exc
+    except hf_errors.LocalEntryNotFoundError as exc:
+        raise ImgxlateError(
+            f"{source}: the Hub cannot be reached and {repo}@{rev or 'main'} is not in the Hugging Face cache; "
+            "connect once to download it (later installs work offline)"
+        ) from exc
+    except (hf_errors.HfHubHTTPError, OSError, ValueError) as exc:
+        raise ImgxlateError(f"{source}: {str(exc).splitlines()[0][:300]}") from exc
+    return folder, {"source": f"hf://{repo}", "revision": folder.name, "requested": rev or "main"}
+
+
+def _describe(pair: ModelPair) -> str:
+    return ", ".join(f"{f.direction}: {f.label}" for f in pair.files)
+
+
+def _same_domains(a: ModelPair, b: ModelPair) -> bool:
+    return bool(a.files and b.files) and not a.files[0].assumed and not b.files[0].assumed and \
+        a.domains == b.domains
+
+
+def _warn_default(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, stacklevel=3)
+
+
 def install_model(
     source: str | os.PathLike[str],
     *,
     name: str | None = None,
     sha256: str | None = None,
+    force: bool = False,
     progress: ProgressFn | None = None,
+    deadline: float | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ModelPair:
-    """Validate a pair folder, a .onnx file or a URL of one, and install it under the user folder.
+    """Validate a model and install it under the user folder; return the installed pair.
 
-    The model is assembled in a temp folder beside its destination and renamed into place, so an
-    interrupted install leaves nothing behind under the model's name.
+    ``source``: a pair folder, a .onnx file, a .zip of either, an http(s) URL of any of those, a folder URL
+    (ending in ``/``: its a2b.onnx, b2a.onnx and README.md are fetched), or ``hf://ORG/REPO[@REV]``.
+
+    A name already taken is refused unless the new files add a missing direction to the same pair
+    (same domains): then they are added into it. ``force`` replaces a user model or hides a bundled one,
+    and ``warn`` is told what is replaced or hidden. The model is assembled in a temp folder beside its
+    destination and renamed into place: an interrupted install leaves nothing under the model's name.
     """
+    warn = warn or _warn_default
+    text = os.fspath(source)
+    want_sha = normalize_sha256(sha256)  # before any download
+    if name is not None:
+        _check_name(name)
+    if want_sha is not None and (_is_hub(text) or (_is_url(text) and text.endswith("/"))):
+        raise UsageError("--sha256 checks one file (a .onnx or a .zip), not a folder or a Hub repository")
+    clock = _Deadline(deadline if deadline is not None else download_deadline())
     root = user_models_dir()
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=root))
+    provenance: dict[str, Any] = {}
     try:
-        text = os.fspath(source)
-        if _is_url(text):
+        fname = ""
+        if _is_hub(text):
+            src, provenance = _fetch_hub(text, progress)
+            src = _model_in(src, text)
+        elif _is_url(text) and text.endswith("/"):
+            src = _fetch_folder_url(text, staging / ".download", progress, clock)
+            provenance = {"source": text}
+        elif _is_url(text):
             fname = Path(urllib.request.url2pathname(text.split("?", 1)[0].rsplit("/", 1)[-1])).name
-            if not fname.lower().endswith(".onnx"):
+            if not fname.lower().endswith((".onnx", ".zip")):
                 fname = "model.onnx"
             src = staging / ".download" / fname
             src.parent.mkdir()
-            digest = download(text, src, progress)
-            _check_sha(digest, sha256, text)
+            digest = download(text, src, progress, deadline=clock)
+            _check_sha(digest, want_sha, text)
+            provenance = {"source": text, "sha256": digest}
         else:
             src = Path(text).expanduser()
             if not src.exists():
-                raise ModelNotFoundError(f"{src} does not exist; give a .onnx file, a pair folder or a URL")
-            if sha256 is not None:
+                raise ModelNotFoundError(
+                    f"{src} does not exist; give a .onnx file, a pair folder, a .zip, a URL or hf://ORG/REPO"
+                )
+            if want_sha is not None:
                 if src.is_dir():
                     raise UsageError("--sha256 checks a single file or a download, not a folder")
-                _check_sha(_sha256(src), sha256, str(src))
+                _check_sha(_sha256(src), want_sha, str(src))
+        if src.is_file() and _head(src, 4) == b"PK\x03\x04":
+            src = _unzip(src, staging / ".unzipped")
 
         pair = load_pair(src, "path")
         for f in pair.files:
-            validate_model_file(f.path)
+            validate_model_file(f.path, f.metadata)
         if name is None:
-            name = src.stem if src.is_file() and pair.files[0].assumed else pair.name
-            if _is_url(text) and pair.files[0].assumed:
-                name = Path(fname).stem
+            name = _default_name(text, src, pair, fname, staging)
         _check_name(name)
+
         dest = root / name
-        if dest.exists():
-            raise UsageError(
-                f"a model named {name!r} is already installed at {dest}; remove it with "
-                f"`imgxlate models remove {name}` or pick another --name"
-            )
         target = staging / "model"
         target.mkdir()
+        new_files = {f.direction: f.path for f in pair.files}
+        existing = _existing(dest, name)
+        if existing is not None:
+            old = existing
+            clash = sorted(set(new_files) & set(old.directions))
+            if not clash and _same_domains(old, pair):
+                # Add the missing direction(s) into the existing pair, keep its files and card.
+                for item in _model_files(old.path):
+                    if old.location == "user" or item.suffix == ".onnx" or item.name == "README.md":
+                        shutil.copy2(item, target / item.name)
+                if old.location == "bundled":
+                    warn(f"{name} now hides the bundled model {name} ({_describe(old)}); its "
+                         f"{', '.join(old.directions)} generator was copied into the user model")
+            elif not force:
+                what = "bundled with imgxlate" if old.location == "bundled" else f"already installed at {old.path}"
+                if not old.files:
+                    what = f"installed at {old.path} but cannot be loaded"
+                had = f" ({_describe(old)})" if old.files else ""
+                raise UsageError(
+                    f"a model named {name!r} is {what}{had}; installing "
+                    f"{_describe(pair)} under that name would hide "
+                    f"{'it' if set(clash) >= set(old.directions) else 'its ' + ', '.join(clash) + ' generator'}"
+                    "; pick another --name, "
+                    f"or pass --force to {'hide' if old.location == 'bundled' else 'replace'} it"
+                )
+            else:
+                if old.location == "bundled":
+                    kept = [d for d in old.directions if d not in new_files]
+                    if kept and _same_domains(old, pair):
+                        for d in kept:
+                            shutil.copy2(old.path / f"{d}.onnx", target / f"{d}.onnx")
+                    warn(f"{name} now hides the bundled model {name} ({_describe(old)})"
+                         + (f"; its {', '.join(kept)} generator was kept" if kept and _same_domains(old, pair)
+                            else "")
+                         + f"; `imgxlate models remove {name}` brings the bundled one back")
+                else:
+                    warn(f"replacing the user model {name} ({_describe(old)}) at {old.path}")
         if src.is_dir():
-            for item in sorted(src.iterdir()):
-                if item.is_file() and item.suffix.lower() in (".onnx", ".md", ".json", ".txt") and \
-                        not item.name.startswith("."):
-                    shutil.copy2(item, target / item.name)
+            for item in _model_files(src):
+                if item.suffix == ".onnx" and item.stem not in DIRECTIONS:
+                    continue
+                shutil.copy2(item, target / item.name)
         else:
             shutil.copy2(src, target / f"{pair.files[0].direction}.onnx")
-        os.replace(target, dest)
+        if provenance:
+            import json
+
+            (target / SOURCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+        _swap_into_place(target, dest, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return load_pair(dest, "user", name)
+
+
+def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Path) -> str:
+    """The install name when --name is not given: a local folder's name, a file's pair name (its stem
+    without metadata), else the pair name in the metadata, the Hub repository or the URL's last part."""
+    meta = None if pair.files[0].assumed else pair.files[0].metadata
+    downloaded = staging in src.parents
+    if src.is_file():
+        return meta.pair if meta is not None else (Path(fname).stem if fname else src.stem)
+    if not downloaded and not _is_hub(text):
+        return src.name
+    if downloaded and src.parent.name == ".unzipped":
+        return src.name  # the archive's one sub-folder
+    if meta is not None:
+        return meta.pair
+    if _is_hub(text):
+        return parse_hub(text)[0].split("/")[1]
+    stem = text.rstrip("/").rsplit("/", 1)[-1]
+    return Path(stem).stem or "model"
+
+
+def _model_files(folder: Path) -> list[Path]:
+    return [item for item in sorted(folder.iterdir())
+            if item.is_file() and item.suffix.lower() in _KEEP_SUFFIXES and not item.name.startswith(".")]
+
+
+def _existing(dest: Path, name: str) -> ModelPair | None:
+    """The model a new install under ``name`` would replace or hide: the user one, else the bundled one."""
+    if dest.exists():
+        try:
+            return load_pair(dest, "user", name)
+        except ImgxlateError:
+            return ModelPair(name=name, path=dest, location="user", files=())
+    bundled = bundled_models_dir() / name
+    if bundled.is_dir() and any((bundled / f"{d}.onnx").is_file() for d in DIRECTIONS):
+        try:
+            return load_pair(bundled, "bundled", name)
+        except ImgxlateError:
+            return None
+    return None
+
+
+def _swap_into_place(target: Path, dest: Path, staging: Path) -> None:
+    """Rename the assembled model to ``dest``; an existing folder is moved aside first and removed after."""
+    if dest.exists():
+        aside = staging / "previous"
+        os.replace(dest, aside)
+        try:
+            os.replace(target, dest)
+        except OSError:
+            os.replace(aside, dest)
+            raise
+    else:
+        os.replace(target, dest)
 
 
 def remove_model(name: str) -> Path:

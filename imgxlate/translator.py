@@ -25,7 +25,8 @@ from imgxlate.engine import Engine
 from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
-from imgxlate.registry import ModelPair, Resolved, resolve_model
+from imgxlate.notes import Note
+from imgxlate.registry import ModelPair, Resolved, probe_generator, resolve_model
 from imgxlate.tiling.pad import pad_bottom_right, round_up
 
 TILINGS = ("exact", "blend")
@@ -34,14 +35,14 @@ TILINGS = ("exact", "blend")
 class Translator:
     """One loaded generator: array / PIL / batch translation with padding, cropping and tiling."""
 
-    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[str] = ()) -> None:
+    def __init__(self, resolved: Resolved, engine: Engine, notes: Sequence[Note] = ()) -> None:
         self.resolved = resolved
         self.pair: ModelPair = resolved.pair
         self.metadata: ModelMetadata = resolved.file.metadata
         self.model_path: Path = resolved.file.path
         self.engine = engine
         self.provider: str = engine.provider
-        self.warnings: list[str] = list(notes)
+        self.notes: list[Note] = list(notes)  # from resolving the model, then from runs (fallbacks)
         self._exact: Any = None  # ExactTiler, created on first tiled run
         self._exact_failed = False
         # Memory budget for automatic tiling in bytes (--max-memory; None: from the memory available).
@@ -53,6 +54,11 @@ class Translator:
     @property
     def multiple(self) -> int:
         return max(1, int(self.metadata.size_multiple))
+
+    @property
+    def warnings(self) -> list[str]:
+        """The texts of :attr:`notes` (kept for callers of earlier versions)."""
+        return [n.text for n in self.notes]
 
     def describe(self) -> str:
         return f"{self.pair.name}: {self.metadata.source} -> {self.metadata.target} ({self.model_path})"
@@ -130,8 +136,10 @@ class Translator:
         return tile
 
     def _warn(self, message: str) -> None:
-        if message not in self.warnings:
-            self.warnings.append(message)
+        """A ``fallback`` note: recorded once in :attr:`notes` and raised as a Python warning."""
+        note = Note("fallback", message)
+        if note not in self.notes:
+            self.notes.append(note)
             warnings.warn(message, stacklevel=3)
 
     def _exact_tiler(self) -> Any:
@@ -191,9 +199,7 @@ class Translator:
         t = max(self.auto_tile(height, width), MIN_TILE)
         if max(height, width) <= t:
             t = max(MIN_TILE, max(height, width) // 2 // 4 * 4)
-        message = f"the whole {width}x{height} image ran out of memory; retrying it in exact tiles of {t} px"
-        self.warnings.append(message)
-        warnings.warn(message, stacklevel=4)
+        self._warn(f"the whole {width}x{height} image ran out of memory; retrying it in exact tiles of {t} px")
         return t
 
     # ----------------------------------------------------------------------------- public API
@@ -284,9 +290,12 @@ def load_model(
     "openvino", see :mod:`imgxlate.engine`)."""
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads, backend=backend)
+    # The same check as `imgxlate models add`, once per loaded model: a classifier, a model that
+    # resizes, or one that outputs NaN or a constant is refused before any image is written.
+    probe_generator(engine, resolved.file.metadata, resolved.file.path)
     for note in resolved.notes:
-        if "has no imgxlate metadata" in note:
-            warnings.warn(note, stacklevel=2)
+        if note.kind == "no-metadata":
+            warnings.warn(note.text, stacklevel=2)
     return Translator(resolved, engine, resolved.notes)
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random-weight generator pairs (exported by our own exporter) and ../shared."""
+"""Shared fixtures: tiny random-weight generator pairs (built with onnx.helper, no torch) and ../shared."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tiny_generator import write_pair
 
 # 2-core CI: keep every library to one thread per test process unless a test says otherwise.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -35,18 +36,8 @@ def corpus_dir(shared_dir: Path) -> Path:
 
 
 def _make_pair(out: Path, upsample: str = "transpose", name_a: str = "horse", name_b: str = "zebra") -> Path:
-    torch = pytest.importorskip("torch")
-    from imgxlate.train.export import export_pair
-    from imgxlate.train.networks import ResnetGenerator, init_weights
-
-    torch.manual_seed(0)
-    cfg = {"ngf": 8, "n_blocks": 2, "upsample": upsample}
-    # A larger init than the reference 0.02 so the random generator's output visibly depends on its
-    # input (tests compare tiled vs whole, flicker, etc.).
-    g_ab = init_weights(ResnetGenerator(**cfg), gain=0.2)
-    g_ba = init_weights(ResnetGenerator(**cfg), gain=0.2)
-    export_pair(g_ab, g_ba, out, name_a, name_b, cfg, image_size=32, steps=0, epochs=0.0)
-    return out
+    # Built with onnx.helper (tests/tiny_generator.py), not through the trainer: no torch needed.
+    return write_pair(out, upsample, name_a, name_b)
 
 
 @pytest.fixture(scope="session")

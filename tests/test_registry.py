@@ -75,7 +75,8 @@ def test_resolve_by_path_to_and_direction(tiny_pair: Path) -> None:
 def test_neither_to_nor_direction_picks_one_and_says_so(tiny_pair: Path) -> None:
     r = reg.resolve_model(tiny_pair)
     assert r.file.direction == "a2b"
-    assert any("--to horse" in n for n in r.notes)
+    assert any("--to horse" in n.text for n in r.notes)
+    assert [n.kind for n in r.notes] == ["direction"]
 
 
 def test_photo_domain_is_the_default_source(tmp_path: Path, tiny_pair: Path) -> None:
@@ -120,8 +121,9 @@ def test_file_without_metadata_is_assumed_with_a_note(tmp_path: Path, tiny_pair:
     r = reg.resolve_model(bare, to="anything")
     assert r.file.assumed and r.pair.name == "mystyle"
     assert r.file.metadata.input_range == (-1.0, 1.0)
-    assert any("no imgxlate metadata" in n for n in r.notes)
-    assert any("--to anything ignored" in n for n in r.notes)
+    assert any("no imgxlate metadata" in n.text for n in r.notes)
+    assert any("--to anything ignored" in n.text for n in r.notes)
+    assert [n.kind for n in r.notes] == ["no-metadata", "ignored"]
 
 
 def test_default_model_missing(home: Path) -> None:
@@ -167,8 +169,12 @@ def test_user_model_shadows_bundled(home: Path, tiny_pair: Path, tmp_path: Path,
     assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "bundled")]
     with pytest.raises(UsageError, match="bundled"):
         reg.remove_model("horse2zebra")
-    reg.install_model(tiny_pair)
+    with pytest.raises(UsageError, match="bundled with imgxlate .* would hide it; .* --force"):
+        reg.install_model(tiny_pair)
+    hidden: list[str] = []
+    reg.install_model(tiny_pair, force=True, warn=hidden.append)
     assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "user")]
+    assert len(hidden) == 1 and "hides the bundled model horse2zebra" in hidden[0]
 
 
 def test_install_single_file_with_sha(home: Path, tiny_pair: Path, tmp_path: Path) -> None:

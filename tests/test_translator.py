@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 import imgxlate
-from imgxlate.batch import FileResult, convert_paths, sniff_format
+from imgxlate.batch import FileResult, convert_paths
 from imgxlate.errors import UsageError
+from imgxlate.imaging.formats import sniff_file
 from imgxlate.tiling.pad import pad_bottom_right
 from imgxlate.translator import Translator, load_model
 
@@ -140,12 +141,13 @@ def test_auto_tile_is_zero_for_small_images(translator: Translator) -> None:
     assert translator._tile_for(100, 100, 128) == 0  # one tile covers it: run whole
 
 
-def test_sniff_format(tmp_path: Path) -> None:
+def test_sniff_file(tmp_path: Path) -> None:
     p = tmp_path / "x.jpg"
     Image.new("RGBA", (4, 4)).save(p, format="PNG")  # a PNG that lies about its suffix
-    assert sniff_format(p) == "PNG"
+    assert sniff_file(p) == "PNG"
     (tmp_path / "t.jpg").write_text("text")
-    assert sniff_format(tmp_path / "t.jpg") == ""
+    assert sniff_file(tmp_path / "t.jpg") == ""
+    assert sniff_file(tmp_path / "missing.png") == ""
 
 
 def test_convert_paths_order_statuses_and_batching(tiny_pair: Path, tmp_path: Path) -> None:
@@ -201,6 +203,38 @@ def test_fixed_size_model_is_resized_with_a_warning(tiny_pair: Path, tmp_path: P
     assert out.shape == (30, 21, 3)
     frames = (np.stack([rand_rgb(10, 12, s) for s in range(2)]) * 255).astype(np.uint8)
     assert t.translate_batch(frames).shape == frames.shape  # batch of 2 through a batch-1 model
+    assert [n.kind for n in t.notes] == ["no-metadata", "fallback"]  # notes are data, not sentences
+    assert t.warnings == [n.text for n in t.notes]
+
+
+def test_exact_tiler_bug_is_raised_not_turned_into_blend(
+    tiny_pair: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgxlate.tiling import exact
+
+    def broken(self: object, *args: object, **kwargs: object) -> None:
+        raise AttributeError("a programming error inside the tiler")
+
+    monkeypatch.setattr(exact.ExactTiler, "__init__", broken)
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+    with pytest.raises(AttributeError, match="programming error"):
+        t.translate_rgb(rand_rgb(20, 20), tile=8, tiling="exact")
+    assert not any(n.kind == "fallback" for n in t.notes)
+
+
+def test_exact_tiling_not_possible_falls_back_with_a_note(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgxlate.errors import InvalidModelError
+    from imgxlate.tiling import exact
+
+    def uncuttable(self: object, *args: object, **kwargs: object) -> None:
+        raise InvalidModelError("no InstanceNormalization to cut at")
+
+    monkeypatch.setattr(exact.ExactTiler, "__init__", uncuttable)
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+    with pytest.warns(UserWarning, match="using overlap-blend tiling"):
+        out = t.translate_rgb(rand_rgb(20, 20), tile=8, tile_overlap=2, tiling="exact")
+    assert out.shape == (20, 20, 3)
+    assert [n.kind for n in t.notes] == ["fallback"]
 
 
 def test_whole_run_out_of_memory_is_retried_in_exact_tiles(

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+if __name__ != "imgxlate.train":  # `import train` from a checkout would load a second copy of every module
+    raise ImportError(
+        f"this folder is the package imgxlate.train, not {__name__!r}: `import imgxlate.train` "
+        "(from a checkout: pip install -e '.[train]')"
+    )
+
 from imgxlate.train.config import TrainConfig
 
 __all__ = [

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from imgxlate.train.config import TrainConfig
-from rich.console import Console
 
 from imgxlate._version import __version__
-from imgxlate.errors import ImgxlateError
+from imgxlate.cli.common import print_error, print_warning, stderr
+from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.train.config import TrainConfig
 
-stderr = Console(stderr=True)
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
@@ -41,7 +40,7 @@ def _version(value: bool) -> None:
 
 
 def _fail(err: ImgxlateError) -> None:
-    stderr.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    print_error(err)
     raise typer.Exit(err.exit_code)
 
 
@@ -58,7 +57,7 @@ def _setup_logging(quiet: bool) -> None:
     def show(
         message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None
     ) -> None:
-        stderr.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        print_warning(str(message))
 
     warnings.showwarning = show
 
@@ -177,7 +176,7 @@ def train_command(
         else:
             if not domain_a or not domain_b:
                 stderr.print(ctx.get_help())
-                stderr.print("[bold red]error:[/] pass --domain-a and --domain-b (or --resume RUN)")
+                print_error(UsageError("pass --domain-a and --domain-b (or --resume RUN)"))
                 raise typer.Exit(2)
             cfg = TrainConfig.from_dict(values)
             cfg.validate()  # before importing torch: a typo answers at once

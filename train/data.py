@@ -8,7 +8,6 @@ which worker loads which item.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import warnings
@@ -17,15 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from imgxlate.errors import TrainingError
+from imgxlate.imaging.decode import read_rgb8
 
 log = logging.getLogger("imgxlate.train")
-
-# Pillow decodes lazily; a crafted or huge file should fail, not eat the machine.
-Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, 200_000_000)
-
 
 class UnreadableImageWarning(UserWarning):
     """A training image could not be decoded and is skipped."""
@@ -65,67 +61,14 @@ def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
     return files
 
 
-def _srgb(img: Image.Image) -> Image.Image:
-    """Convert an image with an embedded ICC profile to sRGB (no-op without one or on failure)."""
-    icc = img.info.get("icc_profile")
-    if not icc or img.mode not in ("RGB", "RGBA", "L", "LA", "CMYK"):
-        return img
-    try:
-        from PIL import ImageCms
-
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        dst = ImageCms.createProfile("sRGB")
-        mode = {"L": "RGB", "LA": "RGBA"}.get(img.mode, img.mode)
-        out_mode = "RGBA" if mode == "RGBA" else "RGB"
-        if mode == "CMYK":
-            out_mode = "RGB"
-        if img.mode in ("L", "LA"):
-            # A grey profile cannot feed an RGB transform; grey values are taken as they are.
-            return img
-        return ImageCms.profileToProfile(img, src, dst, outputMode=out_mode)
-    except Exception:  # noqa: BLE001 - a broken profile must not lose the image
-        return img
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16/32-bit single-channel images ("I;16", "I", "F") to 8-bit "L" by scaling, not clipping."""
-    arr = np.asarray(img)
-    if img.mode.startswith("I;16") or (img.mode == "I" and arr.max(initial=0) > 255):
-        scaled = arr.astype(np.float64) / 257.0  # 65535 -> 255
-    elif img.mode == "F":
-        hi = float(arr.max(initial=0.0))
-        scaled = arr * (255.0 if hi <= 1.0 else 1.0)
-    else:
-        scaled = arr
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-
-
 def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Decode ``path`` fully into an 8-bit sRGB "RGB" image, upright, alpha composited on white.
+    """Decode ``path`` into an 8-bit sRGB "RGB" image, upright, alpha composited on white.
 
-    Handles EXIF orientation, grayscale, palette (with transparency), RGBA/LA, 16-bit, CMYK and
-    ICC profiles. Raises whatever Pillow raises for a file it cannot decode.
+    The pixels are imgxlate's own decoder's (:func:`imgxlate.imaging.decode.read_rgb8`: the ICC,
+    CMYK, orientation, 16-bit and size-limit policy of inference). Raises ImageReadError for a file it
+    cannot decode.
     """
-    with Image.open(path) as img:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            img = _to_8bit(img)
-        if img.mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        elif img.mode == "PA":
-            img = img.convert("RGBA")
-        elif img.mode in ("1", "La"):
-            img = img.convert("L")
-        elif img.mode == "RGBa":
-            img = img.convert("RGBA")
-        img = _srgb(img)
-        if img.mode in ("RGBA", "LA"):
-            # Composite on white: transparent regions of product shots and logos are white paper.
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        return img.convert("RGB")
+    return Image.fromarray(read_rgb8(path), "RGB")
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

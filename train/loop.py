@@ -22,15 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from imgxlate._atomic import atomic_path
+from imgxlate.errors import DeviceError, TrainingError, UsageError
 from imgxlate.train import data as data_mod
 from imgxlate.train.config import RESUME_OVERRIDABLE, TrainConfig
 from imgxlate.train.losses import cycle_loss, discriminator_loss, generator_gan_loss, identity_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, build_generator, init_weights
 from imgxlate.train.pool import ImagePool
-from torch import nn
-
-from imgxlate._atomic import atomic_path
-from imgxlate.errors import DeviceError, TrainingError, UsageError
 
 log = logging.getLogger("imgxlate.train")
 

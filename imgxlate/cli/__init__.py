@@ -3,21 +3,53 @@
 One module per command (:mod:`.convert`, :mod:`.video`, :mod:`.models`), shared options and helpers in
 :mod:`.common`, the Typer app that registers them in :mod:`.app`; :func:`main` is the console entry
 point.
+
+Exit codes, the same for every command: 0 done (or nothing to do), 1 something failed (the rest was
+still done), 2 usage error (bad option or value, unknown model, missing input), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 
-def main() -> None:
-    """Console entry point (``imgxlate`` and ``python -m imgxlate``)."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (``imgxlate`` and ``python -m imgxlate``).
+
+    With ``--json`` anywhere on the line, a usage error found while parsing (an unknown option, a value
+    not among the choices) also writes a JSON error object on stdout, as every later error does."""
     from imgxlate.cli.common import stderr
 
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         from imgxlate.cli.app import app
 
-        app(prog_name="imgxlate")
+        if "--json" not in args:
+            app(prog_name="imgxlate", args=args)
+            return
+        sys.exit(_run_json(app, args))
     except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while importing)
         stderr.print("interrupted")
         sys.exit(130)
+
+
+def _run_json(app: object, args: list[str]) -> int:
+    import typer
+    from typer import rich_utils
+
+    from imgxlate.cli.common import emit_json, json_error
+
+    # Click's exception classes, whether Typer uses click itself or its own copy of it.
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    try:
+        rv = app(prog_name="imgxlate", args=args, standalone_mode=False)  # type: ignore[operator]
+    except click_exception as exc:
+        rich_utils.rich_format_error(exc)
+        emit_json(json_error(exc.format_message(), "UsageError", exc.exit_code))
+        return int(exc.exit_code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 1
+    return rv if isinstance(rv, int) else 0

@@ -1,21 +1,24 @@
 """Shared helpers of the command modules (imported by every ``imgxlate.cli.*`` command):
 
-- ``ModelOpt``, ``ToOpt``, ``DirectionOpt``, ``DeviceOpt``, ``ThreadsOpt``, ``QuietOpt``: the model /
-  device options as ``Annotated`` types, so every command spells them the same way;
+- the options more than one command has (``ModelOpt``, ``ToOpt``, ``DeviceOpt``, ``QuietOpt``,
+  ``JsonOpt``, ...) as ``Annotated`` types with their help panel, choices, shown default and
+  ``IMGXLATE_*`` environment variable, so every command spells and means them the same way;
 - ``load_translator(...)``: load a model, print its notes and the provider line on stderr;
-- ``handle_errors()``: a context manager turning ImgxlateError into a message on stderr (no traceback)
-  and its exit code; ``print_error(err)``; ``stderr`` (a rich Console on stderr);
+- ``handle_errors(as_json)``: a context manager turning ImgxlateError into a message on stderr (no
+  traceback), a JSON error object on stdout with ``--json``, and its exit code; ``emit_json(doc)``; ``print_error(err)``; ``stderr`` (a rich Console on stderr);
 - ``sigint_guard()`` and ``progress_bar()``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -31,23 +34,185 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True)
 
 
+# ------------------------------------------------------------------------------------ shared options
+#
+# Every option two commands share is declared here once, as an ``Annotated`` type, with its help
+# panel, its choices (a typo fails at parse time, before any model loads), the default it resolves to
+# and its IMGXLATE_* environment variable. Command modules use these types and declare only what is
+# theirs alone.
+
+PANEL_MODEL = "Model"
+PANEL_DEVICE = "Device and speed"
+PANEL_INPUT = "Inputs"
+PANEL_OUTPUT = "Output"
+PANEL_TILING = "Large images"
+PANEL_REPORT = "Reporting"
+
+DEVICE_CHOICES = ("auto", "cuda", "cpu", "coreml", "directml")
+FORMAT_CHOICES = ("same", "png", "jpg", "webp", "tiff")
+TILING_CHOICES = ("exact", "blend")
+DIRECTION_CHOICES = ("a2b", "b2a")
+
+
+class LazyText(str):
+    """A help/default text computed only when help is shown (e.g. what the default model resolves to,
+    which needs the model's metadata): ``--help`` pays for it, a normal run does not."""
+
+    def __new__(cls, compute: Callable[[], str]) -> LazyText:  # noqa: PYI034
+        obj = super().__new__(cls, "")
+        obj._compute = compute  # type: ignore[attr-defined]
+        return obj
+
+    def _text(self) -> str:
+        try:
+            return self._compute()  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - help must render even with a broken model folder
+            return f"unknown: {str(exc).splitlines()[0][:120]}"
+
+    def __str__(self) -> str:
+        return self._text()
+
+    def __format__(self, spec: str) -> str:
+        return format(self._text(), spec)
+
+
+def _default_model_text() -> str:
+    from imgxlate.registry import DEFAULT_MODEL_ENV, default_model_name
+
+    return f"{default_model_name()}; ${DEFAULT_MODEL_ENV} changes it"
+
+
+def _default_to_text() -> str:
+    from imgxlate.registry import resolve_model
+
+    r = resolve_model(None)
+    return f"{r.file.metadata.target}: {r.pair.name} translates {r.file.label}"
+
+
+def _default_max_pixels_text() -> str:
+    from imgxlate.imaging.decode import DEFAULT_MAX_PIXELS
+
+    return f"{DEFAULT_MAX_PIXELS:,} ({DEFAULT_MAX_PIXELS / 1e6:g} MP)".replace(",", "_")
+
+
+def complete_model(incomplete: str) -> list[str]:
+    from imgxlate.registry import list_models
+
+    return [p.name for p in list_models() if p.name.startswith(incomplete)]
+
+
+def _complete_domain(incomplete: str) -> list[str]:
+    from imgxlate.registry import list_models
+
+    return sorted({t for p in list_models() for t in p.targets if t.startswith(incomplete)})
+
+
 ModelOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional on 3.10
-    typer.Option("--model", "-m", help="Model name (see `imgxlate models`) or path to a .onnx file / pair folder."),
+    typer.Option(
+        "--model", "-m", rich_help_panel=PANEL_MODEL, autocompletion=complete_model,
+        show_default=LazyText(_default_model_text),
+        help="Model name (see `imgxlate models`) or path to a .onnx file / pair folder.",
+    ),
 ]
 ToOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--to", "-t", help="Target domain, e.g. vangogh: picks the generator that produces it."),
+    typer.Option(
+        "--to", "-t", rich_help_panel=PANEL_MODEL, autocompletion=_complete_domain,
+        show_default=LazyText(_default_to_text),
+        help="Target domain, e.g. vangogh: picks the generator that produces it.",
+    ),
 ]
 DirectionOpt = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--direction", help="a2b or b2a within the pair (instead of --to)."),
+    Optional[Literal[DIRECTION_CHOICES]],  # noqa: UP045
+    typer.Option("--direction", case_sensitive=False, rich_help_panel=PANEL_MODEL,
+                  help="Generator by direction within the pair (instead of --to)."),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto | cuda | cpu.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", min=0, help="CPU threads (0 = physical cores).")]
-BackendOpt = Annotated[str, typer.Option(
-    "--backend", help="auto | onnxruntime | openvino (auto: OpenVINO on the CPU when installed).")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still shown).")]
+DeviceOpt = Annotated[
+    Literal[DEVICE_CHOICES],
+    typer.Option(
+        "--device", case_sensitive=False, envvar="IMGXLATE_DEVICE", rich_help_panel=PANEL_DEVICE,
+        help="auto: CUDA when it works, else the CPU. coreml / directml where the onnxruntime build has them. "
+             "The provider that runs is printed.",
+    ),
+]
+ThreadsOpt = Annotated[
+    int,
+    typer.Option("--threads", min=0, envvar="IMGXLATE_THREADS", rich_help_panel=PANEL_DEVICE,
+                 help="CPU threads; 0 = $OMP_NUM_THREADS when set, else the physical cores."),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", rich_help_panel=PANEL_OUTPUT,
+                       help="Replace existing outputs (default: skip them, so a rerun resumes).")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", rich_help_panel=PANEL_REPORT,
+                       help="Errors only: no progress, notes, provider line or summary.")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", rich_help_panel=PANEL_REPORT,
+                       help='Print a JSON report on stdout (on failure: {"error": {...}}); text stays on stderr.')
+]
+FormatOpt = Annotated[
+    Literal[FORMAT_CHOICES], typer.Option("--format", "-f", case_sensitive=False, rich_help_panel=PANEL_OUTPUT,
+                      help="Output format; same = the input's format (PNG for formats imgxlate cannot write).")
+]
+QualityOpt = Annotated[
+    int, typer.Option("--quality", min=1, max=100, rich_help_panel=PANEL_OUTPUT, help="JPEG / WebP quality.")
+]
+IncludeOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--include", rich_help_panel=PANEL_INPUT, show_default=False,
+                 help="Only files matching this glob (repeatable)."),
+]
+ExcludeOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--exclude", rich_help_panel=PANEL_INPUT, show_default=False,
+                 help="Skip files matching this glob (repeatable)."),
+]
+RecursiveOpt = Annotated[
+    bool, typer.Option("--recursive/--no-recursive", rich_help_panel=PANEL_INPUT, help="Walk sub-folders.")
+]
+MaxPixelsOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--max-pixels", min=1, envvar="IMGXLATE_MAX_PIXELS", rich_help_panel=PANEL_INPUT,
+                 show_default=LazyText(_default_max_pixels_text),
+                 help="Refuse images with more pixels than this (read from the header, before decoding)."),
+]
+TileOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--tile", min=0, rich_help_panel=PANEL_TILING, show_default="automatic from the image size",
+                 help="Tile edge in pixels; 0 = the whole image at once."),
+]
+TileOverlapOpt = Annotated[
+    int, typer.Option("--tile-overlap", min=0, rich_help_panel=PANEL_TILING,
+                      help="Overlap between tiles in pixels (blend tiling only).")
+]
+TilingOpt = Annotated[
+    Literal[TILING_CHOICES], typer.Option("--tiling", case_sensitive=False, rich_help_panel=PANEL_TILING,
+                      help="exact: the same result as a whole-image run; blend: overlap and feather.")
+]
+BackendOpt = Annotated[
+    Literal["auto", "onnxruntime", "openvino"],
+    typer.Option("--backend", case_sensitive=False, rich_help_panel=PANEL_DEVICE,
+                 help="auto: OpenVINO for whole images on the CPU when installed, else ONNX Runtime. "
+                      "The runtime that runs is printed."),
+]
+MaxMemoryOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--max-memory", rich_help_panel=PANEL_TILING, show_default="half the free memory, at most 1.2G",
+                 help="Memory for one image, e.g. 1.5G; larger images run in exact tiles."),
+]
+BatchSizeOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--batch-size", min=1, rich_help_panel=PANEL_DEVICE, show_default="4 on CUDA, 1 on CPU",
+                 help="Images (or video frames) per model run."),
+]
+
+
+def examples(*lines: str) -> str:
+    """A help epilog: ``Examples`` and one command per line (kept as lines by rich)."""
+    return "[bold]Examples[/]\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 
 def print_error(err: BaseException, console: Console | None = None) -> None:
@@ -59,13 +224,26 @@ def print_warning(message: str, console: Console | None = None) -> None:
     (console or stderr).print(f"[yellow]warning:[/] {escape(message)}")
 
 
+def emit_json(doc: Any) -> None:
+    """One JSON document on stdout (the only thing a command writes there with --json)."""
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def json_error(message: str, kind: str, exit_code: int) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "exit_code": exit_code}}
+
+
 @contextlib.contextmanager
-def handle_errors() -> Iterator[None]:
-    """Turn an ImgxlateError into its message on stderr and ``typer.Exit(err.exit_code)``."""
+def handle_errors(as_json: bool = False) -> Iterator[None]:
+    """Turn an ImgxlateError into its message on stderr and ``typer.Exit(err.exit_code)``; with
+    ``as_json``, also a JSON error object on stdout, so a script reading stdout always gets JSON."""
     try:
         yield
     except ImgxlateError as err:
         print_error(err)
+        if as_json:
+            emit_json(json_error(str(err), type(err).__name__, err.exit_code))
         raise typer.Exit(err.exit_code) from None
 
 
@@ -79,8 +257,8 @@ def load_translator(
     quiet: bool = False,
     backend: str = "auto",
 ) -> Translator:
-    """Load the model for a command; print its notes (unless quiet) and the provider line on stderr.
-    Raises ImgxlateError (use inside ``handle_errors()``)."""
+    """Load the model for a command; print its notes and the provider line on stderr (nothing when
+    quiet: -q prints errors only). Raises ImgxlateError (use inside ``handle_errors()``)."""
     import warnings
 
     from imgxlate.translator import load_model
@@ -88,12 +266,13 @@ def load_translator(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same notes are printed below
         translator = load_model(model, to=to, direction=direction, device=device, threads=threads, backend=backend)
-    for note in translator.warnings:
-        if note.startswith("translating "):  # which way the pair runs: information, not a problem
-            if not quiet:
-                stderr.print(f"note: {escape(note)}")
-        elif not quiet or "no imgxlate metadata" in note:
-            print_warning(note)
+    if quiet:
+        return translator
+    for note in translator.notes:
+        if note.kind == "direction":  # which way the pair runs: information, not a problem
+            stderr.print(f"note: {escape(note.text)}")
+        else:
+            print_warning(note.text)
     stderr.print(escape(translator.engine.describe()))
     return translator
 

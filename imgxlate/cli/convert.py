@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,13 +13,28 @@ from rich.markup import escape
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 from imgxlate.cli.common import (
+    PANEL_OUTPUT,
     BackendOpt,
+    BatchSizeOpt,
     DeviceOpt,
     DirectionOpt,
+    ExcludeOpt,
+    FormatOpt,
+    IncludeOpt,
+    JsonOpt,
+    MaxMemoryOpt,
+    MaxPixelsOpt,
     ModelOpt,
+    OverwriteOpt,
+    QualityOpt,
     QuietOpt,
+    RecursiveOpt,
     ThreadsOpt,
+    TileOpt,
+    TileOverlapOpt,
+    TilingOpt,
     ToOpt,
+    emit_json,
     handle_errors,
     load_translator,
     progress_bar,
@@ -58,46 +71,28 @@ class TileProgress:
 
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (input trees are mirrored under it).")],
+    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT,
+                                      help="Output folder (input trees are mirrored under it).")],
+    model: ModelOpt = None,
     to: ToOpt = None,
     direction: DirectionOpt = None,
-    model: ModelOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
     backend: BackendOpt = "auto",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="same | png | jpg | webp | tiff.")] = "same",
-    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG / WebP quality.")] = 95,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    include: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--include", help="Only files matching this glob (repeatable)."),
-    ] = None,
-    exclude: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--exclude", help="Skip files matching this glob (repeatable)."),
-    ] = None,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
-    max_pixels: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this."),
-    ] = None,
-    tile: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--tile", min=0, help="Tile edge in pixels (0 = whole image; default: automatic)."),
-    ] = None,
-    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="Overlap for blend tiling.")] = 32,
-    tiling: Annotated[str, typer.Option("--tiling", help="exact (same result as whole) | blend.")] = "exact",
-    max_memory: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--max-memory", help="Memory for one image, e.g. 1.5G; larger ones run in exact tiles "
-                     "(default: half the free memory, at most 1.2G)."),
-    ] = None,
-    batch_size: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option("--batch-size", min=1, help="Images per model run (default 4 on CUDA, 1 on CPU)."),
-    ] = None,
+    fmt: FormatOpt = "same",
+    quality: QualityOpt = 95,
+    overwrite: OverwriteOpt = False,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    recursive: RecursiveOpt = True,
+    max_pixels: MaxPixelsOpt = None,
+    tile: TileOpt = None,
+    tile_overlap: TileOverlapOpt = 32,
+    tiling: TilingOpt = "exact",
+    max_memory: MaxMemoryOpt = None,
+    batch_size: BatchSizeOpt = None,
     quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
     from imgxlate.batch import plan_conversion, run_plans
@@ -106,15 +101,14 @@ def convert(
     results: list[FileResult] = []
     translator = None
     t0 = time.perf_counter()
-    with sigint_guard(), handle_errors():
+    with sigint_guard(), handle_errors(as_json):
         try:
             plans = plan_conversion(
                 inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
                 recursive=recursive,
             )
             budget = parse_memory(max_memory) if max_memory else None
-            translator = load_translator(model, to, direction, device, threads, quiet=quiet or as_json,
-                                         backend=backend)
+            translator = load_translator(model, to, direction, device, threads, quiet=quiet, backend=backend)
             translator.max_memory = budget
             t0 = time.perf_counter()
             it = run_plans(
@@ -146,14 +140,13 @@ def convert(
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
     if as_json:
         summary = {
-            "results": [r.to_dict() for r in results],
+            "results": [{**r.to_dict(), "seconds": round(r.seconds, 3)} for r in results],
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
                        "interrupted": interrupted},
             "provider": provider,
             "model": str(translator.model_path) if translator is not None else None,
         }
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        sys.stdout.flush()
+        emit_json(summary)
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
 from imgxlate.imaging.color import _apply_icc, _fix_cmyk_polarity, _to_unit, _unit_clip, luminance, quantize
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
-from imgxlate.imaging.formats import _HEIF_BRANDS, _magic_format, _pil
+from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, sniff_format
 
 # 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
 # as float32 (250e6 px x 3 x 4 B = 3 GB for rgb alone).
@@ -220,7 +220,8 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
     head = data[:16]
     suffix = Path(str(path)).suffix.lower()
     hint = f" even though its name ends in {suffix}" if suffix else ""
-    known = _magic_format(data)
+    known = sniff_format(data)
+    known = {"WEBP": "WebP"}.get(known, known)
     if known:
         return _read_error(
             path, f"it is a damaged {known} file (truncated or corrupt); re-export or re-download it"
@@ -353,6 +354,24 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     except OSError as exc:
         raise _read_error(p, exc.strerror or str(exc)) from exc
     return _decode(data, p, max_pixels)
+
+
+def read_rgb8(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS, background: float = 1.0
+) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 sRGB, upright, alpha composited on a uniform ``background``
+    (1.0 = white): the decoder for training data and benchmarks.
+
+    It is :func:`read_image` (same ICC, CMYK, orientation, 16-bit and size-limit policy as inference,
+    same :class:`ImageReadError`), then alpha compositing and rounding to 8 bits, so a file reaches the
+    trainer as the same pixels the translator gets.
+    """
+    decoded = read_image(path, max_pixels=max_pixels)
+    rgb = decoded.rgb
+    if decoded.alpha is not None:
+        a = decoded.alpha[..., None]
+        rgb = rgb * a + np.float32(background) * (np.float32(1.0) - a)
+    return quantize(rgb, 8)
 
 
 def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:

@@ -7,6 +7,7 @@ file for ``fmt="same"`` and the others) and the magic-byte table used to name a 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from imgxlate.errors import UsageError, did_you_mean
@@ -86,13 +87,24 @@ _MAGIC = {
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 
 
-def _magic_format(data: bytes) -> str:
+def sniff_format(data: bytes) -> str:
+    """The Pillow format name ("PNG", "JPEG", "GIF", "TIFF", "BMP", "WEBP") of a file from its first
+    16 bytes, whatever its name says; "" for anything else."""
     for magic, name in _MAGIC.items():
         if data.startswith(magic):
             return name
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
+        return "WEBP"
     return ""
+
+
+def sniff_file(path: str | os.PathLike[str]) -> str:
+    """:func:`sniff_format` of a file's first bytes; "" when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return sniff_format(fh.read(16))
+    except OSError:
+        return ""
 
 
 def normalize_format(fmt: str) -> str:

@@ -194,7 +194,7 @@ def convert_video(
     """Translate every frame of ``src`` (or the part ``start``..``start+duration``) with ``translator``
     and write ``dst`` (H.264 MP4 by default) with the source's timing, audio and subtitles.
 
-    ``translator`` is a :class:`imgxlate.pipeline.Translator` (``translate_batch`` for the per-frame
+    ``translator`` is a :class:`imgxlate.translator.Translator` (``translate_batch`` for the per-frame
     path; ``engine`` and ``metadata`` for the stabilised path). ``frames_dir`` also writes every output
     frame as ``frame_000001.png`` ...; ``frames_only`` writes only those. ``progress(done, total)`` is
     called after each batch (``total`` is an estimate, None when unknown). An existing ``dst`` is left
@@ -239,7 +239,7 @@ def convert_video(
         try:
             smoother = StatsSmoother(momentum, cut_threshold)
             runner = _StableRunner(translator, smoother)
-        except (ImportError, AttributeError, InvalidModelError) as exc:
+        except (ImportError, InvalidModelError) as exc:  # not a graph the exact tiler can cut
             warnings.append(f"stabilisation is not available for this model ({exc}); frames run independently")
             smoother, runner = None, None
 

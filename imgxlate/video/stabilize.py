@@ -23,7 +23,7 @@ DEFAULT_CUT_THRESHOLD = 0.07
 
 
 class StatsSmoother:
-    """A ``stats_hook`` for :class:`imgxlate.exact.ExactTiler`: temporally smoothed InstanceNorm stats.
+    """A ``stats_hook`` for :class:`imgxlate.tiling.exact.ExactTiler`: temporally smoothed InstanceNorm stats.
 
     Called as ``hook(layer, mean, var)`` for every InstanceNormalization layer of one frame in graph
     order (mean, var: float64 (C,)); returns the statistics to normalise with::

@@ -33,6 +33,7 @@ def _images(folder: Path, n: int, kind: str, seed: int) -> Path:
 def test_smoke_run_writes_json_and_sheets(
     tiny_pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    pytest.importorskip("torch")  # the quality bench trains a small domain classifier
     photos = _images(tmp_path / "photos", 3, "photo", 1)
     data = tmp_path / "data"
     _images(data / "vangogh", 6, "painting", 2)
@@ -113,6 +114,7 @@ def test_checkerboard_score_sees_periodic_patterns_not_texture() -> None:
 def test_missing_data_folder_is_a_message_not_a_traceback(
     tiny_pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    pytest.importorskip("torch")  # model_quality imports torch before it looks at --data
     photos = _images(tmp_path / "photos", 1, "photo", 1)
     code = mq.main(
         [

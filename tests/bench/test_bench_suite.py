@@ -38,6 +38,7 @@ def test_steady_rate_skips_warmup(tmp_path: Path) -> None:
     assert res["steps_timed"] == 7
 
 
+@pytest.mark.bench
 def test_runner_collects_parts_and_reports_failures(tiny_pair: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results.json"

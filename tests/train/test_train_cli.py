@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from imgxlate.train.cli import app
-from imgxlate.train.loop import load_checkpoint
-from imgxlate.train.networks import build_generator
 from train_helpers import write_images
 from typer.testing import CliRunner
 
 from imgxlate.metadata import read_onnx_metadata
+from imgxlate.train.cli import app
+from imgxlate.train.loop import load_checkpoint
+from imgxlate.train.networks import build_generator
 
 TINY = [
     "--ngf",

@@ -4,6 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from train_helpers import write_images
+
+from imgxlate.errors import TrainingError
 from imgxlate.train.data import (
     EpochSampler,
     UnpairedDataset,
@@ -12,10 +16,6 @@ from imgxlate.train.data import (
     load_rgb,
     scan_folder,
 )
-from PIL import Image
-from train_helpers import write_images
-
-from imgxlate.errors import TrainingError
 
 
 def test_load_rgb_modes(tmp_path: Path) -> None:

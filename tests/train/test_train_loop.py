@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from imgxlate.train.loop import Runtime, Trainer, load_checkpoint, train
 from train_helpers import tiny_config
 
 from imgxlate.errors import TrainingError
+from imgxlate.train.loop import Runtime, Trainer, load_checkpoint, train
 
 
 def test_steps_on_a_fixed_batch_reduce_the_cycle_loss(folders: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 import pytest
 import torch
-from imgxlate.train.losses import cycle_loss, discriminator_loss, gan_loss, generator_gan_loss, identity_loss
 
 from imgxlate.errors import UsageError
+from imgxlate.train.losses import cycle_loss, discriminator_loss, gan_loss, generator_gan_loss, identity_loss
 
 
 def test_lsgan_targets() -> None:

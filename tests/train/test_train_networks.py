@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, build_generator, init_weights
 
 

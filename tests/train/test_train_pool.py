@@ -1,4 +1,5 @@
 import torch
+
 from imgxlate.train.pool import ImagePool
 
 

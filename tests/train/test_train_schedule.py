@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.data import steps_per_epoch
 from imgxlate.train.loop import lr_factor, total_steps

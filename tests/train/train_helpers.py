@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from imgxlate.train.config import TrainConfig
 from PIL import Image
+
+from imgxlate.train.config import TrainConfig
 
 
 def write_images(
