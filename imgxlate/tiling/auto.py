@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 CPU = "CPUExecutionProvider"
 # Peak of a whole-image run, in full-resolution ngf-channel float32 maps: ONNX Runtime keeps the
-# padded input, conv outputs and normalised copies alive (measured ~10: +993 MiB at 1024x768, ngf 32).
-WHOLE_MAPS = 10.0
+# padded input, conv outputs and normalised copies alive (measured, bundled ngf 24: ~7 at 1 MP (823 MiB
+# peak RSS), ~9.3 at 12 MP (10.7 GB); ngf 32: ~10 at 1024x768).
+WHOLE_MAPS = 8.0
 # Maps the exact tiler keeps whole, in full-resolution ngf maps: three bottleneck maps (4 ngf channels
 # at 1/16 of the pixels) or one 1/2-resolution map and one bottleneck map: 0.75 either way.
 KEPT_MAPS = 0.75
