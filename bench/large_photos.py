@@ -2,7 +2,8 @@
 
 Each contender converts one JPEG (a procedural landscape, upscaled above 12 MP) to PNG in its own
 process; wall time covers decode, model and encode (``totals.seconds`` of ``imgxlate convert --json``;
-process start and model load excluded for every contender), peak RSS is the child's own
+process start and model load excluded for every contender; `process_cpu_s`, the child's CPU time
+including start-up, is the figure to read on a loaded machine), peak RSS is the child's own
 (``os.wait4``). Contenders, interleaved per size and model:
 
 - ``exact_ort`` / ``exact_ov``: ``imgxlate convert`` with automatic tiling, ``--backend onnxruntime`` /
@@ -102,6 +103,7 @@ def run_measured(cmd: list[str], env: dict[str, str], timeout: float) -> dict[st
         return {"returncode": proc.returncode, "stdout": out.read().decode(errors="replace"),
                 "stderr": err.read().decode(errors="replace")[-2000:], "process_s": round(wall, 2),
                 "peak_rss_mib": round(usage.ru_maxrss / 1024) if usage else None,
+                "cpu_s": round(usage.ru_utime + usage.ru_stime, 1) if usage else None,
                 "timed_out": wall > timeout}
 
 
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                                            else contender_cmd(kind, model, src, out_dir, args.threads), env, args.timeout)
                         row: dict[str, Any] = {"mp": mp, "size": "x".join(map(str, SIZES[mp])), "model": name,
                                                "contender": kind, "round": rnd + 1,
-                                               "peak_rss_mib": res["peak_rss_mib"], "process_s": res["process_s"]}
+                                               "peak_rss_mib": res["peak_rss_mib"], "process_s": res["process_s"],
+                                               "process_cpu_s": res["cpu_s"]}
                         if res["returncode"] != 0:
                             row["error"] = res["stderr"].strip().splitlines()[-1:] or [f"exit {res['returncode']}"]
                         else:
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                     f.unlink(missing_ok=True)
     result = {"machine": U.machine_info(), "threads": args.threads, "load_average_start": started,
               "load_average_end": U.load_average(), "rows": rows, "goals": goals(rows)}
-    cols = ["mp", "model", "contender", "seconds", "s_per_mp", "peak_rss_mib", "psnr_vs_whole_db",
+    cols = ["mp", "model", "contender", "seconds", "process_cpu_s", "s_per_mp", "peak_rss_mib", "psnr_vs_whole_db",
             "psnr_vs_openvino_db", "psnr_vs_torch64_db", "skipped"]
     print(U.table([r for r in rows], cols, "large photos (seconds: decode + model + PNG encode)"))
     for g in result["goals"]:
