@@ -45,7 +45,7 @@ def test_backend_option(tiny_pair: Path, tmp_path: Path) -> None:
     model = str(tiny_pair / "a2b.onnx")
     bad = CliRunner().invoke(app, ["convert", str(src), "--out", str(tmp_path / "o"), "--model", model,
                                    "--backend", "tensorrt"])
-    assert bad.exit_code == 2 and "unknown backend 'tensorrt'" in bad.output
+    assert bad.exit_code == 2 and "'tensorrt' is not one of" in bad.output
     bad = CliRunner().invoke(app, ["convert", str(src), "--out", str(tmp_path / "o"), "--model", model,
                                    "--max-memory", "lots"])
     assert bad.exit_code == 2 and "--max-memory" in bad.output
