@@ -4,8 +4,9 @@
     python -m bench --only convert_speed,video_speed
     python -m bench --device cuda --json gpu.json
 
-Parts (in this order): convert_speed, train_speed, tiling, large_photos, learning_check, video_speed, and
-model_quality when the bundled vangogh2photo pair exists. ``--quick`` is passed to every part that has
+Parts (in this order): convert_speed, train_speed, tiling, large_photos, learning_check, video_speed,
+model_quality when the bundled vangogh2photo pair exists, and scale_out (Ray vs local; skipped
+without the ray extra). ``--quick`` is passed to every part that has
 it (tiling has none: it gets ``--repeat 1`` instead). Each part writes its own JSON into a temp file;
 they are collected under ``parts.<name>.result`` in ``--json PATH`` with the part's status, exit code,
 wall time and the tail of its stderr when it failed. A part that fails or times out is reported and
@@ -30,7 +31,7 @@ if __package__ in (None, ""):
 
 from bench import _util as U
 
-PARTS = ("convert_speed", "train_speed", "tiling", "large_photos", "learning_check", "video_speed", "model_quality")
+PARTS = ("convert_speed", "train_speed", "tiling", "large_photos", "learning_check", "video_speed", "model_quality", "scale_out")
 # arguments a part gets for --quick when it has no --quick flag of its own
 QUICK_FALLBACK = {"tiling": ["--repeat", "1"]}
 DEVICE_PARTS = {"convert_speed": ("cpu", "cuda"), "train_speed": ("cpu", "cuda"), "video_speed": ("cpu", "cuda")}

@@ -8,9 +8,10 @@ then cropped back), so this script measures the model files alone, not the pipel
 
 Inputs
     test photos  ``--photos DIR`` (default ``../shared/corpus/photos``: 15 landscape photos, 256x256, none
-                 of them in the training set). Every image is EXIF-rotated, converted to sRGB through its
-                 ICC profile, flattened onto white if it has alpha, resized so its shorter side is 256
-                 (Lanczos) and centre-cropped square.
+                 of them in the training set). Every image is read by ``imgxlate.imaging.read_image``, the
+                 decoder ``imgxlate convert`` uses (EXIF rotation, ICC profile -> sRGB, any bit depth),
+                 flattened onto white if it has alpha, rounded to 8 bits, resized so its shorter side is
+                 256 (Lanczos) and centre-cropped square.
     training     ``--data DIR`` with ``vangogh/`` and ``photo/`` (default ``../shared/data/vangogh2photo``).
                  There are no held-out paintings: the paintings used for the vangogh cycle are training
                  images of the generator (they are held out from the style classifier only).
@@ -54,17 +55,33 @@ What it measures (printed as a table, written to ``--json PATH``, default ``OUT/
                  noise of sigma 20/255: +7 dB, while the contrast score stays within 1 dB), and at
                  1024 the upscaled input has almost none, so read the contrast score first.
 
+    border       Lines along the image edges. For each side, the mean squared derivative across the edge
+                 (horizontal pixel differences for left/right, vertical for top/bottom, 8-bit levels,
+                 summed over RGB) in the outer 8 px, divided by the same mean over the interior; the
+                 score is that ratio for the output over that for the input, in dB, per side (mean over
+                 the images), and ``worst`` = the largest side. 0 dB = the edge band is as busy,
+                 relative to the interior, as the input's; a 40-level line one pixel in from the edge
+                 of a textured 128 px image scores +3 dB. Measured on photo -> vangogh at 256 and
+                 1024 px and on vangogh -> photo at 256 px.
+    banding      Three smooth 512 px linear gradients (sky blue -> pale vertical, green -> ochre
+                 horizontal, dark -> light grey vertical) translated photo -> vangogh. The profile
+                 along the gradient (the mean of each row, or column, per channel) is fitted with a
+                 cubic in the position; the score is the RMS residual in 8-bit levels, leaving out
+                 16 px at both ends. Any smooth tone curve fits a cubic and texture averages out along
+                 a row, so what is left is bands across the gradient. The inputs score 0.3 (8-bit
+                 rounding); posterising a gradient to 8 levels scores > 3.
+
 Images written to ``--out DIR`` (default ``bench/results/quality``): ``sheet_photos.png`` (a row per test
 photo: input | photo->vangogh | back to photo), ``sheet_paintings.png`` (painting | vangogh->photo |
 back to vangogh) and ``sheet_1024.png`` (input upscaled to 1024 | photo->vangogh at 1024 | its centre
-256 px zoomed 4x with nearest neighbour, to see checkerboard).
+256 px zoomed 4x with nearest neighbour, to see checkerboard) and ``sheet_gradients.png`` (each test
+gradient | photo->vangogh).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import os
@@ -77,10 +94,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageCms, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from imgxlate._atomic import atomic_path, write_bytes_atomic
 from imgxlate.errors import ImgxlateError, InvalidModelError, ModelNotFoundError, UsageError
+from imgxlate.imaging import read_image
 from imgxlate.metadata import read_onnx_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,31 +124,17 @@ QUICK = {"photos": 4, "paintings": 4, "hires": 1, "steps": 200}
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Read any image as (H, W, 3) uint8 sRGB: EXIF rotation, ICC -> sRGB, alpha flattened onto white."""
+    """Read any image as (H, W, 3) uint8 sRGB with imgxlate's own decoder (the one ``imgxlate convert``
+    uses: EXIF rotation, ICC -> sRGB, 16-bit, CMYK, ...); alpha is flattened onto white."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-    except (OSError, ValueError) as exc:
+        img = read_image(path)
+    except ImgxlateError as exc:
         raise UsageError(f"cannot read {path} as an image ({exc}); remove it from the folder") from exc
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: scale to 8 bits, not clip
-        arr = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray(
-            np.clip(arr / (65535.0 if arr.max() > 255 else 255.0) * 255.0 + 0.5, 0, 255).astype(np.uint8), "L"
-        )
-    icc = im.info.get("icc_profile")
-    if icc and im.mode in ("RGB", "RGBA", "L", "CMYK"):
-        try:
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
-            im = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode=out_mode)
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            pass  # a broken or exotic profile: use the pixel values as they are
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, rgba)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    rgb = img.rgb
+    if img.alpha is not None:
+        alpha = img.alpha.reshape(img.height, img.width, 1).astype(np.float32)
+        rgb = rgb * alpha + (1.0 - alpha)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def square(img: np.ndarray, size: int) -> np.ndarray:
@@ -315,6 +319,92 @@ def checker_scores(
 
 def _db(num: float, den: float) -> float:
     return 10.0 * math.log10(max(num, 1e-30) / max(den, 1e-30))
+
+
+BORDER = 8  # px: width of the band along each image edge that the border score looks at
+SIDES = ("left", "top", "right", "bottom")
+
+
+def border_energy(img: np.ndarray, band: int = BORDER) -> dict[str, float]:
+    """Per side: mean squared edge-normal derivative in the outer ``band`` px over the interior's.
+
+    The derivative is taken across the edge (horizontal differences for left/right, vertical for
+    top/bottom), in 8-bit levels squared, summed over the channels. A line drawn along an edge is a
+    strong derivative in that direction right there; ordinary content has about the same energy near
+    the edge as inside.
+    """
+    x = np.asarray(img, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    h, w = x.shape[:2]
+    if h < 4 * band or w < 4 * band:
+        raise UsageError(f"image of {w}x{h} is too small for the border score ({4 * band} px at least)")
+    dx = (np.diff(x, axis=1) ** 2).sum(axis=2)  # (H, W-1): dx[:, j] = x[:, j+1] - x[:, j]
+    dy = (np.diff(x, axis=0) ** 2).sum(axis=2)  # (H-1, W)
+    inner_x = float(dx[band:-band, band : w - 1 - band].mean())
+    inner_y = float(dy[band : h - 1 - band, band:-band].mean())
+    # the band's derivatives: the differences that touch one of its pixels (rows/cols 0..band)
+    return {
+        "left": float(dx[band:-band, :band].mean()) / max(inner_x, 1e-12),
+        "right": float(dx[band:-band, w - 1 - band :].mean()) / max(inner_x, 1e-12),
+        "top": float(dy[:band, band:-band].mean()) / max(inner_y, 1e-12),
+        "bottom": float(dy[h - 1 - band :, band:-band].mean()) / max(inner_y, 1e-12),
+    }
+
+
+def border_scores(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> dict[str, Any]:
+    """border_SIDE = 10 log10(border_energy(output) / border_energy(input)) per image, in dB.
+
+    0 dB: the output's edge band is as busy, relative to its interior, as the input's; border lines
+    make it positive. ``worst`` is the largest of the four sides' means.
+    """
+    per: dict[str, list[float]] = {side: [] for side in SIDES}
+    for a, b in zip(inputs, outputs, strict=True):
+        ea, eb = border_energy(a), border_energy(b)
+        for side in SIDES:
+            per[side].append(_db(eb[side], ea[side]))
+    out: dict[str, Any] = {
+        side: {"mean": float(np.mean(v)), "max": float(np.max(v)), "per_image": v} for side, v in per.items()
+    }
+    out["worst"] = max(out[side]["mean"] for side in SIDES)
+    return out
+
+
+# Smooth test gradients (sky-like vertical, warm horizontal, grey vertical) for the banding score.
+GRADIENTS = {
+    "sky_vertical": ((70, 120, 200), (225, 215, 190), "vertical"),
+    "field_horizontal": ((90, 140, 60), (220, 180, 90), "horizontal"),
+    "grey_vertical": ((40, 40, 40), (215, 215, 215), "vertical"),
+}
+GRADIENT_SIZE = 512
+BAND_MARGIN = 16  # px of the profile ends left out (the border score covers the edges)
+
+
+def gradient_image(size: int, top: Sequence[int], bottom: Sequence[int], direction: str) -> np.ndarray:
+    """A (size, size, 3) uint8 linear gradient from colour ``top`` to ``bottom`` along ``direction``."""
+    yy, xx = np.mgrid[:size, :size] / (size - 1.0)
+    t = yy if direction == "vertical" else xx
+    a, b = np.asarray(top, np.float64), np.asarray(bottom, np.float64)
+    return np.clip(np.rint(a + (b - a) * t[:, :, None]), 0, 255).astype(np.uint8)
+
+
+def banding_score(img: np.ndarray, direction: str) -> float:
+    """RMS (8-bit levels) of the steps in an image's profile along a gradient's direction.
+
+    The profile is the mean over the lines across the gradient (rows for a vertical one, columns for
+    a horizontal one), per channel: texture and noise average
+    out over a line, bands across the gradient do not. A cubic in the position fits every smooth
+    tone curve a translation may apply; the score is the RMS of the profile's residual from that
+    fit, over the channels, leaving out ``BAND_MARGIN`` px at both ends. The input gradients score
+    ~0.3 (8-bit rounding); visible bands are several levels.
+    """
+    x = np.asarray(img, dtype=np.float64)
+    prof = x.mean(axis=1) if direction == "vertical" else x.mean(axis=0)  # (length, channels)
+    prof = prof[BAND_MARGIN : len(prof) - BAND_MARGIN]
+    t = np.linspace(-1.0, 1.0, len(prof))
+    basis = np.stack([t**i for i in range(4)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, prof, rcond=None)
+    return float(np.sqrt(np.mean((prof - basis @ coef) ** 2)))
 
 
 # ------------------------------------------------------------------------------------------ classifier
@@ -669,6 +759,24 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     checker[f"vangogh2photo_{SIZE}"] = checker_scores(paintings, as_photo, painting_refs)
     timings["checkerboard"] = time.perf_counter() - t0
 
+    # 3b. border lines and banding.
+    t0 = time.perf_counter()
+    border = {
+        f"photo2vangogh_{SIZE}": border_scores(photos, styled),
+        f"vangogh2photo_{SIZE}": border_scores(paintings, as_photo),
+    }
+    if hi_in:
+        border[f"photo2vangogh_{HIRES}"] = border_scores(hi_in, hi_out)
+    gradients = {name: (gradient_image(GRADIENT_SIZE, a, b, d), d) for name, (a, b, d) in GRADIENTS.items()}
+    gradient_out = {name: b2a(img) for name, (img, _) in gradients.items()}
+    banding = {
+        name: {"output": banding_score(gradient_out[name], d), "input": banding_score(img, d)}
+        for name, (img, d) in gradients.items()
+    }
+    banding["mean"] = float(np.mean([v["output"] for v in banding.values()]))
+    banding["max"] = float(max(v["output"] for k, v in banding.items() if k != "mean"))
+    timings["border_banding"] = time.perf_counter() - t0
+
     # 4. style classifier.
     t0 = time.perf_counter()
     net, cls_info = train_classifier(splits, steps, args.seed, args.cache, log)
@@ -716,6 +824,12 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             ],
             files[f"sheet_{HIRES}"],
         )
+    files["sheet_gradients"] = out / "sheet_gradients.png"
+    contact_sheet(
+        [[img, gradient_out[name]] for name, (img, _) in gradients.items()],
+        [f"gradient, {GRADIENT_SIZE} px", "photo -> vangogh (b2a)"],
+        files["sheet_gradients"],
+    )
     timings["sheets"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
 
@@ -742,6 +856,8 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "vangogh_mean_probability": mean_prob,
         "classifier": cls_info,
         "checkerboard_db": checker,
+        "border_db": border,
+        "banding_levels": banding,
         "speed_ms_per_image": {
             f"b2a_{SIZE}": 1000.0 * b2a_before / max(len(photos) + len(paintings), 1),
             f"a2b_{SIZE}": 1000.0 * a2b.seconds / max(len(photos) + len(paintings), 1),
@@ -813,6 +929,15 @@ def format_table(r: dict[str, Any]) -> str:
                 f"{s['checker_p4']['mean']:.1f}/{s['checker_p4']['max']:.1f}",
             )
         )
+    lines += ["", row(f"border lines, first {BORDER} px vs interior (dB; 0 = none)", "worst side", "l/t/r/b")]
+    for name, s in r["border_db"].items():
+        lines.append(row(name, f"{s['worst']:.1f}", "/".join(f"{s[side]['mean']:.1f}" for side in SIDES)))
+    b = r["banding_levels"]
+    lines += ["", row(f"banding on {GRADIENT_SIZE} px gradients (RMS 8-bit levels)", "output", "input")]
+    lines += [
+        row(name, f"{v['output']:.2f}", f"{v['input']:.2f}") for name, v in b.items() if isinstance(v, dict)
+    ]
+    lines.append(row("outputs: mean / max", f"{b['mean']:.2f}/{b['max']:.2f}", ""))
     sp = r["speed_ms_per_image"]
     lines += [
         "",

@@ -12,6 +12,11 @@ import torch
 from torch import nn
 
 UPSAMPLE_MODES = ("transpose", "resize")
+# Padding of the two stride-2 down-sampling convolutions. "zeros" is the reference; on even sizes a
+# k3 s2 p1 convolution centres its first output on the zero padding and its last output inside the
+# image, so the left/top border row and column see zeros and the right/bottom ones do not: trained
+# models draw thin lines along the left/top edges. "reflect" pads with the image itself.
+DOWN_PADDINGS = ("reflect", "zeros")
 
 
 def _norm(channels: int) -> nn.Module:
@@ -48,6 +53,10 @@ class ResnetGenerator(nn.Module):
     ``upsample="transpose"`` is the reference (ConvTranspose2d, k3 s2 p1 op1). ``"resize"`` uses
     nearest-neighbour upsampling followed by a 3x3 conv, which cannot produce the checkerboard
     pattern transposed convolutions are prone to (Odena et al. 2016).
+
+    ``down_padding="reflect"`` (the default) pads the stride-2 down-sampling convolutions by
+    reflection, like every other convolution here; ``"zeros"`` is the reference (and what models
+    made before the option existed use). The weights are the same shape either way.
     """
 
     def __init__(
@@ -57,16 +66,20 @@ class ResnetGenerator(nn.Module):
         ngf: int = 64,
         n_blocks: int = 9,
         upsample: str = "transpose",
+        down_padding: str = "reflect",
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, not {upsample!r}")
+        if down_padding not in DOWN_PADDINGS:
+            raise ValueError(f"down_padding must be one of {DOWN_PADDINGS}, not {down_padding!r}")
         self.config = {
             "in_channels": in_channels,
             "out_channels": out_channels,
             "ngf": ngf,
             "n_blocks": n_blocks,
             "upsample": upsample,
+            "down_padding": down_padding,
         }
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -77,7 +90,9 @@ class ResnetGenerator(nn.Module):
         for i in range(2):  # downsample: ngf -> 2ngf -> 4ngf, H -> H/2 -> H/4
             mult = 2**i
             layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
+                nn.Conv2d(
+                    ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, padding_mode=down_padding, bias=True
+                ),
                 _norm(ngf * mult * 2),
                 nn.ReLU(True),
             ]
@@ -151,5 +166,9 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
 
 
 def build_generator(config: dict[str, Any]) -> ResnetGenerator:
-    """Rebuild a generator from the ``config`` dict a checkpoint stores."""
-    return ResnetGenerator(**config)
+    """Rebuild a generator from the ``config`` dict a checkpoint stores.
+
+    A config without ``down_padding`` was written before the option existed: those generators were
+    trained with zero padding, and are rebuilt so.
+    """
+    return ResnetGenerator(**{"down_padding": "zeros", **config})

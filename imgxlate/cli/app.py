@@ -29,6 +29,7 @@ CONVERT_EXAMPLES = examples(
     "imgxlate convert a.jpg b.png --out ./out --format png --quality 90",
     "imgxlate convert ./paintings --to photo --out ./out --json > summary.json",
     "imgxlate convert ./photos --model ./runs/p2v/model --direction a2b --device cpu --out ./out",
+    "imgxlate convert ./photos --to vangogh --out ./out --ray",
 )
 VIDEO_EXAMPLES = examples(
     "imgxlate video clip.mp4 --to vangogh",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,7 @@ from rich.markup import escape
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 from imgxlate.cli.common import (
+    PANEL_DEVICE,
     PANEL_OUTPUT,
     BackendOpt,
     BatchSizeOpt,
@@ -93,6 +94,15 @@ def convert(
     batch_size: BatchSizeOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    ray: Annotated[bool, typer.Option("--ray", rich_help_panel=PANEL_DEVICE,
+                                      help="Run on Ray Data (pip install 'imgxlate[ray]'): a local Ray instance "
+                                           "for this command, or the cluster of --ray-address.")] = False,
+    ray_address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--ray-address", envvar="RAY_ADDRESS", rich_help_panel=PANEL_DEVICE, show_default="none",
+                     help="Join a Ray cluster: 'auto' (the one this machine belongs to), host:port or "
+                          "ray://host:port. Implies --ray."),
+    ] = None,
 ) -> None:
     """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
     from imgxlate.batch import plan_conversion, run_plans
@@ -100,25 +110,41 @@ def convert(
     interrupted = False
     results: list[FileResult] = []
     translator = None
+    report = None
     t0 = time.perf_counter()
     with sigint_guard(), handle_errors(as_json):
         try:
-            plans = plan_conversion(
-                inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
-                recursive=recursive,
-            )
-            budget = parse_memory(max_memory) if max_memory else None
-            translator = load_translator(model, to, direction, device, threads, quiet=quiet, backend=backend)
-            translator.max_memory = budget
-            t0 = time.perf_counter()
-            it = run_plans(
-                plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
-                tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
-            )
+            if ray or ray_address:
+                from imgxlate.distributed import RunReport, plan_jobs, run_jobs
+
+                plans = plan_jobs(inputs, out, fmt=fmt, overwrite=overwrite, include=include or (),
+                                  exclude=exclude or (), recursive=recursive)
+                report = RunReport()
+                t0 = time.perf_counter()
+                it = run_jobs(
+                    plans, model=model, to=to, direction=direction, device=device, threads=threads, fmt=fmt,
+                    quality=quality, max_pixels=max_pixels, tile=tile, tile_overlap=tile_overlap,
+                    tiling=tiling, address=ray_address, quiet=quiet or as_json, report=report,
+                )
+            else:
+                plans = plan_conversion(
+                    inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
+                    recursive=recursive,
+                )
+                budget = parse_memory(max_memory) if max_memory else None
+                translator = load_translator(model, to, direction, device, threads, quiet=quiet, backend=backend)
+                translator.max_memory = budget
+                t0 = time.perf_counter()
+                it = run_plans(
+                    plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
+                    tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
+                )
             try:
-                with progress_bar(quiet or as_json) as progress:
+                # Ray Data shows its own progress for a --ray run
+                with progress_bar(quiet or as_json or report is not None) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
-                    translator.tile_progress = TileProgress(progress, quiet or as_json)
+                    if translator is not None:
+                        translator.tile_progress = TileProgress(progress, quiet or as_json)
                     converted = 0
                     for r in it:
                         results.append(r)
@@ -134,24 +160,31 @@ def convert(
                 it.close()
         except KeyboardInterrupt:
             interrupted = True
+            if report is not None:  # Ray write tasks may have finished files the driver never heard of
+                from imgxlate.distributed import written_unreported
+
+                results.extend(written_unreported(plans, report))
     elapsed = time.perf_counter() - t0
     provider = translator.provider if translator is not None else ""
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
+    if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
+        provider = ", ".join(sorted(report.providers))
     if as_json:
         summary = {
             "results": [{**r.to_dict(), "seconds": round(r.seconds, 3)} for r in results],
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
                        "interrupted": interrupted},
             "provider": provider,
-            "model": str(translator.model_path) if translator is not None else None,
+            "model": str(translator.model_path) if translator is not None else (str(model) if model else None),
+            **({"ray": report.to_dict()} if report is not None else {}),
         }
         emit_json(summary)
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
             f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s ({rate:.2f} images/s) on "
-            f"{provider or 'no provider'}"
+            f"{report.describe() if report is not None else provider or 'no provider'}"
         )
         if counts["skipped"] and not overwrite:
             stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")

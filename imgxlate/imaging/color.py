@@ -159,7 +159,13 @@ def srgb_profile() -> bytes:
     if "bytes" not in _srgb_cache:
         from PIL import ImageCms
 
-        _srgb_cache["bytes"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+        # LittleCMS stamps the header's creation date (bytes 24-35) with the current time, so the same
+        # conversion written a second later gave different bytes. A fixed date makes outputs
+        # reproducible (a rerun, or a distributed run, writes the same file). The profile ID (bytes
+        # 84-99) is left zero by LittleCMS ("not computed"), so nothing else depends on the date.
+        data[24:36] = bytes.fromhex("07d0" "0001" "0001" "0000" "0000" "0000")  # 2000-01-01 00:00:00
+        _srgb_cache["bytes"] = bytes(data)
     return _srgb_cache["bytes"]
 
 

@@ -57,6 +57,11 @@ NOT_RUN: dict[str, str] = {
     "torchrun --nproc-per-node 4 -m imgxlate.train --domain-a ... --domain-b ... --batch-size 4":
         "placeholders; multi-process training",
     "imgxlate --install-completion": "changes the user's shell start-up files",
+    "pip install 'imgxlate[ray]'": "installs from PyPI (network)",
+    "imgxlate convert /nfs/photos --to vangogh --out /nfs/out --ray-address auto":
+        "needs a Ray cluster and shared storage (tests/distributed runs --ray on a local Ray instance)",
+    "imgxlate convert s3://bucket/photos --to vangogh --out s3://bucket/out --ray":
+        "needs an object store (tests/distributed runs the URL path on file:// URLs)",
 }
 QUICKSTART = "imgxlate convert imgxlate/samples --to vangogh --out out/vangogh"
 

@@ -1,0 +1,235 @@
+"""Batch conversion on a Ray cluster (``pip install 'imgxlate[ray]'``).
+
+    import imgxlate.distributed as dist
+    for r in dist.convert(["s3://bucket/photos"], "s3://bucket/out", to="vangogh", address="auto"):
+        print(r.status, r.src, r.dst)
+
+The driver plans the job with the local run's rules (:mod:`imgxlate.distributed.plan`), then Ray Data
+streams the pending files through three stages (:mod:`imgxlate.distributed.stages`):
+
+    decode (CPU tasks)  ->  translate (actor pool)  ->  encode + write (CPU tasks)
+
+Each translate actor loads the model once, through the same :func:`imgxlate.load_model` as the local
+run (same engine, device rule, exact tiling). With GPUs in the cluster there is one actor per GPU
+(``num_gpus=1``) and decoding/encoding run in separate CPU tasks, so GPUs do not wait for JPEG; on
+CPUs there is one actor per ``CPUS_PER_ACTOR`` CPUs. A file that fails is reported with its reason
+and the job goes on; an interrupted job resumes by skipping finished outputs (the plan skips them).
+Results are yielded as :class:`imgxlate.batch.FileResult` in the order they finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgxlate.distributed.plan import PENDING, Job, plan_jobs
+from imgxlate.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.batch import FileResult
+
+__all__ = ["ClusterInfo", "Job", "RunReport", "cluster", "convert", "plan_jobs", "run_jobs", "written_unreported"]
+
+# One translate actor per this many CPUs on a CPU-only cluster; the actor's ONNX Runtime session
+# uses that many threads (the local run's default is every physical core of the machine).
+CPUS_PER_ACTOR = 4
+# Logical CPUs a decode or encode task reserves: fractional so that on a small machine the I/O tasks
+# run beside the translate actor, as the local run's I/O threads run beside its session.
+IO_CPUS = 0.5
+
+
+def _ray() -> Any:
+    """The ray module with ray.data imported, or a UsageError naming the extra to install."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as err:
+        raise UsageError("--ray needs Ray: pip install 'imgxlate[ray]'") from err
+    return ray
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    address: str  # what was joined ("local" for a new local instance)
+    cpus: int
+    gpus: int
+    started: bool  # this process started it (and stops it on exit)
+
+
+@contextmanager
+def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[ClusterInfo]:
+    """Join a Ray cluster (``address``: ``auto``, ``ray://host:port``, ``host:port``) or, with None or
+    ``local``, start a local instance for this command and stop it (and every Ray process it started)
+    on exit. An already initialised Ray (a notebook, a Ray job) is used as it is."""
+    ray = _ray()
+    started = False
+    if not ray.is_initialized():
+        target = None if address in (None, "", "local") else address
+        try:
+            # ray's own logger at errors only (its start-up notices are not ours to show); Ray Data's
+            # progress (the ray.data logger and its bars) stays unless quiet
+            ray.init(address=target, include_dashboard=False, log_to_driver=not quiet,
+                     logging_level=logging.ERROR, configure_logging=True)
+        except ConnectionError as err:
+            raise UsageError(f"cannot reach the Ray cluster at {address!r}: {err}; start one with "
+                             "`ray start --head` or leave out the address for a local instance") from err
+        started = True
+    try:
+        res = ray.cluster_resources()
+        yield ClusterInfo(address or "local", int(res.get("CPU", 0)), int(res.get("GPU", 0)), started)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@dataclass
+class RunReport:
+    """What a distributed run ran on, filled in by :func:`run_jobs` as it goes."""
+
+    cluster: ClusterInfo | None = None
+    actors: int = 0
+    threads: int = 0  # ONNX Runtime threads per actor (0: the session's default)
+    providers: set[str] = field(default_factory=set)
+    reported: set[int] = field(default_factory=set)  # Job.index of every result yielded so far
+
+    def to_dict(self) -> dict[str, Any]:
+        info = self.cluster
+        return {"address": info.address if info else None, "cpus": info.cpus if info else 0,
+                "gpus": info.gpus if info else 0, "actors": self.actors, "threads_per_actor": self.threads,
+                "providers": sorted(self.providers)}
+
+    def describe(self) -> str:
+        where = ", ".join(sorted(self.providers)) or "no provider"
+        if self.cluster is None:
+            return where
+        return (f"{where} on Ray ({self.cluster.address}: {self.cluster.cpus} CPUs, {self.cluster.gpus} GPUs; "
+                f"{self.actors} model actor{'s' if self.actors != 1 else ''})")
+
+
+def _actor_plan(info: ClusterInfo, device: str, threads: int, actors: int | None) -> tuple[int, dict[str, Any], int]:
+    """(number of translate actors, their Ray resources, ONNX Runtime threads per actor)."""
+    if device == "cuda" and info.gpus == 0:
+        raise UsageError("--device cuda: the Ray cluster has no GPUs; use --device cpu or auto")
+    if device != "cpu" and info.gpus > 0:
+        return actors or info.gpus, {"num_gpus": 1, "num_cpus": 1}, threads
+    per_actor = threads or min(CPUS_PER_ACTOR, max(1, info.cpus))
+    count = actors or max(1, info.cpus // per_actor)
+    return count, {"num_cpus": 1}, per_actor
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    model: str | os.PathLike[str] | None = None,
+    to: str | None = None,
+    direction: str | None = None,
+    device: str = "auto",
+    threads: int = 0,
+    fmt: str = "same",
+    quality: int = 95,
+    max_pixels: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    tiling: str = "exact",
+    address: str | None = None,
+    actors: int | None = None,
+    quiet: bool = False,
+    report: RunReport | None = None,
+) -> Iterator[FileResult]:
+    """Run planned jobs on Ray; yield one FileResult per job (planning outcomes first, then the
+    converted/failed files as they finish). ``report``, when given, is filled in as the run goes:
+    the cluster, the actors and the providers the actors ran on."""
+    from imgxlate.batch import check_format
+    from imgxlate.distributed import stages
+    from imgxlate.translator import TILINGS
+
+    fmt = check_format(fmt)
+    if tiling not in TILINGS:
+        raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
+    for job in jobs:
+        if job.status != PENDING:
+            if report is not None:
+                report.reported.add(job.index)
+            yield _result(job.__dict__ | {"seconds": 0.0, "width": 0, "height": 0})
+    pending = [job for job in jobs if job.status == PENDING]
+    if not pending:
+        return
+    data = _ray().data
+
+    with cluster(address, quiet=quiet) as info:
+        count, resources, per_actor = _actor_plan(info, device, threads, actors)
+        if report is not None:
+            report.cluster, report.actors, report.threads = info, count, per_actor
+        ctx = data.DataContext.get_current()
+        ctx.enable_progress_bars = not quiet
+        logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.INFO)
+        rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason,
+                 "seconds": 0.0, "width": 0, "height": 0, "provider": ""} for j in pending]
+        ds = (
+            data.from_items(rows, override_num_blocks=len(rows))
+            .map(partial(stages.decode, max_pixels=max_pixels), num_cpus=IO_CPUS)
+            .map(stages.translator_class(model=None if model is None else os.fspath(model), to=to,
+                                         direction=direction, device=device, threads=per_actor, tile=tile,
+                                         tile_overlap=tile_overlap, tiling=tiling),
+                 compute=data.ActorPoolStrategy(size=count), **resources)
+            .map(partial(stages.write, fmt=fmt, quality=quality), num_cpus=IO_CPUS)
+        )
+        for row in ds.iter_rows():
+            if report is not None:
+                report.reported.add(row["index"])
+                if row["provider"]:
+                    report.providers.add(row["provider"])
+            yield _result(row)
+
+
+def written_unreported(jobs: Sequence[Job], report: RunReport) -> list[FileResult]:
+    """After an interruption: the pending jobs whose output is complete on disk (or in the store)
+    although their result was never yielded (a write task finished while the driver was stopping).
+    Outputs appear only when complete (atomic rename / whole upload), so each of these is a converted
+    file and is counted as one."""
+    from imgxlate.distributed import storage
+
+    done = []
+    for job in jobs:
+        if job.status != PENDING or job.index in report.reported:
+            continue
+        present = storage.exists(job.dst) if storage.is_url(job.dst) else Path(job.dst).is_file()
+        if present:
+            report.reported.add(job.index)
+            done.append(_result(job.__dict__ | {"status": "converted", "seconds": 0.0, "width": 0, "height": 0}))
+    return done
+
+
+def _result(row: dict[str, Any]) -> FileResult:
+    from imgxlate.batch import FileResult
+    from imgxlate.distributed.storage import is_url
+
+    def where(text: str) -> Any:
+        return text if is_url(text) else Path(text)
+
+    return FileResult(where(row["src"]), where(row["dst"]), row["status"], row["reason"],
+                      float(row["seconds"]), int(row["width"]), int(row["height"]))
+
+
+def convert(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    recursive: bool = True,
+    **options: Any,
+) -> Iterator[FileResult]:
+    """Plan and run a conversion on Ray: ``inputs`` (local paths or URLs) into ``out``; the options of
+    :func:`run_jobs` (model, to, direction, device, threads, fmt, quality, max_pixels, tile,
+    tile_overlap, tiling, address, actors, quiet)."""
+    jobs = plan_jobs(inputs, out, fmt=options.get("fmt", "same"), overwrite=overwrite, include=include,
+                     exclude=exclude, recursive=recursive)
+    yield from run_jobs(jobs, **options)

@@ -1,0 +1,112 @@
+"""The three stages of a distributed run, as functions of one row (a dict) so Ray Data can run them.
+
+    decode (CPU task)  ->  translate (actor: one model session each)  ->  encode + write (CPU task)
+
+A row carries the job (``index``, ``src``, ``dst``), the decoded image between the first two stages,
+the model's output between the last two, and the outcome (``status``, ``reason``, ``seconds``,
+``width``, ``height``, ``provider``). A stage that fails marks the row failed with the same reason
+text as the local run and later stages pass it through, so one bad file never stops the job.
+Every stage calls the local run's functions (decoder, Translator, writer): a distributed run is the
+local run spread over processes, not a second implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from imgxlate.distributed import storage
+from imgxlate.distributed.plan import FAILED, PENDING
+
+CONVERTED = "converted"
+
+
+def _failed(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
+    from imgxlate.batch import _reason
+
+    row.update(status=FAILED, reason=_reason(exc), image=None, output=None)
+    return row
+
+
+def decode(row: dict[str, Any], *, max_pixels: int | None) -> dict[str, Any]:
+    """Read and decode ``row['src']`` (downloading it first when it is a URL)."""
+    from imgxlate.imaging.decode import DEFAULT_MAX_PIXELS, read_image
+
+    row.setdefault("image", None)
+    row.setdefault("output", None)
+    if row["status"] != PENDING:
+        return row
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    t0 = time.perf_counter()
+    try:
+        if storage.is_url(row["src"]):
+            with storage.scratch() as folder:
+                image = read_image(storage.download(row["src"], folder), max_pixels=limit)
+        else:
+            image = read_image(row["src"], max_pixels=limit)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is this file's failure
+        return _failed(row, exc)
+    row.update(image=image, width=image.width, height=image.height,
+               seconds=row.get("seconds", 0.0) + time.perf_counter() - t0)
+    return row
+
+
+class Translate:
+    """A Ray actor holding one model session; Ray Data calls it once per row. Its settings are class
+    attributes (see :func:`translator_class`), so the actor is built without constructor arguments in
+    the object store (which Ray warns about for restartable actors)."""
+
+    MODEL: ClassVar[dict[str, Any]] = {}  # load_model's arguments
+    RUN: ClassVar[dict[str, Any]] = {}  # translate_rgb's tiling arguments
+
+    def __init__(self) -> None:
+        from imgxlate.translator import load_model
+
+        model = dict(self.MODEL)
+        self.translator = load_model(model.pop("model"), **model)
+        self.options = dict(self.RUN)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["provider"] = self.translator.provider
+        if row["status"] != PENDING:
+            return row
+        t0 = time.perf_counter()
+        try:
+            row["output"] = self.translator.translate_rgb(row["image"].rgb, **self.options)
+        except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the job
+            return _failed(row, exc)
+        row["seconds"] += time.perf_counter() - t0
+        return row
+
+
+def write(row: dict[str, Any], *, fmt: str, quality: int) -> dict[str, Any]:
+    """Encode and write the result atomically (locally) or upload the finished file (URL)."""
+    from imgxlate.imaging.encode import write_image
+
+    image, output = row.pop("image", None), row.pop("output", None)
+    if row["status"] != PENDING:
+        return row
+    t0 = time.perf_counter()
+    try:
+        if storage.is_url(row["dst"]):
+            with storage.scratch() as folder:
+                local = folder / Path(row["dst"].rsplit("/", 1)[-1])
+                write_image(local, output, image, fmt=fmt, quality=quality)
+                storage.upload(local, row["dst"])
+        else:
+            Path(row["dst"]).parent.mkdir(parents=True, exist_ok=True)
+            write_image(row["dst"], output, image, fmt=fmt, quality=quality)
+    except Exception as exc:  # noqa: BLE001 - a failed write is this file's failure
+        return _failed(row, exc)
+    row.update(status=CONVERTED, seconds=row["seconds"] + time.perf_counter() - t0)
+    return row
+
+
+def translator_class(*, model: str | None, to: str | None, direction: str | None, device: str, threads: int,
+                     tile: int | None, tile_overlap: int, tiling: str) -> type[Translate]:
+    """A :class:`Translate` subclass carrying one run's settings (Ray pickles the class by value)."""
+    return type("Translate", (Translate,), {
+        "MODEL": {"model": model, "to": to, "direction": direction, "device": device, "threads": threads},
+        "RUN": {"tile": tile, "tile_overlap": tile_overlap, "tiling": tiling},
+    })

@@ -1,0 +1,165 @@
+"""Batch conversion on Ray: a real local Ray instance (2 CPUs), driven from outside through the CLI and
+through the Python API with object-store style URLs (``file://``, served by pyarrow's filesystem layer
+as ``s3://`` would be). Checked against the single-process run: the same files, byte for byte, and the
+same summary counts; a rerun skips everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'imgxlate[ray]')")
+
+BIN = Path(sys.executable).parent
+
+
+def _tree(root: Path) -> Path:
+    """A small input tree: JPEG, PNG with alpha, a 16-bit PNG in a sub-folder, and one broken file."""
+    rng = np.random.default_rng(0)
+    src = root / "in"
+    (src / "sub dir").mkdir(parents=True)
+    small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((64, 48), Image.Resampling.BICUBIC).save(src / "a.jpg", quality=90)
+    rgba = np.dstack([np.asarray(Image.fromarray(small).resize((40, 36))), np.full((36, 40), 200, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(src / "b.png")
+    deep = (rng.integers(0, 65535, (30, 44), dtype=np.uint16))
+    Image.fromarray(deep).save(src / "sub dir" / "c16.png")
+    (src / "sub dir" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return src
+
+
+def _convert(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, RAY_DISABLE_USAGE_STATS="1")
+    return subprocess.run([str(BIN / "imgxlate"), "convert", *args, "--to", "vangogh", "--json"],
+                          check=False, capture_output=True, text=True, timeout=600, env=env)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    """The input tree and the single-process run's outputs and summary."""
+    root = tmp_path_factory.mktemp("ray")
+    src = _tree(root)
+    r = _convert(str(src), "--out", str(root / "local"))
+    assert r.returncode == 1, r.stderr  # the broken file
+    return src, root / "local", json.loads(r.stdout)
+
+
+def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    src, local, local_summary = reference
+    out = tmp_path / "ray"
+    r = _convert(str(src), "--out", str(out), "--ray")
+    assert r.returncode == 1, r.stderr
+    summary = json.loads(r.stdout)
+    for key in ("converted", "skipped", "failed"):
+        assert summary["totals"][key] == local_summary["totals"][key], key
+    assert summary["totals"]["converted"] == 3 and summary["totals"]["failed"] == 1
+    failed = [x for x in summary["results"] if x["status"] == "failed"]
+    assert failed[0]["src"].endswith("broken.jpg") and failed[0]["reason"]
+    assert _files(out) == _files(local)  # the same files, byte for byte
+    assert summary["ray"]["actors"] >= 1 and summary["ray"]["cpus"] >= 1
+    assert not list(out.rglob(".imgxlate-tmp-*"))
+
+    again = _convert(str(src), "--out", str(out), "--ray")
+    assert again.returncode == 1, again.stderr  # the broken file is still reported
+    totals = json.loads(again.stdout)["totals"]
+    assert totals["skipped"] == 3 and totals["converted"] == 0 and totals["failed"] == 1
+
+
+def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    import imgxlate.distributed as dist
+
+    src, local, _ = reference
+    out_url = (tmp_path / "remote out").as_uri()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        report = dist.RunReport()
+        results = list(dist.convert([src.as_uri()], out_url, to="vangogh", quiet=True, report=report))
+        again = list(dist.convert([src.as_uri()], out_url, to="vangogh", quiet=True))
+    finally:
+        ray.shutdown()
+    statuses = sorted(r.status for r in results)
+    assert statuses == ["converted", "converted", "converted", "failed"]
+    assert report.providers == {"CPUExecutionProvider"} and report.cluster is not None
+    assert not report.cluster.started  # an initialised Ray is used, not stopped
+    assert _files(tmp_path / "remote out") == _files(local)
+    assert sorted(r.status for r in again) == ["failed", "skipped", "skipped", "skipped"]
+
+
+def test_url_plan_mirrors_names_and_filters(tmp_path: Path) -> None:
+    from imgxlate.distributed import plan_jobs
+
+    src = _tree(tmp_path)
+    (src / "notes.txt").write_text("not an image")
+    (src / ".hidden.jpg").write_bytes((src / "a.jpg").read_bytes())
+    out = (tmp_path / "out").as_uri()
+    jobs = plan_jobs([src.as_uri()], out, fmt="png", exclude=["**/broken.jpg"])
+    assert [j.dst.removeprefix(out) for j in jobs] == ["/a.png", "/b.png", "/sub%20dir/c16.png"]
+    assert all(j.status == "pending" for j in jobs)
+    # an existing output is skipped, as in the local run
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").write_bytes(b"x")
+    jobs = plan_jobs([src.as_uri()], out, fmt="png", exclude=["**/broken.jpg"])
+    assert [j.status for j in jobs] == ["skipped", "pending", "pending"]
+
+
+def test_local_and_url_inputs_cannot_be_mixed(tmp_path: Path) -> None:
+    from imgxlate.distributed import plan_jobs
+    from imgxlate.errors import UsageError
+
+    src = _tree(tmp_path)
+    with pytest.raises(UsageError, match="not both"):
+        plan_jobs([str(src), src.as_uri()], tmp_path / "out")
+
+
+def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgxlate.distributed as dist
+    from imgxlate.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(UsageError, match=r"imgxlate\[ray\]"):
+        dist._ray()
+
+
+def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(80):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(src / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    env = dict(os.environ, RAY_DISABLE_USAGE_STATS="1")
+    proc = subprocess.Popen([str(BIN / "imgxlate"), "convert", str(src), "--out", str(out), "--to", "vangogh",
+                             "--ray", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(list(out.rglob("*.png"))) < 2:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    totals = json.loads(stdout)["totals"]
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert totals["interrupted"] and totals["converted"] == len(written) > 0
+    assert not [p for p in written if p.name.startswith(".imgxlate-tmp")]
+    # ray.shutdown() signals the processes it started; give them a few seconds to finish exiting
+    deadline = time.monotonic() + 15
+    while True:
+        leftovers = subprocess.run(["pgrep", "-f", "raylet"], check=False, capture_output=True, text=True).stdout
+        if not leftovers.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert leftovers.strip() == "", f"Ray processes outlived the command: {leftovers}"
