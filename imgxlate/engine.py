@@ -391,7 +391,9 @@ class OpenVinoRunner:
     def release(self) -> None:
         """Free the intermediate buffers the compiled model keeps for its largest input so far (the
         exact tiler calls this after each pass; otherwise every segment keeps its largest tile's)."""
-        self.compiled.release_memory()
+        release = getattr(self.compiled, "release_memory", None)  # OpenVINO >= 2024.3
+        if release is not None:
+            release()
 
 
 def make_runner(
