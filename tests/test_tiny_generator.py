@@ -9,17 +9,18 @@ from onnx import numpy_helper
 from tiny_generator import generator_model
 
 
+@pytest.mark.parametrize("down_padding", ["zeros", "reflect"])
 @pytest.mark.parametrize("upsample", ["transpose", "resize"])
-def test_same_function_as_the_torch_generator(upsample: str) -> None:
+def test_same_function_as_the_torch_generator(upsample: str, down_padding: str) -> None:
     torch = pytest.importorskip("torch")
     import onnxruntime as ort
     from torch import nn
 
     from imgxlate.train.networks import ResnetGenerator
 
-    model = generator_model(ngf=8, n_blocks=2, upsample=upsample, seed=3)
+    model = generator_model(ngf=8, n_blocks=2, upsample=upsample, seed=3, down_padding=down_padding)
     weights = [numpy_helper.to_array(i) for i in model.graph.initializer if i.name.startswith("w_")]
-    gen = ResnetGenerator(ngf=8, n_blocks=2, upsample=upsample).eval()
+    gen = ResnetGenerator(ngf=8, n_blocks=2, upsample=upsample, down_padding=down_padding).eval()
     convs = [m for m in gen.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert [tuple(c.weight.shape) for c in convs] == [w.shape for w in weights]
     x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 24, 36)).astype(np.float32)

@@ -69,15 +69,26 @@ class _Graph:
 
 
 def generator_model(
-    *, ngf: int = 8, n_blocks: int = 2, upsample: str = "transpose", seed: int = 0, gain: float = 0.2
+    *, ngf: int = 8, n_blocks: int = 2, upsample: str = "transpose", seed: int = 0, gain: float = 0.2,
+    down_padding: str = "zeros",
 ) -> onnx.ModelProto:
-    """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1], H and W multiples of 4; no metadata."""
+    """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1], H and W multiples of 4; no metadata.
+
+    ``down_padding``: "zeros" (the stride-2 convolutions pad with zeros, as generators trained before
+    0.2 do; the default, which the tests' thresholds were set on) or "reflect" (the trainer's default
+    since 0.2: a reflect Pad node before each stride-2 convolution)."""
     if upsample not in ("transpose", "resize"):
         raise ValueError(f"upsample must be transpose or resize, not {upsample!r}")
+    if down_padding not in ("zeros", "reflect"):
+        raise ValueError(f"down_padding must be zeros or reflect, not {down_padding!r}")
     g = _Graph(seed, gain)
     x = g.node("Relu", [g.norm(g.conv(g.reflect("input", 3), 3, ngf, 7), ngf)])
     for mult in (1, 2):  # down: ngf -> 2ngf -> 4ngf, H -> H/4
-        x = g.node("Relu", [g.norm(g.conv(x, ngf * mult, ngf * mult * 2, 3, stride=2, pad=1), ngf * mult * 2)])
+        if down_padding == "reflect":
+            down = g.conv(g.reflect(x, 1), ngf * mult, ngf * mult * 2, 3, stride=2)
+        else:
+            down = g.conv(x, ngf * mult, ngf * mult * 2, 3, stride=2, pad=1)
+        x = g.node("Relu", [g.norm(down, ngf * mult * 2)])
     dim = ngf * 4
     for _ in range(n_blocks):
         y = g.node("Relu", [g.norm(g.conv(g.reflect(x, 1), dim, dim, 3), dim)])
