@@ -15,9 +15,8 @@ for the exact tiler). The device rule:
 
 The backend rule (``--backend``): ``onnxruntime`` everywhere; ``openvino`` (the OpenVINO runtime's own
 CPU plugin, ``pip install 'imgxlate[openvino]'``; never ORT's OpenVINO execution provider, a separate
-wheel that conflicts with onnxruntime-gpu) on the CPU only; ``auto``: OpenVINO when the device is the
-CPU and ``openvino`` can be imported, else ONNX Runtime (so CUDA keeps ONNX Runtime); with ``auto`` the exact
-tiler's segment graphs stay on ONNX Runtime, which runs its many small calls faster.
+wheel that conflicts with onnxruntime-gpu) on the CPU only; ``auto``: ONNX Runtime (see
+:func:`resolve_backend` for the measurement behind that).
 
 onnxruntime and openvino are imported lazily (inside functions) so ``import imgxlate`` stays light.
 """
@@ -269,22 +268,23 @@ def openvino_status() -> tuple[bool, str]:
 
 
 def resolve_backend(backend: str, provider: str) -> tuple[str, str]:
-    """Map ``auto|onnxruntime|openvino`` and the resolved provider to ``(backend, note)``."""
+    """Map ``auto|onnxruntime|openvino`` and the resolved provider to ``(backend, note)``.
+
+    ``auto`` is ONNX Runtime: measured, OpenVINO runs whole images ~1.2x faster on the CPU but its
+    results change with the thread count (max 1e-5 between 1 and 2 threads with the bundled model,
+    enough to flip 8-bit values), so the same image would convert differently on another machine or
+    in a Ray actor; ONNX Runtime's do not. OpenVINO is there for whoever asks for it."""
     backend = (backend or "auto").lower()
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == ORT:
+    if backend != OPENVINO:
         return ORT, ""
     if provider != CPU:
-        if backend == OPENVINO:
-            raise UsageError("--backend openvino runs on the CPU only; add --device cpu, or use --backend onnxruntime")
-        return ORT, ""
+        raise UsageError("--backend openvino runs on the CPU only; add --device cpu, or use --backend onnxruntime")
     ok, why = openvino_status()
-    if ok:
-        return OPENVINO, ""
-    if backend == OPENVINO:
+    if not ok:
         raise DeviceError(f"--backend openvino was asked for but {why}")
-    return ORT, why
+    return OPENVINO, ""
 
 
 def make_session(
@@ -434,8 +434,8 @@ class Engine:
     """One generator file on one device and backend, loaded once and reused.
 
     ``run(x)``: x (N, 3, H, W) float32 in the model's input range, H and W multiples of the model's
-    size multiple -> (N, 3, H, W) float32. ``backend``: "auto" (OpenVINO on the CPU when installed,
-    else ONNX Runtime), "onnxruntime" or "openvino" (CPU only).
+    size multiple -> (N, 3, H, W) float32. ``backend``: "auto" / "onnxruntime" or "openvino" (CPU
+    only; the exact tiler's segments then run on OpenVINO too).
     """
 
     def __init__(
@@ -449,8 +449,7 @@ class Engine:
         self.device = (device or "auto").lower()
         self.threads = threads
         self.provider, self.note = resolve_device(self.device)
-        self.backend, self.backend_note = resolve_backend(backend, self.provider)
-        self.requested_backend = (backend or "auto").lower()
+        self.backend, _ = resolve_backend(backend, self.provider)
         self.runner = make_runner(self.model_path, self.provider, self.backend, threads)
         # The ONNX Runtime session (None on OpenVINO).
         self.session = self.runner.session if isinstance(self.runner, OrtRunner) else None
@@ -486,16 +485,9 @@ class Engine:
     def on_cuda(self) -> bool:
         return self.provider == CUDA
 
-    @property
-    def tile_backend(self) -> str:
-        """The runtime of the exact tiler's segment graphs: the engine's, except that ``auto`` keeps
-        them on ONNX Runtime (measured: OpenVINO is faster on whole images but ~2x slower on the
-        tiler's many small per-tile calls, see docs/tiling.md)."""
-        return ORT if self.requested_backend == "auto" else self.backend
-
     def runner_factory(self) -> Callable[[bytes], OrtRunner | OpenVinoRunner]:
-        """Runners for the exact tiler's segment graphs on this engine's device and tile backend."""
-        provider, backend, threads = self.provider, self.tile_backend, self.threads
+        """Runners for the exact tiler's segment graphs on this engine's device and backend."""
+        provider, backend, threads = self.provider, self.backend, self.threads
 
         def make(model: bytes) -> OrtRunner | OpenVinoRunner:
             return make_runner(model, provider, backend, threads, arena=False)
@@ -513,11 +505,8 @@ class Engine:
         ``running on OpenVINO 2026.4.1 (CPU)``: always says which runtime computes."""
         if self.backend == OPENVINO:
             line = f"running on OpenVINO {openvino_status()[1]} (CPU)"
-            if self.tile_backend != OPENVINO:
-                line += "; exact tiles on ONNX Runtime"
         else:
             line = f"running on {self.provider}"
-        notes = [n for n in (self.note, self.backend_note if self.requested_backend == "auto" else "") if n]
-        if notes:
-            line += f" ({'; '.join(notes)})"
+        if self.note:
+            line += f" ({self.note})"
         return line

@@ -195,7 +195,7 @@ TilingOpt = Annotated[
 BackendOpt = Annotated[
     Literal["auto", "onnxruntime", "openvino"],
     typer.Option("--backend", case_sensitive=False, rich_help_panel=PANEL_DEVICE,
-                 help="auto: OpenVINO for whole images on the CPU when installed, else ONNX Runtime. "
+                 help="auto: ONNX Runtime. openvino: OpenVINO's CPU runtime (pip install 'imgxlate[openvino]'). "
                       "The runtime that runs is printed."),
 ]
 MaxMemoryOpt = Annotated[
