@@ -29,8 +29,10 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "openvino")
 PANEL_SERVER = "Server"
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a service manager, ``docker stop``) stops the page like Ctrl-C, so the temp folder goes."""
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a service manager, ``docker stop``) stop the page the normal way: the temp
+    folder goes, "stopped", exit 0. (``main()``'s early SIGINT handler would exit 130 as "interrupted":
+    for a server, Ctrl-C is how it is meant to end.)"""
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -38,6 +40,7 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def serve(
@@ -80,7 +83,7 @@ def serve(
         service = WebService(model=model, to=to, device=device, threads=threads, backend=backend,
                              max_pixels=max_pixels, max_video_seconds=max_video_seconds or None)
         try:
-            _stop_on_sigterm()
+            _stop_on_signals()
             translator = service.translator()
             stderr.print(f"{escape(translator.describe())}; {escape(service.provider_line(translator))}")
             stderr.print(f"temp folder: {escape(str(service.workdir))} (uploads and results; removed on exit)")

@@ -34,13 +34,16 @@ from imgxlate.cli.common import (
 from imgxlate.errors import ImgxlateError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.inputs import Found
     from imgxlate.video.convert import VideoResult
 
 
 def plan_videos(
     inputs: list[Path], out: Path | None, target: str, frames_dir: Path | None, frames_only: bool
-) -> list[tuple[Path, Path | None, Path | None]]:
-    """(src, dst, frames_dir) for every video the inputs name.
+) -> tuple[list[tuple[Path, Path | None, Path | None]], list[Found]]:
+    """(src, dst, frames_dir) for every video the inputs name, and what the folder walk found but left
+    out with a reason to report (FIFOs, devices, symlink loops, unreadable folders: the same rules
+    as ``convert``).
 
     Folders are walked for video suffixes; files this command wrote before (``*.<target>.mp4``) and hidden
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
@@ -76,7 +79,7 @@ def plan_videos(
         if frames_dir is not None:
             fdir = frames_dir if len(files) == 1 else frames_dir / f.rel.parent / f.src.stem
         plans.append((f.src, None if frames_only else dst, fdir))
-    return plans
+    return plans, [n for n in found.found if n.status in ("skipped", "failed")]
 
 
 def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool) -> dict[Path, str]:
@@ -205,7 +208,15 @@ def video(
             todo = [p for p in inputs if p not in bad]
             if todo:
                 translator = load_translator(model, to, direction, device, threads, quiet=quiet_ui)
-                plans = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
+                plans, left_out = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
+                for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on
+                    if n.status == "failed":
+                        failures.append({"src": str(n.path), "status": "failed", "reason": n.reason})
+                        print_error(ImgxlateError(f"{n.path}: {n.reason}"))
+                        continue
+                    results.append(VideoResultT(n.path, None, "skipped", reason=n.reason))
+                    if not quiet_ui:
+                        stderr.print(f"skipped {escape(str(n.path))}: {escape(n.reason)}")
             else:
                 plans = []
             for src, dst, fdir in plans:
