@@ -17,6 +17,7 @@ from imgxlate.cli.common import (
     PANEL_DEVICE,
     PANEL_INPUT,
     PANEL_OUTPUT,
+    BackendOpt,
     BatchSizeOpt,
     DeviceOpt,
     DirectionOpt,
@@ -24,6 +25,7 @@ from imgxlate.cli.common import (
     FormatOpt,
     IncludeOpt,
     JsonOpt,
+    MaxMemoryOpt,
     MaxPixelsOpt,
     ModelOpt,
     OverwriteOpt,
@@ -42,6 +44,32 @@ from imgxlate.cli.common import (
     sigint_guard,
     stderr,
 )
+from imgxlate.tiling.auto import parse_memory
+
+
+class TileProgress:
+    """Progress inside one tiled image: a second bar on a terminal, else a line every few seconds."""
+
+    def __init__(self, progress: Any, quiet: bool, every: float = 5.0) -> None:
+        self.progress, self.quiet, self.every = progress, quiet, every
+        self.task: Any = None
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.progress.console.is_terminal:
+            if self.task is None:
+                self.task = self.progress.add_task("  tiles", total=total, rate="")
+            self.progress.update(self.task, completed=done, total=total)
+            if done >= total:
+                self.progress.remove_task(self.task)
+                self.task = None
+            return
+        now = time.monotonic()
+        if done >= total or now - self.last >= self.every:
+            self.last = now
+            self.progress.console.print(f"  tiles {done}/{total} ({100 * done // max(total, 1)}%)")
 
 
 def convert(
@@ -54,6 +82,7 @@ def convert(
     direction: DirectionOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "auto",
     fmt: FormatOpt = "same",
     quality: QualityOpt = 95,
     overwrite: OverwriteOpt = False,
@@ -64,6 +93,7 @@ def convert(
     tile: TileOpt = None,
     tile_overlap: TileOverlapOpt = 32,
     tiling: TilingOpt = "exact",
+    max_memory: MaxMemoryOpt = None,
     batch_size: BatchSizeOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -120,7 +150,9 @@ def convert(
                     inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
                     recursive=recursive,
                 )
-                translator = load_translator(model, to, direction, device, threads, quiet=quiet)
+                budget = parse_memory(max_memory) if max_memory else None
+                translator = load_translator(model, to, direction, device, threads, quiet=quiet, backend=backend)
+                translator.max_memory = budget
                 t0 = time.perf_counter()
                 it = run = run_plans(
                     plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
@@ -130,6 +162,8 @@ def convert(
                 # Ray Data shows its own progress for a --ray run
                 with progress_bar(quiet or as_json or report is not None) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
+                    if translator is not None:
+                        translator.tile_progress = TileProgress(progress, quiet or as_json)
                     converted = 0
                     for r in it:
                         if run is None:  # a local run records its own results (run.results)
