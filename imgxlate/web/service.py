@@ -283,12 +283,21 @@ class WebService:
         total = len(staged)
         t0 = time.perf_counter()
         outcomes: list[ImageOutcome] = []
+        finished = [0]  # images done so far; the one being translated is the next
+
+        def tiles(done: int, count: int) -> None:  # inside one large image: the exact tiler's tiles
+            assert progress is not None
+            name = names[staged[min(finished[0], total - 1)]]
+            progress(finished[0], total, f"translating {name}: tile {done} of {count}")
+
         if progress is not None:
             progress(0, total, f"translating {names[staged[0]]}")
+            translator.tile_progress = tiles  # one job at a time uses the shared session (one queue slot)
         results = convert_paths(staged, out_dir, translator=translator, max_pixels=self.max_pixels,
                                 recursive=False)
         try:
             for i, r in enumerate(results, start=1):
+                finished[0] = i
                 name = names.get(Path(r.src), Path(r.src).name)
                 pairs = [(Path(r.src), name), (Path(r.dst), Path(r.dst).name)]
                 if r.status == "converted":
@@ -308,6 +317,7 @@ class WebService:
                     progress(i, total, f"translating {following}" if following else "done")
         finally:
             results.close()
+            translator.tile_progress = None
         zip_path = self._zip([o.output for o in outcomes if o.output is not None], job / "imgxlate-results.zip")
         return BatchOutcome(
             outcomes, zip_path, self.provider_line(translator), translator.pair.name,

@@ -84,3 +84,20 @@ def test_unknown_target_is_refused_at_start(tiny_pair: Path) -> None:
     with pytest.raises(ModelNotFoundError) as page:
         WebService(model=str(tiny_pair), to="cat")
     assert str(page.value) == str(cli.value)
+
+
+def test_progress_inside_one_large_image_counts_its_tiles(service: WebService, tmp_path: Path) -> None:
+    """A tiled image reports its tiles on the page's progress, not only 0 of 1 until it is done."""
+    label = service.default_choice.label
+    translator = service.translator(label, "zebra")
+    translator.max_memory = 1  # a budget no whole-image run fits: exact tiles, whatever the machine
+    big = _upload(service, web_inputs.jpeg(tmp_path / "big.jpg", 320, 240), "u1")
+    steps: list[tuple[int, int, str]] = []
+    outcome = service.convert_images([big], progress=lambda d, t, s: steps.append((d, t, s)))
+    assert [o.status for o in outcome.images] == ["converted"]
+    tile_steps = [s for s in steps if ": tile " in s[2]]
+    assert len(tile_steps) >= 2, steps
+    assert tile_steps[-1][2].startswith("translating big.jpg: tile ")
+    done, count = (int(x) for x in tile_steps[-1][2].rsplit("tile ", 1)[1].split(" of "))
+    assert done == count >= 2
+    assert translator.tile_progress is None  # the shared session is left as it was found
