@@ -4,7 +4,7 @@
     python -m bench --only convert_speed,video_speed
     python -m bench --device cuda --json gpu.json
 
-Parts (in this order): convert_speed, train_speed, tiling, learning_check, video_speed,
+Parts (in this order): convert_speed, train_speed, tiling, large_photos, learning_check, video_speed,
 model_quality when the bundled vangogh2photo pair exists, and scale_out (Ray vs local; skipped
 without the ray extra). ``--quick`` is passed to every part that has
 it (tiling has none: it gets ``--repeat 1`` instead). Each part writes its own JSON into a temp file;
@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 
 from bench import _util as U
 
-PARTS = ("convert_speed", "train_speed", "tiling", "learning_check", "video_speed", "model_quality", "scale_out")
+PARTS = ("convert_speed", "train_speed", "tiling", "large_photos", "learning_check", "video_speed", "model_quality", "scale_out")
 # arguments a part gets for --quick when it has no --quick flag of its own
 QUICK_FALLBACK = {"tiling": ["--repeat", "1"]}
 DEVICE_PARTS = {"convert_speed": ("cpu", "cuda"), "train_speed": ("cpu", "cuda"), "video_speed": ("cpu", "cuda")}
@@ -118,6 +118,13 @@ def headline(name: str, result: Any) -> list[str]:
         for row in result.get("rows", []):
             out.append(f"{row.get('mode')} {row.get('size')}: PSNR vs whole {U.fmt(row.get('psnr_db'))} dB, "
                        f"time x{U.fmt(row.get('time_ratio'))}, peak {U.fmt(row.get('maxrss_mib'))} MiB")
+    elif name == "large_photos":
+        for row in result.get("rows", []):
+            if row.get("seconds") is not None:
+                out.append(f"{row['mp']} MP {row['model']} {row['contender']}: {U.fmt(row['seconds'])} s, peak "
+                           f"{U.fmt(row.get('peak_rss_mib'))} MiB, PSNR vs whole {U.fmt(row.get('psnr_vs_whole_db'))} dB")
+        for g in result.get("goals", []):
+            out.append(f"goal {g['goal']}: {U.goal_state(g)}")
     elif name == "learning_check":
         for d, m in (result.get("margin_over_mean_db") or {}).items():
             out.append(f"{d}: model beats the mean-image baseline by {U.fmt(m)} dB")

@@ -285,9 +285,9 @@ def torch_generator_from_onnx(onnx_path: str | os.PathLike[str], ngf: int | None
                 has_bias = len(node.input) > 2 and node.input[2]
                 conv.bias.copy_(torch.from_numpy(array(node.input[2]).copy()) if has_bias else 0.0)
     # parity: the mapping by order is only trusted once both give the same image
-    import onnxruntime as ort
+    from imgxlate.engine import CPU, make_session
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    sess = make_session(str(onnx_path), CPU, 1)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():
         ref = gen(torch.from_numpy(x)).numpy()

@@ -1,4 +1,5 @@
-"""Does the trainer learn? CycleGAN on two synthetic unpaired domains with a known true mapping.
+"""Does the trainer learn? CycleGAN, CUT and FastCUT on two synthetic unpaired domains with a known
+true mapping.
 
 Domain A: random smooth colour-blob scenes. Domain B: *independently drawn* scenes of the same kind
 seen through a fixed invertible colour transform T (a channel permutation plus per-channel gain and
@@ -12,13 +13,18 @@ held-out A images are translated with ``a2b.onnx`` (ONNX Runtime) and compared w
     PSNR(G_ab(a), T(a))   vs   identity baseline PSNR(a, T(a))   vs   mean-image baseline PSNR(mean B, T(a))
 
 and the same for b2a against T^-1. A trainer that learns beats the mean baseline by several dB.
+CUT and FastCUT are one-sided; they run with ``--both-directions`` so both directions are measured.
+Every method trains on the same data with the same networks, steps, batch and learning rate, one after
+the other on the same machine, so their images/s compare.
 
-    python bench/learning_check.py            # ~5 min on 2 cores
-    python bench/learning_check.py --quick    # ~1 min smoke run
-    python bench/learning_check.py --json results.json
+    python bench/learning_check.py                        # CycleGAN, ~5 min on 2 cores
+    python bench/learning_check.py --method cyclegan,cut,fastcut --json results.json
+    python bench/learning_check.py --quick                # ~1 min smoke run per method
 
-The identity loss is off by default here (``--lambda-identity 0``): it pulls G_ab(b) towards b, which a
-colour transform deliberately violates (it exists to preserve colours in photo<->painting tasks).
+The CycleGAN identity loss is off by default here (``--lambda-identity 0``): it pulls G_ab(b) towards
+b, which a colour transform deliberately violates (it exists to preserve colours in photo<->painting
+tasks). CUT keeps its own identity term (PatchNCE on G(b) vs b, the paper's default): it asks for the
+same *content* at each position, which a colour transform does not violate.
 """
 
 from __future__ import annotations
@@ -123,9 +129,92 @@ def run_onnx(path: Path, images: np.ndarray) -> np.ndarray:
     return np.clip((out.transpose(0, 2, 3, 1).astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
 
 
+def run_method(
+    method: str, root: Path, data: dict[str, np.ndarray], args: argparse.Namespace, steps: int
+) -> dict:
+    """Train ``method`` through the real pipeline and measure both directions against the truth."""
+    from imgxlate.train.config import TrainConfig
+    from imgxlate.train.loop import train
+
+    spe = max(1, args.train_images // args.batch_size)
+    half = max(1, -(-steps // (2 * spe)))  # epochs of constant lr, then as many of decay
+    crop = args.size - 8
+    cfg = TrainConfig(
+        domain_a=str(root / "data" / "A"),
+        domain_b=str(root / "data" / "B"),
+        name_a="scenes",
+        name_b="tscenes",
+        out=str(root / f"run-{method}"),
+        method=method,
+        both_directions=True,
+        image_size=crop,
+        load_size=args.size,
+        ngf=args.ngf,
+        ndf=args.ngf,
+        n_blocks=args.n_blocks,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lambda_identity=args.lambda_identity,
+        lambda_nce=args.lambda_nce,
+        epochs=half,
+        epochs_decay=half,
+        max_steps=steps,
+        workers=0,
+        threads=args.threads,
+        seed=args.seed,
+        checkpoint_every=0,
+        sample_every=0,
+        log_every=50,
+        export=True,
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = train(cfg, command="bench/learning_check.py " + " ".join(sys.argv[1:]))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0  # export included in both
+    model = root / f"run-{method}" / "model"
+    ta, tb = data["test_a"], data["test_b"]
+    target_ab, target_ba = transform(ta), inverse_transform(tb)
+    fake_b, fake_a = run_onnx(model / "a2b.onnx", ta), run_onnx(model / "b2a.onnx", tb)
+
+    def mean_psnr(pred: np.ndarray, target: np.ndarray) -> float:
+        return float(np.mean([psnr(p, t) for p, t in zip(pred, target)]))
+
+    rows = {
+        "a2b": {
+            "model": mean_psnr(fake_b, target_ab),
+            "identity": mean_psnr(ta, target_ab),
+            "mean_image": mean_psnr(np.broadcast_to(data["mean_b"], ta.shape), target_ab),
+        },
+        "b2a": {
+            "model": mean_psnr(fake_a, target_ba),
+            "identity": mean_psnr(tb, target_ba),
+            "mean_image": mean_psnr(np.broadcast_to(data["mean_a"], tb.shape), target_ba),
+        },
+    }
+    keys = ("image_size", "ngf", "n_blocks", "batch_size", "lr", "epochs", "epochs_decay")
+    keys += ("lambda_identity",) if method == "cyclegan" else ("lambda_nce", "nce_idt", "flip_equivariance")
+    return {
+        "method": method,
+        "steps": result.steps,
+        "wall_s": round(wall, 1),
+        "images_per_s": round(result.images_per_s, 2),
+        # CPU seconds of this process per training image (export included): steadier than images/s
+        # on a machine shared with other work
+        "cpu_s_per_image": round(cpu / max(1, result.steps * cfg.batch_size), 4),
+        "config": {k: getattr(cfg, k) for k in keys},
+        "train_images": args.train_images,
+        "test_images": args.test_images,
+        "psnr_db": rows,
+        "margin_over_mean_db": {d: round(r["model"] - r["mean_image"], 2) for d, r in rows.items()},
+        "final_losses": {k: round(v, 4) for k, v in result.losses.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short smoke run (~1 min)")
+    ap.add_argument("--quick", action="store_true", help="short smoke run (~1 min per method)")
+    ap.add_argument(
+        "--method", default="cyclegan", help="comma-separated: cyclegan, cut, fastcut (default cyclegan)"
+    )
     ap.add_argument("--steps", type=int, default=0, help="training steps (default 1200, quick 300)")
     ap.add_argument("--size", type=int, default=40, help="image size; crops are size-8")
     ap.add_argument("--train-images", type=int, default=200)
@@ -135,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lambda-identity", type=float, default=0.0)
+    ap.add_argument(
+        "--lambda-nce", type=float, default=None, help="cut/fastcut: the method's default if unset"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folder here instead of a temp dir")
@@ -144,96 +236,28 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     from imgxlate._atomic import atomic_path
-    from imgxlate.train.config import TrainConfig
-    from imgxlate.train.loop import train
 
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
     with tempfile.TemporaryDirectory(prefix="imgxlate-learning-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         data = make_data(root / "data", args.train_images, args.test_images, args.size, args.seed)
-        spe = max(1, args.train_images // args.batch_size)
-        half = max(1, -(-steps // (2 * spe)))  # epochs of constant lr, then as many of decay
-        crop = args.size - 8
-        cfg = TrainConfig(
-            domain_a=str(root / "data" / "A"),
-            domain_b=str(root / "data" / "B"),
-            name_a="scenes",
-            name_b="tscenes",
-            out=str(root / "run"),
-            image_size=crop,
-            load_size=args.size,
-            ngf=args.ngf,
-            ndf=args.ngf,
-            n_blocks=args.n_blocks,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            lambda_identity=args.lambda_identity,
-            epochs=half,
-            epochs_decay=half,
-            max_steps=steps,
-            workers=0,
-            threads=args.threads,
-            seed=args.seed,
-            checkpoint_every=0,
-            sample_every=0,
-            log_every=50,
-            export=True,
+        reports = {m: run_method(m, root, data, args, steps) for m in methods}
+    report = reports[methods[0]] if len(methods) == 1 else {"methods": reports}
+    base_ips = reports.get("cyclegan", {}).get("images_per_s")
+    for method, r in reports.items():
+        speed = f", {r['images_per_s'] / base_ips:.2f}x CycleGAN" if base_ips and method != "cyclegan" else ""
+        print(
+            f"{method}: {r['steps']} steps in {r['wall_s']} s ({r['images_per_s']} images/s{speed}; "
+            f"{r['cpu_s_per_image']} CPU s per image)"
         )
-        t0 = time.perf_counter()
-        result = train(cfg, command="bench/learning_check.py " + " ".join(sys.argv[1:]))
-        wall = time.perf_counter() - t0
-        model = root / "run" / "model"
-        ta, tb = data["test_a"], data["test_b"]
-        target_ab, target_ba = transform(ta), inverse_transform(tb)
-        fake_b, fake_a = run_onnx(model / "a2b.onnx", ta), run_onnx(model / "b2a.onnx", tb)
-
-        def mean_psnr(pred: np.ndarray, target: np.ndarray) -> float:
-            return float(np.mean([psnr(p, t) for p, t in zip(pred, target)]))
-
-        rows = {
-            "a2b": {
-                "model": mean_psnr(fake_b, target_ab),
-                "identity": mean_psnr(ta, target_ab),
-                "mean_image": mean_psnr(np.broadcast_to(data["mean_b"], ta.shape), target_ab),
-            },
-            "b2a": {
-                "model": mean_psnr(fake_a, target_ba),
-                "identity": mean_psnr(tb, target_ba),
-                "mean_image": mean_psnr(np.broadcast_to(data["mean_a"], tb.shape), target_ba),
-            },
-        }
-        report = {
-            "steps": result.steps,
-            "wall_s": round(wall, 1),
-            "images_per_s": round(result.images_per_s, 2),
-            "config": {
-                k: getattr(cfg, k)
-                for k in (
-                    "image_size",
-                    "ngf",
-                    "n_blocks",
-                    "batch_size",
-                    "lr",
-                    "lambda_identity",
-                    "epochs",
-                    "epochs_decay",
-                )
-            },
-            "train_images": args.train_images,
-            "test_images": args.test_images,
-            "psnr_db": rows,
-            "margin_over_mean_db": {d: round(r["model"] - r["mean_image"], 2) for d, r in rows.items()},
-            "final_losses": {k: round(v, 4) for k, v in result.losses.items()},
-        }
-
-    print(
-        f"learning check: {report['steps']} steps in {report['wall_s']} s ({report['images_per_s']} images/s)"
-    )
-    print(
-        f"{'direction':<10}{'model':>10}{'identity':>10}{'mean img':>10}{'margin':>10}   (PSNR dB vs true T)"
-    )
-    for d, r in rows.items():
-        margin = r["model"] - r["mean_image"]
-        print(f"{d:<10}{r['model']:>10.2f}{r['identity']:>10.2f}{r['mean_image']:>10.2f}{margin:>+10.2f}")
+        print(
+            f"  {'direction':<10}{'model':>10}{'identity':>10}{'mean img':>10}{'margin':>10}   (PSNR dB vs true T)"
+        )
+        for d, row in r["psnr_db"].items():
+            margin = row["model"] - row["mean_image"]
+            print(
+                f"  {d:<10}{row['model']:>10.2f}{row['identity']:>10.2f}{row['mean_image']:>10.2f}{margin:>+10.2f}"
+            )
     if args.json:
         with atomic_path(args.json) as tmp_json:
             tmp_json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")

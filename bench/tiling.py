@@ -91,18 +91,15 @@ def _maxrss_mib() -> float:
 
 
 def _session_factory(threads: int, exact: bool):
-    import onnxruntime as ort
+    """Sessions exactly as ``imgxlate convert`` builds them (engine.py): ONNX Runtime, CPU, the arena
+    on for the whole-image session and off for the exact tiler's segments."""
+    from imgxlate import engine
 
-    def make(data: bytes | str) -> ort.InferenceSession:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        # The exact tiler runs many small sessions; per-session arenas would each keep their peak.
-        opts.enable_cpu_mem_arena = not exact
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    if exact:
+        return engine.runner_factory("cpu", threads, backend="onnxruntime")
+
+    def make(data: bytes | str):
+        return engine.make_session(data, engine.CPU, threads)
 
     return make
 

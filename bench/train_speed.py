@@ -3,6 +3,7 @@
     python bench/train_speed.py                      # 256 px, ngf 64 / 9 blocks, 30 steps per run
     python bench/train_speed.py --quick              # 64 px, ngf 16 / 3 blocks, 12 steps (CPU smoke)
     python bench/train_speed.py --image-size 128 --steps 20 --json out.json
+    python bench/train_speed.py --quick --method cut  # the same for CUT (one direction) or fastcut
 
 Two contenders train the same model size on the same generated data (two folders of landscape JPEGs):
 
@@ -96,14 +97,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     common = ["--image-size", str(size), "--load-size", str(size + size // 8), "--ngf", str(ngf),
               "--ndf", str(ngf), "--n-blocks", str(n_blocks), "--max-steps", str(steps), "--log-every", "1",
               "--sample-every", "0", "--checkpoint-every", "0", "--no-export", "--quiet", "--seed", "0",
-              "--device", device, "--workers", str(4 if cuda else 0), "--threads", str(threads)]
+              "--device", device, "--workers", str(4 if cuda else 0), "--threads", str(threads),
+              "--method", args.method]
     configs = {
         "reference": (["--precision", "fp32", "--no-channels-last", "--batch-size", "1", "--no-compile"], 1),
         "fast": (["--precision", "auto", "--channels-last", "--batch-size", str(batch),
                   "--compile" if args.compile else "--no-compile"], batch),
     }
     result: dict[str, Any] = {
-        "part": "train_speed", "device": device, "image_size": size, "ngf": ngf, "n_blocks": n_blocks,
+        "part": "train_speed", "method": args.method, "device": device, "image_size": size, "ngf": ngf, "n_blocks": n_blocks,
         "steps": steps, "warmup_steps": warmup, "rounds": rounds, "threads": threads, "quick": quick,
         "machine": U.machine_info(), "configs": {k: " ".join(v[0]) for k, v in configs.items()},
     }
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--method", choices=["cyclegan", "cut", "fastcut"], default="cyclegan",
+                   help="training method (cut/fastcut: one direction, as they are meant to be used)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     result = bench(args)

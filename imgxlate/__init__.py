@@ -10,15 +10,19 @@ API below (attributes are resolved lazily).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# Not `from typing import TYPE_CHECKING`: the CLI's entry point imports this package before it can
+# install its Ctrl-C handler, so the package import is kept to a few milliseconds (typing is not needed).
+TYPE_CHECKING = False
 
 from imgxlate._version import __version__
 from imgxlate.errors import ImgxlateError
-from imgxlate.metadata import ModelMetadata
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from imgxlate.batch import FileResult, convert_paths
     from imgxlate.engine import Engine
+    from imgxlate.metadata import ModelMetadata
     from imgxlate.registry import DEFAULT_MODEL, ModelPair, list_models
     from imgxlate.translator import Translator, load_model
 
@@ -31,6 +35,8 @@ _LAZY = {
     "list_models": "imgxlate.registry",
     "ModelPair": "imgxlate.registry",
     "DEFAULT_MODEL": "imgxlate.registry",
+    # lazy too: `imgxlate` (the CLI) must install its Ctrl-C handler within milliseconds of starting
+    "ModelMetadata": "imgxlate.metadata",
 }
 
 __all__ = [

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -18,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate.errors import ImgxlateError, UsageError
-from imgxlate.inputs import PlannedFile, collect_inputs, plan_outputs
+from imgxlate.errors import DiskFullError, ImgxlateError, UsageError
+from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs
 from imgxlate.translator import TILINGS, Translator
 
 
@@ -35,7 +36,8 @@ class FileResult:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["src"], d["dst"] = str(self.src), str(self.dst)
+        d["src"] = str(self.src)
+        d["dst"] = str(self.dst) if self.dst != Path() else None  # None: found by the walk, not planned
         return d
 
 
@@ -56,6 +58,15 @@ def check_format(fmt: str) -> str:
     return normalize_format(fmt)
 
 
+class Plans(list[PlannedFile]):
+    """The planned files (a list, in input order) plus :attr:`ignored`: what the walk found and left out
+    on purpose (hidden, not an image, excluded), for ``--dry-run``."""
+
+    def __init__(self, plans: Sequence[PlannedFile] = (), ignored: Sequence[Found] = ()) -> None:
+        super().__init__(plans)
+        self.ignored: list[Found] = list(ignored)
+
+
 def plan_conversion(
     inputs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -65,14 +76,62 @@ def plan_conversion(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     recursive: bool = True,
-) -> list[PlannedFile]:
-    """Every input file with its output path and, for files not to convert, why (skipped / failed)."""
+) -> Plans:
+    """Every input file with its output path and, for files not to convert, why (skipped / failed),
+    in walk order. Non-regular files, symlink loops and unreadable folders are planned as skipped or
+    failed entries (``dst`` is ``Path()`` for those)."""
     fmt = check_format(fmt)
     files = collect_inputs(inputs, out_dir=out_dir, include=include, exclude=exclude, recursive=recursive)
-    if not files:
+    reported = [f for f in files.found if f.status != "ignored"]
+    if not files and not reported:
         shown = ", ".join(str(i) for i in inputs)
         raise UsageError(f"no images found in {shown}; check the paths and --include/--exclude patterns")
-    return plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite)
+    if fmt != "same" and image_file_name(out_dir):
+        from imgxlate.imaging.formats import _FMT_TO_PIL, _SUFFIX_TO_PIL
+
+        if _FMT_TO_PIL[fmt] != _SUFFIX_TO_PIL[Path(out_dir).suffix.lower()]:
+            raise UsageError(
+                f"--format {fmt} contradicts --out {out_dir}; the output file's suffix sets the format, so "
+                "leave out --format or change the suffix"
+            )
+    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite) if files else []
+    merged: list[PlannedFile] = []
+    notes = iter(reported)
+    note = next(notes, None)
+    for i, plan in enumerate(planned):
+        while note is not None and note.before <= i:
+            merged.append(PlannedFile(note.path, Path(), note.status, note.reason))
+            note = next(notes, None)
+        merged.append(plan)
+    while note is not None:
+        merged.append(PlannedFile(note.path, Path(), note.status, note.reason))
+        note = next(notes, None)
+    return Plans(merged, [f for f in files.found if f.status == "ignored"])
+
+
+def check_tiling(tile: int | None, tile_overlap: int, tiling: str, multiple: int = 4) -> None:
+    """Refuse tile settings that cannot work, before any file is read (UsageError, exit 2)."""
+    if tiling not in TILINGS:
+        raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
+    if tile_overlap < 0:
+        raise UsageError(f"--tile-overlap must be >= 0, got {tile_overlap}")
+    if tile is None or tile == 0:
+        return
+    if tile < 0:
+        raise UsageError(f"--tile must be >= 0 (0 = whole image), got {tile}")
+    smallest = 2 * multiple
+    if tile % multiple or tile < smallest:
+        near = max(smallest, -(-tile // multiple) * multiple)
+        raise UsageError(
+            f"--tile {tile} does not fit this model: tiles must be a multiple of {multiple} pixels and at least "
+            f"{smallest}; try --tile {near} (or --tile 0 for whole images)"
+        )
+    if tiling == "blend" and tile < 2 * tile_overlap:
+        raise UsageError(
+            f"--tile {tile} is smaller than twice the overlap ({tile_overlap}): blended tiles would be all "
+            f"overlap; use --tile {-(-2 * tile_overlap // multiple) * multiple} or more, or a smaller "
+            "--tile-overlap"
+        )
 
 
 @dataclass
@@ -84,6 +143,7 @@ class _Item:
     seconds: float = 0.0
     size: tuple[int, int] = (0, 0)
     extra: dict[str, Any] = field(default_factory=dict)
+    reported: bool = False
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -101,6 +161,195 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+class BatchRun:
+    """A running batch: iterate it for one :class:`FileResult` per plan, in plan order.
+
+    Decoding and encoding run on a thread pool (Pillow and OpenCV release the GIL) while the caller's
+    thread runs the model, so inference, not I/O, is the bottleneck. Consecutive images of equal size
+    are batched (``batch_size``; default 4 on CUDA, 1 on CPU).
+
+    Guarantees:
+
+    - :attr:`results` holds every result, recorded before it is handed out, and after a stop (Ctrl-C,
+      :meth:`close`, an error) also those of the writes that were in flight: every output renamed into
+      place is in it, as "converted";
+    - a full disk stops the batch: the file being written fails with "disk full", files already being
+      written finish (or fail the same way), nothing new starts; iteration then raises
+      :class:`~imgxlate.errors.DiskFullError` and :attr:`stopped` holds its message, :attr:`not_started`
+      the number of plans never tried;
+    - before the first write, temp files a killed run left in the output folders are removed
+      (:func:`imgxlate._atomic.remove_stale_temps`).
+    """
+
+    def __init__(
+        self,
+        plans: Sequence[PlannedFile],
+        *,
+        translator: Translator,
+        fmt: str = "same",
+        quality: int = 95,
+        max_pixels: int | None = None,
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        tiling: str = "exact",
+        workers: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        from imgxlate.imaging import DEFAULT_MAX_PIXELS
+
+        self.started = time.time()
+        self.fmt = check_format(fmt)
+        check_tiling(tile, tile_overlap, tiling, translator.multiple)
+        if batch_size is None:
+            batch_size = 4 if translator.engine.on_cuda else 1
+        if batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+        self.plans = list(plans)
+        self.translator = translator
+        self.quality = quality
+        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        self.tile, self.tile_overlap, self.tiling = tile, tile_overlap, tiling
+        self.workers = workers if workers is not None else max(2, min(4, os.cpu_count() or 2))
+        self.batch_size = batch_size
+        self.results: list[FileResult] = []
+        self.stopped: str | None = None
+        self.not_started = 0
+        self.removed_temps: list[Path] = []
+        self._lock = threading.Lock()
+        self._full: DiskFullError | None = None
+        self._gen = self._run()
+
+    def __iter__(self) -> Iterator[FileResult]:
+        return self._gen
+
+    def __next__(self) -> FileResult:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop: queued decodes are dropped, writes in flight finish and are recorded in :attr:`results`."""
+        self._gen.close()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: sum(r.status == s for r in self.results) for s in ("converted", "skipped", "failed")}
+
+    # --------------------------------------------------------------------------------------- internals
+    def _record(self, item: _Item, result: FileResult) -> FileResult:
+        item.result = result
+        if not item.reported:
+            item.reported = True
+            self.results.append(result)
+        return result
+
+    def _write(self, item: _Item, rgb: np.ndarray, like: Any) -> FileResult:
+        """On a pool thread: write one output; the result is known to the batch as soon as the file is in
+        place (a signal in the main thread cannot come between the rename and the record)."""
+        from imgxlate.imaging import write_image
+
+        plan = item.plan
+        t0 = time.perf_counter()
+        try:
+            if self._full is not None:
+                raise self._full
+            write_image(plan.dst, rgb, like, fmt=self.fmt, quality=self.quality)
+        except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
+            if isinstance(exc, DiskFullError):
+                with self._lock:
+                    self._full = self._full or exc
+            result = FileResult(plan.src, plan.dst, "failed", _reason(exc), item.seconds, item.size[1],
+                                item.size[0])
+        else:
+            result = FileResult(plan.src, plan.dst, "converted", "", item.seconds + time.perf_counter() - t0,
+                                item.size[1], item.size[0])
+        item.result = result
+        return result
+
+    def _run(self) -> Iterator[FileResult]:
+        from imgxlate._atomic import remove_stale_temps
+        from imgxlate.imaging import read_image
+
+        translator, batch_size = self.translator, self.batch_size
+        lookahead = self.workers + batch_size
+        folders = {p.dst.parent for p in self.plans if p.status == "pending"}
+        self.removed_temps = remove_stale_temps(folders, self.started)
+
+        def decode(path: Path) -> tuple[Any, float]:
+            return _timed(read_image, path, max_pixels=self.max_pixels)
+
+        queue: deque[_Item] = deque(_Item(p) for p in self.plans)
+        decoding: deque[_Item] = deque()  # items handed to the pool for decoding, in order
+        done: deque[_Item] = deque()  # items whose result is known or being written, in order
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="imgxlate-io")
+
+        def feed() -> None:
+            while queue and len(decoding) < lookahead and self._full is None:
+                item = queue.popleft()
+                if item.plan.status == "pending":
+                    item.decode = pool.submit(decode, item.plan.src)
+                decoding.append(item)
+
+        def finish(item: _Item) -> FileResult:
+            if item.write is not None:
+                item.write.result()  # _write never raises; this waits for it
+            assert item.result is not None
+            return self._record(item, item.result)
+
+        def fail(item: _Item, exc: BaseException) -> None:
+            item.result = FileResult(item.plan.src, item.plan.dst, "failed", _reason(exc), item.seconds,
+                                     item.size[1], item.size[0])
+            done.append(item)
+
+        def submit_write(item: _Item, out: np.ndarray) -> None:
+            done.append(item)  # first: a stop between these lines leaves an item with no write (not written)
+            item.write = pool.submit(self._write, item, out, item.extra.pop("image"))
+
+        try:
+            feed()
+            while decoding and self._full is None:
+                item = decoding.popleft()
+                feed()
+                if item.decode is None:  # skipped or failed while planning
+                    item.result = FileResult(item.plan.src, item.plan.dst, item.plan.status, item.plan.reason)
+                    done.append(item)
+                else:
+                    try:
+                        decoded, item.seconds = item.decode.result()
+                        item.extra["image"] = decoded
+                        item.size = (decoded.height, decoded.width)
+                    except Exception as exc:  # noqa: BLE001 - unreadable file: report it, go on
+                        fail(item, exc)
+                    else:
+                        _infer_group(item, decoding, translator, batch_size, self.tile, self.tile_overlap,
+                                     self.tiling, feed, submit_write, fail)
+                # Hand back finished results in order; block on the oldest when too much is in flight.
+                while done and (done[0].write is None or done[0].write.done() or len(done) > lookahead):
+                    yield finish(done.popleft())
+            while done:
+                yield finish(done.popleft())
+            if self._full is not None:
+                self.stopped = str(self._full)
+                for it in (*decoding, *queue):
+                    if it.decode is not None:
+                        it.decode.cancel()
+                    if it.plan.status != "pending":  # planned skips and failures cost nothing: report them
+                        yield self._record(it, FileResult(it.plan.src, it.plan.dst, it.plan.status, it.plan.reason))
+                self.not_started = sum(1 for it in (*decoding, *queue) if it.plan.status == "pending")
+                raise self._full
+        finally:
+            # Stopped early (Ctrl-C, close(), disk full): drop decodes not started, let every image
+            # already translated be written (each write is atomic and short), and record their results.
+            for it in (*decoding, *queue):
+                if it.decode is not None:
+                    it.decode.cancel()
+            pool.shutdown(wait=True)
+            for it in done:
+                if it.result is not None:
+                    self._record(it, it.result)
+            if self._full is not None and self.stopped is None:
+                self.stopped = str(self._full)
+                self.not_started = sum(1 for it in (*decoding, *queue) if it.plan.status == "pending")
+
+
 def run_plans(
     plans: Sequence[PlannedFile],
     *,
@@ -113,97 +362,14 @@ def run_plans(
     tiling: str = "exact",
     workers: int | None = None,
     batch_size: int | None = None,
-) -> Iterator[FileResult]:
-    """Convert planned files; yield one FileResult per plan, in plan order.
-
-    Decoding and encoding run on a thread pool (Pillow and OpenCV release the GIL) while the main
-    thread runs the model, so inference, not I/O, is the bottleneck. Consecutive images of equal size
-    are batched (``batch_size``; default 4 on CUDA, 1 on CPU). Closing the iterator (or Ctrl-C) cancels
-    queued decodes and waits for the writes of images already translated; each write is atomic, so no
-    partial file remains (results of those last writes are not yielded; a rerun skips them).
-    """
-    from imgxlate.imaging.decode import DEFAULT_MAX_PIXELS, read_image
-    from imgxlate.imaging.encode import write_image
-
-    fmt = check_format(fmt)
-    if tiling not in TILINGS:
-        raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
-    if max_pixels is None:
-        max_pixels = DEFAULT_MAX_PIXELS
-    if batch_size is None:
-        batch_size = 4 if translator.engine.on_cuda else 1
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    if workers is None:
-        workers = max(2, min(4, os.cpu_count() or 2))
-    lookahead = workers + batch_size
-
-    def decode(path: Path) -> tuple[Any, float]:
-        return _timed(read_image, path, max_pixels=max_pixels)
-
-    def write(dst: Path, rgb: np.ndarray, like: Any) -> tuple[Any, float]:
-        return _timed(write_image, dst, rgb, like, fmt=fmt, quality=quality)
-
-    queue: deque[_Item] = deque(_Item(p) for p in plans)
-    decoding: deque[_Item] = deque()  # items handed to the pool for decoding, in order
-    done: deque[_Item] = deque()  # items whose result is known or being written, in order
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgxlate-io")
-
-    def feed() -> None:
-        while queue and len(decoding) < lookahead:
-            item = queue.popleft()
-            if item.plan.status == "pending":
-                item.decode = pool.submit(decode, item.plan.src)
-            decoding.append(item)
-
-    def finish(item: _Item) -> FileResult:
-        if item.result is not None:
-            return item.result
-        assert item.write is not None
-        try:
-            _, seconds = item.write.result()
-        except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
-            return FileResult(item.plan.src, item.plan.dst, "failed", _reason(exc), item.seconds,
-                              item.size[1], item.size[0])
-        return FileResult(item.plan.src, item.plan.dst, "converted", "", item.seconds + seconds,
-                          item.size[1], item.size[0])
-
-    def fail(item: _Item, exc: BaseException) -> None:
-        item.result = FileResult(item.plan.src, item.plan.dst, "failed", _reason(exc), item.seconds,
-                                 item.size[1], item.size[0])
-        done.append(item)
-
-    try:
-        feed()
-        while decoding:
-            item = decoding.popleft()
-            feed()
-            if item.decode is None:  # skipped or failed while planning
-                item.result = FileResult(item.plan.src, item.plan.dst, item.plan.status, item.plan.reason)
-                done.append(item)
-            else:
-                try:
-                    decoded, item.seconds = item.decode.result()
-                    item.extra["image"] = decoded
-                    item.size = (decoded.height, decoded.width)
-                except Exception as exc:  # noqa: BLE001 - unreadable file: report it, go on
-                    fail(item, exc)
-                else:
-                    _infer_group(item, decoding, translator, batch_size, tile, tile_overlap, tiling, feed,
-                                 pool, write, done, fail)
-            # Hand back finished results in order; block on the oldest when too much is in flight.
-            while done and (done[0].result is not None or (done[0].write is not None and done[0].write.done())
-                            or len(done) > lookahead):
-                yield finish(done.popleft())
-        while done:
-            yield finish(done.popleft())
-    finally:
-        # Stopped early (Ctrl-C, close()): drop decodes not started, but let every image already
-        # translated be written (each write is atomic and short), so no finished work is lost.
-        for item in (*decoding, *queue):
-            if item.decode is not None:
-                item.decode.cancel()
-        pool.shutdown(wait=True)
+) -> BatchRun:
+    """Start converting planned files: a :class:`BatchRun` (iterate it for one FileResult per plan, in
+    plan order; its ``results`` also hold the writes that finished after a stop). Tile settings that
+    cannot work are refused here, before any file is read (UsageError)."""
+    return BatchRun(
+        plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
+        tile_overlap=tile_overlap, tiling=tiling, workers=workers, batch_size=batch_size,
+    )
 
 
 def _infer_group(
@@ -215,9 +381,7 @@ def _infer_group(
     tile_overlap: int,
     tiling: str,
     feed: Any,
-    pool: ThreadPoolExecutor,
-    write: Any,
-    done: deque[_Item],
+    submit_write: Any,
     fail: Any,
 ) -> None:
     """Run ``first`` (plus following decoded images of the same size, up to ``batch_size``) through the
@@ -253,8 +417,7 @@ def _infer_group(
     share = (time.perf_counter() - t0) / len(group)
     for it, out in zip(group, outs):
         it.seconds += share
-        it.write = pool.submit(write, it.plan.dst, out, it.extra.pop("image"))
-        done.append(it)
+        submit_write(it, out)
 
 
 def convert_paths(

@@ -6,7 +6,7 @@ do next. The CLI prints ``str(err)`` to stderr without a traceback and exits wit
 
 from __future__ import annotations
 
-import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -52,6 +52,21 @@ class ImageWriteError(ImgxlateError):
     """An output image cannot be written."""
 
 
+class DiskFullError(ImgxlateError, OSError):
+    """No space left (or quota exceeded) while writing: nothing further can be written, so a batch
+    stops. Also an ``OSError`` with errno ``ENOSPC``, for code that handles OS errors."""
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, errno.ENOSPC, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:  # picklable (worker processes)
+        return (type(self), (self.message,))
+
+
 class VideoError(ImgxlateError):
     """An input video cannot be read or an output video cannot be written."""
 
@@ -62,5 +77,7 @@ class TrainingError(ImgxlateError):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
+    import difflib  # here, not at the top: the CLI's start-up imports this module
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

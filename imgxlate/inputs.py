@@ -3,24 +3,43 @@
 Inputs are files, folders (walked recursively unless told not to) and glob patterns. Each folder's tree
 is mirrored under the output folder (``photos/a/b.jpg`` given ``photos`` -> ``OUT/a/b.jpg``), a single
 file goes to ``OUT/name``, a glob's matches keep their path below the pattern's fixed prefix
-(``shots/**/*.jpg`` -> ``OUT/<below shots>``). Names are kept exactly (spaces, unicode, colons).
+(``shots/**/*.jpg`` -> ``OUT/<below shots>``). Names are kept exactly (spaces, unicode, colons). One
+input file and an ``--out`` whose name ends in an image suffix (``photo.jpg --out painting.png``)
+writes exactly that file.
 
-Skipped while walking: hidden files and folders (name starts with '.'), the output folder itself (so
-``--out`` inside the input tree is safe), and files whose suffix is not a readable image type.
+Patterns (globs given as inputs, ``--include``, ``--exclude``) follow gitignore rules (the pathspec
+library) and match case-insensitively: ``*.jpg`` matches ``IMG_0001.JPG``; a pattern without a slash
+matches a name at any depth (``sub`` excludes every folder named sub, with its contents); a pattern
+with a slash is anchored at the input folder (``sub/*.png``, ``/top.png``); ``**`` spans folders; a
+trailing ``/`` matches folders only; ``!pattern`` re-includes.
+
+While walking, only regular files are inputs. Found but not converted:
+
+- *ignored* (listed by ``--dry-run`` only): hidden entries (name starts with '.'), the output folder
+  itself (so ``--out`` inside the input tree is safe), suffixes that are not readable image types,
+  files left out by ``--include`` / ``--exclude``;
+- *skipped* (reported, exit status unchanged): named pipes, devices and sockets (reading them would
+  block or never end), symlink loops, broken symlinks, symlinks to folders (not followed, so a link
+  back up the tree cannot loop);
+- *failed* (reported, exit 1): folders that cannot be read (permission denied).
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
-import glob
 import os
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import stat
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgxlate.errors import UsageError
 
 _MAGIC = set("*?[")
+# Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.
+_NAME_MAX = 255
+_PATH_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,28 @@ class InputFile:
 
 
 @dataclass(frozen=True)
+class Found:
+    """Something the walk found and does not convert, and why.
+
+    ``status``: "ignored" (not an image input; shown by --dry-run only), "skipped" (reported) or
+    "failed" (reported; the command exits 1). ``before``: the number of inputs found before it (keeps
+    reports in walk order)."""
+
+    path: Path
+    status: str
+    reason: str
+    before: int = 0
+
+
+class Inputs(list[InputFile]):
+    """The inputs to convert, in order (a list), plus :attr:`found`: what was left out and why."""
+
+    def __init__(self, files: Iterable[InputFile] = (), found: Iterable[Found] = ()) -> None:
+        super().__init__(files)
+        self.found: list[Found] = list(found)
+
+
+@dataclass(frozen=True)
 class PlannedFile:
     src: Path
     dst: Path
@@ -38,30 +79,60 @@ class PlannedFile:
     reason: str = ""
 
 
+# ------------------------------------------------------------------------------------------- patterns
+
+
+class Patterns:
+    """gitignore-style patterns, matched case-insensitively against paths relative to an input root."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        import pathspec
+
+        self.patterns = [p for p in patterns if p.strip()]
+        self._spec = pathspec.GitIgnoreSpec.from_lines([p.strip().casefold() for p in self.patterns])
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def match(self, rel: Path, is_dir: bool = False) -> bool:
+        text = rel.as_posix().casefold()
+        return bool(self._spec.match_file(text + "/" if is_dir else text))
+
+
+def _matches(rel: Path, patterns: Sequence[str]) -> bool:
+    """Does ``rel`` match any of the gitignore-style ``patterns`` (case-insensitive)? For callers that
+    filter paths themselves (URL listings in imgxlate.distributed)."""
+    return Patterns(patterns).match(rel)
+
+
 def _has_magic(text: str) -> bool:
     return any(c in _MAGIC for c in text)
 
 
-def _glob_root(pattern: str) -> Path:
-    """The fixed folder prefix of a glob pattern: ``a/b/*/c*.jpg`` -> ``a/b``."""
+def _glob_split(pattern: str) -> tuple[Path, list[str]]:
+    """``a/b/*/c*.jpg`` -> (``a/b``, ["*", "c*.jpg"]): the fixed folder prefix and the pattern below it."""
     parts = Path(pattern).parts
     fixed: list[str] = []
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         if _has_magic(part):
-            break
+            return (Path(*fixed) if fixed else Path(".")), list(parts[i:])
         fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
+    return (Path(*fixed) if fixed else Path(".")), [parts[-1]]
 
 
-def _matches(rel: Path, patterns: Sequence[str]) -> bool:
-    posix, name = rel.as_posix(), rel.name
-    for pat in patterns:
-        if fnmatch.fnmatchcase(posix, pat) or fnmatch.fnmatchcase(name, pat):
+def _could_hold(pattern: list[str], rel_dir: tuple[str, ...]) -> bool:
+    """Can a folder at ``rel_dir`` (below the glob's root) hold matches of ``pattern``? (prunes the walk)"""
+    for i, part in enumerate(rel_dir):
+        if i >= len(pattern):
+            return True  # the folder itself matched the whole pattern: its contents are included
+        if pattern[i] == "**":
             return True
-        # "**/x" should match "x" at the top level too.
-        if pat.startswith("**/") and fnmatch.fnmatchcase(posix, pat[3:]):
-            return True
-    return False
+        if not fnmatch.fnmatchcase(part.casefold(), pattern[i].casefold()):
+            return False
+    return True
+
+
+# -------------------------------------------------------------------------------------------- walking
 
 
 def _same(a: Path, b: Path | None) -> bool:
@@ -69,20 +140,102 @@ def _same(a: Path, b: Path | None) -> bool:
         return False
     try:
         return a.resolve() == b
-    except OSError:
+    except (OSError, RuntimeError):
         return False
 
 
-def _walk(root: Path, recursive: bool, out_dir: Path | None) -> Iterable[Path]:
-    """Files below ``root`` in a stable order, skipping hidden entries and the output folder."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and not _same(here / d, out_dir)
-        ) if recursive else []
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield here / name
+def _kind(mode: int) -> str:
+    from imgxlate.imaging.decode import file_kind
+
+    return file_kind(mode)
+
+
+@dataclass
+class _Walk:
+    wanted: set[str]
+    include: Patterns
+    exclude: Patterns
+    out_dir: Path | None
+    recursive: bool
+    found: list[Found] = field(default_factory=list)
+    count: int = 0  # inputs yielded so far
+
+    def note(self, path: Path, status: str, reason: str) -> None:
+        self.found.append(Found(path, status, reason, self.count))
+
+    def files(self, root: Path, base: Path, descend: Callable[[tuple[str, ...]], bool] | None = None,
+              keep: Callable[[Path], bool] | None = None) -> Iterator[tuple[Path, Path]]:
+        """(path, rel to ``base``) of every regular image file below ``root``, in a stable order:
+        a folder's files (sorted by name), then its sub-folders (sorted)."""
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                why = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+                self.note(folder, "failed",
+                          f"cannot read folder {str(folder)!r}: {why}; its images were not converted "
+                          "(check its permissions)")
+                continue
+            subdirs: list[Path] = []
+            for entry in entries:
+                path = Path(entry.path)
+                rel = path.relative_to(base)
+                if entry.name.startswith("."):
+                    self.note(path, "ignored", "hidden (name starts with '.')")
+                    continue
+                link = entry.is_symlink()
+                try:
+                    st = os.stat(path)  # follows symlinks
+                except OSError as exc:
+                    if not link:
+                        self.note(path, "failed", f"cannot read {str(path)!r}: {exc.strerror or exc}")
+                    elif (keep is not None and not keep(rel)) or not self._wanted_name(path, rel):
+                        pass
+                    elif exc.errno == errno.ELOOP:
+                        self.note(path, "skipped", "symlink loop (the link points back to itself)")
+                    else:
+                        self.note(path, "skipped", f"broken symlink (it points to the missing {os.readlink(path)!r})")
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    if _same(path, self.out_dir):
+                        self.note(path, "ignored", "the output folder")
+                    elif self.exclude and self.exclude.match(rel, is_dir=True):
+                        self.note(path, "ignored", "folder excluded by --exclude")
+                    elif link:
+                        self.note(path, "skipped",
+                                  "symlink to a folder (not followed); give the folder itself as an input to convert it")
+                    elif not self.recursive:
+                        self.note(path, "ignored", "sub-folder (--no-recursive)")
+                    elif descend is None or descend(rel.parts):
+                        subdirs.append(path)
+                    continue
+                if (keep is not None and not keep(rel)) or not self._wanted_name(path, rel):
+                    continue
+                kind = _kind(st.st_mode)
+                if kind:
+                    self.note(path, "skipped", f"{kind}, not a regular file; only regular files are read")
+                    continue
+                yield path, rel
+            stack.extend(reversed(subdirs))
+
+    def _wanted_name(self, path: Path, rel: Path) -> bool:
+        """Suffix and --include / --exclude; notes why not (ignored)."""
+        if path.suffix.lower() not in self.wanted:
+            self.note(path, "ignored", "not an image suffix")
+            return False
+        return self.matches(path, rel)
+
+    def matches(self, path: Path, rel: Path) -> bool:
+        if self.include and not self.include.match(rel):
+            self.note(path, "ignored", "not matched by --include")
+            return False
+        if self.exclude and self.exclude.match(rel):
+            self.note(path, "ignored", "excluded by --exclude")
+            return False
+        return True
 
 
 def collect_inputs(
@@ -93,69 +246,125 @@ def collect_inputs(
     exclude: Sequence[str] = (),
     recursive: bool = True,
     suffixes: Iterable[str] | None = None,
-) -> list[InputFile]:
-    """Expand files, folders and globs into a de-duplicated, ordered list of image files."""
+) -> Inputs:
+    """Expand files, folders and globs into a de-duplicated, ordered list of regular image files.
+
+    The result is a list of :class:`InputFile`; its ``found`` attribute lists what was left out and why
+    (:class:`Found`). A missing input or a pattern that matches nothing is a UsageError."""
     if suffixes is None:
-        from imgxlate.imaging.formats import READ_SUFFIXES
+        from imgxlate.imaging import READ_SUFFIXES
 
         suffixes = READ_SUFFIXES
     wanted = {s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes}
-    out_resolved = Path(out_dir).resolve() if out_dir is not None else None
+    out_resolved = None
+    if out_dir is not None:
+        try:
+            out_resolved = Path(out_dir).resolve()
+        except (OSError, RuntimeError):
+            out_resolved = None
     if not inputs:
         raise UsageError("no inputs given; pass image files, folders or glob patterns")
+    walk = _Walk(wanted, Patterns(include), Patterns(exclude), out_resolved, recursive)
 
     found: list[InputFile] = []
     seen: set[Path] = set()
 
     def add(src: Path, rel: Path, explicit: bool) -> None:
-        if not explicit and src.suffix.lower() not in wanted:
-            return
-        if include and not _matches(rel, include):
-            return
-        if exclude and _matches(rel, exclude):
-            return
-        key = src.resolve()
+        try:
+            key = src.resolve()
+        except (OSError, RuntimeError):
+            key = src.absolute()
         if key in seen:
             return
         seen.add(key)
         found.append(InputFile(src=src, rel=rel, explicit=explicit))
-
-    def add_tree(root: Path, base: Path) -> None:
-        for f in _walk(root, recursive, out_resolved):
-            add(f, f.relative_to(base), False)
+        walk.count = len(found)
 
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
-        if path.is_dir():
-            add_tree(path, path)
-        elif path.is_file():
-            add(path, Path(path.name), True)
+        st: os.stat_result | None = None
+        err: OSError | None = None
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            err = exc
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            for f, rel in walk.files(path, path):
+                add(f, rel, False)
+        elif st is not None:
+            kind = _kind(st.st_mode)
+            if not walk.matches(path, Path(path.name)):
+                pass
+            elif kind:
+                walk.note(path, "failed", f"{kind}, not a regular file; only regular files are read")
+            else:
+                add(path, Path(path.name), True)
         elif _has_magic(text):
-            matches = sorted(glob.glob(str(path), recursive=True))
-            if not matches:
+            root, pattern = _glob_split(str(path))
+            spec = Patterns(["/" + "/".join(pattern)])
+            deep = "**" in pattern
+            before = len(found)
+
+            def keep(rel: Path, spec: Patterns = spec, pattern: list[str] = pattern, deep: bool = deep) -> bool:
+                if not spec.match(rel):
+                    return False
+                return recursive or deep or len(rel.parts) <= len(pattern) + 1
+
+            if root.is_dir():
+                for f, rel in walk.files(root, root, descend=lambda parts, p=pattern: _could_hold(p, parts),
+                                         keep=keep):
+                    if not (out_resolved and _inside(f, out_resolved)):
+                        add(f, rel, False)
+            if len(found) == before and not any(n.before >= before and n.status != "ignored" for n in walk.found):
                 raise UsageError(f"no file matches {text!r}; check the pattern (quote it to stop the shell)")
-            root = _glob_root(str(path))
-            for m in matches:
-                mp = Path(m)
-                if any(part.startswith(".") for part in mp.relative_to(root).parts):
-                    continue
-                if mp.is_dir():
-                    if not _same(mp, out_resolved):
-                        add_tree(mp, root)
-                elif mp.is_file() and not (out_resolved and _inside(mp, out_resolved)):
-                    add(mp, mp.relative_to(root), False)
-        else:
+        elif path.is_symlink():
+            loop = err is not None and err.errno == errno.ELOOP
+            walk.note(path, "failed", "symlink loop (the link points back to itself)" if loop
+                      else f"broken symlink (it points to the missing {os.readlink(path)!r})")
+        elif isinstance(err, FileNotFoundError):
             raise UsageError(f"input {text!r} does not exist; give image files, folders or glob patterns")
-    return found
+        else:
+            why = "permission denied" if isinstance(err, PermissionError) else (err.strerror if err else "")
+            walk.note(path, "failed", f"cannot read {text!r}: {why}")
+    return Inputs(found, walk.found)
 
 
 def _inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder)
         return True
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):
         return False
+
+
+# ------------------------------------------------------------------------------------------- planning
+
+
+def image_file_name(out: str | os.PathLike[str]) -> bool:
+    """Does ``out`` name an image file (a suffix imgxlate writes) rather than a folder?"""
+    from imgxlate.imaging.formats import _SUFFIX_TO_PIL
+
+    p = Path(out)
+    return p.suffix.lower() in _SUFFIX_TO_PIL and not p.is_dir()
+
+
+def _too_long(dst: Path) -> str:
+    """Why ``dst`` cannot be created on common file systems ("" when it can)."""
+    for part in dst.parts:
+        n = len(os.fsencode(part))
+        if n > _NAME_MAX:
+            return (
+                f"the output name {part[:40]!r}... is {n} bytes, longer than the {_NAME_MAX} bytes file systems "
+                "allow (name too long); rename the input or choose a --format with a shorter suffix"
+            )
+    n = len(os.fsencode(os.path.abspath(dst)))
+    if n >= _PATH_MAX:
+        return (
+            f"the output path is {n} bytes, longer than the {_PATH_MAX} bytes the system allows (path too long); "
+            "use a shorter --out or a flatter input tree"
+        )
+    return ""
 
 
 def plan_outputs(
@@ -167,20 +376,50 @@ def plan_outputs(
 ) -> list[PlannedFile]:
     """Map each input to its output path and decide up front what cannot or need not be written.
 
-    ``suffix_for(src)`` gives the output suffix (e.g. ``.png``). Refuses an output that is an input
-    file, refuses the second of two inputs mapping to one output, skips existing outputs unless
-    ``overwrite``.
+    ``suffix_for(src)`` gives the output suffix (e.g. ``.png``). One explicit input file and an
+    ``out_dir`` named like an image file (``x.png``; not an existing folder) writes that file;
+    ``out_dir`` named like an image with other inputs is a UsageError. Refuses an output that is an
+    input file, refuses the second of two inputs mapping to one output, fails an output name longer
+    than the file system allows, skips existing outputs unless ``overwrite``.
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
+    single = image_file_name(out)
+    if single and not (len(files) == 1 and files[0].explicit):
+        what = f"{len(files)} images" if len(files) != 1 else "a folder or pattern"
+        raise UsageError(
+            f"--out {out} names one image file, but the inputs are {what}; give a folder as --out "
+            "(it is created if missing)"
+        )
+    if not single and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
-    inputs = {f.src.resolve() for f in files}
+    inputs = set()
+    for f in files:
+        try:
+            inputs.add(f.src.resolve())
+        except (OSError, RuntimeError):
+            pass
     claimed: dict[Path, Path] = {}
     plans: list[PlannedFile] = []
     for f in files:
-        dst = out / f.rel.with_name(f.rel.stem + suffix_for(f.src)) if f.rel.suffix else \
-            out / f.rel.with_name(f.rel.name + suffix_for(f.src))
-        key = dst.resolve()
+        if single:
+            dst = out
+        elif f.rel.suffix:
+            dst = out / f.rel.with_name(f.rel.stem + suffix_for(f.src))
+        else:
+            dst = out / f.rel.with_name(f.rel.name + suffix_for(f.src))
+        long = _too_long(dst)
+        if long:
+            plans.append(PlannedFile(f.src, dst, "failed", long))
+            continue
+        try:
+            key = dst.resolve()
+            exists = dst.exists()
+        except (OSError, RuntimeError) as exc:
+            from imgxlate._atomic import explain_write_error
+
+            why = explain_write_error(exc) if isinstance(exc, OSError) else str(exc)
+            plans.append(PlannedFile(f.src, dst, "failed", f"cannot write {str(dst)!r}: {why}"))
+            continue
         if key in inputs:
             plans.append(PlannedFile(f.src, dst, "failed", f"output {dst} is an input file; choose another --out"))
             continue
@@ -191,7 +430,7 @@ def plan_outputs(
             ))
             continue
         claimed[key] = f.src
-        if dst.exists() and not overwrite:
+        if exists and not overwrite:
             plans.append(PlannedFile(f.src, dst, "skipped", "output exists (pass --overwrite to replace it)"))
             continue
         plans.append(PlannedFile(f.src, dst))

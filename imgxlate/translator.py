@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgxlate.engine import Engine, session_factory
+from imgxlate.engine import Engine
 from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.imaging.ranges import from_model, model_to_uint8, to_model, uint8_to_model
 from imgxlate.metadata import ModelMetadata
@@ -45,6 +45,10 @@ class Translator:
         self.notes: list[Note] = list(notes)  # from resolving the model, then from runs (fallbacks)
         self._exact: Any = None  # ExactTiler, created on first tiled run
         self._exact_failed = False
+        # Memory budget for automatic tiling in bytes (--max-memory; None: from the memory available).
+        self.max_memory: int | None = None
+        # Called as progress(done, total) after every tile of a tiled image (the CLI shows it).
+        self.tile_progress: Callable[[int, int], None] | None = None
 
     # ----------------------------------------------------------------------------- value ranges
     @property
@@ -108,12 +112,17 @@ class Translator:
                          for img in y])
         return np.ascontiguousarray(back.reshape(n, h, w, -1).transpose(0, 3, 1, 2))
 
-    def auto_tile(self, height: int, width: int) -> int:
-        """Tile edge for an image of this size (0 = run it whole)."""
-        from imgxlate.tiling.auto import auto_tile_size
+    def tiling_choice(self, height: int, width: int) -> Any:
+        """Whole image or exact tiles, and where the tiler keeps its maps, from the memory it needs
+        (:func:`imgxlate.tiling.auto.choose_tiling`)."""
+        from imgxlate.tiling.auto import choose_tiling
 
         ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
-        return int(auto_tile_size(height, width, provider=self.provider, ngf=ngf))
+        return choose_tiling(height, width, provider=self.provider, ngf=ngf, budget_bytes=self.max_memory)
+
+    def auto_tile(self, height: int, width: int) -> int:
+        """Tile edge for an image of this size (0 = run it whole)."""
+        return int(self.tiling_choice(height, width).tile)
 
     def _tile_for(self, height: int, width: int, tile: int | None) -> int:
         if self.engine.fixed_size is not None:
@@ -133,24 +142,38 @@ class Translator:
             self.notes.append(note)
             warnings.warn(message, stacklevel=3)
 
+    def _exact_tiler(self) -> Any:
+        """The exact tiler on this engine's device and backend, or None when the graph cannot be cut
+        (said once; callers fall back to blend tiling)."""
+        if self._exact is None and not self._exact_failed:
+            from imgxlate.tiling.exact import ExactTiler
+
+            try:
+                self._exact = ExactTiler(self.model_path, self.engine.runner_factory())
+            except (InvalidModelError, ImportError) as exc:
+                self._exact_failed = True
+                self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
+        return self._exact
+
+    def _store(self, height: int, width: int) -> Any:
+        from imgxlate.tiling.exact import MapStore
+
+        kind = self.tiling_choice(height, width).store
+        if kind == "spill":
+            import tempfile
+
+            return MapStore("float32", spill_dir=tempfile.gettempdir())
+        return MapStore(kind)
+
     def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
         """(3, H, W) -> (3, H, W) with the exact (graph-cut) tiler or the overlap-blend tiler."""
         from imgxlate.tiling.blend import run_blended
-        from imgxlate.tiling.exact import ExactTiler
 
         if tiling not in TILINGS:
             raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
-        if tiling == "exact" and not self._exact_failed:
-            if self._exact is None:
-                try:
-                    self._exact = ExactTiler(
-                        self.model_path, session_factory(self.engine.device, self.engine.threads)
-                    )
-                except (InvalidModelError, ImportError) as exc:  # not a graph the tiler can cut
-                    self._exact_failed = True
-                    self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
-            if self._exact is not None:
-                return np.asarray(self._exact.run(x, tile), dtype=np.float32)
+        if tiling == "exact" and self._exact_tiler() is not None:
+            store = self._store(x.shape[1], x.shape[2])
+            return np.asarray(self._exact.run(x, tile, progress=self.tile_progress, store=store), dtype=np.float32)
         return run_blended(self._run_whole, x, tile, overlap, self.multiple)
 
     def run_model(
@@ -161,8 +184,23 @@ class Translator:
             raise UsageError(f"run_model takes a (3, H, W) array, got shape {x.shape}")
         t = self._tile_for(x.shape[1], x.shape[2], tile)
         if t == 0:
-            return self._run_whole(x[None])[0]
+            try:
+                return self._run_whole(x[None])[0]
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
+                t = self._retry_tile(x.shape[1], x.shape[2], exc)
         return self._run_tiled(x, t, tile_overlap, tiling)
+
+    def _retry_tile(self, height: int, width: int, exc: BaseException) -> int:
+        """The tile edge to retry a whole-image run that ran out of memory with (re-raises others)."""
+        if not _out_of_memory(exc) or self.engine.fixed_size is not None:
+            raise exc
+        from imgxlate.tiling.auto import MIN_TILE
+
+        t = max(self.auto_tile(height, width), MIN_TILE)
+        if max(height, width) <= t:
+            t = max(MIN_TILE, max(height, width) // 2 // 4 * 4)
+        self._warn(f"the whole {width}x{height} image ran out of memory; retrying it in exact tiles of {t} px")
+        return t
 
     # ----------------------------------------------------------------------------- public API
     def translate_rgb(
@@ -176,8 +214,28 @@ class Translator:
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise UsageError(f"translate_rgb takes an (H, W, 3) array, got shape {rgb.shape}")
+        t = self._tile_for(rgb.shape[0], rgb.shape[1], tile)
+        if t and tiling == "exact" and self._exact_tiler() is not None:
+            return self._exact_rgb(rgb, t)
         y = self.run_model(self._to_model(rgb), tile=tile, tile_overlap=tile_overlap, tiling=tiling)
         return self._from_model(y)
+
+    def _exact_rgb(self, rgb: np.ndarray, tile: int) -> np.ndarray:
+        """Exact tiling straight from the (H, W, 3) [0, 1] image into the (H, W, 3) result: the tiler
+        reads windows of the image and hands back output tiles, so no full-size model-range copy of
+        either exists (at 96 MP each would be 1.1 GB)."""
+        lo, hi = self.metadata.input_range
+        out = np.empty(rgb.shape, np.float32)
+
+        def sink(region: tuple[int, int, int, int], y: np.ndarray) -> None:
+            y0, y1, x0, x1 = region
+            out[y0:y1, x0:x1] = self._from_model(y)
+
+        self._exact.run(
+            rgb, tile, hwc=True, scale=hi - lo, offset=lo, sink=sink, progress=self.tile_progress,
+            store=self._store(rgb.shape[0], rgb.shape[1]),
+        )
+        return out
 
     def translate_rgb_batch(self, rgbs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Equal-sized (H, W, 3) [0, 1] images in one engine run (no tiling) -> list of (H, W, 3)."""
@@ -225,11 +283,13 @@ def load_model(
     direction: str | None = None,
     device: str = "auto",
     threads: int = 0,
+    backend: str = "auto",
 ) -> Translator:
     """Find a generator (name, path or the default pair; ``to`` = target domain or ``direction``) and
-    create its ONNX Runtime session on ``device`` ("auto" | "cuda" | "cpu")."""
+    load it on ``device`` ("auto" | "cuda" | "cpu") with ``backend`` ("auto" | "onnxruntime" |
+    "openvino", see :mod:`imgxlate.engine`)."""
     resolved = resolve_model(model, to=to, direction=direction)
-    engine = Engine(resolved.file.path, device=device, threads=threads)
+    engine = Engine(resolved.file.path, device=device, threads=threads, backend=backend)
     # The same check as `imgxlate models add`, once per loaded model: a classifier, a model that
     # resizes, or one that outputs NaN or a constant is refused before any image is written.
     probe_generator(engine, resolved.file.metadata, resolved.file.path)
@@ -237,3 +297,12 @@ def load_model(
         if note.kind == "no-metadata":
             warnings.warn(note.text, stacklevel=2)
     return Translator(resolved, engine, resolved.notes)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Is this a runtime's out-of-memory error (numpy, ONNX Runtime CPU/CUDA, OpenVINO)?"""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(k in text for k in ("bad_alloc", "failed to allocate", "out of memory", "alloc_failed",
+                                   "memoryallocation", "cannot allocate memory"))

@@ -18,7 +18,7 @@ def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cpu_run_shapes_and_reuse(tiny_pair: Path) -> None:
-    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1)
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1, backend="onnxruntime")
     assert e.provider == "CPUExecutionProvider" and e.note == ""
     session = e.session
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 20)).astype(np.float32)
@@ -38,7 +38,7 @@ def test_run_rejects_wrong_shape(tiny_pair: Path) -> None:
 
 
 def test_threads_option_and_default(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=2)
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=2, backend="onnxruntime")
     assert e.session.get_session_options().intra_op_num_threads == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert eng.default_threads() == 3
@@ -82,7 +82,7 @@ def test_cuda_provider_fails_to_load(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_auto_falls_back_to_cpu_and_says_why(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eng, "available_providers", lambda: ["CPUExecutionProvider"])
-    e = eng.Engine(tiny_pair / "a2b.onnx", device="auto", threads=1)
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="auto", threads=1, backend="onnxruntime")
     assert e.provider == "CPUExecutionProvider"
     assert e.describe().startswith("running on CPUExecutionProvider (CUDA not available: ")
 
@@ -107,4 +107,41 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a model")
     with pytest.raises(InvalidModelError, match="cannot load"):
-        eng.Engine(bad, device="cpu")
+        eng.Engine(bad, device="cpu", backend="onnxruntime")
+
+
+def test_session_options_in_one_place() -> None:
+    assert eng.session_options(3).intra_op_num_threads == 3
+    assert eng.session_options(1).enable_cpu_mem_arena is True
+    assert eng.session_options(1, arena=False).enable_cpu_mem_arena is False
+    # the factory the exact tiler uses builds sessions without the arena
+    make = eng.session_factory("cpu", threads=1)
+    sess = make(eng._identity_model())
+    assert sess.get_session_options().enable_cpu_mem_arena is False
+
+
+def test_backend_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UsageError, match="unknown backend 'tensorrt'"):
+        eng.resolve_backend("tensorrt", eng.CPU)
+    # auto is ONNX Runtime (reproducible across thread counts), on the CPU and on CUDA
+    assert eng.resolve_backend("auto", eng.CPU) == ("onnxruntime", "")
+    assert eng.resolve_backend("onnxruntime", eng.CPU) == ("onnxruntime", "")
+    assert eng.resolve_backend("auto", eng.CUDA) == ("onnxruntime", "")
+    with pytest.raises(UsageError, match="--device cpu"):
+        eng.resolve_backend("openvino", eng.CUDA)
+    monkeypatch.setattr(eng, "openvino_status", lambda: (False, "openvino is not installed"))
+    with pytest.raises(DeviceError, match="--backend openvino was asked for but openvino is not installed"):
+        eng.resolve_backend("openvino", eng.CPU)
+
+
+def test_openvino_engine_matches_onnxruntime(tiny_pair: Path) -> None:
+    pytest.importorskip("openvino")
+    ov = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1, backend="openvino")
+    ort = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1, backend="onnxruntime")
+    assert ov.backend == "openvino" and ov.session is None
+    assert ov.describe().startswith("running on OpenVINO ") and ov.describe().endswith("(CPU)")
+    assert eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=1).backend == "onnxruntime"  # auto
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 24, 16)).astype(np.float32)
+    np.testing.assert_allclose(ov.run(x), ort.run(x), atol=1e-4)
+    out = ov.runner_factory()((tiny_pair / "a2b.onnx").read_bytes()).run({"input": x})
+    np.testing.assert_allclose(out[0], ort.run(x), atol=1e-4)

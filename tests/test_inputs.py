@@ -138,3 +138,111 @@ def test_plan_out_is_a_file(tmp_path: Path) -> None:
     touch(root / "a.png")
     with pytest.raises(UsageError, match="is a file"):
         plan_outputs(collect_inputs([root], suffixes=SUFFIXES), touch(tmp_path / "f"), _same)
+
+
+# ---------------------------------------------------------------------------- patterns (gitignore rules)
+
+
+def test_include_matches_extensions_case_insensitively(tree: Path) -> None:
+    assert rels(collect_inputs([tree], include=["*.jpg"], suffixes=SUFFIXES)) == ["B.JPG", "a.jpg"]
+    assert rels(collect_inputs([tree], include=["*.JPG"], suffixes=SUFFIXES)) == ["B.JPG", "a.jpg"]
+
+
+def test_exclude_a_folder_name_at_any_depth(tree: Path) -> None:
+    assert rels(collect_inputs([tree], exclude=["sub"], suffixes=SUFFIXES)) == ["B.JPG", "a.jpg"]
+    assert rels(collect_inputs([tree], exclude=["deep/"], suffixes=SUFFIXES)) == ["B.JPG", "a.jpg", "sub/c.png"]
+    # anchored: only the top-level a.jpg
+    touch(tree / "sub" / "a.jpg")
+    assert "sub/a.jpg" in rels(collect_inputs([tree], exclude=["/a.jpg"], suffixes=SUFFIXES))
+    assert "a.jpg" not in rels(collect_inputs([tree], exclude=["/a.jpg"], suffixes=SUFFIXES))
+
+
+def test_double_star_and_negation(tree: Path) -> None:
+    assert rels(collect_inputs([tree], include=["sub/**/*.png"], suffixes=SUFFIXES)) == [
+        "sub/c.png", "sub/deep/ünï.png"
+    ]
+    assert rels(collect_inputs([tree], exclude=["*.png", "!ünï.png"], suffixes=SUFFIXES)) == [
+        "B.JPG", "a.jpg", "sub/deep/d one:two.jpeg", "sub/deep/ünï.png"
+    ]
+
+
+def test_input_glob_is_case_insensitive_and_does_not_leave_its_root(tree: Path) -> None:
+    assert rels(collect_inputs([str(tree / "*.JPG")], suffixes=SUFFIXES)) == ["B.JPG", "a.jpg"]
+    assert rels(collect_inputs([str(tree / "sub" / "*")], suffixes=SUFFIXES, recursive=False)) == ["c.png"]
+
+
+def test_found_says_why_things_are_left_out(tree: Path) -> None:
+    files = collect_inputs([tree], exclude=["sub/deep"], suffixes=SUFFIXES)
+    why = {f.path.relative_to(tree).as_posix(): (f.status, f.reason) for f in files.found}
+    assert why["notes.txt"] == ("ignored", "not an image suffix")
+    assert why[".hidden.jpg"][0] == "ignored" and "hidden" in why[".hidden.jpg"][1]
+    assert why["sub/deep"] == ("ignored", "folder excluded by --exclude")
+
+
+def test_non_regular_files_loops_and_folder_links(tmp_path: Path) -> None:
+    import os
+
+    root = tmp_path / "in"
+    touch(root / "a.png")
+    os.mkfifo(root / "p.png")
+    (root / "l1.png").symlink_to("l2.png")
+    (root / "l2.png").symlink_to("l1.png")
+    (root / "gone.png").symlink_to("nowhere.png")
+    (root / "link").symlink_to(root)
+    files = collect_inputs([root], suffixes=SUFFIXES)
+    assert rels(files) == ["a.png"]
+    why = {f.path.name: (f.status, f.reason) for f in files.found}
+    assert why["p.png"][0] == "skipped" and "named pipe" in why["p.png"][1]
+    assert why["l1.png"][0] == "skipped" and "symlink loop" in why["l1.png"][1]
+    assert why["gone.png"][0] == "skipped" and "broken symlink" in why["gone.png"][1]
+    assert why["link"][0] == "skipped" and "not followed" in why["link"][1]
+    # named on the command line: that input fails (it was asked for), nothing hangs
+    named = collect_inputs([root / "p.png", root / "l1.png"], suffixes=SUFFIXES)
+    assert list(named) == [] and [f.status for f in named.found] == ["failed", "failed"]
+
+
+def test_unreadable_folder_is_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    root = tmp_path / "in"
+    touch(root / "a.png")
+    touch(root / "locked" / "b.png")
+    real = os.scandir
+
+    def scandir(path: object) -> object:  # what a mode-000 folder gives a non-root user
+        if Path(str(path)).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    files = collect_inputs([root], suffixes=SUFFIXES)
+    assert rels(files) == ["a.png"]
+    (failed,) = [f for f in files.found if f.status == "failed"]
+    assert failed.path == root / "locked" and "permission denied" in failed.reason
+
+
+# ------------------------------------------------------------------------------------ single output file
+
+
+def test_one_file_and_an_image_out_writes_that_file(tmp_path: Path) -> None:
+    src = touch(tmp_path / "photo.jpg")
+    out = tmp_path / "painting.png"
+    (plan,) = plan_outputs(collect_inputs([src], suffixes=SUFFIXES), out, _same)
+    assert plan.dst == out and plan.status == "pending"
+    out.write_bytes(b"old")
+    assert plan_outputs(collect_inputs([src], suffixes=SUFFIXES), out, _same)[0].status == "skipped"
+    (tmp_path / "folder.png").mkdir()  # an existing folder with an image-like name stays a folder
+    (plan,) = plan_outputs(collect_inputs([src], suffixes=SUFFIXES), tmp_path / "folder.png", _same)
+    assert plan.dst == tmp_path / "folder.png" / "photo.jpg"
+
+
+def test_image_out_with_several_inputs_is_a_usage_error(tree: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="names one image file"):
+        plan_outputs(collect_inputs([tree], suffixes=SUFFIXES), tmp_path / "x.png", _same)
+
+
+def test_too_long_names_fail_while_planning(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    touch(root / ("a" * 251 + ".jpg"))
+    plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", lambda p: ".webp")
+    assert plans[0].status == "failed" and "name too long" in plans[0].reason

@@ -69,3 +69,16 @@ def test_train_folder_is_only_imgxlate_train() -> None:
     ok = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
                         check=False)
     assert ok.returncode == 0 and ok.stdout.strip() == "imgxlate.train.config", ok.stderr
+
+
+def test_every_package_is_listed_in_pyproject() -> None:
+    """A non-editable install ships only the packages pyproject names: a new sub-package must be there."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    pkg = Path(imgxlate.__file__).parent
+    found = {"imgxlate." + ".".join(p.parent.relative_to(pkg).parts) if p.parent != pkg else "imgxlate"
+             for p in pkg.rglob("__init__.py")}
+    missing = sorted(found - listed)
+    assert not missing, f"sub-packages missing from [tool.setuptools] packages in pyproject.toml: {missing}"

@@ -235,3 +235,40 @@ def test_exact_tiling_not_possible_falls_back_with_a_note(tiny_pair: Path, monke
         out = t.translate_rgb(rand_rgb(20, 20), tile=8, tile_overlap=2, tiling="exact")
     assert out.shape == (20, 20, 3)
     assert [n.kind for n in t.notes] == ["fallback"]
+
+
+def test_whole_run_out_of_memory_is_retried_in_exact_tiles(
+    tiny_pair: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    rgb = rand_rgb(40, 36, 9)
+    whole = t.translate_rgb(rgb, tile=0)
+
+    def oom(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested buffer")
+
+    monkeypatch.setattr(t.engine, "run", oom)
+    with pytest.warns(UserWarning, match="ran out of memory; retrying it in exact tiles of"):
+        out = t.translate_rgb(rgb, tile=0)
+    np.testing.assert_allclose(out, whole, atol=2e-4)
+    assert sum("ran out of memory" in w for w in t.warnings) == 1
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("some other failure")
+
+    monkeypatch.setattr(t.engine, "run", broken)
+    with pytest.raises(RuntimeError, match="some other failure"):
+        t.translate_rgb(rgb, tile=0)
+
+
+def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    rgb = rand_rgb(560, 520, 10)
+    whole = t.translate_rgb(rgb, tile=0)
+    t.max_memory = 256 << 20
+    assert 0 < t.auto_tile(560, 520) < 560
+    seen: list[tuple[int, int]] = []
+    t.tile_progress = lambda done, total: seen.append((done, total))
+    out = t.translate_rgb(rgb)
+    np.testing.assert_allclose(out, whole, atol=2e-4)
+    assert seen and seen[-1][0] == seen[-1][1] > 1

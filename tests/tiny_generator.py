@@ -3,8 +3,7 @@ install without the ``train`` extra.
 
 The graph is node for node what ``imgxlate-train``'s exporter writes for ``ResnetGenerator`` (opset 18:
 reflect Pad + Conv for the stem, the residual blocks and the head; stride-2 Conv for the
-down-sampling, zero-padded (``down_padding="zeros"``, the default here: models exported before
-``--down-padding`` existed) or reflect Pad + Conv (``"reflect"``, the trainer's default now); InstanceNormalization without affine parameters; ConvTranspose or nearest Resize +
+down-sampling; InstanceNormalization without affine parameters; ConvTranspose or nearest Resize +
 reflect Pad + Conv for the up-sampling; Tanh), with random weights (normal, std ``gain``, like
 ``init_weights(gain=0.2)``), dynamic batch/height/width, and imgxlate metadata. Conv biases are
 left out, as the exporter does for convolutions followed by InstanceNorm.
@@ -73,7 +72,11 @@ def generator_model(
     *, ngf: int = 8, n_blocks: int = 2, upsample: str = "transpose", seed: int = 0, gain: float = 0.2,
     down_padding: str = "zeros",
 ) -> onnx.ModelProto:
-    """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1], H and W multiples of 4; no metadata."""
+    """(N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1], H and W multiples of 4; no metadata.
+
+    ``down_padding``: "zeros" (the stride-2 convolutions pad with zeros, as generators trained before
+    0.2 do; the default, which the tests' thresholds were set on) or "reflect" (the trainer's default
+    since 0.2: a reflect Pad node before each stride-2 convolution)."""
     if upsample not in ("transpose", "resize"):
         raise ValueError(f"upsample must be transpose or resize, not {upsample!r}")
     if down_padding not in ("zeros", "reflect"):
@@ -82,10 +85,10 @@ def generator_model(
     x = g.node("Relu", [g.norm(g.conv(g.reflect("input", 3), 3, ngf, 7), ngf)])
     for mult in (1, 2):  # down: ngf -> 2ngf -> 4ngf, H -> H/4
         if down_padding == "reflect":
-            y = g.conv(g.reflect(x, 1), ngf * mult, ngf * mult * 2, 3, stride=2)
+            down = g.conv(g.reflect(x, 1), ngf * mult, ngf * mult * 2, 3, stride=2)
         else:
-            y = g.conv(x, ngf * mult, ngf * mult * 2, 3, stride=2, pad=1)
-        x = g.node("Relu", [g.norm(y, ngf * mult * 2)])
+            down = g.conv(x, ngf * mult, ngf * mult * 2, 3, stride=2, pad=1)
+        x = g.node("Relu", [g.norm(down, ngf * mult * 2)])
     dim = ngf * 4
     for _ in range(n_blocks):
         y = g.node("Relu", [g.norm(g.conv(g.reflect(x, 1), dim, dim, 3), dim)])

@@ -1,4 +1,4 @@
-"""imgxlate.train: CycleGAN training and ONNX export (needs the ``train`` extra: torch, onnx).
+"""imgxlate.train: CycleGAN, CUT and FastCUT training and ONNX export (needs the ``train`` extra: torch, onnx).
 
 This folder is installed as ``imgxlate.train``; always import it under that name. The torch-backed
 names are imported on first use, so ``imgxlate-train --help`` and ``--version`` start quickly.
@@ -32,7 +32,7 @@ _LAZY = {
     "build_generator": "imgxlate.train.networks",
     "init_weights": "imgxlate.train.networks",
     "train": "imgxlate.train.loop",
-    "export_checkpoint": "imgxlate.train.loop",
+    "export_checkpoint": "imgxlate.train.export",
 }
 
 

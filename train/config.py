@@ -1,18 +1,29 @@
-"""One dataclass holds every training setting; the checkpoint stores it (as nanoGPT's model_args)."""
+"""One dataclass holds every training setting; the checkpoint stores it (as nanoGPT's model_args).
+
+Each field is declared once, with its help text, help panel and choices in the field's metadata; the
+``imgxlate-train`` options are generated from these declarations (see ``train/options.py``), so a
+setting cannot exist in the config without a command-line option or the other way round.
+
+Settings whose default depends on ``--method`` are declared with ``None`` ("the method's default") and
+filled in by :meth:`TrainConfig.apply_method_defaults` before training, so a checkpoint stores the
+values that were used.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from imgxlate.errors import UsageError, did_you_mean
 
+METHODS = ("cyclegan", "cut", "fastcut")
 GAN_MODES = ("lsgan", "vanilla")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cuda", "cpu", "mps")
 UPSAMPLES = ("transpose", "resize")
 DOWN_PADDINGS = ("reflect", "zeros")
+DIRECTIONS = ("a2b", "b2a")
 
 # Settings a resumed run may change without breaking exact continuation (they do not touch the maths
 # or the data order). Everything else comes from the checkpoint.
@@ -29,52 +40,151 @@ RESUME_OVERRIDABLE = (
     "out",
 )
 
+# Per-method defaults of the settings declared with None (Park et al. 2020, section 4 and the
+# reference implementation's CUT_mode presets; CycleGAN: Zhu et al. 2017).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cyclegan": {"pool_size": 50, "lambda_nce": 1.0, "nce_idt": False, "flip_equivariance": False},
+    "cut": {"pool_size": 0, "lambda_nce": 1.0, "nce_idt": True, "flip_equivariance": False},
+    "fastcut": {"pool_size": 0, "lambda_nce": 10.0, "nce_idt": False, "flip_equivariance": True},
+}
+
+P_DATA = "Data"
+P_METHOD = "Method"
+P_MODEL = "Networks"
+P_CYCLE = "CycleGAN losses"
+P_CUT = "CUT / FastCUT losses"
+P_OPT = "Optimisation"
+P_SPEED = "Speed"
+P_OUT = "Output and monitoring"
+
+
+def option(
+    default: Any,
+    help: str,
+    panel: str,
+    *,
+    flags: tuple[str, ...] = (),
+    choices: tuple[str, ...] = (),
+    metavar: str | None = None,
+) -> Any:
+    """A config field that is also a command-line option. ``flags``: the option's spellings when not
+    the plain ``--field-name`` (e.g. ``("--out", "-o")`` or ``("--flip/--no-flip",)``)."""
+    meta = {"help": help, "panel": panel, "flags": flags, "choices": choices, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
 
 @dataclass
 class TrainConfig:
     # data
-    domain_a: str = ""
-    domain_b: str = ""
-    name_a: str = ""  # default: folder name of domain_a
-    name_b: str = ""
-    image_size: int = 256  # random crop size
-    load_size: int = 286  # resize (shorter side) before the crop
-    flip: bool = True
-    workers: int = 4
-    # model
-    ngf: int = 64
-    ndf: int = 64
-    n_blocks: int = 9
-    n_layers_d: int = 3
-    upsample: str = "transpose"  # "transpose" (reference) or "resize" (no checkerboard)
-    down_padding: str = "reflect"  # stride-2 convs: "reflect" (no border lines) or "zeros" (reference)
+    domain_a: str = option("", "Folder of domain A images (searched recursively).", P_DATA, metavar="DIR")
+    domain_b: str = option("", "Folder of domain B images (searched recursively).", P_DATA, metavar="DIR")
+    name_a: str = option("", "Name of domain A (default: its folder name).", P_DATA)
+    name_b: str = option("", "Name of domain B (default: its folder name).", P_DATA)
+    image_size: int = option(256, "Random crop size (a multiple of 4).", P_DATA)
+    load_size: int = option(286, "The shorter side is resized to this before cropping.", P_DATA)
+    flip: bool = option(True, "Random horizontal flips.", P_DATA, flags=("--flip/--no-flip",))
+    workers: int = option(4, "Data loading processes (0 = in the main process).", P_DATA)
+    # method
+    method: str = option(
+        "cyclegan",
+        "cyclegan: two generators and a cycle loss. cut: contrastive (PatchNCE) loss, one generator, "
+        "one direction. fastcut: CUT's faster variant (no identity term, stronger NCE).",
+        P_METHOD,
+        choices=METHODS,
+    )
+    direction: str = option(
+        "a2b", "cut/fastcut: the direction trained (a2b: A -> B).", P_METHOD, choices=DIRECTIONS
+    )
+    both_directions: bool = option(
+        False,
+        "cut/fastcut: train both directions (interleaved, one step each per batch) so the run exports "
+        "a pair like CycleGAN does.",
+        P_METHOD,
+        flags=("--both-directions/--one-direction",),
+    )
+    # networks
+    ngf: int = option(64, "Generator width.", P_MODEL)
+    ndf: int = option(64, "Discriminator width.", P_MODEL)
+    n_blocks: int = option(9, "Residual blocks in the generator.", P_MODEL)
+    n_layers_d: int = option(3, "PatchGAN layers (3 = 70x70 patches).", P_MODEL)
+    upsample: str = option(
+        "transpose",
+        "transpose (reference) or resize (nearest + conv: no checkerboard).",
+        P_MODEL,
+        choices=UPSAMPLES,
+    )
+    down_padding: str = option(
+        "reflect",
+        "Padding of the stride-2 down-sampling convs: reflect (no border lines) or zeros (reference).",
+        P_MODEL,
+        choices=DOWN_PADDINGS,
+    )
     # losses
-    gan_mode: str = "lsgan"  # "lsgan" or "vanilla"
-    lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5  # times lambda_cycle
-    pool_size: int = 50
+    gan_mode: str = option("lsgan", "Adversarial loss.", P_OPT, choices=GAN_MODES)
+    lambda_cycle: float = option(10.0, "Cycle-consistency weight.", P_CYCLE)
+    lambda_identity: float = option(0.5, "Identity weight, times lambda-cycle (0 = off).", P_CYCLE)
+    pool_size: int | None = option(
+        None, "Past fakes kept for each discriminator (default: 50 for cyclegan, 0 for cut/fastcut).", P_OPT
+    )
+    lambda_gan: float = option(1.0, "cut/fastcut: weight of the adversarial loss.", P_CUT)
+    lambda_nce: float | None = option(
+        None, "cut/fastcut: weight of the PatchNCE loss (default: 1 for cut, 10 for fastcut).", P_CUT
+    )
+    nce_idt: bool | None = option(
+        None,
+        "cut/fastcut: also apply PatchNCE to G(b) vs b, the identity term (default: on for cut, off "
+        "for fastcut).",
+        P_CUT,
+        flags=("--nce-idt/--no-nce-idt",),
+    )
+    flip_equivariance: bool | None = option(
+        None,
+        "cut/fastcut: flip the input at random and compare features flipped back (default: on for "
+        "fastcut only).",
+        P_CUT,
+        flags=("--flip-equivariance/--no-flip-equivariance",),
+    )
+    num_patches: int = option(256, "cut/fastcut: patches sampled per feature layer.", P_CUT)
+    nce_temperature: float = option(0.07, "cut/fastcut: temperature of the PatchNCE softmax.", P_CUT)
+    nce_dim: int = option(256, "cut/fastcut: output width of the MLP projection heads.", P_CUT)
     # optimisation
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    batch_size: int = 1
-    epochs: int = 100  # constant learning rate
-    epochs_decay: int = 100  # then linear decay to 0
-    max_steps: int = 0  # 0 = run the whole schedule
-    seed: int = 0
+    lr: float = option(2e-4, "Adam learning rate.", P_OPT)
+    beta1: float = option(0.5, "Adam beta1.", P_OPT)
+    beta2: float = option(0.999, "Adam beta2.", P_OPT)
+    batch_size: int = option(1, "Images per step (per process).", P_OPT)
+    epochs: int = option(100, "Epochs at constant learning rate.", P_OPT)
+    epochs_decay: int = option(100, "Epochs of linear decay to 0.", P_OPT)
+    max_steps: int = option(0, "Stop after this many steps (0 = the whole schedule).", P_OPT)
+    seed: int = option(0, "Random seed (weights, data order, pools, patch sampling).", P_OPT)
     # speed
-    device: str = "auto"  # auto | cuda | cpu | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = True
-    compile: bool = False
-    threads: int = 0  # CPU threads for torch; 0 = torch default
+    device: str = option("auto", "auto: CUDA when available, else the CPU.", P_SPEED, choices=DEVICES)
+    precision: str = option(
+        "auto", "auto: bf16 on a CUDA GPU that supports it, else fp32.", P_SPEED, choices=PRECISIONS
+    )
+    channels_last: bool = option(
+        True,
+        "NHWC memory layout (faster convolutions on recent GPUs).",
+        P_SPEED,
+        flags=("--channels-last/--no-channels-last",),
+    )
+    compile: bool = option(False, "torch.compile the networks.", P_SPEED, flags=("--compile/--no-compile",))
+    threads: int = option(
+        0, "CPU threads for PyTorch (0 = OMP_NUM_THREADS when set, else the physical cores).", P_SPEED
+    )
     # output and monitoring
-    out: str = "runs/cyclegan"
-    checkpoint_every: int = 1000
-    sample_every: int = 500
-    log_every: int = 50
-    export: bool = True
-    export_fp16: bool = False
+    out: str = option(
+        "",
+        "Run folder: checkpoints/, samples/, model/, log.jsonl (default: runs/METHOD).",
+        P_OUT,
+        flags=("--out", "-o"),
+        metavar="DIR",
+    )
+    checkpoint_every: int = option(1000, "Steps between checkpoints (0 = only at the end).", P_OUT)
+    sample_every: int = option(500, "Steps between sample grids (0 = none).", P_OUT)
+    log_every: int = option(
+        50, "Steps between log.jsonl lines (and progress lines when stderr is not a terminal).", P_OUT
+    )
+    export: bool = option(True, "Export ONNX models at the end.", P_OUT, flags=("--export/--no-export",))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +196,31 @@ class TrainConfig:
         # a config saved before --down-padding existed trained with the reference zero padding
         values.setdefault("down_padding", "zeros")
         return cls(**values)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+    @property
+    def one_sided(self) -> bool:
+        return self.method != "cyclegan"
+
+    def directions(self) -> tuple[str, ...]:
+        """The directions this run trains: both for CycleGAN and --both-directions, else one."""
+        if not self.one_sided or self.both_directions:
+            return DIRECTIONS
+        return (self.direction,)
+
+    def apply_method_defaults(self) -> TrainConfig:
+        """Fill the settings left at None with the defaults of ``method`` (in place; returns self)."""
+        self.method = str(self.method).lower()
+        if not self.out:
+            self.out = f"runs/{self.method}"
+        if self.method in METHOD_DEFAULTS:
+            for key, value in METHOD_DEFAULTS[self.method].items():
+                if getattr(self, key) is None:
+                    setattr(self, key, value)
+        return self
 
     def generator_config(self) -> dict[str, Any]:
         return {
@@ -108,22 +243,27 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise UsageError naming the bad setting and its allowed values."""
-
-        def choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-            if value not in allowed:
+        self.apply_method_defaults()
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed and value not in allowed:
                 raise UsageError(
-                    f"--{name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}"
-                    + did_you_mean(value, allowed)
+                    f"--{f.name.replace('_', '-')} {value!r} is not one of {', '.join(allowed)}"
+                    + did_you_mean(str(value), allowed)
                 )
-
-        choice("gan_mode", self.gan_mode, GAN_MODES)
-        choice("precision", self.precision, PRECISIONS)
-        choice("device", self.device, DEVICES)
-        choice("upsample", self.upsample, UPSAMPLES)
-        choice("down_padding", self.down_padding, DOWN_PADDINGS)
-        positive = ("image_size", "load_size", "ngf", "ndf", "n_layers_d", "batch_size", "pool_size")
+        positive = (
+            "image_size",
+            "load_size",
+            "ngf",
+            "ndf",
+            "n_layers_d",
+            "batch_size",
+            "num_patches",
+            "nce_dim",
+        )
         for name in positive:
-            if int(getattr(self, name)) < (0 if name == "pool_size" else 1):
+            if int(getattr(self, name)) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}")
         if self.image_size % 4:
             raise UsageError(
@@ -132,16 +272,22 @@ class TrainConfig:
             )
         if self.image_size < 16:
             raise UsageError(f"--image-size {self.image_size} is too small; use at least 16")
-        for name in ("n_blocks", "epochs", "epochs_decay", "max_steps", "workers", "threads"):
+        for name in ("n_blocks", "epochs", "epochs_decay", "max_steps", "workers", "threads", "pool_size"):
             if int(getattr(self, name)) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")
         if self.epochs + self.epochs_decay == 0 and self.max_steps == 0:
             raise UsageError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is not set")
-        for name in ("lr", "lambda_cycle"):
+        for name in ("lr", "lambda_cycle", "nce_temperature"):
             if float(getattr(self, name)) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {getattr(self, name)}")
-        if self.lambda_identity < 0:
-            raise UsageError(f"--lambda-identity must be 0 or more, not {self.lambda_identity}")
+        for name in ("lambda_identity", "lambda_gan", "lambda_nce"):
+            if float(getattr(self, name)) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1), not {getattr(self, name)}")
+        if self.one_sided and self.lambda_gan == 0 and self.lambda_nce == 0:
+            raise UsageError("--lambda-gan and --lambda-nce are both 0: the generator would learn nothing")
         for name in ("checkpoint_every", "sample_every", "log_every"):
             if int(getattr(self, name)) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or more")

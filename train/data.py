@@ -23,6 +23,7 @@ from imgxlate.imaging.decode import read_rgb8
 
 log = logging.getLogger("imgxlate.train")
 
+
 class UnreadableImageWarning(UserWarning):
     """A training image could not be decoded and is skipped."""
 

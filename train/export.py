@@ -22,7 +22,7 @@ import torch
 
 from imgxlate._atomic import atomic_path, write_bytes_atomic
 from imgxlate._version import __version__
-from imgxlate.errors import InvalidModelError
+from imgxlate.errors import ImgxlateError, InvalidModelError, UsageError
 from imgxlate.metadata import METADATA_KEY, ModelMetadata
 
 PARITY_TOLERANCE = 1e-3  # max abs difference, ORT vs PyTorch, on outputs in [-1, 1]
@@ -123,7 +123,8 @@ def export_generator(
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata.to_json()
     model.producer_name, model.producer_version = "imgxlate", __version__
-    model.doc_string = f"imgxlate CycleGAN generator {metadata.source} -> {metadata.target}"
+    method = str(metadata.training.get("method", "cyclegan"))
+    model.doc_string = f"imgxlate {method} generator {metadata.source} -> {metadata.target}"
     onnx.checker.check_model(model, full_check=True)
     data = model.SerializeToString()
 
@@ -141,8 +142,26 @@ def export_generator(
         raise InvalidModelError(
             f"export check failed: ONNX Runtime differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE})"
         )
-    write_bytes_atomic(path, data)
+    try:
+        write_verified(path, data)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     return ExportReport(path=path, max_abs_diff=worst, sizes=sizes, bytes=len(data), model=model)
+
+
+def write_verified(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically (temp file, fsync, rename) after reading the temp file back: a short
+    write (full disk) fails here instead of leaving a truncated model under its final name."""
+    import hashlib
+
+    want = hashlib.sha256(data).hexdigest()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if hashlib.sha256(tmp.read_bytes()).hexdigest() != want:
+            raise OSError(f"{tmp} did not read back as written")
 
 
 def make_metadata(
@@ -173,14 +192,19 @@ def make_metadata(
     )
 
 
+METHOD_TITLES = {
+    "cyclegan": "CycleGAN (Zhu et al. 2017)",
+    "cut": "CUT, contrastive unpaired translation (Park et al. 2020)",
+    "fastcut": "FastCUT (Park et al. 2020)",
+}
+
 MODEL_CARD = """# {pair}: {a} <-> {b}
 
-CycleGAN generator pair exported by imgxlate {version}.
+{what} exported by imgxlate {version}; trained with {title}.
 
 | file | translates |
 |---|---|
-| `a2b.onnx` | {a} -> {b} |
-| `b2a.onnx` | {b} -> {a} |
+{rows}
 
 - Architecture: ResNet generator, ngf {ngf}, {n_blocks} residual blocks, upsampling `{upsample}`,
   InstanceNorm; trained on {image_size} px crops.
@@ -195,7 +219,7 @@ Training facts:
 {training}
 ```
 
-Use it: `imgxlate convert PHOTOS --model {folder} --to {b} --out OUT`.
+Use it: `imgxlate convert IMAGES --model {folder} --to {target} --out OUT`.
 """
 
 
@@ -214,19 +238,62 @@ def export_pair(
     verify_b: list[torch.Tensor] | None = None,
 ) -> list[ExportReport]:
     """Write ``out_dir/a2b.onnx``, ``out_dir/b2a.onnx`` and a model card ``README.md``."""
+    return export_generators(
+        {"a2b": gen_a2b, "b2a": gen_b2a},
+        out_dir,
+        name_a,
+        name_b,
+        gen_config,
+        image_size,
+        steps,
+        epochs,
+        training,
+        {"a2b": verify_a, "b2a": verify_b},
+    )
+
+
+def export_generators(
+    gens: dict[str, torch.nn.Module],
+    out_dir: str | os.PathLike[str],
+    name_a: str,
+    name_b: str,
+    gen_config: dict[str, Any],
+    image_size: int,
+    steps: int,
+    epochs: float,
+    training: dict[str, Any] | None = None,
+    verify: dict[str, list[torch.Tensor] | None] | None = None,
+) -> list[ExportReport]:
+    """Write ``out_dir/DIRECTION.onnx`` for each generator in ``gens`` (keys ``a2b``/``b2a``: a pair,
+    or one direction for a one-sided CUT run) and a model card ``README.md``."""
     import json
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out_dir)
+    training = dict(training or {})
+    method = str(training.get("method", "cyclegan"))
     reports: list[ExportReport] = []
-    for direction, gen, verify in (("a2b", gen_a2b, verify_a), ("b2a", gen_b2a, verify_b)):
+    for direction in ("a2b", "b2a"):
+        if direction not in gens:
+            continue
         meta = make_metadata(direction, name_a, name_b, gen_config, image_size, steps, epochs, training)
         template = reports[0].model if reports else None  # b2a reuses the a2b graph (same architecture)
-        reports.append(export_generator(gen, out_dir / f"{direction}.onnx", meta, verify, template))
+        reports.append(
+            export_generator(
+                gens[direction], out_dir / f"{direction}.onnx", meta, (verify or {}).get(direction), template
+            )
+        )
+    rows = [
+        f"| `{r.path.name}` | {(name_a, name_b)[r.path.stem == 'b2a']} -> {(name_b, name_a)[r.path.stem == 'b2a']} |"
+        for r in reports
+    ]
     card = MODEL_CARD.format(
         pair=f"{name_a}2{name_b}",
         a=name_a,
         b=name_b,
+        what="Generator pair" if len(reports) == 2 else "One-direction generator",
+        title=METHOD_TITLES.get(method, method),
+        rows="\n".join(rows),
         version=__version__,
         ngf=gen_config.get("ngf"),
         n_blocks=gen_config.get("n_blocks"),
@@ -236,9 +303,132 @@ def export_pair(
         epochs=epochs,
         diff=max(r.max_abs_diff for r in reports),
         sizes=", ".join(f"{h}x{w}" for h, w in reports[0].sizes),
-        training=json.dumps(training or {}, indent=2, sort_keys=True),
+        training=json.dumps(training, indent=2, sort_keys=True),
         folder=out_dir,
+        target=name_b if reports[0].path.stem == "a2b" else name_a,
     )
-    with atomic_path(out_dir / "README.md") as tmp:
-        tmp.write_text(card, encoding="utf-8")
+    try:
+        write_bytes_atomic(out_dir / "README.md", card.encode("utf-8"))
+    except OSError as exc:
+        raise _write_error(out_dir / "README.md", exc) from exc
     return reports
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create ``folder`` (and parents); a clean error when a file is in the way."""
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{parent} is a file, not a folder; choose another output folder")
+        if parent.is_dir():
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder {folder} ({exc.strerror or exc})") from exc
+
+
+def _write_error(path: Path, exc: OSError) -> ImgxlateError:
+    from imgxlate.train.checkpoint import write_failure
+
+    return ImgxlateError(f"cannot write {path} ({write_failure(exc, path.parent)}); nothing was replaced")
+
+
+# ----------------------------------------------------------------------------------------------------
+# from a checkpoint
+
+TRAINING_FACT_KEYS = (
+    "method",
+    "dataset_sizes",
+    "steps",
+    "epochs",
+    "batch_size",
+    "world_size",
+    "precision",
+    "device",
+    "wall_time_s",
+    "images_per_s",
+    "command",
+    "gan_mode",
+    "lambda_cycle",
+    "lambda_identity",
+    "lambda_gan",
+    "lambda_nce",
+    "nce_idt",
+    "flip_equivariance",
+    "num_patches",
+    "nce_temperature",
+    "lr",
+    "seed",
+    "image_size",
+    "load_size",
+)
+
+
+def training_facts(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The facts of a checkpoint that go into the model metadata and card (method included)."""
+    facts = dict(ckpt.get("facts", {}))
+    facts.setdefault("method", ckpt.get("config", {}).get("method", "cyclegan"))
+    return {k: facts[k] for k in TRAINING_FACT_KEYS if k in facts}
+
+
+def verify_inputs(files: list[Path], size: int) -> list[torch.Tensor] | None:
+    """Real images at the crop size and at an odd size that is not a multiple of 4, for the export check."""
+    from imgxlate.train import data as data_mod
+
+    for path in files[:20]:
+        with contextlib.suppress(Exception):
+            odd = (size // 2 + 6, size // 2 - 2)  # e.g. 134x126 for 256: not multiples of 4
+            return [data_mod.center_tensor(path, size, size), data_mod.center_tensor(path, *odd)]
+    return None
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    verify_a: list[torch.Tensor] | None = None,
+    verify_b: list[torch.Tensor] | None = None,
+) -> list[ExportReport]:
+    """Export the generators of ``checkpoint`` (file or run folder) to ``out_dir``/{a2b,b2a}.onnx: both
+    for CycleGAN and two-direction CUT runs, the trained one for a one-direction CUT run.
+
+    Verification inputs (the source domain of each direction) default to real images of the training
+    folders when they still exist.
+    """
+    from imgxlate.train import data as data_mod
+    from imgxlate.train.checkpoint import load_checkpoint
+    from imgxlate.train.config import TrainConfig
+    from imgxlate.train.networks import build_generator
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    gens = {}
+    for direction, key in (("a2b", "G_ab"), ("b2a", "G_ba")):
+        if key in ckpt["models"]:
+            gen = build_generator(ckpt["generator_config"])
+            gen.load_state_dict(ckpt["models"][key])
+            gens[direction] = gen.eval()
+    size = cfg.image_size
+    if verify_a is None and "a2b" in gens:
+        with contextlib.suppress(Exception):
+            verify_a = verify_inputs(data_mod.find_images(cfg.domain_a), size)
+    if verify_b is None and "b2a" in gens:
+        with contextlib.suppress(Exception):
+            verify_b = verify_inputs(data_mod.find_images(cfg.domain_b), size)
+    name_a, name_b = ckpt.get("names") or cfg.resolved_names()
+    gcfg = {
+        k: v
+        for k, v in ckpt["generator_config"].items()
+        if k in ("ngf", "n_blocks", "upsample", "down_padding")
+    }
+    return export_generators(
+        gens,
+        out_dir,
+        name_a,
+        name_b,
+        gcfg,
+        image_size=size,
+        steps=int(ckpt["step"]),
+        epochs=float(ckpt.get("epoch", 0.0)),
+        training=training_facts(ckpt),
+        verify={"a2b": verify_a, "b2a": verify_b},
+    )

@@ -10,17 +10,34 @@ still done), 2 usage error (bad option or value, unknown model, missing input), 
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Sequence
+
+
+def _interrupted_early(signum: int, frame: object) -> None:
+    """SIGINT before a command has its own handler (while Python imports typer, rich, numpy...):
+    a clean "interrupted" and exit 130, never a KeyboardInterrupt traceback. SystemExit unwinds like any
+    exception (finally blocks, temp file clean-up run); click does not turn it into "Aborted!"."""
+    try:
+        os.write(2, b"interrupted\n")
+    except OSError:
+        pass
+    raise SystemExit(130)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point (``imgxlate`` and ``python -m imgxlate``).
 
+    The SIGINT handler is installed first, before the heavy imports (typer, rich, numpy): commands
+    that handle Ctrl-C themselves (convert, video, models add) install their own for their duration
+    and restore this one.
+
     With ``--json`` anywhere on the line, a usage error found while parsing (an unknown option, a value
     not among the choices) also writes a JSON error object on stdout, as every later error does."""
-    from imgxlate.cli.common import stderr
-
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the shell ignores SIGINT
+        signal.signal(signal.SIGINT, _interrupted_early)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         from imgxlate.cli.app import app
@@ -29,8 +46,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             app(prog_name="imgxlate", args=args)
             return
         sys.exit(_run_json(app, args))
-    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while importing)
-        stderr.print("interrupted")
+    except KeyboardInterrupt:  # Ctrl-C inside code that restored Python's default handler
+        try:
+            os.write(2, b"interrupted\n")
+        except OSError:
+            pass
         sys.exit(130)
 
 

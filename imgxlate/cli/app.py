@@ -16,6 +16,7 @@ from imgxlate._version import __version__
 from imgxlate.cli.common import examples
 from imgxlate.cli.convert import convert
 from imgxlate.cli.models import models_app
+from imgxlate.cli.serve import serve
 from imgxlate.cli.video import video
 
 # Typer prints commands without a panel first, so every command names its panel: EVERYDAY for
@@ -43,6 +44,10 @@ MODELS_EXAMPLES = examples(
     "imgxlate models add https://host/pair.zip --sha256 HEX",
     "imgxlate models add hf://ORG/REPO@REV",
     "imgxlate models remove p2v",
+)
+SERVE_EXAMPLES = examples(
+    "imgxlate serve",
+    "imgxlate serve --model ./runs/h2z/model --to zebra --port 8080",
 )
 ROOT_EPILOG = examples(
     "imgxlate convert ./photos --to vangogh --out ./out",
@@ -87,3 +92,4 @@ app.command(rich_help_panel=EVERYDAY, epilog=CONVERT_EXAMPLES)(convert)
 app.command("video", rich_help_panel=EVERYDAY, epilog=VIDEO_EXAMPLES)(video)
 models_app.info.epilog = MODELS_EXAMPLES
 app.add_typer(models_app, name="models", rich_help_panel=EVERYDAY)
+app.command("serve", rich_help_panel=MORE, epilog=SERVE_EXAMPLES)(serve)

@@ -192,6 +192,17 @@ TilingOpt = Annotated[
     Literal[TILING_CHOICES], typer.Option("--tiling", case_sensitive=False, rich_help_panel=PANEL_TILING,
                       help="exact: the same result as a whole-image run; blend: overlap and feather.")
 ]
+BackendOpt = Annotated[
+    Literal["auto", "onnxruntime", "openvino"],
+    typer.Option("--backend", case_sensitive=False, rich_help_panel=PANEL_DEVICE,
+                 help="auto: ONNX Runtime. openvino: OpenVINO's CPU runtime (pip install 'imgxlate[openvino]'). "
+                      "The runtime that runs is printed."),
+]
+MaxMemoryOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--max-memory", rich_help_panel=PANEL_TILING, show_default="half the free memory, at most 1.2G",
+                 help="Memory for one image, e.g. 1.5G; larger images run in exact tiles."),
+]
 BatchSizeOpt = Annotated[
     Optional[int],  # noqa: UP045
     typer.Option("--batch-size", min=1, rich_help_panel=PANEL_DEVICE, show_default="4 on CUDA, 1 on CPU",
@@ -244,6 +255,7 @@ def load_translator(
     threads: int = 0,
     *,
     quiet: bool = False,
+    backend: str = "auto",
 ) -> Translator:
     """Load the model for a command; print its notes and the provider line on stderr (nothing when
     quiet: -q prints errors only). Raises ImgxlateError (use inside ``handle_errors()``)."""
@@ -253,7 +265,7 @@ def load_translator(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same notes are printed below
-        translator = load_model(model, to=to, direction=direction, device=device, threads=threads)
+        translator = load_model(model, to=to, direction=direction, device=device, threads=threads, backend=backend)
     if quiet:
         return translator
     for note in translator.notes:

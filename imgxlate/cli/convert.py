@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
@@ -14,7 +15,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 from imgxlate.cli.common import (
     PANEL_DEVICE,
+    PANEL_INPUT,
     PANEL_OUTPUT,
+    BackendOpt,
     BatchSizeOpt,
     DeviceOpt,
     DirectionOpt,
@@ -22,6 +25,7 @@ from imgxlate.cli.common import (
     FormatOpt,
     IncludeOpt,
     JsonOpt,
+    MaxMemoryOpt,
     MaxPixelsOpt,
     ModelOpt,
     OverwriteOpt,
@@ -40,17 +44,45 @@ from imgxlate.cli.common import (
     sigint_guard,
     stderr,
 )
+from imgxlate.tiling.auto import parse_memory
+
+
+class TileProgress:
+    """Progress inside one tiled image: a second bar on a terminal, else a line every few seconds."""
+
+    def __init__(self, progress: Any, quiet: bool, every: float = 5.0) -> None:
+        self.progress, self.quiet, self.every = progress, quiet, every
+        self.task: Any = None
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.progress.console.is_terminal:
+            if self.task is None:
+                self.task = self.progress.add_task("  tiles", total=total, rate="")
+            self.progress.update(self.task, completed=done, total=total)
+            if done >= total:
+                self.progress.remove_task(self.task)
+                self.task = None
+            return
+        now = time.monotonic()
+        if done >= total or now - self.last >= self.every:
+            self.last = now
+            self.progress.console.print(f"  tiles {done}/{total} ({100 * done // max(total, 1)}%)")
 
 
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
     out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT,
-                                      help="Output folder (input trees are mirrored under it).")],
+                                      help="Output folder (input trees are mirrored under it); for one input "
+                                           "file, an image file name (x.png) writes that file.")],
     model: ModelOpt = None,
     to: ToOpt = None,
     direction: DirectionOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "auto",
     fmt: FormatOpt = "same",
     quality: QualityOpt = 95,
     overwrite: OverwriteOpt = False,
@@ -61,9 +93,16 @@ def convert(
     tile: TileOpt = None,
     tile_overlap: TileOverlapOpt = 32,
     tiling: TilingOpt = "exact",
+    max_memory: MaxMemoryOpt = None,
     batch_size: BatchSizeOpt = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", rich_help_panel=PANEL_INPUT,
+                     help="List what would be converted, where, and why anything is skipped; convert nothing "
+                          "(no model is loaded)."),
+    ] = False,
     ray: Annotated[bool, typer.Option("--ray", rich_help_panel=PANEL_DEVICE,
                                       help="Run on Ray Data (pip install 'imgxlate[ray]'): a local Ray instance "
                                            "for this command, or the cluster of --ray-address.")] = False,
@@ -76,14 +115,24 @@ def convert(
 ) -> None:
     """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
     from imgxlate.batch import plan_conversion, run_plans
+    from imgxlate.errors import DiskFullError
 
     interrupted = False
+    stopped: str | None = None
     results: list[FileResult] = []
     translator = None
+    run = None
     report = None
     t0 = time.perf_counter()
     with sigint_guard(), handle_errors(as_json):
         try:
+            if dry_run:
+                plans = plan_conversion(
+                    inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
+                    recursive=recursive,
+                )
+                _print_dry_run(plans, as_json)
+                raise typer.Exit(1 if any(p.status == "failed" for p in plans) else 0)
             if ray or ray_address:
                 from imgxlate.distributed import RunReport, plan_jobs, run_jobs
 
@@ -101,9 +150,11 @@ def convert(
                     inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
                     recursive=recursive,
                 )
-                translator = load_translator(model, to, direction, device, threads, quiet=quiet)
+                budget = parse_memory(max_memory) if max_memory else None
+                translator = load_translator(model, to, direction, device, threads, quiet=quiet, backend=backend)
+                translator.max_memory = budget
                 t0 = time.perf_counter()
-                it = run_plans(
+                it = run = run_plans(
                     plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
                     tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
                 )
@@ -111,17 +162,24 @@ def convert(
                 # Ray Data shows its own progress for a --ray run
                 with progress_bar(quiet or as_json or report is not None) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
+                    if translator is not None:
+                        translator.tile_progress = TileProgress(progress, quiet or as_json)
                     converted = 0
                     for r in it:
-                        results.append(r)
+                        if run is None:  # a local run records its own results (run.results)
+                            results.append(r)
                         if r.status == "converted":
                             converted += 1
                         elif r.status == "failed":
                             progress.console.print(
                                 f"[red]failed:[/] {escape(str(r.src))}: {escape(r.reason)}"
                             )
+                        elif r.dst == Path() and not quiet:  # found by the walk, not read (FIFO, loop, ...)
+                            progress.console.print(f"[yellow]skipped:[/] {escape(str(r.src))}: {escape(r.reason)}")
                         elapsed = max(time.perf_counter() - t0, 1e-9)
                         progress.update(task, advance=1, rate=f"{converted / elapsed:.2f} img/s")
+            except DiskFullError as err:
+                stopped = str(err)
             finally:
                 it.close()
         except KeyboardInterrupt:
@@ -130,9 +188,12 @@ def convert(
                 from imgxlate.distributed import written_unreported
 
                 results.extend(written_unreported(plans, report))
+    if run is not None:
+        results = run.results  # every result, also those of writes that finished after a stop
     elapsed = time.perf_counter() - t0
     provider = translator.provider if translator is not None else ""
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
+    not_started = run.not_started if run is not None else 0
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
     if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
         provider = ", ".join(sorted(report.providers))
@@ -140,12 +201,16 @@ def convert(
         summary = {
             "results": [{**r.to_dict(), "seconds": round(r.seconds, 3)} for r in results],
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
-                       "interrupted": interrupted},
+                       "interrupted": interrupted, "stopped": stopped, "not_started": not_started},
             "provider": provider,
             "model": str(translator.model_path) if translator is not None else (str(model) if model else None),
             **({"ray": report.to_dict()} if report is not None else {}),
         }
         emit_json(summary)
+    if stopped:
+        stderr.print(f"[bold red]error:[/] {escape(stopped)}")
+        if not_started:
+            stderr.print(f"stopped: {not_started} file(s) not started; run the same command again once there is room")
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
@@ -156,5 +221,29 @@ def convert(
             stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")
     if interrupted:
         raise typer.Exit(130)
-    if counts["failed"]:
+    if counts["failed"] or stopped:
         raise typer.Exit(1)
+
+
+def _print_dry_run(plans: Any, as_json: bool) -> None:
+    """--dry-run: what would be converted and where, and why anything else is not (stdout)."""
+    rows = [
+        {"src": str(p.src), "dst": str(p.dst) if p.dst != Path() else None,
+         "action": "convert" if p.status == "pending" else p.status, "reason": p.reason}
+        for p in plans
+    ]
+    rows += [{"src": str(f.path), "dst": None, "action": "ignored", "reason": f.reason}
+             for f in getattr(plans, "ignored", [])]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        if row["action"] == "convert":
+            sys.stdout.write(f"convert\t{row['src']}\t-> {row['dst']}\n")
+        else:
+            sys.stdout.write(f"{row['action']}\t{row['src']}\t{row['reason']}\n")
+    counts = {a: sum(r["action"] == a for r in rows) for a in ("convert", "skipped", "failed", "ignored")}
+    stderr.print(
+        f"dry run: would convert {counts['convert']}; skipped {counts['skipped']}, failed {counts['failed']}, "
+        f"ignored {counts['ignored']} (nothing was written)"
+    )

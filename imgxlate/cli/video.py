@@ -7,6 +7,8 @@ the exit code (0 all done or skipped, 1 any video failed, 2 usage errors, 130 in
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -32,13 +34,16 @@ from imgxlate.cli.common import (
 from imgxlate.errors import ImgxlateError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.inputs import Found
     from imgxlate.video.convert import VideoResult
 
 
 def plan_videos(
     inputs: list[Path], out: Path | None, target: str, frames_dir: Path | None, frames_only: bool
-) -> list[tuple[Path, Path | None, Path | None]]:
-    """(src, dst, frames_dir) for every video the inputs name.
+) -> tuple[list[tuple[Path, Path | None, Path | None]], list[Found]]:
+    """(src, dst, frames_dir) for every video the inputs name, and what the folder walk found but left
+    out with a reason to report (FIFOs, devices, symlink loops, unreadable folders: the same rules
+    as ``convert``).
 
     Folders are walked for video suffixes; files this command wrote before (``*.<target>.mp4``) and hidden
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
@@ -46,7 +51,7 @@ def plan_videos(
     """
     from imgxlate.inputs import collect_inputs
     from imgxlate.video.convert import _safe_domain, default_output
-    from imgxlate.video.ffmpeg import OUTPUT_SUFFIXES
+    from imgxlate.video.media import OUTPUT_SUFFIXES
     from imgxlate.video.probe import VIDEO_SUFFIXES
 
     for p in inputs:
@@ -74,7 +79,43 @@ def plan_videos(
         if frames_dir is not None:
             fdir = frames_dir if len(files) == 1 else frames_dir / f.rel.parent / f.src.stem
         plans.append((f.src, None if frames_only else dst, fdir))
-    return plans
+    return plans, [n for n in found.found if n.status in ("skipped", "failed")]
+
+
+def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool) -> dict[Path, str]:
+    """What can be refused before the model is loaded (usage errors raise, exit 2): missing inputs,
+    an encoder FFmpeg lacks or the container cannot hold, an ``--out`` under a file. Returns the
+    explicitly named files that are not videos (FIFO, device, still image, unreadable) with the reason:
+    they fail (exit 1) without costing a model load."""
+    from imgxlate.errors import VideoError
+    from imgxlate.video.convert import _check_parent
+    from imgxlate.video.media import OUTPUT_SUFFIXES, check_encoder
+    from imgxlate.video.probe import probe_video
+
+    for p in inputs:
+        if not p.exists() and not p.is_symlink() and not any(c in str(p) for c in "*?["):
+            raise UsageError(f"input {p} does not exist; give video files or folders of videos")
+    suffix = ".mp4"
+    if out is not None:
+        if out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir():
+            suffix = out.suffix.lower()
+            _check_parent(out.parent, "--out")
+        else:
+            if out.exists() and not out.is_dir():
+                raise UsageError(f"--out {out} is a file; give a folder, or a file name ending in "
+                                 f"{', '.join(OUTPUT_SUFFIXES)}")
+            _check_parent(out, "--out")
+    if not frames_only:
+        check_encoder(codec, suffix, pix_fmt)
+    bad: dict[Path, str] = {}
+    for p in inputs:
+        if p.is_dir() or not (p.exists() or p.is_symlink()):
+            continue
+        try:
+            probe_video(p)
+        except VideoError as err:
+            bad[p] = str(err)
+    return bad
 
 
 def video(
@@ -97,19 +138,23 @@ def video(
         Optional[str],  # noqa: UP045
         typer.Option("--duration", help="Convert only this long (seconds or HH:MM:SS)."),
     ] = None,
-    codec: Annotated[str, typer.Option("--codec", help="FFmpeg video encoder (libx264, libx265, libvpx-vp9).")]
+    temporal: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--temporal", help="Temporal stability: off (every frame on its own; the default) or flow "
+                     "(blend the previous output along the input's optical flow where it is reliable: far less "
+                     "flicker; see docs/video.md).", show_default=False)
+    ] = None,
+    codec: Annotated[str, typer.Option("--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...).")]
     = "libx264",
     crf: Annotated[int, typer.Option("--crf", min=0, max=63, help="Quality: lower is better (18 looks "
                                                                    "transparent with x264).")] = 18,
     preset: Annotated[str, typer.Option("--preset", help="x264/x265 speed preset (ultrafast .. veryslow).")]
     = "medium",
-    stabilize: Annotated[
-        bool, typer.Option("--stabilize/--no-stabilize", help="Smooth InstanceNorm statistics over frames "
-                           "(off by default: no measurable flicker reduction with the bundled model).")
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Frames per model run (with --no-stabilize).")
-    ] = 4,
+    pix_fmt: Annotated[
+        str, typer.Option("--pix-fmt", help="Pixel format: yuv420p plays everywhere but needs even sizes (an odd "
+                          "row/column is dropped); yuv444p keeps every pixel.")
+    ] = "yuv420p",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per model run.")] = 4,
     frames_dir: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--frames-dir", help="Also write every output frame as PNG into this folder."),
@@ -118,77 +163,133 @@ def video(
         bool, typer.Option("--frames-only", help="Write only the PNG frames (needs --frames-dir).")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume/--restart", help="Continue an interrupted video where it stopped (default), "
+                           "or start it afresh.")
+    ] = True,
+    stabilize: Annotated[
+        Optional[bool],  # noqa: UP045
+        typer.Option("--stabilize/--no-stabilize", hidden=True, help="Deprecated: --temporal flow / off."),
+    ] = None,
     quiet: QuietOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
-    """Translate videos frame by frame: same length, frame rate and size, original audio in sync."""
+    """Translate videos frame by frame: same length, frame rate and size, original audio in sync, no flicker."""
+    from imgxlate.video.convert import DEFAULT_TEMPORAL, convert_video
     from imgxlate.video.convert import VideoResult as VideoResultT
-    from imgxlate.video.convert import convert_video
     from imgxlate.video.probe import parse_time
+    from imgxlate.video.stabilize import TEMPORAL_MODES
 
     results: list[VideoResult] = []
-    failed = 0
+    failures: list[dict[str, str]] = []
     interrupted = False
+    translator = None
+    quiet_ui = quiet or as_json
     t0 = time.perf_counter()
-    with sigint_guard("interrupted: removing the unfinished video (Ctrl-C again to stop at once)"), \
+    with sigint_guard("interrupted: keeping the frames translated so far (Ctrl-C again to stop at once)"), \
             handle_errors():
         try:
+            temporal = temporal or DEFAULT_TEMPORAL
+            if stabilize is not None:
+                temporal = "flow" if stabilize else "off"
+                print_warning("--stabilize/--no-stabilize are deprecated; use --temporal flow / --temporal off")
+            if temporal not in TEMPORAL_MODES:
+                raise UsageError(f"--temporal {temporal!r}: choose one of {', '.join(TEMPORAL_MODES)}")
             if frames_only and frames_dir is None:
                 raise UsageError("--frames-only needs --frames-dir DIR (where the PNG frames go)")
             parse_time(start, "--start")
             dur = parse_time(duration, "--duration")
             if dur is not None and dur <= 0:
                 raise UsageError("--duration must be more than 0 seconds")
-            translator = load_translator(model, to, direction, device, threads, quiet=quiet)
-            plans = plan_videos(inputs, out, translator.metadata.target, frames_dir, frames_only)
+            bad = precheck(inputs, out, codec, pix_fmt, frames_only)
+            for src, reason in bad.items():
+                failures.append({"src": str(src), "status": "failed", "reason": reason})
+                print_error(ImgxlateError(reason))
+            todo = [p for p in inputs if p not in bad]
+            if todo:
+                translator = load_translator(model, to, direction, device, threads, quiet=quiet_ui)
+                plans, left_out = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
+                for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on
+                    if n.status == "failed":
+                        failures.append({"src": str(n.path), "status": "failed", "reason": n.reason})
+                        print_error(ImgxlateError(f"{n.path}: {n.reason}"))
+                        continue
+                    results.append(VideoResultT(n.path, None, "skipped", reason=n.reason))
+                    if not quiet_ui:
+                        stderr.print(f"skipped {escape(str(n.path))}: {escape(n.reason)}")
+            else:
+                plans = []
             for src, dst, fdir in plans:
                 if dst is not None and dst.exists() and not overwrite:
                     results.append(VideoResultT(src, dst, "skipped", reason="output exists (pass --overwrite "
                                                 "to replace it)"))
-                    if not quiet:
+                    if not quiet_ui:
                         stderr.print(f"skipped {escape(str(src))}: {escape(results[-1].reason)}")
                     continue
-                with progress_bar(quiet, "frames ") as progress:
+                with progress_bar(quiet_ui, "") as progress:
                     task = progress.add_task(escape(src.name), total=None, rate="")
-                    started = time.perf_counter()
+                    first: list[tuple[int, float]] = []
 
-                    def report(done: int, total: int | None, task: Any = task, started: float = started) -> None:
-                        rate = done / max(time.perf_counter() - started, 1e-9)
-                        progress.update(task, completed=done, total=total, rate=f"{rate:.2f}/s")
+                    def report(done: int, total: int | None, task: Any = task, first: Any = first) -> None:
+                        now = time.perf_counter()
+                        if not first:
+                            first.append((done, now))
+                            progress.update(task, completed=done, total=total, rate="")
+                            return
+                        n0, t_first = first[0]
+                        rate = (done - n0) / max(now - t_first, 1e-9)
+                        progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
                     try:
                         r = convert_video(
-                            src, dst, translator, codec=codec, crf=crf, preset=preset, start=start,
-                            duration=duration, frames_dir=fdir, frames_only=frames_only, stabilize=stabilize,
-                            batch_size=batch_size, progress=report, overwrite=overwrite,
+                            src, dst, translator, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                            start=start, duration=duration, frames_dir=fdir, frames_only=frames_only,
+                            temporal=temporal, batch_size=batch_size, progress=report, overwrite=overwrite,
+                            resume=resume,
                         )
                     except UsageError:
                         raise
                     except ImgxlateError as err:
-                        failed += 1
+                        failures.append({"src": str(src), "status": "failed", "reason": str(err)})
                         progress.console.print(f"[red]failed:[/] {escape(str(src))}")
                         print_error(err, progress.console)
                         continue
                 results.append(r)
                 for w in r.warnings:
                     print_warning(f"{src.name}: {w}")
-                if quiet:
+                if quiet_ui:
                     continue
                 if r.status == "skipped":
                     stderr.print(f"skipped {escape(str(src))}: {escape(r.reason)}")
                 else:
                     where = escape(str(r.dst if r.dst is not None else r.frames_dir))
+                    resumed = f", {r.resumed_frames} of them from the interrupted run" if r.resumed_frames else ""
                     stderr.print(
                         f"wrote {where}: {r.frames} frames {r.width}x{r.height} in {r.seconds:.1f} s "
-                        f"({r.frames_per_second:.2f} frames/s), audio {r.audio}"
-                        f"{', stabilised' if r.stabilized else ''}"
+                        f"({r.frames_per_second:.2f} frames/s{resumed}), audio {r.audio}, temporal {r.temporal}"
                     )
         except KeyboardInterrupt:
             interrupted = True
+    elapsed = time.perf_counter() - t0
+    done = sum(r.status == "converted" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    failed = len(failures)
+    if as_json:
+        summary = {
+            "results": [r.to_dict() for r in results] + failures,
+            "totals": {"converted": done, "skipped": skipped, "failed": failed, "seconds": round(elapsed, 3),
+                       "frames": sum(r.frames for r in results if r.status == "converted"),
+                       "interrupted": interrupted},
+            "provider": translator.provider if translator is not None else "",
+            "model": str(translator.model_path) if translator is not None else None,
+        }
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.flush()
     if not quiet or interrupted:
-        done = sum(r.status == "converted" for r in results)
-        skipped = sum(r.status == "skipped" for r in results)
         stderr.print(f"{'interrupted: ' if interrupted else ''}converted {done}, skipped {skipped}, failed "
-                     f"{failed} in {time.perf_counter() - t0:.1f} s")
+                     f"{failed} in {elapsed:.1f} s")
+        if interrupted:
+            stderr.print("the frames translated so far are kept; run the same command again to continue")
     if interrupted:
         raise typer.Exit(130)
     if failed:

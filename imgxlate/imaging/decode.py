@@ -9,8 +9,11 @@ all read pixels through :func:`read_image`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import stat
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +81,105 @@ def _check_pixels(path: Path | str, width: int, height: int, max_pixels: int | N
             "(a guard against decompression bombs); if you trust the file, raise the limit with "
             "--max-pixels (max_pixels=... in Python, None for no limit)",
         )
+
+
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """'a named pipe (FIFO)', 'a character device', ... for a non-regular st_mode; '' for a regular file."""
+    if stat.S_ISREG(mode):
+        return ""
+    return next((what for test, what in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def _read_regular_file(p: Path) -> bytes:
+    """The whole content of ``p``, which must be a regular file (after symlinks): a FIFO would block
+    forever and a device (/dev/zero) never ends, so they are refused before reading a byte."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading blocks until a writer appears; this open never waits.
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+                     | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise _read_error(p, "no such file; check the path") from None
+    except IsADirectoryError:
+        raise _read_error(p, "it is a folder, not a file") from None
+    except PermissionError:
+        raise _read_error(p, "permission denied; check the file's permissions") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _read_error(p, "it is a symlink loop (a link that points back to itself)") from None
+        raise _read_error(p, exc.strerror or str(exc)) from exc
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+    except OSError:
+        kind = ""
+    if kind:
+        os.close(fd)
+        if kind == "a folder":
+            raise _read_error(p, "it is a folder, not a file")
+        raise _read_error(p, f"it is {kind}, not a regular file; imgxlate reads only regular files")
+    with open(fd, "rb", closefd=True) as fh:
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise _read_error(p, exc.strerror or str(exc)) from exc
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a TIFF (first image), PFM or Radiance HDR file, without
+    decoding; None when the header does not say (then the file must not be decoded blindly)."""
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff_size(data)
+    if data[:3] in (b"PF\n", b"Pf\n", b"PF\r", b"Pf\r") or data[:3] in (b"PF ", b"Pf "):
+        parts = data[:128].split()
+        try:
+            return int(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
+            return None
+    if data[:2] == b"#?":
+        end = data.find(b"\n\n", 0, 65536)
+        if end < 0:
+            return None
+        line = data[end + 2 : end + 2 + 64].split(b"\n", 1)[0].split()
+        if len(line) != 4:
+            return None
+        try:
+            sizes = {line[0][1:2]: int(line[1]), line[2][1:2]: int(line[3])}
+        except ValueError:
+            return None
+        if set(sizes) != {b"X", b"Y"}:
+            return None
+        return sizes[b"X"], sizes[b"Y"]
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack_from(order + "I", data, 4)
+        (count,) = struct.unpack_from(order + "H", data, ifd)
+        found: dict[int, int] = {}
+        for i in range(count):
+            tag, kind, n = struct.unpack_from(order + "HHI", data, ifd + 2 + 12 * i)
+            if tag in (256, 257) and n >= 1:
+                if kind == 3:  # SHORT
+                    (found[tag],) = struct.unpack_from(order + "H", data, ifd + 2 + 12 * i + 8)
+                elif kind == 4:  # LONG
+                    (found[tag],) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * i + 8)
+                else:
+                    return None
+    except struct.error:
+        return None
+    if 256 not in found or 257 not in found:
+        return None
+    return found[256], found[257]
 
 
 def _png_ihdr(data: bytes) -> tuple[int, int] | None:
@@ -260,6 +362,14 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
         # Only those are tried, since here nothing checked the pixel count before decoding.
         if not (data[:4] in (b"II*\x00", b"MM\x00*") or data[:2] in (b"PF", b"Pf") or data[:2] == b"#?"):
             raise _not_an_image(path, data)
+        # The pixel count comes from the header, before OpenCV allocates anything: a small file can
+        # claim a huge float image and OpenCV would allocate all of it before we could look.
+        size = header_size(data)
+        if size is None:
+            raise _read_error(
+                path, "its header gives no usable image size (the file is corrupt or of an unusual kind)"
+            )
+        _check_pixels(path, size[0], size[1], max_pixels)
         try:
             arr = _cv2_decode(data, path)
         except ImageReadError:
@@ -343,16 +453,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     image, more than ``max_pixels`` pixels (``None``: no limit), unsupported pixel format.
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise _read_error(p, "no such file; check the path") from None
-    except IsADirectoryError:
-        raise _read_error(p, "it is a folder, not a file") from None
-    except PermissionError:
-        raise _read_error(p, "permission denied; check the file's permissions") from None
-    except OSError as exc:
-        raise _read_error(p, exc.strerror or str(exc)) from exc
+    data = _read_regular_file(p)
     return _decode(data, p, max_pixels)
 
 

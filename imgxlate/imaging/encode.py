@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -16,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgxlate._atomic import atomic_path
-from imgxlate.errors import ImageWriteError, UsageError
+from imgxlate._atomic import explain_write_error, write_bytes_atomic
+from imgxlate.errors import DiskFullError, ImageWriteError, UsageError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -157,29 +158,20 @@ def _encode_cv2(samples: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as fh:  # writable: Windows refuses to flush a read-only handle
-        os.fsync(fh.fileno())
-
-
-def _write_bytes(tmp: Path, data: bytes) -> None:
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _pil_save(im: PILImage.Image, tmp: Path, pil_fmt: str, options: dict[str, Any]) -> None:
-    """Save with Pillow; EXIF that the format's writer rejects is left out with a warning."""
+def _pil_encode(im: PILImage.Image, pil_fmt: str, options: dict[str, Any]) -> memoryview:
+    """Encode with Pillow into memory; EXIF that the format's writer rejects is left out with a warning."""
+    buf = io.BytesIO()
     try:
-        im.save(tmp, format=pil_fmt, **options)
+        im.save(buf, format=pil_fmt, **options)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:
         if "exif" not in options or isinstance(exc, OSError) and exc.errno is not None:
             raise
         warnings.warn(
             f"the EXIF data could not be written to the {pil_fmt} file ({exc}); it is left out", stacklevel=4
         )
-        im.save(tmp, format=pil_fmt, **{k: v for k, v in options.items() if k != "exif"})
+        buf = io.BytesIO()
+        im.save(buf, format=pil_fmt, **{k: v for k, v in options.items() if k != "exif"})
+    return buf.getbuffer()
 
 
 def write_image(
@@ -239,46 +231,45 @@ def write_image(
     icc = like.icc_profile if _icc_space(like.icc_profile) == out_space else None
     exif = like.exif
 
+    # Encoded in memory, then written through write_bytes_atomic: every byte written, fsynced and its
+    # size on disk checked before the rename. Pillow's encoders writing to a file drop the rest of a
+    # short write on a nearly full disk and report success, which left truncated outputs.
     try:
-        with atomic_path(target) as tmp:
-            if depth == 16 and (pil_fmt == "PNG" or q.ndim == 3):
-                if pil_fmt == "PNG":
-                    raw = encode_png16(q) if q.ndim == 3 and q.shape[2] == 2 else _encode_cv2(q, ".png")
-                    _write_bytes(tmp, _png_add_metadata(raw, icc, exif))
-                else:
-                    # 16-bit gray+alpha TIFF is stored as RGBA: few readers (OpenCV, Pillow) take 2 samples.
-                    rgba = np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2) if q.shape[2] == 2 else q
-                    _write_bytes(tmp, encode_tiff16(rgba, icc if out_space == b"RGB " else None, exif))
+        if depth == 16 and (pil_fmt == "PNG" or q.ndim == 3):
+            if pil_fmt == "PNG":
+                raw = encode_png16(q) if q.ndim == 3 and q.shape[2] == 2 else _encode_cv2(q, ".png")
+                data: bytes | memoryview = _png_add_metadata(raw, icc, exif)
             else:
-                # uint8 (H, W) -> L, (H, W, 2) -> LA, 3 -> RGB, 4 -> RGBA; uint16 (H, W) -> I;16
-                im = _pil().fromarray(q)
-                options: dict[str, Any] = {}
-                if icc:
-                    options["icc_profile"] = icc
-                if exif:
-                    options["exif"] = exif
-                if pil_fmt == "JPEG":
-                    options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
-                elif pil_fmt == "WEBP":
-                    # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
-                    options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
-                elif pil_fmt == "PNG":
-                    # zlib level 3: ~40% faster than Pillow's default 6 for ~5% larger files (writes
-                    # run beside inference and must keep up with a GPU).
-                    options.update(compress_level=3)
-                elif pil_fmt == "TIFF":
-                    # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD
-                    # (camera settings, capture date); its own writer can, uncompressed only.
-                    options.update(compression="raw" if exif else "tiff_adobe_deflate")
-                _pil_save(im, tmp, pil_fmt, options)
-                _fsync(tmp)  # the data is on disk before the rename makes it the result
-    except ImageWriteError:
+                # 16-bit gray+alpha TIFF is stored as RGBA: few readers (OpenCV, Pillow) take 2 samples.
+                rgba = np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2) if q.shape[2] == 2 else q
+                data = encode_tiff16(rgba, icc if out_space == b"RGB " else None, exif)
+        else:
+            # uint8 (H, W) -> L, (H, W, 2) -> LA, 3 -> RGB, 4 -> RGBA; uint16 (H, W) -> I;16
+            im = _pil().fromarray(q)
+            options: dict[str, Any] = {}
+            if icc:
+                options["icc_profile"] = icc
+            if exif:
+                options["exif"] = exif
+            if pil_fmt == "JPEG":
+                options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
+            elif pil_fmt == "WEBP":
+                # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
+                options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
+            elif pil_fmt == "PNG":
+                # zlib level 3: ~40% faster than Pillow's default 6 for ~5% larger files (writes
+                # run beside inference and must keep up with a GPU).
+                options.update(compress_level=3)
+            elif pil_fmt == "TIFF":
+                # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD
+                # (camera settings, capture date); its own writer can, uncompressed only.
+                options.update(compression="raw" if exif else "tiff_adobe_deflate")
+            data = _pil_encode(im, pil_fmt, options)
+        write_bytes_atomic(target, data)
+    except (ImageWriteError, DiskFullError):
         raise
     except (ValueError, RuntimeError, TypeError, KeyError, struct.error) as exc:
         raise ImageWriteError(f"cannot write {str(target)!r}: the {pil_fmt} encoder failed ({exc})") from exc
     except OSError as exc:
-        raise ImageWriteError(
-            f"cannot write {str(target)!r}: {exc.strerror or exc}; check that the folder is writable and the "
-            "disk has free space"
-        ) from exc
+        raise ImageWriteError(f"cannot write {str(target)!r}: {explain_write_error(exc)}") from exc
     return target

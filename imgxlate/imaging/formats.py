@@ -8,6 +8,7 @@ file for ``fmt="same"`` and the others) and the magic-byte table used to name a 
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from imgxlate.errors import UsageError, did_you_mean
@@ -101,10 +102,16 @@ def sniff_format(data: bytes) -> str:
 def sniff_file(path: str | os.PathLike[str]) -> str:
     """:func:`sniff_format` of a file's first bytes; "" when it cannot be read."""
     try:
-        with open(path, "rb") as fh:
-            return sniff_format(fh.read(16))
+        # Non-blocking and regular files only: a FIFO would block the open, a device never ends.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
         return ""
+    try:
+        return sniff_format(os.read(fd, 16)) if stat.S_ISREG(os.fstat(fd).st_mode) else ""
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
 
 
 def normalize_format(fmt: str) -> str:

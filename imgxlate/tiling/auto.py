@@ -1,53 +1,127 @@
-"""Automatic tile size: whole image when a whole run fits the memory budget, else a tile edge.
+"""Automatic tiling: from the memory a run would need, not from a fixed edge length.
+
+:func:`choose_tiling` estimates the peak memory of a whole-image run and of an exact tiled run of the
+ResNet generator (model width ``ngf``, image size) and picks, within a budget (``--max-memory``, else
+half of the memory available now, at most :data:`DEFAULT_CAP` on the CPU):
+
+- the whole image when a whole run fits;
+- else exact tiles, with the tile edge chosen so that one tile's working set stays within
+  :data:`TILE_SHARE` of the budget, and the kept 1/4- and 1/2-resolution maps in float32, float16
+  (when float32 would not fit) or spilled to a temporary file (when neither fits).
+
+The figures below are measured (docs/tiling.md) and deliberately on the safe side.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
-# Peak memory of a whole-image ORT run of the ResNet generator, in full-resolution ngf-channel float32
-# maps: measured ~10 (bench/tiling.py: +993 MiB for 1024x768 with ngf 32; ORT keeps the padded input,
-# conv outputs and the normalised copies of several layers alive in its arena).
-_WHOLE_MAPS = 10.0
-# The exact tiler keeps a few bottleneck maps and one half-resolution map whole (1.5 full-resolution
-# ngf maps together) plus per-tile full-resolution intermediates (~12 ngf maps of the tile, allocator
-# slack included).
-_KEPT_MAPS = 1.5
-_TILE_MAPS = 12.0
-_MIN_TILE, _MAX_TILE = 256, 2048
+CPU = "CPUExecutionProvider"
+# Peak of a whole-image run, in full-resolution ngf-channel float32 maps: ONNX Runtime keeps the
+# padded input, conv outputs and normalised copies alive (measured, bundled ngf 24: ~7 at 1 MP (823 MiB
+# peak RSS), ~9.3 at 12 MP (10.7 GB); ngf 32: ~10 at 1024x768).
+WHOLE_MAPS = 8.0
+# Maps the exact tiler keeps whole, in full-resolution ngf maps: three bottleneck maps (4 ngf channels
+# at 1/16 of the pixels) or one 1/2-resolution map and one bottleneck map: 0.75 either way.
+KEPT_MAPS = 0.75
+# One tile's working set, in ngf maps of the tile's pixels (input window, conv output, prologue and
+# epilogue buffers inside the runtime, allocator slack).
+TILE_MAPS = 12.0
+# Runtime, Python, sessions: what a tiled run needs before any image memory.
+BASE_BYTES = 300 << 20
+TILE_SHARE = 0.35
+MIN_TILE, MAX_TILE = 256, 2048
+# Default budget on the CPU when --max-memory is not given: half the available memory, at most this.
+DEFAULT_CAP = 1200 << 20
+GPU_BUDGET = 3 << 30
 
 
-def _default_budget(provider: str) -> int:
-    if provider == "CPUExecutionProvider":
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-            total = 8 << 30
-        return int(total // 4)
-    # GPUs: stay well inside a small card's memory; ORT's arena also keeps freed blocks.
-    return 3 << 30
+@dataclass(frozen=True)
+class TilingChoice:
+    tile: int  # 0: whole image
+    store: str  # "float32" | "float16" | "spill": where the exact tiler keeps its whole maps
+    budget: int  # bytes the choice was made for
+    need: int  # estimated peak bytes of the choice (model work only, not the decoded image)
+
+
+def available_memory() -> int:
+    """Memory available to a new allocation now (Linux ``MemAvailable``; else physical RAM / 2)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 4 << 30
+
+
+def default_budget(provider: str = CPU) -> int:
+    if provider != CPU:
+        return GPU_BUDGET  # stay inside a small card; ORT's CUDA arena also keeps freed blocks
+    return int(min(available_memory() // 2, DEFAULT_CAP))
+
+
+def whole_need(height: int, width: int, ngf: int) -> int:
+    return int(height * width * 4 * ngf * WHOLE_MAPS) + BASE_BYTES
+
+
+def choose_tiling(
+    height: int, width: int, *, provider: str = CPU, ngf: int = 64, budget_bytes: int | None = None
+) -> TilingChoice:
+    """Whole image or exact tiles (edge, where kept maps live) for an image of this size."""
+    budget = int(budget_bytes) if budget_bytes else default_budget(provider)
+    need = whole_need(height, width, ngf)
+    if need <= budget:
+        return TilingChoice(0, "float32", budget, need)
+    pixel = 4.0 * ngf  # bytes of one float32 ngf-channel pixel
+    kept32 = height * width * pixel * KEPT_MAPS
+    room = budget - BASE_BYTES
+    if kept32 <= 0.6 * room:
+        store, kept = "float32", kept32
+    elif kept32 / 2 <= 0.6 * room:
+        store, kept = "float16", kept32 / 2
+    else:
+        store, kept = "spill", 0.0
+    tile_bytes = max(TILE_SHARE * budget, room - kept) if store != "spill" else TILE_SHARE * budget
+    tile_bytes = min(tile_bytes, TILE_SHARE * max(budget, 1 << 30))
+    edge = int(math.sqrt(max(tile_bytes, 0) / (pixel * TILE_MAPS)))
+    tile = int(min(MAX_TILE, max(MIN_TILE, edge // 4 * 4)))
+    return TilingChoice(tile, store, budget, int(BASE_BYTES + kept + tile * tile * pixel * TILE_MAPS))
 
 
 def auto_tile_size(
     height: int,
     width: int,
     *,
-    provider: str = "CPUExecutionProvider",
+    provider: str = CPU,
     ngf: int = 64,
     budget_bytes: int | None = None,
 ) -> int:
-    """0 when a whole-image run of a (height x width) image fits in the memory budget, else a tile
-    edge (input pixels, multiple of 4) for :class:`ExactTiler` / :func:`run_blended`.
+    """0 when a whole-image run fits the memory budget, else a tile edge (input pixels, multiple of 4)
+    for the exact or the blend tiler (see :func:`choose_tiling`)."""
+    return choose_tiling(height, width, provider=provider, ngf=ngf, budget_bytes=budget_bytes).tile
 
-    The estimate is ``_WHOLE_MAPS`` full-resolution ngf-channel float32 maps; the default budget is a
-    quarter of physical RAM on CPU and 3 GiB on a GPU provider. The tile edge spends what the budget
-    leaves after the maps the exact tiler keeps whole (at least a quarter of it) on one tile.
-    """
-    budget = int(budget_bytes) if budget_bytes is not None else _default_budget(provider)
-    map_bytes = 4.0 * ngf  # one float32 ngf-channel pixel
-    if height * width * map_bytes * _WHOLE_MAPS <= budget:
-        return 0
-    left = max(budget - height * width * map_bytes * _KEPT_MAPS, budget / 4)
-    edge = int(math.sqrt(left / (map_bytes * _TILE_MAPS)))
-    return int(min(_MAX_TILE, max(_MIN_TILE, edge // 4 * 4)))
+
+def parse_memory(text: str) -> int:
+    """``--max-memory``: ``1.5G``, ``800M``, ``2GiB``, ``512MB`` or plain bytes -> bytes."""
+    from imgxlate.errors import UsageError
+
+    s = text.strip().upper().replace("IB", "").replace("B", "")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    mult = units.get(s[-1:], 1)
+    number = s[:-1] if s[-1:] in units else s
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"--max-memory {text!r} is not a size; write e.g. 1.5G or 800M") from None
+    if value <= 0 or not math.isfinite(value):
+        raise UsageError(f"--max-memory must be positive, got {text!r}")
+    if value * mult < 256 << 20:
+        raise UsageError(f"--max-memory {text!r} is too small; imgxlate needs at least 256M")
+    return int(value * mult)

@@ -1,50 +1,58 @@
-"""Video: translate video files frame by frame (FFmpeg decode -> generator -> FFmpeg encode + mux).
+"""Video: translate video files frame by frame (PyAV decode -> generator -> flow stabiliser -> PyAV
+encode in resumable segments -> join + mux with the source's audio and subtitles).
 
-Modules, lowest first: :mod:`.ffmpeg` (FFmpeg processes), :mod:`.probe` (what a file holds, its
-frames), :mod:`.stabilize` (temporally smoothed InstanceNorm statistics, flicker measures),
-:mod:`.convert` (the driver, :func:`convert_video`). The names below are the public API; submodules
-never import this package's ``__init__``.
+Modules, lowest first: :mod:`.media` (PyAV: open, decode, encode segments, mux), :mod:`.probe` (what a
+file holds, its frames), :mod:`.stabilize` (flow-guided temporal blend, flicker and ghosting
+measures), :mod:`.segments` (the resumable parts folder), :mod:`.convert` (the driver,
+:func:`convert_video`). The names below are the public API; submodules never import this package's
+``__init__``.
 """
 
 from __future__ import annotations
 
 from imgxlate.video.convert import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_TEMPORAL,
     VideoResult,
     convert_video,
     default_output,
     is_temp_name,
 )
-from imgxlate.video.ffmpeg import OUTPUT_SUFFIXES, Frame, ffmpeg_exe
+from imgxlate.video.media import OUTPUT_SUFFIXES, Frame, output_size
 from imgxlate.video.probe import VIDEO_SUFFIXES, StreamInfo, VideoInfo, parse_time, probe_video, read_frames
 from imgxlate.video.stabilize import (
-    DEFAULT_CUT_THRESHOLD,
-    DEFAULT_MOMENTUM,
-    StatsSmoother,
+    TEMPORAL_MODES,
+    FlowStabilizer,
+    TemporalSettings,
     flicker_ratio,
     measure_stability,
+    moving_psnr,
     static_flicker,
+    warp_error,
 )
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
-    "DEFAULT_CUT_THRESHOLD",
-    "DEFAULT_MOMENTUM",
+    "DEFAULT_TEMPORAL",
     "OUTPUT_SUFFIXES",
+    "TEMPORAL_MODES",
     "VIDEO_SUFFIXES",
+    "FlowStabilizer",
     "Frame",
-    "StatsSmoother",
     "StreamInfo",
+    "TemporalSettings",
     "VideoInfo",
     "VideoResult",
     "convert_video",
     "default_output",
-    "ffmpeg_exe",
     "flicker_ratio",
     "is_temp_name",
     "measure_stability",
+    "moving_psnr",
+    "output_size",
     "parse_time",
     "probe_video",
     "read_frames",
     "static_flicker",
+    "warp_error",
 ]

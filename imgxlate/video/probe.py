@@ -5,38 +5,39 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from imgxlate.errors import UsageError, VideoError
-from imgxlate.video.ffmpeg import Frame, _Decoder, _ffmpeg_reason, _popen_kwargs, ffmpeg_exe
+from imgxlate.video.media import Decoder, Frame, av_module, open_input
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
 
 
 @dataclass(frozen=True)
 class StreamInfo:
-    index: int  # stream index in the file (the N of "0:N")
+    index: int  # stream index in the file
     kind: str  # "video" | "audio" | "subtitle" | "data" | "attachment"
     codec: str
-    line: str  # FFmpeg's description of the stream
+    language: str = ""
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     """What :func:`probe_video` found out about a file.
 
-    ``width``/``height`` are the size as displayed, i.e. after the display-matrix rotation FFmpeg
-    applies while decoding (and the size our output has, before odd-size padding). ``rotation`` is the
-    display matrix angle in degrees (0..359, as FFmpeg prints it). ``fps`` is FFmpeg's average frame
-    rate (0 when unknown); ``frames`` the number of video packets (= frames for every common codec),
-    counted by demuxing the file without decoding it.
+    ``width``/``height`` are the size as displayed, i.e. after the display-matrix rotation (the size of
+    the decoded, upright frames). ``rotation`` is the display matrix angle in degrees (0..359,
+    counter-clockwise). ``fps`` is the average frame rate (0 when unknown), ``rate`` the same as an
+    exact fraction; ``frames`` the number of frames the container declares (MP4/MOV), else
+    ``duration * fps`` (``frames_exact`` says which). ``time_base`` is the video stream's; frame times
+    are exact multiples of it. ``color_codes``: (range, matrix, primaries, transfer) as FFmpeg numbers
+    them (0/2 = unspecified), read from the first frame.
     """
 
     path: Path
@@ -52,102 +53,81 @@ class VideoInfo:
     time_base: Fraction | None = None
     sar: tuple[int, int] = (1, 1)
     pix_fmt: str = ""
-    # (range, matrix, primaries, transfer) as tagged in the file; "" where untagged.
-    color: tuple[str, str, str, str] = ("", "", "", "")
+    color_codes: tuple[int, int, int, int] = (0, 2, 2, 2)
     audio: tuple[StreamInfo, ...] = ()
     subtitles: tuple[StreamInfo, ...] = ()
+    frames_exact: bool = True
+    rate: Fraction | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    format: str = ""
+
+    @property
+    def tb(self) -> Fraction:
+        return self.time_base or Fraction(1, 90000)
 
 
-_STREAM_RE = re.compile(r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (\w+): (\S+?)[,\s]")
-_DURATION_RE = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_ROTATION_RE = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
-
-
-def _parse_rate(text: str, unit: str) -> float:
-    m = re.search(r"([\d.]+)(k?) " + unit + r"\b", text)
-    if not m:
-        return 0.0
-    return float(m.group(1)) * (1000.0 if m.group(2) else 1.0)
-
-
-def _parse_color(pix: str) -> tuple[str, str, str, str]:
-    """``yuv420p(tv, bt709/bt709/iec61966-2-1, progressive)`` -> (range, matrix, primaries, trc)."""
-    m = re.search(r"\(([^)]*)\)", pix)
-    if not m:
-        return ("", "", "", "")
-    rng = mat = prim = trc = ""
-    for tok in (t.strip() for t in m.group(1).split(",")):
-        if tok in ("tv", "pc"):
-            rng = tok
-        elif "/" in tok:
-            parts = (tok.split("/") + ["", ""])[:3]
-            mat, prim, trc = (p if p != "unknown" else "" for p in parts)
-        elif tok and tok not in ("progressive", "tff", "bff", "top first", "bottom first", "top coded first (swapped)",
-                                 "bottom coded first (swapped)") and re.fullmatch(r"[a-z0-9-]+", tok):
-            # One name means matrix, primaries and transfer are all this.
-            mat = prim = trc = tok
-    return rng, mat, prim, trc
-
-
-def _run_probe(path: Path) -> str:
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=120, check=False, **_popen_kwargs())
-    except subprocess.TimeoutExpired as exc:
-        raise VideoError(f"{path}: FFmpeg took over 2 minutes to open it; is it on a stalled network drive?") from exc
-    return proc.stderr.decode("utf-8", errors="replace")
+_IMAGE_FORMATS = ("image2", "image2pipe")
+_IMAGE_CODECS = ("png", "mjpeg", "jpegls", "webp", "bmp", "tiff", "jpeg2000", "qoi", "ppm", "pgm", "pam", "dpx", "exr",
+                 "hdr", "sgi", "targa", "xbm", "xpm", "pcx", "sunrast", "heif", "jpegxl", "avif")
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Read a video's size, frame rate, frame count, duration, streams and rotation with FFmpeg.
+    """Read a video's size, frame rate, frame count, duration, streams and rotation (PyAV, in-process).
 
-    Raises :class:`VideoError` when the file does not exist, is not a media file FFmpeg can read,
-    has no video stream, or has no video frames.
+    Raises :class:`VideoError` when the file does not exist, is not a regular file, is not a media
+    file FFmpeg can read, is a still image, has no video stream, or has no video frames. Nothing is
+    decoded except the first frame (for its rotation and colour tags).
     """
     path = Path(path)
-    if not path.exists():
-        raise VideoError(f"{path} does not exist; check the path")
-    if path.is_dir():
-        raise VideoError(f"{path} is a folder; give a video file")
-    text = _run_probe(path)
-    if "Input #0" not in text:
-        raise VideoError(
-            f"{path} is not a video FFmpeg can read ({_ffmpeg_reason(text)}); check that the file is a "
-            "complete video (a partial download or a renamed file cannot be read)"
-        )
-    streams: list[StreamInfo] = []
-    rotation = 0
-    current: StreamInfo | None = None
-    for line in text.splitlines():
-        m = _STREAM_RE.match(line)
-        if m:
-            current = StreamInfo(int(m.group(1)), m.group(2).lower(), m.group(3).lower(), line.strip())
-            streams.append(current)
-            continue
-        rm = _ROTATION_RE.search(line)
-        if rm and current is not None and current.kind == "video" and current is _first_video(streams):
-            rotation = round(float(rm.group(1))) % 360
-    video = _first_video(streams)
+    container = open_input(path)
+    try:
+        return _probe(path, container)
+    finally:
+        container.close()
+
+
+def _probe(path: Path, c: Any) -> VideoInfo:
+    av = av_module()
+    streams = [StreamInfo(s.index, s.type, (s.codec_context.name if s.codec_context else "") or "",
+                          str(s.metadata.get("language", ""))) for s in c.streams]
+    video = next((s for s in c.streams.video
+                  if not int(s.disposition) & int(av.stream.Disposition.attached_pic)), None)
     if video is None:
-        raise VideoError(f"{path} has no video stream (only {_kinds(streams) or 'no streams'}); give a video file")
-    line = video.line
-    size = re.search(r"[ ,](\d{1,5})x(\d{1,5})[ ,\]]", line + " ")
-    if not size:
-        raise VideoError(f"{path}: cannot read the video size from FFmpeg ({line}); the file may be damaged")
-    w, h = int(size.group(1)), int(size.group(2))
+        kinds = ", ".join(sorted({s.kind for s in streams})) or "no streams"
+        raise VideoError(f"{path} has no video stream (only {kinds}); give a video file")
+    fmt = c.format.name or ""
+    vcodec = video.codec_context.name or ""
+    if fmt in _IMAGE_FORMATS or fmt.endswith("_pipe") or (vcodec in _IMAGE_CODECS and video.frames <= 1
+                                                          and not c.streams.audio):
+        raise VideoError(f"{path} is a still image ({vcodec or fmt}), not a video; use `imgxlate convert` for "
+                         "images")
+    # The first frame: rotation (display matrix) and colour tags as the decoder reports them.
+    first = None
+    try:
+        for first in c.decode(video):
+            break
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{path}: FFmpeg could not decode the video ({exc}); the file is damaged or "
+                         "truncated") from exc
+    if first is None:
+        raise VideoError(f"{path} has a video stream but no video frames; the file is empty or truncated")
+    rotation = round(float(first.rotation or 0)) % 360
+    w, h = first.width, first.height
     if rotation % 180 == 90:
         w, h = h, w
-    fps = _parse_rate(line, "fps") or _parse_rate(line, "tbr")
-    tbn = _parse_rate(line, "tbn")
-    sar_m = re.search(r"SAR (\d+):(\d+)", line)
-    sar = (int(sar_m.group(1)), int(sar_m.group(2))) if sar_m and int(sar_m.group(1)) > 0 else (1, 1)
-    pix_m = re.search(r"\), (\w+(?:\([^)]*\))?)", line) or re.search(r", (\w+(?:\([^)]*\))?), \d+x\d+", line)
-    pix = pix_m.group(1) if pix_m else ""
-    dm = _DURATION_RE.search(text)
-    duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3)) if dm else 0.0
-    frames = _count_packets(path, video.index)
-    if frames == 0:
-        raise VideoError(f"{path} has a video stream but no video frames; the file is empty or truncated")
+    tb = video.time_base or Fraction(1, 90000)
+    rate = video.average_rate or video.guessed_rate or video.base_rate
+    fps = float(rate) if rate else 0.0
+    if c.duration:
+        duration = c.duration / 1_000_000
+    elif video.duration:
+        duration = float(video.duration * tb)
+    else:
+        duration = 0.0
+    frames = int(video.frames or 0) or (round(duration * fps) if duration and fps else 0)
+    sar = video.sample_aspect_ratio
+    color = (int(first.color_range or 0), int(first.colorspace or 2), int(first.color_primaries or 2),
+             int(first.color_trc or 2))
     return VideoInfo(
         path=path,
         width=w,
@@ -157,38 +137,19 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         duration=duration,
         has_audio=any(s.kind == "audio" for s in streams),
         rotation=rotation,
-        codec=video.codec,
+        codec=vcodec,
         video_index=video.index,
-        time_base=Fraction(1, int(tbn)) if tbn >= 1 and float(tbn).is_integer() else None,
-        sar=sar,
-        pix_fmt=pix.split("(")[0],
-        color=_parse_color(pix),
+        time_base=tb,
+        sar=(sar.numerator, sar.denominator) if sar and sar.numerator > 0 else (1, 1),
+        pix_fmt=video.codec_context.pix_fmt or "",
+        color_codes=color,
         audio=tuple(s for s in streams if s.kind == "audio"),
         subtitles=tuple(s for s in streams if s.kind == "subtitle"),
+        frames_exact=bool(video.frames),
+        rate=Fraction(rate) if rate else None,
+        metadata=dict(c.metadata),
+        format=fmt,
     )
-
-
-def _first_video(streams: Sequence[StreamInfo]) -> StreamInfo | None:
-    for s in streams:
-        if s.kind == "video" and "attached pic" not in s.line:
-            return s
-    return None
-
-
-def _kinds(streams: Sequence[StreamInfo]) -> str:
-    return ", ".join(sorted({s.kind for s in streams}))
-
-
-def _count_packets(path: Path, index: int) -> int:
-    """Video packets in the file, by demuxing with stream copy (no decoding: fast)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", f"0:{index}", "-c", "copy",
-           "-f", "null", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False, **_popen_kwargs())
-    except subprocess.TimeoutExpired:  # pragma: no cover - huge file on a slow disk
-        return 0
-    found = re.findall(r"frame=\s*(\d+)", proc.stderr.decode("utf-8", errors="replace"))
-    return int(found[-1]) if found else 0
 
 
 def parse_time(value: str | float | None, what: str = "time") -> float | None:
@@ -218,13 +179,13 @@ def parse_time(value: str | float | None, what: str = "time") -> float | None:
 def read_frames(
     path: str | os.PathLike[str], *, start: float | str | None = None, duration: float | str | None = None
 ) -> Iterator[Frame]:
-    """Decode a video (or a part of it) into RGB frames with their timestamps, upright."""
+    """Decode a video (or a part of it) into upright RGB frames with their timestamps (relative to the
+    start of the part). Raises VideoError when the file breaks off."""
     info = probe_video(path)
-    dec = _Decoder(info, parse_time(start, "start"), parse_time(duration, "duration"))
+    dec = Decoder(info, parse_time(start, "start"), parse_time(duration, "duration"))
     try:
         yield from dec.frames()
-        rc, log = dec.finish()
-        if rc != 0:
-            raise VideoError(f"{path}: FFmpeg could not decode the video ({_ffmpeg_reason(log)})")
+        if dec.broken:
+            raise VideoError(f"{path}: FFmpeg could not decode the video ({dec.error})")
     finally:
-        dec.kill()
+        dec.close()

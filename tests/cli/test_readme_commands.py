@@ -34,9 +34,10 @@ NOT_RUN: dict[str, str] = {
     "--to vangogh --out out/vangogh":
         "installs from PyPI (network); its imgxlate command is run below as `QUICKSTART`",
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e "
-    "'.[cpu,train,dev]' && python -m pytest -q": "installs from PyPI (network) and runs this suite: CI does",
+    "'.[cpu,train,dev,hub,web,ray]' && python -m pytest -q":
+        "installs from PyPI (network) and runs this suite: CI does",
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e "
-    "'.[cpu,train,dev]'": "installs from PyPI (network): CI (.ci/run) does",
+    "'.[cpu,train,dev,hub,web,ray]'": "installs from PyPI (network): CI (.ci/run) does",
     "pip install '.[cpu]'": "installs from PyPI (network)",
     "pip install '.[gpu]'": "installs from PyPI (network); needs an NVIDIA GPU",
     "pip install '.[cpu,train]'": "installs from PyPI (network)",
@@ -57,6 +58,8 @@ NOT_RUN: dict[str, str] = {
     "torchrun --nproc-per-node 4 -m imgxlate.train --domain-a ... --domain-b ... --batch-size 4":
         "placeholders; multi-process training",
     "imgxlate --install-completion": "changes the user's shell start-up files",
+    "pip install '.[cpu,web]' && imgxlate serve":
+        "installs from PyPI (network); serves until Ctrl-C (tests/web start it and drive the page in Chromium)",
     "pip install 'imgxlate[ray]'": "installs from PyPI (network)",
     "imgxlate convert /nfs/photos --to vangogh --out /nfs/out --ray-address auto":
         "needs a Ray cluster and shared storage (tests/distributed runs --ray on a local Ray instance)",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -802,12 +803,26 @@ def test_write_is_atomic_and_never_overwrites_the_input(
     existing = tmp_path / "old.png"
     existing.write_bytes(b"previous result")
 
-    def boom(*args: object, **kwargs: object) -> None:
-        Path(args[1]).write_bytes(b"half")  # the save got half way and then failed
+    from imgxlate import _atomic
+    from imgxlate.errors import DiskFullError
+
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:  # the disk filled half way through the write
+        real_write(fd, bytes(memoryview(data)[: len(memoryview(data)) // 2]))
         raise OSError(28, "No space left on device")
 
+    with monkeypatch.context() as m:
+        m.setattr(_atomic.os, "write", half_then_full)
+        with pytest.raises(DiskFullError, match="disk full while writing"):
+            write_image(existing, d.rgb, d)
+    assert existing.read_bytes() == b"previous result" and _no_temp_files(tmp_path)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise ValueError("encoder exploded")
+
     monkeypatch.setattr(Image.Image, "save", boom)
-    with pytest.raises(ImageWriteError, match="No space left"):
+    with pytest.raises(ImageWriteError, match="encoder failed"):
         write_image(existing, d.rgb, d)
     assert existing.read_bytes() == b"previous result" and _no_temp_files(tmp_path)
     with pytest.raises(ImageWriteError, match="shape"):

@@ -10,6 +10,7 @@ import pytest
 from imgxlate.errors import InvalidModelError
 from imgxlate.tiling import exact
 from imgxlate.tiling.exact import ExactTiler
+from imgxlate.tiling.exact import plan as plan_mod
 from imgxlate.tiling.pad import pad_to_multiple
 
 ort = pytest.importorskip("onnxruntime")
@@ -63,19 +64,58 @@ def test_exact_tiles_the_bottleneck_too(
 ) -> None:
     # Force small tiles in the residual blocks (normally >= 256 bottleneck pixels) and count tiles.
     tiler, sess = model
-    monkeypatch.setattr(exact, "_MIN_BOTTLENECK_TILE", 1)
-    calls = []
-    orig = ExactTiler._run_tile
-
-    def counting(self: ExactTiler, *args: object, **kwargs: object) -> np.ndarray:
-        calls.append(1)
-        return orig(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ExactTiler, "_run_tile", counting)
+    monkeypatch.setattr(plan_mod, "MIN_BOTTLENECK_TILE", 1)
     img = _image(41, 50, seed=3)
-    out = tiler.run(img, tile=12)
-    assert len(calls) > 100
+    seen: list[tuple[int, int]] = []
+    out = tiler.run(img, tile=12, progress=lambda done, total: seen.append((done, total)))
+    assert len(seen) > 100
+    assert seen == [(i + 1, len(seen)) for i in range(len(seen))]  # one call per tile, in order
     assert float(np.abs(out - _whole(sess, img)).max()) <= TOL
+
+
+def test_plan_is_cached_per_size(model: tuple[ExactTiler, object]) -> None:
+    tiler, _ = model
+    a = tiler.plan(40, 52, 16)
+    assert tiler.plan(37, 50, 16) is a  # same padded size
+    assert tiler.plan(40, 52, 8) is not a
+    assert a.steps == sum(len(j.tiles) for j in a.jobs) > len(a.jobs)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_stored_maps_half_precision_and_spilled(model: tuple[ExactTiler, object], tmp_path: Path, dtype: str) -> None:
+    tiler, sess = model
+    img = _image(37, 45, seed=8)
+    ref = _whole(sess, img)
+    out = tiler.run(img, tile=16, store=exact.MapStore(dtype, spill_dir=tmp_path))
+    err = float(np.abs(out - ref).max())
+    assert err <= (TOL if dtype == "float32" else 2e-2)
+    assert list(tmp_path.iterdir()) == []  # spill files are unlinked at once
+
+
+def test_hwc_uint8_input_and_sink(model: tuple[ExactTiler, object]) -> None:
+    tiler, sess = model
+    rgb = np.random.default_rng(4).integers(0, 256, (30, 43, 3), dtype=np.uint8)
+    x = (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+    ref = _whole(sess, np.ascontiguousarray(x))
+    got = np.full((3, 30, 43), np.nan, np.float32)
+
+    def sink(region: tuple[int, int, int, int], tile: np.ndarray) -> None:
+        y0, y1, x0, x1 = region
+        assert np.isnan(got[:, y0:y1, x0:x1]).all()  # every pixel once
+        got[:, y0:y1, x0:x1] = tile
+
+    assert tiler.run(rgb, tile=16, hwc=True, scale=1 / 127.5, offset=-1.0, sink=sink) is None
+    assert float(np.abs(got - ref).max()) <= TOL
+
+
+def test_openvino_runners_are_exact_too(model: tuple[ExactTiler, object]) -> None:
+    pytest.importorskip("openvino")
+    from imgxlate.engine import runner_factory
+
+    tiler, sess = model
+    ov_tiler = ExactTiler(tiler.path, runner_factory("cpu", threads=1, backend="openvino"))
+    img = _image(33, 40, seed=9)
+    assert float(np.abs(ov_tiler.run(img, tile=16) - _whole(sess, img)).max()) <= TOL
 
 
 def test_tile_zero_equals_whole(model: tuple[ExactTiler, object]) -> None:

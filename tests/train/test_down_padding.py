@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.networks import ResnetGenerator, build_generator, init_weights
 
@@ -55,9 +56,8 @@ def test_constant_image_has_no_border_lines(padding: str, lines: bool) -> None:
 
 def test_reflect_export_tiles_exactly(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
-    from imgxlate.train.export import export_pair
-
     from imgxlate.tiling import ExactTiler, pad_to_multiple
+    from imgxlate.train.export import export_pair
 
     g_ab, g_ba = _gen("reflect", 1), _gen("reflect", 2)
     # export_pair runs onnx.checker and the ONNX Runtime vs PyTorch parity check; it raises on failure

@@ -1,6 +1,7 @@
 """imgxlate-train end to end: CliRunner in process (one training run with export, shared), plus
 subprocesses for the exit codes and messages a user sees."""
 
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +39,7 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("cli")
     write_images(root / "horses", 4, seed=1)
     write_images(root / "zebras" / "nested", 3, seed=2, tint=60)
@@ -66,7 +67,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output
     assert "corrupt.jpg" in result.output  # skipped with a warning, not a crash
-    return out
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def run(run_result: tuple[Path, str]) -> Path:
+    return run_result[0]
+
+
+@pytest.fixture(scope="module")
+def run_output(run_result: tuple[Path, str]) -> str:
+    return run_result[1]
 
 
 def test_training_writes_everything(run: Path) -> None:
@@ -151,7 +162,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         str(tmp_path / "r"),
         *TINY,
     )
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # the usage code, as a missing convert input
     assert (
         "nope" in missing.stderr and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     )
@@ -177,3 +188,64 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     noargs = runner.invoke(app, [])
     assert noargs.exit_code == 2 and "--domain-a" in noargs.output
     assert not (tmp_path / "r").exists()
+
+
+def test_piped_progress_lines_and_exporting_message(run_output: str) -> None:
+    # stderr is not a terminal under CliRunner: a plain line per --log-every step, and the export said
+    lines = [line for line in run_output.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert all("img/s" in line and "ETA" in line and "cycle_a" in line for line in lines)
+    assert "exporting a2b.onnx, b2a.onnx" in run_output
+
+
+def test_json_summary_threads_zero_and_out_that_is_a_file(tmp_path: Path) -> None:
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+    common = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY]
+    done = _cli(
+        *common,
+        "--out",
+        str(tmp_path / "r"),
+        "--max-steps",
+        "1",
+        "--no-export",
+        "--json",
+        "--method",
+        "cut",
+        "--num-patches",
+        "8",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["method"] == "cut" and summary["steps"] == 1 and summary["model_dir"] is None
+    assert set(summary["losses"]) == {"G_ab", "nce_ab", "nce_idt_ab", "D_b"}
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "run"):
+        bad = _cli(*common, "--out", str(out), "--json")
+        assert bad.returncode == 2 and "is a file" in bad.stderr and "Traceback" not in bad.stderr
+        assert json.loads(bad.stdout)["exit_code"] == 2
+    typo = _cli(*common, "--method", "cutt")
+    assert typo.returncode == 2 and "cutt" in typo.stderr
+
+
+def test_threads_zero_means_what_convert_means(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgxlate.engine import default_threads
+    from imgxlate.train.runtime import cpu_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu_threads(0) == default_threads() == 3
+    assert cpu_threads(2) == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_threads(0) == default_threads() >= 1
+
+
+def test_options_are_generated_from_the_config() -> None:
+    from dataclasses import fields
+
+    from imgxlate.train.config import TrainConfig
+
+    help_text = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
+    for f in fields(TrainConfig):
+        flag = (f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))[0].split("/")[0]
+        assert flag in help_text, flag
+    assert "--beta2" in help_text and "--export-fp16" not in help_text

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = """
@@ -15,9 +16,11 @@ from pathlib import Path
 from train_helpers import tiny_config
 from imgxlate.train.loop import train
 a, b, out, dump = map(Path, sys.argv[2:6])
-result = train(tiny_config(a, b, out, max_steps=3, checkpoint_every=2, log_every=1))
+kw = {"method": sys.argv[6], "num_patches": 16} if sys.argv[6] != "cyclegan" else {}
+result = train(tiny_config(a, b, out, max_steps=3, checkpoint_every=2, log_every=1, **kw))
 rank = int(__import__("os").environ["RANK"])
-torch.save({k: v.detach().clone() for k, v in result.trainer.g_ab.state_dict().items()}, dump / f"rank{rank}.pt")
+g_ab = result.trainer.nets["G_ab"]
+torch.save({k: v.detach().clone() for k, v in g_ab.state_dict().items()}, dump / f"rank{rank}.pt")
 """
 
 
@@ -27,7 +30,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_end_identical(folders: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["cyclegan", "fastcut"])
+def test_two_gloo_ranks_end_identical(folders: tuple[Path, Path], tmp_path: Path, method: str) -> None:
     port = _free_port()
     procs = []
     for rank in range(2):
@@ -50,6 +54,7 @@ def test_two_gloo_ranks_end_identical(folders: tuple[Path, Path], tmp_path: Path
                     *map(str, folders),
                     str(tmp_path / "run"),
                     str(tmp_path),
+                    method,
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
@@ -70,13 +75,16 @@ def test_two_gloo_ranks_end_identical(folders: tuple[Path, Path], tmp_path: Path
         assert torch.equal(w0[name], w1[name]), name
     # trained (not just broadcast initial weights), and only rank 0 wrote the run folder
     torch.manual_seed(0)
+    from imgxlate.train.cut import init_xavier
     from imgxlate.train.networks import ResnetGenerator, init_weights
 
-    init = init_weights(ResnetGenerator(ngf=8, n_blocks=2)).state_dict()
+    init_fn = init_weights if method == "cyclegan" else init_xavier
+    init = init_fn(ResnetGenerator(ngf=8, n_blocks=2)).state_dict()
     assert any(not torch.equal(init[k], w0[k]) for k in w0)
     from imgxlate.train.loop import load_checkpoint
 
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt["step"] == 3 and ckpt["world_size"] == 2
+    assert len(ckpt["per_rank"]) == 2  # each rank's pools and patch samplers, for an exact resume
     for name in w0:
         assert torch.equal(ckpt["models"]["G_ab"][name], w0[name])

@@ -12,7 +12,8 @@ import torch
 from train_helpers import tiny_config
 
 from imgxlate.errors import TrainingError
-from imgxlate.train.loop import Runtime, Trainer, load_checkpoint, train
+from imgxlate.train.cyclegan import CycleGANTrainer as Trainer
+from imgxlate.train.loop import Runtime, load_checkpoint, train
 
 
 def test_steps_on_a_fixed_batch_reduce_the_cycle_loss(folders: tuple[Path, Path], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""imgxlate.video / `imgxlate video`: clips made here with the bundled FFmpeg, a tiny random model."""
+"""imgxlate.video / `imgxlate video`: clips made here with the FFmpeg binary of imageio-ffmpeg (an
+independent reference: imgxlate itself decodes and encodes in-process with PyAV), a tiny random model."""
 
 from __future__ import annotations
 
@@ -12,14 +13,14 @@ import pytest
 
 from imgxlate import video
 from imgxlate.errors import UsageError, VideoError
-from imgxlate.video.ffmpeg import _pad_even
-from imgxlate.video.stabilize import _mean_abs_diff
 
 FPS = 12
+imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="the tests' reference FFmpeg comes from imageio-ffmpeg")
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 
 
 def make_clip(path: Path, *extra: str, size: str = "97x61", seconds: float = 2.0, audio: bool = True) -> Path:
@@ -38,7 +39,7 @@ def make_clip(path: Path, *extra: str, size: str = "97x61", seconds: float = 2.0
 def frame_times(path: Path) -> list[float]:
     """Presentation times of the video frames, read with FFmpeg's framecrc (independent of imgxlate)."""
     out = subprocess.run(
-        [video.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+        [FFMPEG, "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
          "-f", "framecrc", "-"], capture_output=True, check=True, text=True,
     ).stdout
     tb = Fraction(1)
@@ -54,7 +55,7 @@ def frame_times(path: Path) -> list[float]:
 
 
 def stream_codecs(path: Path) -> list[str]:
-    text = subprocess.run([video.ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True,
+    text = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
                           text=True, check=False).stderr
     return re.findall(r"Stream #0:\d+.*?: (\w+: \w+)", text)
 
@@ -111,12 +112,13 @@ def test_parse_time() -> None:
 def test_convert_keeps_length_rate_size_audio(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "out.mp4"
     seen: list[tuple[int, int | None]] = []
-    r = video.convert_video(clip, dst, translator, stabilize=False, batch_size=3, frames_dir=tmp_path / "f",
+    r = video.convert_video(clip, dst, translator, temporal="off", batch_size=3, frames_dir=tmp_path / "f",
                             progress=lambda d, t: seen.append((d, t)))
     assert r.status == "converted" and r.frames == 2 * FPS and r.audio == "copied"
     info = video.probe_video(dst)
-    # Odd sizes are padded by one repeated pixel (yuv420p needs even sizes).
-    assert (info.width, info.height) == (98, 62)
+    # yuv420p needs even sizes: the odd row and column are dropped, and a warning says so.
+    assert (info.width, info.height) == (96, 60) == (r.width, r.height)
+    assert any("yuv444p" in w and "97x61" in w for w in r.warnings), r.warnings
     assert info.frames == 2 * FPS
     assert info.fps == pytest.approx(FPS)
     assert info.codec == "h264" and info.pix_fmt == "yuv420p" and info.has_audio
@@ -147,17 +149,25 @@ def read_png(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def test_stabilized_conversion_is_faithful_and_calmer(clip: Path, translator, tmp_path: Path) -> None:
-    r = video.convert_video(clip, tmp_path / "s.mp4", translator, stabilize=True, frames_dir=tmp_path / "f",
-                            frames_only=True)
-    assert r.stabilized and r.frames == 2 * FPS
+def test_flow_conversion_is_the_stabiliser_applied_to_the_per_frame_output(clip: Path, translator,
+                                                                          tmp_path: Path) -> None:
+    r = video.convert_video(clip, None, translator, temporal="flow", frames_dir=tmp_path / "f", frames_only=True)
+    assert r.temporal == "flow" and r.frames == 2 * FPS
     frames_in = [f.rgb for f in video.read_frames(clip)]
     stable = [read_png(p) for p in sorted((tmp_path / "f").glob("frame_*.png"))]
     plain = list(translator.translate_batch(np.stack(frames_in)))
-    assert len(stable) == len(plain) == 2 * FPS
-    # Faithful: smoothing the statistics changes the picture only a little.
-    assert _mean_abs_diff(stable, plain) < 8
-    assert video.flicker_ratio(frames_in, stable) <= video.flicker_ratio(frames_in, plain) * 1.05
+    stab = video.FlowStabilizer()
+    expect = [stab(x, y) for x, y in zip(frames_in, plain)]
+    assert len(stable) == 2 * FPS
+    assert all(np.array_equal(a, b) for a, b in zip(stable, expect))
+    assert video.flicker_ratio(frames_in, stable) < video.flicker_ratio(frames_in, plain)
+
+
+def test_odd_size_kept_with_yuv444p(clip: Path, translator, tmp_path: Path) -> None:
+    dst = tmp_path / "odd.mp4"
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5, pix_fmt="yuv444p")
+    info = video.probe_video(dst)
+    assert (info.width, info.height, info.pix_fmt) == (97, 61, "yuv444p") and not r.warnings
 
 
 def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
@@ -166,7 +176,7 @@ def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=64x48:r={FPS}:d=2", "-vf", f"settb=1/1000,setpts=(N+0.4*mod(N\\,2))/{FPS}/TB",
            "-fps_mode", "passthrough", "-enc_time_base", "1/1000", "-c:v", "libx264", str(src))
     dst = tmp_path / "vfr.out.mp4"
-    r = video.convert_video(src, dst, translator, stabilize=False)
+    r = video.convert_video(src, dst, translator, temporal="off")
     assert r.audio == "none"
     t_in, t_out = frame_times(src), frame_times(dst)
     assert len(t_out) == len(t_in) == 2 * FPS
@@ -176,7 +186,7 @@ def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
 
 def test_start_and_duration_cut_video_and_audio(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "part.mp4"
-    r = video.convert_video(clip, dst, translator, start="0.5", duration=1, stabilize=False)
+    r = video.convert_video(clip, dst, translator, start="0.5", duration=1, temporal="off")
     assert abs(r.frames - FPS) <= 1
     info = video.probe_video(dst)
     assert abs(info.frames - FPS) <= 1 and info.has_audio
@@ -187,7 +197,7 @@ def test_start_and_duration_cut_video_and_audio(clip: Path, translator, tmp_path
 
 def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> None:
     fdir = tmp_path / "frames"
-    r = video.convert_video(clip, tmp_path / "v.mp4", translator, stabilize=False, frames_dir=fdir)
+    r = video.convert_video(clip, tmp_path / "v.mp4", translator, temporal="off", frames_dir=fdir)
     assert r.status == "converted" and (tmp_path / "v.mp4").exists()
     pngs = sorted(fdir.glob("frame_*.png"))
     assert len(pngs) == 2 * FPS and pngs[0].name == "frame_000001.png"
@@ -195,7 +205,7 @@ def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> N
 
     assert Image.open(pngs[0]).size == (97, 61)  # frames keep the exact size (no even padding)
     only = tmp_path / "only"
-    r = video.convert_video(clip, None, translator, stabilize=False, frames_dir=only, frames_only=True)
+    r = video.convert_video(clip, None, translator, temporal="off", frames_dir=only, frames_only=True)
     assert r.dst is None and len(list(only.glob("*.png"))) == 2 * FPS
     assert video.convert_video(clip, None, translator, frames_dir=only, frames_only=True).status == "skipped"
     with pytest.raises(UsageError):
@@ -205,9 +215,9 @@ def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> N
 def test_existing_output_skipped_unless_overwrite(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "exists.mp4"
     dst.write_bytes(b"keep me")
-    r = video.convert_video(clip, dst, translator, stabilize=False, duration=0.5)
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5)
     assert r.status == "skipped" and dst.read_bytes() == b"keep me"
-    r = video.convert_video(clip, dst, translator, stabilize=False, duration=0.5, overwrite=True)
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5, overwrite=True)
     assert r.status == "converted" and video.probe_video(dst).frames == FPS // 2
 
 
@@ -228,7 +238,7 @@ def test_bad_inputs_raise_and_leave_nothing(kind: str, clip: Path, translator, t
         ffmpeg("-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", str(src))
     dst = tmp_path / "out.mp4"
     with pytest.raises(VideoError) as err:
-        video.convert_video(src, dst, translator, stabilize=False)
+        video.convert_video(src, dst, translator, temporal="off")
     msg = str(err.value)
     assert str(src.name) in msg
     assert {"text": "not a video", "truncated": "video", "audio_only": "no video stream",
@@ -241,7 +251,7 @@ def test_truncated_faststart_file_converts_what_is_there_and_warns(clip: Path, t
     ffmpeg("-i", str(clip), "-c", "copy", "-movflags", "+faststart", str(whole))
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
-    r = video.convert_video(cut, tmp_path / "cut.out.mp4", translator, stabilize=False)
+    r = video.convert_video(cut, tmp_path / "cut.out.mp4", translator, temporal="off")
     assert 0 < r.frames < 2 * FPS
     assert any("truncated" in w for w in r.warnings)
 
@@ -254,7 +264,7 @@ def test_interrupt_leaves_nothing(clip: Path, translator, tmp_path: Path) -> Non
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        video.convert_video(clip, dst, translator, stabilize=False, batch_size=1, progress=stop)
+        video.convert_video(clip, dst, translator, temporal="off", batch_size=1, progress=stop)
     assert not dst.exists() and leftovers(tmp_path) == []
 
 
@@ -262,9 +272,15 @@ def test_rotated_input_is_written_upright_once(clip: Path, translator, tmp_path:
     rotated = tmp_path / "rot.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(clip), "-c", "copy", str(rotated))
     dst = tmp_path / "rot.out.mp4"
-    video.convert_video(rotated, dst, translator, stabilize=False, duration=0.5)
+    video.convert_video(rotated, dst, translator, temporal="off", duration=0.5)
     info = video.probe_video(dst)
-    assert info.rotation == 0 and (info.width, info.height) == (62, 98)
+    assert info.rotation == 0 and (info.width, info.height) == (60, 96)
+    # upright the same way FFmpeg's autorotation turns it (reference: the FFmpeg binary)
+    ref = subprocess.run([FFMPEG, "-v", "error", "-i", str(rotated), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt",
+                          "rgb24", "-"], capture_output=True, check=True).stdout
+    first = next(iter(video.read_frames(rotated))).rgb
+    assert first.shape == (97, 61, 3)
+    assert np.abs(first.astype(int) - np.frombuffer(ref, np.uint8).reshape(97, 61, 3)).mean() < 2
 
 
 def test_mkv_output_keeps_subtitles(clip: Path, translator, tmp_path: Path) -> None:
@@ -274,7 +290,7 @@ def test_mkv_output_keeps_subtitles(clip: Path, translator, tmp_path: Path) -> N
     ffmpeg("-i", str(clip), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", str(with_subs))
     for name in ("subs.out.mkv", "subs.out.mp4"):
         dst = tmp_path / name
-        video.convert_video(with_subs, dst, translator, stabilize=False, duration=0.5)
+        video.convert_video(with_subs, dst, translator, temporal="off", duration=0.5)
         kinds = stream_codecs(dst)
         assert any(k.startswith("Audio") for k in kinds) and any(k.startswith("Subtitle") for k in kinds), kinds
 
@@ -310,32 +326,6 @@ def test_static_flicker_counts_only_unchanged_pixels() -> None:
     assert video.static_flicker([a, a], [out_a, out_a]) == 0.0
 
 
-def test_stats_smoother_ema_and_cuts() -> None:
-    s = video.StatsSmoother(momentum=0.5, cut_threshold=1.0)
-    one, two = np.ones(3), np.full(3, 2.0)
-    m, v = s(0, one, one)
-    assert np.allclose(m, 1) and np.allclose(v, 1)
-    s(1, one * 10, one)
-    # Next frame, a small change at layer 0: averaged, not reset.
-    m, v = s(0, one * 1.4, two)
-    assert np.allclose(m, 1.2) and np.allclose(v, 1.5) and s.cuts == 0
-    m, _ = s(1, one * 20, one)
-    assert np.allclose(m, 15.0)
-    # A jump of many running standard deviations at layer 0 is a scene cut: everything restarts.
-    m, v = s(0, one * 9, one)
-    assert np.allclose(m, 9) and s.cuts == 1
-    m, _ = s(1, one * 3, one)
-    assert np.allclose(m, 3)
-
-
-def test_pad_even_repeats_edges() -> None:
-    a = np.arange(3 * 5 * 3, dtype=np.uint8).reshape(3, 5, 3)
-    p = _pad_even(a)
-    assert p.shape == (4, 6, 3)
-    assert np.array_equal(p[:3, :5], a) and np.array_equal(p[3, :5], a[2]) and np.array_equal(p[:3, 5], a[:, 4])
-    assert _pad_even(p) is p
-
-
 def test_default_output_names(tmp_path: Path) -> None:
     src = tmp_path / "my clip.mov"
     assert video.default_output(src, "vangogh") == tmp_path / "my clip.vangogh.mp4"
@@ -362,7 +352,7 @@ def test_cli_batch_exit_codes(clip: Path, tiny_pair: Path, tmp_path: Path) -> No
     (folder / "broken.mov").write_text("nope")
     runner = CliRunner()
     args = ["video", str(folder), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu", "--duration", "0.5",
-            "--no-stabilize", "--out", str(tmp_path / "out")]
+            "--temporal", "off", "--out", str(tmp_path / "out")]
     res = runner.invoke(_app(), args)
     assert res.exit_code == 1, res.output
     assert (tmp_path / "out" / "good.zebra.mp4").exists()
@@ -385,7 +375,7 @@ def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
         pytest.skip("corpus video missing")
     dst = tmp_path / "onepiece.mp4"
     # Per-frame path (the stabilised one is covered above on the small clip; it is slower on 640x480).
-    r = video.convert_video(src, dst, translator, start=1.0, duration=1.0, stabilize=False)
+    r = video.convert_video(src, dst, translator, start=1.0, duration=1.0, temporal="off")
     assert r.audio == "copied"
     info = video.probe_video(dst)
     src_info = video.probe_video(src)
@@ -396,3 +386,309 @@ def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
     assert [s.codec for s in info.audio] == ["aac"]
     # Frame spacing is the source's (24000/1001 fps), not a rounded rate.
     assert np.diff(frame_times(dst)) == pytest.approx(1001 / 24000, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ flow stabiliser
+
+
+def _scene(i: int, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    """A textured background panning 2 px per frame with a bright square moving 3 px per frame."""
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    world = cv2.resize(rng.integers(0, 255, (h // 4, (w + 200) // 4, 3)).astype(np.uint8), (w + 200, h),
+                       interpolation=cv2.INTER_CUBIC)
+    f = world[:, 2 * i:2 * i + w].copy()
+    x = 5 + 3 * i
+    f[15:30, x:x + 15] = (250, 240, 30)
+    return f
+
+
+def test_flow_stabiliser_removes_flicker_without_ghosting() -> None:
+    rng = np.random.default_rng(1)
+    inputs = [_scene(i) for i in range(12)]
+    clean = [255 - x for x in inputs]  # a translation that is consistent over time ...
+    noisy = [np.clip(c.astype(int) + rng.integers(-20, 21, c.shape), 0, 255).astype(np.uint8) for c in clean]
+    stab = video.FlowStabilizer()
+    stable = [stab(x, y) for x, y in zip(inputs, noisy)]  # ... plus per-frame noise (the flicker)
+    assert np.array_equal(stable[0], noisy[0])
+    assert video.flicker_ratio(inputs, stable) < video.flicker_ratio(inputs, noisy)
+    # The per-frame noise is averaged away along the motion: the stable frames are nearer the clean ones.
+    err = [np.abs(a.astype(int) - c).mean() for a, c in zip(stable[4:], clean[4:])]
+    err_noisy = [np.abs(a.astype(int) - c).mean() for a, c in zip(noisy[4:], clean[4:])]
+    assert np.mean(err) < 0.75 * np.mean(err_noisy)
+    # No ghosting: the moving square and the panning background stay where the input has them.
+    assert video.moving_psnr(inputs, stable, clean) > video.moving_psnr(inputs, noisy, clean) - 1
+    assert video.moving_psnr(inputs, stable, clean) > 25
+    assert stab.cuts == 0
+    assert video.warp_error(inputs, stable) < 0.75 * video.warp_error(inputs, noisy)
+
+
+def test_warp_error_ignores_motion_and_sees_flicker() -> None:
+    inputs = [_scene(i) for i in range(6)]
+    consistent = [255 - x for x in inputs]  # moves with the content: no flicker
+    rng = np.random.default_rng(3)
+    flickering = [np.clip(c.astype(int) + rng.integers(-15, 16, c.shape), 0, 255).astype(np.uint8) for c in consistent]
+    assert video.warp_error(inputs, consistent) < 3
+    assert video.warp_error(inputs, flickering) > 3 * video.warp_error(inputs, consistent)
+
+
+def test_flow_stabiliser_restarts_at_a_scene_cut() -> None:
+    a = [_scene(i, seed=0) for i in range(4)]
+    b = [_scene(i, seed=7)[::-1] for i in range(3)]
+    stab = video.FlowStabilizer()
+    outs = [stab(x, 255 - x) for x in a + b]
+    assert stab.cuts == 1
+    assert np.array_equal(outs[4], 255 - b[0])  # nothing of the old scene is blended into the new one
+    state = stab.get_state()
+    again = video.FlowStabilizer()
+    again.set_state(state)
+    nxt = _scene(3, seed=7)[::-1]
+    assert np.array_equal(again(nxt, 255 - nxt), stab(nxt, 255 - nxt))
+
+
+def test_moving_psnr_only_counts_moving_pixels() -> None:
+    still = np.zeros((4, 4, 3), np.uint8)
+    moved = still.copy()
+    moved[0, 0] = 200
+    a = [still, moved]
+    out_a = [still, moved]
+    out_b = [still, moved.copy()]
+    out_b[1][3, 3] = 90  # differs where the input did not move: not counted
+    assert video.moving_psnr(a, out_a, out_b) == float("inf")
+    out_b[1][0, 0] = 190
+    assert video.moving_psnr(a, out_a, out_b) == pytest.approx(10 * np.log10(255**2 / 100))
+    assert np.isnan(video.moving_psnr([still, still], [still, still], [still, still]))
+
+
+# ------------------------------------------------------------------------------------------ resume, refusals
+
+
+def _pngs(folder: Path) -> list[np.ndarray]:
+    return [read_png(p) for p in sorted(folder.glob("frame_*.png"))]
+
+
+def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    video.convert_video(clip, tmp_path / "whole.mp4", translator, frames_dir=whole, segment_seconds=0.25)
+    dst = tmp_path / "res.mp4"
+    part = tmp_path / "part"
+
+    def stop(done: int, total: int | None) -> None:
+        if done >= 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, dst, translator, batch_size=1, progress=stop, frames_dir=part, segment_seconds=0.25)
+    parts = tmp_path / ".imgxlate-parts-res.mp4"
+    assert not dst.exists() and parts.is_dir() and leftovers(tmp_path) == []
+    kept = sum(s["frames"] for s in __import__("json").loads((parts / "manifest.json").read_text())["segments"])
+    assert kept >= 9  # Ctrl-C closed the segment being written: the translated frames are kept
+    r = video.convert_video(clip, dst, translator, frames_dir=part, segment_seconds=0.25)
+    assert r.status == "converted" and r.resumed_frames == kept and r.frames == 2 * FPS
+    assert not parts.exists() and leftovers(tmp_path) == []
+    assert frame_times(dst) == pytest.approx(frame_times(clip), abs=1e-3)
+    assert video.probe_video(dst).has_audio
+    # The stabiliser's state was saved with the segments: the resumed frames are the uninterrupted ones.
+    got, expect = _pngs(part), _pngs(whole)
+    assert len(got) == len(expect) == 2 * FPS
+    assert all(np.array_equal(a, b) for a, b in zip(got, expect))
+
+
+def test_parts_of_other_settings_are_discarded(clip: Path, translator, tmp_path: Path) -> None:
+    dst = tmp_path / "d.mp4"
+
+    def stop(done: int, total: int | None) -> None:
+        if done >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, dst, translator, batch_size=1, progress=stop, segment_seconds=0.25)
+    r = video.convert_video(clip, dst, translator, crf=30, segment_seconds=0.25)
+    assert r.resumed_frames == 0 and any("discarded" in w for w in r.warnings)
+    assert video.probe_video(dst).frames == 2 * FPS
+
+
+def test_still_image_is_not_a_video(translator, tmp_path: Path) -> None:
+    from PIL import Image
+
+    png = tmp_path / "photo.png"
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(png)
+    with pytest.raises(VideoError, match="still image"):
+        video.convert_video(png, tmp_path / "photo.mp4", translator)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_fifo_is_refused_without_blocking(translator, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            video.convert_video(fifo, tmp_path / "out.mp4", translator)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout=20)
+    assert not th.is_alive(), "convert_video blocked on a FIFO"
+    assert len(errors) == 1 and isinstance(errors[0], VideoError) and "FIFO" in str(errors[0])
+
+
+def test_missing_encoder_refused_before_any_work(clip: Path, tmp_path: Path) -> None:
+    class Boom:
+        def translate_batch(self, x):  # the model must never run
+            raise AssertionError("translated before refusing the encoder")
+
+    for codec in ("h264_nosuch", "aac"):
+        with pytest.raises(UsageError, match="encoder"):
+            video.convert_video(clip, tmp_path / "x.mp4", Boom(), codec=codec)
+    with pytest.raises(UsageError, match="libvpx-vp9"):
+        video.convert_video(clip, tmp_path / "x.webm", Boom())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_child_process_is_started(clip: Path, translator, tmp_path: Path, monkeypatch) -> None:
+    import subprocess as sp
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a child process was started: {args[:1]}")
+
+    monkeypatch.setattr(sp, "Popen", refuse)
+    r = video.convert_video(clip, tmp_path / "np.mkv", translator, duration=0.5)
+    assert r.status == "converted"
+
+
+def test_cli_refusals_come_before_the_model(clip: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    no_model = str(tmp_path / "no-such-model.onnx")  # loading it would fail: these must fail first
+    res = runner.invoke(_app(), ["video", str(tmp_path / "nosuch.mp4"), "--model", no_model])
+    assert res.exit_code == 2 and "does not exist" in res.output and "model" not in res.output.lower()
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--codec", "h264_nvenc_nosuch"])
+    assert res.exit_code == 2 and "encoder" in res.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--out", str(afile / "o.mp4")])
+    assert res.exit_code == 2 and "is a file" in res.output and "Traceback" not in res.output
+    png = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(png)
+    res = runner.invoke(_app(), ["video", str(png), "--model", no_model])
+    assert res.exit_code == 1 and "not a video" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "img.png"]
+
+
+def test_cli_out_file_json_quiet(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    out = tmp_path / "chosen name.mkv"
+    res = CliRunner().invoke(_app(), ["video", str(clip), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu",
+                                      "--duration", "0.5", "--out", str(out), "--json", "-q",
+                                      "--temporal", "flow"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout[res.stdout.index("{"):])
+    assert data["totals"]["converted"] == 1 and data["results"][0]["dst"] == str(out)
+    assert data["results"][0]["temporal"] == "flow" and data["results"][0]["frames"] == FPS // 2
+    assert out.exists() and video.probe_video(out).frames == FPS // 2
+
+
+def test_cli_fifo_in_a_folder_is_skipped_with_its_reason_and_does_not_hang(
+    clip: Path, tiny_pair: Path, tmp_path: Path
+) -> None:
+    """As in convert: the walk never opens a FIFO; it is reported as skipped, the others convert."""
+    import os
+    import sys
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes(clip.read_bytes())
+    os.mkfifo(folder / "pipe.mp4")
+    proc = subprocess.run([sys.executable, "-m", "imgxlate", "video", str(folder), "--model", str(tiny_pair / "a2b.onnx"),
+                           "--device", "cpu", "--duration", "0.5", "--temporal", "off", "--out", str(tmp_path / "out")],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stderr and "pipe.mp4" in proc.stderr and "named pipe" in proc.stderr
+    assert (tmp_path / "out" / "good.zebra.mp4").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.zebra.mp4"]
+
+
+class _Identity:
+    def translate_batch(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+
+@pytest.mark.parametrize("tag", ["bt709", "untagged"])
+def test_colours_survive_the_round_trip(tag: str, tmp_path: Path) -> None:
+    """An identity 'model': what comes out looks like what went in, read back by the FFmpeg binary."""
+    src = tmp_path / f"{tag}.mp4"
+    extra = ["-colorspace", "bt709", "-vf", "scale=out_color_matrix=bt709"] if tag == "bt709" else []
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=128x96:r=12:d=0.5", *extra, "-c:v", "libx264", "-crf", "10", str(src))
+    dst = tmp_path / "out.mp4"
+    video.convert_video(src, dst, _Identity(), temporal="off", crf=10)
+
+    def rgb(p: Path) -> np.ndarray:
+        raw = subprocess.run([FFMPEG, "-v", "error", "-i", str(p), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                             capture_output=True, check=True).stdout
+        return np.frombuffer(raw, np.uint8).reshape(-1, 96, 128, 3).astype(int)
+
+    a, b = rgb(src), rgb(dst)
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 2.6  # FFmpeg's own yuv -> rgb -> yuv round trip: 2.0 on this pattern
+    assert np.abs((a - b).mean(axis=(0, 1, 2))).max() < 1.0  # no colour cast (a wrong matrix gives several)
+    assert video.probe_video(dst).color_codes[1] == video.probe_video(src).color_codes[1]
+
+
+def test_cli_sigint_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_path: Path) -> None:
+    """A real SIGINT to the real command: exit 130, nothing at the target, the rerun resumes."""
+    import json
+    import signal
+    import sys
+    import time
+
+    src = tmp_path / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=160x120:r={FPS}:d=30", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(src))
+    dst = tmp_path / "long.out.mp4"
+    parts = tmp_path / ".imgxlate-parts-long.out.mp4"
+    cmd = [sys.executable, "-m", "imgxlate", "video", str(src), "--model", str(tiny_pair / "a2b.onnx"), "--device",
+           "cpu", "--threads", "1", "--batch-size", "1", "--out", str(dst)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (parts / "manifest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the conversion finished before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again" in err
+    assert not dst.exists() and leftovers(tmp_path) == []
+    kept = sum(s["frames"] for s in json.loads((parts / "manifest.json").read_text())["segments"])
+    assert kept >= 4 * FPS  # at least the first 4 s segment
+    rerun = subprocess.run(cmd + ["--json", "-q"], capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    r = json.loads(rerun.stdout)["results"][0]
+    assert r["resumed_frames"] == kept and r["frames"] == 30 * FPS
+    assert len(frame_times(dst)) == 30 * FPS and not parts.exists()
+
+
+def test_webm_output_reencodes_aac_as_opus(clip: Path, translator, tmp_path: Path) -> None:
+    dst = tmp_path / "w.webm"
+    r = video.convert_video(clip, dst, translator, codec="libvpx-vp9", temporal="off", duration=0.5)
+    info = video.probe_video(dst)
+    assert info.codec == "vp9" and [a.codec for a in info.audio] == ["opus"]
+    assert r.audio == "re-encoded (libopus)" and any("re-encoded" in w for w in r.warnings)
+    assert info.frames == FPS // 2 or len(frame_times(dst)) == FPS // 2

@@ -1,0 +1,79 @@
+"""`imgxlate convert` input choices from outside: one file to one named file, --dry-run, patterns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imgxlate.cli.app import app
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
+
+
+def invoke(*args: str | Path) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def noise(path: Path, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_one_input_and_out_with_an_image_suffix_writes_that_file(tiny_pair: Path, tmp_path: Path) -> None:
+    src = noise(tmp_path / "photo.png")
+    out = tmp_path / "painting.jpg"
+    res = invoke("convert", src, "--out", out, "--model", tiny_pair, "-q")
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and Image.open(out).format == "JPEG" and Image.open(out).size == (16, 12)
+    res = invoke("convert", src, "--out", out, "--model", tiny_pair, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["totals"]["skipped"] == 1  # reruns skip it
+    res = invoke("convert", src, "--out", tmp_path / "x.png", "--format", "webp", "--model", tiny_pair)
+    assert res.exit_code == 2 and "contradicts" in res.stderr
+    noise(tmp_path / "more" / "a.png")
+    res = invoke("convert", tmp_path / "more", "--out", tmp_path / "y.png", "--model", tiny_pair)
+    assert res.exit_code == 2 and "give a folder as --out" in res.stderr
+    assert not (tmp_path / "y.png").exists()
+
+
+def test_dry_run_lists_what_where_and_why_and_writes_nothing(tmp_path: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    noise(src / "IMG_0001.JPG")
+    noise(src / "sub" / "b.png", seed=1)
+    noise(src / "skip" / "c.png", seed=2)
+    (src / "notes.txt").write_text("hi")
+    (out / "sub").mkdir(parents=True)
+    noise(out / "sub" / "b.png")
+    res = invoke("convert", src, "--out", out, "--exclude", "skip", "--dry-run", "--json",
+                 "--model", tmp_path / "no-model-is-loaded.onnx")
+    assert res.exit_code == 0, res.output
+    rows = {Path(r["src"]).relative_to(src).as_posix(): r for r in json.loads(res.stdout)}
+    assert rows["IMG_0001.JPG"]["action"] == "convert" and rows["IMG_0001.JPG"]["dst"] == str(out / "IMG_0001.JPG")
+    assert rows["sub/b.png"]["action"] == "skipped" and "output exists" in rows["sub/b.png"]["reason"]
+    assert rows["skip"] == {"src": str(src / "skip"), "dst": None, "action": "ignored",
+                            "reason": "folder excluded by --exclude"}
+    assert rows["notes.txt"]["action"] == "ignored"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["sub/b.png"]
+    text = invoke("convert", src, "--out", out, "--dry-run", "--include", "*.jpg")
+    assert text.exit_code == 0
+    assert f"convert\t{src / 'IMG_0001.JPG'}\t-> {out / 'IMG_0001.JPG'}" in text.stdout
+    assert "would convert 1" in text.stderr
+
+
+def test_include_is_case_insensitive_and_exclude_takes_folders(tiny_pair: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    noise(src / "IMG_0001.JPG")
+    noise(src / "sub" / "IMG_0002.jpg", seed=1)
+    noise(src / "sub" / "c.png", seed=2)
+    res = invoke("convert", src, "--out", out, "--include", "*.jpg", "--exclude", "sub", "--model", tiny_pair)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["IMG_0001.JPG"]

@@ -1,0 +1,55 @@
+"""A full disk never leaves a truncated checkpoint or model under its final name (a real tmpfs)."""
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from imgxlate.errors import ImgxlateError, TrainingError
+from imgxlate.train.checkpoint import load_checkpoint, save_checkpoint
+from imgxlate.train.export import export_generators
+from imgxlate.train.networks import ResnetGenerator
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, mounted for the test (needs root and mount rights; skipped otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=False, capture_output=True
+    )
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _state(step: int, kib: int) -> dict:
+    return {"format": "imgxlate-cyclegan", "format_version": 1, "step": step, "blob": torch.zeros(kib * 256)}
+
+
+def test_checkpoint_on_a_full_disk_keeps_the_previous_one(small_disk: Path) -> None:
+    path = small_disk / "checkpoints" / "last.pt"
+    save_checkpoint(path, _state(1, 64))  # fits
+    for kib in (190, 230, 400):  # more than the ~188 KiB left: fails at different points of the write
+        with pytest.raises(TrainingError, match="disk full"):
+            save_checkpoint(path, _state(2, kib))
+        assert load_checkpoint(path)["step"] == 1
+        assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no temp file left
+
+
+def test_export_on_a_full_disk_writes_no_model(small_disk: Path) -> None:
+    gen = ResnetGenerator(ngf=16, n_blocks=3)  # ~300 KB of weights: more than the disk
+    with pytest.raises(ImgxlateError, match="disk full"):
+        export_generators(
+            {"a2b": gen}, small_disk / "model", "x", "y", {"ngf": 16, "n_blocks": 3}, 32, 1, 0.1
+        )
+    assert not [p for p in (small_disk / "model").iterdir() if p.suffix == ".onnx" or p.name.startswith(".")]

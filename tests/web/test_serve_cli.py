@@ -1,0 +1,57 @@
+"""``imgxlate serve`` from outside: the missing-extra message, start/stop, what it serves and keeps."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import web_harness as harness
+
+
+def test_missing_web_extra_names_it() -> None:
+    """Without Gradio the command says which extra to install, before loading any model."""
+    code = (
+        "import sys; sys.modules['gradio'] = None\n"
+        "from imgxlate.cli import main\n"
+        "sys.argv = ['imgxlate', 'serve', '--model', 'does-not-exist']\n"
+        "main()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "pip install 'imgxlate[web]'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unknown_model_is_the_cli_error(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    r = subprocess.run([sys.executable, "-m", "imgxlate", "serve", "--model", str(tmp_path / "nope.onnx")],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "error:" in r.stderr and "nope.onnx" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path, sig: int) -> None:
+    pytest.importorskip("gradio")
+    with harness.run_server(["--model", str(tiny_pair)], tmp_path / "serve.log") as server:
+        log = server.log()
+        assert "imgxlate serve: http://127.0.0.1:" in log and "CPUExecutionProvider" in log
+        m = re.search(r"temp folder: (\S+)", log)
+        assert m is not None, log
+        workdir = Path(m[1])
+        assert workdir.is_dir()
+        # Gradio's file route must not hand out files outside the page's own folder.
+        for outside in ("/etc/passwd", str(tiny_pair / "a2b.onnx")):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(f"{server.url}gradio_api/file={outside}", timeout=10)
+            assert info.value.code in (403, 404)
+        code = server.stop(sig)
+    assert code == 0, server.log()
+    assert not workdir.exists()
+    assert "stopped" in server.log()

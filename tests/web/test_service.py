@@ -1,0 +1,103 @@
+"""The page's work without a browser or Gradio: shared sessions, temp folder, names, zip, reasons."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import web_inputs
+
+from imgxlate.errors import ModelNotFoundError, UsageError
+from imgxlate.web.service import WebService
+
+
+@pytest.fixture()
+def service(tiny_pair: Path, tmp_path: Path) -> WebService:
+    svc = WebService(model=str(tiny_pair), threads=1)
+    yield svc
+    svc.close()
+
+
+def _upload(svc: WebService, src: Path, folder: str) -> Path:
+    """Put a file where Gradio would: a folder of its own inside the service's temp folder."""
+    dst = svc.workdir / folder / src.name
+    dst.parent.mkdir()
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def test_one_shared_session_per_generator(service: WebService) -> None:
+    label = service.default_choice.label
+    assert service.default_choice.targets == ("zebra", "horse")
+    first = service.translator(label, "zebra")
+    assert service.translator(label, "zebra") is first
+    other = service.translator(label, "horse")
+    assert other is not first and other.metadata.target == "horse"
+    with pytest.raises(UsageError, match="does not translate to 'cat'"):
+        service.translator(label, "cat")
+
+
+def test_same_names_do_not_overwrite_and_zip_holds_all(service: WebService, tmp_path: Path) -> None:
+    a = _upload(service, web_inputs.jpeg(tmp_path / "photo.jpg", 32, 24), "u1")
+    b = _upload(service, web_inputs.jpeg(tmp_path / "photo.jpg", 40, 24), "u2")
+    steps: list[tuple[int, int, str]] = []
+    outcome = service.convert_images([a, b], progress=lambda d, t, s: steps.append((d, t, s)))
+    assert [o.status for o in outcome.images] == ["converted", "converted"]
+    assert [o.output.name for o in outcome.images] == ["photo.jpg", "photo (2).jpg"]
+    assert [o.width for o in outcome.images] == [32, 40]
+    assert steps[0][:2] == (0, 2) and steps[-1][:2] == (2, 2)
+    assert outcome.zip_path is not None
+    with zipfile.ZipFile(outcome.zip_path) as zf:
+        assert sorted(zf.namelist()) == ["photo (2).jpg", "photo.jpg"]
+    for o in outcome.images:
+        assert o.output.resolve().is_relative_to(service.workdir)
+        assert o.input_preview is not None and o.output_preview is not None
+
+
+def test_only_its_own_uploads_are_read(service: WebService, tmp_path: Path) -> None:
+    outside = web_inputs.jpeg(tmp_path / "outside.jpg")
+    with pytest.raises(UsageError, match="not an upload of this page"):
+        service.convert_images([outside])
+    link = service.workdir / "sneaky.jpg"
+    link.symlink_to(outside)
+    with pytest.raises(UsageError, match="not an upload of this page"):
+        service.convert_images([link])
+    with pytest.raises(UsageError, match="no images uploaded"):
+        service.convert_images([])
+
+
+def test_close_removes_the_temp_folder(tiny_pair: Path) -> None:
+    svc = WebService(model=str(tiny_pair))
+    workdir = svc.workdir
+    assert workdir.is_dir() and workdir.name.startswith("imgxlate-serve-")
+    svc.close()
+    assert not workdir.exists()
+
+
+def test_unknown_target_is_refused_at_start(tiny_pair: Path) -> None:
+    """The CLI's own message (resolve_model), before anything is served."""
+    from imgxlate.registry import resolve_model
+
+    with pytest.raises(ModelNotFoundError) as cli:
+        resolve_model(str(tiny_pair), to="cat")
+    with pytest.raises(ModelNotFoundError) as page:
+        WebService(model=str(tiny_pair), to="cat")
+    assert str(page.value) == str(cli.value)
+
+
+def test_progress_inside_one_large_image_counts_its_tiles(service: WebService, tmp_path: Path) -> None:
+    """A tiled image reports its tiles on the page's progress, not only 0 of 1 until it is done."""
+    label = service.default_choice.label
+    translator = service.translator(label, "zebra")
+    translator.max_memory = 1  # a budget no whole-image run fits: exact tiles, whatever the machine
+    big = _upload(service, web_inputs.jpeg(tmp_path / "big.jpg", 320, 240), "u1")
+    steps: list[tuple[int, int, str]] = []
+    outcome = service.convert_images([big], progress=lambda d, t, s: steps.append((d, t, s)))
+    assert [o.status for o in outcome.images] == ["converted"]
+    tile_steps = [s for s in steps if ": tile " in s[2]]
+    assert len(tile_steps) >= 2, steps
+    assert tile_steps[-1][2].startswith("translating big.jpg: tile ")
+    done, count = (int(x) for x in tile_steps[-1][2].rsplit("tile ", 1)[1].split(" of "))
+    assert done == count >= 2
+    assert translator.tile_progress is None  # the shared session is left as it was found

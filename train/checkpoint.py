@@ -1,0 +1,119 @@
+"""Checkpoints: one ``.pt`` file holds everything an exact resume needs.
+
+The file is a dict loadable with ``torch.load(weights_only=True)``: the config, the step, every
+network, optimizer, scheduler and scaler state, the pools and patch-sampling generators (per rank
+under DDP), and the Python/NumPy/torch RNG states. The data order needs no state of its own: it is a
+pure function of (seed, epoch, position). Writes go through ``imgxlate._atomic`` (temp file beside
+the target, flushed and fsynced, then renamed): a kill or a full disk leaves the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imgxlate._atomic import atomic_path
+from imgxlate.errors import TrainingError
+
+CHECKPOINT_FORMAT = "imgxlate-cyclegan"  # the name of the format since version 1, kept for every method
+# 1: CycleGAN. 2: any method (config.method; CUT/FastCUT networks G_ab/F_ab/D_b...). Version-1 files
+# are still read; CycleGAN runs keep writing version 1 so older imgxlate can resume them.
+CHECKPOINT_VERSION = 2
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        # numpy's state as plain types so the checkpoint loads with weights_only=True
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(_plain, np_state[2:])),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        with contextlib.suppress(Exception):
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or a run folder (-> RUN/checkpoints/last.pt)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / "last.pt", p / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise TrainingError(f"{str(p)!r} has no checkpoints/last.pt; pass a checkpoint file or a run folder")
+    if not p.is_file():
+        raise TrainingError(f"checkpoint {str(p)!r} does not exist; pass a .pt file or a run folder")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise TrainingError(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); it is damaged "
+            "or not an imgxlate checkpoint"
+        ) from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not an imgxlate-train checkpoint")
+    if int(ckpt.get("format_version", 0)) > CHECKPOINT_VERSION:
+        raise TrainingError(f"{path} was written by a newer imgxlate; upgrade imgxlate to resume it")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: serialised to a temp file beside it, flushed, fsynced,
+    read back and checked, then renamed. A kill, Ctrl-C or full disk leaves the previous file.
+
+    Raises TrainingError ("disk full" when it is) instead of leaving a short file behind.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # read back what is on disk: a short or corrupt write fails here, before the rename
+            check = torch.load(tmp, map_location="cpu", weights_only=True)
+            if check.get("step") != state.get("step"):
+                raise TrainingError(f"checkpoint {path} did not read back as written")
+    except (OSError, RuntimeError) as exc:  # torch.save reports some write failures as RuntimeError
+        raise TrainingError(
+            f"cannot write checkpoint {path} ({write_failure(exc, path.parent)}); the previous checkpoint "
+            "is unchanged. Free space or choose another --out, then --resume"
+        ) from exc
+
+
+def write_failure(exc: BaseException, folder: Path) -> str:
+    """Why a write failed, in words: "disk full" when it was (torch and zipfile do not always keep
+    the errno), else the error itself."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "disk full"
+    return f"{type(exc).__name__}: {exc}"
