@@ -233,6 +233,19 @@ def random_generator_onnx(ngf: int, n_blocks: int, upsample: str = "transpose", 
     return path
 
 
+def _down_padding(model: Any) -> str:
+    """How the graph pads its stride-2 down-sampling convolutions: "reflect" when a Pad node feeds
+    them (generators trained since 0.2), "zeros" when the Conv pads itself (older ones, and models
+    without metadata). Read from the graph, so it holds whatever the metadata says."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [1, 1])
+        if node.op_type == "Conv" and strides == [2, 2]:
+            feeder = producers.get(node.input[0])
+            return "reflect" if feeder is not None and feeder.op_type == "Pad" else "zeros"
+    return "zeros"
+
+
 def torch_generator_from_onnx(onnx_path: str | os.PathLike[str], ngf: int | None = None,
                               n_blocks: int | None = None, upsample: str | None = None) -> Any:
     """A ``ResnetGenerator`` carrying the ONNX file's weights, parity-checked against ONNX Runtime.
@@ -248,13 +261,14 @@ def torch_generator_from_onnx(onnx_path: str | os.PathLike[str], ngf: int | None
     from imgxlate.train.networks import ResnetGenerator
 
     arch = model_architecture(onnx_path)
+    model = onnx.load(str(onnx_path))
     cfg = {
         "ngf": ngf or int(arch.get("ngf", 64)),
         "n_blocks": n_blocks or int(arch.get("n_blocks", 9)),
         "upsample": upsample or str(arch.get("upsample", "transpose")),
+        "down_padding": _down_padding(model),
     }
     gen = ResnetGenerator(**cfg).eval()
-    model = onnx.load(str(onnx_path))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     consts = {}  # weights folded into Constant nodes by some exporters
     for node in model.graph.node:
