@@ -134,7 +134,13 @@ def train(
     cfg, ckpt = resolve_settings(cfg, resume, overrides)
     rt = setup_runtime(cfg)
     try:
-        return _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after)
+        result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after)
+        if rt.distributed:
+            # every rank finishes its collectives before any tears gloo/NCCL down: a rank that exited
+            # first could abort the other inside the backend ("terminate called without an active
+            # exception", seen once in CI)
+            torch.distributed.barrier()
+        return result
     finally:
         if rt.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
