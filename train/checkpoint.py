@@ -15,7 +15,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -53,6 +53,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if state.get("cuda") and torch.cuda.is_available():
         with contextlib.suppress(Exception):
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Optimised(Protocol):
+    """What every trainer (CycleGAN, CUT) has: its networks, two optimisers, two schedulers, a scaler."""
+
+    nets: dict[str, torch.nn.Module]
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: Any
+    sched_d: Any
+    scaler: Any
+
+
+def optimisation_state(trainer: Optimised) -> dict[str, Any]:
+    """The checkpoint entries every trainer shares: weights (on the CPU), optimisers, schedulers, scaler."""
+    return {
+        "models": {k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in trainer.nets.items()},
+        "optimizers": {"G": trainer.opt_g.state_dict(), "D": trainer.opt_d.state_dict()},
+        "schedulers": {"G": trainer.sched_g.state_dict(), "D": trainer.sched_d.state_dict()},
+        "scaler": trainer.scaler.state_dict(),
+    }
+
+
+def load_optimisation_state(trainer: Optimised, state: dict[str, Any]) -> None:
+    """Restore what :func:`optimisation_state` saved (a checkpoint without a scaler keeps the fresh one)."""
+    for k, net in trainer.nets.items():
+        net.load_state_dict(state["models"][k])
+    trainer.opt_g.load_state_dict(state["optimizers"]["G"])
+    trainer.opt_d.load_state_dict(state["optimizers"]["D"])
+    trainer.sched_g.load_state_dict(state["schedulers"]["G"])
+    trainer.sched_d.load_state_dict(state["schedulers"]["D"])
+    if state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:

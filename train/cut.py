@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgxlate.train.checkpoint import load_optimisation_state, optimisation_state
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.losses import discriminator_loss, generator_gan_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetBlock, ResnetGenerator
@@ -259,14 +260,9 @@ class CutTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "models": {
-                k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()
-            },
+            **optimisation_state(self),
             "generator_config": next(iter(self.branches.values())).model.gen.config,
             "discriminator_config": next(iter(self.branches.values())).disc.config,
-            "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "schedulers": {"G": self.sched_g.state_dict(), "D": self.sched_d.state_dict()},
-            "scaler": self.scaler.state_dict(),
             "pools": {k: br.pool.state_dict() for k, br in self.branches.items()},
             "sampling": {
                 k: {"ids": br.ids_rng.get_state(), "flip": br.flip_rng.get_state()}
@@ -285,14 +281,7 @@ class CutTrainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, net in self.nets.items():
-            net.load_state_dict(state["models"][k])
-        self.opt_g.load_state_dict(state["optimizers"]["G"])
-        self.opt_d.load_state_dict(state["optimizers"]["D"])
-        self.sched_g.load_state_dict(state["schedulers"]["G"])
-        self.sched_d.load_state_dict(state["schedulers"]["D"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        load_optimisation_state(self, state)
         mine = {"pools": state["pools"], "sampling": state["sampling"]}
         by_rank = state.get("per_rank")
         if by_rank and len(by_rank) == self.rt.world_size:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from imgxlate.train.checkpoint import load_optimisation_state, optimisation_state
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.losses import cycle_loss, discriminator_loss, generator_gan_loss, identity_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, init_weights
@@ -95,26 +96,14 @@ class CycleGANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "models": {
-                k: {n: t.detach().cpu() for n, t in v.state_dict().items()} for k, v in self.nets.items()
-            },
+            **optimisation_state(self),
             "generator_config": self.g_ab.config,
             "discriminator_config": self.d_a.config,
-            "optimizers": {"G": self.opt_g.state_dict(), "D": self.opt_d.state_dict()},
-            "schedulers": {"G": self.sched_g.state_dict(), "D": self.sched_d.state_dict()},
-            "scaler": self.scaler.state_dict(),
             **self.rank_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k, net in self.nets.items():
-            net.load_state_dict(state["models"][k])
-        self.opt_g.load_state_dict(state["optimizers"]["G"])
-        self.opt_d.load_state_dict(state["optimizers"]["D"])
-        self.sched_g.load_state_dict(state["schedulers"]["G"])
-        self.sched_d.load_state_dict(state["schedulers"]["D"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        load_optimisation_state(self, state)
         pools = state["pools"]
         per_rank = state.get("per_rank")
         if per_rank and len(per_rank) == self.rt.world_size:
