@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import io
 import os
 import threading
@@ -73,12 +74,25 @@ _probe_lock = threading.Lock()
 _probe_result: tuple[bool, str] | None = None
 
 
+def import_runtime(name: str) -> Any:
+    """``import name`` for a runtime with a C extension (onnxruntime, openvino).
+
+    A Ctrl-C that lands while the extension initialises comes out of the import as
+    ``ImportError("initialization failed")`` caused by the KeyboardInterrupt (pybind11 wraps it), which
+    would read as "not installed". The interrupt is given back as what it is."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        if isinstance(err.__cause__ or err.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from err
+        raise
+
+
 def _ort() -> Any:
     try:
-        import onnxruntime
+        onnxruntime = import_runtime("onnxruntime")
     except ImportError:
         raise DeviceError(RUNTIME_HINT) from None
-
     return onnxruntime
 
 
@@ -259,7 +273,7 @@ def resolve_device(device: str) -> tuple[str, str]:
 def openvino_status() -> tuple[bool, str]:
     """Can the OpenVINO runtime be used here? ``(ok, version or why not)``."""
     try:
-        import openvino
+        openvino = import_runtime("openvino")
     except ImportError:
         return False, "openvino is not installed (pip install 'imgxlate[openvino]')"
     except Exception as exc:  # noqa: BLE001 - a broken install is "not available", with its message

@@ -145,3 +145,24 @@ def test_openvino_engine_matches_onnxruntime(tiny_pair: Path) -> None:
     np.testing.assert_allclose(ov.run(x), ort.run(x), atol=1e-4)
     out = ov.runner_factory()((tiny_pair / "a2b.onnx").read_bytes()).run({"input": x})
     np.testing.assert_allclose(out[0], ort.run(x), atol=1e-4)
+
+
+def _fake_runtime(folder: Path, name: str, body: str) -> None:
+    (folder / name).mkdir()
+    (folder / name / "__init__.py").write_text(body)
+
+
+def test_ctrl_c_while_a_runtime_initialises_is_an_interrupt_not_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pybind11 turns a KeyboardInterrupt during the extension's init into ImportError('initialization
+    failed') caused by it: that must surface as the interrupt (exit 130), not as 'not installed'."""
+    from imgxlate.engine import import_runtime
+
+    _fake_runtime(tmp_path, "rt_interrupted", "raise ImportError('initialization failed') from KeyboardInterrupt()\n")
+    _fake_runtime(tmp_path, "rt_broken", "raise ImportError('libfoo.so: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        import_runtime("rt_interrupted")
+    with pytest.raises(ImportError, match="libfoo"):
+        import_runtime("rt_broken")
