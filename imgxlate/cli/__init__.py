@@ -18,13 +18,18 @@ from collections.abc import Sequence
 
 def _interrupted_early(signum: int, frame: object) -> None:
     """SIGINT before a command has its own handler (while Python imports typer, rich, numpy...):
-    a clean "interrupted" and exit 130, never a KeyboardInterrupt traceback. SystemExit unwinds like any
-    exception (finally blocks, temp file clean-up run); click does not turn it into "Aborted!"."""
+    "interrupted" and exit 130 at once, never a traceback.
+
+    The process ends here (``os._exit``) rather than by raising: an exception raised in the middle of
+    a module's import can leave that module half-initialised, and a later import of it then fails with
+    a misleading "circular import" traceback (seen with rich). Nothing needs unwinding at this stage:
+    commands that write files, start children or hold temp folders (convert, video, models add, serve)
+    install their own handler before they do any of that."""
     try:
         os.write(2, b"interrupted\n")
     except OSError:
         pass
-    raise SystemExit(130)
+    os._exit(130)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

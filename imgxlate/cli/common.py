@@ -20,6 +20,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
+# rich imports its emoji table lazily, the first time it renders text, which is often inside a command's
+# SIGINT guard: a Ctrl-C raised in the middle of that import left the module half-initialised and the
+# next render failed with a "circular import" traceback. Imported here, up front, it cannot be cut.
+import rich._emoji_codes  # noqa: F401
 import typer
 from rich.console import Console
 from rich.markup import escape

@@ -212,8 +212,10 @@ def test_sigint_during_startup_has_no_traceback(tiny_pair: Path, tmp_path: Path)
         # Once main() runs, imgxlate's handler exits 130; a run that already finished exits 0, or dies
         # of the signal when it lands during interpreter shutdown (Python restores the default handler
         # there): the work is complete on disk by then, which the summary line says.
+        # Ending by the signal itself reads as 130 in a shell too (128 + SIGINT); it is accepted when the
+        # work was complete or the run said it was interrupted, never with a traceback (checked above).
         finished = "converted 1, skipped 0, failed 0" in err
-        assert rc in (130, 0) or (rc == -signal.SIGINT and finished), (delay, rc, err)
+        assert rc in (130, 0) or (rc == -signal.SIGINT and (finished or "interrupted" in err)), (delay, rc, err)
         ours += rc == 130
         if rc == 130:
             assert "interrupted" in err
