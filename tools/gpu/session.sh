@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}  # the dry run here: PYTHON=.venv/bin/python
 if ls .device-stash/part-* >/dev/null 2>&1; then
 
-  cat .device-stash/part-* > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl
+  cat .device-stash/part-* > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
   python3 -m venv --system-site-packages /tmp/gpuenv
   /tmp/gpuenv/bin/pip install -q --no-index --no-deps /tmp/onnxruntime_gpu-*.whl .whl/*.whl
   /tmp/gpuenv/bin/pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
