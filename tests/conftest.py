@@ -69,3 +69,16 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty user model folder (IMGXLATE_HOME) and no bundled models; returns the user model folder."""
+    from imgxlate import registry
+
+    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
+    empty = tmp_path / "bundled"
+    empty.mkdir()
+    monkeypatch.setattr(registry, "bundled_models_dir", lambda: empty)
+    return tmp_path / "home" / "models"

@@ -23,16 +23,6 @@ from imgxlate.metadata import ModelMetadata
 
 
 @pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(reg, "bundled_models_dir", lambda: empty)
-    return tmp_path / "home" / "models"
-
-
-@pytest.fixture()
 def bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
     """A bundled cat2dog pair (cat <-> dog)."""
     root = tmp_path / "bundled-models"

@@ -18,17 +18,6 @@ from imgxlate.errors import (
 )
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty user model folder and no bundled models."""
-    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(reg, "bundled_models_dir", lambda: empty)
-    return tmp_path / "home" / "models"
-
-
 def strip_metadata(src: Path, dst: Path) -> Path:
     import onnx
 

@@ -10,18 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imgxlate import registry
 from imgxlate.cli.app import app
-
-
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
-    empty = tmp_path / "bundled"
-    empty.mkdir()
-    monkeypatch.setattr(registry, "bundled_models_dir", lambda: empty)
-    return tmp_path / "home" / "models"
 
 
 def invoke(*args: str | Path) -> object:
