@@ -91,8 +91,8 @@ def _maxrss_mib() -> float:
 
 
 def _session_factory(threads: int, exact: bool):
-    """Sessions exactly as ``imgxlate convert`` builds them (engine.py): ONNX Runtime, CPU, the arena
-    on for the whole-image session and off for the exact tiler's segments."""
+    """Sessions exactly as ``imgxlate convert`` builds them (engine.py): ONNX Runtime, CPU, an own arena
+    for the whole-image session, the shared one for the exact tiler's segments."""
     from imgxlate import engine
 
     if exact:

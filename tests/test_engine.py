@@ -113,11 +113,16 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
 def test_session_options_in_one_place() -> None:
     assert eng.session_options(3).intra_op_num_threads == 3
     assert eng.session_options(1).enable_cpu_mem_arena is True
-    assert eng.session_options(1, arena=False).enable_cpu_mem_arena is False
-    # the factory the exact tiler uses builds sessions without the arena
+    assert eng.session_options(1, arena="off").enable_cpu_mem_arena is False
+    with pytest.raises(ValueError, match="arena must be"):
+        eng.session_options(1, arena="yes")
+    # the factory the exact tiler uses builds sessions on the one shared arena
     make = eng.session_factory("cpu", threads=1)
     sess = make(eng._identity_model())
-    assert sess.get_session_options().enable_cpu_mem_arena is False
+    opts = sess.get_session_options()
+    assert opts.enable_cpu_mem_arena is True
+    assert opts.get_session_config_entry("session.use_env_allocators") == "1"
+    assert eng._shared_arena is True
 
 
 def test_backend_rule(monkeypatch: pytest.MonkeyPatch) -> None:
