@@ -428,7 +428,7 @@ class OpenVinoRunner:
         self.output_names = [p.any_name for p in compiled.outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()}
+        feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
         self.request.infer(feeds, share_inputs=True)
         # The request's output buffers are reused by the next call: hand out copies.
         return [np.array(self.request.get_output_tensor(i).data) for i in range(len(self.output_names))]

@@ -183,3 +183,19 @@ def test_unsupported_graph_raises(tmp_path: Path) -> None:
         ExactTiler(path)
     with pytest.raises(InvalidModelError):
         ExactTiler(tmp_path / "missing.onnx")
+
+
+def test_convolutions_run_fused(model: tuple[ExactTiler, object]) -> None:
+    """Every convolution runs as one graph with its pads, upsampling and prologue (the fast path);
+    numpy does none of them, and float16 stored maps go in and out of the runtime uncast."""
+    tiler, sess = model
+    img = _image(37, 53, seed=3)
+    out = tiler.run(img, tile=16, store=exact.MapStore("float16"))
+    assert float(np.abs(out - _whole(sess, img)).max()) <= 2e-2
+    plan = tiler.plan(37, 53, 16)
+    conv_keys = {seg.key for job in plan.jobs for seg in job.segments if seg.head.kind == "conv"}
+    conv = [v for key, v in tiler.executor.runners.cache if key in conv_keys]
+    assert conv and all(v.fused for v in conv)
+    assert any(any(p for p, _ in v.pre) for v in conv)  # border tiles pad inside the graph
+    assert any(v.pre and not any(p for p, _ in v.pre) for v in conv)  # interior tiles do not
+    assert any(v.x16 for v in conv) and any(v.out16 for v in conv)

@@ -18,6 +18,7 @@ do not count in the process's resident memory).
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
 import tempfile
@@ -153,9 +154,29 @@ class MapStore:
 # -------------------------------------------------------------------------------- segment graphs
 
 
+@dataclass(frozen=True)
+class Variant:
+    """Which graph a segment's tile needs (a runner is built once per segment and variant).
+
+    ``fused``: the prologue, the ``pre`` ops (nearest upsampling, reflect/edge padding, each followed
+    by a crop) and the convolution's zero padding run inside the graph; plain: the conv and its
+    epilogue only. ``pre``: per ``pre`` op, (pads fed, crop fed); an interior tile pads nothing and
+    gets a graph without those copies. ``conv_pad``: zero padding fed. ``emit``: the graph outputs
+    the map (else only the statistics). ``x16`` / ``e16``: the input / the epilogue operands with
+    these indices arrive as float16 (stored maps) and are cast inside the graph; ``out16``: the map
+    leaves as float16 (it goes straight into a float16 store)."""
+
+    fused: bool
+    emit: bool
+    pre: tuple[tuple[bool, bool], ...] = ()
+    conv_pad: bool = False
+    x16: bool = False
+    e16: tuple[int, ...] = ()
+    out16: bool = False
+
+
 class SegmentRunners:
-    """Builds and caches one runner per segment variant (``fused``: prologue and border zero padding
-    inside the graph; plain: the conv and its epilogue only)."""
+    """Builds and caches one runner per segment and :class:`Variant`."""
 
     def __init__(self, graph: Graph, factory: Callable[[bytes], Any]) -> None:
         self.graph = graph
@@ -171,12 +192,12 @@ class SegmentRunners:
                 release()
         self.used.clear()
 
-    def get(self, seg: Segment, fused: bool, emit: bool) -> Any:
-        """Runner for ``seg``; ``emit``: the graph outputs the map (else only the statistics)."""
-        key = (seg.key, fused, emit)
+    def get(self, seg: Segment, variant: Variant) -> Any:
+        """Runner for ``seg`` in ``variant``."""
+        key = (seg.key, variant)
         runner = self.cache.get(key)
         if runner is None:
-            data = self._build(seg, fused, emit)
+            data = self._build(seg, variant)
             try:
                 runner = _as_runner(self.factory(data))
             except Exception as exc:
@@ -185,32 +206,38 @@ class SegmentRunners:
         self.used.add(key)
         return runner
 
-    def _build(self, seg: Segment, fused: bool, emit: bool) -> bytes:
+    def _build(self, seg: Segment, v: Variant) -> bytes:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
 
         head = seg.head
         weight, bias = head.consts
         inits = [numpy_helper.from_array(weight, "w")]
-        feeds = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "c", "h", "w"])]
+        f16, f32, i64 = TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.INT64
+        feeds = [helper.make_tensor_value_info("x", f16 if v.x16 else f32, ["n", "c", "h", "w"])]
         chan = ["n", "c", 1, 1]
         nodes: list[Any] = []
         cur = "x"
+        if v.x16:
+            nodes.append(helper.make_node("Cast", ["x"], ["x32"], to=f32))
+            cur = "x32"
 
         def norm_nodes(tag: str, op: Op, src: str, dst: str) -> None:
-            feeds.extend(helper.make_tensor_value_info(f"{v}{tag}", TensorProto.FLOAT, chan) for v in "ma")
+            feeds.extend(helper.make_tensor_value_info(f"{k}{tag}", f32, chan) for k in "ma")
             has_b = bool(op.consts[1].any())  # type: ignore[union-attr]
             nodes.append(helper.make_node("Sub", [src, f"m{tag}"], [f"s{tag}"]))
             nodes.append(helper.make_node("Mul", [f"s{tag}", f"a{tag}"], [f"p{tag}" if has_b else dst]))
             if has_b:
-                feeds.append(helper.make_tensor_value_info(f"b{tag}", TensorProto.FLOAT, chan))
+                feeds.append(helper.make_tensor_value_info(f"b{tag}", f32, chan))
                 nodes.append(helper.make_node("Add", [f"p{tag}", f"b{tag}"], [dst]))
 
         def unary_node(op: Op, src: str, dst: str) -> None:
             extra = {"alpha": op.attrs["alpha"]} if op.op_type == "LeakyRelu" else {}
             nodes.append(helper.make_node(op.op_type, [src], [dst], **extra))
 
-        if fused:
+        if v.fused:
+            # The prologue first, on the smallest tensor: elementwise ops commute with nearest
+            # upsampling and reflect/edge padding.
             for j, op in enumerate(seg.prologue):
                 nxt = f"q{j}"
                 if op.kind == "norm":
@@ -218,8 +245,26 @@ class SegmentRunners:
                 else:
                     unary_node(op, cur, nxt)
                 cur = nxt
-            if any(head.pb) or any(head.pe):
-                feeds.append(helper.make_tensor_value_info("pads", TensorProto.INT64, [8]))
+            if v.pre:
+                inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw"))
+            for j, (op, (padded, cropped)) in enumerate(zip(seg.pre, v.pre)):
+                if op.kind == "resize":
+                    fy, fx = op.s
+                    inits.append(numpy_helper.from_array(np.array([1, 1, fy, fx], np.float32), f"scales{j}"))
+                    nodes.append(helper.make_node(
+                        "Resize", [cur, "", f"scales{j}"], [f"u{j}"], mode="nearest",
+                        coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+                    cur = f"u{j}"
+                elif padded:
+                    feeds.append(helper.make_tensor_value_info(f"pd{j}", i64, [8]))
+                    nodes.append(helper.make_node("Pad", [cur, f"pd{j}"], [f"u{j}"], mode=op.attrs["mode"]))
+                    cur = f"u{j}"
+                if cropped:
+                    feeds += [helper.make_tensor_value_info(f"{k}{j}", i64, [2]) for k in ("st", "en")]
+                    nodes.append(helper.make_node("Slice", [cur, f"st{j}", f"en{j}", "hw"], [f"c{j}"]))
+                    cur = f"c{j}"
+            if v.conv_pad:
+                feeds.append(helper.make_tensor_value_info("pads", i64, [8]))
                 nodes.append(helper.make_node("Pad", [cur, "pads"], ["padded"], mode="constant"))
                 cur = "padded"
         names = [cur, "w"]
@@ -245,15 +290,22 @@ class SegmentRunners:
                     vi += 1
                     if t == prev_out:
                         operands.append(cur)
+                    elif j in v.e16:
+                        feeds.append(helper.make_tensor_value_info(f"e{j}", f16, ["n", "o", "oh", "ow"]))
+                        nodes.append(helper.make_node("Cast", [f"e{j}"], [f"e{j}_32"], to=f32))
+                        operands.append(f"e{j}_32")
                     else:
-                        feeds.append(helper.make_tensor_value_info(f"e{j}", TensorProto.FLOAT, ["n", "o", "oh", "ow"]))
+                        feeds.append(helper.make_tensor_value_info(f"e{j}", f32, ["n", "o", "oh", "ow"]))
                         operands.append(f"e{j}")
                 nodes.append(helper.make_node(op.op_type, operands, [nxt]))
             cur, prev_out = nxt, op.output
         outputs = []
-        if emit or not seg.stats:
-            nodes.append(helper.make_node("Identity", [cur], ["y"]))
-            outputs.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "o", "oh", "ow"]))
+        if v.emit or not seg.stats:
+            if v.out16:
+                nodes.append(helper.make_node("Cast", [cur], ["y"], to=f16))
+            else:
+                nodes.append(helper.make_node("Identity", [cur], ["y"]))
+            outputs.append(helper.make_tensor_value_info("y", f16 if v.out16 else f32, ["n", "o", "oh", "ow"]))
         if seg.stats:
             # Per-channel mean and sum of squared deviations of this tile (float32 over one tile).
             if self.graph.opset >= 18:
@@ -266,7 +318,7 @@ class SegmentRunners:
                 helper.make_node("Sub", [cur, "mean"], ["dev"]),
                 red("ReduceSumSquare", "dev", "m2", 1),
             ]
-            outputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", "o", 1, 1]) for n in ("mean", "m2")]
+            outputs += [helper.make_tensor_value_info(n, f32, ["n", "o", 1, 1]) for n in ("mean", "m2")]
         g = helper.make_graph(nodes, f"imgxlate_tile_{head.name}", feeds, outputs, inits)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.graph.opset)])
         m.ir_version = self.graph.ir_version
@@ -427,10 +479,13 @@ class Executor:
             r = regions[s]
             arr = source.read(r) if s == self.graph.input_name else store.read(s, r)
             values[s] = (arr, r[0], r[2])
+        # A kept map bound for a float16 store leaves the runtime as float16 (no numpy cast).
+        store16 = job.keep and store.dtype == np.float16 and job.target != self.graph.output_name
         result: np.ndarray | None = None
         for i, seg in enumerate(job.segments):
             emit = not seg.stats or job.keep or seg.output != job.target
-            y = self._segment(seg, regions, values, norm, moments, emit)
+            out16 = store16 and seg.output == job.target and (job.norm is None or seg.stats)
+            y = self._segment(seg, regions, values, norm, moments, emit, out16)
             if seg.output == job.target:
                 result = y
             if y is not None:
@@ -451,23 +506,21 @@ class Executor:
         norm: dict[int, NormParams],
         moments: _Moments,
         emit: bool,
+        out16: bool = False,
     ) -> np.ndarray | None:
         head = seg.head
         reg = regions[seg.output]
         if head.kind not in ("conv", "convT"):
             return self._numpy_op(head, [values[t] for t in head.inputs], reg, regions, norm)
-        x = values[seg.source]
-        for op in seg.pre:  # pads / upsampling on the raw values (they commute with the prologue)
-            r = regions[op.output]
-            x = (self._numpy_op(op, [x], r, regions, norm), r[0], r[2])
         oy0, oy1, ox0, ox1 = regions[head.output]
         n_in = self._sizes[head.inputs[0]]
         feed: dict[str, np.ndarray] = {}
-        fused = bool(seg.prologue)
+        variant: Variant | None = None
         if head.kind == "convT":
             i0, i1 = need(head, 0, oy0, oy1, n_in[0])
             j0, j1 = need(head, 1, ox0, ox1, n_in[1])
-            feed["x"] = np.ascontiguousarray(_crop(x, i0, i1, j0, j1), dtype=np.float32)
+            feed["x"] = np.ascontiguousarray(_crop(values[seg.source], i0, i1, j0, j1), dtype=np.float32)
+            variant = Variant(False, emit, out16=out16)
         else:
             windows = [
                 (o0 * head.s[ax], (o1 - 1) * head.s[ax] + head.d[ax] * (head.k[ax] - 1) + 1)
@@ -478,32 +531,48 @@ class Executor:
             )
             (q0, q1), (r0, r1) = windows
             exact = sy == q0 and sx == r0 and sy + a + (u1 - u0) + b == q1 and sx + c + (v1 - v0) + e == r1
-            fused = fused and exact
-            raw = _crop(x, u0, u1, v0, v1)
-            if fused:
-                feed["x"] = np.ascontiguousarray(raw, dtype=np.float32)
-                if any(head.pb) or any(head.pe):
+            pre = self._fused_pre(seg, regions, values, (u0, u1, v0, v1), feed) if exact else None
+            if pre is not None:
+                x = pre[0]
+                x16 = x.dtype == np.float16
+                feed["x"] = np.ascontiguousarray(x, dtype=None if x16 else np.float32)
+                conv_pad = bool(a or b or c or e)
+                if conv_pad:
                     feed["pads"] = np.array([0, 0, a, c, 0, 0, b, e], np.int64)
-            else:
+                variant = Variant(True, emit, pre[1], conv_pad, x16, out16=out16)
+                for j, op in enumerate(seg.prologue):
+                    if op.kind == "norm":
+                        self._feed_norm(feed, f"p{j}", op, norm)
+            else:  # numpy does the pre ops, the prologue and the zero padding
+                x = values[seg.source]
+                for op in seg.pre:
+                    r = regions[op.output]
+                    x = (self._numpy_op(op, [x], r, regions, norm), r[0], r[2])
+                raw = _crop(x, u0, u1, v0, v1)
                 if seg.prologue:
                     raw = self._elementwise(seg.prologue, np.array(raw, dtype=np.float32), norm)
                 if a or b or c or e:
                     raw = np.pad(raw, ((0, 0), (0, 0), (a, b), (c, e)))
                 feed["x"] = np.ascontiguousarray(raw[:, :, q0 - sy : q1 - sy, r0 - sx : r1 - sx], dtype=np.float32)
-        if fused:
-            for j, op in enumerate(seg.prologue):
-                if op.kind == "norm":
-                    self._feed_norm(feed, f"p{j}", op, norm)
+                variant = Variant(False, emit, out16=out16)
         prev = head.output
+        e16: list[int] = []
         for j, op in enumerate(seg.chain):
             if op.kind == "norm":
                 self._feed_norm(feed, str(j), op, norm)
             elif op.kind == "binary":
                 for t in op.inputs:
                     if t != prev:
-                        feed[f"e{j}"] = np.ascontiguousarray(_crop(values[t], oy0, oy1, ox0, ox1), dtype=np.float32)
+                        operand = _crop(values[t], oy0, oy1, ox0, ox1)
+                        if operand.dtype == np.float16:
+                            e16.append(j)
+                            feed[f"e{j}"] = np.ascontiguousarray(operand)
+                        else:
+                            feed[f"e{j}"] = np.ascontiguousarray(operand, dtype=np.float32)
             prev = op.output
-        outs = self.runners.get(seg, fused, emit).run(feed)
+        if e16:
+            variant = dataclasses.replace(variant, e16=tuple(e16))
+        outs = self.runners.get(seg, variant).run(feed)
         y = outs[0] if emit or not seg.stats else None
         if seg.stats:
             mean, m2 = outs[-2], outs[-1]
@@ -514,6 +583,57 @@ class Executor:
             gy, gx = i0 * head.s[0] - head.pb[0], j0 * head.s[1] - head.pb[1]  # global position of y[0, 0]
             y = y[:, :, oy0 - gy : oy1 - gy, ox0 - gx : ox1 - gx]
         return y
+
+    def _fused_pre(
+        self,
+        seg: Segment,
+        regions: dict[str, Region],
+        values: dict[str, tuple[np.ndarray, int, int]],
+        conv_in: Region,
+        feed: dict[str, np.ndarray],
+    ) -> tuple[np.ndarray, tuple[tuple[bool, bool], ...]] | None:
+        """The input window of a fused conv segment and, per ``pre`` op, whether it pads and crops
+        (their amounts go into ``feed``). Every op's input window must be exactly what the op needs,
+        as the plan's regions make it for single-consumer ops; None (numpy does the pre ops) if not.
+
+        Per op, in its input window's coordinates: nearest upsampling by (fy, fx) turns rows
+        [i0, i1) into [i0*fy, i1*fy); padding adds a / b rows only where the window crosses the true
+        border; then the crop keeps the rows of the op's output region."""
+        flags: list[tuple[bool, bool]] = []
+        x: np.ndarray | None = None
+        region: Region | None = None
+        for j, op in enumerate(seg.pre):
+            y0, y1, x0, x1 = regions[op.output]
+            n = self._sizes[op.inputs[0]]
+            if op.kind == "resize":
+                (i0, i1), (j0, j1) = need(op, 0, y0, y1, n[0]), need(op, 1, x0, x1, n[1])
+                start, extent = (i0 * op.s[0], j0 * op.s[1]), ((i1 - i0) * op.s[0], (j1 - j0) * op.s[1])
+                padded = False
+            else:
+                (i0, i1, a, b, sy), (j0, j1, c, e, sx) = (
+                    pad_need(q0, q1, n[ax], op.pb[ax], op.attrs["mode"]) for ax, (q0, q1) in enumerate(((y0, y1), (x0, x1)))
+                )
+                start, extent = (sy, sx), (a + i1 - i0 + b, c + j1 - j0 + e)
+                padded = bool(a or b or c or e)
+                if padded:
+                    feed[f"pd{j}"] = np.array([0, 0, a, c, 0, 0, b, e], np.int64)
+            if x is None:
+                x = _crop(values[seg.source], i0, i1, j0, j1)
+            elif region != (i0, i1, j0, j1):
+                return None
+            st = (y0 - start[0], x0 - start[1])
+            en = (st[0] + y1 - y0, st[1] + x1 - x0)
+            cropped = st != (0, 0) or en != extent
+            if cropped:
+                feed[f"st{j}"], feed[f"en{j}"] = np.array(st, np.int64), np.array(en, np.int64)
+            flags.append((padded, cropped))
+            region = (y0, y1, x0, x1)
+        u0, u1, v0, v1 = conv_in
+        if x is None:
+            return _crop(values[seg.source], u0, u1, v0, v1), ()
+        if region != conv_in:
+            return None
+        return x, tuple(flags)
 
     def _feed_norm(self, feed: dict[str, np.ndarray], tag: str, op: Op, norm: dict[int, NormParams]) -> None:
         mean, a, b = norm[op.norm_index]

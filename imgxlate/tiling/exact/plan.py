@@ -185,8 +185,9 @@ def _prologue(
     graph: Graph, head: Op, in_job: set[int], taken: set[int]
 ) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
     """Ops in front of conv ``head`` that can move into its segment: walking back from the head,
-    reflect/edge pads and nearest upsampling (numpy, ``pre``) and then elementwise norm / activations
-    (the graph's ``prologue``), which commute with them. Each must be computed in this job and read
+    reflect/edge pads and nearest upsampling (``pre``) and then elementwise norm / activations (the
+    ``prologue``), which commute with them, so the segment graph runs the prologue first, on the
+    smaller tensor. Each must be computed in this job and read
     by nothing but the next one, and not be part of another convolution's epilogue."""
     pre: list[Op] = []
     prologue: list[Op] = []
@@ -204,8 +205,6 @@ def _prologue(
         else:
             break
         t = op.inputs[0]
-    if not prologue:
-        return (), ()  # nothing to fuse: pads / resize stay separate numpy segments
     return tuple(pre), tuple(prologue)
 
 
