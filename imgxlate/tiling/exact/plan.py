@@ -41,13 +41,18 @@ class Segment:
 
     Reads ``source`` (the tensor before ``pre``/``prologue``) and the chain's other operands; writes
     ``output``. ``stats``: the runner also returns the per-channel mean and sum of squared deviations
-    of ``output`` (the job's target)."""
+    of ``output`` (the job's target).
+
+    ``group``: elementwise ops (norm with given statistics, activations, Add/Sub/Mul/Div) that run
+    as one graph, in graph order, ending at ``head`` (the last of them); nothing outside the group
+    reads their intermediate tensors (a residual block's norm + skip Add)."""
 
     head: Op
     chain: tuple[Op, ...] = ()
     pre: tuple[Op, ...] = ()
     prologue: tuple[Op, ...] = ()
     stats: bool = False
+    group: tuple[Op, ...] = ()
 
     @property
     def output(self) -> str:
@@ -62,6 +67,9 @@ class Segment:
     @property
     def inputs(self) -> list[str]:
         """Tensors read: the source and the epilogue's other operands (a skip Add's stored map)."""
+        if self.group:
+            made = {op.output for op in self.group}
+            return list(dict.fromkeys(t for op in self.group for t in op.inputs if t not in made))
         names = [self.source] if self.head.kind in ("conv", "convT") else list(self.head.inputs)
         prev = self.head.output
         for op in self.chain:
@@ -71,7 +79,8 @@ class Segment:
 
     @property
     def key(self) -> tuple[str, ...]:
-        return tuple(op.name for op in (*self.prologue, self.head, *self.chain)) + (("stats",) if self.stats else ())
+        ops = self.group or (*self.prologue, self.head, *self.chain)
+        return tuple(op.name for op in ops) + (("stats",) if self.stats else ())
 
 
 @dataclass(eq=False)
@@ -166,7 +175,7 @@ def _segments(graph: Graph, ops: list[Op], target: str, stats: bool) -> list[Seg
     taken = {id(o) for chain in chains.values() for o in chain}
     segs: dict[int, Segment] = {}
     for head in heads:
-        pre, prologue = _prologue(graph, head, in_job, taken) if head.kind == "conv" else ((), ())
+        pre, prologue = _prologue(graph, head, in_job, taken, target) if head.kind == "conv" else ((), ())
         taken.update(id(o) for o in (*pre, *prologue))
         segs[id(head)] = Segment(head, chains[id(head)], pre, prologue)
     placed: list[tuple[int, Segment]] = []
@@ -175,26 +184,61 @@ def _segments(graph: Graph, ops: list[Op], target: str, stats: bool) -> list[Seg
             continue
         seg = segs.get(id(op)) or Segment(op)
         placed.append((position[id(seg.chain[-1])] if seg.chain else position[id(op)], seg))
-    out = [seg for _, seg in sorted(placed, key=lambda p: p[0])]
+    out = _group_elementwise(graph, [seg for _, seg in sorted(placed, key=lambda p: p[0])], target, in_job)
     if stats and out[-1].output == target and out[-1].head.kind == "conv":
         out[-1].stats = True
     return out
 
 
+ELEMENTWISE = ("unary", "binary", "norm")
+
+
+def _group_elementwise(graph: Graph, segs: list[Segment], target: str, in_job: set[int]) -> list[Segment]:
+    """Merge each run of single elementwise ops into one group segment when only its last output is
+    read after it in this job (by later segments or as the target); other runs stay one op per
+    segment."""
+    out: list[Segment] = []
+    i = 0
+    while i < len(segs):
+        j = i
+        while j < len(segs) and segs[j].head.kind in ELEMENTWISE and not segs[j].chain and not segs[j].group:
+            j += 1
+        if j - i < 2:
+            out.append(segs[i])
+            i = max(i + 1, j)
+            continue
+        ops = tuple(s.head for s in segs[i:j])
+        later = {t for s in segs[j:] for t in s.inputs} | {target}
+        made = [op.output for op in ops]
+        # intermediate outputs: read in this job only inside the group (other jobs compute their own)
+        inner_ok = all(
+            t not in later and all(c in ops for c in graph.consumers.get(t, []) if id(c) in in_job)
+            for t in made[:-1]
+        )
+        if inner_ok:
+            out.append(Segment(ops[-1], group=ops))
+        else:
+            out.extend(segs[i:j])
+        i = j
+    return out
+
+
 def _prologue(
-    graph: Graph, head: Op, in_job: set[int], taken: set[int]
+    graph: Graph, head: Op, in_job: set[int], taken: set[int], target: str
 ) -> tuple[tuple[Op, ...], tuple[Op, ...]]:
     """Ops in front of conv ``head`` that can move into its segment: walking back from the head,
     reflect/edge pads and nearest upsampling (``pre``) and then elementwise norm / activations (the
     ``prologue``), which commute with them, so the segment graph runs the prologue first, on the
-    smaller tensor. Each must be computed in this job and read
-    by nothing but the next one, and not be part of another convolution's epilogue."""
+    smaller tensor. Each must be computed in this job, be read in this job by nothing but the next
+    one (other jobs compute it again), not be the job's target and not be part of another
+    convolution's epilogue."""
     pre: list[Op] = []
     prologue: list[Op] = []
     t = head.inputs[0]
     while True:
         op = graph.producer.get(t)
-        if op is None or id(op) not in in_job or id(op) in taken or len(graph.consumers.get(t, [])) != 1:
+        users = [c for c in graph.consumers.get(t, []) if id(c) in in_job]
+        if op is None or id(op) not in in_job or id(op) in taken or len(users) != 1 or op.output == target:
             break
         if op.kind in ("pad", "resize") and not prologue:
             if op.kind == "pad" and op.attrs["mode"] not in ("reflect", "edge"):
