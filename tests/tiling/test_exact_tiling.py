@@ -199,3 +199,5 @@ def test_convolutions_run_fused(model: tuple[ExactTiler, object]) -> None:
     assert any(any(p for p, _ in v.pre) for v in conv)  # border tiles pad inside the graph
     assert any(v.pre and not any(p for p, _ in v.pre) for v in conv)  # interior tiles do not
     assert any(v.x16 for v in conv) and any(v.out16 for v in conv)
+    resize_model = any(op.kind == "resize" for op in tiler.graph.ops)
+    assert any(v.subpixel for v in conv) == resize_model  # upsampling convs run at low resolution

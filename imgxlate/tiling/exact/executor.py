@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from imgxlate.tiling.exact import subpixel
 from imgxlate.tiling.exact.graph import BINARY, UNARY, Graph, Op, Region, fail, need, pad_need
 from imgxlate.tiling.exact.plan import Job, Plan, Segment
 from imgxlate.tiling.pad import pad_bottom_right
@@ -190,6 +191,7 @@ class Variant:
     x16: bool = False
     e16: tuple[int, ...] = ()
     out16: bool = False
+    subpixel: bool = False
 
 
 class SegmentRunners:
@@ -226,8 +228,7 @@ class SegmentRunners:
     def _build(self, seg: Segment, v: Variant) -> bytes:
         from onnx import TensorProto, helper, numpy_helper
 
-        head = seg.head
-        f16, f32, i64 = TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.INT64
+        f16, f32 = TensorProto.FLOAT16, TensorProto.FLOAT
         inits: list[Any] = []
         feeds: list[Any] = []
         chan = ["n", "c", 1, 1]
@@ -258,8 +259,6 @@ class SegmentRunners:
         if seg.group:
             cur = self._group_nodes(seg, v, tensor_feed, norm_nodes, unary_node, nodes, inits)
             return self._finish(seg, v, cur, nodes, feeds, inits)
-        weight, bias = head.consts
-        inits.append(numpy_helper.from_array(weight, "w"))
         cur = tensor_feed("x", v.x16)
         if v.fused:
             # The prologue first, on the smallest tensor: elementwise ops commute with nearest
@@ -271,34 +270,11 @@ class SegmentRunners:
                 else:
                     unary_node(op, cur, nxt)
                 cur = nxt
-            if v.pre:
-                inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw"))
-            for j, (op, (padded, cropped)) in enumerate(zip(seg.pre, v.pre)):
-                if op.kind == "resize":
-                    fy, fx = op.s
-                    inits.append(numpy_helper.from_array(np.array([1, 1, fy, fx], np.float32), f"scales{j}"))
-                    nodes.append(helper.make_node(
-                        "Resize", [cur, "", f"scales{j}"], [f"u{j}"], mode="nearest",
-                        coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
-                    cur = f"u{j}"
-                elif padded:
-                    feeds.append(helper.make_tensor_value_info(f"pd{j}", i64, [8]))
-                    nodes.append(helper.make_node("Pad", [cur, f"pd{j}"], [f"u{j}"], mode=op.attrs["mode"]))
-                    cur = f"u{j}"
-                if cropped:
-                    feeds += [helper.make_tensor_value_info(f"{k}{j}", i64, [2]) for k in ("st", "en")]
-                    nodes.append(helper.make_node("Slice", [cur, f"st{j}", f"en{j}", "hw"], [f"c{j}"]))
-                    cur = f"c{j}"
-            if v.conv_pad:
-                feeds.append(helper.make_tensor_value_info("pads", i64, [8]))
-                nodes.append(helper.make_node("Pad", [cur, "pads"], ["padded"], mode="constant"))
-                cur = "padded"
-        names = [cur, "w"]
-        if bias is not None:
-            inits.append(numpy_helper.from_array(bias, "b"))
-            names.append("b")
-        nodes.append(helper.make_node(head.op_type, names, ["t0"], **head.attrs["node"]))
-        cur, prev_out = "t0", head.output
+        if v.subpixel:
+            self._subpixel_nodes(seg, cur, "t0", nodes, inits, feeds)
+        else:
+            self._conv_nodes(seg, v, cur, "t0", nodes, inits, feeds)
+        cur, prev_out = "t0", seg.head.output
         for j, op in enumerate(seg.chain):
             nxt = f"t{j + 1}"
             if op.kind == "norm":
@@ -318,6 +294,82 @@ class SegmentRunners:
                 nodes.append(helper.make_node(op.op_type, operands, [nxt]))
             cur, prev_out = nxt, op.output
         return self._finish(seg, v, cur, nodes, feeds, inits)
+
+    @staticmethod
+    def _conv_nodes(
+        seg: Segment, v: Variant, cur: str, dst: str, nodes: list[Any], inits: list[Any], feeds: list[Any]
+    ) -> None:
+        """From ``cur`` to ``dst``: the ``pre`` ops (upsampling; reflect/edge padding and crops with
+        fed amounts), the zero padding at the true border (fed) and the convolution."""
+        from onnx import TensorProto, helper, numpy_helper
+
+        i64 = TensorProto.INT64
+        head = seg.head
+        if v.fused and v.pre:
+            inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw"))
+        for j, (op, (padded, cropped)) in enumerate(zip(seg.pre, v.pre)):
+            if op.kind == "resize":
+                fy, fx = op.s
+                inits.append(numpy_helper.from_array(np.array([1, 1, fy, fx], np.float32), f"scales{j}"))
+                nodes.append(helper.make_node(
+                    "Resize", [cur, "", f"scales{j}"], [f"u{j}"], mode="nearest",
+                    coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+                cur = f"u{j}"
+            elif padded:
+                feeds.append(helper.make_tensor_value_info(f"pd{j}", i64, [8]))
+                nodes.append(helper.make_node("Pad", [cur, f"pd{j}"], [f"u{j}"], mode=op.attrs["mode"]))
+                cur = f"u{j}"
+            if cropped:
+                feeds += [helper.make_tensor_value_info(f"{k}{j}", i64, [2]) for k in ("st", "en")]
+                nodes.append(helper.make_node("Slice", [cur, f"st{j}", f"en{j}", "hw"], [f"c{j}"]))
+                cur = f"c{j}"
+        if v.conv_pad:
+            feeds.append(helper.make_tensor_value_info("pads", i64, [8]))
+            nodes.append(helper.make_node("Pad", [cur, "pads"], ["padded"], mode="constant"))
+            cur = "padded"
+        weight, bias = head.consts
+        inits.append(numpy_helper.from_array(weight, "w"))
+        names = [cur, "w"]
+        if bias is not None:
+            inits.append(numpy_helper.from_array(bias, "b"))
+            names.append("b")
+        nodes.append(helper.make_node(head.op_type, names, [dst], **head.attrs["node"]))
+
+    @staticmethod
+    def _subpixel_nodes(seg: Segment, cur: str, dst: str, nodes: list[Any], inits: list[Any], feeds: list[Any]) -> None:
+        """Upsampling + padding + 3x3 conv as four 2x2 phase convolutions at low resolution
+        (:mod:`.subpixel`): edge-pad the low-resolution window by 1, one Conv with the four phase
+        kernels stacked, each phase's part (phase p starts p rows in), DepthToSpace, and the crop to
+        the tile (fed ``st_sp`` / ``en_sp``)."""
+        from onnx import TensorProto, helper, numpy_helper
+
+        i64 = TensorProto.INT64
+        w4, b4 = subpixel.kernels(*seg.head.consts)
+        inits.append(numpy_helper.from_array(w4, "w"))
+        inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "edge1"))
+        nodes.append(helper.make_node("Pad", [cur, "edge1"], ["lp"], mode="edge"))
+        conv_in = ["lp", "w"]
+        if b4 is not None:
+            inits.append(numpy_helper.from_array(b4, "b"))
+            conv_in.append("b")
+        nodes.append(helper.make_node("Conv", conv_in, ["phases"], kernel_shape=[2, 2], pads=[0, 0, 0, 0]))
+        cout = w4.shape[0] // 4
+        inits.append(numpy_helper.from_array(np.array([1, 2, 3], np.int64), "cyx"))
+        big, parts = np.iinfo(np.int64).max, []
+        for py in (0, 1):
+            for px in (0, 1):
+                k = 2 * py + px
+                # phase (py, px) of low pixel i reads padded rows i+py, i+py+1: conv output row i+py
+                start = np.array([k * cout, py, px], np.int64)
+                end = np.array([(k + 1) * cout, big if py else -1, big if px else -1], np.int64)
+                inits += [numpy_helper.from_array(start, f"ps{k}"), numpy_helper.from_array(end, f"pe{k}")]
+                nodes.append(helper.make_node("Slice", ["phases", f"ps{k}", f"pe{k}", "cyx"], [f"ph{k}"]))
+                parts.append(f"ph{k}")
+        nodes.append(helper.make_node("Concat", parts, ["stacked"], axis=1))
+        nodes.append(helper.make_node("DepthToSpace", ["stacked"], ["up"], blocksize=2, mode="DCR"))
+        inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw_sp"))
+        feeds += [helper.make_tensor_value_info(n, i64, [2]) for n in ("st_sp", "en_sp")]
+        nodes.append(helper.make_node("Slice", ["up", "st_sp", "en_sp", "hw_sp"], [dst]))
 
     @staticmethod
     def _group_nodes(
@@ -577,6 +629,17 @@ class Executor:
             j0, j1 = need(head, 1, ox0, ox1, n_in[1])
             feed["x"] = np.ascontiguousarray(_crop(values[seg.source], i0, i1, j0, j1), dtype=np.float32)
             variant = Variant(False, emit, out16=out16)
+        elif (low := self._subpixel_window(seg, (oy0, oy1, ox0, ox1), values)) is not None:
+            x, (r0, c0) = low
+            x16 = x.dtype == np.float16
+            feed["x"] = np.ascontiguousarray(x, dtype=None if x16 else np.float32)
+            # the phases cover output rows [2 r0, 2 r1): crop to the tile
+            feed["st_sp"] = np.array([oy0 - 2 * r0, ox0 - 2 * c0], np.int64)
+            feed["en_sp"] = np.array([oy1 - 2 * r0, ox1 - 2 * c0], np.int64)
+            variant = Variant(True, emit, x16=x16, out16=out16, subpixel=True)
+            for j, op in enumerate(seg.prologue):
+                if op.kind == "norm":
+                    self._feed_norm(feed, f"p{j}", op, norm)
         else:
             windows = [
                 (o0 * head.s[ax], (o1 - 1) * head.s[ax] + head.d[ax] * (head.k[ax] - 1) + 1)
@@ -664,6 +727,21 @@ class Executor:
                 self._feed_norm(feed, f"g{j}", op, norm)
         variant = Variant(False, True, e16=tuple(e16), out16=out16)
         return self.runners.get(seg, variant).run(feed)[0]
+
+    def _subpixel_window(
+        self, seg: Segment, out: Region, values: dict[str, tuple[np.ndarray, int, int]]
+    ) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """For an upsampling conv done at low resolution (:mod:`.subpixel`): the low-resolution window
+        and its origin; None when the segment is not of that form or the window is not at hand."""
+        if not subpixel.applies(seg.pre, seg.head):
+            return None
+        n = self._sizes[seg.pre[0].inputs[0]]
+        r0, r1 = subpixel.low_rows(out[0], out[1], n[0])
+        c0, c1 = subpixel.low_rows(out[2], out[3], n[1])
+        arr, ay, ax = values[seg.source]
+        if r0 < ay or c0 < ax or r1 > ay + arr.shape[2] or c1 > ax + arr.shape[3]:
+            return None
+        return _crop(values[seg.source], r0, r1, c0, c1), (r0, c0)
 
     def _fused_pre(
         self,

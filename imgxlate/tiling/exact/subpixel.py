@@ -1,0 +1,83 @@
+"""Nearest 2x upsampling, reflect (or edge) padding by 1 and a 3x3 convolution, done at low resolution.
+
+The up-sampling blocks of a ``--upsample resize`` generator compute ``conv3x3(pad1(up2(L)))``. On the
+up-sampled grid most of that work repeats: the four output pixels of one low-resolution pixel ``L[i]``
+see the same few low-resolution values. Per output row ``o = 2i + p`` (phase ``p``), the kernel's
+three taps read up-sampled rows ``o-1, o, o+1``, which are low-resolution rows:
+
+- phase 0 (``o = 2i``): ``L[i-1], L[i], L[i]`` -> taps ``w0`` on ``L[i-1]`` and ``w1 + w2`` on ``L[i]``;
+- phase 1 (``o = 2i+1``): ``L[i], L[i], L[i+1]`` -> taps ``w0 + w1`` on ``L[i]`` and ``w2`` on ``L[i+1]``.
+
+Padding the up-sampled map by one row by reflection reads up-sampled row 1 = ``L[0]`` for row -1: the
+same as padding ``L`` by one row by edge replication (also for ``edge`` mode, and at the end).
+So each of the four (row, column) phases is a 2x2 convolution of the edge-padded low-resolution map
+with summed taps, and the result is the phases interleaved (DepthToSpace). Per output pixel that is
+4 multiply-adds per input channel instead of 9, with no up-sampled copy of the input. The sums change
+the rounding of float32 sums slightly (~1e-7 relative), not the result.
+
+Pure functions here; the executor builds the graph (see ``SegmentRunners``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgxlate.tiling.exact.graph import Op
+
+# Taps of the 3x3 kernel that land on each of the 2x2 kernel's positions, per phase (see above).
+TAPS = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}
+
+
+def applies(pre: tuple[Op, ...], head: Op) -> bool:
+    """True for nearest 2x upsampling, then reflect/edge padding by 1, then a plain 3x3 convolution."""
+    if len(pre) != 2 or pre[0].kind != "resize" or pre[1].kind != "pad" or head.kind != "conv":
+        return False
+    resize, pad = pre
+    return (
+        resize.s == (2, 2)
+        and pad.attrs["mode"] in ("reflect", "edge")
+        and pad.pb == (1, 1)
+        and pad.pe == (1, 1)
+        and head.k == (3, 3)
+        and head.s == (1, 1)
+        and head.d == (1, 1)
+        and head.pb == (0, 0)
+        and head.pe == (0, 0)
+        and head.attrs["node"]["group"] == 1
+    )
+
+
+def kernels(weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Cout, Cin, 3, 3) -> the four phase kernels stacked: (4 Cout, Cin, 2, 2), phase ``2 py + px``
+    first (DepthToSpace's DCR order), summed in float64; the bias repeated per phase."""
+    w = weight.astype(np.float64)
+    cout = w.shape[0]
+    out = np.zeros((4, cout, w.shape[1], 2, 2), np.float64)
+    for py in (0, 1):
+        for px in (0, 1):
+            for a, rows in enumerate(TAPS[py]):
+                for b, cols in enumerate(TAPS[px]):
+                    out[2 * py + px, :, :, a, b] = w[:, :, list(rows)][:, :, :, list(cols)].sum(axis=(2, 3))
+    stacked = out.reshape(4 * cout, w.shape[1], 2, 2).astype(np.float32)
+    return stacked, None if bias is None else np.tile(bias.astype(np.float32), 4)
+
+
+def low_rows(o0: int, o1: int, n_low: int) -> tuple[int, int]:
+    """Low-resolution rows [r0, r1) whose phases cover output rows [o0, o1) of the 2 n_low-row map,
+    with the neighbour rows those phases read; rows a phase would read past [r0, r1) only feed
+    outputs outside [o0, o1) (or, at the true border, are the edge rows the padding gives)."""
+    return max(0, (o0 - 1) // 2), min(n_low, o1 // 2 + 1)
+
+
+def reference(low: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, mode: str = "reflect") -> np.ndarray:
+    """The computation being replaced, in plain numpy (tests): (C, H, W) -> (Cout, 2H, 2W)."""
+    up = low.repeat(2, axis=1).repeat(2, axis=2)
+    padded = np.pad(up, ((0, 0), (1, 1), (1, 1)), mode=mode)
+    h, w = up.shape[1:]
+    out = np.zeros((weight.shape[0], h, w), np.float64)
+    for dy in range(3):
+        for dx in range(3):
+            out += np.einsum("oc,chw->ohw", weight[:, :, dy, dx], padded[:, dy : dy + h, dx : dx + w])
+    if bias is not None:
+        out += bias[:, None, None]
+    return out

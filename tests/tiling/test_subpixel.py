@@ -1,0 +1,55 @@
+"""The low-resolution form of nearest 2x upsampling + pad 1 + 3x3 conv (tiling/exact/subpixel.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imgxlate.tiling.exact import subpixel
+
+
+def _phases(low: np.ndarray, w4: np.ndarray, b4: np.ndarray | None) -> np.ndarray:
+    """Edge-pad by 1, 2x2 convolution with the stacked phase kernels, interleave (numpy)."""
+    c, h, w = low.shape
+    lp = np.pad(low.astype(np.float64), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    conv = np.zeros((w4.shape[0], h + 1, w + 1))
+    for a in range(2):
+        for b in range(2):
+            conv += np.einsum("oc,chw->ohw", w4[:, :, a, b], lp[:, a : a + h + 1, b : b + w + 1])
+    if b4 is not None:
+        conv += b4[:, None, None]
+    cout = w4.shape[0] // 4
+    out = np.zeros((cout, 2 * h, 2 * w))
+    for py in (0, 1):
+        for px in (0, 1):
+            k = 2 * py + px
+            out[:, py::2, px::2] = conv[k * cout : (k + 1) * cout, py : py + h, px : px + w]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (2, 3), (5, 4)])
+def test_phases_equal_upsample_pad_conv(mode: str, h: int, w: int) -> None:
+    rng = np.random.default_rng(h * 10 + w)
+    low = rng.normal(size=(3, h, w))
+    weight = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    w4, b4 = subpixel.kernels(weight, bias)
+    assert w4.shape == (16, 3, 2, 2) and b4 is not None and b4.shape == (16,)
+    ref = subpixel.reference(low, weight.astype(np.float64), bias.astype(np.float64), mode)
+    assert np.abs(_phases(low, w4, b4) - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8])
+def test_low_rows_cover_every_output_row(n: int) -> None:
+    """Every output row of a window is computed from low rows inside [r0, r1) (its phase's two rows,
+    with the edge row standing in at the true border)."""
+    for o0 in range(2 * n):
+        for o1 in range(o0 + 1, 2 * n + 1):
+            r0, r1 = subpixel.low_rows(o0, o1, n)
+            assert 0 <= r0 < r1 <= n
+            for o in range(o0, o1):
+                i, p = divmod(o, 2)
+                reads = (i - 1, i) if p == 0 else (i, i + 1)
+                for r in reads:  # inside the window, or past the true border (the edge pad's row)
+                    assert r0 <= r < r1 or r in (-1, n)
