@@ -27,8 +27,11 @@ WHOLE_MAPS = 8.0
 # at 1/16 of the pixels) or one 1/2-resolution map and one bottleneck map: 0.75 either way.
 KEPT_MAPS = 0.75
 # One tile's working set, in ngf maps of the tile's pixels (input window, conv output, prologue and
-# epilogue buffers inside the runtime, allocator slack).
-TILE_MAPS = 12.0
+# epilogue buffers in the runtime's shared arena, allocator slack). Measured with the fused segment
+# graphs (bundled ngf 24, 12 MP, float16 store): peak RSS 947 MiB at tile 616 and 1249 MiB at tile
+# 1024, i.e. ~450 bytes = 4.7 maps per tile pixel; 6 keeps a margin (it was 12 before the segments
+# were fused and shared one arena).
+TILE_MAPS = 6.0
 # Runtime, Python, sessions: what a tiled run needs before any image memory.
 BASE_BYTES = 300 << 20
 TILE_SHARE = 0.35
