@@ -168,7 +168,6 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def tiler_u8(args: argparse.Namespace) -> None:
-    import tempfile
 
     from PIL import Image
 
@@ -184,7 +183,7 @@ def tiler_u8(args: argparse.Namespace) -> None:
         rgb = np.asarray(im.convert("RGB"))
     h, w = rgb.shape[:2]
     choice = choose_tiling(h, w, ngf=ngf)
-    store = MapStore("float32", spill_dir=tempfile.gettempdir()) if choice.store == "spill" else MapStore(choice.store)
+    store = MapStore.for_choice(choice.store)
     out = np.empty_like(rgb)
 
     def sink(region: tuple[int, int, int, int], y: np.ndarray) -> None:

@@ -158,12 +158,7 @@ class Translator:
     def _store(self, height: int, width: int) -> Any:
         from imgxlate.tiling.exact import MapStore
 
-        kind = self.tiling_choice(height, width).store
-        if kind == "spill":
-            import tempfile
-
-            return MapStore("float32", spill_dir=tempfile.gettempdir())
-        return MapStore(kind)
+        return MapStore.for_choice(self.tiling_choice(height, width).store)
 
     def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
         """(3, H, W) -> (3, H, W) with the exact (graph-cut) tiler or the overlap-blend tiler."""

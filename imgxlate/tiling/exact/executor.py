@@ -123,6 +123,15 @@ class MapStore:
         self._mmaps: dict[str, mmap.mmap] = {}
         self._free: list[np.ndarray] = []  # dropped RAM buffers (flat), kept for reuse
 
+    @classmethod
+    def for_choice(cls, kind: str) -> MapStore:
+        """The store for a :class:`imgxlate.tiling.auto.TilingChoice` ``store``: "float32",
+        "float16" or "spill" (float16 in an unlinked file in the temporary folder: half the disk
+        traffic of float32, and the same precision as the float16 RAM store)."""
+        if kind == "spill":
+            return cls("float16", spill_dir=tempfile.gettempdir())
+        return cls(kind)
+
     def create(self, name: str, shape: tuple[int, ...]) -> None:
         if self.spill_dir is None:
             count = int(np.prod(shape))
@@ -515,9 +524,15 @@ class Executor:
             for job in plan.jobs:
                 moments = _Moments()
                 final = job.target == g.output_name
+                row: int | None = None
                 for regions in job.tiles:
-                    y = self._tile(job, regions, source, store, norm, moments)
                     reg = regions[job.target]
+                    if reg[0] != row:
+                        # Spilled pages go back once per row of tiles: a page holds whole map rows,
+                        # so every tile of a row touches it (per tile: 3.8 M faults at 12 MP).
+                        store.release()
+                        row = reg[0]
+                    y = self._tile(job, regions, source, store, norm, moments)
                     if final:
                         y0, y1, x0, x1 = reg[0], min(reg[1], h), reg[2], min(reg[3], w)
                         if y1 > y0 and x1 > x0:
@@ -533,12 +548,12 @@ class Executor:
                         if job.target not in store.maps:
                             store.create(job.target, (1, y.shape[1], *plan.sizes[job.target]))
                         store.write(job.target, reg, y)
-                    store.release()
                     done += 1
                     if progress is not None:
                         progress(done, total)
                 if job.norm is not None:
                     norm[job.norm.norm_index] = self._norm_params(job.norm, moments, stats_hook)
+                store.release()
                 for t in job.drop_after:
                     store.drop(t)
                 self.runners.release()
