@@ -263,10 +263,10 @@ def test_whole_run_out_of_memory_is_retried_in_exact_tiles(
 
 def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
     t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
-    rgb = rand_rgb(560, 520, 10)
+    rgb = rand_rgb(800, 760, 10)  # over one tile at 256M (696 px with the tiny model)
     whole = t.translate_rgb(rgb, tile=0)
     t.max_memory = 256 << 20
-    assert 0 < t.auto_tile(560, 520) < 560
+    assert 0 < t.auto_tile(800, 760) < 760
     seen: list[tuple[int, int]] = []
     t.tile_progress = lambda done, total: seen.append((done, total))
     out = t.translate_rgb(rgb)
