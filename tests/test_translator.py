@@ -270,5 +270,9 @@ def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
     seen: list[tuple[int, int]] = []
     t.tile_progress = lambda done, total: seen.append((done, total))
     out = t.translate_rgb(rgb)
-    np.testing.assert_allclose(out, whole, atol=2e-4)
+    # 256M: the kept maps are spilled to a file in float16; a random tiny generator amplifies its
+    # rounding to ~1.5 levels at most, rarely (the bundled model: 0.26 of a level, docs/tiling.md)
+    assert t.tiling_choice(800, 760).store == "spill"
+    err = np.abs(out - whole)
+    assert float(err.max()) < 8e-3 and 10 * np.log10(1 / float(np.mean(err**2))) > 60  # dB over [0, 1]
     assert seen and seen[-1][0] == seen[-1][1] > 1

