@@ -2,18 +2,22 @@
 
 Every convolution segment runs as one small ONNX graph (built here from the generator's weights with
 ``pads = 0``) on the runner the caller's factory makes (ONNX Runtime or OpenVINO, see
-:mod:`imgxlate.engine`): prologue (norm with this image's statistics, activation), zero padding at the
-true border (pads fed per tile), the convolution, the epilogue (norm, activation, skip Add) and, for a
-stats job's target, the per-channel mean and sum of squared deviations. Per tile, numpy only slices
-input windows, pads reflectively at the true border, upsamples (nearest) and copies into stored maps.
+:mod:`imgxlate.engine`): the cast of float16 stored maps, the prologue (norm with this image's
+statistics, activation) on the smallest tensor, nearest upsampling and reflect/edge padding with their
+crops (amounts fed per tile; an upsampling 3x3 conv runs at low resolution, :mod:`.subpixel`), zero
+padding at the true border, the convolution, the epilogue (norm, activation, skip Add), for a stats
+job's target the per-channel mean and sum of squared deviations, and the cast to float16 for a float16
+store. Elementwise groups (a residual block's norm + skip Add) are one graph too. Per tile, numpy only
+slices input windows and copies results into stored maps; which graph a tile needs is its
+:class:`Variant` (interior tiles pad and crop nothing).
 
 Statistics: every tile gives (count, mean, M2) per channel (float32 inside the runtime over one
 tile); tiles are combined in float64 with Chan's parallel formula, so the variance keeps its
 precision when |mean| >> std.
 
 Stored maps live in a :class:`MapStore`: float32 in RAM (exact), float16 in RAM (half the memory) or
-spilled to a file (``spill_dir``: the pages are handed back to the kernel after every tile, so they
-do not count in the process's resident memory).
+spilled to a file (``spill_dir``: the pages are handed back to the kernel after every row of tiles,
+so they do not count in the process's resident memory).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ Inside a job the ops become **segments**, each one runtime call or one numpy op:
 the elementwise ops that follow it (norm with given statistics, activation, skip Add: the
 *epilogue*), the elementwise ops before it (the *prologue*, moved past reflect padding and nearest
 upsampling, with which they commute) and, when its output is the stats job's target, the per-channel
-sums. What stays in numpy per tile is slicing the input window, padding at the true image border,
-nearest upsampling and copying into stored maps.
+sums; the pads and nearest upsamplings between them run in the same graph (``Segment.pre``). Runs of
+elementwise ops without a convolution become one ``group`` segment.
 """
 
 from __future__ import annotations
