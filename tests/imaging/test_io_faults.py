@@ -48,8 +48,20 @@ def test_every_format_on_a_nearly_full_tmpfs(tmp_path: Path, suffix: str) -> Non
             assert not target.exists()
             assert not [p for p in small.iterdir() if p.name.startswith(TEMP_PREFIX)]
             (small / "filler").unlink()
-        write_image(small / f"out{suffix}", rgb, like)  # with room it is written, byte for byte
-        assert (small / f"out{suffix}").read_bytes() == ref.read_bytes()
+        write_image(small / f"out{suffix}", rgb, like)  # with room it is written in full
+        got, want = (small / f"out{suffix}").read_bytes(), ref.read_bytes()
+        assert len(got) == len(want)
+        if suffix == ".tif":
+            # libtiff leaves the byte that word-aligns the IFD after an odd-sized last strip
+            # uninitialised (seen once in ~10 runs: 0xef vs 0x6a right after the strip data);
+            # every other byte must be equal.
+            from PIL import Image
+
+            with Image.open(ref) as im:
+                pad = max(o + n for o, n in zip(im.tag_v2[273], im.tag_v2[279]))
+            assert [i for i in range(len(want)) if got[i] != want[i]] in ([], [pad])
+        else:
+            assert got == want
 
 
 # ---------------------------------------------------------------------------------- non-regular files
