@@ -10,7 +10,7 @@ from imgxlate.tiling.exact import subpixel
 
 def _phases(low: np.ndarray, w4: np.ndarray, b4: np.ndarray | None) -> np.ndarray:
     """Edge-pad by 1, 2x2 convolution with the stacked phase kernels, interleave (numpy)."""
-    c, h, w = low.shape
+    _, h, w = low.shape
     lp = np.pad(low.astype(np.float64), ((0, 0), (1, 1), (1, 1)), mode="edge")
     conv = np.zeros((w4.shape[0], h + 1, w + 1))
     for a in range(2):
