@@ -269,8 +269,20 @@ class SegmentRunners:
             extra = {"alpha": op.attrs["alpha"]} if op.op_type == "LeakyRelu" else {}
             nodes.append(helper.make_node(op.op_type, [src], [dst], **extra))
 
+        def binary_node(j: int, op: Op, tensor: Callable[[str], str], dst: str) -> None:
+            """``op`` with its constants as initializers; ``tensor(name)`` names each tensor operand."""
+            operands, vi = [], 0
+            for i, c in enumerate(op.consts):
+                if c is not None:
+                    inits.append(numpy_helper.from_array(c, f"c{j}_{i}"))
+                    operands.append(f"c{j}_{i}")
+                else:
+                    operands.append(tensor(op.inputs[vi]))
+                    vi += 1
+            nodes.append(helper.make_node(op.op_type, operands, [dst]))
+
         if seg.group:
-            cur = self._group_nodes(seg, v, tensor_feed, norm_nodes, unary_node, nodes, inits)
+            cur = self._group_nodes(seg, v, tensor_feed, norm_nodes, unary_node, binary_node)
             return self._finish(seg, v, cur, nodes, feeds, inits)
         cur = tensor_feed("x", v.x16)
         if v.fused:
@@ -294,17 +306,8 @@ class SegmentRunners:
                 norm_nodes(str(j), op, cur, nxt)
             elif op.kind == "unary":
                 unary_node(op, cur, nxt)
-            else:  # binary
-                operands, vi = [], 0
-                for i, c in enumerate(op.consts):
-                    if c is not None:
-                        inits.append(numpy_helper.from_array(c, f"c{j}_{i}"))
-                        operands.append(f"c{j}_{i}")
-                        continue
-                    t = op.inputs[vi]
-                    vi += 1
-                    operands.append(cur if t == prev_out else tensor_feed(f"e{j}", j in v.e16))
-                nodes.append(helper.make_node(op.op_type, operands, [nxt]))
+            else:  # binary: the chain's running value, or a fed operand (a skip Add's stored map)
+                binary_node(j, op, lambda t, j=j, c=cur, p=prev_out: c if t == p else tensor_feed(f"e{j}", j in v.e16), nxt)
             cur, prev_out = nxt, op.output
         return self._finish(seg, v, cur, nodes, feeds, inits)
 
@@ -387,11 +390,9 @@ class SegmentRunners:
     @staticmethod
     def _group_nodes(
         seg: Segment, v: Variant, tensor_feed: Callable[[str, bool], str], norm_nodes: Callable[..., None],
-        unary_node: Callable[..., None], nodes: list[Any], inits: list[Any],
+        unary_node: Callable[..., None], binary_node: Callable[..., None],
     ) -> str:
         """An elementwise group: the external inputs are fed as ``e0, e1, ...`` (``v.e16``: float16)."""
-        from onnx import helper, numpy_helper
-
         names = {t: tensor_feed(f"e{k}", k in v.e16) for k, t in enumerate(seg.inputs)}
         for j, op in enumerate(seg.group):
             dst = f"g{j}"
@@ -399,16 +400,8 @@ class SegmentRunners:
                 norm_nodes(f"g{j}", op, names[op.inputs[0]], dst)
             elif op.kind == "unary":
                 unary_node(op, names[op.inputs[0]], dst)
-            else:  # binary
-                operands, vi = [], 0
-                for i, c in enumerate(op.consts):
-                    if c is not None:
-                        inits.append(numpy_helper.from_array(c, f"c{j}_{i}"))
-                        operands.append(f"c{j}_{i}")
-                    else:
-                        operands.append(names[op.inputs[vi]])
-                        vi += 1
-                nodes.append(helper.make_node(op.op_type, operands, [dst]))
+            else:
+                binary_node(j, op, names.__getitem__, dst)
             names[op.output] = dst
         return names[seg.group[-1].output]
 
