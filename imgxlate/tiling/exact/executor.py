@@ -693,13 +693,8 @@ class Executor:
                 self._feed_norm(feed, str(j), op, norm)
             elif op.kind == "binary":
                 for t in op.inputs:
-                    if t != prev:
-                        operand = _crop(values[t], oy0, oy1, ox0, ox1)
-                        if operand.dtype == np.float16:
-                            e16.append(j)
-                            feed[f"e{j}"] = np.ascontiguousarray(operand)
-                        else:
-                            feed[f"e{j}"] = np.ascontiguousarray(operand, dtype=np.float32)
+                    if t != prev and _feed_map(feed, f"e{j}", _crop(values[t], oy0, oy1, ox0, ox1)):
+                        e16.append(j)
             prev = op.output
         if e16:
             variant = dataclasses.replace(variant, e16=tuple(e16))
@@ -728,12 +723,8 @@ class Executor:
         feed: dict[str, np.ndarray] = {}
         e16: list[int] = []
         for k, t in enumerate(seg.inputs):
-            window = _crop(values[t], y0, y1, x0, x1)
-            if window.dtype == np.float16:
+            if _feed_map(feed, f"e{k}", _crop(values[t], y0, y1, x0, x1)):
                 e16.append(k)
-                feed[f"e{k}"] = np.ascontiguousarray(window)
-            else:
-                feed[f"e{k}"] = np.ascontiguousarray(window, dtype=np.float32)
         for j, op in enumerate(seg.group):
             if op.kind == "norm":
                 self._feed_norm(feed, f"g{j}", op, norm)
@@ -871,6 +862,14 @@ class Executor:
             widths = ((0, 0), (0, 0), (a, b), (c, e))
             x = np.pad(x, widths, mode=mode, constant_values=value) if mode == "constant" else np.pad(x, widths, mode=mode)
         return x[:, :, y0 - sy : y1 - sy, x0 - sx : x1 - sx]
+
+
+def _feed_map(feed: dict[str, np.ndarray], name: str, window: np.ndarray) -> bool:
+    """Feed a map window as it is stored (float16 stays float16: the graph casts it), anything else
+    as float32; True when it went in as float16."""
+    half = window.dtype == np.float16
+    feed[name] = np.ascontiguousarray(window, dtype=None if half else np.float32)
+    return half
 
 
 def _crop(v: tuple[np.ndarray, int, int], r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
