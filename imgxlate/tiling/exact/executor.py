@@ -643,8 +643,7 @@ class Executor:
             variant = Variant(False, emit, out16=out16)
         elif (low := self._subpixel_window(seg, (oy0, oy1, ox0, ox1), values)) is not None:
             x, (r0, c0) = low
-            x16 = x.dtype == np.float16
-            feed["x"] = np.ascontiguousarray(x, dtype=None if x16 else np.float32)
+            x16 = _feed_map(feed, "x", x)
             # the phases cover output rows [2 r0, 2 r1): crop to the tile
             feed["st_sp"] = np.array([oy0 - 2 * r0, ox0 - 2 * c0], np.int64)
             feed["en_sp"] = np.array([oy1 - 2 * r0, ox1 - 2 * c0], np.int64)
@@ -665,8 +664,7 @@ class Executor:
             pre = self._fused_pre(seg, regions, values, (u0, u1, v0, v1), feed) if exact else None
             if pre is not None:
                 x = pre[0]
-                x16 = x.dtype == np.float16
-                feed["x"] = np.ascontiguousarray(x, dtype=None if x16 else np.float32)
+                x16 = _feed_map(feed, "x", x)
                 conv_pad = bool(a or b or c or e)
                 if conv_pad:
                     feed["pads"] = np.array([0, 0, a, c, 0, 0, b, e], np.int64)
