@@ -203,25 +203,29 @@ def test_sigint_during_startup_has_no_traceback(tiny_pair: Path, tmp_path: Path)
     args = ["convert", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", str(tiny_pair),
             "--device", "cpu", "--overwrite"]
     in_main = re.compile(r"imgxlate[/\\]cli[/\\]__init__\.py\", line \d+, in main")
-    # One full run first: in a fresh environment (CI) the first start compiles every module's bytecode,
-    # which moves the whole start-up past the delays below (seen: 1 of 8 landing in main()).
+    # One full run first: in a fresh checkout the first starts also compile bytecode and read cold files.
     assert run_cli(tmp_path, *args).returncode == 0
     ours = 0
-    for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5):
-        rc, err = _interrupt_at(tmp_path, delay, args)
-        if "Traceback" in err or "Fatal Python error" in err:
-            assert not in_main.search(err), (delay, err)
-            continue
-        # Once main() runs, imgxlate's handler exits 130; a run that already finished exits 0, or dies
-        # of the signal when it lands during interpreter shutdown (Python restores the default handler
-        # there): the work is complete on disk by then, which the summary line says.
-        # Ending by the signal itself reads as 130 in a shell too (128 + SIGINT); it is accepted when the
-        # work was complete or the run said it was interrupted, never with a traceback (checked above).
-        finished = "converted 1, skipped 0, failed 0" in err
-        assert rc in (130, 0) or (rc == -signal.SIGINT and (finished or "interrupted" in err)), (delay, rc, err)
-        ours += rc == 130
-        if rc == 130:
-            assert "interrupted" in err
+    # Where start-up ends moves with the machine's load (CI: other jobs), so the sweep is repeated
+    # (up to 3 times) until at least two signals have landed inside main().
+    for _ in range(3):
+        for delay in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5):
+            rc, err = _interrupt_at(tmp_path, delay, args)
+            if "Traceback" in err or "Fatal Python error" in err:
+                assert not in_main.search(err), (delay, err)
+                continue
+            # Once main() runs, imgxlate's handler exits 130; a run that already finished exits 0, or
+            # dies of the signal when it lands during interpreter shutdown (Python restores the default
+            # handler there): the work is complete on disk by then, which the summary line says.
+            # Ending by the signal itself reads as 130 in a shell too (128 + SIGINT); it is accepted
+            # when the work was complete or the run said it was interrupted, never with a traceback.
+            finished = "converted 1, skipped 0, failed 0" in err
+            assert rc in (130, 0) or (rc == -signal.SIGINT and (finished or "interrupted" in err)), (delay, rc, err)
+            ours += rc == 130
+            if rc == 130:
+                assert "interrupted" in err
+        if ours >= 2:
+            break
     assert ours >= 2, "too few signals landed while imgxlate was starting; the machine is unusually slow"
 
 
