@@ -363,7 +363,6 @@ class Executor:
         oy0, oy1, ox0, ox1 = regions[head.output]
         n_in = self._sizes[head.inputs[0]]
         feed: dict[str, np.ndarray] = {}
-        variant: Variant | None = None
         if head.kind == "convT":
             i0, i1 = need(head, 0, oy0, oy1, n_in[0])
             j0, j1 = need(head, 1, ox0, ox1, n_in[1])
@@ -376,9 +375,6 @@ class Executor:
             feed["st_sp"] = np.array([oy0 - 2 * r0, ox0 - 2 * c0], np.int64)
             feed["en_sp"] = np.array([oy1 - 2 * r0, ox1 - 2 * c0], np.int64)
             variant = Variant(True, emit, x16=x16, out16=out16, subpixel=True)
-            for j, op in enumerate(seg.prologue):
-                if op.kind == "norm":
-                    self._feed_norm(feed, f"p{j}", op, norm)
         else:
             windows = [
                 (o0 * head.s[ax], (o1 - 1) * head.s[ax] + head.d[ax] * (head.k[ax] - 1) + 1)
@@ -397,9 +393,6 @@ class Executor:
                 if conv_pad:
                     feed["pads"] = np.array([0, 0, a, c, 0, 0, b, e], np.int64)
                 variant = Variant(True, emit, pre[1], conv_pad, x16, out16=out16)
-                for j, op in enumerate(seg.prologue):
-                    if op.kind == "norm":
-                        self._feed_norm(feed, f"p{j}", op, norm)
             else:  # numpy does the pre ops, the prologue and the zero padding
                 x = values[seg.source]
                 for op in seg.pre:
@@ -412,6 +405,10 @@ class Executor:
                     raw = np.pad(raw, ((0, 0), (0, 0), (a, b), (c, e)))
                 feed["x"] = np.ascontiguousarray(raw[:, :, q0 - sy : q1 - sy, r0 - sx : r1 - sx], dtype=np.float32)
                 variant = Variant(False, emit, out16=out16)
+        if variant.fused:  # the prologue's norms run inside the graph: their statistics are fed
+            for j, op in enumerate(seg.prologue):
+                if op.kind == "norm":
+                    self._feed_norm(feed, f"p{j}", op, norm)
         prev = head.output
         e16: list[int] = []
         for j, op in enumerate(seg.chain):

@@ -160,7 +160,7 @@ class SegmentRunners:
 
         i64 = TensorProto.INT64
         head = seg.head
-        if v.fused and v.pre:
+        if v.pre:  # only fused variants have pre flags
             inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw"))
         for j, (op, (padded, cropped)) in enumerate(zip(seg.pre, v.pre)):
             if op.kind == "resize":
