@@ -155,6 +155,13 @@ class TrainConfig:
     epochs: int = option(100, "Epochs at constant learning rate.", P_OPT)
     epochs_decay: int = option(100, "Epochs of linear decay to 0.", P_OPT)
     max_steps: int = option(0, "Stop after this many steps (0 = the whole schedule).", P_OPT)
+    init_from: str = option(
+        "",
+        "Fine-tune: start from the networks of this checkpoint (a .pt file or a run folder) with fresh "
+        "optimisers and this run's schedule. The network settings must match it.",
+        P_OPT,
+        metavar="RUN",
+    )
     seed: int = option(0, "Random seed (weights, data order, pools, patch sampling).", P_OPT)
     # speed
     device: str = option("auto", "auto: CUDA when available, else the CPU.", P_SPEED, choices=DEVICES)
@@ -232,6 +239,14 @@ class TrainConfig:
 
     def discriminator_config(self) -> dict[str, Any]:
         return {"ndf": self.ndf, "n_layers": self.n_layers_d}
+
+    def network_settings(self) -> dict[str, Any]:
+        """Every setting that shapes a checkpointed network: two runs can share weights (``--init-from``)
+        exactly when these agree."""
+        nets = {"method": self.method, **self.generator_config(), **self.discriminator_config()}
+        if self.one_sided:
+            nets.update(directions=self.directions(), nce_dim=self.nce_dim)
+        return nets
 
     def resolved_names(self) -> tuple[str, str]:
         """Domain names: the explicit ones, else the folder names (``horses/`` -> ``horses``)."""

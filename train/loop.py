@@ -117,6 +117,24 @@ def resolve_settings(
     return cfg, ckpt
 
 
+def initial_weights(cfg: TrainConfig) -> dict[str, Any] | None:
+    """``--init-from``: the networks of another run's checkpoint, checked against this run's network
+    settings (a mismatch is a usage error naming the settings), or None when not fine-tuning."""
+    if not cfg.init_from:
+        return None
+    src = load_checkpoint(cfg.init_from)
+    theirs = TrainConfig.from_dict(src["config"]).apply_method_defaults().network_settings()
+    ours = cfg.network_settings()
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        told = ", ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
+        raise UsageError(
+            f"--init-from {src['path']}: its networks differ ({told}); pass the same network settings "
+            "(--ngf, --n-blocks, --upsample, --down-padding, --ndf, --n-layers-d, --method)"
+        )
+    return src["models"]
+
+
 def train(
     cfg: TrainConfig | None = None,
     resume: str | os.PathLike[str] | None = None,
@@ -242,6 +260,7 @@ def _train(
     if ckpt is not None:
         spe = int(ckpt["steps_per_epoch"])  # the schedule is fixed at the start of the run
     total = total_steps(cfg, spe)
+    init_weights = initial_weights(cfg) if ckpt is None else None
     prepare_run_folder(out, rt.is_main)
 
     # the trainer, restored when resuming
@@ -256,6 +275,10 @@ def _train(
         command = ckpt.get("facts", {}).get("command", command)
         log.info("resuming %s at step %d of %d", ckpt["path"], start, total)
     else:
+        if init_weights is not None:
+            for name, net in trainer.nets.items():
+                net.load_state_dict(init_weights[name])
+            log.info("fine-tuning from the networks of %s", cfg.init_from)
         directions = " and ".join(cfg.directions()) if cfg.method != "cyclegan" else "both directions"
         log.info(
             "training %s (%s) %s (%d images) <-> %s (%d images): %d steps (%d per epoch, batch %d x %d "

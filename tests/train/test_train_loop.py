@@ -117,3 +117,31 @@ def test_sigkill_leaves_a_loadable_checkpoint(folders: tuple[Path, Path], tmp_pa
     result = train(resume=run, overrides={"max_steps": state["step"] + 2})
     assert result.steps == state["step"] + 2
     assert not list((run / "checkpoints").glob(".imgxlate-tmp-*"))
+
+
+def test_init_from_starts_from_the_networks_with_a_fresh_schedule(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train(tiny_config(*folders, tmp_path / "base", max_steps=3, epochs=0, epochs_decay=1))
+    base = load_checkpoint(tmp_path / "base")
+    # max_steps 0 with no epochs to run trains nothing: the fine-tuned run's first checkpoint is its start
+    tuned = train(
+        tiny_config(*folders, tmp_path / "tuned", init_from=str(tmp_path / "base"), max_steps=2, lr=1e-3),
+        stop_after=0,
+    )
+    assert tuned.steps == 0
+    start = load_checkpoint(tmp_path / "tuned")
+    for net in base["models"]:
+        for name, value in base["models"][net].items():
+            assert torch.equal(start["models"][net][name], value), (net, name)
+    # its own schedule and optimisers: step 0, the new learning rate, no Adam moments carried over
+    assert start["step"] == 0
+    assert start["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    assert start["optimizers"]["G"]["state"] == {}
+    assert start["config"]["init_from"] == str(tmp_path / "base")
+
+    # different networks: a usage error naming the setting, before anything is written
+    with pytest.raises(Exception, match="ngf 8 there, 12 here") as err:
+        train(tiny_config(*folders, tmp_path / "wide", init_from=str(tmp_path / "base"), ngf=12))
+    assert type(err.value).__name__ == "UsageError"
+    assert not (tmp_path / "wide").exists()
