@@ -405,10 +405,13 @@ def _infer_group(
     t0 = time.perf_counter()
     try:
         if len(group) == 1:
-            outs = [translator.translate_rgb(first.extra["image"].rgb, tile=tile, tile_overlap=tile_overlap,
-                                             tiling=tiling)]
+            from imgxlate.imaging.encode import result_dtype
+
+            image = first.extra["image"]
+            outs = [translator.translate_rgb(image.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling,
+                                             dtype=result_dtype(image))]
         else:
-            outs = translator.translate_rgb_batch([it.extra["image"].rgb for it in group])
+            outs = translator.translate_rgb_batch([it.extra["image"].pixels for it in group])
     except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the batch
         for it in group:
             it.extra.clear()

@@ -71,9 +71,12 @@ class Translate:
         row["provider"] = self.translator.provider
         if row["status"] != PENDING:
             return row
+        from imgxlate.imaging.encode import result_dtype
+
         t0 = time.perf_counter()
         try:
-            row["output"] = self.translator.translate_rgb(row["image"].rgb, **self.options)
+            image = row["image"]
+            row["output"] = self.translator.translate_rgb(image.pixels, dtype=result_dtype(image), **self.options)
         except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the job
             return _failed(row, exc)
         row["seconds"] += time.perf_counter() - t0

@@ -45,6 +45,22 @@ def quantize(x: np.ndarray, bit_depth: int) -> np.ndarray:
     return y.astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
+def to_pixels(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """Decoded samples -> what a decoded image holds, and the bit depth they stand for: 8-bit samples
+    stay uint8 (a quarter of float32: 288 MB instead of 1.15 GB for a 96 MP RGB image), everything
+    else becomes float32 in [0, 1] (:func:`_to_unit`)."""
+    if samples.dtype == np.uint8:
+        return samples, 8
+    return _to_unit(samples)
+
+
+def unit_float(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 / 255 (exactly :func:`_to_unit`'s), float unchanged."""
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255.0)
+    return np.asarray(pixels, dtype=np.float32)
+
+
 def _to_unit(arr: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer or float samples -> float32 [0, 1] and the bit depth they stand for."""
     if arr.dtype == np.uint8:

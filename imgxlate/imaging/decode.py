@@ -1,4 +1,4 @@
-"""Decoding: image files and in-memory images to :class:`DecodedImage` (float32 sRGB, upright).
+"""Decoding: image files and in-memory images to :class:`DecodedImage` (sRGB pixels, upright).
 
 :func:`read_image` (a path; refuses images over ``max_pixels`` from their header),
 :func:`from_array` (an ndarray or a PIL image) and :func:`to_array` (a model result back to the
@@ -26,7 +26,16 @@ from imgxlate.errors import ImageReadError, ImageWriteError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
-from imgxlate.imaging.color import _apply_icc, _fix_cmyk_polarity, _to_unit, _unit_clip, luminance, quantize
+from imgxlate.imaging.color import (
+    _apply_icc,
+    _fix_cmyk_polarity,
+    _to_unit,
+    _unit_clip,
+    luminance,
+    quantize,
+    to_pixels,
+    unit_float,
+)
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
 from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, sniff_format
 
@@ -42,13 +51,16 @@ _pil_lock = threading.Lock()
 class DecodedImage:
     """A decoded image in the model's terms plus what the writer needs to give the result back.
 
+    ``pixels`` is (H, W, 3) sRGB: uint8 when the file held 8-bit samples that needed no colour
+    conversion (the common photo: a quarter of the memory of floats), else float32 in [0, 1]. ``rgb``
+    is the same as float32 in [0, 1], made on each access.
     ``icc_profile`` is the profile to embed in the output (see the module's ICC policy); ``exif`` is
     ``b"Exif\\0\\0"`` + the TIFF-structured EXIF with Orientation reset to 1. ``source`` is the file it
     was read from (the writer refuses to overwrite it); ``array_dtype`` the dtype given to
     :func:`from_array` when it was a float array (so :func:`to_array` gives floats back).
     """
 
-    rgb: np.ndarray
+    pixels: np.ndarray
     alpha: np.ndarray | None
     bit_depth: int
     grayscale: bool
@@ -59,12 +71,17 @@ class DecodedImage:
     array_dtype: str | None = None
 
     @property
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 1] (a new array when ``pixels`` is uint8)."""
+        return unit_float(self.pixels)
+
+    @property
     def height(self) -> int:
-        return int(self.rgb.shape[0])
+        return int(self.pixels.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.rgb.shape[1])
+        return int(self.pixels.shape[1])
 
 
 def _read_error(path: Path | str, why: str) -> ImageReadError:
@@ -226,7 +243,9 @@ def _pil_to_arrays(im: PILImage.Image, path: Path | str) -> tuple[np.ndarray, np
     if mode in ("RGBA", "RGBa") or (mode == "RGB" and has_trns):
         rgba = np.asarray(im.convert("RGBA"))
         return rgba[..., :3], rgba[..., 3], 8, False
-    if mode in ("RGB", "RGBX", "YCbCr", "HSV", "CMYK"):
+    if mode == "RGB":
+        return np.asarray(im), None, 8, False  # no convert(): it would copy a 12-50 MP image once more
+    if mode in ("RGBX", "YCbCr", "HSV", "CMYK"):
         return np.asarray(im.convert("RGB")), None, 8, False
     if mode == "LAB":
         from PIL import ImageCms
@@ -376,7 +395,7 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
             raise _not_an_image(path, data) from None
         _check_pixels(path, arr.shape[1], arr.shape[0], max_pixels)
         samples, alpha, gray = _split_cv2(arr, False)
-        rgb, depth = _to_unit(samples)
+        rgb, depth = to_pixels(samples)
         alpha_f = _to_unit(alpha)[0] if alpha is not None else None
         fmt = "TIFF" if data[:4] in (b"II*\x00", b"MM\x00*") else ""
         return _finish(rgb, alpha_f, depth, gray, fmt, None, None, path)
@@ -420,7 +439,7 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
     if converted is not None:
         rgb, depth = converted, (16 if samples.dtype != np.uint8 else 8)
     else:
-        rgb, depth = _to_unit(samples)
+        rgb, depth = to_pixels(samples)
     alpha_f = _to_unit(alpha)[0] if alpha is not None else None
     rgb = apply_orientation(rgb, orientation)
     alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
@@ -439,7 +458,7 @@ def _finish(
 ) -> DecodedImage:
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
-    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8 if rgb.dtype == np.uint8 else np.float32)
     if alpha is not None:
         alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     source = Path(path) if isinstance(path, (str, os.PathLike)) else None
@@ -468,6 +487,8 @@ def read_rgb8(
     trainer as the same pixels the translator gets.
     """
     decoded = read_image(path, max_pixels=max_pixels)
+    if decoded.alpha is None and decoded.pixels.dtype == np.uint8:
+        return decoded.pixels
     rgb = decoded.rgb
     if decoded.alpha is not None:
         a = decoded.alpha[..., None]
@@ -517,7 +538,7 @@ def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:
         samples, alpha, gray = arr[..., 0], arr[..., 1], True
     else:
         samples, alpha, gray = arr[..., :3], (arr[..., 3] if arr.shape[2] == 4 else None), False
-    rgb, depth = _to_unit(samples)
+    rgb, depth = to_pixels(samples)
     if kind == np.bool_ or (not float_in and arr.dtype == np.uint8):
         depth = 8
     alpha_f = _to_unit(alpha)[0] if alpha is not None else None
@@ -534,7 +555,7 @@ def _decode_pil_object(im: PILImage.Image) -> DecodedImage:
     cmyk = im.mode == "CMYK"
     pil_rgb = (im if cmyk or im.mode == "RGB" else im.convert("RGB")) if icc and not grayscale else None
     converted, out_icc = _apply_icc(samples, grayscale, icc, pil_rgb, cmyk)
-    rgb, depth = (converted, 8) if converted is not None else _to_unit(samples)
+    rgb, depth = (converted, 8) if converted is not None else to_pixels(samples)
     if samples.dtype != np.uint8:
         depth = 16
     try:
@@ -548,12 +569,13 @@ def _decode_pil_object(im: PILImage.Image) -> DecodedImage:
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+    """A result to write: (H, W, 3) uint8 as it is, anything else as float32 (in [0, 1])."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageWriteError(
-            f"the result to write has shape {rgb.shape}; expected (H, W, 3) float in [0, 1]"
+            f"the result to write has shape {rgb.shape}; expected (H, W, 3) float in [0, 1] or uint8"
         )
-    return rgb.astype(np.float32, copy=False)
+    return rgb if rgb.dtype == np.uint8 else rgb.astype(np.float32, copy=False)
 
 
 def _fit_alpha(alpha: np.ndarray | None, height: int, width: int) -> np.ndarray | None:
@@ -572,7 +594,7 @@ def to_array(rgb: np.ndarray, like: DecodedImage) -> np.ndarray:
     uint8 or uint16 by ``like.bit_depth`` (float32 when :func:`from_array` got floats); (H, W) gray when
     the input was gray; the input's alpha re-attached as the last channel ((H, W, 2) or (H, W, 4)).
     """
-    rgb = _check_rgb(rgb)
+    rgb = unit_float(_check_rgb(rgb))
     h, w = rgb.shape[:2]
     alpha = _fit_alpha(like.alpha, h, w)
     color = luminance(rgb) if like.grayscale else rgb

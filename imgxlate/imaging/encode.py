@@ -22,7 +22,7 @@ from imgxlate.errors import DiskFullError, ImageWriteError, UsageError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
-from imgxlate.imaging.color import _icc_space, luminance, quantize
+from imgxlate.imaging.color import _icc_space, luminance, quantize, unit_float
 from imgxlate.imaging.decode import DecodedImage, _check_rgb, _fit_alpha
 from imgxlate.imaging.exif import _EXIF_HEADER
 from imgxlate.imaging.formats import _FMT_TO_PIL, _MAX_SIDE, _SUFFIX_TO_PIL, _pil, normalize_format
@@ -174,10 +174,22 @@ def _pil_encode(im: PILImage.Image, pil_fmt: str, options: dict[str, Any]) -> me
     return buf.getbuffer()
 
 
+def result_dtype(like: DecodedImage) -> Any:
+    """What a translation of ``like`` can be held in without changing what :func:`write_image` writes:
+    uint8 for 8-bit colour images without alpha (their samples are the rounded result itself), else
+    float32 (16-bit output, gray made from the colour result, alpha compositing)."""
+    if like.bit_depth == 8 and not like.grayscale and like.alpha is None:
+        return np.uint8
+    return np.float32
+
+
 def write_image(
     path: str | os.PathLike[str], rgb: np.ndarray, like: DecodedImage, *, fmt: str = "same", quality: int = 95
 ) -> Path:
-    """Write the model's result ``rgb`` ((H, W, 3) float32 [0, 1]) to ``path`` atomically, in ``like``'s kind.
+    """Write the model's result ``rgb`` to ``path`` atomically, in ``like``'s kind.
+
+    ``rgb`` is (H, W, 3) float32 in [0, 1], or uint8 (see :func:`result_dtype`: written as it is when
+    ``like`` is 8-bit colour without alpha, else taken as k / 255).
 
     The format comes from ``path``'s suffix (the caller picked it with :func:`output_suffix`); ``fmt``
     is used only when the suffix names no format. Keeps alpha (PNG, WebP, TIFF; JPEG: composited on
@@ -208,6 +220,9 @@ def write_image(
             pass
     rgb = _check_rgb(rgb)
     h, w = rgb.shape[:2]
+    exact_bytes = rgb.dtype == np.uint8 and result_dtype(like) == np.uint8
+    if rgb.dtype == np.uint8 and not exact_bytes:
+        rgb = unit_float(rgb)
     limit = _MAX_SIDE.get(pil_fmt)
     if limit is not None and max(h, w) > limit:
         raise ImageWriteError(
@@ -226,7 +241,7 @@ def write_image(
         if alpha is None
         else np.concatenate([color[..., None] if color.ndim == 2 else color, alpha[..., None]], axis=-1)
     )
-    q = quantize(samples, depth)
+    q = samples if exact_bytes else quantize(samples, depth)
     out_space = b"GRAY" if gray else b"RGB "
     icc = like.icc_profile if _icc_space(like.icc_profile) == out_space else None
     exif = like.exif

@@ -1,9 +1,9 @@
 """Pixel values <-> model values: the one place that maps images to the generator's value range.
 
-Images are (..., H, W, 3) RGB, either float32 in [0, 1] (decoded stills, :mod:`imgxlate.imaging.decode`)
-or uint8 (video frames). Model tensors are (..., 3, H, W) float32 in ``metadata.input_range`` /
-``metadata.output_range`` (normally [-1, 1]). Outputs are clipped to the image range; uint8 results
-are rounded to nearest.
+Images are (..., H, W, 3) RGB, either uint8 (8-bit stills and video frames) or float32 in [0, 1]
+(other stills, :mod:`imgxlate.imaging.decode`). Model tensors are (..., 3, H, W) float32 in
+``metadata.input_range`` / ``metadata.output_range`` (normally [-1, 1]). Outputs are clipped to the
+image range; uint8 results are rounded to nearest.
 """
 
 from __future__ import annotations
@@ -13,10 +13,18 @@ import numpy as np
 Range = tuple[float, float]
 
 
-def to_model(rgb: np.ndarray, input_range: Range) -> np.ndarray:
-    """(..., H, W, 3) float in [0, 1] -> (..., 3, H, W) float32 in ``input_range`` (contiguous)."""
+def pixel_affine(dtype: np.dtype | type, input_range: Range) -> tuple[float, float]:
+    """(scale, offset) with ``model value = pixel * scale + offset`` for pixels of ``dtype`` (uint8:
+    0..255, float: 0..1); the exact tiler applies it to each window it reads."""
     lo, hi = input_range
-    x = np.asarray(rgb, dtype=np.float32) * np.float32(hi - lo) + np.float32(lo)
+    return ((hi - lo) / 255.0 if np.dtype(dtype) == np.uint8 else hi - lo), lo
+
+
+def to_model(rgb: np.ndarray, input_range: Range) -> np.ndarray:
+    """(..., H, W, 3) uint8 or float in [0, 1] -> (..., 3, H, W) float32 in ``input_range`` (contiguous)."""
+    rgb = np.asarray(rgb)
+    scale, offset = pixel_affine(rgb.dtype, input_range)
+    x = rgb.astype(np.float32) * np.float32(scale) + np.float32(offset)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
@@ -29,9 +37,14 @@ def from_model(y: np.ndarray, output_range: Range) -> np.ndarray:
 
 def uint8_to_model(frames: np.ndarray, input_range: Range) -> np.ndarray:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in ``input_range`` (contiguous)."""
-    lo, hi = input_range
-    x = np.asarray(frames).astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
-    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+    return to_model(np.asarray(frames, dtype=np.uint8), input_range)
+
+
+def from_model_as(y: np.ndarray, output_range: Range, dtype: np.dtype | type) -> np.ndarray:
+    """(..., 3, H, W) in ``output_range`` -> (..., H, W, 3) as float32 [0, 1] or uint8 (``dtype``)."""
+    if np.dtype(dtype) == np.uint8:
+        return model_to_uint8(y, output_range)
+    return from_model(y, output_range)
 
 
 def model_to_uint8(y: np.ndarray, output_range: Range) -> np.ndarray:
