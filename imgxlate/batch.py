@@ -137,6 +137,7 @@ def check_tiling(tile: int | None, tile_overlap: int, tiling: str, multiple: int
 @dataclass
 class _Item:
     plan: PlannedFile
+    nbytes: int = 0  # decoded image (+ result while its write is pending) held for this file
     decode: Future[Any] | None = None
     write: Future[Any] | None = None
     result: FileResult | None = None
@@ -144,6 +145,17 @@ class _Item:
     size: tuple[int, int] = (0, 0)
     extra: dict[str, Any] = field(default_factory=dict)
     reported: bool = False
+
+
+# Decoded images held in the pipeline (read ahead, or translated and waiting for their write) are kept
+# under this many bytes: past it only the next image is read ahead. A folder of 12 MP photos (36 MB
+# each as uint8) keeps the whole lookahead; 96 MP ones (288 MB, or 1.15 GB as float) hold one ahead.
+PREFETCH_BYTES = 512 << 20
+
+
+def _image_bytes(decoded: Any) -> int:
+    alpha = decoded.alpha
+    return int(decoded.pixels.nbytes + (alpha.nbytes if alpha is not None else 0))
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -281,8 +293,27 @@ class BatchRun:
         done: deque[_Item] = deque()  # items whose result is known or being written, in order
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="imgxlate-io")
 
+        largest = 0  # bytes of the largest decoded image so far: what a decode in flight may hold
+
+        def held() -> int:
+            nonlocal largest
+            total = 0
+            for it in decoding:
+                if it.decode is not None and it.decode.done() and it.decode.exception() is None:
+                    it.nbytes = it.nbytes or _image_bytes(it.decode.result()[0])
+                    largest = max(largest, it.nbytes)
+                    total += it.nbytes
+                elif it.decode is not None:
+                    total += largest
+            return total + writing()
+
+        def writing() -> int:
+            return sum(it.nbytes for it in done if it.write is not None and not it.write.done())
+
         def feed() -> None:
             while queue and len(decoding) < lookahead and self._full is None:
+                if decoding and held() >= PREFETCH_BYTES:
+                    break  # the next one is read ahead already; the rest waits for memory to go
                 item = queue.popleft()
                 if item.plan.status == "pending":
                     item.decode = pool.submit(decode, item.plan.src)
@@ -301,7 +332,9 @@ class BatchRun:
 
         def submit_write(item: _Item, out: np.ndarray) -> None:
             done.append(item)  # first: a stop between these lines leaves an item with no write (not written)
-            item.write = pool.submit(self._write, item, out, item.extra.pop("image"))
+            image = item.extra.pop("image")
+            item.nbytes = _image_bytes(image) + int(out.nbytes)
+            item.write = pool.submit(self._write, item, out, image)
 
         try:
             feed()
@@ -322,7 +355,8 @@ class BatchRun:
                         _infer_group(item, decoding, translator, batch_size, self.tile, self.tile_overlap,
                                      self.tiling, feed, submit_write, fail)
                 # Hand back finished results in order; block on the oldest when too much is in flight.
-                while done and (done[0].write is None or done[0].write.done() or len(done) > lookahead):
+                while done and (done[0].write is None or done[0].write.done() or len(done) > lookahead
+                                or writing() > PREFETCH_BYTES):
                     yield finish(done.popleft())
             while done:
                 yield finish(done.popleft())

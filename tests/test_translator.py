@@ -276,3 +276,46 @@ def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
     err = np.abs(out - whole)
     assert float(err.max()) < 8e-3 and 10 * np.log10(1 / float(np.mean(err**2))) > 60  # dB over [0, 1]
     assert seen and seen[-1][0] == seen[-1][1] > 1
+
+
+@pytest.mark.parametrize("budget, most_ahead", [(1, 1), (1 << 30, 3)])
+def test_read_ahead_is_bounded_by_the_bytes_it_holds(
+    tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int, most_ahead: int
+) -> None:
+    """Images decoded ahead of the one being translated: the whole lookahead (workers + batch = 3)
+    while they are small against PREFETCH_BYTES, one when over it."""
+    import threading
+
+    import imgxlate.batch as batch
+    import imgxlate.imaging as imaging
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(np.full((24, 20, 3), 30 * i, np.uint8)).save(src / f"{i}.png")
+    monkeypatch.setattr(batch, "PREFETCH_BYTES", budget)
+    real_read = imaging.read_image
+    lock, decoded, ahead = threading.Lock(), [], []
+
+    def read(path: Path, **kw: object) -> object:
+        out = real_read(path, **kw)
+        with lock:
+            decoded.append(Path(path).name)
+        return out
+
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+    real_translate = t.translate_rgb
+
+    def translate(rgb: np.ndarray, **kw: object) -> np.ndarray:
+        import time
+
+        time.sleep(0.05)  # let the pool read ahead as far as it is allowed to
+        with lock:
+            ahead.append(len(decoded) - len(ahead) - 1)
+        return real_translate(rgb, **kw)
+
+    monkeypatch.setattr(imaging, "read_image", read)
+    monkeypatch.setattr(t, "translate_rgb", translate)
+    results = list(convert_paths([src], tmp_path / "out", translator=t, workers=2, batch_size=1))
+    assert [r.status for r in results] == ["converted"] * 8
+    assert max(ahead) == most_ahead, ahead
