@@ -92,6 +92,21 @@ def test_stored_maps_half_precision_and_spilled(model: tuple[ExactTiler, object]
     assert list(tmp_path.iterdir()) == []  # spill files are unlinked at once
 
 
+def test_a_spilled_row_of_tiles_is_one_contiguous_band(tmp_path: Path) -> None:
+    store = exact.MapStore("float16", spill_dir=tmp_path)
+    store.create("m", (1, 5, 12, 7))
+    value = np.arange(5 * 3 * 7, dtype=np.float16).reshape(1, 5, 3, 7) + 1
+    for x0, x1 in ((0, 3), (3, 7)):  # a row of two tiles: rows 4..6, all channels
+        store.write("m", (4, 7, x0, x1), value[:, :, :, x0:x1])
+    np.testing.assert_array_equal(store.read("m", (4, 7, 0, 7)), value)
+    flat = np.frombuffer(store._mmaps["m"], np.float16)
+    touched = np.flatnonzero(flat)
+    # (N, H, C, W) in the file: rows 4..6 of all 5 channels are elements 4*35 .. 7*35, nothing else
+    assert touched.min() == 4 * 35 and touched.max() == 7 * 35 - 1 and touched.size == 3 * 35
+    del flat  # the mapping cannot close while a view of it exists
+    store.close()
+
+
 def test_hwc_uint8_input_and_sink(model: tuple[ExactTiler, object]) -> None:
     tiler, sess = model
     rgb = np.random.default_rng(4).integers(0, 256, (30, 43, 3), dtype=np.uint8)
