@@ -1,12 +1,14 @@
-"""Imaging: read and write every image users own, as float32 sRGB arrays the model can take.
+"""Imaging: read and write every image users own, as sRGB arrays the model can take.
 
 Modules: :mod:`.formats` (suffixes, output formats), :mod:`.exif` (orientation), :mod:`.color` (ICC
 to sRGB, quantisation), :mod:`.decode` (files and arrays in), :mod:`.encode` (files out). The
 policies they implement together:
 
-Reading (:func:`read_image`, :func:`from_array`) gives a :class:`DecodedImage`: ``rgb`` (H, W, 3)
-float32 in [0, 1], sRGB, upright, plus what the writer needs to give the result back in the source's
-kind: alpha, bit depth, grayscale, format, ICC profile and EXIF. Writing (:func:`write_image`) is atomic
+Reading (:func:`read_image`, :func:`from_array`) gives a :class:`DecodedImage`: ``pixels`` (H, W, 3)
+sRGB, upright, uint8 for 8-bit sources that need no colour conversion and float32 in [0, 1] otherwise
+(``rgb`` is always the float32 view), plus what the writer needs to give the result back in the
+source's kind: alpha, bit depth, grayscale, format, ICC profile and EXIF. Writing (:func:`write_image`)
+takes float32 [0, 1] or uint8 results (:func:`result_dtype` says which one loses nothing), is atomic
 (temp file beside the target, then ``os.replace``) and never touches the input.
 
 Decoding
