@@ -20,9 +20,13 @@ from dataclasses import dataclass
 
 CPU = "CPUExecutionProvider"
 # Peak of a whole-image run, in full-resolution ngf-channel float32 maps: ONNX Runtime keeps the
-# padded input, conv outputs and normalised copies alive (measured, bundled ngf 24: ~7 at 1 MP (823 MiB
-# peak RSS), ~9.3 at 12 MP (10.7 GB); ngf 32: ~10 at 1024x768).
+# padded input, conv outputs and normalised copies alive. Measured peak RSS of `imgxlate convert
+# --tile 0` with the bundled ngf 32 model: 522 MiB at 0.48 MP, 943 at 1.0, 1719 at 1.9, 2675 at 3.0 MP,
+# i.e. ~80 MB + 6.8 maps per pixel; ngf 24 at 12 MP: ~9.3 (10.7 GB: the arena grows in doublings).
 WHOLE_MAPS = 8.0
+# What a whole run needs besides the maps (Python, numpy, the runtime and one session): the intercept
+# above, with a margin.
+WHOLE_BASE_BYTES = 100 << 20
 # Maps the exact tiler keeps whole, in full-resolution ngf maps: three bottleneck maps (4 ngf channels
 # at 1/16 of the pixels) or one 1/2-resolution map and one bottleneck map: 0.75 either way.
 KEPT_MAPS = 0.75
@@ -71,7 +75,7 @@ def default_budget(provider: str = CPU) -> int:
 
 
 def whole_need(height: int, width: int, ngf: int) -> int:
-    return int(height * width * 4 * ngf * WHOLE_MAPS) + BASE_BYTES
+    return int(height * width * 4 * ngf * WHOLE_MAPS) + WHOLE_BASE_BYTES
 
 
 def choose_tiling(

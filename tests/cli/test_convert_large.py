@@ -25,7 +25,7 @@ def _photo(folder: Path, h: int, w: int) -> Path:
 
 
 def test_max_memory_tiles_with_progress_lines_and_same_result(tiny_pair: Path, tmp_path: Path) -> None:
-    src = _photo(tmp_path / "in", 800, 760)  # over one tile at 256M (696 px with the tiny model)
+    src = _photo(tmp_path / "in", 1000, 960)  # over one tile at 256M (696 px with the tiny model)
     model = str(tiny_pair / "a2b.onnx")
     base = ["convert", str(src), "--model", model, "--device", "cpu", "--threads", "1", "--backend", "onnxruntime"]
     whole = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "whole"), "--tile", "0"])
