@@ -80,5 +80,5 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("IMGXLATE_DEFAULT_MODEL", raising=False)
     empty = tmp_path / "bundled"
     empty.mkdir()
-    monkeypatch.setattr(registry, "bundled_models_dir", lambda: empty)
+    monkeypatch.setattr(registry.pairs, "bundled_models_dir", lambda: empty)
     return tmp_path / "home" / "models"

@@ -27,7 +27,7 @@ def bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: Path) -> Path
     """A bundled cat2dog pair (cat <-> dog)."""
     root = tmp_path / "bundled-models"
     pair_folder(root / "cat2dog")
-    monkeypatch.setattr(reg, "bundled_models_dir", lambda: root)
+    monkeypatch.setattr(reg.pairs, "bundled_models_dir", lambda: root)
     return root
 
 

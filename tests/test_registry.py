@@ -154,7 +154,7 @@ def test_user_model_shadows_bundled(home: Path, tiny_pair: Path, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     bundled = tmp_path / "bundled2"
     shutil.copytree(tiny_pair, bundled / "horse2zebra")
-    monkeypatch.setattr(reg, "bundled_models_dir", lambda: bundled)
+    monkeypatch.setattr(reg.pairs, "bundled_models_dir", lambda: bundled)
     assert [(p.name, p.location) for p in reg.list_models()] == [("horse2zebra", "bundled")]
     with pytest.raises(UsageError, match="bundled"):
         reg.remove_model("horse2zebra")

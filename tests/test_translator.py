@@ -286,8 +286,7 @@ def test_read_ahead_is_bounded_by_the_bytes_it_holds(
     while they are small against PREFETCH_BYTES, one when over it."""
     import threading
 
-    import imgxlate.batch as batch
-    import imgxlate.imaging as imaging
+    from imgxlate import batch, imaging
 
     src = tmp_path / "in"
     src.mkdir()

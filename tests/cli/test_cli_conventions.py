@@ -126,7 +126,7 @@ def test_json_domain_errors_are_json(home: Path, tmp_path: Path) -> None:
 def test_models_json_add_info_remove_force(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundled = tmp_path / "bundled"
     pair_folder(bundled / "cat2dog")
-    monkeypatch.setattr(registry, "bundled_models_dir", lambda: bundled)
+    monkeypatch.setattr(registry.pairs, "bundled_models_dir", lambda: bundled)
     mine = build(tmp_path / "mine.onnx", meta=meta(direction="b2a"))
 
     res = invoke("models", "add", mine, "--name", "cat2dog")
@@ -151,7 +151,7 @@ def test_models_json_add_info_remove_force(home: Path, tmp_path: Path, monkeypat
 def test_broken_model_is_listed_not_fatal(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "none"
     empty.mkdir()
-    monkeypatch.setattr(registry, "bundled_models_dir", lambda: empty)
+    monkeypatch.setattr(registry.pairs, "bundled_models_dir", lambda: empty)
     pair_folder(home / "good")
     build(home / "bad" / "a2b.onnx", meta={**meta(), "input_range": 5})
     res = invoke("models")
