@@ -52,8 +52,9 @@ class DecodedImage:
     """A decoded image in the model's terms plus what the writer needs to give the result back.
 
     ``pixels`` is (H, W, 3) sRGB: uint8 when the file held 8-bit samples that needed no colour
-    conversion (the common photo: a quarter of the memory of floats), else float32 in [0, 1]. ``rgb``
-    is the same as float32 in [0, 1], made on each access.
+    conversion (the common photo: a quarter of the memory of floats), else float32 in [0, 1]; it may
+    be read-only (it can share the decoder's buffer). ``rgb`` is the same as float32 in [0, 1], a new
+    array on each access when ``pixels`` is uint8.
     ``icc_profile`` is the profile to embed in the output (see the module's ICC policy); ``exif`` is
     ``b"Exif\\0\\0"`` + the TIFF-structured EXIF with Orientation reset to 1. ``source`` is the file it
     was read from (the writer refuses to overwrite it); ``array_dtype`` the dtype given to
