@@ -117,9 +117,10 @@ def resolve_settings(
     return cfg, ckpt
 
 
-def initial_weights(cfg: TrainConfig) -> dict[str, Any] | None:
+def initial_weights(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """``--init-from``: the networks of another run's checkpoint, checked against this run's network
-    settings (a mismatch is a usage error naming the settings), or None when not fine-tuning."""
+    settings (a mismatch is a usage error naming the settings), and where they came from (checkpoint,
+    step, the command that made them: it goes into the model card); None when not fine-tuning."""
     if not cfg.init_from:
         return None
     src = load_checkpoint(cfg.init_from)
@@ -132,7 +133,11 @@ def initial_weights(cfg: TrainConfig) -> dict[str, Any] | None:
             f"--init-from {src['path']}: its networks differ ({told}); pass the same network settings "
             "(--ngf, --n-blocks, --upsample, --down-padding, --ndf, --n-layers-d, --method)"
         )
-    return src["models"]
+    facts = src.get("facts", {})
+    origin = {"checkpoint": src["path"], "steps": int(src["step"]), "command": facts.get("command", "")}
+    if facts.get("fine_tuned_from"):
+        origin["fine_tuned_from"] = facts["fine_tuned_from"]  # a chain of fine-tunes keeps every link
+    return src["models"], origin
 
 
 def train(
@@ -260,7 +265,8 @@ def _train(
     if ckpt is not None:
         spe = int(ckpt["steps_per_epoch"])  # the schedule is fixed at the start of the run
     total = total_steps(cfg, spe)
-    init_weights = initial_weights(cfg) if ckpt is None else None
+    init = initial_weights(cfg) if ckpt is None else None
+    origin = init[1] if init else (ckpt or {}).get("facts", {}).get("fine_tuned_from")
     prepare_run_folder(out, rt.is_main)
 
     # the trainer, restored when resuming
@@ -275,9 +281,9 @@ def _train(
         command = ckpt.get("facts", {}).get("command", command)
         log.info("resuming %s at step %d of %d", ckpt["path"], start, total)
     else:
-        if init_weights is not None:
+        if init is not None:
             for name, net in trainer.nets.items():
-                net.load_state_dict(init_weights[name])
+                net.load_state_dict(init[0][name])
             log.info("fine-tuning from the networks of %s", cfg.init_from)
         directions = " and ".join(cfg.directions()) if cfg.method != "cyclegan" else "both directions"
         log.info(
@@ -341,6 +347,8 @@ def _train(
             "image_size": cfg.image_size,
             "load_size": cfg.load_size,
         }
+        if origin:
+            facts["fine_tuned_from"] = origin
         if cfg.method == "cyclegan":
             facts.update(lambda_cycle=cfg.lambda_cycle, lambda_identity=cfg.lambda_identity)
         else:

@@ -139,6 +139,12 @@ def test_init_from_starts_from_the_networks_with_a_fresh_schedule(
     assert start["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
     assert start["optimizers"]["G"]["state"] == {}
     assert start["config"]["init_from"] == str(tmp_path / "base")
+    # where the weights came from goes into the facts (and so the model card), also after a resume
+    origin = start["facts"]["fine_tuned_from"]
+    assert origin["steps"] == 3 and origin["checkpoint"].endswith("last.pt")
+    assert origin["command"] == base["facts"]["command"]
+    train(resume=tmp_path / "tuned", stop_after=1)
+    assert load_checkpoint(tmp_path / "tuned")["facts"]["fine_tuned_from"] == origin
 
     # different networks: a usage error naming the setting, before anything is written
     with pytest.raises(Exception, match="ngf 8 there, 12 here") as err:
