@@ -294,6 +294,7 @@ class BatchRun:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="imgxlate-io")
 
         largest = 0  # bytes of the largest decoded image so far: what a decode in flight may hold
+        # (before the first one is known, a decode in flight counts as the whole budget: one at a time)
 
         def held() -> int:
             nonlocal largest
@@ -304,7 +305,7 @@ class BatchRun:
                     largest = max(largest, it.nbytes)
                     total += it.nbytes
                 elif it.decode is not None:
-                    total += largest
+                    total += largest or PREFETCH_BYTES
             return total + writing()
 
         def writing() -> int:
@@ -347,6 +348,7 @@ class BatchRun:
                 else:
                     try:
                         decoded, item.seconds = item.decode.result()
+                        largest = max(largest, _image_bytes(decoded))
                         item.extra["image"] = decoded
                         item.size = (decoded.height, decoded.width)
                     except Exception as exc:  # noqa: BLE001 - unreadable file: report it, go on

@@ -278,12 +278,13 @@ def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
     assert seen and seen[-1][0] == seen[-1][1] > 1
 
 
-@pytest.mark.parametrize("budget, most_ahead", [(1, 1), (1 << 30, 3)])
+@pytest.mark.parametrize("budget", [1, 1 << 30])
 def test_read_ahead_is_bounded_by_the_bytes_it_holds(
-    tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int, most_ahead: int
+    tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
 ) -> None:
-    """Images decoded ahead of the one being translated: the whole lookahead (workers + batch = 3)
-    while they are small against PREFETCH_BYTES, one when over it."""
+    """Images decoded ahead of the one being translated: up to the whole lookahead (workers + batch
+    = 3) while they are small against PREFETCH_BYTES, at most one when over it (also before the first
+    image's size is known)."""
     import threading
 
     from imgxlate import batch, imaging
@@ -308,7 +309,7 @@ def test_read_ahead_is_bounded_by_the_bytes_it_holds(
     def translate(rgb: np.ndarray, **kw: object) -> np.ndarray:
         import time
 
-        time.sleep(0.05)  # let the pool read ahead as far as it is allowed to
+        time.sleep(0.1)  # let the pool read ahead as far as it is allowed to
         with lock:
             ahead.append(len(decoded) - len(ahead) - 1)
         return real_translate(rgb, **kw)
@@ -317,4 +318,7 @@ def test_read_ahead_is_bounded_by_the_bytes_it_holds(
     monkeypatch.setattr(t, "translate_rgb", translate)
     results = list(convert_paths([src], tmp_path / "out", translator=t, workers=2, batch_size=1))
     assert [r.status for r in results] == ["converted"] * 8
-    assert max(ahead) == most_ahead, ahead
+    if budget == 1:
+        assert max(ahead) <= 1, ahead
+    else:
+        assert max(ahead) >= 2, ahead  # the read-ahead itself works (so the bound above is a bound)
