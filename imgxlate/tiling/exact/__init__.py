@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from imgxlate.errors import UsageError
-from imgxlate.tiling.exact.executor import Executor, ImageSource, MapStore, Progress, Sink, StatsHook
+from imgxlate.tiling.exact.executor import Executor, ImageSource, Progress, Sink, StatsHook
 from imgxlate.tiling.exact.graph import Graph
 from imgxlate.tiling.exact.plan import Plan, build_plan
+from imgxlate.tiling.exact.store import MapStore
 
 _PLANS_KEPT = 4
 
