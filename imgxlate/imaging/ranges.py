@@ -24,7 +24,7 @@ def to_model(rgb: np.ndarray, input_range: Range) -> np.ndarray:
     """(..., H, W, 3) uint8 or float in [0, 1] -> (..., 3, H, W) float32 in ``input_range`` (contiguous)."""
     rgb = np.asarray(rgb)
     scale, offset = pixel_affine(rgb.dtype, input_range)
-    x = rgb.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    x = rgb.astype(np.float32, copy=False) * np.float32(scale) + np.float32(offset)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
