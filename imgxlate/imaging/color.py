@@ -55,9 +55,9 @@ def to_pixels(samples: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def unit_float(pixels: np.ndarray) -> np.ndarray:
-    """Pixels as float32 in [0, 1]: uint8 / 255 (exactly :func:`_to_unit`'s), float unchanged."""
+    """Pixels as float32 in [0, 1]: uint8 through :func:`_to_unit` (/ 255), float unchanged."""
     if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / np.float32(255.0)
+        return _to_unit(pixels)[0]
     return np.asarray(pixels, dtype=np.float32)
 
 
