@@ -1,48 +1,67 @@
 #!/usr/bin/env bash
-# Prepare the one GPU run of issue 18 (run here, from the repository root, where PyPI is reachable).
+# Prepare the one GPU session (issues 10 and 13), here, where PyPI and ../shared are reachable.
 #
-# The GPU machine has Python 3.12, torch, CUDA 13 and cuDNN 9 for CUDA 13, and a CPU-only onnxruntime;
-# nothing downloads there and one call carries at most 64 MiB. So:
-#   - onnxruntime-gpu (255 MB) is fetched by ../shared/tools/ort-gpu-parts.sh and split into 45 MiB
-#     parts (.device-parts/, ignored); each part travels in its own call into .device-stash/ there;
-#   - the few pure-Python / small wheels the image lacks go to .whl/ (ignored) and travel with the last call;
-#   - the last call runs tools/gpu/session.sh, which installs all of it into a venv and measures.
-# Prints the exact plan (calls, carry lists, commands).
+# The GPU machine has Python 3.12, torch, onnx, CUDA 13 and cuDNN 9 for CUDA 13, and a CPU-only
+# onnxruntime; nothing downloads there, ../shared does not travel and one call carries at most 64 MiB
+# (this repository's tree, ~18 MB, included). So everything the session needs goes into one payload,
+# cut into parts that travel one call each:
+#   data.tar     ../shared/data/vangogh2photo (the training set of the bundled model, 64 MB of JPEG/PNG)
+#   rest.tar.xz  onnxruntime-gpu 1.31.1 without its CUDA provider library (and without TensorRT's)
+#   cuda.so.xz   libonnxruntime_providers_cuda.so (284 MB; xz -9 makes it 186 MB, the wheel's zip 220)
+# .device-parts/manifest.txt says where each piece sits in the payload (offset, size, sha256);
+# tools/gpu/session.sh puts it together on the machine. platformdirs (absent from the image) goes to .whl/.
+# Prints the plan: one call per part, the last part with the session itself.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-# ort-gpu-parts.sh writes .git/info/exclude: run this from a plain clone, not a git worktree.
 [ -d .git ] || { echo "run from a plain clone (.git must be a folder)" >&2; exit 2; }
 shared=${IMGXLATE_SHARED:-../shared}
-bash "$shared/tools/ort-gpu-parts.sh" >/dev/null
-# That splits into 55 MiB parts; with this repository's ~11 MiB working tree a call would carry over
-# 64 MiB, so split again into 45 MiB parts.
-wheel=$(ls .device-parts/onnxruntime_gpu-*.whl | head -n1)
-rm -rf .device-parts/chunks && mkdir -p .device-parts/chunks
-split -b 45M -d "$wheel" .device-parts/chunks/part-
-exclude=$(git rev-parse --git-path info/exclude)
-grep -qxF "/.whl/" "$exclude" || echo "/.whl/" >> "$exclude"
-mkdir -p .whl
-# What the device image lacks (its package list: /work/.library/device/KINDS.md): platformdirs and
-# PyAV (the video path). imageio-ffmpeg is only the tests' reference FFmpeg and, at 68 MB, would not
-# fit in one call: it stays behind (tests/gpu do not use it).
+version=${ORT_VERSION:-1.31.1}
+P=.device-parts
+exclude=.git/info/exclude
+for d in /.device-parts/ /.device-stash/ /.whl/; do grep -qxF "$d" "$exclude" 2>/dev/null || echo "$d" >> "$exclude"; done
+mkdir -p "$P/build" .whl
+
+# 1. the training data, as it is (JPEG and PNG do not compress further)
+tar -C "$shared/data" -cf "$P/build/data.tar" vangogh2photo
+
+# 2. onnxruntime-gpu, repacked (cached: xz -9 of the CUDA library takes ~2 minutes on 2 cores)
+if [ ! -s "$P/build/cuda.so.xz" ] || [ ! -s "$P/build/rest.tar.xz" ]; then
+  pip download -q --no-deps --python-version 3.12 --only-binary=:all: -d "$P/build" "onnxruntime-gpu==$version"
+  rm -rf "$P/build/x" && mkdir -p "$P/build/x"
+  (cd "$P/build/x" && python3 -m zipfile -e ../onnxruntime_gpu-*.whl .)
+  lib=onnxruntime/capi/libonnxruntime_providers_cuda.so
+  xz -9e -T2 -c "$P/build/x/$lib" > "$P/build/cuda.so.xz"
+  (cd "$P/build/x" && tar cf - --exclude="$lib" --exclude=onnxruntime/capi/libonnxruntime_providers_tensorrt.so .) \
+    | xz -9 -T2 > "$P/build/rest.tar.xz"
+  rm -rf "$P/build/x"
+fi
+
+# 3. one payload, its manifest, and parts small enough for a call beside the tree
+: > "$P/manifest.txt"
+offset=0
+for piece in data.tar rest.tar.xz cuda.so.xz; do
+  size=$(stat -c %s "$P/build/$piece")
+  echo "$piece $offset $size $(sha256sum "$P/build/$piece" | cut -d' ' -f1)" >> "$P/manifest.txt"
+  offset=$((offset + size))
+done
+rm -rf "$P/chunks" && mkdir -p "$P/chunks"
+tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n1 | cut -f1)
+part=$(( (64 * 1048576 - tree - 2 * 1048576) / 1048576 ))  # MiB: the limit, less the tree and a margin
+cat "$P/build/data.tar" "$P/build/rest.tar.xz" "$P/build/cuda.so.xz" | split -b "${part}M" -d - "$P/chunks/part-"
+
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  -d .whl platformdirs av
-# Each call carries the working tree too (64 MiB in all): say what one call weighs.
-tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n1 | cut -f1)
-part=$(du -b "$(ls .device-parts/chunks/part-* | head -n1)" | cut -f1)
-whl=$(du -cb .whl/*.whl | tail -n1 | cut -f1)
-echo "one call carries: tree $((tree / 1048576)) MiB + a part $((part / 1048576)) MiB, or tree + .whl $((whl / 1048576)) MiB (limit 64 MiB)"
-if [ $((tree + part)) -gt $((64 * 1048576)) ] || [ $((tree + whl)) -gt $((64 * 1048576)) ]; then
-  echo "too large for one call: split the wheel into smaller parts (edit the split size in ort-gpu-parts.sh's copy)" >&2
-  exit 1
-fi
-du -sh .whl .device-parts/chunks
-n=$(ls .device-parts/chunks | wc -l)
+  -d .whl platformdirs
+
+cat "$P/manifest.txt"
+echo "payload $offset bytes in parts of $part MiB; the tree is $((tree / 1048576)) MiB"
+parts=$(ls "$P/chunks")
+last=$(echo "$parts" | tail -n1)
 echo
-echo "Plan: $((n + 1)) device calls, each right after the last (the machine stays warm 30 s)."
-for part in .device-parts/chunks/part-*; do
-  echo "  run(carry=[\"$part\"], command=\"mkdir -p .device-stash && cp $part .device-stash/\", timeout_s=120)"
+echo "Plan: one call per part, each right after the last (the machine stays warm 30 s):"
+for p in $parts; do
+  [ "$p" = "$last" ] && break
+  echo "  run(carry=[\"$P/chunks/$p\"], command=\"mkdir -p .device-stash && cp $P/chunks/$p .device-stash/ && ls -l .device-stash\", timeout_s=60)"
 done
-echo "  run(carry=[\".whl\"], command=\"bash tools/gpu/session.sh\", timeout_s=560)"
-echo "Results come back under \$OUT: gpu.txt, gpu-tests.log, gpu-tests.xml, util.txt, gpu-bench.json."
+echo "  run(carry=[\"$P/chunks/$last\", \"$P/manifest.txt\", \".whl\"], command=\"bash tools/gpu/session.sh SECONDS\", timeout_s=600)"
+echo "SECONDS: what the session may use (budget_left_s less ~60 s); results come back under \$OUT."

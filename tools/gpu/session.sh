@@ -1,63 +1,187 @@
 #!/usr/bin/env bash
-# The GPU run of issue 18, as one command on the GPU machine (see tools/gpu/prepare.sh for the plan).
-# On a machine without CUDA it is a dry run: the CUDA tests skip with their reason and the benchmark
-# parts report no CUDA; it still exits 0 so the script itself is checked on CPU.
+# The GPU session (issues 10 and 13) as one command on the GPU machine; tools/gpu/prepare.sh makes the
+# parts it needs and prints the plan.
 #
-#   bash tools/gpu/session.sh            # results under $OUT (or /tmp/imgxlate-gpu-out)
-# Time box: ~9 minutes in all (tests 4, utilisation 1, benchmarks 4).
+#   bash tools/gpu/session.sh SECONDS     # SECONDS: what this call may use in all (default 540)
+#
+# 1. puts onnxruntime-gpu and the training data together from the parts, checks each piece's sha256,
+#    installs the project and platformdirs into /tmp/site (beside the image's torch and onnx);
+# 2. trains two candidates for the bundled model side by side on the one GPU (bf16, channels_last,
+#    batch 4, 256 px crops, ngf 32 / 9 blocks; identity 1.5 and 0.5), their schedule sized from a
+#    short calibration run so that both end, export and come back inside SECONDS;
+# 3. meanwhile runs the CUDA test suite and times a 12 MP photo through the CUDA provider, whole and
+#    exact-tiled (while the training runs share the GPU: stated with the figures);
+# 4. brings back the four ONNX files and results.tar.gz (logs, model cards, test log, timings).
+#
+# Dry run on a machine without CUDA: IMGXLATE_GPU_DRY=1 PYTHON=.venv/bin/python bash tools/gpu/session.sh 300
+# (tiny networks and 64 px crops, the CPU; the CUDA tests skip with their reason).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+T0=$(date +%s)
+BUDGET=${1:-540}
 OUT=${OUT:-/tmp/imgxlate-gpu-out}
 mkdir -p "$OUT"
+W=/tmp/imgxlate-gpu
+rm -rf "$W" && mkdir -p "$W"
 export PYTHONUNBUFFERED=1
-py=${PYTHON:-python3}  # the dry run here: PYTHON=.venv/bin/python
-if ls .device-stash/part-* >/dev/null 2>&1; then
+py=${PYTHON:-python3}
+dry=${IMGXLATE_GPU_DRY:-0}
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$W/session.log"; }
 
-  cat .device-stash/part-* > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
-  python3 -m venv --system-site-packages /tmp/gpuenv
-  /tmp/gpuenv/bin/pip install -q --no-index --no-deps /tmp/onnxruntime_gpu-*.whl .whl/*.whl
-  /tmp/gpuenv/bin/pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
-  py=/tmp/gpuenv/bin/python
+# --- 1. put the pieces together ----------------------------------------------------------------
+data=${IMGXLATE_DATA:-}
+if [ -f .device-parts/manifest.txt ]; then
+  mkdir -p .device-stash
+  cp -n .device-parts/chunks/part-* .device-stash/ 2>/dev/null
+  cat .device-stash/part-* > "$W/payload"
+  site=/tmp/site
+  rm -rf "$site" && mkdir -p "$site"
+  while read -r name offset size sha; do
+    tail -c +$((offset + 1)) "$W/payload" | head -c "$size" > "$W/$name"
+    got=$(sha256sum "$W/$name" | cut -d' ' -f1)
+    [ "$got" = "$sha" ] || { say "FAILED: $name sha256 $got, expected $sha (a part is missing or damaged)"; ls -l .device-stash; }
+  done < .device-parts/manifest.txt
+  rm -f "$W/payload"
+  tar -C "$W" -xf "$W/data.tar" && data=$W/vangogh2photo
+  xz -dc "$W/rest.tar.xz" | tar -C "$site" -xf -
+  xz -dc -T0 "$W/cuda.so.xz" > "$site/onnxruntime/capi/libonnxruntime_providers_cuda.so"
+  rm -f "$W"/*.xz "$W/data.tar"
+  $py -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl 2>&1 | tail -3
+  $py -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" . 2>&1 | tail -3
+  export PYTHONPATH=$site PATH=$site/bin:$PATH
+  if ! $py -c "import onnxruntime" > "$W/ort-import.txt" 2>&1; then
+    # training and export do not need CUDA inference: go on with the image's onnxruntime, and say so
+    say "onnxruntime-gpu does not import ($(tail -n1 "$W/ort-import.txt")): using the image's onnxruntime"
+    rm -rf "$site"/onnxruntime "$site"/onnxruntime_gpu-*.dist-info
+  fi
+  say "installed: $(ls "$site" | tr '\n' ' ')"
+elif [ -z "$data" ]; then
+  data=../shared/data/vangogh2photo
 fi
-export PATH="$(dirname "$py"):$PATH"
+[ -n "${PYTHON:-}" ] && export PATH="$(dirname "$py"):$PATH"
 {
   date -u
   nvidia-smi -L 2>&1 || echo "no nvidia-smi"
-  nvidia-smi --query-gpu=driver_version,memory.total --format=csv 2>&1 || true
-  $py -c "import onnxruntime as o, sys; print('onnxruntime', o.__version__, o.__file__); print(o.get_available_providers())"
-  $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())" 2>&1
-} > "$OUT/gpu.txt" 2>&1
-cat "$OUT/gpu.txt"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || true
+  nproc
+  $py -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.__file__); print(o.get_available_providers())"
+  $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
+  $py -c "import imgxlate, onnx; print('imgxlate', imgxlate.__version__, imgxlate.__file__, 'onnx', onnx.__version__)"
+  command -v imgxlate imgxlate-train
+} > "$W/gpu.txt" 2>&1
+cat "$W/gpu.txt"
 
-# 1. The CUDA test suite (skips with its reason where there is no CUDA).
-timeout 240 $py -m pytest -m cuda tests/gpu -v -rA -s -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" \
-  2>&1 | tee "$OUT/gpu-tests.log" | tail -25
+# --- 2. two training runs, sized to the time left ----------------------------------------------
+if [ "$dry" = 1 ]; then
+  net=(--ngf 8 --n-blocks 2 --image-size 64 --load-size 72 --device cpu --precision fp32 --threads 1 --workers 1)
+else
+  net=(--ngf 32 --n-blocks 9 --image-size 256 --load-size 286 --device cuda --precision bf16 --workers 4)
+fi
+common=(--domain-a "$data/vangogh" --domain-b "$data/photo" --name-a vangogh --name-b photo
+        "${net[@]}" --upsample resize --down-padding reflect --channels-last --batch-size 4
+        --sample-every 0 --seed 0 --quiet)
+declare -A IDT=([A]=1.5 [B]=0.5)
+# calibration: both side by side, as the real runs will be, 80 steps each
+for r in A B; do
+  imgxlate-train "${common[@]}" --lambda-identity "${IDT[$r]}" --out "$W/cal$r" --epochs 1 --epochs-decay 1 \
+    --max-steps 80 --log-every 20 --checkpoint-every 0 --no-export > "$W/cal$r.out" 2>&1 &
+done
+tc=$(date +%s)
+wait
+cal_wall=$(( $(date +%s) - tc ))
+per_step=$($py - "$W" <<'PY'
+import json, sys
+from pathlib import Path
+# seconds per step after start-up and cuDNN's autotuning: steps 20 -> 80 of the slower run
+per = []
+for r in "AB":
+    lines = (Path(sys.argv[1]) / f"cal{r}" / "log.jsonl").read_text().splitlines()
+    t = {int(x["step"]): float(x["time"]) for x in map(json.loads, filter(None, lines))}
+    per.append((t[80] - t[20]) / 60)
+print(round(max(per), 4))
+PY
+)
+spe=$(( $(find "$data/photo" -type f | wc -l) / 4 ))  # steps per epoch: max(len A, len B) // batch
+[ "$dry" = 1 ] && spe=$(( spe > 40 ? 40 : spe ))
+# time for training: what is left, less export (~45 s), packing (~15 s) and a margin (25 s)
+train_s=$(( $(left) - 85 ))
+overhead=$(( cal_wall - $($py -c "print(int(80 * $per_step))") ))
+steps=$($py -c "print(max(2 * $spe, int(($train_s - $overhead) / $per_step)))")
+epochs_total=$(( steps / spe ))
+[ "$epochs_total" -lt 2 ] && epochs_total=2
+ep=$(( epochs_total / 2 )); dec=$(( epochs_total - ep ))
+say "calibration: ${per_step} s/step side by side, ${cal_wall} s for 80 steps with start-up; ${train_s} s for training -> $epochs_total epochs of $spe steps ($ep constant + $dec decay)"
+extra_dry=(); [ "$dry" = 1 ] && extra_dry=(--max-steps $(( epochs_total * spe )))
+tt=$(date +%s)
+for r in A B; do
+  imgxlate-train "${common[@]}" --lambda-identity "${IDT[$r]}" --out "$W/run$r" --epochs "$ep" \
+    --epochs-decay "$dec" --log-every 50 --checkpoint-every 0 --json "${extra_dry[@]}" > "$W/run$r.json" 2> "$W/run$r.err" &
+  echo $! > "$W/run$r.pid"
+done
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi dmon -s um -d 2 > "$W/dmon.txt" 2>&1 &
+  dmon=$!
+fi
 
-# 2. GPU utilisation while converting a folder of 48 JPEGs at 1024x768 (decode and encode overlapped).
-imgs=/tmp/imgxlate-util-in
-rm -rf "$imgs" /tmp/imgxlate-util-out && mkdir -p "$imgs"
-$py - "$imgs" <<'PY'
+# --- 3. meanwhile: the CUDA suite and a 12 MP photo on the CUDA provider ------------------------
+deselect=()
+$py -c "import av" 2>/dev/null || deselect=(--deselect tests/gpu/test_cuda.py::test_video_on_cuda_keeps_every_frame)
+timeout 200 $py -m pytest -m cuda tests/gpu -v -rA -p no:cacheprovider "${deselect[@]}" \
+  --junitxml="$W/gpu-tests.xml" > "$W/gpu-tests.log" 2>&1
+say "cuda tests: $(tail -n1 "$W/gpu-tests.log")"
+if $py -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" 2>/dev/null; then
+  $py - "$W/p12" <<'PY'
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
+small = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC).save(f"{sys.argv[1]}/p12.jpg", quality=92)
+PY
+  for mode in whole exact; do
+    args=(--tile 0); [ "$mode" = exact ] && args=(--tiling exact --tile 1024)
+    s=$(date +%s.%N)
+    timeout 120 imgxlate convert "$W/p12/p12.jpg" --to vangogh --out "$W/o_$mode" --device cuda "${args[@]}" \
+      --json > "$W/p12_$mode.json" 2> "$W/p12_$mode.err"
+    echo "$mode rc=$? wall=$($py -c "import time; print(round(time.time() - $s, 2))") s" >> "$W/p12.txt"
+  done
+  $py - "$W" >> "$W/p12.txt" 2>&1 <<'PY'
 import sys
 import numpy as np
 from PIL import Image
-rng = np.random.default_rng(0)
-for i in range(48):
-    small = rng.integers(0, 255, (26, 34, 3), dtype=np.uint8)
-    Image.fromarray(small).resize((1024, 768), Image.Resampling.BICUBIC).save(f"{sys.argv[1]}/p{i:02d}.jpg", quality=92)
+w = sys.argv[1]
+a = np.asarray(Image.open(f"{w}/o_whole/p12.jpg"), dtype=np.float64)
+b = np.asarray(Image.open(f"{w}/o_exact/p12.jpg"), dtype=np.float64)
+mse = float(np.mean((a - b) ** 2))
+print("exact vs whole (JPEG outputs):", "inf" if mse == 0 else round(10 * np.log10(255**2 / mse), 2), "dB")
 PY
-if command -v nvidia-smi >/dev/null 2>&1 && $py -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" 2>/dev/null; then
-  nvidia-smi dmon -s u -d 1 > "$OUT/util.txt" 2>&1 &
-  dmon=$!
-  ( time timeout 90 imgxlate convert "$imgs" --to vangogh --out /tmp/imgxlate-util-out --device cuda --json ) \
-    > "$OUT/util-convert.json" 2>> "$OUT/util.txt"
-  kill "$dmon" 2>/dev/null; wait "$dmon" 2>/dev/null
-else
-  echo "no CUDA: utilisation not measured" > "$OUT/util.txt"
+  say "12 MP: $(tr '\n' ' ' < "$W/p12.txt")"
 fi
 
-# 3. Benchmarks on the device: convert (ORT fp32/fp16 + IO binding vs PyTorch eager), training
-#    (fast vs reference), video fps. Each part has its own time box inside `python -m bench`.
-timeout 250 $py -m bench --device cuda --only convert_speed,train_speed,video_speed --quick --timeout 120 \
-  --capture --json "$OUT/gpu-bench.json" 2>&1 | tail -40
-echo "session done: $(date -u)"
+# --- 4. wait for the runs (SIGINT at the deadline: they checkpoint, then export) ---------------
+deadline=$(( T0 + BUDGET - 60 ))
+for r in A B; do
+  pid=$(cat "$W/run$r.pid")
+  while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "run $r past the deadline: interrupting it (it checkpoints) and exporting that checkpoint"
+    kill -INT "$pid"; sleep 15
+    timeout 40 imgxlate-train export "$W/run$r" --out "$W/run$r/model" > "$W/export$r.out" 2>&1
+  fi
+done
+[ -n "${dmon:-}" ] && kill "$dmon" 2>/dev/null
+say "training: $(( $(date +%s) - tt )) s for both runs"
+for r in A B; do
+  for d in a2b b2a; do
+    [ -f "$W/run$r/model/$d.onnx" ] && cp "$W/run$r/model/$d.onnx" "$OUT/$r-$d.onnx"
+  done
+  cp "$W/run$r/log.jsonl" "$W/run$r-log.jsonl" 2>/dev/null
+  cp "$W/run$r/model/README.md" "$W/run$r-card.md" 2>/dev/null
+done
+ls -l "$OUT" >> "$W/session.log"
+tar -C "$W" -czf "$OUT/results.tar.gz" --exclude='run?' --exclude='cal?' --exclude='o_*' --exclude=p12 \
+  --exclude=vangogh2photo .
+say "session done"
 exit 0
