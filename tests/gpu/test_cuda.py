@@ -142,6 +142,17 @@ def _fp16_copy(src: Path, dst: Path) -> None:
     model = convert_float_to_float16(
         onnx.load(str(src)), keep_io_types=True, op_block_list=["InstanceNormalization", "Resize"]
     )
+    # A value that feeds two blocked nodes gets two identical Casts (same input, same output name),
+    # which ONNX Runtime refuses as a duplicate definition (seen with onnxruntime 1.31 on the bundled
+    # model): keep the first, which comes before every consumer.
+    kept, outputs = [], set()
+    for node in model.graph.node:
+        if node.op_type == "Cast" and set(node.output) <= outputs:
+            continue
+        outputs.update(node.output)
+        kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
     onnx.save(model, str(dst))
 
 
@@ -174,10 +185,11 @@ def _train_folders(root: Path) -> tuple[Path, Path]:
 
 
 def _train(a: Path, b: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """6 images a domain at batch 4: one step an epoch, so the schedule (3 + 3 epochs) is 6 steps."""
     return run(_cmd("imgxlate-train"), "--domain-a", str(a), "--domain-b", str(b), "--out", str(out),
                "--device", "cuda", "--precision", "bf16", "--channels-last", "--batch-size", "4",
                "--ngf", "16", "--n-blocks", "2", "--image-size", "64", "--load-size", "72", "--workers", "0",
-               "--epochs", "2", "--epochs-decay", "2", "--checkpoint-every", "0", "--sample-every", "0",
+               "--epochs", "3", "--epochs-decay", "3", "--checkpoint-every", "0", "--sample-every", "0",
                "--seed", "0", *extra)
 
 

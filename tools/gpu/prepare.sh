@@ -48,6 +48,7 @@ rm -rf "$P/chunks" && mkdir -p "$P/chunks"
 tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n1 | cut -f1)
 part=$(( (64 * 1048576 - tree - 2 * 1048576) / 1048576 ))  # MiB: the limit, less the tree and a margin
 cat "$P/build/data.tar" "$P/build/rest.tar.xz" "$P/build/cuda.so.xz" | split -b "${part}M" -d - "$P/chunks/part-"
+echo $((part * 1048576)) > "$P/part-bytes"
 
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

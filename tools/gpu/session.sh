@@ -32,30 +32,7 @@ say() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a "$W/session.log"; }
 # --- 1. put the pieces together ----------------------------------------------------------------
 data=${IMGXLATE_DATA:-}
 if [ -f .device-parts/manifest.txt ]; then
-  mkdir -p .device-stash
-  cp -n .device-parts/chunks/part-* .device-stash/ 2>/dev/null
-  cat .device-stash/part-* > "$W/payload"
-  site=/tmp/site
-  rm -rf "$site" && mkdir -p "$site"
-  while read -r name offset size sha; do
-    tail -c +$((offset + 1)) "$W/payload" | head -c "$size" > "$W/$name"
-    got=$(sha256sum "$W/$name" | cut -d' ' -f1)
-    [ "$got" = "$sha" ] || { say "FAILED: $name sha256 $got, expected $sha (a part is missing or damaged)"; ls -l .device-stash; }
-  done < .device-parts/manifest.txt
-  rm -f "$W/payload"
-  tar -C "$W" -xf "$W/data.tar" && data=$W/vangogh2photo
-  xz -dc "$W/rest.tar.xz" | tar -C "$site" -xf -
-  xz -dc -T0 "$W/cuda.so.xz" > "$site/onnxruntime/capi/libonnxruntime_providers_cuda.so"
-  rm -f "$W"/*.xz "$W/data.tar"
-  $py -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl 2>&1 | tail -3
-  $py -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" . 2>&1 | tail -3
-  export PYTHONPATH=$site PATH=$site/bin:$PATH
-  if ! $py -c "import onnxruntime" > "$W/ort-import.txt" 2>&1; then
-    # training and export do not need CUDA inference: go on with the image's onnxruntime, and say so
-    say "onnxruntime-gpu does not import ($(tail -n1 "$W/ort-import.txt")): using the image's onnxruntime"
-    rm -rf "$site"/onnxruntime "$site"/onnxruntime_gpu-*.dist-info
-  fi
-  say "installed: $(ls "$site" | tr '\n' ' ')"
+  source tools/gpu/unpack.sh
 elif [ -z "$data" ]; then
   data=../shared/data/vangogh2photo
 fi
