@@ -9,8 +9,8 @@
 # 2. trains two candidates for the bundled model side by side on the one GPU (bf16, channels_last,
 #    batch 4, 256 px crops, ngf 32 / 9 blocks; identity 1.5 and 0.5), their schedule sized from a
 #    short calibration run so that both end, export and come back inside SECONDS;
-# 3. meanwhile runs the CUDA test suite and times a 12 MP photo through the CUDA provider, whole and
-#    exact-tiled (while the training runs share the GPU: stated with the figures);
+# 3. meanwhile runs the CUDA test suite and times a 12 MP photo through the CUDA provider (p12.sh;
+#    while the training runs share the GPU: stated with the figures);
 # 4. brings back the four ONNX files and results.tar.gz (logs, model cards, test log, timings).
 #
 # Dry run on a machine without CUDA: IMGXLATE_GPU_DRY=1 PYTHON=.venv/bin/python bash tools/gpu/session.sh 300
@@ -108,33 +108,7 @@ timeout 200 $py -m pytest -m cuda tests/gpu -v -rA -p no:cacheprovider "${desele
   --junitxml="$W/gpu-tests.xml" > "$W/gpu-tests.log" 2>&1
 say "cuda tests: $(tail -n1 "$W/gpu-tests.log")"
 if $py -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" 2>/dev/null; then
-  $py - "$W/p12" <<'PY'
-import sys
-from pathlib import Path
-import numpy as np
-from PIL import Image
-Path(sys.argv[1]).mkdir(parents=True, exist_ok=True)
-small = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
-Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC).save(f"{sys.argv[1]}/p12.jpg", quality=92)
-PY
-  for mode in whole exact; do
-    args=(--tile 0); [ "$mode" = exact ] && args=(--tiling exact --tile 1024)
-    s=$(date +%s.%N)
-    timeout 120 imgxlate convert "$W/p12/p12.jpg" --to vangogh --out "$W/o_$mode" --device cuda "${args[@]}" \
-      --json > "$W/p12_$mode.json" 2> "$W/p12_$mode.err"
-    echo "$mode rc=$? wall=$($py -c "import time; print(round(time.time() - $s, 2))") s" >> "$W/p12.txt"
-  done
-  $py - "$W" >> "$W/p12.txt" 2>&1 <<'PY'
-import sys
-import numpy as np
-from PIL import Image
-w = sys.argv[1]
-a = np.asarray(Image.open(f"{w}/o_whole/p12.jpg"), dtype=np.float64)
-b = np.asarray(Image.open(f"{w}/o_exact/p12.jpg"), dtype=np.float64)
-mse = float(np.mean((a - b) ** 2))
-print("exact vs whole (JPEG outputs):", "inf" if mse == 0 else round(10 * np.log10(255**2 / mse), 2), "dB")
-PY
-  say "12 MP: $(tr '\n' ' ' < "$W/p12.txt")"
+  source tools/gpu/p12.sh
 fi
 
 # --- 4. wait for the runs (SIGINT at the deadline: they checkpoint, then export) ---------------
