@@ -59,9 +59,10 @@ def run_local(src: Path, out: Path, threads: int) -> dict[str, Any]:
 
 def run_ray(src: Path, out: Path, threads: int) -> dict[str, Any]:
     import imgxlate.distributed as dist
+    from imgxlate.options import ModelSpec
 
-    return _timed(dist.convert([src], U.fresh_dir(out), to="vangogh", device="cpu", threads=threads,
-                               quiet=True))
+    spec = ModelSpec(to="vangogh", device="cpu", threads=threads)
+    return _timed(dist.convert([src], U.fresh_dir(out), spec=spec, quiet=True))
 
 
 def main() -> int:

@@ -21,7 +21,8 @@ import numpy as np
 
 from imgxlate.errors import DiskFullError, ImgxlateError, UsageError
 from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs
-from imgxlate.translator import TILINGS, Translator
+from imgxlate.options import DEFAULT_IMAGE_OPTIONS, ImageOptions
+from imgxlate.translator import Translator
 
 
 @dataclass
@@ -109,31 +110,6 @@ def plan_conversion(
     return Plans(merged, [f for f in files.found if f.status == "ignored"])
 
 
-def check_tiling(tile: int | None, tile_overlap: int, tiling: str, multiple: int = 4) -> None:
-    """Refuse tile settings that cannot work, before any file is read (UsageError, exit 2)."""
-    if tiling not in TILINGS:
-        raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
-    if tile_overlap < 0:
-        raise UsageError(f"--tile-overlap must be >= 0, got {tile_overlap}")
-    if tile is None or tile == 0:
-        return
-    if tile < 0:
-        raise UsageError(f"--tile must be >= 0 (0 = whole image), got {tile}")
-    smallest = 2 * multiple
-    if tile % multiple or tile < smallest:
-        near = max(smallest, -(-tile // multiple) * multiple)
-        raise UsageError(
-            f"--tile {tile} does not fit this model: tiles must be a multiple of {multiple} pixels and at least "
-            f"{smallest}; try --tile {near} (or --tile 0 for whole images)"
-        )
-    if tiling == "blend" and tile < 2 * tile_overlap:
-        raise UsageError(
-            f"--tile {tile} is smaller than twice the overlap ({tile_overlap}): blended tiles would be all "
-            f"overlap; use --tile {-(-2 * tile_overlap // multiple) * multiple} or more, or a smaller "
-            "--tile-overlap"
-        )
-
-
 @dataclass
 class _Item:
     plan: PlannedFile
@@ -198,29 +174,22 @@ class BatchRun:
         plans: Sequence[PlannedFile],
         *,
         translator: Translator,
-        fmt: str = "same",
-        quality: int = 95,
-        max_pixels: int | None = None,
-        tile: int | None = None,
-        tile_overlap: int = 32,
-        tiling: str = "exact",
+        options: ImageOptions = DEFAULT_IMAGE_OPTIONS,
         workers: int | None = None,
         batch_size: int | None = None,
     ) -> None:
         from imgxlate.imaging import DEFAULT_MAX_PIXELS
 
         self.started = time.time()
-        self.fmt = check_format(fmt)
-        check_tiling(tile, tile_overlap, tiling, translator.multiple)
+        options.check_model(translator.multiple)
+        self.options = options
         if batch_size is None:
             batch_size = 4 if translator.engine.on_cuda else 1
         if batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
         self.plans = list(plans)
         self.translator = translator
-        self.quality = quality
-        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-        self.tile, self.tile_overlap, self.tiling = tile, tile_overlap, tiling
+        self.max_pixels = DEFAULT_MAX_PIXELS if options.max_pixels is None else options.max_pixels
         self.workers = workers if workers is not None else max(2, min(4, os.cpu_count() or 2))
         self.batch_size = batch_size
         self.results: list[FileResult] = []
@@ -263,7 +232,7 @@ class BatchRun:
         try:
             if self._full is not None:
                 raise self._full
-            write_image(plan.dst, rgb, like, fmt=self.fmt, quality=self.quality)
+            write_image(plan.dst, rgb, like, fmt=self.options.fmt, quality=self.options.quality)
         except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
             if isinstance(exc, DiskFullError):
                 with self._lock:
@@ -354,8 +323,8 @@ class BatchRun:
                     except Exception as exc:  # noqa: BLE001 - unreadable file: report it, go on
                         fail(item, exc)
                     else:
-                        _infer_group(item, decoding, translator, batch_size, self.tile, self.tile_overlap,
-                                     self.tiling, feed, submit_write, fail)
+                        _infer_group(item, decoding, translator, batch_size, self.options, feed, submit_write,
+                                     fail)
                 # Hand back finished results in order; block on the oldest when too much is in flight.
                 while done and (done[0].write is None or done[0].write.done() or len(done) > lookahead
                                 or writing() > PREFETCH_BYTES):
@@ -390,22 +359,14 @@ def run_plans(
     plans: Sequence[PlannedFile],
     *,
     translator: Translator,
-    fmt: str = "same",
-    quality: int = 95,
-    max_pixels: int | None = None,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    tiling: str = "exact",
+    options: ImageOptions = DEFAULT_IMAGE_OPTIONS,
     workers: int | None = None,
     batch_size: int | None = None,
 ) -> BatchRun:
     """Start converting planned files: a :class:`BatchRun` (iterate it for one FileResult per plan, in
     plan order; its ``results`` also hold the writes that finished after a stop). Tile settings that
-    cannot work are refused here, before any file is read (UsageError)."""
-    return BatchRun(
-        plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
-        tile_overlap=tile_overlap, tiling=tiling, workers=workers, batch_size=batch_size,
-    )
+    do not fit the model are refused here, before any file is read (UsageError)."""
+    return BatchRun(plans, translator=translator, options=options, workers=workers, batch_size=batch_size)
 
 
 def _infer_group(
@@ -413,9 +374,7 @@ def _infer_group(
     decoding: deque[_Item],
     translator: Translator,
     batch_size: int,
-    tile: int | None,
-    tile_overlap: int,
-    tiling: str,
+    options: ImageOptions,
     feed: Any,
     submit_write: Any,
     fail: Any,
@@ -424,7 +383,7 @@ def _infer_group(
     model and queue their writes."""
     h, w = first.size
     group = [first]
-    whole = translator._tile_for(h, w, tile) == 0
+    whole = translator._tile_for(h, w, options.tile) == 0
     while whole and len(group) < batch_size and decoding and decoding[0].decode is not None:
         nxt = decoding[0]
         try:
@@ -444,8 +403,7 @@ def _infer_group(
             from imgxlate.imaging.encode import result_dtype
 
             image = first.extra["image"]
-            outs = [translator.translate_rgb(image.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling,
-                                             dtype=result_dtype(image))]
+            outs = [translator.translate_rgb(image.pixels, dtype=result_dtype(image), **options.tiling_args)]
         else:
             outs = translator.translate_rgb_batch([it.extra["image"].pixels for it in group])
     except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the batch
@@ -464,33 +422,18 @@ def convert_paths(
     out_dir: str | os.PathLike[str],
     *,
     translator: Translator,
-    fmt: str = "same",
-    quality: int = 95,
+    options: ImageOptions = DEFAULT_IMAGE_OPTIONS,
     overwrite: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     recursive: bool = True,
-    max_pixels: int | None = None,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    tiling: str = "exact",
     workers: int | None = None,
     batch_size: int | None = None,
 ) -> Iterator[FileResult]:
     """Translate every image under ``inputs`` into ``out_dir`` (mirrored tree); yield a FileResult per
-    file, in input order. Existing outputs are skipped unless ``overwrite``; inputs are never written."""
+    file, in input order. Existing outputs are skipped unless ``overwrite``; inputs are never written.
+    ``options``: output format and quality, size limit, tiling (:class:`imgxlate.options.ImageOptions`)."""
     plans = plan_conversion(
-        inputs, out_dir, fmt=fmt, overwrite=overwrite, include=include, exclude=exclude, recursive=recursive
+        inputs, out_dir, fmt=options.fmt, overwrite=overwrite, include=include, exclude=exclude, recursive=recursive
     )
-    yield from run_plans(
-        plans,
-        translator=translator,
-        fmt=fmt,
-        quality=quality,
-        max_pixels=max_pixels,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        tiling=tiling,
-        workers=workers,
-        batch_size=batch_size,
-    )
+    yield from run_plans(plans, translator=translator, options=options, workers=workers, batch_size=batch_size)

@@ -34,10 +34,9 @@ from imgxlate.imaging.ranges import (
 )
 from imgxlate.metadata import ModelMetadata
 from imgxlate.notes import Note
+from imgxlate.options import TILINGS
 from imgxlate.registry import ModelPair, Resolved, probe_generator, resolve_model
 from imgxlate.tiling.pad import pad_bottom_right, round_up
-
-TILINGS = ("exact", "blend")
 
 
 class Translator:

@@ -31,6 +31,7 @@ from rich.markup import escape
 from imgxlate.errors import ImgxlateError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from imgxlate.options import ModelSpec
     from imgxlate.translator import Translator
 
 
@@ -251,25 +252,14 @@ def handle_errors(as_json: bool = False) -> Iterator[None]:
         raise typer.Exit(err.exit_code) from None
 
 
-def load_translator(
-    model: str | None,
-    to: str | None,
-    direction: str | None,
-    device: str = "auto",
-    threads: int = 0,
-    *,
-    quiet: bool = False,
-    backend: str = "auto",
-) -> Translator:
+def load_translator(spec: ModelSpec, *, quiet: bool = False) -> Translator:
     """Load the model for a command; print its notes and the provider line on stderr (nothing when
     quiet: -q prints errors only). Raises ImgxlateError (use inside ``handle_errors()``)."""
     import warnings
 
-    from imgxlate.translator import load_model
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the same notes are printed below
-        translator = load_model(model, to=to, direction=direction, device=device, threads=threads, backend=backend)
+        translator = spec.load()
     if quiet:
         return translator
     for note in translator.notes:

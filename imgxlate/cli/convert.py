@@ -116,6 +116,7 @@ def convert(
     """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
     from imgxlate.batch import plan_conversion, run_plans
     from imgxlate.errors import DiskFullError
+    from imgxlate.options import ImageOptions, ModelSpec
 
     interrupted = False
     stopped: str | None = None
@@ -126,38 +127,29 @@ def convert(
     t0 = time.perf_counter()
     with sigint_guard(), handle_errors(as_json):
         try:
+            # every way of converting below takes these two, made (and checked) once
+            spec = ModelSpec(model, to, direction, device, threads, backend,
+                             parse_memory(max_memory) if max_memory else None)
+            options = ImageOptions(fmt, quality, max_pixels, tile, tile_overlap, tiling)
+            walk = {"fmt": options.fmt, "overwrite": overwrite, "include": include or (), "exclude": exclude or (),
+                    "recursive": recursive}
             if dry_run:
-                plans = plan_conversion(
-                    inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
-                    recursive=recursive,
-                )
+                plans = plan_conversion(inputs, out, **walk)
                 _print_dry_run(plans, as_json)
                 raise typer.Exit(1 if any(p.status == "failed" for p in plans) else 0)
             if ray or ray_address:
                 from imgxlate.distributed import RunReport, plan_jobs, run_jobs
 
-                plans = plan_jobs(inputs, out, fmt=fmt, overwrite=overwrite, include=include or (),
-                                  exclude=exclude or (), recursive=recursive)
+                plans = plan_jobs(inputs, out, **walk)
                 report = RunReport()
                 t0 = time.perf_counter()
-                it = run_jobs(
-                    plans, model=model, to=to, direction=direction, device=device, threads=threads, fmt=fmt,
-                    quality=quality, max_pixels=max_pixels, tile=tile, tile_overlap=tile_overlap,
-                    tiling=tiling, address=ray_address, quiet=quiet or as_json, report=report,
-                )
+                it = run_jobs(plans, spec=spec, options=options, address=ray_address, quiet=quiet or as_json,
+                              report=report)
             else:
-                plans = plan_conversion(
-                    inputs, out, fmt=fmt, overwrite=overwrite, include=include or (), exclude=exclude or (),
-                    recursive=recursive,
-                )
-                budget = parse_memory(max_memory) if max_memory else None
-                translator = load_translator(model, to, direction, device, threads, quiet=quiet, backend=backend)
-                translator.max_memory = budget
+                plans = plan_conversion(inputs, out, **walk)
+                translator = load_translator(spec, quiet=quiet)
                 t0 = time.perf_counter()
-                it = run = run_plans(
-                    plans, translator=translator, fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
-                    tile_overlap=tile_overlap, tiling=tiling, batch_size=batch_size,
-                )
+                it = run = run_plans(plans, translator=translator, options=options, batch_size=batch_size)
             try:
                 # Ray Data shows its own progress for a --ray run
                 with progress_bar(quiet or as_json or report is not None) as progress:

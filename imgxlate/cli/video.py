@@ -207,7 +207,9 @@ def video(
                 print_error(ImgxlateError(reason))
             todo = [p for p in inputs if p not in bad]
             if todo:
-                translator = load_translator(model, to, direction, device, threads, quiet=quiet_ui)
+                from imgxlate.options import ModelSpec
+
+                translator = load_translator(ModelSpec(model, to, direction, device, threads), quiet=quiet_ui)
                 plans, left_out = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
                 for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on
                     if n.status == "failed":

@@ -1,7 +1,8 @@
 """Batch conversion on a Ray cluster (``pip install 'imgxlate[ray]'``).
 
     import imgxlate.distributed as dist
-    for r in dist.convert(["s3://bucket/photos"], "s3://bucket/out", to="vangogh", address="auto"):
+    from imgxlate.options import ModelSpec
+    for r in dist.convert(["s3://bucket/photos"], "s3://bucket/out", spec=ModelSpec(to="vangogh"), address="auto"):
         print(r.status, r.src, r.dst)
 
 The driver plans the job with the local run's rules (:mod:`imgxlate.distributed.plan`), then Ray Data
@@ -23,13 +24,14 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgxlate.distributed.plan import PENDING, Job, plan_jobs
 from imgxlate.errors import UsageError
+from imgxlate.options import DEFAULT_IMAGE_OPTIONS, DEFAULT_MODEL_SPEC, ImageOptions, ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
@@ -126,32 +128,25 @@ def _actor_plan(info: ClusterInfo, device: str, threads: int, actors: int | None
 def run_jobs(
     jobs: Sequence[Job],
     *,
-    model: str | os.PathLike[str] | None = None,
-    to: str | None = None,
-    direction: str | None = None,
-    device: str = "auto",
-    threads: int = 0,
-    fmt: str = "same",
-    quality: int = 95,
-    max_pixels: int | None = None,
-    tile: int | None = None,
-    tile_overlap: int = 32,
-    tiling: str = "exact",
+    spec: ModelSpec = DEFAULT_MODEL_SPEC,
+    options: ImageOptions = DEFAULT_IMAGE_OPTIONS,
     address: str | None = None,
     actors: int | None = None,
     quiet: bool = False,
     report: RunReport | None = None,
 ) -> Iterator[FileResult]:
     """Run planned jobs on Ray; yield one FileResult per job (planning outcomes first, then the
-    converted/failed files as they finish). ``report``, when given, is filled in as the run goes:
-    the cluster, the actors and the providers the actors ran on."""
-    from imgxlate.batch import check_format
+    converted/failed files as they finish). ``spec``: the model each translate actor loads (its thread
+    count is set per actor); ``options``: what is done to each image, as in the local run. ``report``,
+    when given, is filled in as the run goes: the cluster, the actors and the providers the actors
+    ran on."""
     from imgxlate.distributed import stages
-    from imgxlate.translator import TILINGS
+    from imgxlate.registry import resolve_model
 
-    fmt = check_format(fmt)
-    if tiling not in TILINGS:
-        raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
+    # the model's size rule, from its metadata (no session): a --tile that does not fit is refused
+    # here, before the cluster starts, as the local run refuses it before any file is read
+    options.check_model(max(1, int(resolve_model(spec.model, to=spec.to, direction=spec.direction)
+                                   .file.metadata.size_multiple)))
     for job in jobs:
         if job.status != PENDING:
             if report is not None:
@@ -163,7 +158,7 @@ def run_jobs(
     data = _ray().data
 
     with cluster(address, quiet=quiet) as info:
-        count, resources, per_actor = _actor_plan(info, device, threads, actors)
+        count, resources, per_actor = _actor_plan(info, spec.device, spec.threads, actors)
         if report is not None:
             report.cluster, report.actors, report.threads = info, count, per_actor
         ctx = data.DataContext.get_current()
@@ -173,12 +168,10 @@ def run_jobs(
                  "seconds": 0.0, "width": 0, "height": 0, "provider": ""} for j in pending]
         ds = (
             data.from_items(rows, override_num_blocks=len(rows))
-            .map(partial(stages.decode, max_pixels=max_pixels), num_cpus=IO_CPUS)
-            .map(stages.translator_class(model=None if model is None else os.fspath(model), to=to,
-                                         direction=direction, device=device, threads=per_actor, tile=tile,
-                                         tile_overlap=tile_overlap, tiling=tiling),
+            .map(partial(stages.decode, options=options), num_cpus=IO_CPUS)
+            .map(stages.translator_class(replace(spec, threads=per_actor), options),
                  compute=data.ActorPoolStrategy(size=count), **resources)
-            .map(partial(stages.write, fmt=fmt, quality=quality), num_cpus=IO_CPUS)
+            .map(partial(stages.write, options=options), num_cpus=IO_CPUS)
         )
         for row in ds.iter_rows():
             if report is not None:
@@ -221,15 +214,16 @@ def convert(
     inputs: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
+    spec: ModelSpec = DEFAULT_MODEL_SPEC,
+    options: ImageOptions = DEFAULT_IMAGE_OPTIONS,
     overwrite: bool = False,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     recursive: bool = True,
-    **options: Any,
+    **run: Any,
 ) -> Iterator[FileResult]:
-    """Plan and run a conversion on Ray: ``inputs`` (local paths or URLs) into ``out``; the options of
-    :func:`run_jobs` (model, to, direction, device, threads, fmt, quality, max_pixels, tile,
-    tile_overlap, tiling, address, actors, quiet)."""
-    jobs = plan_jobs(inputs, out, fmt=options.get("fmt", "same"), overwrite=overwrite, include=include,
-                     exclude=exclude, recursive=recursive)
-    yield from run_jobs(jobs, **options)
+    """Plan and run a conversion on Ray: ``inputs`` (local paths or URLs) into ``out``; ``run``: the
+    other arguments of :func:`run_jobs` (address, actors, quiet, report)."""
+    jobs = plan_jobs(inputs, out, fmt=options.fmt, overwrite=overwrite, include=include, exclude=exclude,
+                     recursive=recursive)
+    yield from run_jobs(jobs, spec=spec, options=options, **run)

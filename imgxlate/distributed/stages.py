@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from imgxlate.distributed import storage
 from imgxlate.distributed.plan import FAILED, PENDING
+from imgxlate.options import ImageOptions, ModelSpec
 
 CONVERTED = "converted"
 
@@ -29,7 +30,7 @@ def _failed(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     return row
 
 
-def decode(row: dict[str, Any], *, max_pixels: int | None) -> dict[str, Any]:
+def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     """Read and decode ``row['src']`` (downloading it first when it is a URL)."""
     from imgxlate.imaging.decode import DEFAULT_MAX_PIXELS, read_image
 
@@ -37,7 +38,7 @@ def decode(row: dict[str, Any], *, max_pixels: int | None) -> dict[str, Any]:
     row.setdefault("output", None)
     if row["status"] != PENDING:
         return row
-    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    limit = DEFAULT_MAX_PIXELS if options.max_pixels is None else options.max_pixels
     t0 = time.perf_counter()
     try:
         if storage.is_url(row["src"]):
@@ -57,15 +58,12 @@ class Translate:
     attributes (see :func:`translator_class`), so the actor is built without constructor arguments in
     the object store (which Ray warns about for restartable actors)."""
 
-    MODEL: ClassVar[dict[str, Any]] = {}  # load_model's arguments
-    RUN: ClassVar[dict[str, Any]] = {}  # translate_rgb's tiling arguments
+    SPEC: ClassVar[ModelSpec] = ModelSpec()
+    OPTIONS: ClassVar[ImageOptions] = ImageOptions()
 
     def __init__(self) -> None:
-        from imgxlate.translator import load_model
-
-        model = dict(self.MODEL)
-        self.translator = load_model(model.pop("model"), **model)
-        self.options = dict(self.RUN)
+        self.translator = self.SPEC.load()
+        self.tiling = self.OPTIONS.tiling_args
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         row["provider"] = self.translator.provider
@@ -76,14 +74,14 @@ class Translate:
         t0 = time.perf_counter()
         try:
             image = row["image"]
-            row["output"] = self.translator.translate_rgb(image.pixels, dtype=result_dtype(image), **self.options)
+            row["output"] = self.translator.translate_rgb(image.pixels, dtype=result_dtype(image), **self.tiling)
         except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the job
             return _failed(row, exc)
         row["seconds"] += time.perf_counter() - t0
         return row
 
 
-def write(row: dict[str, Any], *, fmt: str, quality: int) -> dict[str, Any]:
+def write(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     """Encode and write the result atomically (locally) or upload the finished file (URL)."""
     from imgxlate.imaging.encode import write_image
 
@@ -95,21 +93,17 @@ def write(row: dict[str, Any], *, fmt: str, quality: int) -> dict[str, Any]:
         if storage.is_url(row["dst"]):
             with storage.scratch() as folder:
                 local = folder / Path(row["dst"].rsplit("/", 1)[-1])
-                write_image(local, output, image, fmt=fmt, quality=quality)
+                write_image(local, output, image, fmt=options.fmt, quality=options.quality)
                 storage.upload(local, row["dst"])
         else:
             Path(row["dst"]).parent.mkdir(parents=True, exist_ok=True)
-            write_image(row["dst"], output, image, fmt=fmt, quality=quality)
+            write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality)
     except Exception as exc:  # noqa: BLE001 - a failed write is this file's failure
         return _failed(row, exc)
     row.update(status=CONVERTED, seconds=row["seconds"] + time.perf_counter() - t0)
     return row
 
 
-def translator_class(*, model: str | None, to: str | None, direction: str | None, device: str, threads: int,
-                     tile: int | None, tile_overlap: int, tiling: str) -> type[Translate]:
+def translator_class(spec: ModelSpec, options: ImageOptions) -> type[Translate]:
     """A :class:`Translate` subclass carrying one run's settings (Ray pickles the class by value)."""
-    return type("Translate", (Translate,), {
-        "MODEL": {"model": model, "to": to, "direction": direction, "device": device, "threads": threads},
-        "RUN": {"tile": tile, "tile_overlap": tile_overlap, "tiling": tiling},
-    })
+    return type("Translate", (Translate,), {"SPEC": spec, "OPTIONS": options})

@@ -262,6 +262,7 @@ class WebService:
         write it; failures carry the CLI's reason with the upload's name in place of the temp path.
         """
         from imgxlate import convert_paths
+        from imgxlate.options import ImageOptions
 
         if not uploads:
             raise UsageError("no images uploaded; drop one or more image files on the page first")
@@ -293,8 +294,8 @@ class WebService:
         if progress is not None:
             progress(0, total, f"translating {names[staged[0]]}")
             translator.tile_progress = tiles  # one job at a time uses the shared session (one queue slot)
-        results = convert_paths(staged, out_dir, translator=translator, max_pixels=self.max_pixels,
-                                recursive=False)
+        results = convert_paths(staged, out_dir, translator=translator,
+                                options=ImageOptions(max_pixels=self.max_pixels), recursive=False)
         try:
             for i, r in enumerate(results, start=1):
                 finished[0] = i

@@ -78,14 +78,16 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
 
 def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict], tmp_path: Path) -> None:
     import imgxlate.distributed as dist
+    from imgxlate.options import ModelSpec
 
     src, local, _ = reference
     out_url = (tmp_path / "remote out").as_uri()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         report = dist.RunReport()
-        results = list(dist.convert([src.as_uri()], out_url, to="vangogh", quiet=True, report=report))
-        again = list(dist.convert([src.as_uri()], out_url, to="vangogh", quiet=True))
+        spec = ModelSpec(to="vangogh")
+        results = list(dist.convert([src.as_uri()], out_url, spec=spec, quiet=True, report=report))
+        again = list(dist.convert([src.as_uri()], out_url, spec=spec, quiet=True))
     finally:
         ray.shutdown()
     statuses = sorted(r.status for r in results)
