@@ -25,7 +25,7 @@ from typing import Any
 import typer
 
 from imgxlate._version import __version__
-from imgxlate.cli.common import print_error, stderr
+from imgxlate.cli.common import print_error, stderr, stop_signals
 from imgxlate.errors import ImgxlateError, UsageError
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.options import config_values, with_config_options
@@ -165,7 +165,8 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         command = "imgxlate-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         from imgxlate.train.loop import train  # torch: only now
 
-        with _Progress(quiet, live) as progress:
+        # SIGTERM (a scheduler's time limit, preemption, `docker stop`) as Ctrl-C: checkpoint, then stop
+        with _Progress(quiet, live) as progress, stop_signals("saving a checkpoint"):
             result = train(cfg, resume=resume, overrides=explicit, on_step=progress, command=command)
     except ImgxlateError as err:
         _fail(err, as_json)

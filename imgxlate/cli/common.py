@@ -6,7 +6,7 @@
 - ``load_translator(...)``: load a model, print its notes and the provider line on stderr;
 - ``handle_errors(as_json)``: a context manager turning ImgxlateError into a message on stderr (no
   traceback), a JSON error object on stdout with ``--json``, and its exit code; ``emit_json(doc)``; ``print_error(err)``; ``stderr`` (a rich Console on stderr);
-- ``sigint_guard()`` and ``progress_bar()``.
+- ``stop_signals()`` (Ctrl-C and SIGTERM) and ``progress_bar()``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 # rich imports its emoji table lazily, the first time it renders text, which is often inside a command's
@@ -271,28 +272,44 @@ def load_translator(spec: ModelSpec, *, quiet: bool = False) -> Translator:
     return translator
 
 
+@dataclass
+class Stop:
+    """Which stop signal a command received (set by :func:`stop_signals`; None: none)."""
+
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, as a shell reports a process ended by it: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + (self.signum or signal.SIGINT)
+
+
 @contextlib.contextmanager
-def sigint_guard(message: str = "interrupted: finishing files being written (Ctrl-C again to stop at once)") \
-        -> Iterator[None]:
-    """First Ctrl-C raises KeyboardInterrupt (the caller stops cleanly); a second one exits at once."""
+def stop_signals(message: str = "finishing files being written") -> Iterator[Stop]:
+    """Ctrl-C (SIGINT) and SIGTERM (a job scheduler's time limit, ``docker stop``, ``kill``) stop a
+    command the same clean way: the first raises KeyboardInterrupt in the main thread (the command
+    finishes what it was writing, reports, exits with :attr:`Stop.exit_code`); a second exits at once.
+    ``message`` says what happens now; the line names the signal."""
+    stop = Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-    count = 0
 
     def handler(signum: int, frame: Any) -> None:
-        nonlocal count
-        count += 1
-        if count == 1:
-            stderr.print(f"[yellow]{escape(message)}[/]")
+        if stop.signum is None:
+            stop.signum = signum
+            name = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
+            stderr.print(f"[yellow]{escape(f'{name}: {message} ({again} again to stop at once)')}[/]")
             raise KeyboardInterrupt
-        os._exit(130)
+        os._exit(128 + signum)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def progress_bar(quiet: bool, rate_prefix: str = "") -> Any:

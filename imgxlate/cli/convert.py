@@ -41,8 +41,8 @@ from imgxlate.cli.common import (
     handle_errors,
     load_translator,
     progress_bar,
-    sigint_guard,
     stderr,
+    stop_signals,
 )
 from imgxlate.tiling.auto import parse_memory
 
@@ -125,7 +125,7 @@ def convert(
     run = None
     report = None
     t0 = time.perf_counter()
-    with sigint_guard(), handle_errors(as_json):
+    with stop_signals() as stop, handle_errors(as_json):
         try:
             # every way of converting below takes these two, made (and checked) once
             spec = ModelSpec(model, to, direction, device, threads, backend,
@@ -212,7 +212,7 @@ def convert(
         if counts["skipped"] and not overwrite:
             stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")
     if interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:
         raise typer.Exit(1)
 

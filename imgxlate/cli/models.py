@@ -20,9 +20,9 @@ from imgxlate.cli.common import (
     examples,
     handle_errors,
     print_warning,
-    sigint_guard,
     stderr,
     stdout,
+    stop_signals,
 )
 from imgxlate.registry import DEFAULT_DOWNLOAD_DEADLINE, DOWNLOAD_DEADLINE_ENV
 
@@ -232,14 +232,14 @@ def models_add(
         if not quiet:
             print_warning(message)
 
-    with handle_errors(as_json), sigint_guard("interrupted: nothing was installed"):
+    with handle_errors(as_json), stop_signals("nothing was installed") as stop:
         try:
             report = _DownloadReport(quiet or as_json)
             with report.progress:
                 pair = install_model(source, name=name, sha256=sha256, force=force, deadline=timeout,
                                      progress=None if quiet else report, warn=warn)
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(stop.exit_code) from None
     if as_json:
         emit_json({"installed": _info_doc(pair), "warnings": warnings})
     elif not quiet:

@@ -2,7 +2,7 @@
 
 Registered on the main app by :mod:`imgxlate.cli.app` through :func:`register`. The work is in
 :mod:`imgxlate.video.convert`; this module only parses options, plans output names, shows progress and sets
-the exit code (0 all done or skipped, 1 any video failed, 2 usage errors, 130 interrupted).
+the exit code (0 all done or skipped, 1 any video failed, 2 usage errors, 130 interrupted by Ctrl-C, 143 by SIGTERM).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from imgxlate.cli.common import (
     print_error,
     print_warning,
     progress_bar,
-    sigint_guard,
     stderr,
+    stop_signals,
 )
 from imgxlate.errors import ImgxlateError, UsageError
 
@@ -186,8 +186,7 @@ def video(
     translator = None
     quiet_ui = quiet or as_json
     t0 = time.perf_counter()
-    with sigint_guard("interrupted: keeping the frames translated so far (Ctrl-C again to stop at once)"), \
-            handle_errors():
+    with stop_signals("keeping the frames translated so far") as stop, handle_errors():
         try:
             temporal = temporal or DEFAULT_TEMPORAL
             if stabilize is not None:
@@ -293,6 +292,6 @@ def video(
         if interrupted:
             stderr.print("the frames translated so far are kept; run the same command again to continue")
     if interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(stop.exit_code)
     if failed:
         raise typer.Exit(1)

@@ -153,8 +153,11 @@ def test_full_disk_injected_short_write(tiny_pair: Path, tmp_path: Path, monkeyp
 # ------------------------------------------------------------------------------------------- signals
 
 
-def test_sigint_counts_every_file_on_disk(tiny_pair: Path, tmp_path: Path) -> None:
-    """Real SIGINT to a child CLI mid-batch: every output renamed into place is in the JSON summary."""
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_signal_counts_every_file_on_disk(tiny_pair: Path, tmp_path: Path, sig: int, code: int) -> None:
+    """A real SIGINT (Ctrl-C) or SIGTERM (a scheduler's time limit, ``docker stop``) to a child CLI
+    mid-batch: the same clean stop, exit 128 + the signal, every output renamed into place in the JSON
+    summary, no partial file."""
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(24):
         noise(src / f"{i:02d}.png", 320, 320, seed=i)
@@ -166,11 +169,12 @@ def test_sigint_counts_every_file_on_disk(tiny_pair: Path, tmp_path: Path) -> No
         if out.is_dir() and len([p for p in out.iterdir() if not p.name.startswith(".")]) >= 2:
             break
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=240)
     if proc.returncode == 0:
         pytest.skip("the batch finished before the signal arrived (machine too fast for this test)")
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
+    assert ("interrupted" if sig == signal.SIGINT else "stopped by SIGTERM") in stderr
     assert "Traceback" not in stderr
     summary = json.loads(stdout)
     assert summary["totals"]["interrupted"] is True

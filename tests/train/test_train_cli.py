@@ -249,3 +249,37 @@ def test_options_are_generated_from_the_config() -> None:
         flag = (f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))[0].split("/")[0]
         assert flag in help_text, flag
     assert "--beta2" in help_text and "--export-fp16" not in help_text
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's time limit, preemption, ``docker stop``) stops a run as Ctrl-C does:
+    a checkpoint of the step reached, the message naming --resume, no traceback; the run resumes.
+    Before, SIGTERM killed the process and the steps since the last checkpoint were lost."""
+    import signal
+    import time
+
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+    run = tmp_path / "run"
+    args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
+            "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
+            "--no-export"]
+    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args], stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    assert not (run / "checkpoints" / "last.pt").exists()  # --checkpoint-every 0: none before the end
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert "stopped by SIGTERM" in err and "checkpoint saved" in err and "--resume" in err, err
+    step = load_checkpoint(run)["step"]
+    assert step >= 3
+    resumed = _cli("--resume", str(run), "--max-steps", str(step + 1), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == step + 1

@@ -652,8 +652,10 @@ def test_colours_survive_the_round_trip(tag: str, tmp_path: Path) -> None:
     assert video.probe_video(dst).color_codes[1] == video.probe_video(src).color_codes[1]
 
 
-def test_cli_sigint_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_path: Path) -> None:
-    """A real SIGINT to the real command: exit 130, nothing at the target, the rerun resumes."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_cli_stop_signal_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_path: Path, sig: str) -> None:
+    """A real SIGINT (Ctrl-C) or SIGTERM (``kill``, a scheduler) to the real command: exit 128 + the
+    signal, nothing at the target, the rerun resumes."""
     import json
     import signal
     import sys
@@ -671,9 +673,10 @@ def test_cli_sigint_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_
         time.sleep(0.05)
     if proc.poll() is not None:
         pytest.skip("the conversion finished before it could be interrupted")
-    proc.send_signal(signal.SIGINT)
+    signum = getattr(signal, sig)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and "run the same command again" in err
     assert not dst.exists() and leftovers(tmp_path) == []
     kept = sum(s["frames"] for s in json.loads((parts / "manifest.json").read_text())["segments"])
