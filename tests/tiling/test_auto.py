@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from imgxlate.errors import UsageError
@@ -60,3 +66,41 @@ def test_parse_memory(text: str, value: int) -> None:
 def test_parse_memory_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="--max-memory"):
         auto.parse_memory(text)
+
+
+_FAKE_NVML = r"""
+#include <stdint.h>
+#include <string.h>
+typedef struct { unsigned long long total, free, used; } mem_t;
+int nvmlInit_v2(void) { return 0; }
+int nvmlShutdown(void) { return 0; }
+int nvmlDeviceGetHandleByIndex_v2(unsigned int i, void **h) { if (i > 3) return 2; *h = (void *)(uintptr_t)(i + 1); return 0; }
+int nvmlDeviceGetHandleByUUID(const char *u, void **h) {
+    if (strcmp(u, "GPU-fake-7") != 0) return 13;
+    *h = (void *)(uintptr_t)7; return 0;
+}
+int nvmlDeviceGetMemoryInfo(void *h, mem_t *m) {
+    m->total = 80ULL << 30; m->free = (unsigned long long)(uintptr_t)h << 30; m->used = m->total - m->free; return 0;
+}
+"""
+
+
+def test_cuda_free_memory_reads_nvml_for_the_visible_device(tmp_path: Path) -> None:
+    """The ctypes calls against a stand-in libnvidia-ml.so.1 (built here with the C compiler): the
+    device CUDA_VISIBLE_DEVICES names first, by index or UUID, and None when NVML says no.
+    (On the GPU machine NVML is the driver's; this pins the signatures and the device choice.)"""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the stand-in NVML library")
+    (tmp_path / "nvml.c").write_text(_FAKE_NVML)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(tmp_path / "libnvidia-ml.so.1"), str(tmp_path / "nvml.c")],
+                   check=True)
+    code = "from imgxlate.tiling.auto import cuda_free_memory as f; print(f())"
+    for visible, expected in [(None, 1 << 30), ("2,0", 3 << 30), ("GPU-fake-7", 7 << 30), ("GPU-other", None),
+                              ("9", None)]:
+        env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path))
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        if visible is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == str(expected), (visible, out.stdout, out.stderr)
