@@ -26,6 +26,7 @@ from imgxlate.errors import ImageReadError, ImageWriteError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
+from imgxlate.imaging import raw
 from imgxlate.imaging.color import (
     _apply_icc,
     _fix_cmyk_polarity,
@@ -373,6 +374,11 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
         raise _read_error(
             path, "the file is empty (0 bytes); it was probably not completely copied or downloaded"
         )
+    if raw.is_raw(path):  # by name: most RAW files are TIFF containers around a small preview
+        rgb16 = raw.develop(data, Path(str(path)).suffix.lower(), fail=lambda why: _read_error(path, why),
+                            check_size=lambda w, h: _check_pixels(path, w, h, max_pixels))
+        rgb, depth = to_pixels(rgb16)
+        return _finish(rgb, None, depth, False, "RAW", None, None, path)
     try:
         im = _open_pil(data, path)
     except UnidentifiedImageError:

@@ -67,9 +67,11 @@ def _read_suffixes() -> frozenset[str]:
         for ext, fmt in Image.registered_extensions().items()
         if fmt in Image.OPEN and fmt not in stubs
     }
-    # HEIC is listed even without pillow-heif so that folder walks report such files with a clear
-    # reason ("install pillow-heif") instead of skipping them silently.
-    return frozenset(readable | _HEIF_SUFFIXES)
+    # HEIC and camera RAW files are listed even without pillow-heif / rawpy, so that folder walks
+    # report such files with a clear reason (what to install) instead of skipping them silently.
+    from imgxlate.imaging.raw import RAW_SUFFIXES
+
+    return frozenset(readable | _HEIF_SUFFIXES | RAW_SUFFIXES)
 
 
 READ_SUFFIXES: frozenset[str] = _read_suffixes()
@@ -131,12 +133,17 @@ def output_suffix(source_suffix: str, source_format: str | None, fmt: str, *, bi
 
     ``"same"`` keeps ``source_suffix`` (as spelled) for JPEG, PNG, WebP and TIFF sources whose suffix
     matches their format, the format's usual suffix when the name lies (a PNG called .jpg), and ".png"
-    for everything else (GIF, BMP, PSD, arrays, ...) and for 16-bit sources in an 8-bit-only format.
+    for everything else (GIF, BMP, PSD, camera RAW, arrays, ...) and for 16-bit sources in an
+    8-bit-only format.
     ``source_format=None`` (planning before decoding): the format is taken from the suffix.
     """
     key = normalize_format(fmt)
     if key != "same":
         return _FMT_SUFFIX[key]
+    from imgxlate.imaging.raw import RAW_SUFFIXES
+
+    if source_suffix.lower() in RAW_SUFFIXES:  # a camera RAW (whatever its container): not writable
+        return ".png"
     if source_format is None:
         source_format = _SUFFIX_TO_PIL.get(source_suffix.lower(), "")
     pil = "JPEG" if source_format.upper() == "MPO" else source_format.upper()

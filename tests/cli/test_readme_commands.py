@@ -34,7 +34,7 @@ NOT_RUN: dict[str, str] = {
     "--to vangogh --out out/vangogh":
         "installs from PyPI (network); its imgxlate command is run below as `QUICKSTART`",
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e "
-    "'.[cpu,train,dev,hub,web,ray,openvino]' && python -m pytest -q":
+    "'.[cpu,train,dev,hub,web,ray,openvino,raw]' && python -m pytest -q":
         "installs from PyPI (network) and runs this suite: CI does",
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e "
     "'.[cpu,train,dev,hub,web,ray,openvino]'": "installs from PyPI (network): CI (.ci/run) does",
@@ -43,6 +43,7 @@ NOT_RUN: dict[str, str] = {
     "pip install '.[cpu,train]'": "installs from PyPI (network)",
     "pip install '.[cpu,train,dev]'": "installs from PyPI (network)",
     "pip install '.[cpu,hub]'": "installs from PyPI (network)",
+    "pip install '.[cpu,raw]'": "installs from PyPI (network)",
     "python -m pytest -q": "this suite itself",
     "python -m pytest -q -m bench": "the benchmark runner test: CI runs it as its own step",
     "ruff check .": "lint, run by CI",
