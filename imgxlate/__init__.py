@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult, convert_paths
     from imgxlate.engine import Engine
     from imgxlate.metadata import ModelMetadata
+    from imgxlate.options import ImageOptions, ModelSpec
     from imgxlate.registry import DEFAULT_MODEL, ModelPair, list_models
     from imgxlate.translator import Translator, load_model
 
@@ -31,6 +32,8 @@ _LAZY = {
     "Translator": "imgxlate.translator",
     "convert_paths": "imgxlate.batch",
     "FileResult": "imgxlate.batch",
+    "ImageOptions": "imgxlate.options",
+    "ModelSpec": "imgxlate.options",
     "Engine": "imgxlate.engine",
     "list_models": "imgxlate.registry",
     "ModelPair": "imgxlate.registry",
@@ -43,9 +46,11 @@ __all__ = [
     "DEFAULT_MODEL",
     "Engine",
     "FileResult",
+    "ImageOptions",
     "ImgxlateError",
     "ModelMetadata",
     "ModelPair",
+    "ModelSpec",
     "Translator",
     "__version__",
     "convert_paths",
