@@ -172,6 +172,10 @@ def convert(
                         progress.update(task, advance=1, rate=f"{converted / elapsed:.2f} img/s")
             except DiskFullError as err:
                 stopped = str(err)
+                if report is not None:  # Ray write tasks in flight may have finished files too
+                    from imgxlate.distributed import written_unreported
+
+                    results.extend(written_unreported(plans, report))
             finally:
                 it.close()
         except KeyboardInterrupt:
@@ -185,7 +189,10 @@ def convert(
     elapsed = time.perf_counter() - t0
     provider = translator.provider if translator is not None else ""
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
-    not_started = run.not_started if run is not None else 0
+    if run is not None:
+        not_started = run.not_started
+    else:  # on Ray: the jobs never reported when a stop ended the run
+        not_started = len(plans) - len(results) if stopped and report is not None else 0
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
     if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
         provider = ", ".join(sorted(report.providers))

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgxlate.distributed.plan import PENDING, Job, plan_jobs
-from imgxlate.errors import UsageError
+from imgxlate.errors import DiskFullError, UsageError
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, DEFAULT_MODEL_SPEC, ImageOptions, ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -165,7 +165,7 @@ def run_jobs(
         ctx.enable_progress_bars = not quiet
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.INFO)
         rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason,
-                 "seconds": 0.0, "width": 0, "height": 0, "provider": ""} for j in pending]
+                 "seconds": 0.0, "width": 0, "height": 0, "provider": "", "disk_full": False} for j in pending]
         ds = (
             data.from_items(rows, override_num_blocks=len(rows))
             .map(partial(stages.decode, options=options), num_cpus=IO_CPUS)
@@ -179,6 +179,10 @@ def run_jobs(
                 if row["provider"]:
                     report.providers.add(row["provider"])
             yield _result(row)
+            if row["disk_full"]:
+                # as the local run: a full disk stops the job (nothing further can be written);
+                # the caller counts what is complete on disk (written_unreported) and what never started
+                raise DiskFullError(row["reason"])
 
 
 def written_unreported(jobs: Sequence[Job], report: RunReport) -> list[FileResult]:

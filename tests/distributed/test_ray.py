@@ -165,3 +165,40 @@ def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: P
             break
         time.sleep(0.5)
     assert leftovers.strip() == "", f"Ray processes outlived the command: {leftovers}"
+
+
+def test_full_disk_stops_a_ray_run_as_it_stops_a_local_one(tmp_path: Path) -> None:
+    """Outputs onto a real full disk (a small tmpfs with room for about two of twelve): the run stops
+    instead of failing the remaining files one by one, every file on disk is complete and counted,
+    the rest is reported as not started, exit 1 with "disk full"."""
+    from fault_fs import fill, small_tmpfs
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        small = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((256, 256), Image.Resampling.BICUBIC).save(src / f"p{i:02d}.png")
+    ref = tmp_path / "ref"
+    r = _convert(str(src), "--out", str(ref))
+    assert r.returncode == 0, r.stderr
+    size = max(p.stat().st_size for p in ref.iterdir())
+    with small_tmpfs(tmp_path / "small", 4096) as small:
+        out = small / "out"
+        out.mkdir()
+        fill(small, 2 * size + size // 2 + 8192)
+        r = _convert(str(src), "--out", str(out), "--ray")
+        assert r.returncode == 1, r.stderr
+        assert "disk full" in r.stderr and "Traceback" not in r.stderr
+        summary = json.loads(r.stdout)
+        totals = summary["totals"]
+        assert "disk full" in totals["stopped"]
+        on_disk = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        converted = sorted(Path(x["dst"]).name for x in summary["results"] if x["status"] == "converted")
+        assert converted == on_disk and 1 <= len(on_disk) <= 3
+        for name in on_disk:
+            assert (out / name).read_bytes() == (ref / name).read_bytes()
+        failed = [x for x in summary["results"] if x["status"] == "failed"]
+        assert failed and all("disk full" in x["reason"] for x in failed)
+        assert totals["converted"] + totals["failed"] + totals["not_started"] == 12
+        assert totals["not_started"] >= 1  # stopped: not every file was tried
