@@ -128,9 +128,10 @@ def convert(
     with stop_signals() as stop, handle_errors(as_json):
         try:
             # every way of converting below takes these two, made (and checked) once
-            spec = ModelSpec(model, to, direction, device, threads, backend,
-                             parse_memory(max_memory) if max_memory else None)
-            options = ImageOptions(fmt, quality, max_pixels, tile, tile_overlap, tiling)
+            spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads, backend=backend,
+                             max_memory=parse_memory(max_memory) if max_memory else None)
+            options = ImageOptions(fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
+                                   tile_overlap=tile_overlap, tiling=tiling)
             walk = {"fmt": options.fmt, "overwrite": overwrite, "include": include or (), "exclude": exclude or (),
                     "recursive": recursive}
             if dry_run:

@@ -208,7 +208,8 @@ def video(
             if todo:
                 from imgxlate.options import ModelSpec
 
-                translator = load_translator(ModelSpec(model, to, direction, device, threads), quiet=quiet_ui)
+                spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads)
+                translator = load_translator(spec, quiet=quiet_ui)
                 plans, left_out = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
                 for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on
                     if n.status == "failed":
