@@ -119,13 +119,14 @@ class Translator:
                          for img in y])
         return np.ascontiguousarray(back.reshape(n, h, w, -1).transpose(0, 3, 1, 2))
 
-    def tiling_choice(self, height: int, width: int) -> Any:
+    def tiling_choice(self, height: int, width: int, count: int = 1) -> Any:
         """Whole image or exact tiles, and where the tiler keeps its maps, from the memory it needs
-        (:func:`imgxlate.tiling.auto.choose_tiling`)."""
+        (:func:`imgxlate.tiling.auto.choose_tiling`); ``count`` images of this size run together."""
         from imgxlate.tiling.auto import choose_tiling
 
         ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
-        return choose_tiling(height, width, provider=self.provider, ngf=ngf, budget_bytes=self.max_memory)
+        return choose_tiling(height, width, provider=self.provider, ngf=ngf, budget_bytes=self.max_memory,
+                             count=count)
 
     def auto_tile(self, height: int, width: int) -> int:
         """Tile edge for an image of this size (0 = run it whole)."""
@@ -260,10 +261,15 @@ class Translator:
         return list(self._from_model(self._run_whole(x)))
 
     def translate_batch(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB frames of one size -> (N, H, W, 3) uint8, in one engine run."""
+        """(N, H, W, 3) uint8 RGB frames of one size -> (N, H, W, 3) uint8: in one engine run when the
+        frames fit the memory budget together, else one at a time, each whole or in exact tiles (the
+        same result), so a 4K video stays within the memory an image of its size gets."""
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
+        n, h, w = frames.shape[:3]
+        if self.engine.fixed_size is None and self.tiling_choice(h, w, count=n).tile != 0:
+            return np.stack([self.translate_rgb(f, dtype=np.uint8) for f in frames])
         y = self._run_whole(uint8_to_model(frames, self.metadata.input_range))
         return model_to_uint8(y, self.metadata.output_range)
 

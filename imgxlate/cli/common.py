@@ -201,13 +201,14 @@ TilingOpt = Annotated[
 BackendOpt = Annotated[
     Literal["auto", "onnxruntime", "openvino"],
     typer.Option("--backend", case_sensitive=False, rich_help_panel=PANEL_DEVICE,
-                 help="auto: ONNX Runtime. openvino: OpenVINO's CPU runtime (pip install 'imgxlate[openvino]'). "
+                 help="auto: ONNX Runtime. openvino: OpenVINO's CPU runtime (pip install 'imgxlate\\[openvino]'). "
                       "The runtime that runs is printed."),
 ]
 MaxMemoryOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--max-memory", rich_help_panel=PANEL_TILING, show_default="half the free memory, at most 1.2G",
-                 help="Memory for one image, e.g. 1.5G; larger images run in exact tiles."),
+    typer.Option("--max-memory", rich_help_panel=PANEL_TILING,
+                 show_default="CPU: half the free memory, at most 1.2G; CUDA: half the card's free memory",
+                 help="Memory for one image (or video frame), e.g. 1.5G; larger ones run in exact tiles."),
 ]
 BatchSizeOpt = Annotated[
     Optional[int],  # noqa: UP045

@@ -104,7 +104,7 @@ def convert(
                           "(no model is loaded)."),
     ] = False,
     ray: Annotated[bool, typer.Option("--ray", rich_help_panel=PANEL_DEVICE,
-                                      help="Run on Ray Data (pip install 'imgxlate[ray]'): a local Ray instance "
+                                      help="Run on Ray Data (pip install 'imgxlate\\[ray]'): a local Ray instance "
                                            "for this command, or the cluster of --ray-address.")] = False,
     ray_address: Annotated[
         Optional[str],  # noqa: UP045

@@ -17,8 +17,10 @@ import typer
 from rich.markup import escape
 
 from imgxlate.cli.common import (
+    BackendOpt,
     DeviceOpt,
     DirectionOpt,
+    MaxMemoryOpt,
     ModelOpt,
     QuietOpt,
     ThreadsOpt,
@@ -130,6 +132,8 @@ def video(
     direction: DirectionOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
+    backend: BackendOpt = "auto",
+    max_memory: MaxMemoryOpt = None,
     start: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--start", help="Start at this time (seconds or HH:MM:SS); audio is cut to match."),
@@ -207,8 +211,10 @@ def video(
             todo = [p for p in inputs if p not in bad]
             if todo:
                 from imgxlate.options import ModelSpec
+                from imgxlate.tiling.auto import parse_memory
 
-                spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads)
+                spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads,
+                                 backend=backend, max_memory=parse_memory(max_memory) if max_memory else None)
                 translator = load_translator(spec, quiet=quiet_ui)
                 plans, left_out = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
                 for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on

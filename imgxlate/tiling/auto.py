@@ -115,16 +115,18 @@ def default_budget(provider: str = CPU) -> int:
     return int(min(available_memory() // 2, DEFAULT_CAP))
 
 
-def whole_need(height: int, width: int, ngf: int) -> int:
-    return int(height * width * 4 * ngf * WHOLE_MAPS) + WHOLE_BASE_BYTES
+def whole_need(height: int, width: int, ngf: int, count: int = 1) -> int:
+    """Peak bytes of one whole run of ``count`` images of this size (a batch of video frames)."""
+    return int(count * height * width * 4 * ngf * WHOLE_MAPS) + WHOLE_BASE_BYTES
 
 
 def choose_tiling(
-    height: int, width: int, *, provider: str = CPU, ngf: int = 64, budget_bytes: int | None = None
+    height: int, width: int, *, provider: str = CPU, ngf: int = 64, budget_bytes: int | None = None, count: int = 1
 ) -> TilingChoice:
-    """Whole image or exact tiles (edge, where kept maps live) for an image of this size."""
+    """Whole image or exact tiles (edge, where kept maps live) for an image of this size. ``count``:
+    images that would run whole together (a batch of frames); tiles are always one image's."""
     budget = int(budget_bytes) if budget_bytes else default_budget(provider)
-    need = whole_need(height, width, ngf)
+    need = whole_need(height, width, ngf, count)
     if need <= budget:
         return TilingChoice(0, "float32", budget, need)
     pixel = 4.0 * ngf  # bytes of one float32 ngf-channel pixel

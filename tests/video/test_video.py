@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imgxlate import video
 from imgxlate.errors import UsageError, VideoError
@@ -107,6 +109,51 @@ def test_parse_time() -> None:
 
 
 # ------------------------------------------------------------------------------------------ conversion
+
+
+def test_frames_over_the_memory_budget_run_in_exact_tiles(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
+    """Video frames get the memory an image of their size gets: a batch that does not fit the budget
+    runs frame by frame, a frame that does not fit runs in exact tiles (a 4K frame needs ~8.5 GB whole
+    with the bundled model). The frames are the batched whole run's (exact tiling: within one level)."""
+    from imgxlate.options import ModelSpec
+    from imgxlate.tiling.auto import TilingChoice, whole_need
+
+    frames = np.stack([np.asarray(Image.fromarray(
+        np.random.default_rng(i).integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize((300, 260))) for i in range(3)])
+    spec = ModelSpec(model=str(tiny_pair / "a2b.onnx"), device="cpu", threads=1, max_memory=64 << 30)
+    batched = spec.load().translate_batch(frames)
+
+    # a budget one frame fits and three do not: three whole runs of one frame, the same bytes
+    ngf = 8  # the tiny pair's width (tests/tiny_generator.py)
+    one, three = whole_need(260, 300, ngf), whole_need(260, 300, ngf, count=3)
+    t = ModelSpec(model=spec.model, device="cpu", threads=1, max_memory=(one + three) // 2).load()
+    runs: list[int] = []
+    run_whole = t._run_whole
+    t._run_whole = lambda x: (runs.append(len(x)), run_whole(x))[1]
+    assert np.array_equal(t.translate_batch(frames), batched) and runs == [1, 1, 1]
+
+    # a frame over the budget: exact tiles (128 px, maps kept in float32)
+    t = spec.load()
+    t.tiling_choice = lambda h, w, count=1: TilingChoice(128, "float32", 0, 0)
+    tiles: list[tuple[int, int]] = []
+    t.tile_progress = lambda done, total: tiles.append((done, total))
+    tiled = t.translate_batch(frames)
+    assert tiled.dtype == np.uint8 and int(np.abs(tiled.astype(int) - batched.astype(int)).max()) <= 1
+    assert tiles and tiles[-1][0] == tiles[-1][1] > 1  # the exact tiler ran, in several tiles
+
+    # the command takes the same budget (and backend) as convert, checked the same way
+    def cli(memory: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgxlate", "video", str(clip), "--model",
+                               str(tiny_pair / "a2b.onnx"), "--device", "cpu", "--backend", "onnxruntime",
+                               "--max-memory", memory, "--temporal", "off", "--out", str(tmp_path / "t.mp4"), "-q"],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    r = cli("1M")
+    assert r.returncode == 2 and "--max-memory" in r.stderr and not (tmp_path / "t.mp4").exists()
+    r = cli("512M")
+    assert r.returncode == 0, r.stderr
+    assert video.probe_video(tmp_path / "t.mp4").frames == 2 * FPS
+
 
 
 def test_convert_keeps_length_rate_size_audio(clip: Path, translator, tmp_path: Path) -> None:
