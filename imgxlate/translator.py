@@ -251,10 +251,17 @@ class Translator:
         )
         return out
 
+    def _batch_fits(self, height: int, width: int, count: int) -> bool:
+        """Do ``count`` images of this size fit one whole run within the memory budget?"""
+        return self.engine.fixed_size is not None or self.tiling_choice(height, width, count=count).tile == 0
+
     def translate_rgb_batch(self, rgbs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Equal-sized (H, W, 3) images (uint8 or float in [0, 1]) in one engine run (no
-        tiling) -> list of (H, W, 3) float32 in [0, 1]."""
+        """Equal-sized (H, W, 3) images (uint8 or float in [0, 1]) -> list of (H, W, 3) float32 in
+        [0, 1]: in one engine run when they fit the memory budget together, else one at a time
+        (:meth:`translate_rgb`: whole, or exact tiles when one does not fit)."""
         arrays = [np.asarray(r) for r in rgbs]
+        if arrays and not self._batch_fits(arrays[0].shape[0], arrays[0].shape[1], len(arrays)):
+            return [self.translate_rgb(a) for a in arrays]
         if len({a.dtype for a in arrays}) > 1:  # uint8 beside float: stack them all as [0, 1] floats
             arrays = [unit_float(a) for a in arrays]
         x = self._to_model(np.stack(arrays))
@@ -268,7 +275,7 @@ class Translator:
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
         n, h, w = frames.shape[:3]
-        if self.engine.fixed_size is None and self.tiling_choice(h, w, count=n).tile != 0:
+        if not self._batch_fits(h, w, n):
             return np.stack([self.translate_rgb(f, dtype=np.uint8) for f in frames])
         y = self._run_whole(uint8_to_model(frames, self.metadata.input_range))
         return model_to_uint8(y, self.metadata.output_range)

@@ -12,6 +12,7 @@ import stat
 from typing import Any
 
 from imgxlate.errors import UsageError, did_you_mean
+from imgxlate.imaging.raw import RAW_SUFFIXES
 
 OUTPUT_FORMATS = ("same", "png", "jpg", "webp", "tiff")
 _FORMAT_ALIASES = {"jpeg": "jpg", "tif": "tiff"}
@@ -69,8 +70,6 @@ def _read_suffixes() -> frozenset[str]:
     }
     # HEIC and camera RAW files are listed even without pillow-heif / rawpy, so that folder walks
     # report such files with a clear reason (what to install) instead of skipping them silently.
-    from imgxlate.imaging.raw import RAW_SUFFIXES
-
     return frozenset(readable | _HEIF_SUFFIXES | RAW_SUFFIXES)
 
 
@@ -140,8 +139,6 @@ def output_suffix(source_suffix: str, source_format: str | None, fmt: str, *, bi
     key = normalize_format(fmt)
     if key != "same":
         return _FMT_SUFFIX[key]
-    from imgxlate.imaging.raw import RAW_SUFFIXES
-
     if source_suffix.lower() in RAW_SUFFIXES:  # a camera RAW (whatever its container): not writable
         return ".png"
     if source_format is None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # formats.py imports this module for its suffixes: keep it light
+    import numpy as np
 
 RAW_SUFFIXES = frozenset({
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2",
@@ -60,4 +62,4 @@ def develop(data: bytes, suffix: str, *, check_size: Callable[[int, int], None],
             f"its RAW data cannot be developed ({type(exc).__name__}: the file is probably truncated or "
             "damaged); copy it from the card again"
         ) from None
-    return np.asarray(rgb16)
+    return rgb16
