@@ -278,6 +278,25 @@ def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
     assert seen and seen[-1][0] == seen[-1][1] > 1
 
 
+def test_a_batch_that_does_not_fit_the_budget_runs_one_image_at_a_time(tiny_pair: Path) -> None:
+    """translate_rgb_batch (the batch path of convert, 4 images a run on CUDA) within the memory
+    budget: three images that fit one by one but not together run one by one, with the same result."""
+    from imgxlate.tiling.auto import whole_need
+
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    images = [rand_rgb(260, 300, seed) for seed in range(3)]
+    t.max_memory = 64 << 30
+    together = t.translate_rgb_batch(images)
+    one, three = whole_need(260, 300, 8), whole_need(260, 300, 8, count=3)  # ngf 8: the tiny pair
+    t.max_memory = (one + three) // 2
+    runs: list[int] = []
+    run_whole = t._run_whole
+    t._run_whole = lambda x: (runs.append(len(x)), run_whole(x))[1]
+    apart = t.translate_rgb_batch(images)
+    assert runs == [1, 1, 1]
+    assert all(np.array_equal(a, b) for a, b in zip(together, apart, strict=True))
+
+
 @pytest.mark.parametrize("budget", [1, 1 << 30])
 def test_read_ahead_is_bounded_by_the_bytes_it_holds(
     tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
