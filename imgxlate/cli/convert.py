@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -125,7 +126,7 @@ def convert(
     run = None
     report = None
     t0 = time.perf_counter()
-    with stop_signals() as stop, handle_errors(as_json):
+    with stop_signals() as stop, handle_errors(as_json), contextlib.ExitStack() as ray_stdout:
         try:
             # every way of converting below takes these two, made (and checked) once
             spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads, backend=backend,
@@ -141,6 +142,10 @@ def convert(
             if ray or ray_address:
                 from imgxlate.distributed import RunReport, plan_jobs, run_jobs
 
+                # Ray prints raylet messages ("task submit failed", ...) on stdout whatever log_to_driver
+                # says; stdout is for this command's results (--json), so they go to stderr until the
+                # run is over (before an error or the summary is written)
+                ray_stdout.enter_context(contextlib.redirect_stdout(sys.stderr))
                 plans = plan_jobs(inputs, out, **walk)
                 report = RunReport()
                 t0 = time.perf_counter()
