@@ -38,7 +38,7 @@ from imgxlate.imaging.color import (
     unit_float,
 )
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
-from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, sniff_format
+from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, sniff_format
 
 # 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
 # as float32 (250e6 px x 3 x 4 B = 3 GB for rgb alone).
@@ -349,6 +349,8 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
         return _read_error(
             path, f"it is a damaged {known} file (truncated or corrupt); re-export or re-download it"
         )
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS and _plugins.get("heif"):
+        return _read_error(path, "it is a damaged HEIC/HEIF file (truncated or corrupt); copy it from the phone again")
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         what = (
             "it is a HEIC/HEIF photo; install the pillow-heif package (pip install pillow-heif) to read "

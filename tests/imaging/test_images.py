@@ -660,14 +660,36 @@ def test_unreadable_inputs_say_why(tmp_path: Path) -> None:
         read_image(tmp_path)
 
 
-def test_heic_without_plugin_says_what_to_install(tmp_path: Path) -> None:
-    if formats._plugins.get("heif"):
-        pytest.skip("pillow-heif is installed here")
+def test_heic_without_plugin_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A HEIC file Pillow cannot open: without pillow-heif, what to install; with it, a damaged file
+    (before, "install pillow-heif" was said also where it was installed)."""
+    formats.READ_SUFFIXES  # the plugin registry is filled at import  # noqa: B018
     path = tmp_path / "IMG_0001.HEIC"
     path.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
+    monkeypatch.setitem(formats._plugins, "heif", False)
     with pytest.raises(ImageReadError, match="pip install pillow-heif"):
         read_image(path)
+    monkeypatch.setitem(formats._plugins, "heif", True)
+    with pytest.raises(ImageReadError, match="damaged HEIC"):
+        read_image(path)
     assert ".heic" in formats.READ_SUFFIXES
+
+
+def test_heic_photo_reads_upright_and_converts_to_png(tmp_path: Path) -> None:
+    """An iPhone-style HEIC (pillow-heif, the `heic` extra) with EXIF orientation 6: read upright,
+    8-bit, close to what was encoded (HEVC is lossy); `--format same` writes PNG."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="the heic extra is not installed")
+    src = _rand(6, 8)  # smooth: HEVC's 4:2:0 chroma would blur finer colour detail
+    big = np.asarray(Image.fromarray(src).resize((128, 96), Image.Resampling.BICUBIC))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pillow_heif.from_pillow(Image.fromarray(big)).save(tmp_path / "IMG_0002.HEIC", quality=95, exif=exif.tobytes())
+    d = read_image(tmp_path / "IMG_0002.HEIC")
+    assert d.format == "HEIF" and d.bit_depth == 8 and d.pixels.shape == (128, 96, 3)
+    upright = np.rot90(big, -1).astype(np.float64)
+    mse = float(np.mean((d.rgb * 255 - upright) ** 2))
+    assert 10 * np.log10(255**2 / mse) > 30  # turned the other way: ~9 dB
+    assert output_suffix(".HEIC", "HEIF", "same") == ".png"
 
 
 def test_odd_names_read_and_write(tmp_path: Path) -> None:
