@@ -150,3 +150,46 @@ def write_failure(exc: BaseException, folder: Path) -> str:
         if shutil.disk_usage(folder).free < 1 << 20:
             return "disk full"
     return f"{type(exc).__name__}: {exc}"
+
+
+def is_model_folder(path: str | os.PathLike[str]) -> bool:
+    """An exported pair (``a2b.onnx`` and ``b2a.onnx``, as ``imgxlate-train`` writes them), not a run."""
+    p = Path(path)
+    return p.is_dir() and (p / "a2b.onnx").is_file() and (p / "b2a.onnx").is_file() and not (p / "checkpoints").is_dir()
+
+
+def generators_from_onnx(folder: str | os.PathLike[str]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any], Any]:
+    """The generator weights of an exported pair, read back from its ONNX files: ``({"G_ab": state,
+    "G_ba": state}, generator_config, metadata of a2b.onnx)``. The exporter names each initializer
+    by its parameter path (``model.1.weight``), so every parameter is found by name and shape; a file
+    that is not an imgxlate-train ResNet export is a TrainingError naming what is missing."""
+    import onnx
+    from onnx import numpy_helper
+
+    from imgxlate.metadata import read_onnx_metadata
+    from imgxlate.train.networks import build_generator
+
+    keys = ("ngf", "n_blocks", "upsample", "down_padding")
+    models: dict[str, dict[str, torch.Tensor]] = {}
+    config: dict[str, Any] = {}
+    first = None
+    for direction, name in (("a2b", "G_ab"), ("b2a", "G_ba")):
+        path = Path(folder) / f"{direction}.onnx"
+        meta = read_onnx_metadata(str(path))
+        arch = dict(meta.architecture) if meta is not None else {}
+        if arch.get("generator", "resnet") != "resnet" or not all(k in arch for k in keys):
+            raise TrainingError(
+                f"{path} carries no imgxlate-train ResNet architecture in its metadata; --init-from takes a "
+                "run folder, a checkpoint, or a pair exported by imgxlate-train"
+            )
+        config = {k: arch[k] for k in keys}
+        first = first or meta
+        params = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+        state = build_generator(config).state_dict()
+        for key, value in state.items():
+            if key not in params or tuple(params[key].dims) != tuple(value.shape):
+                raise TrainingError(f"{path} has no parameter {key} of shape {tuple(value.shape)}; it was not "
+                                    "exported by imgxlate-train from this architecture")
+            state[key] = torch.from_numpy(numpy_helper.to_array(params[key]).copy())
+        models[name] = state
+    return models, config, first

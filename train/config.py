@@ -157,8 +157,9 @@ class TrainConfig:
     max_steps: int = option(0, "Stop after this many steps (0 = the whole schedule).", P_OPT)
     init_from: str = option(
         "",
-        "Fine-tune: start from the networks of this checkpoint (a .pt file or a run folder) with fresh "
-        "optimisers and this run's schedule. The network settings must match it.",
+        "Fine-tune: start from the networks of this checkpoint (a .pt file or a run folder), or from the "
+        "generators of a pair it exported (a folder with a2b.onnx and b2a.onnx; the discriminators then "
+        "start fresh), with fresh optimisers and this run's schedule. The network settings must match.",
         P_OPT,
         metavar="RUN",
     )

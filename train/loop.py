@@ -27,6 +27,8 @@ from imgxlate.errors import TrainingError, UsageError
 from imgxlate.train import data as data_mod
 from imgxlate.train.checkpoint import (
     CHECKPOINT_FORMAT,
+    generators_from_onnx,
+    is_model_folder,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -123,6 +125,8 @@ def initial_weights(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]] |
     step, the command that made them: it goes into the model card); None when not fine-tuning."""
     if not cfg.init_from:
         return None
+    if is_model_folder(cfg.init_from):
+        return _initial_generators(cfg)
     src = load_checkpoint(cfg.init_from)
     theirs = TrainConfig.from_dict(src["config"]).apply_method_defaults().network_settings()
     ours = cfg.network_settings()
@@ -138,6 +142,28 @@ def initial_weights(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]] |
     if facts.get("fine_tuned_from"):
         origin["fine_tuned_from"] = facts["fine_tuned_from"]  # a chain of fine-tunes keeps every link
     return src["models"], origin
+
+
+def _initial_generators(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--init-from`` an exported pair: both generators from its ONNX files (the discriminators start
+    fresh: an export has none), checked against this run's generator settings."""
+    if cfg.method != "cyclegan":
+        raise UsageError(f"--init-from {cfg.init_from}: an exported pair starts a cyclegan run, not {cfg.method}")
+    models, theirs, meta = generators_from_onnx(cfg.init_from)
+    ours = cfg.generator_config()
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        told = ", ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
+        raise UsageError(
+            f"--init-from {cfg.init_from}: its generators differ ({told}); pass the same settings "
+            "(--ngf, --n-blocks, --upsample, --down-padding)"
+        )
+    training = dict(meta.training)
+    origin = {"model": str(cfg.init_from), "steps": int(meta.steps), "command": training.get("command", ""),
+              "discriminators": "fresh"}
+    if training.get("fine_tuned_from"):
+        origin["fine_tuned_from"] = training["fine_tuned_from"]
+    return models, origin
 
 
 def train(
@@ -283,8 +309,9 @@ def _train(
     else:
         if init is not None:
             for name, net in trainer.nets.items():
-                net.load_state_dict(init[0][name])
-            log.info("fine-tuning from the networks of %s", cfg.init_from)
+                if name in init[0]:  # an exported pair has generators only: its discriminators start fresh
+                    net.load_state_dict(init[0][name])
+            log.info("fine-tuning from the networks of %s (%s)", cfg.init_from, ", ".join(sorted(init[0])))
         directions = " and ".join(cfg.directions()) if cfg.method != "cyclegan" else "both directions"
         log.info(
             "training %s (%s) %s (%d images) <-> %s (%d images): %d steps (%d per epoch, batch %d x %d "

@@ -151,3 +151,51 @@ def test_init_from_starts_from_the_networks_with_a_fresh_schedule(
         train(tiny_config(*folders, tmp_path / "wide", init_from=str(tmp_path / "base"), ngf=12))
     assert type(err.value).__name__ == "UsageError"
     assert not (tmp_path / "wide").exists()
+
+
+def test_init_from_an_exported_pair_takes_its_generators(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """--init-from a folder with a2b.onnx / b2a.onnx (an export, e.g. the bundled model): the generators
+    are the ONNX files' weights exactly, the discriminators start fresh, and the card says so. What a
+    GPU session can bring back within its size limits is such a pair, not a checkpoint."""
+    train(tiny_config(*folders, tmp_path / "base", max_steps=3, epochs=0, epochs_decay=1, export=True))
+    base = load_checkpoint(tmp_path / "base")
+    model = tmp_path / "base" / "model"
+    assert (model / "a2b.onnx").is_file()
+    tuned = train(tiny_config(*folders, tmp_path / "tuned", init_from=str(model), max_steps=2), stop_after=0)
+    assert tuned.steps == 0
+    start = load_checkpoint(tmp_path / "tuned")
+    for net in ("G_ab", "G_ba"):
+        for name, value in base["models"][net].items():
+            assert torch.equal(start["models"][net][name], value), (net, name)
+    fresh = train(tiny_config(*folders, tmp_path / "fresh", max_steps=2), stop_after=0)
+    assert fresh.steps == 0
+    for name, value in load_checkpoint(tmp_path / "fresh")["models"]["D_a"].items():  # same seed: the fresh D
+        assert torch.equal(start["models"]["D_a"][name], value), name
+    origin = start["facts"]["fine_tuned_from"]
+    assert origin["model"] == str(model) and origin["steps"] == 3 and origin["discriminators"] == "fresh"
+    assert origin["command"] == base["facts"]["command"]
+    with pytest.raises(Exception, match="n_blocks 2 there, 3 here") as err:
+        train(tiny_config(*folders, tmp_path / "deep", init_from=str(model), n_blocks=3))
+    assert type(err.value).__name__ == "UsageError"
+
+
+def test_the_bundled_pair_reads_back_into_generators_that_match_onnx_runtime() -> None:
+    """The shipped model can seed a longer run (--init-from imgxlate/models/vangogh2photo): its ONNX
+    weights rebuild PyTorch generators that compute what ONNX Runtime computes from the files."""
+    import onnxruntime as ort
+
+    from imgxlate.train.checkpoint import generators_from_onnx
+    from imgxlate.train.networks import build_generator
+
+    folder = Path(__file__).resolve().parents[2] / "imgxlate" / "models" / "vangogh2photo"
+    models, config, meta = generators_from_onnx(folder)
+    assert config == {k: meta.architecture[k] for k in ("ngf", "n_blocks", "upsample", "down_padding")}
+    x = torch.rand(1, 3, 64, 72) * 2 - 1
+    for key, direction in (("G_ab", "a2b"), ("G_ba", "b2a")):
+        gen = build_generator(config).eval()
+        gen.load_state_dict(models[key])
+        with torch.no_grad():
+            ours = gen(x).numpy()
+        sess = ort.InferenceSession(str(folder / f"{direction}.onnx"), providers=["CPUExecutionProvider"])
+        theirs = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert float(abs(ours - theirs).max()) < 1e-4, direction
