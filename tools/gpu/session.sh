@@ -7,8 +7,11 @@
 # 1. puts onnxruntime-gpu and the training data together from the parts, checks each piece's sha256,
 #    installs the project and platformdirs into /tmp/site (beside the image's torch and onnx);
 # 2. trains two candidates for the bundled model side by side on the one GPU (bf16, channels_last,
-#    batch 4, 256 px crops, ngf 32 / 9 blocks; identity 1.5 and 0.5), their schedule sized from a
-#    short calibration run so that both end, export and come back inside SECONDS;
+#    batch 4, 256 px crops, ngf 32 / 9 blocks), their schedule sized from a short calibration run so
+#    that both end, export and come back inside SECONDS. The candidates' own arguments are CAND_A and
+#    CAND_B; by default both continue the shipped pair (--init-from imgxlate/models/vangogh2photo, its
+#    recipe), B with --compile, so that short GPU sessions add up instead of starting over. (The
+#    first session, 2026-11-29, trained from scratch with --lambda-identity 1.5 and 0.5.)
 # 3. meanwhile runs the CUDA test suite and times a 12 MP photo through the CUDA provider (p12.sh;
 #    while the training runs share the GPU: stated with the figures);
 # 4. brings back the four ONNX files and results.tar.gz (logs, model cards, test log, timings).
@@ -58,27 +61,47 @@ fi
 common=(--domain-a "$data/vangogh" --domain-b "$data/photo" --name-a vangogh --name-b photo
         "${net[@]}" --upsample resize --down-padding reflect --channels-last --batch-size 4
         --sample-every 0 --seed 0 --quiet)
-declare -A IDT=([A]=1.5 [B]=0.5)
+shipped=imgxlate/models/vangogh2photo
+if [ "$dry" = 1 ]; then  # tiny networks cannot start from the shipped pair
+  default_a="--lambda-identity 0.5"; default_b="--lambda-identity 1.5"
+else
+  default_a="--init-from $shipped --lambda-identity 0.5"; default_b="--init-from $shipped --lambda-identity 0.5 --compile"
+fi
+declare -A CAND=([A]="${CAND_A:-$default_a}" [B]="${CAND_B:-$default_b}")
+say "candidates: A: ${CAND[A]}; B: ${CAND[B]}"
 # calibration: both side by side, as the real runs will be, 80 steps each
 for r in A B; do
-  imgxlate-train "${common[@]}" --lambda-identity "${IDT[$r]}" --out "$W/cal$r" --epochs 1 --epochs-decay 1 \
+  # shellcheck disable=SC2086  # the candidate's arguments are words
+  imgxlate-train "${common[@]}" ${CAND[$r]} --out "$W/cal$r" --epochs 1 --epochs-decay 1 \
     --max-steps 80 --log-every 20 --checkpoint-every 0 --no-export > "$W/cal$r.out" 2>&1 &
 done
 tc=$(date +%s)
 wait
 cal_wall=$(( $(date +%s) - tc ))
-per_step=$($py - "$W" <<'PY'
+read -r per_step ok_cands <<<"$($py - "$W" <<'PY'
 import json, sys
 from pathlib import Path
-# seconds per step after start-up and cuDNN's autotuning: steps 20 -> 80 of the slower run
-per = []
+# seconds per step after start-up and cuDNN's autotuning (and a compile): steps 20 -> 80 of the
+# slower run; a candidate whose calibration did not reach step 80 is left out of the real runs
+per, ok = [], []
 for r in "AB":
-    lines = (Path(sys.argv[1]) / f"cal{r}" / "log.jsonl").read_text().splitlines()
+    log = Path(sys.argv[1]) / f"cal{r}" / "log.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
     t = {int(x["step"]): float(x["time"]) for x in map(json.loads, filter(None, lines))}
-    per.append((t[80] - t[20]) / 60)
-print(round(max(per), 4))
+    if 20 in t and 80 in t:
+        per.append((t[80] - t[20]) / 60)
+        ok.append(r)
+print(round(max(per), 4) if per else 0, "".join(ok))
 PY
-)
+)"
+if [ -z "$ok_cands" ]; then
+  say "FAILED: no candidate finished its calibration; see cal?.out"
+  tar -C "$W" -czf "$OUT/results.tar.gz" --exclude='cal?' --exclude=vangogh2photo .
+  exit 0
+fi
+for r in A B; do
+  [[ "$ok_cands" == *"$r"* ]] || say "candidate $r left out: its calibration failed: $(tr -d '│╭╮╰╯─' < "$W/cal$r.out" 2>/dev/null | grep -iE 'error|no such|invalid|failed' | tail -n1 | tr -s ' ')"
+done
 spe=$(( $(find "$data/photo" -type f | wc -l) / 4 ))  # steps per epoch: max(len A, len B) // batch
 [ "$dry" = 1 ] && spe=$(( spe > 40 ? 40 : spe ))
 # time for training: what is left, less export (~45 s), packing (~15 s) and a margin (25 s)
@@ -91,8 +114,9 @@ ep=$(( epochs_total / 2 )); dec=$(( epochs_total - ep ))
 say "calibration: ${per_step} s/step side by side, ${cal_wall} s for 80 steps with start-up; ${train_s} s for training -> $epochs_total epochs of $spe steps ($ep constant + $dec decay)"
 extra_dry=(); [ "$dry" = 1 ] && extra_dry=(--max-steps $(( epochs_total * spe )))
 tt=$(date +%s)
-for r in A B; do
-  imgxlate-train "${common[@]}" --lambda-identity "${IDT[$r]}" --out "$W/run$r" --epochs "$ep" \
+for r in $(echo "$ok_cands" | grep -o .); do
+  # shellcheck disable=SC2086
+  imgxlate-train "${common[@]}" ${CAND[$r]} --out "$W/run$r" --epochs "$ep" \
     --epochs-decay "$dec" --log-every 50 --checkpoint-every 0 --json "${extra_dry[@]}" > "$W/run$r.json" 2> "$W/run$r.err" &
   echo $! > "$W/run$r.pid"
 done
@@ -113,7 +137,7 @@ fi
 
 # --- 4. wait for the runs (SIGINT at the deadline: they checkpoint, then export) ---------------
 deadline=$(( T0 + BUDGET - 60 ))
-for r in A B; do
+for r in $(echo "$ok_cands" | grep -o .); do
   pid=$(cat "$W/run$r.pid")
   while kill -0 "$pid" 2>/dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 2; done
   if kill -0 "$pid" 2>/dev/null; then
