@@ -63,8 +63,8 @@ CUDA_OPTIONS: dict[str, str] = {
     "cudnn_conv_algo_search": "HEURISTIC",
     # fp32 convolutions in fp32, not TF32 (ORT's default): on an H200 TF32 put 2.5-3 % of the 8-bit
     # output values off the CPU result (up to 2 levels, 63-64 dB); without it 0.005-0.5 % (1 level,
-    # 71-91 dB), at 2.4 vs 1.8 ms (333x217), 21 vs 12 ms (1 MP), 63 vs 34 ms (3 MP): a few ms a photo
-    # beside its decode and encode (tools/gpu/tf32.py, docs/benchmarks.md).
+    # 71-91 dB), at 2.4 vs 1.8 ms (333x217), 21 vs 12 ms (1 MP), 63 vs 34 ms (3 MP): ~10 ms per MP,
+    # beside the 5 s a 12 MP photo takes end to end there (tools/gpu/tf32.py, docs/gpu.md).
     "use_tf32": "0",
     "arena_extend_strategy": "kSameAsRequested",
     "do_copy_in_default_stream": "1",
