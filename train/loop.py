@@ -129,19 +129,21 @@ def initial_weights(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]] |
         return _initial_generators(cfg)
     src = load_checkpoint(cfg.init_from)
     theirs = TrainConfig.from_dict(src["config"]).apply_method_defaults().network_settings()
-    ours = cfg.network_settings()
-    differ = [k for k in ours if ours[k] != theirs.get(k)]
-    if differ:
-        told = ", ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
-        raise UsageError(
-            f"--init-from {src['path']}: its networks differ ({told}); pass the same network settings "
-            "(--ngf, --n-blocks, --upsample, --down-padding, --ndf, --n-layers-d, --method)"
-        )
+    _refuse_differences(src["path"], "networks", cfg.network_settings(), theirs,
+                        "--ngf, --n-blocks, --upsample, --down-padding, --ndf, --n-layers-d, --method")
     facts = src.get("facts", {})
     origin = {"checkpoint": src["path"], "steps": int(src["step"]), "command": facts.get("command", "")}
     if facts.get("fine_tuned_from"):
         origin["fine_tuned_from"] = facts["fine_tuned_from"]  # a chain of fine-tunes keeps every link
     return src["models"], origin
+
+
+def _refuse_differences(source: str, what: str, ours: dict[str, Any], theirs: dict[str, Any], flags: str) -> None:
+    """--init-from: a usage error naming every setting of this run that differs from the weights' source."""
+    differ = [k for k in ours if ours[k] != theirs.get(k)]
+    if differ:
+        told = ", ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
+        raise UsageError(f"--init-from {source}: its {what} differ ({told}); pass the same settings ({flags})")
 
 
 def _initial_generators(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,14 +152,8 @@ def _initial_generators(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any
     if cfg.method != "cyclegan":
         raise UsageError(f"--init-from {cfg.init_from}: an exported pair starts a cyclegan run, not {cfg.method}")
     models, theirs, meta = generators_from_onnx(cfg.init_from)
-    ours = cfg.generator_config()
-    differ = [k for k in ours if ours[k] != theirs.get(k)]
-    if differ:
-        told = ", ".join(f"{k} {theirs.get(k)!r} there, {ours[k]!r} here" for k in differ)
-        raise UsageError(
-            f"--init-from {cfg.init_from}: its generators differ ({told}); pass the same settings "
-            "(--ngf, --n-blocks, --upsample, --down-padding)"
-        )
+    _refuse_differences(cfg.init_from, "generators", cfg.generator_config(), theirs,
+                        "--ngf, --n-blocks, --upsample, --down-padding")
     training = dict(meta.training)
     origin = {"model": str(cfg.init_from), "steps": int(meta.steps), "command": training.get("command", ""),
               "discriminators": "fresh"}
