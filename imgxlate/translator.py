@@ -257,11 +257,12 @@ class Translator:
 
     def translate_rgb_batch(self, rgbs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Equal-sized (H, W, 3) images (uint8 or float in [0, 1]) -> list of (H, W, 3) float32 in
-        [0, 1]: in one engine run when they fit the memory budget together, else one at a time
-        (:meth:`translate_rgb`: whole, or exact tiles when one does not fit)."""
+        [0, 1], without tiling: in one engine run when they fit the memory budget together, else one
+        whole run each (the caller chose whole runs for them, e.g. ``--tile 0``; a run out of memory is
+        still retried in tiles, as for one image)."""
         arrays = [np.asarray(r) for r in rgbs]
         if arrays and not self._batch_fits(arrays[0].shape[0], arrays[0].shape[1], len(arrays)):
-            return [self.translate_rgb(a) for a in arrays]
+            return [self.translate_rgb(a, tile=0) for a in arrays]
         if len({a.dtype for a in arrays}) > 1:  # uint8 beside float: stack them all as [0, 1] floats
             arrays = [unit_float(a) for a in arrays]
         x = self._to_model(np.stack(arrays))

@@ -295,6 +295,14 @@ def test_a_batch_that_does_not_fit_the_budget_runs_one_image_at_a_time(tiny_pair
     apart = t.translate_rgb_batch(images)
     assert runs == [1, 1, 1]
     assert all(np.array_equal(a, b) for a, b in zip(together, apart, strict=True))
+    # a batch is never tiled (its images were chosen for whole runs, --tile 0 included): a budget
+    # not even one of them fits still gives whole runs, one each
+    t.max_memory = 1  # automatic tiling would cut these into 256 px tiles
+    assert t.auto_tile(260, 300) > 0
+    runs.clear()
+    apart = t.translate_rgb_batch(images)
+    assert runs == [1, 1, 1]
+    assert all(np.array_equal(a, b) for a, b in zip(together, apart, strict=True))
 
 
 @pytest.mark.parametrize("budget", [1, 1 << 30])
