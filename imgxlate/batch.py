@@ -43,11 +43,15 @@ class FileResult:
 
 
 def _suffix_fn(fmt: str) -> Any:
-    from imgxlate.imaging.formats import output_suffix, sniff_file
+    from imgxlate.imaging.formats import is_animated_file, output_suffix, sniff_file
 
     def suffix_for(src: Path) -> str:
-        # The real format, not the suffix, decides for "same" (a PNG named .jpg stays a PNG with alpha).
-        return output_suffix(src.suffix, sniff_file(src) if fmt == "same" else "", fmt)
+        # The real format, not the suffix, decides for "same" (a PNG named .jpg stays a PNG with alpha;
+        # an animated GIF stays a GIF, a still one becomes a PNG).
+        if fmt != "same":
+            return output_suffix(src.suffix, "", fmt)
+        real = sniff_file(src)
+        return output_suffix(src.suffix, real, fmt, animated=real == "GIF" and is_animated_file(src))
 
     return suffix_for
 
@@ -130,8 +134,12 @@ PREFETCH_BYTES = 512 << 20
 
 
 def _image_bytes(decoded: Any) -> int:
-    alpha = decoded.alpha
-    return int(decoded.pixels.nbytes + (alpha.nbytes if alpha is not None else 0))
+    frames = [decoded, *(decoded.animation.frames if decoded.animation is not None else ())]
+    return sum(int(f.pixels.nbytes + (f.alpha.nbytes if f.alpha is not None else 0)) for f in frames)
+
+
+def _result_bytes(out: np.ndarray | list[np.ndarray]) -> int:
+    return sum(int(o.nbytes) for o in out) if isinstance(out, list) else int(out.nbytes)
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -222,7 +230,7 @@ class BatchRun:
             self.results.append(result)
         return result
 
-    def _write(self, item: _Item, rgb: np.ndarray, like: Any) -> FileResult:
+    def _write(self, item: _Item, rgb: np.ndarray | list[np.ndarray], like: Any) -> FileResult:
         """On a pool thread: write one output; the result is known to the batch as soon as the file is in
         place (a signal in the main thread cannot come between the rename and the record)."""
         from imgxlate.imaging import write_image
@@ -303,7 +311,7 @@ class BatchRun:
         def submit_write(item: _Item, out: np.ndarray) -> None:
             done.append(item)  # first: a stop between these lines leaves an item with no write (not written)
             image = item.extra.pop("image")
-            item.nbytes = _image_bytes(image) + int(out.nbytes)
+            item.nbytes = _image_bytes(image) + _result_bytes(out)
             item.write = pool.submit(self._write, item, out, image)
 
         try:
@@ -383,14 +391,15 @@ def _infer_group(
     model and queue their writes."""
     h, w = first.size
     group = [first]
-    whole = translator._tile_for(h, w, options.tile) == 0
+    # Animations are translated on their own (frame by frame); stills of one size go together.
+    whole = first.extra["image"].animation is None and translator._tile_for(h, w, options.tile) == 0
     while whole and len(group) < batch_size and decoding and decoding[0].decode is not None:
         nxt = decoding[0]
         try:
             decoded, seconds = nxt.decode.result()
         except Exception:  # noqa: BLE001 - handled when the item's own turn comes
             break
-        if (decoded.height, decoded.width) != (h, w):
+        if (decoded.height, decoded.width) != (h, w) or decoded.animation is not None:
             break
         decoding.popleft()
         nxt.seconds, nxt.size = seconds, (h, w)
@@ -400,10 +409,7 @@ def _infer_group(
     t0 = time.perf_counter()
     try:
         if len(group) == 1:
-            from imgxlate.imaging.encode import result_dtype
-
-            image = first.extra["image"]
-            outs = [translator.translate_rgb(image.pixels, dtype=result_dtype(image), **options.tiling_args)]
+            outs = [translator.translate_decoded(first.extra["image"], **options.tiling_args)]
         else:
             outs = translator.translate_rgb_batch([it.extra["image"].pixels for it in group])
     except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the batch

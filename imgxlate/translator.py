@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from imgxlate.notes import Note
 from imgxlate.options import TILINGS
 from imgxlate.registry import ModelPair, Resolved, probe_generator, resolve_model
 from imgxlate.tiling.pad import pad_bottom_right, round_up
+
+if TYPE_CHECKING:
+    from imgxlate.imaging.decode import DecodedImage
 
 
 class Translator:
@@ -233,6 +236,21 @@ class Translator:
             return self._exact_rgb(rgb, t, dtype)
         y = self.run_model(self._to_model(rgb), tile=tile, tile_overlap=tile_overlap, tiling=tiling)
         return from_model_as(y, self.metadata.output_range, dtype)
+
+    def translate_decoded(
+        self, image: DecodedImage, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+    ) -> np.ndarray | list[np.ndarray]:
+        """A decoded file's result, ready for :func:`imgxlate.imaging.write_image`: (H, W, 3) as
+        :meth:`translate_rgb` gives it (uint8 when that loses nothing, see
+        :func:`imgxlate.imaging.result_dtype`), or for an animation one such result per frame."""
+        from imgxlate.imaging.encode import result_dtype
+
+        frames = [image, *(image.animation.frames if image.animation is not None else ())]
+        outs = [
+            self.translate_rgb(f.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling, dtype=result_dtype(f))
+            for f in frames
+        ]
+        return outs if image.animation is not None else outs[0]
 
     def _exact_rgb(self, rgb: np.ndarray, tile: int, dtype: Any) -> np.ndarray:
         """Exact tiling straight from the (H, W, 3) image into the (H, W, 3) result: the tiler reads

@@ -17,6 +17,9 @@ from pathlib import Path, PurePosixPath
 from imgxlate.errors import UsageError
 
 PENDING, SKIPPED, FAILED = "pending", "skipped", "failed"
+# A GIF in an object store is read whole while planning to tell an animation from a still (their
+# outputs are .gif and .png); GIFs are small, and past this a file is planned as a still.
+GIF_PROBE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def _plan_urls(
 ) -> list[Job]:
     from imgxlate.batch import check_format
     from imgxlate.distributed import storage
-    from imgxlate.imaging.formats import READ_SUFFIXES, output_suffix, sniff_format
+    from imgxlate.imaging.formats import READ_SUFFIXES, is_animated_file, output_suffix, sniff_format
     from imgxlate.inputs import _matches as matches
 
     fmt = check_format(fmt)
@@ -95,8 +98,11 @@ def _plan_urls(
     claimed: dict[str, str] = {}
     for index, (src, rel) in enumerate(found):
         source_format = sniff_format(storage.head(src)) if fmt == "same" else ""
+        # an animated GIF stays a GIF, a still one becomes a PNG (as in the local plan): read it whole
+        animated = source_format == "GIF" and is_animated_file(storage.head(src, GIF_PROBE_BYTES))
         rel_path = PurePosixPath(rel)
-        out_rel = rel_path.with_name(rel_path.stem + output_suffix(rel_path.suffix, source_format, fmt))
+        suffix = output_suffix(rel_path.suffix, source_format, fmt, animated=animated)
+        out_rel = rel_path.with_name(rel_path.stem + suffix)
         dst = str(Path(out) / out_rel) if local_out else storage.join_url(out, out_rel.as_posix())
         if dst in claimed:
             jobs.append(Job(index, src, dst, FAILED,

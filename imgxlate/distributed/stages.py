@@ -72,12 +72,9 @@ class Translate:
         row["provider"] = self.translator.provider
         if row["status"] != PENDING:
             return row
-        from imgxlate.imaging.encode import result_dtype
-
         t0 = time.perf_counter()
         try:
-            image = row["image"]
-            row["output"] = self.translator.translate_rgb(image.pixels, dtype=result_dtype(image), **self.tiling)
+            row["output"] = self.translator.translate_decoded(row["image"], **self.tiling)
         except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the job
             return _failed(row, exc)
         row["seconds"] += time.perf_counter() - t0

@@ -1,7 +1,8 @@
 """Imaging: read and write every image users own, as sRGB arrays the model can take.
 
 Modules: :mod:`.formats` (suffixes, output formats), :mod:`.exif` (orientation), :mod:`.color` (ICC
-to sRGB, quantisation), :mod:`.decode` (files and arrays in), :mod:`.encode` (files out). The
+to sRGB, quantisation), :mod:`.decode` (files and arrays in), :mod:`.encode` (files out),
+:mod:`.animation` (every frame of animated GIF, WebP, APNG in and out). The
 policies they implement together:
 
 Reading (:func:`read_image`, :func:`from_array`) gives a :class:`DecodedImage`: ``pixels`` (H, W, 3)
@@ -20,7 +21,10 @@ Decoding
     (bit depth reported as 16). CMYK JPEGs become RGB through their ICC profile when they have one,
     else through Pillow's naive formula; Pillow assumes Adobe's inverted polarity for every CMYK JPEG,
     which is undone for files without an Adobe APP14 marker.
-    Animated images (GIF, APNG, WebP, multi-page TIFF): the first frame is converted, silently.
+    Animated GIF, WebP and PNG (APNG): every frame, as a viewer composes it, through the same policy
+    (:mod:`.animation`); the result is written as an animation with the same durations and loop
+    count (an animated GIF stays a GIF). Multi-page TIFF: the first page only. MPO (camera JPEGs
+    with a preview or second view): the primary image.
     Truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set). Images with more
     than ``max_pixels`` pixels are refused from their header, before anything is decoded.
 
@@ -55,7 +59,8 @@ Colour (ICC) policy
 
 Writing
     ``fmt="same"`` keeps the source's format when it can be written faithfully (JPEG, PNG, WebP,
-    TIFF), else PNG (GIF, BMP, PSD, ICO, JPEG 2000, ... and arrays). Alpha is kept in PNG, WebP and
+    TIFF), else PNG (still GIF, BMP, PSD, ICO, JPEG 2000, ... and arrays); an animated GIF stays an
+    animated GIF, and an animation asked for as JPEG or TIFF is refused (one picture each). Alpha is kept in PNG, WebP and
     TIFF; a JPEG output of an image with alpha is composited on white. Gray sources give gray outputs
     (the model's RGB result converted with the ITU-R 601 luma weights, as Pillow's ``convert("L")``;
     WebP has no gray mode and stores it as RGB). 16-bit sources give 16-bit PNG and TIFF outputs;

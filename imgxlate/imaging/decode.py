@@ -26,6 +26,8 @@ from imgxlate.errors import ImageReadError, ImageWriteError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
+
+    from imgxlate.imaging.animation import Animation
 from imgxlate.imaging import raw
 from imgxlate.imaging.color import (
     _apply_icc,
@@ -60,6 +62,8 @@ class DecodedImage:
     ``b"Exif\\0\\0"`` + the TIFF-structured EXIF with Orientation reset to 1. ``source`` is the file it
     was read from (the writer refuses to overwrite it); ``array_dtype`` the dtype given to
     :func:`from_array` when it was a float array (so :func:`to_array` gives floats back).
+    ``animation``: for an animated GIF, WebP or PNG, the frames after this one (this is the first),
+    their durations and the loop count (:mod:`imgxlate.imaging.animation`); None for a still image.
     """
 
     pixels: np.ndarray
@@ -71,6 +75,7 @@ class DecodedImage:
     exif: bytes | None
     source: Path | None = None
     array_dtype: str | None = None
+    animation: Animation | None = None
 
     @property
     def rgb(self) -> np.ndarray:
@@ -411,6 +416,10 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
 
     width, height = im.size
     _check_pixels(path, width, height, max_pixels)
+    from imgxlate.imaging import animation
+
+    if animation.is_animated(im):
+        return animation.read_animation(im, path, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
     # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,
     # so OpenCV decodes them (and reports truncation) and Pillow only gives the metadata.

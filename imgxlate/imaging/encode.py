@@ -12,6 +12,7 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,18 @@ from imgxlate.errors import DiskFullError, ImageWriteError, UsageError
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
+from imgxlate.imaging.animation import encode_animation
 from imgxlate.imaging.color import _icc_space, luminance, quantize, unit_float
 from imgxlate.imaging.decode import DecodedImage, _check_rgb, _fit_alpha
 from imgxlate.imaging.exif import _EXIF_HEADER
-from imgxlate.imaging.formats import _FMT_TO_PIL, _MAX_SIDE, _SUFFIX_TO_PIL, _pil, normalize_format
+from imgxlate.imaging.formats import (
+    _FMT_TO_PIL,
+    _MAX_SIDE,
+    _SUFFIX_TO_PIL,
+    _pil,
+    encoder_options,
+    normalize_format,
+)
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -184,12 +193,19 @@ def result_dtype(like: DecodedImage) -> Any:
 
 
 def write_image(
-    path: str | os.PathLike[str], rgb: np.ndarray, like: DecodedImage, *, fmt: str = "same", quality: int = 95
+    path: str | os.PathLike[str],
+    rgb: np.ndarray | Sequence[np.ndarray],
+    like: DecodedImage,
+    *,
+    fmt: str = "same",
+    quality: int = 95,
 ) -> Path:
     """Write the model's result ``rgb`` to ``path`` atomically, in ``like``'s kind.
 
     ``rgb`` is (H, W, 3) float32 in [0, 1], or uint8 (see :func:`result_dtype`: written as it is when
-    ``like`` is 8-bit colour without alpha, else taken as k / 255).
+    ``like`` is 8-bit colour without alpha, else taken as k / 255). For an animation (``like.animation``)
+    it is one such result per frame, written as an animated GIF, WebP or PNG
+    (:mod:`imgxlate.imaging.animation`; JPEG and TIFF targets are refused).
 
     The format comes from ``path``'s suffix (the caller picked it with :func:`output_suffix`); ``fmt``
     is used only when the suffix names no format. Keeps alpha (PNG, WebP, TIFF; JPEG: composited on
@@ -205,7 +221,7 @@ def write_image(
         key = normalize_format(fmt)
         if key == "same":
             raise ImageWriteError(
-                f"cannot write {str(target)!r}: imgxlate writes .png, .jpg, .webp and .tif files, not "
+                f"cannot write {str(target)!r}: imgxlate writes .png, .jpg, .webp, .tif and .gif files, not "
                 f"{target.suffix or 'files without a suffix'}; choose --format png (or jpg, webp, tiff)"
             )
         pil_fmt = _FMT_TO_PIL[key]
@@ -218,7 +234,17 @@ def write_image(
                 )
         except OSError:
             pass
-    rgb = _check_rgb(rgb)
+    if like.animation is not None or pil_fmt == "GIF":
+        if like.animation is not None and isinstance(rgb, np.ndarray):
+            raise ImageWriteError(
+                f"cannot write {str(target)!r}: the source is an animation of {like.animation.count} frames; "
+                "pass one result per frame (Translator.translate_decoded gives them)"
+            )
+        results = list(rgb) if like.animation is not None else [rgb]
+        _write_encoded(target, pil_fmt, lambda: encode_animation(target, [_check_rgb(r) for r in results], like,
+                                                                 pil_fmt, quality))
+        return target
+    rgb = _check_rgb(np.asarray(rgb))
     h, w = rgb.shape[:2]
     exact_bytes = rgb.dtype == np.uint8 and result_dtype(like) == np.uint8
     if rgb.dtype == np.uint8 and not exact_bytes:
@@ -249,7 +275,7 @@ def write_image(
     # Encoded in memory, then written through write_bytes_atomic: every byte written, fsynced and its
     # size on disk checked before the rename. Pillow's encoders writing to a file drop the rest of a
     # short write on a nearly full disk and report success, which left truncated outputs.
-    try:
+    def encode() -> bytes | memoryview:
         if depth == 16 and (pil_fmt == "PNG" or q.ndim == 3):
             if pil_fmt == "PNG":
                 raw = encode_png16(q) if q.ndim == 3 and q.shape[2] == 2 else _encode_cv2(q, ".png")
@@ -266,25 +292,27 @@ def write_image(
                 options["icc_profile"] = icc
             if exif:
                 options["exif"] = exif
-            if pil_fmt == "JPEG":
-                options.update(quality=int(quality), subsampling=0 if quality >= 90 else 2)
-            elif pil_fmt == "WEBP":
-                # exact: keep the colour under fully transparent pixels (alpha round-trips with its RGB)
-                options.update(quality=int(quality), lossless=int(quality) == 100, exact=True, method=4)
-            elif pil_fmt == "PNG":
-                # zlib level 3: ~40% faster than Pillow's default 6 for ~5% larger files (writes
-                # run beside inference and must keep up with a GPU).
-                options.update(compress_level=3)
-            elif pil_fmt == "TIFF":
+            options.update(encoder_options(pil_fmt, quality))
+            if pil_fmt == "TIFF":
                 # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD
                 # (camera settings, capture date); its own writer can, uncompressed only.
                 options.update(compression="raw" if exif else "tiff_adobe_deflate")
             data = _pil_encode(im, pil_fmt, options)
-        write_bytes_atomic(target, data)
+        return data
+
+    _write_encoded(target, pil_fmt, encode)
+    return target
+
+
+def _write_encoded(target: Path, pil_fmt: str, encode: Callable[[], bytes | memoryview]) -> None:
+    """``encode()`` the file in memory, then write it through write_bytes_atomic (every byte written,
+    fsynced and its size on disk checked before the rename); errors become ImageWriteError (or
+    DiskFullError) naming the file."""
+    try:
+        write_bytes_atomic(target, encode())
     except (ImageWriteError, DiskFullError):
         raise
     except (ValueError, RuntimeError, TypeError, KeyError, struct.error) as exc:
         raise ImageWriteError(f"cannot write {str(target)!r}: the {pil_fmt} encoder failed ({exc})") from exc
     except OSError as exc:
         raise ImageWriteError(f"cannot write {str(target)!r}: {explain_write_error(exc)}") from exc
-    return target

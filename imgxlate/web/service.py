@@ -350,6 +350,7 @@ class WebService:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         decoded.source = None
+        decoded.animation = None  # an animation's preview is its first frame
         suffix = ".png" if decoded.alpha is not None else ".jpg"
         return write_image(stem.with_suffix(suffix), rgb, decoded, quality=90)
 

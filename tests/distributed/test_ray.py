@@ -21,7 +21,8 @@ BIN = Path(sys.executable).parent
 
 
 def _tree(root: Path) -> Path:
-    """A small input tree: JPEG, PNG with alpha, a 16-bit PNG in a sub-folder, and one broken file."""
+    """A small input tree: JPEG, PNG with alpha, a 16-bit PNG and an animated GIF in a sub-folder, and one
+    broken file."""
     rng = np.random.default_rng(0)
     src = root / "in"
     (src / "sub dir").mkdir(parents=True)
@@ -32,6 +33,8 @@ def _tree(root: Path) -> Path:
     deep = (rng.integers(0, 65535, (30, 44), dtype=np.uint16))
     Image.fromarray(deep).save(src / "sub dir" / "c16.png")
     (src / "sub dir" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    frames = [Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)) for _ in range(3)]
+    frames[0].save(src / "sub dir" / "clip.gif", save_all=True, append_images=frames[1:], duration=80, loop=0)
     return src
 
 
@@ -63,7 +66,7 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     summary = json.loads(r.stdout)
     for key in ("converted", "skipped", "failed"):
         assert summary["totals"][key] == local_summary["totals"][key], key
-    assert summary["totals"]["converted"] == 3 and summary["totals"]["failed"] == 1
+    assert summary["totals"]["converted"] == 4 and summary["totals"]["failed"] == 1
     failed = [x for x in summary["results"] if x["status"] == "failed"]
     assert failed[0]["src"].endswith("broken.jpg") and failed[0]["reason"]
     assert _files(out) == _files(local)  # the same files, byte for byte
@@ -73,7 +76,7 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     again = _convert(str(src), "--out", str(out), "--ray")
     assert again.returncode == 1, again.stderr  # the broken file is still reported
     totals = json.loads(again.stdout)["totals"]
-    assert totals["skipped"] == 3 and totals["converted"] == 0 and totals["failed"] == 1
+    assert totals["skipped"] == 4 and totals["converted"] == 0 and totals["failed"] == 1
 
 
 def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict], tmp_path: Path) -> None:
@@ -91,11 +94,11 @@ def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict],
     finally:
         ray.shutdown()
     statuses = sorted(r.status for r in results)
-    assert statuses == ["converted", "converted", "converted", "failed"]
+    assert statuses == ["converted", "converted", "converted", "converted", "failed"]
     assert report.providers == {"CPUExecutionProvider"} and report.cluster is not None
     assert not report.cluster.started  # an initialised Ray is used, not stopped
     assert _files(tmp_path / "remote out") == _files(local)
-    assert sorted(r.status for r in again) == ["failed", "skipped", "skipped", "skipped"]
+    assert sorted(r.status for r in again) == ["failed", "skipped", "skipped", "skipped", "skipped"]
 
 
 def test_url_plan_mirrors_names_and_filters(tmp_path: Path) -> None:
@@ -106,13 +109,16 @@ def test_url_plan_mirrors_names_and_filters(tmp_path: Path) -> None:
     (src / ".hidden.jpg").write_bytes((src / "a.jpg").read_bytes())
     out = (tmp_path / "out").as_uri()
     jobs = plan_jobs([src.as_uri()], out, fmt="png", exclude=["**/broken.jpg"])
-    assert [j.dst.removeprefix(out) for j in jobs] == ["/a.png", "/b.png", "/sub%20dir/c16.png"]
+    assert [j.dst.removeprefix(out) for j in jobs] == ["/a.png", "/b.png", "/sub%20dir/c16.png", "/sub%20dir/clip.png"]
+    jobs = plan_jobs([src.as_uri()], out, exclude=["**/broken.jpg"])  # --format same: an animated GIF stays one
+    assert jobs[-1].dst.removeprefix(out) == "/sub%20dir/clip.gif"
+    jobs = plan_jobs([src.as_uri()], out, fmt="png", exclude=["**/broken.jpg"])
     assert all(j.status == "pending" for j in jobs)
     # an existing output is skipped, as in the local run
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.png").write_bytes(b"x")
     jobs = plan_jobs([src.as_uri()], out, fmt="png", exclude=["**/broken.jpg"])
-    assert [j.status for j in jobs] == ["skipped", "pending", "pending"]
+    assert [j.status for j in jobs] == ["skipped", "pending", "pending", "pending"]
 
 
 def test_local_and_url_inputs_cannot_be_mixed(tmp_path: Path) -> None:

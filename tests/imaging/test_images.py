@@ -487,13 +487,25 @@ def test_palette_with_transparency_becomes_rgba(tmp_path: Path) -> None:
     assert Image.open(out).mode == "RGBA"
 
 
-def test_gray_palette_gif_is_grayscale_first_frame(tmp_path: Path) -> None:
+def test_gray_palette_gif_animation_is_grayscale_in_every_frame(tmp_path: Path) -> None:
     frames = [Image.fromarray(np.full((4, 5), v, np.uint8)).convert("P") for v in (10, 200)]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
     d = read_image(path)
     assert d.grayscale and d.format == "GIF" and np.allclose(d.rgb, 10 / 255)
-    assert output_suffix(".gif", d.format, "same") == ".png"
+    assert d.animation is not None and d.animation.count == 2
+    (second,) = d.animation.frames
+    assert second.grayscale and np.allclose(second.rgb, 200 / 255)
+    assert output_suffix(".gif", d.format, "same", animated=True) == ".gif"
+    # a colour result is written gray: every frame's three channels equal
+    # (distinct frames: Pillow's GIF writer merges equal ones)
+    results = [np.full((4, 5, 3), c, np.uint8) for c in ((200, 40, 40), (30, 90, 220))]
+    out = write_image(tmp_path / "out.gif", results, d)
+    with Image.open(out) as im:
+        for i in range(2):
+            im.seek(i)
+            rgb = np.asarray(im.convert("RGB")).astype(int)
+            assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA"])
@@ -854,8 +866,10 @@ def test_write_is_atomic_and_never_overwrites_the_input(
 
 def test_write_checks_format_and_quality(tmp_path: Path) -> None:
     d = from_array(_rand(2, 2))
-    with pytest.raises(ImageWriteError, match=r"\.gif"):
-        write_image(tmp_path / "x.gif", d.rgb, d)
+    with pytest.raises(ImageWriteError, match=r"\.bmp"):
+        write_image(tmp_path / "x.bmp", d.rgb, d)
+    with Image.open(write_image(tmp_path / "x.gif", d.rgb, d)) as im:  # asked for by name: a one-frame GIF
+        assert im.format == "GIF" and im.size == (2, 2)
     assert write_image(tmp_path / "x.unknown", d.rgb, d, fmt="png").exists()
     with pytest.raises(UsageError, match="quality"):
         write_image(tmp_path / "x.jpg", d.rgb, d, quality=0)

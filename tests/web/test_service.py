@@ -101,3 +101,23 @@ def test_progress_inside_one_large_image_counts_its_tiles(service: WebService, t
     done, count = (int(x) for x in tile_steps[-1][2].rsplit("tile ", 1)[1].split(" of "))
     assert done == count >= 2
     assert translator.tile_progress is None  # the shared session is left as it was found
+
+
+def test_an_animated_upload_is_converted_whole_and_previewed_by_its_first_frame(
+    service: WebService, tmp_path: Path
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    frames = [Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)) for _ in range(3)]
+    src = tmp_path / "clip.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=[50, 70, 90], loop=0)
+    outcome = service.convert_images([_upload(service, src, "u1")])
+    (o,) = outcome.images
+    assert o.status == "converted" and o.output.name == "clip.gif"
+    with Image.open(o.output) as im:
+        assert im.n_frames == 3
+    assert o.input_preview is not None and o.output_preview is not None
+    with Image.open(o.output_preview) as im:
+        assert im.size == (28, 20) and getattr(im, "n_frames", 1) == 1
