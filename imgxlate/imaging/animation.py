@@ -72,7 +72,8 @@ def read_animation(im: PILImage.Image, path: Path | str, max_pixels: int | None)
             path,
             f"it is an animation of {n} frames of {width}x{height}, {n * width * height:,} pixels in all, more "
             f"than the limit of {max_pixels:,} (a guard against decompression bombs); if you trust the file, "
-            "raise the limit with --max-pixels",
+            "raise the limit with --max-pixels, or convert it to a video with `imgxlate video` (frame by frame, "
+            "in bounded memory)",
         )
     loop = im.info.get("loop")
     frames: list[DecodedImage] = []
