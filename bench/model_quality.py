@@ -8,7 +8,7 @@ then cropped back), so this script measures the model files alone, not the pipel
 
 Inputs
     test photos  ``--photos DIR`` (default ``../shared/corpus/photos``: 15 landscape photos, 256x256, none
-                 of them in the training set). Every image is read by ``imgxlate.imaging.read_image``, the
+                 of them in the training set). Every image is read by ``imgxlate.imaging.read_rgb8``, the
                  decoder ``imgxlate convert`` uses (EXIF rotation, ICC profile -> sRGB, any bit depth),
                  flattened onto white if it has alpha, rounded to 8 bits, resized so its shorter side is
                  256 (Lanczos) and centre-cropped square.
@@ -98,7 +98,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from imgxlate._atomic import atomic_path, write_bytes_atomic
 from imgxlate.errors import ImgxlateError, InvalidModelError, ModelNotFoundError, UsageError
-from imgxlate.imaging import read_image
+from imgxlate.imaging import read_rgb8
 from imgxlate.metadata import read_onnx_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,17 +124,13 @@ QUICK = {"photos": 4, "paintings": 4, "hires": 1, "steps": 200}
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """Read any image as (H, W, 3) uint8 sRGB with imgxlate's own decoder (the one ``imgxlate convert``
-    uses: EXIF rotation, ICC -> sRGB, 16-bit, CMYK, ...); alpha is flattened onto white."""
+    """Read any image as (H, W, 3) uint8 sRGB with imgxlate's own decoder (``read_rgb8``: the one
+    ``imgxlate convert`` uses, EXIF rotation, ICC -> sRGB, 16-bit, CMYK, ...; alpha on white; the
+    first frame of an animation)."""
     try:
-        img = read_image(path)
+        return read_rgb8(path)
     except ImgxlateError as exc:
         raise UsageError(f"cannot read {path} as an image ({exc}); remove it from the folder") from exc
-    rgb = img.rgb
-    if img.alpha is not None:
-        alpha = img.alpha.reshape(img.height, img.width, 1).astype(np.float32)
-        rgb = rgb * alpha + (1.0 - alpha)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
 def square(img: np.ndarray, size: int) -> np.ndarray:

@@ -374,7 +374,7 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
     return _read_error(path, what + "; supported: JPEG, PNG, WebP, TIFF, BMP, GIF and other Pillow formats")
 
 
-def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedImage:
+def _decode(data: bytes, path: Path | str, max_pixels: int | None, frames: bool = True) -> DecodedImage:
     from PIL import UnidentifiedImageError
 
     if not data:
@@ -418,7 +418,7 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None) -> DecodedIma
     _check_pixels(path, width, height, max_pixels)
     from imgxlate.imaging import animation
 
-    if animation.is_animated(im):
+    if frames and animation.is_animated(im):
         return animation.read_animation(im, path, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
     # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,
@@ -483,15 +483,20 @@ def _finish(
     return DecodedImage(rgb, alpha, depth, grayscale, fmt, icc, exif, source)
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS, frames: bool = True
+) -> DecodedImage:
     """Read an image file of any kind users have into a :class:`DecodedImage` (sRGB, upright).
+
+    ``frames``: every frame of an animated GIF, WebP or PNG (``animation``); False: the first frame
+    only, as a still image (training data, previews).
 
     Raises :class:`ImageReadError` naming the file and what to do: missing, empty, truncated, not an
     image, more than ``max_pixels`` pixels (``None``: no limit), unsupported pixel format.
     """
     p = Path(path)
     data = _read_regular_file(p)
-    return _decode(data, p, max_pixels)
+    return _decode(data, p, max_pixels, frames)
 
 
 def read_rgb8(
@@ -504,7 +509,7 @@ def read_rgb8(
     same :class:`ImageReadError`), then alpha compositing and rounding to 8 bits, so a file reaches the
     trainer as the same pixels the translator gets.
     """
-    decoded = read_image(path, max_pixels=max_pixels)
+    decoded = read_image(path, max_pixels=max_pixels, frames=False)
     if decoded.alpha is None and decoded.pixels.dtype == np.uint8:
         return decoded.pixels
     rgb = decoded.rgb

@@ -342,7 +342,7 @@ class WebService:
 
         from imgxlate.imaging import read_image, write_image
 
-        decoded = read_image(path, max_pixels=None)
+        decoded = read_image(path, max_pixels=None, frames=False)  # an animation's preview: its first frame
         h, w = decoded.height, decoded.width
         scale = min(1.0, PREVIEW_EDGE / max(h, w))
         rgb = decoded.rgb
@@ -350,7 +350,6 @@ class WebService:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         decoded.source = None
-        decoded.animation = None  # an animation's preview is its first frame
         suffix = ".png" if decoded.alpha is not None else ".jpg"
         return write_image(stem.with_suffix(suffix), rgb, decoded, quality=90)
 

@@ -129,3 +129,14 @@ def test_a_truncated_frame_is_a_read_error_naming_the_frame(tmp_path: Path) -> N
     src.write_bytes(buf.getvalue()[: len(buf.getvalue()) - 600])
     with pytest.raises(ImageReadError, match=r"cut\.gif"):
         read_image(src)
+
+
+def test_training_and_previews_read_the_first_frame_only(tmp_path: Path) -> None:
+    from imgxlate.imaging import read_rgb8
+
+    written = frames(colours=12)
+    src = save_animation(tmp_path / "a.png", written, "PNG")
+    first = read_image(src, frames=False)
+    assert first.animation is None and first.format == "PNG"
+    np.testing.assert_array_equal(first.pixels, written[0])
+    np.testing.assert_array_equal(read_rgb8(src, max_pixels=10 * 14), written[0])  # one frame's pixels count
