@@ -59,6 +59,8 @@ class Translator:
         self.max_memory: int | None = None
         # Called as progress(done, total) after every tile of a tiled image (the CLI shows it).
         self.tile_progress: Callable[[int, int], None] | None = None
+        # Called as progress(done, total) after every frame of an animation (translate_decoded).
+        self.frame_progress: Callable[[int, int], None] | None = None
 
     # ----------------------------------------------------------------------------- value ranges
     @property
@@ -246,10 +248,13 @@ class Translator:
         from imgxlate.imaging.encode import result_dtype
 
         frames = [image, *(image.animation.frames if image.animation is not None else ())]
-        outs = [
-            self.translate_rgb(f.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling, dtype=result_dtype(f))
-            for f in frames
-        ]
+        outs = []
+        for f in frames:
+            outs.append(
+                self.translate_rgb(f.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling, dtype=result_dtype(f))
+            )
+            if image.animation is not None and self.frame_progress is not None:
+                self.frame_progress(len(outs), len(frames))
         return outs if image.animation is not None else outs[0]
 
     def _exact_rgb(self, rgb: np.ndarray, tile: int, dtype: Any) -> np.ndarray:

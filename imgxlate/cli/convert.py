@@ -49,10 +49,11 @@ from imgxlate.tiling.auto import parse_memory
 
 
 class TileProgress:
-    """Progress inside one tiled image: a second bar on a terminal, else a line every few seconds."""
+    """Progress inside one image (its ``unit``: the tiles of a tiled image, the frames of an
+    animation): a second bar on a terminal, else a line every few seconds."""
 
-    def __init__(self, progress: Any, quiet: bool, every: float = 5.0) -> None:
-        self.progress, self.quiet, self.every = progress, quiet, every
+    def __init__(self, progress: Any, quiet: bool, every: float = 5.0, unit: str = "tiles") -> None:
+        self.progress, self.quiet, self.every, self.unit = progress, quiet, every, unit
         self.task: Any = None
         self.last = 0.0
 
@@ -61,7 +62,7 @@ class TileProgress:
             return
         if self.progress.console.is_terminal:
             if self.task is None:
-                self.task = self.progress.add_task("  tiles", total=total, rate="")
+                self.task = self.progress.add_task(f"  {self.unit}", total=total, rate="")
             self.progress.update(self.task, completed=done, total=total)
             if done >= total:
                 self.progress.remove_task(self.task)
@@ -70,7 +71,7 @@ class TileProgress:
         now = time.monotonic()
         if done >= total or now - self.last >= self.every:
             self.last = now
-            self.progress.console.print(f"  tiles {done}/{total} ({100 * done // max(total, 1)}%)")
+            self.progress.console.print(f"  {self.unit} {done}/{total} ({100 * done // max(total, 1)}%)")
 
 
 def convert(
@@ -162,6 +163,7 @@ def convert(
                     task = progress.add_task("converting", total=len(plans), rate="")
                     if translator is not None:
                         translator.tile_progress = TileProgress(progress, quiet or as_json)
+                        translator.frame_progress = TileProgress(progress, quiet or as_json, unit="frames")
                     converted = 0
                     for r in it:
                         if run is None:  # a local run records its own results (run.results)

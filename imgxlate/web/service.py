@@ -291,9 +291,15 @@ class WebService:
             name = names[staged[min(finished[0], total - 1)]]
             progress(finished[0], total, f"translating {name}: tile {done} of {count}")
 
+        def frames(done: int, count: int) -> None:  # inside one animation: its frames
+            assert progress is not None
+            name = names[staged[min(finished[0], total - 1)]]
+            progress(finished[0], total, f"translating {name}: frame {done} of {count}")
+
         if progress is not None:
             progress(0, total, f"translating {names[staged[0]]}")
             translator.tile_progress = tiles  # one job at a time uses the shared session (one queue slot)
+            translator.frame_progress = frames
         results = convert_paths(staged, out_dir, translator=translator,
                                 options=ImageOptions(max_pixels=self.max_pixels), recursive=False)
         try:
@@ -318,7 +324,7 @@ class WebService:
                     progress(i, total, f"translating {following}" if following else "done")
         finally:
             results.close()
-            translator.tile_progress = None
+            translator.tile_progress = translator.frame_progress = None
         zip_path = self._zip([o.output for o in outcomes if o.output is not None], job / "imgxlate-results.zip")
         return BatchOutcome(
             outcomes, zip_path, self.provider_line(translator), translator.pair.name,

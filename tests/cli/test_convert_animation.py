@@ -78,3 +78,12 @@ def test_an_animation_asked_for_as_jpeg_fails_and_writes_nothing(tiny_pair: Path
     (row,) = json.loads(res.stdout)["results"]
     assert row["status"] == "failed" and "animation of 4 frames" in row["reason"] and "--format webp" in row["reason"]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_progress_counts_the_frames_of_an_animation(tiny_pair: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    animated(src / "clip.webp", "WEBP")
+    res = invoke("convert", src, "--out", tmp_path / "out", "--model", tiny_pair)  # not a terminal: lines
+    assert res.exit_code == 0, res.output
+    assert "frames 4/4 (100%)" in res.output

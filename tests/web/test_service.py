@@ -100,7 +100,7 @@ def test_progress_inside_one_large_image_counts_its_tiles(service: WebService, t
     assert tile_steps[-1][2].startswith("translating big.jpg: tile ")
     done, count = (int(x) for x in tile_steps[-1][2].rsplit("tile ", 1)[1].split(" of "))
     assert done == count >= 2
-    assert translator.tile_progress is None  # the shared session is left as it was found
+    assert translator.tile_progress is None and translator.frame_progress is None  # left as it was found
 
 
 def test_an_animated_upload_is_converted_whole_and_previewed_by_its_first_frame(
@@ -113,7 +113,9 @@ def test_an_animated_upload_is_converted_whole_and_previewed_by_its_first_frame(
     frames = [Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)) for _ in range(3)]
     src = tmp_path / "clip.gif"
     frames[0].save(src, save_all=True, append_images=frames[1:], duration=[50, 70, 90], loop=0)
-    outcome = service.convert_images([_upload(service, src, "u1")])
+    steps: list[str] = []
+    outcome = service.convert_images([_upload(service, src, "u1")], progress=lambda d, t, s: steps.append(s))
+    assert "translating clip.gif: frame 3 of 3" in steps
     (o,) = outcome.images
     assert o.status == "converted" and o.output.name == "clip.gif"
     with Image.open(o.output) as im:
