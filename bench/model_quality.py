@@ -69,7 +69,11 @@ What it measures (printed as a table, written to ``--json PATH``, default ``OUT/
                  cubic in the position; the score is the RMS residual in 8-bit levels, leaving out
                  16 px at both ends. Any smooth tone curve fits a cubic and texture averages out along
                  a row, so what is left is bands across the gradient. The inputs score 0.3 (8-bit
-                 rounding); posterising a gradient to 8 levels scores > 3.
+                 rounding); posterising a gradient to 8 levels scores > 3. A pure gradient is constant
+                 along its lines, so a convolutional network's output is too (translation
+                 equivariance) and any texture it paints shows as bands; the second figure is the same
+                 score on the gradients with seeded noise of ``GRADIENT_NOISE`` = 2 levels added, as a
+                 camera's photo would have (the inputs still score 0.3).
 
 Images written to ``--out DIR`` (default ``bench/results/quality``): ``sheet_photos.png`` (a row per test
 photo: input | photo->vangogh | back to photo), ``sheet_paintings.png`` (painting | vangogh->photo |
@@ -374,6 +378,11 @@ GRADIENTS = {
 }
 GRADIENT_SIZE = 512
 BAND_MARGIN = 16  # px of the profile ends left out (the border score covers the edges)
+# A pure gradient is constant along its lines, and a convolutional network is translation-equivariant,
+# so its output is constant along them too: any texture it paints can only be bands. Photos carry
+# sensor noise; this much (in 8-bit levels) breaks the symmetry, and the second banding figure shows
+# what is left.
+GRADIENT_NOISE = 2.0
 
 
 def gradient_image(size: int, top: Sequence[int], bottom: Sequence[int], direction: str) -> np.ndarray:
@@ -382,6 +391,12 @@ def gradient_image(size: int, top: Sequence[int], bottom: Sequence[int], directi
     t = yy if direction == "vertical" else xx
     a, b = np.asarray(top, np.float64), np.asarray(bottom, np.float64)
     return np.clip(np.rint(a + (b - a) * t[:, :, None]), 0, 255).astype(np.uint8)
+
+
+def with_noise(img: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """``img`` (uint8) plus seeded Gaussian noise of ``sigma`` 8-bit levels, as a camera's would be."""
+    noise = np.random.default_rng(seed).normal(0.0, sigma, img.shape)
+    return np.clip(np.rint(img.astype(np.float64) + noise), 0, 255).astype(np.uint8)
 
 
 def banding_score(img: np.ndarray, direction: str) -> float:
@@ -765,12 +780,15 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         border[f"photo2vangogh_{HIRES}"] = border_scores(hi_in, hi_out)
     gradients = {name: (gradient_image(GRADIENT_SIZE, a, b, d), d) for name, (a, b, d) in GRADIENTS.items()}
     gradient_out = {name: b2a(img) for name, (img, _) in gradients.items()}
+    noisy_out = {name: b2a(with_noise(img, GRADIENT_NOISE)) for name, (img, _) in gradients.items()}
     banding = {
-        name: {"output": banding_score(gradient_out[name], d), "input": banding_score(img, d)}
+        name: {"output": banding_score(gradient_out[name], d), "input": banding_score(img, d),
+               "output_noisy": banding_score(noisy_out[name], d)}
         for name, (img, d) in gradients.items()
     }
     banding["mean"] = float(np.mean([v["output"] for v in banding.values()]))
     banding["max"] = float(max(v["output"] for k, v in banding.items() if k != "mean"))
+    banding["mean_noisy"] = float(np.mean([v["output_noisy"] for k, v in banding.items() if isinstance(v, dict)]))
     timings["border_banding"] = time.perf_counter() - t0
 
     # 4. style classifier.
@@ -934,6 +952,7 @@ def format_table(r: dict[str, Any]) -> str:
         row(name, f"{v['output']:.2f}", f"{v['input']:.2f}") for name, v in b.items() if isinstance(v, dict)
     ]
     lines.append(row("outputs: mean / max", f"{b['mean']:.2f}/{b['max']:.2f}", ""))
+    lines.append(row(f"  the same with noise of {GRADIENT_NOISE:g} levels: mean", f"{b['mean_noisy']:.2f}", ""))
     sp = r["speed_ms_per_image"]
     lines += [
         "",

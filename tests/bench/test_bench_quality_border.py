@@ -50,3 +50,15 @@ def test_banding_score_low_on_smooth_gradients_high_on_bands() -> None:
     img = mq.gradient_image(256, *mq.GRADIENTS["sky_vertical"][:2], "vertical").astype(np.float64)
     noisy = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
     assert mq.banding_score(noisy, "vertical") < 1.5
+
+
+def test_the_noisy_gradients_score_as_smooth_and_keep_their_bands_visible() -> None:
+    """The second banding figure's inputs: the noise alone is not banding, and bands under it still are."""
+    for top, bottom, direction in mq.GRADIENTS.values():
+        img = mq.gradient_image(mq.GRADIENT_SIZE, top, bottom, direction)
+        noisy = mq.with_noise(img, mq.GRADIENT_NOISE)
+        assert np.array_equal(noisy, mq.with_noise(img, mq.GRADIENT_NOISE))  # seeded
+        assert 0 < np.abs(noisy.astype(int) - img).mean() < 3
+        assert mq.banding_score(noisy, direction) < 0.5
+        bands = (img // 32 * 32 + 16).astype(np.uint8)
+        assert mq.banding_score(mq.with_noise(bands, mq.GRADIENT_NOISE), direction) > 3.0
