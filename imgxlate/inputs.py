@@ -36,6 +36,9 @@ from pathlib import Path
 
 from imgxlate.errors import UsageError
 
+# What `imgxlate video` walks folders for (an image walk tells the user where such files go instead).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
+
 _MAGIC = set("*?[")
 # Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.
 _NAME_MAX = 255
@@ -61,6 +64,7 @@ class Found:
     status: str
     reason: str
     before: int = 0
+    video: bool = False  # a video left out of an image walk (the CLI points to `imgxlate video`)
 
 
 class Inputs(list[InputFile]):
@@ -160,8 +164,8 @@ class _Walk:
     found: list[Found] = field(default_factory=list)
     count: int = 0  # inputs yielded so far
 
-    def note(self, path: Path, status: str, reason: str) -> None:
-        self.found.append(Found(path, status, reason, self.count))
+    def note(self, path: Path, status: str, reason: str, *, video: bool = False) -> None:
+        self.found.append(Found(path, status, reason, self.count, video))
 
     def files(self, root: Path, base: Path, descend: Callable[[tuple[str, ...]], bool] | None = None,
               keep: Callable[[Path], bool] | None = None) -> Iterator[tuple[Path, Path]]:
@@ -224,7 +228,10 @@ class _Walk:
     def _wanted_name(self, path: Path, rel: Path) -> bool:
         """Suffix and --include / --exclude; notes why not (ignored)."""
         if path.suffix.lower() not in self.wanted:
-            self.note(path, "ignored", "not an image suffix")
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                self.note(path, "ignored", "a video: convert it with `imgxlate video`", video=True)
+            else:
+                self.note(path, "ignored", "not an image suffix")
             return False
         return self.matches(path, rel)
 

@@ -204,9 +204,11 @@ def convert(
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
     if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
         provider = ", ".join(sorted(report.providers))
+    videos = [f.path for f in getattr(plans, "ignored", []) if f.video]  # a local walk's; Ray plans have none
     if as_json:
         summary = {
             "results": [{**r.to_dict(), "seconds": round(r.seconds, 3)} for r in results],
+            "videos_left_out": [str(p) for p in videos],
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
                        "interrupted": interrupted, "stopped": stopped, "not_started": not_started},
             "provider": provider,
@@ -226,6 +228,9 @@ def convert(
         )
         if counts["skipped"] and not overwrite:
             stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")
+        if videos:
+            shown = ", ".join(escape(str(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
+            stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")
     if interrupted:
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:

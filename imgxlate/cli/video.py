@@ -51,10 +51,9 @@ def plan_videos(
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
     a folder that mirrors the input folders.
     """
-    from imgxlate.inputs import collect_inputs
+    from imgxlate.inputs import VIDEO_SUFFIXES, collect_inputs
     from imgxlate.video.convert import _safe_domain, default_output
     from imgxlate.video.media import OUTPUT_SUFFIXES
-    from imgxlate.video.probe import VIDEO_SUFFIXES
 
     for p in inputs:
         if not p.exists() and not any(c in str(p) for c in "*?["):

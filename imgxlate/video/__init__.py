@@ -10,6 +10,7 @@ measures), :mod:`.segments` (the resumable parts folder), :mod:`.convert` (the d
 
 from __future__ import annotations
 
+from imgxlate.inputs import VIDEO_SUFFIXES
 from imgxlate.video.convert import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_TEMPORAL,
@@ -19,7 +20,7 @@ from imgxlate.video.convert import (
     is_temp_name,
 )
 from imgxlate.video.media import OUTPUT_SUFFIXES, Frame, output_size
-from imgxlate.video.probe import VIDEO_SUFFIXES, StreamInfo, VideoInfo, parse_time, probe_video, read_frames
+from imgxlate.video.probe import StreamInfo, VideoInfo, parse_time, probe_video, read_frames
 from imgxlate.video.stabilize import (
     TEMPORAL_MODES,
     FlowStabilizer,

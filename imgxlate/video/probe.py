@@ -16,8 +16,6 @@ import numpy as np
 from imgxlate.errors import UsageError, VideoError
 from imgxlate.video.media import Decoder, Frame, av_module, open_input
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
-
 
 @dataclass(frozen=True)
 class StreamInfo:

@@ -77,3 +77,17 @@ def test_include_is_case_insensitive_and_exclude_takes_folders(tiny_pair: Path, 
     res = invoke("convert", src, "--out", out, "--include", "*.jpg", "--exclude", "sub", "--model", tiny_pair)
     assert res.exit_code == 0, res.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["IMG_0001.JPG"]
+
+
+def test_videos_in_an_image_folder_are_left_out_with_where_they_go(tiny_pair: Path, tmp_path: Path) -> None:
+    src = tmp_path / "media"
+    noise(src / "a.png")
+    (src / "clip.MP4").write_bytes(b"not opened")
+    (src / "notes.txt").write_text("not an image")
+    res = invoke("convert", src, "--out", tmp_path / "out", "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["videos_left_out"] == [str(src / "clip.MP4")]
+    assert "left out 1 video(s)" in res.stderr and "imgxlate video" in res.stderr
+    res = invoke("convert", src, "--out", tmp_path / "dry", "--model", tiny_pair, "--dry-run", "--json")
+    reasons = {Path(r["src"]).name: r["reason"] for r in json.loads(res.stdout) if r["action"] == "ignored"}
+    assert reasons == {"clip.MP4": "a video: convert it with `imgxlate video`", "notes.txt": "not an image suffix"}
