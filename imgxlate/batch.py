@@ -409,7 +409,7 @@ def _infer_group(
     t0 = time.perf_counter()
     try:
         if len(group) == 1:
-            outs = [translator.translate_decoded(first.extra["image"], **options.tiling_args)]
+            outs = [translator.translate_decoded(first.extra["image"], batch_size=batch_size, **options.tiling_args)]
         else:
             outs = translator.translate_rgb_batch([it.extra["image"].pixels for it in group])
     except Exception as exc:  # noqa: BLE001 - a model failure on one image must not stop the batch

@@ -240,19 +240,36 @@ class Translator:
         return from_model_as(y, self.metadata.output_range, dtype)
 
     def translate_decoded(
-        self, image: DecodedImage, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
+        self,
+        image: DecodedImage,
+        *,
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        tiling: str = "exact",
+        batch_size: int = 1,
     ) -> np.ndarray | list[np.ndarray]:
         """A decoded file's result, ready for :func:`imgxlate.imaging.write_image`: (H, W, 3) as
         :meth:`translate_rgb` gives it (uint8 when that loses nothing, see
-        :func:`imgxlate.imaging.result_dtype`), or for an animation one such result per frame."""
+        :func:`imgxlate.imaging.result_dtype`), or for an animation one such result per frame.
+
+        ``batch_size`` > 1: an animation's 8-bit frames go through the model that many at a time
+        (:meth:`translate_batch`: together when they fit the memory budget, else one by one) unless a
+        ``tile`` was asked for; the batch runs the GPU gets (the frames share one size)."""
         from imgxlate.imaging.encode import result_dtype
 
         frames = [image, *(image.animation.frames if image.animation is not None else ())]
-        outs = []
-        for f in frames:
-            outs.append(
-                self.translate_rgb(f.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling, dtype=result_dtype(f))
-            )
+        together = image.animation is not None and batch_size > 1 and tile is None
+        together = together and all(f.pixels.dtype == np.uint8 for f in frames)
+        step = batch_size if together else 1
+        outs: list[np.ndarray] = []
+        for i in range(0, len(frames), step):
+            chunk = frames[i : i + step]
+            if together:
+                outs.extend(self.translate_batch(np.stack([f.pixels for f in chunk])))
+            else:
+                f = chunk[0]
+                outs.append(self.translate_rgb(f.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling,
+                                               dtype=result_dtype(f)))
             if image.animation is not None and self.frame_progress is not None:
                 self.frame_progress(len(outs), len(frames))
         return outs if image.animation is not None else outs[0]

@@ -91,6 +91,30 @@ def test_batch_matches_single(translator: Translator) -> None:
         translator.translate_batch(frames.astype(np.float32))
 
 
+def test_an_animations_frames_in_batches_match_one_at_a_time(translator: Translator, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from imgxlate.imaging import read_image
+
+    frames = [(rand_rgb(14, 18, s) * 255).round().astype(np.uint8) for s in range(5)]
+    ims = [Image.fromarray(f) for f in frames]
+    ims[0].save(tmp_path / "a.png", save_all=True, append_images=ims[1:], duration=50)
+    decoded = read_image(tmp_path / "a.png")
+    seen: list[tuple[int, int]] = []
+    translator.frame_progress = lambda done, total: seen.append((done, total))
+    try:
+        single = translator.translate_decoded(decoded)
+        batched = translator.translate_decoded(decoded, batch_size=2)  # chunks of 2, 2 and 1
+    finally:
+        translator.frame_progress = None
+    assert isinstance(single, list) and isinstance(batched, list) and len(single) == len(batched) == 5
+    for a, b in zip(single, batched):
+        assert a.dtype == b.dtype == np.uint8 and np.abs(a.astype(int) - b).max() <= 1
+    assert seen == [(i, 5) for i in range(1, 6)] + [(2, 5), (4, 5), (5, 5)]
+    still = read_image(tmp_path / "a.png", frames=False)
+    assert isinstance(translator.translate_decoded(still, batch_size=2), np.ndarray)
+
+
 def test_translate_pil_keeps_mode_size_and_alpha(translator: Translator) -> None:
     rng = np.random.default_rng(3)
     rgba = rng.integers(0, 256, (9, 13, 4), dtype=np.uint8)
