@@ -40,7 +40,7 @@ from imgxlate.imaging.color import (
     unit_float,
 )
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
-from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, sniff_format
+from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, is_jxl, sniff_format
 
 # 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
 # as float32 (250e6 px x 3 x 4 B = 3 GB for rgb alone).
@@ -317,6 +317,9 @@ def _pillow_unlimited() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+_DAMAGED_JXL = "it is a damaged JPEG XL file (truncated or corrupt); re-export or re-download it"
+
+
 def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
     from PIL import UnidentifiedImageError
 
@@ -327,6 +330,8 @@ def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
     except UnidentifiedImageError:
         raise
     except Exception as exc:
+        if is_jxl(data):  # libjxl's own messages say nothing useful ("Generic Error")
+            raise _read_error(path, _DAMAGED_JXL) from exc
         raise _read_error(path, f"the file is corrupt ({exc})") from exc
 
 
@@ -356,7 +361,14 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
         )
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS and _plugins.get("heif"):
         return _read_error(path, "it is a damaged HEIC/HEIF file (truncated or corrupt); copy it from the phone again")
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+    if is_jxl(data) and _plugins.get("jxl"):
+        return _read_error(path, _DAMAGED_JXL)
+    if is_jxl(data):
+        what = (
+            "it is a JPEG XL image; install the pillow-jxl-plugin package (pip install 'imgxlate[jxl]') to "
+            "read it, or convert it to PNG first"
+        )
+    elif data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         what = (
             "it is a HEIC/HEIF photo; install the pillow-heif package (pip install pillow-heif) to read "
             "it, or convert it to JPEG first"

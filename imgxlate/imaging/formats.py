@@ -30,6 +30,9 @@ _MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
 
 
 _HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
+_JXL_SUFFIXES = frozenset({".jxl"})
+# JPEG XL: a bare codestream, or the ISO BMFF container's signature box.
+_JXL_MAGIC = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
 _plugins: dict[str, bool] = {}
 
 
@@ -45,6 +48,13 @@ def _pil() -> Any:
             _plugins["heif"] = True
         except ImportError:
             _plugins["heif"] = False
+        # JPEG XL when the optional pillow-jxl-plugin package is installed (importing it registers it).
+        try:
+            import pillow_jxl  # type: ignore[import-not-found]  # noqa: F401
+
+            _plugins["jxl"] = True
+        except ImportError:
+            _plugins["jxl"] = False
         Image.init()
     return Image
 
@@ -68,9 +78,10 @@ def _read_suffixes() -> frozenset[str]:
         for ext, fmt in Image.registered_extensions().items()
         if fmt in Image.OPEN and fmt not in stubs
     }
-    # HEIC and camera RAW files are listed even without pillow-heif / rawpy, so that folder walks
-    # report such files with a clear reason (what to install) instead of skipping them silently.
-    return frozenset(readable | _HEIF_SUFFIXES | RAW_SUFFIXES)
+    # HEIC, JPEG XL and camera RAW files are listed even without pillow-heif / pillow-jxl-plugin /
+    # rawpy, so that folder walks report such files with a clear reason (what to install) instead of
+    # skipping them silently.
+    return frozenset(readable | _HEIF_SUFFIXES | _JXL_SUFFIXES | RAW_SUFFIXES)
 
 
 READ_SUFFIXES: frozenset[str] = _read_suffixes()
@@ -87,6 +98,11 @@ _MAGIC = {
 
 
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
+def is_jxl(data: bytes) -> bool:
+    """Do these first bytes start a JPEG XL file (codestream or container)?"""
+    return data.startswith(_JXL_MAGIC)
 
 
 def sniff_format(data: bytes) -> str:

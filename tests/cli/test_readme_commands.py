@@ -34,10 +34,10 @@ NOT_RUN: dict[str, str] = {
     "--to vangogh --out out/vangogh":
         "installs from PyPI (network); its imgxlate command is run below as `QUICKSTART`",
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e "
-    "'.[cpu,train,dev,hub,web,ray,openvino,raw,heic]' && python -m pytest -q":
+    "'.[cpu,train,dev,hub,web,ray,openvino,raw,heic,jxl]' && python -m pytest -q":
         "installs from PyPI (network) and runs this suite: CI does",
     "python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e "
-    "'.[cpu,train,dev,hub,web,ray,openvino,raw,heic]'": "installs from PyPI (network): CI (.ci/run) does",
+    "'.[cpu,train,dev,hub,web,ray,openvino,raw,heic,jxl]'": "installs from PyPI (network): CI (.ci/run) does",
     "pip install '.[cpu]'": "installs from PyPI (network)",
     "pip install '.[gpu]'": "installs from PyPI (network); needs an NVIDIA GPU",
     "pip install '.[cpu,train]'": "installs from PyPI (network)",

@@ -687,6 +687,34 @@ def test_heic_without_plugin_says_what_to_install(tmp_path: Path, monkeypatch: p
     assert ".heic" in formats.READ_SUFFIXES
 
 
+def test_jxl_without_plugin_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JPEG XL file (bare codestream or container) Pillow cannot open: what to install; with the
+    plugin, a damaged file."""
+    formats.READ_SUFFIXES  # the plugin registry is filled at import  # noqa: B018
+    assert ".jxl" in formats.READ_SUFFIXES
+    for i, head in enumerate((b"\xff\x0a\xfa\x1f", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        path = tmp_path / f"{i}.jxl"
+        path.write_bytes(head + bytes(40))
+        with monkeypatch.context() as m:  # as without the plugin: Pillow does not know the format
+            m.setattr(Image, "ID", [f for f in Image.ID if f != "JXL"])
+            m.setitem(formats._plugins, "jxl", False)
+            with pytest.raises(ImageReadError, match=r"JPEG XL image; install the pillow-jxl-plugin"):
+                read_image(path)
+        if formats._plugins.get("jxl"):  # the plugin tries and fails: a damaged file, not libjxl's words
+            with pytest.raises(ImageReadError, match="damaged JPEG XL"):
+                read_image(path)
+
+
+def test_jxl_reads_exactly_and_converts_to_png(tmp_path: Path) -> None:
+    """A lossless JPEG XL (the `jxl` extra): the pixels as encoded; `--format same` writes PNG."""
+    pytest.importorskip("pillow_jxl", reason="the jxl extra is not installed")
+    src = _rand(24, 32)
+    Image.fromarray(src).save(tmp_path / "shot.jxl", lossless=True)
+    d = read_image(tmp_path / "shot.jxl")
+    assert d.format == "JXL" and d.bit_depth == 8 and np.array_equal(d.pixels, src)
+    assert output_suffix(".jxl", d.format, "same") == ".png"
+
+
 def test_heic_photo_reads_upright_and_converts_to_png(tmp_path: Path) -> None:
     """An iPhone-style HEIC (pillow-heif, the `heic` extra) with EXIF orientation 6: read upright,
     8-bit, close to what was encoded (HEVC is lossy); `--format same` writes PNG."""
