@@ -14,7 +14,8 @@ takes float32 [0, 1] or uint8 results (:func:`result_dtype` says which one loses
 
 Decoding
     The file is read into memory once and decoded from there, so names with spaces, colons or any
-    unicode never matter. Pillow decodes everything except 16-bit RGB(A) PNG and 16-bit / float
+    unicode never matter. HEIC/HEIF and JPEG XL need the ``heic`` / ``jxl`` extras (Pillow plugins);
+    camera RAW files the ``raw`` extra (:mod:`.raw`); without them such files fail with what to install. Pillow decodes everything except 16-bit RGB(A) PNG and 16-bit / float
     RGB(A) TIFF, which Pillow would cut to 8 bits: those go through OpenCV (``IMREAD_UNCHANGED``).
     Palette images become RGB, or RGBA when they have transparency (tRNS); 1-bit, L, LA, 16-bit and
     32-bit integer and float gray are grayscale. Float samples are taken as [0, 1] and clipped
