@@ -150,6 +150,45 @@ def test_full_disk_injected_short_write(tiny_pair: Path, tmp_path: Path, monkeyp
     assert len(outputs(out)) == 1 and not temps(out)
 
 
+def test_full_disk_injected_short_write_of_an_animation(tiny_pair: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Animated GIFs written back as GIFs go through the same verified write: a short write then ENOSPC
+    leaves no partial animation under its name and is reported as failed."""
+    from typer.testing import CliRunner
+
+    from imgxlate import _atomic
+    from imgxlate.cli.app import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        frames = [Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)) for _ in range(3)]
+        frames[0].save(src / f"a{i}.gif", save_all=True, append_images=frames[1:], duration=70, loop=0)
+    real_write = os.write
+    budget = {"left": 10**9}
+
+    def write(fd: int, data: bytes) -> int:
+        if budget["left"] <= 0:
+            raise OSError(28, "No space left on device")
+        n = real_write(fd, bytes(memoryview(data)[: budget["left"]]))
+        budget["left"] -= n
+        return n
+
+    monkeypatch.setattr(_atomic.os, "write", write)
+    out = tmp_path / "out"
+    first = CliRunner().invoke(app, ["convert", str(src / "a0.gif"), "--out", str(out), "--model", str(tiny_pair), "-q"])
+    assert first.exit_code == 0, first.output
+    with Image.open(out / "a0.gif") as im:
+        assert im.n_frames == 3
+    budget["left"] = (out / "a0.gif").stat().st_size // 2
+    res = CliRunner().invoke(app, ["convert", str(src), "--out", str(out), "--model", str(tiny_pair), "--json"])
+    assert res.exit_code == 1 and "disk full" in res.stderr, res.output
+    status = {Path(r["src"]).name: r["status"] for r in json.loads(res.stdout)["results"]}
+    assert status == {"a0.gif": "skipped", "a1.gif": "failed"}
+    assert outputs(out) == ["a0.gif"] and not temps(out)
+
+
 # ------------------------------------------------------------------------------------------- signals
 
 
