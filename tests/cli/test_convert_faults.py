@@ -67,6 +67,26 @@ def complete(path: Path) -> bool:
 # ------------------------------------------------------------------------------------------ full disk
 
 
+def disk_with_room(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Inject a disk that fills: the atomic writer's ``os.write`` writes at most ``budget["left"]``
+    more bytes (a short write, as the kernel does), then fails with ENOSPC. Returns the budget
+    (unlimited until the test lowers it)."""
+    from imgxlate import _atomic
+
+    real_write = os.write
+    budget = {"left": 10**9}
+
+    def write(fd: int, data: bytes) -> int:
+        if budget["left"] <= 0:
+            raise OSError(28, "No space left on device")
+        n = real_write(fd, bytes(memoryview(data)[: budget["left"]]))
+        budget["left"] -= n
+        return n
+
+    monkeypatch.setattr(_atomic.os, "write", write)
+    return budget
+
+
 def test_full_disk_real_tmpfs_stops_the_batch(tiny_pair: Path, tmp_path: Path) -> None:
     """JPEG outputs onto a tmpfs whose free space is ~90 % of the second output: the first is written,
     the second is "disk full" (never a short file under its name), the batch stops, a rerun after
@@ -113,23 +133,12 @@ def test_full_disk_injected_short_write(tiny_pair: Path, tmp_path: Path, monkeyp
     """The same fault without root: the kernel's short write then ENOSPC, injected under every format."""
     from typer.testing import CliRunner
 
-    from imgxlate import _atomic
     from imgxlate.cli.app import app
 
     src = tmp_path / "in"
     for i in range(3):
         noise(src / f"p{i}.png", 40, 40, seed=i)
-    real_write = os.write
-    budget = {"left": 10**9}
-
-    def write(fd: int, data: bytes) -> int:
-        if budget["left"] <= 0:
-            raise OSError(28, "No space left on device")
-        n = real_write(fd, bytes(memoryview(data)[: budget["left"]]))
-        budget["left"] -= n
-        return n
-
-    monkeypatch.setattr(_atomic.os, "write", write)
+    budget = disk_with_room(monkeypatch)
     out = tmp_path / "out"
     first = CliRunner().invoke(app, ["convert", str(src / "p0.png"), "--out", str(out), "--model", str(tiny_pair),
                                      "-f", fmt, "-q"])
@@ -156,7 +165,6 @@ def test_full_disk_injected_short_write_of_an_animation(tiny_pair: Path, tmp_pat
     leaves no partial animation under its name and is reported as failed."""
     from typer.testing import CliRunner
 
-    from imgxlate import _atomic
     from imgxlate.cli.app import app
 
     src = tmp_path / "in"
@@ -165,17 +173,7 @@ def test_full_disk_injected_short_write_of_an_animation(tiny_pair: Path, tmp_pat
     for i in range(2):
         frames = [Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)) for _ in range(3)]
         frames[0].save(src / f"a{i}.gif", save_all=True, append_images=frames[1:], duration=70, loop=0)
-    real_write = os.write
-    budget = {"left": 10**9}
-
-    def write(fd: int, data: bytes) -> int:
-        if budget["left"] <= 0:
-            raise OSError(28, "No space left on device")
-        n = real_write(fd, bytes(memoryview(data)[: budget["left"]]))
-        budget["left"] -= n
-        return n
-
-    monkeypatch.setattr(_atomic.os, "write", write)
+    budget = disk_with_room(monkeypatch)
     out = tmp_path / "out"
     first = CliRunner().invoke(app, ["convert", str(src / "a0.gif"), "--out", str(out), "--model", str(tiny_pair), "-q"])
     assert first.exit_code == 0, first.output
