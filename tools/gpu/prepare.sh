@@ -8,6 +8,7 @@
 #   data.tar     ../shared/data/vangogh2photo (the training set of the bundled model, 64 MB of JPEG/PNG)
 #   rest.tar.xz  onnxruntime-gpu 1.31.1 without its CUDA provider library (and without TensorRT's)
 #   cuda.so.xz   libonnxruntime_providers_cuda.so (284 MB; xz -9 makes it 186 MB, the wheel's zip 220)
+#   av-*.whl     PyAV (FFmpeg's libraries) for Python 3.12, so the CUDA suite's video test runs (35 MB)
 # .device-parts/manifest.txt says where each piece sits in the payload (offset, size, sha256);
 # tools/gpu/session.sh puts it together on the machine. platformdirs (absent from the image) goes to .whl/.
 # Prints the plan: one call per part, the last part with the session itself.
@@ -36,10 +37,17 @@ if [ ! -s "$P/build/cuda.so.xz" ] || [ ! -s "$P/build/rest.tar.xz" ]; then
   rm -rf "$P/build/x"
 fi
 
+# 2b. PyAV for the machine's Python (absent from its image); last in the payload
+rm -f "$P"/build/av-*.whl
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d "$P/build" av
+av=$(basename "$(ls "$P"/build/av-*.whl | head -n1)")
+
 # 3. one payload, its manifest, and parts small enough for a call beside the tree
 : > "$P/manifest.txt"
 offset=0
-for piece in data.tar rest.tar.xz cuda.so.xz; do
+pieces=(data.tar rest.tar.xz cuda.so.xz "$av")
+for piece in "${pieces[@]}"; do
   size=$(stat -c %s "$P/build/$piece")
   echo "$piece $offset $size $(sha256sum "$P/build/$piece" | cut -d' ' -f1)" >> "$P/manifest.txt"
   offset=$((offset + size))
@@ -47,7 +55,7 @@ done
 rm -rf "$P/chunks" && mkdir -p "$P/chunks"
 tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -n1 | cut -f1)
 part=$(( (64 * 1048576 - tree - 2 * 1048576) / 1048576 ))  # MiB: the limit, less the tree and a margin
-cat "$P/build/data.tar" "$P/build/rest.tar.xz" "$P/build/cuda.so.xz" | split -b "${part}M" -d - "$P/chunks/part-"
+(cd "$P/build" && cat "${pieces[@]}") | split -b "${part}M" -d - "$P/chunks/part-"
 echo $((part * 1048576)) > "$P/part-bytes"
 
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

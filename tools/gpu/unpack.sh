@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sourced by session.sh and check.sh on the GPU machine: puts the payload of tools/gpu/prepare.sh
 # together from the parts that came (each call's part is kept in .device-stash/), extracts each piece
-# whose sha256 matches, and installs onnxruntime-gpu, platformdirs and this project into /tmp/site.
+# whose sha256 matches, and installs onnxruntime-gpu, PyAV, platformdirs and this project into /tmp/site.
 # A piece whose parts did not all come is left out and said (check.sh sends no training data).
 # Needs: $W (work folder), $py, say(). Sets: data (the training folders, when they came), site.
 mkdir -p .device-stash
@@ -28,7 +28,12 @@ if [ -f "$W/rest.tar.xz" ] && [ -f "$W/cuda.so.xz" ]; then
   xz -dc -T0 "$W/cuda.so.xz" > "$site/onnxruntime/capi/libonnxruntime_providers_cuda.so"
 fi
 rm -f "$W"/*.xz "$W/data.tar"
-$py -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl 2>&1 | tail -3
+for w in .whl/*.whl "$W"/*.whl; do  # one at a time: a wheel this Python cannot take leaves the others
+  [ -f "$w" ] || continue
+  $py -m pip install -q --no-index --no-deps --no-compile --target "$site" "$w" > "$W/pip.txt" 2>&1 \
+    || say "not installed: $(basename "$w") ($(tail -n1 "$W/pip.txt"))"
+done
+rm -f "$W"/*.whl
 $py -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" . 2>&1 | tail -3
 export PYTHONPATH=$site PATH=$site/bin:$PATH
 if [ -d "$site/onnxruntime" ] && ! $py -c "import onnxruntime" > "$W/ort-import.txt" 2>&1; then
