@@ -416,6 +416,34 @@ class OrtRunner:
         self.session.run_with_iobinding(binding)
         return list(binding.copy_outputs_to_cpu())
 
+    def run_device(self, feeds: dict[str, Any]) -> list[Any]:
+        """:meth:`run` without leaving the device: torch tensors (contiguous, on this session's device,
+        or on the CPU for a CPU session) are bound by address, numpy arrays (small amounts and
+        statistics) from host memory, and every output stays where the session made it, handed back as
+        a torch tensor through DLPack (no copy). The exact tiler keeps its maps on the GPU this way
+        (:mod:`imgxlate.tiling.exact.device`)."""
+        import torch
+
+        binding = self.session.io_binding()
+        device = "cuda" if self.provider == CUDA else "cpu"
+        dtypes = {torch.float32: np.float32, torch.float16: np.float16}  # what the tiler's maps hold
+        synced = False
+        for name, value in feeds.items():
+            if isinstance(value, torch.Tensor):
+                if value.is_cuda and not synced:  # torch's writes to the inputs must be done first
+                    torch.cuda.current_stream(value.device).synchronize()
+                    synced = True
+                binding.bind_input(name, value.device.type, value.device.index or 0, dtypes[value.dtype],
+                                   tuple(value.shape), value.data_ptr())
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self.output_names:
+            binding.bind_output(name, device, 0)
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        outputs = binding.get_outputs_as_ortvaluevector()
+        return [torch.from_dlpack(outputs[i]) for i in range(len(outputs))]
+
     def release(self) -> None:
         """Nothing to do: the shared arena keeps one run's worth of buffers for the next segment."""
 

@@ -169,9 +169,18 @@ class Translator:
         return self._exact
 
     def _store(self, height: int, width: int) -> Any:
+        """Where the exact tiler keeps its maps for an image of this size: on the GPU (a DeviceStore,
+        so tiles never leave it) when the engine runs ONNX Runtime on CUDA and torch with CUDA is
+        installed, unless the maps would not fit there (the choice says spill); else in host memory
+        or spilled (:class:`MapStore`)."""
         from imgxlate.tiling.exact import MapStore
+        from imgxlate.tiling.exact.device import DeviceArrays, DeviceStore, cuda_device
 
-        return MapStore.for_choice(self.tiling_choice(height, width).store)
+        kind = self.tiling_choice(height, width).store
+        device = cuda_device() if self.engine.on_cuda else None
+        if device is not None and kind != "spill":
+            return DeviceStore(DeviceArrays(device), kind)
+        return MapStore.for_choice(kind)
 
     def _run_tiled(self, x: np.ndarray, tile: int, overlap: int, tiling: str) -> np.ndarray:
         """(3, H, W) -> (3, H, W) with the exact (graph-cut) tiler or the overlap-blend tiler."""

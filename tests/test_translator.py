@@ -115,6 +115,28 @@ def test_an_animations_frames_in_batches_match_one_at_a_time(translator: Transla
     assert isinstance(translator.translate_decoded(still, batch_size=2), np.ndarray)
 
 
+def test_on_cuda_with_torch_the_tiler_keeps_its_maps_on_the_device(
+    tiny_pair: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The choice of store: a DeviceStore where the engine runs on CUDA and torch has CUDA (here both
+    stand-ins, with torch's CPU device), else host memory; the result is the whole image's."""
+    pytest.importorskip("torch")
+    from imgxlate.tiling.exact import MapStore, device
+    from imgxlate.tiling.exact.device import DeviceStore
+
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+    rgb = (rand_rgb(40, 52, 3) * 255).round().astype(np.uint8)
+    whole = t.translate_rgb(rgb, tile=0, dtype=np.uint8)
+    assert isinstance(t._store(40, 52), MapStore)  # on the CPU: host memory
+    monkeypatch.setattr(type(t.engine), "on_cuda", property(lambda self: True))
+    monkeypatch.setattr(device, "cuda_device", lambda: "cpu")
+    assert isinstance(t._store(40, 52), DeviceStore)
+    tiled = t.translate_rgb(rgb, tile=16, dtype=np.uint8)
+    assert np.abs(tiled.astype(int) - whole).max() <= 1
+    monkeypatch.setattr(device, "cuda_device", lambda: None)  # torch without CUDA: host memory
+    assert isinstance(t._store(40, 52), MapStore)
+
+
 def test_translate_pil_keeps_mode_size_and_alpha(translator: Translator) -> None:
     rng = np.random.default_rng(3)
     rgba = rng.integers(0, 256, (9, 13, 4), dtype=np.uint8)

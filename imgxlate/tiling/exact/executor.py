@@ -15,7 +15,10 @@ Statistics: every tile gives (count, mean, M2) per channel (float32 inside the r
 tile); tiles are combined in float64 with Chan's parallel formula, so the variance keeps its
 precision when |mean| >> std.
 
-Stored maps live in a :class:`.store.MapStore` (RAM float32 or float16, or spilled to a file).
+Stored maps live in a :class:`.store.MapStore` (RAM float32 or float16, or spilled to a file), or in
+a :class:`.device.DeviceStore` (torch tensors on the GPU): then every value between a tile's segments
+stays on the device too, the runners bind them by address (``run_device``), and only the image window
+goes up and the output tile and the statistics come down.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from imgxlate.tiling.exact import subpixel
+from imgxlate.tiling.exact.device import DeviceArrays, DeviceStore
 from imgxlate.tiling.exact.graph import BINARY, UNARY, Graph, Op, Region, need, pad_need
 from imgxlate.tiling.exact.plan import Job, Plan, Segment
 from imgxlate.tiling.exact.segments import SegmentRunners, Variant
@@ -144,6 +148,7 @@ class Executor:
         self.graph = graph
         self.runners = SegmentRunners(graph, factory)
         self._sizes: dict[str, tuple[int, int]] = {}
+        self.dev: DeviceArrays | None = None  # set for a run whose store is a DeviceStore
 
     def run(
         self,
@@ -152,16 +157,17 @@ class Executor:
         *,
         stats_hook: StatsHook | None = None,
         progress: Progress | None = None,
-        store: MapStore | None = None,
+        store: MapStore | DeviceStore | None = None,
         sink: Sink | None = None,
         crop: tuple[int, int] | None = None,
     ) -> np.ndarray | None:
         """Run ``plan`` on ``source``; return the output (C, h, w) cropped to ``crop``, or hand every
         output tile to ``sink(region, (C, h', w') float32)`` (regions clipped to ``crop``) and return
-        None."""
+        None. A :class:`DeviceStore` keeps the maps and the tiles on its device."""
         g = self.graph
         self._sizes = plan.sizes
         store = store or MapStore()
+        self.dev = store.arrays if isinstance(store, DeviceStore) else None
         norm: dict[int, NormParams] = {}
         h, w = crop or (plan.height, plan.width)
         out: np.ndarray | None = None
@@ -183,6 +189,8 @@ class Executor:
                         y0, y1, x0, x1 = reg[0], min(reg[1], h), reg[2], min(reg[3], w)
                         if y1 > y0 and x1 > x0:
                             tile_out = y[0, :, : y1 - y0, : x1 - x0]
+                            if self.dev is not None:
+                                tile_out = self.dev.download(tile_out)
                             if sink is not None:
                                 sink((y0, y1, x0, x1), tile_out)
                             else:
@@ -244,7 +252,10 @@ class Executor:
         values: dict[str, tuple[np.ndarray, int, int]] = {}
         for s in job.sources:
             r = regions[s]
-            arr = source.read(r) if s == self.graph.input_name else store.read(s, r)
+            if s != self.graph.input_name:
+                arr = store.read(s, r)
+            else:
+                arr = source.read(r) if self.dev is None else self.dev.upload(source.read(r))
             values[s] = (arr, r[0], r[2])
         # A kept map bound for a float16 store leaves the runtime as float16 (no numpy cast).
         store16 = job.keep and store.dtype == np.float16 and job.target != self.graph.output_name
@@ -262,7 +273,10 @@ class Executor:
                     values.pop(t, None)
         if job.norm is not None and not job.segments[-1].stats:
             assert result is not None
-            moments.add_tile(result)
+            if self.dev is None:
+                moments.add_tile(result)
+            else:
+                moments.add(*self.dev.moments(result))
         return result
 
     def _segment(
@@ -280,18 +294,19 @@ class Executor:
         if seg.group:
             return self._group(seg, reg, values, norm, out16)
         if head.kind not in ("conv", "convT"):
-            return self._numpy_op(head, [values[t] for t in head.inputs], reg, regions, norm)
+            y = self._numpy_op(head, [self._host(values[t]) for t in head.inputs], reg, regions, norm)
+            return y if self.dev is None else self.dev.upload(y)
         oy0, oy1, ox0, ox1 = regions[head.output]
         n_in = self._sizes[head.inputs[0]]
         feed: dict[str, np.ndarray] = {}
         if head.kind == "convT":
             i0, i1 = need(head, 0, oy0, oy1, n_in[0])
             j0, j1 = need(head, 1, ox0, ox1, n_in[1])
-            feed["x"] = np.ascontiguousarray(_crop(values[seg.source], i0, i1, j0, j1), dtype=np.float32)
+            self._feed_map(feed, "x", _crop(values[seg.source], i0, i1, j0, j1), float32=True)
             variant = Variant(False, emit, out16=out16)
         elif (low := self._subpixel_window(seg, (oy0, oy1, ox0, ox1), values)) is not None:
             x, (r0, c0) = low
-            x16 = _feed_map(feed, "x", x)
+            x16 = self._feed_map(feed, "x", x)
             # the phases cover output rows [2 r0, 2 r1): crop to the tile
             feed["st_sp"] = np.array([oy0 - 2 * r0, ox0 - 2 * c0], np.int64)
             feed["en_sp"] = np.array([oy1 - 2 * r0, ox1 - 2 * c0], np.int64)
@@ -309,13 +324,13 @@ class Executor:
             pre = self._fused_pre(seg, regions, values, (u0, u1, v0, v1), feed) if exact else None
             if pre is not None:
                 x = pre[0]
-                x16 = _feed_map(feed, "x", x)
+                x16 = self._feed_map(feed, "x", x)
                 conv_pad = bool(a or b or c or e)
                 if conv_pad:
                     feed["pads"] = np.array([0, 0, a, c, 0, 0, b, e], np.int64)
                 variant = Variant(True, emit, pre[1], conv_pad, x16, out16=out16)
-            else:  # numpy does the pre ops, the prologue and the zero padding
-                x = values[seg.source]
+            else:  # numpy does the pre ops, the prologue and the zero padding (on the host)
+                x = self._host(values[seg.source])
                 for op in seg.pre:
                     r = regions[op.output]
                     x = (self._numpy_op(op, [x], r, regions, norm), r[0], r[2])
@@ -337,15 +352,17 @@ class Executor:
                 self._feed_norm(feed, str(j), op, norm)
             elif op.kind == "binary":
                 for t in op.inputs:
-                    if t != prev and _feed_map(feed, f"e{j}", _crop(values[t], oy0, oy1, ox0, ox1)):
+                    if t != prev and self._feed_map(feed, f"e{j}", _crop(values[t], oy0, oy1, ox0, ox1)):
                         e16.append(j)
             prev = op.output
         if e16:
             variant = dataclasses.replace(variant, e16=tuple(e16))
-        outs = self.runners.get(seg, variant).run(feed)
+        outs = self._run(self.runners.get(seg, variant), feed)
         y = outs[0] if emit or not seg.stats else None
         if seg.stats:
             mean, m2 = outs[-2], outs[-1]
+            if self.dev is not None:
+                mean, m2 = self.dev.download(mean), self.dev.download(m2)
             moments.add((oy1 - oy0) * (ox1 - ox0), mean, m2)
         if y is not None and head.kind == "convT":
             i0 = need(head, 0, oy0, oy1, n_in[0])[0]
@@ -367,13 +384,13 @@ class Executor:
         feed: dict[str, np.ndarray] = {}
         e16: list[int] = []
         for k, t in enumerate(seg.inputs):
-            if _feed_map(feed, f"e{k}", _crop(values[t], y0, y1, x0, x1)):
+            if self._feed_map(feed, f"e{k}", _crop(values[t], y0, y1, x0, x1)):
                 e16.append(k)
         for j, op in enumerate(seg.group):
             if op.kind == "norm":
                 self._feed_norm(feed, f"g{j}", op, norm)
         variant = Variant(False, True, e16=tuple(e16), out16=out16)
-        return self.runners.get(seg, variant).run(feed)[0]
+        return self._run(self.runners.get(seg, variant), feed)[0]
 
     def _subpixel_window(
         self, seg: Segment, out: Region, values: dict[str, tuple[np.ndarray, int, int]]
@@ -441,6 +458,26 @@ class Executor:
             return None
         return x, tuple(flags)
 
+    # ---------------------------------------------------------------- host or device values
+
+    def _feed_map(self, feed: dict[str, Any], name: str, window: Any, *, float32: bool = False) -> bool:
+        """Feed a map window as it is stored (float16 stays float16: the graph casts it; ``float32``:
+        always float32), anything else as float32; True when it went in as float16. Device windows
+        stay on the device."""
+        if self.dev is not None:
+            feed[name], half = self.dev.feedable(window, force_float32=float32)
+            return half
+        half = window.dtype == np.float16 and not float32
+        feed[name] = np.ascontiguousarray(window, dtype=None if half else np.float32)
+        return half
+
+    def _run(self, runner: Any, feed: dict[str, Any]) -> list[Any]:
+        return runner.run(feed) if self.dev is None else runner.run_device(feed)
+
+    def _host(self, v: tuple[Any, int, int]) -> tuple[np.ndarray, int, int]:
+        """A value (array, row, column) with its array on the host (numpy ops run there)."""
+        return v if self.dev is None else (self.dev.download(v[0]), v[1], v[2])
+
     def _feed_norm(self, feed: dict[str, np.ndarray], tag: str, op: Op, norm: dict[int, NormParams]) -> None:
         mean, a, b = norm[op.norm_index]
         feed[f"m{tag}"], feed[f"a{tag}"] = mean, a
@@ -506,14 +543,6 @@ class Executor:
             widths = ((0, 0), (0, 0), (a, b), (c, e))
             x = np.pad(x, widths, mode=mode, constant_values=value) if mode == "constant" else np.pad(x, widths, mode=mode)
         return x[:, :, y0 - sy : y1 - sy, x0 - sx : x1 - sx]
-
-
-def _feed_map(feed: dict[str, np.ndarray], name: str, window: np.ndarray) -> bool:
-    """Feed a map window as it is stored (float16 stays float16: the graph casts it), anything else
-    as float32; True when it went in as float16."""
-    half = window.dtype == np.float16
-    feed[name] = np.ascontiguousarray(window, dtype=None if half else np.float32)
-    return half
 
 
 def _crop(v: tuple[np.ndarray, int, int], r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
