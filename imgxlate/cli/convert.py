@@ -123,6 +123,7 @@ def convert(
     interrupted = False
     stopped: str | None = None
     results: list[FileResult] = []
+    plans: Any = ()  # planned below; a Ctrl-C can come before that
     translator = None
     run = None
     report = None

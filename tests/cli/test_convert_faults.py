@@ -427,3 +427,22 @@ def test_bad_tile_is_refused_up_front_exit_2(tiny_pair: Path, tmp_path: Path, ar
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr and "failed:" not in res.stderr
     assert not (tmp_path / "out").exists() or outputs(tmp_path / "out") == []
+
+
+def test_ctrl_c_while_planning_is_a_clean_interrupt(tiny_pair: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C before anything was planned (the walk of a large tree): exit 130, the summary, no
+    traceback (the summary once read the plans that did not exist yet)."""
+    from typer.testing import CliRunner
+
+    from imgxlate import batch
+    from imgxlate.cli.app import app
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "plan_conversion", interrupted)
+    res = CliRunner().invoke(app, ["convert", str(noise(tmp_path / "a.png")), "--out", str(tmp_path / "out"),
+                                   "--model", str(tiny_pair)])
+    assert res.exit_code == 130, res.output
+    assert "interrupted" in res.stderr and "Traceback" not in res.output
