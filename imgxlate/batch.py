@@ -134,8 +134,7 @@ PREFETCH_BYTES = 512 << 20
 
 
 def _image_bytes(decoded: Any) -> int:
-    frames = [decoded, *(decoded.animation.frames if decoded.animation is not None else ())]
-    return sum(int(f.pixels.nbytes + (f.alpha.nbytes if f.alpha is not None else 0)) for f in frames)
+    return sum(int(f.pixels.nbytes + (f.alpha.nbytes if f.alpha is not None else 0)) for f in decoded.frames)
 
 
 def _result_bytes(out: np.ndarray | list[np.ndarray]) -> int:

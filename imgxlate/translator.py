@@ -266,7 +266,7 @@ class Translator:
         ``tile`` was asked for; the batch runs the GPU gets (the frames share one size)."""
         from imgxlate.imaging.encode import result_dtype
 
-        frames = [image, *(image.animation.frames if image.animation is not None else ())]
+        frames = image.frames
         together = image.animation is not None and batch_size > 1 and tile is None
         together = together and all(f.pixels.dtype == np.uint8 for f in frames)
         step = batch_size if together else 1

@@ -113,7 +113,7 @@ def encode_animation(
     from imgxlate.imaging.formats import _pil, encoder_options
 
     anim = like.animation
-    frames = [like, *(anim.frames if anim is not None else ())]
+    frames = like.frames
     if pil_fmt not in FORMATS:
         raise ImageWriteError(
             f"cannot write {str(target)!r}: the source is an animation of {len(frames)} frames and "

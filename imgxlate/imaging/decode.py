@@ -83,6 +83,11 @@ class DecodedImage:
         return unit_float(self.pixels)
 
     @property
+    def frames(self) -> list[DecodedImage]:
+        """Every frame, this one first: ``[self]`` for a still image."""
+        return [self, *(self.animation.frames if self.animation is not None else ())]
+
+    @property
     def height(self) -> int:
         return int(self.pixels.shape[0])
 

@@ -244,7 +244,7 @@ def write_image(
         _write_encoded(target, pil_fmt, lambda: encode_animation(target, [_check_rgb(r) for r in results], like,
                                                                  pil_fmt, quality))
         return target
-    rgb = _check_rgb(np.asarray(rgb))
+    rgb = _check_rgb(rgb)
     h, w = rgb.shape[:2]
     exact_bytes = rgb.dtype == np.uint8 and result_dtype(like) == np.uint8
     if rgb.dtype == np.uint8 and not exact_bytes:

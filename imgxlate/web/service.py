@@ -286,20 +286,20 @@ class WebService:
         outcomes: list[ImageOutcome] = []
         finished = [0]  # images done so far; the one being translated is the next
 
-        def tiles(done: int, count: int) -> None:  # inside one large image: the exact tiler's tiles
-            assert progress is not None
-            name = names[staged[min(finished[0], total - 1)]]
-            progress(finished[0], total, f"translating {name}: tile {done} of {count}")
+        def inside(unit: str) -> Callable[[int, int], None]:
+            """Progress inside the image being translated: a large image's tiles, an animation's frames."""
 
-        def frames(done: int, count: int) -> None:  # inside one animation: its frames
-            assert progress is not None
-            name = names[staged[min(finished[0], total - 1)]]
-            progress(finished[0], total, f"translating {name}: frame {done} of {count}")
+            def report(done: int, count: int) -> None:
+                assert progress is not None
+                name = names[staged[min(finished[0], total - 1)]]
+                progress(finished[0], total, f"translating {name}: {unit} {done} of {count}")
+
+            return report
 
         if progress is not None:
             progress(0, total, f"translating {names[staged[0]]}")
-            translator.tile_progress = tiles  # one job at a time uses the shared session (one queue slot)
-            translator.frame_progress = frames
+            # one job at a time uses the shared session (one queue slot)
+            translator.tile_progress, translator.frame_progress = inside("tile"), inside("frame")
         results = convert_paths(staged, out_dir, translator=translator,
                                 options=ImageOptions(max_pixels=self.max_pixels), recursive=False)
         try:
