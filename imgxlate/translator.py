@@ -263,11 +263,12 @@ class Translator:
 
         ``batch_size`` > 1: an animation's 8-bit frames go through the model that many at a time
         (:meth:`translate_batch`: together when they fit the memory budget, else one by one) unless a
-        ``tile`` was asked for; the batch runs the GPU gets (the frames share one size)."""
+        ``tile`` or blend tiling was asked for; the batch runs the GPU gets (the frames share one size)."""
         from imgxlate.imaging.encode import result_dtype
 
         frames = image.frames
-        together = image.animation is not None and batch_size > 1 and tile is None
+        # translate_batch tiles a frame that does not fit exactly, so only where exact tiling was asked
+        together = image.animation is not None and batch_size > 1 and tile is None and tiling == "exact"
         together = together and all(f.pixels.dtype == np.uint8 for f in frames)
         step = batch_size if together else 1
         outs: list[np.ndarray] = []

@@ -91,7 +91,9 @@ def test_batch_matches_single(translator: Translator) -> None:
         translator.translate_batch(frames.astype(np.float32))
 
 
-def test_an_animations_frames_in_batches_match_one_at_a_time(translator: Translator, tmp_path: Path) -> None:
+def test_an_animations_frames_in_batches_match_one_at_a_time(
+    translator: Translator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from PIL import Image
 
     from imgxlate.imaging import read_image
@@ -113,6 +115,14 @@ def test_an_animations_frames_in_batches_match_one_at_a_time(translator: Transla
     assert seen == [(i, 5) for i in range(1, 6)] + [(2, 5), (4, 5), (5, 5)]
     still = read_image(tmp_path / "a.png", frames=False)
     assert isinstance(translator.translate_decoded(still, batch_size=2), np.ndarray)
+
+    def no_batch(frames: np.ndarray) -> np.ndarray:
+        raise AssertionError("translate_batch used with blend tiling")
+
+    # blend tiling asked for: frame by frame through translate_rgb (translate_batch would tile exactly)
+    monkeypatch.setattr(translator, "translate_batch", no_batch)
+    blended = translator.translate_decoded(decoded, batch_size=2, tiling="blend")
+    assert len(blended) == 5 and all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(single, blended))
 
 
 def test_on_cuda_with_torch_the_tiler_keeps_its_maps_on_the_device(
