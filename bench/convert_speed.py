@@ -7,6 +7,8 @@
 A folder of N procedural landscape JPEGs per size is converted to PNG files by each contender:
 
     imgxlate      ``imgxlate convert DIR --format png --device cpu`` (subprocess, the real CLI)
+    imgxlate_plain  the same with ``IMGXLATE_GRAPH_REWRITES=0``: the ONNX file as it is, without
+                  :mod:`imgxlate.graphs.rewrite` (what the rewrites are worth, side by side)
     torch_eager   the reference script: PIL decode -> tensor -> ResnetGenerator (same weights, read from
                   the ONNX file and parity-checked) -> PIL save, batch 1, fp32, ``torch.no_grad``
     opencv_dnn    ``cv2.dnn.readNetFromONNX`` on the same file, same decode/save
@@ -43,11 +45,11 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 from bench import _util as U
 
-CONTENDERS = ("imgxlate", "torch_eager", "opencv_dnn", "openvino")
+CONTENDERS = ("imgxlate", "imgxlate_plain", "torch_eager", "opencv_dnn", "openvino")
 # images/s of an ngf-64 generator on a 2-core CPU is ~0.1-0.3 at 256 px: N targets ~60 s per run at
 # an assumed 15 GFLOP/s achieved, at least 1 image.
 ASSUMED_GFLOPS = 15.0
-GOALS_CPU = {"ratio_vs_torch_eager": 1.3, "ratio_vs_opencv": 1.0}
+GOALS_CPU = {"ratio_vs_torch_eager": 1.3, "ratio_vs_opencv": 1.0, "ratio_vs_openvino": 1.0}
 GOALS_CUDA = {"ratio_vs_torch_eager_1024": 4.0}
 
 
@@ -212,12 +214,15 @@ def _to_fp16(src: Path, dst: Path) -> None:
 # ------------------------------------------------------------------------------------------ runner
 
 
-def _run_imgxlate(model: Path, indir: Path, outdir: Path, threads: int, device: str) -> dict[str, Any]:
+def _run_imgxlate(model: Path, indir: Path, outdir: Path, threads: int, device: str,
+                  rewrites: bool = True) -> dict[str, Any]:
+    from imgxlate.graphs.rewrite import ENV
+
     cmd = U.imgxlate_cmd(
         "convert", str(indir), "--out", str(outdir), "--model", str(model), "--device", device,
         "--format", "png", "--threads", str(threads), "--overwrite", "--json", "--quiet",
     )
-    res = U.run_json(cmd, env=U.thread_env(threads))
+    res = U.run_json(cmd, env={**U.thread_env(threads), ENV: "1" if rewrites else "0"})
     totals = res["totals"]
     if totals.get("failed"):
         reasons = [r.get("reason") for r in res.get("results", []) if r.get("status") == "failed"]
@@ -288,8 +293,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                         continue
                     outdir = U.fresh_dir(work / f"out{size}_{c}")
                     try:
-                        if c == "imgxlate":
-                            run = _run_imgxlate(model, indir, outdir, threads, args.device)
+                        if c in ("imgxlate", "imgxlate_plain"):
+                            run = _run_imgxlate(model, indir, outdir, threads, args.device, c == "imgxlate")
                         else:
                             run = _run_worker(c, model, indir, outdir, threads, args.device)
                         run["load_average"] = U.load_average()
@@ -358,7 +363,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         return out
     for row in rows:
         for key, target, what in (("ratio_vs_torch_eager", 1.3, "PyTorch eager loop"),
-                                  ("ratio_vs_opencv", 1.0, "OpenCV DNN")):
+                                  ("ratio_vs_opencv", 1.0, "OpenCV DNN"), ("ratio_vs_openvino", 1.0, "OpenVINO")):
             v = row.get(key)
             out.append({"goal": f"CPU {row['size']} px: imgxlate convert >= {target}x {what}", "target": target,
                         "value": v, "met": None if v is None else v >= target})

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from imgxlate.errors import DeviceError, InvalidModelError, UsageError
+from imgxlate.graphs.rewrite import for_cpu
 
 DEVICES = ("auto", "cuda", "cpu", "coreml", "directml")
 BACKENDS = ("auto", "onnxruntime", "openvino")
@@ -338,10 +339,12 @@ def resolve_backend(backend: str, provider: str) -> tuple[str, str]:
 
 
 def make_session(
-    model: bytes | str | os.PathLike[str], provider: str, threads: int, *, arena: str = ARENA_OWN
+    model: bytes | str | os.PathLike[str], provider: str, threads: int, *, arena: str = ARENA_OWN,
+    name: str = "",
 ) -> Any:
     """An ONNX Runtime session with :func:`session_options` on a resolved provider; InvalidModelError
-    when ORT cannot load the model, DeviceError when it silently fell back from CUDA to the CPU."""
+    when ORT cannot load the model, DeviceError when it silently fell back from CUDA to the CPU.
+    ``name``: what errors call the model (default: its path, or "the model" for bytes)."""
     ort = _ort()
     so = session_options(threads, arena=arena)
     providers: list[Any] = [(CUDA, dict(CUDA_OPTIONS)), CPU] if provider == CUDA else [CPU]
@@ -354,7 +357,7 @@ def make_session(
     try:
         sess = ort.InferenceSession(src, so, providers=providers)
     except Exception as exc:
-        name = "the model" if isinstance(model, bytes) else str(model)
+        name = name or ("the model" if isinstance(model, bytes) else str(model))
         raise InvalidModelError(
             f"ONNX Runtime cannot load {name}: {str(exc).splitlines()[0][:300]}; "
             "check that it is an imgxlate generator (re-export it with imgxlate-train export)"
@@ -396,9 +399,11 @@ class OrtRunner:
 
     backend = ORT
 
-    def __init__(self, session: Any, provider: str) -> None:
+    def __init__(self, session: Any, provider: str, rewrites: tuple[str, ...] = ()) -> None:
         self.session = session
         self.provider = provider
+        # The graph rewrites this session's model went through (imgxlate.graphs.rewrite), in graph order.
+        self.rewrites = rewrites
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
         self._binding = session.io_binding() if provider == CUDA else None
@@ -477,10 +482,17 @@ class OpenVinoRunner:
 def make_runner(
     model: bytes | str | os.PathLike[str], provider: str, backend: str, threads: int, *, arena: str = ARENA_OWN
 ) -> OrtRunner | OpenVinoRunner:
-    """A runner for ``model`` (a path or serialized ONNX bytes) on a resolved provider and backend."""
+    """A runner for ``model`` (a path or serialized ONNX bytes) on a resolved provider and backend.
+    On ONNX Runtime's CPU provider the model first goes through :func:`imgxlate.graphs.rewrite.for_cpu`
+    (the same computation in a form its kernels run faster)."""
     if backend == OPENVINO:
         return OpenVinoRunner(_compile_openvino(model, threads))
-    return OrtRunner(make_session(model, provider, threads, arena=arena), provider)
+    rewritten = for_cpu(model) if provider == CPU else None
+    if rewritten is None:
+        return OrtRunner(make_session(model, provider, threads, arena=arena), provider)
+    name = "the model" if isinstance(model, bytes) else str(model)
+    session = make_session(rewritten.data, provider, threads, arena=arena, name=name)
+    return OrtRunner(session, provider, rewritten.applied)
 
 
 def runner_factory(

@@ -24,7 +24,8 @@ def test_cpu_run_shapes_and_reuse(tiny_pair: Path) -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 20)).astype(np.float32)
     y = e.run(x)
     assert y.shape == x.shape and y.dtype == np.float32
-    assert np.all(np.abs(y) <= 1.0)
+    # tanh's range; ORT's fused Conv+Tanh (the head after imgxlate.graphs.rowconv) can pass 1 by an ulp
+    assert np.all(np.abs(y) <= 1.0 + 1e-6)
     # Same session, deterministic output; each batch item independent of the others.
     assert e.session is session
     np.testing.assert_allclose(e.run(x[1:]), y[1:], atol=1e-5)

@@ -39,6 +39,15 @@ def test_structure(model: tuple[ExactTiler, object]) -> None:
     assert tiler.multiple == 4
 
 
+def test_segment_graphs_run_rewritten_on_the_cpu(model: tuple[ExactTiler, object]) -> None:
+    """The tiler's runners come from engine.make_runner, so the head's segment graph goes through
+    imgxlate.graphs.rewrite like a whole model (the other tests compare against the file as it is)."""
+    tiler, sess = model
+    img = _image(37, 53, seed=7)
+    assert float(np.abs(tiler.run(img, tile=16) - _whole(sess, img)).max()) <= TOL
+    assert "rowconv" in {name for runner in tiler.executor.runners.cache.values() for name in runner.rewrites}
+
+
 @pytest.mark.parametrize(
     ("h", "w", "tile"),
     [

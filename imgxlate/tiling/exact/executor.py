@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate.tiling.exact import subpixel
+from imgxlate.graphs import subpixel
 from imgxlate.tiling.exact.device import DeviceArrays, DeviceStore
 from imgxlate.tiling.exact.graph import BINARY, UNARY, Graph, Op, Region, need, pad_need
 from imgxlate.tiling.exact.plan import Job, Plan, Segment

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate.tiling.exact import subpixel
+from imgxlate.graphs import subpixel
 from imgxlate.tiling.exact.graph import Graph, Op, fail
 from imgxlate.tiling.exact.plan import Segment
 
@@ -193,37 +193,14 @@ class SegmentRunners:
     @staticmethod
     def _subpixel_nodes(seg: Segment, cur: str, dst: str, nodes: list[Any], inits: list[Any], feeds: list[Any]) -> None:
         """Upsampling + padding + 3x3 conv as four 2x2 phase convolutions at low resolution
-        (:mod:`.subpixel`): edge-pad the low-resolution window by 1, one Conv with the four phase
-        kernels stacked, each phase's part (phase p starts p rows in), DepthToSpace, and the crop to
-        the tile (fed ``st_sp`` / ``en_sp``)."""
+        (:func:`imgxlate.graphs.subpixel.nodes`), then the crop to the tile (fed ``st_sp`` / ``en_sp``)."""
         from onnx import TensorProto, helper, numpy_helper
 
-        i64 = TensorProto.INT64
-        w4, b4 = subpixel.kernels(*seg.head.consts)
-        inits.append(numpy_helper.from_array(w4, "w"))
-        inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "edge1"))
-        nodes.append(helper.make_node("Pad", [cur, "edge1"], ["lp"], mode="edge"))
-        conv_in = ["lp", "w"]
-        if b4 is not None:
-            inits.append(numpy_helper.from_array(b4, "b"))
-            conv_in.append("b")
-        nodes.append(helper.make_node("Conv", conv_in, ["phases"], kernel_shape=[2, 2], pads=[0, 0, 0, 0]))
-        cout = w4.shape[0] // 4
-        inits.append(numpy_helper.from_array(np.array([1, 2, 3], np.int64), "cyx"))
-        big, parts = np.iinfo(np.int64).max, []
-        for py in (0, 1):
-            for px in (0, 1):
-                k = 2 * py + px
-                # phase (py, px) of low pixel i reads padded rows i+py, i+py+1: conv output row i+py
-                start = np.array([k * cout, py, px], np.int64)
-                end = np.array([(k + 1) * cout, big if py else -1, big if px else -1], np.int64)
-                inits += [numpy_helper.from_array(start, f"ps{k}"), numpy_helper.from_array(end, f"pe{k}")]
-                nodes.append(helper.make_node("Slice", ["phases", f"ps{k}", f"pe{k}", "cyx"], [f"ph{k}"]))
-                parts.append(f"ph{k}")
-        nodes.append(helper.make_node("Concat", parts, ["stacked"], axis=1))
-        nodes.append(helper.make_node("DepthToSpace", ["stacked"], ["up"], blocksize=2, mode="DCR"))
+        sub_nodes, sub_inits = subpixel.nodes("sp", cur, "up", *seg.head.consts)
+        nodes += sub_nodes
+        inits += sub_inits
         inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "hw_sp"))
-        feeds += [helper.make_tensor_value_info(n, i64, [2]) for n in ("st_sp", "en_sp")]
+        feeds += [helper.make_tensor_value_info(n, TensorProto.INT64, [2]) for n in ("st_sp", "en_sp")]
         nodes.append(helper.make_node("Slice", ["up", "st_sp", "en_sp", "hw_sp"], [dst]))
 
     @staticmethod

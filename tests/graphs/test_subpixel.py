@@ -1,11 +1,11 @@
-"""The low-resolution form of nearest 2x upsampling + pad 1 + 3x3 conv (tiling/exact/subpixel.py)."""
+"""The low-resolution form of nearest 2x upsampling + pad 1 + 3x3 conv (graphs/subpixel.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from imgxlate.tiling.exact import subpixel
+from imgxlate.graphs import subpixel
 
 
 def _phases(low: np.ndarray, w4: np.ndarray, b4: np.ndarray | None) -> np.ndarray:

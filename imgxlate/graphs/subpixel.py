@@ -1,5 +1,7 @@
 """Nearest 2x upsampling, reflect (or edge) padding by 1 and a 3x3 convolution, done at low resolution.
 
+Used by the exact tiler's upsampling segments and by :mod:`.rewrite` on whole models.
+
 The up-sampling blocks of a ``--upsample resize`` generator compute ``conv3x3(pad1(up2(L)))``. On the
 up-sampled grid most of that work repeats: the four output pixels of one low-resolution pixel ``L[i]``
 see the same few low-resolution values. Per output row ``o = 2i + p`` (phase ``p``), the kernel's
@@ -15,14 +17,17 @@ with summed taps, and the result is the phases interleaved (DepthToSpace). Per o
 4 multiply-adds per input channel instead of 9, with no up-sampled copy of the input. The sums change
 the rounding of float32 sums slightly (~1e-7 relative), not the result.
 
-Pure functions here; the executor builds the graph (see ``SegmentRunners``).
+Pure functions and the nodes that compute them (:func:`nodes`); the exact tiler adds its crop.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from imgxlate.tiling.exact.graph import Op
+if TYPE_CHECKING:
+    from imgxlate.tiling.exact.graph import Op
 
 # Taps of the 3x3 kernel that land on each of the 2x2 kernel's positions, per phase (see above).
 TAPS = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}
@@ -60,6 +65,43 @@ def kernels(weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np
                     out[2 * py + px, :, :, a, b] = w[:, :, list(rows)][:, :, :, list(cols)].sum(axis=(2, 3))
     stacked = out.reshape(4 * cout, w.shape[1], 2, 2).astype(np.float32)
     return stacked, None if bias is None else np.tile(bias.astype(np.float32), 4)
+
+
+def nodes(prefix: str, src: str, dst: str, weight: np.ndarray, bias: np.ndarray | None) -> tuple[list[Any], list[Any]]:
+    """The nodes from the low-resolution map ``src`` (N, C, H, W) to the up-sampled convolution's
+    output ``dst`` (N, Cout, 2H, 2W), and their initializers (names start with ``prefix``): edge-pad
+    by 1, one Conv with the four phase kernels stacked, each phase's part (phase p starts p rows in:
+    the stacked conv's row ``i + py`` reads padded rows ``i + py``, ``i + py + 1``), DepthToSpace."""
+    from onnx import helper, numpy_helper
+
+    w4, b4 = kernels(weight, bias)
+    cout = w4.shape[0] // 4
+    inits = [
+        numpy_helper.from_array(w4, f"{prefix}_w"),
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), f"{prefix}_edge1"),
+        numpy_helper.from_array(np.array([1, 2, 3], np.int64), f"{prefix}_cyx"),
+    ]
+    out = [helper.make_node("Pad", [src, f"{prefix}_edge1"], [f"{prefix}_lp"], mode="edge", name=f"{prefix}_pad")]
+    conv_in = [f"{prefix}_lp", f"{prefix}_w"]
+    if b4 is not None:
+        inits.append(numpy_helper.from_array(b4, f"{prefix}_b"))
+        conv_in.append(f"{prefix}_b")
+    out.append(helper.make_node("Conv", conv_in, [f"{prefix}_phases"], name=f"{prefix}_conv",
+                                kernel_shape=[2, 2], pads=[0, 0, 0, 0]))
+    big, parts = np.iinfo(np.int64).max, []
+    for py in (0, 1):
+        for px in (0, 1):
+            k = 2 * py + px
+            start = np.array([k * cout, py, px], np.int64)
+            end = np.array([(k + 1) * cout, big if py else -1, big if px else -1], np.int64)
+            inits += [numpy_helper.from_array(start, f"{prefix}_ps{k}"), numpy_helper.from_array(end, f"{prefix}_pe{k}")]
+            parts.append(f"{prefix}_ph{k}")
+            out.append(helper.make_node("Slice", [f"{prefix}_phases", f"{prefix}_ps{k}", f"{prefix}_pe{k}",
+                                                  f"{prefix}_cyx"], [parts[-1]], name=parts[-1]))
+    out.append(helper.make_node("Concat", parts, [f"{prefix}_stacked"], axis=1, name=f"{prefix}_stacked"))
+    out.append(helper.make_node("DepthToSpace", [f"{prefix}_stacked"], [dst], blocksize=2, mode="DCR",
+                                name=f"{prefix}_d2s"))
+    return out, inits
 
 
 def low_rows(o0: int, o1: int, n_low: int) -> tuple[int, int]:
