@@ -8,6 +8,8 @@ including start-up, is the figure to read on a loaded machine), peak RSS is the 
 
 - ``exact_ort`` / ``exact_ov``: ``imgxlate convert`` with automatic tiling, ``--backend onnxruntime`` /
   ``openvino`` (the exact tiler's segments on that runtime);
+- ``exact_ort_plain``: ``exact_ort`` with ``IMGXLATE_GRAPH_REWRITES=0`` (no :mod:`imgxlate.graphs.rewrite`:
+  the segment graphs and whole runs as the file has them), for what the rewrites are worth;
 - ``whole_ort``: ``imgxlate convert --tile 0 --backend onnxruntime``, where a whole run fits in memory:
   the reference the PSNR column is measured against;
 - ``tiler_u8``: the exact tiler alone on the decoded uint8 image, output tiles quantised to uint8 as
@@ -18,7 +20,7 @@ including start-up, is the figure to read on a loaded machine), peak RSS is the 
 - ``torch64`` (smallest size only; size ``0`` is 768x576): the same weights in PyTorch in float64, the
   arbiter of which runtime is right (``--no-torch`` skips it).
 
-Models: the bundled ``vangogh2photo/b2a.onnx`` (ngf 24, 6 blocks) and a reference-size random
+Models: the bundled ``vangogh2photo/b2a.onnx`` (third edition: ngf 32, 9 blocks) and a reference-size random
 generator (ngf 64, 9 blocks; exported once with the trainer, needs torch). ``--quick``: 1 and 12 MP,
 bundled model only. Machine load matters: run with ``nice`` on a shared machine and read the ratios.
 """
@@ -40,9 +42,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import _util as U
+from imgxlate.graphs.rewrite import ENV
 
 SIZES = {0: (768, 576), 1: (1152, 864), 12: (4000, 3000), 48: (8000, 6000), 96: (12000, 8000)}  # MP -> (W, H)
-CONTENDERS = ("exact_ort", "exact_ov", "tiler_u8", "whole_ort", "openvino", "torch64")
+CONTENDERS = ("exact_ort", "exact_ort_plain", "exact_ov", "tiler_u8", "whole_ort", "openvino", "torch64")
 GOALS = {"bundled_12mp_peak_mib": 1536, "bundled_96mp_peak_mib": 2048, "reference_12mp_peak_mib": 2560,
          "psnr_db": 50.0, "flat_time_per_mp": 1.2}
 
@@ -108,7 +111,7 @@ def run_measured(cmd: list[str], env: dict[str, str], timeout: float) -> dict[st
 
 
 def contender_cmd(kind: str, model: Path, src: Path, out_dir: Path, threads: int) -> list[str]:
-    if kind in ("exact_ort", "exact_ov", "whole_ort"):
+    if kind in ("exact_ort", "exact_ort_plain", "exact_ov", "whole_ort"):
         backend = "openvino" if kind == "exact_ov" else "onnxruntime"
         cmd = U.imgxlate_cmd("convert", str(src), "--out", str(out_dir), "--model", str(model), "--format", "png",
                              "--device", "cpu", "--threads", str(threads), "--backend", backend, "--json",
@@ -266,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
                         out_dir = U.fresh_dir(Path(tmp) / f"{mp}-{name}-{kind}")
                         res = run_measured(contender_cmd(kind, model, src_dir, out_dir, args.threads)
                                            if kind.startswith(("exact", "whole"))
-                                           else contender_cmd(kind, model, src, out_dir, args.threads), env, args.timeout)
+                                           else contender_cmd(kind, model, src, out_dir, args.threads),
+                                           {**env, ENV: "0"} if kind == "exact_ort_plain" else env, args.timeout)
                         row: dict[str, Any] = {"mp": mp, "size": "x".join(map(str, SIZES[mp])), "model": name,
                                                "contender": kind, "round": rnd + 1,
                                                "peak_rss_mib": res["peak_rss_mib"], "process_s": res["process_s"],

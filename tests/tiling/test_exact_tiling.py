@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -101,18 +102,72 @@ def test_stored_maps_half_precision_and_spilled(model: tuple[ExactTiler, object]
     assert list(tmp_path.iterdir()) == []  # spill files are unlinked at once
 
 
+def _file_elements(store: exact.MapStore, name: str) -> np.ndarray:
+    spilled = store._spilled[name]
+    return np.frombuffer(os.pread(spilled.fd, spilled.n * spilled.h * spilled.row_bytes, 0), np.float16)
+
+
 def test_a_spilled_row_of_tiles_is_one_contiguous_band(tmp_path: Path) -> None:
     store = exact.MapStore("float16", spill_dir=tmp_path)
     store.create("m", (1, 5, 12, 7))
     value = np.arange(5 * 3 * 7, dtype=np.float16).reshape(1, 5, 3, 7) + 1
     for x0, x1 in ((0, 3), (3, 7)):  # a row of two tiles: rows 4..6, all channels
         store.write("m", (4, 7, x0, x1), value[:, :, :, x0:x1])
-    np.testing.assert_array_equal(store.read("m", (4, 7, 0, 7)), value)
-    flat = np.frombuffer(store._mmaps["m"], np.float16)
-    touched = np.flatnonzero(flat)
+    assert not _file_elements(store, "m").any()  # the row is in RAM until the row of tiles is done
+    store.release()
+    touched = np.flatnonzero(_file_elements(store, "m"))
     # (N, H, C, W) in the file: rows 4..6 of all 5 channels are elements 4*35 .. 7*35, nothing else
     assert touched.min() == 4 * 35 and touched.max() == 7 * 35 - 1 and touched.size == 3 * 35
-    del flat  # the mapping cannot close while a view of it exists
+    np.testing.assert_array_equal(store.read("m", (4, 7, 0, 7)), value)
+    store.close()
+
+
+def test_spilled_maps_read_back_what_was_written_in_any_order(tmp_path: Path) -> None:
+    """Against a float16 RAM store: rows of tiles in order, a row written in two visits (the file's
+    values under the columns not written are kept), reads of rows still being written, reads that
+    straddle rows, releases anywhere."""
+    rng = np.random.default_rng(0)
+    spill, ram = exact.MapStore("float16", spill_dir=tmp_path), exact.MapStore("float16")
+    shape = (2, 3, 17, 11)
+    for store in (spill, ram):
+        store.create("m", shape)
+        store.write("m", (0, 17, 0, 11), np.zeros(shape, np.float32))
+    spill.release()
+    for step in range(200):
+        y0 = int(rng.integers(0, 16))
+        y1 = int(rng.integers(y0 + 1, 18))
+        x0 = int(rng.integers(0, 10))
+        x1 = int(rng.integers(x0 + 1, 12))
+        if rng.random() < 0.6:
+            value = rng.normal(size=(2, 3, y1 - y0, x1 - x0)).astype(np.float32)
+            for store in (spill, ram):
+                store.write("m", (y0, y1, x0, x1), value)
+        else:
+            np.testing.assert_array_equal(spill.read("m", (y0, y1, x0, x1)), ram.read("m", (y0, y1, x0, x1)))
+        if rng.random() < 0.2:
+            spill.release()
+    spill.release()
+    np.testing.assert_array_equal(spill.read("m", (0, 17, 0, 11)), ram.read("m", (0, 17, 0, 11)))
+    spill.close()
+
+
+def test_a_full_disk_while_spilling_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from imgxlate.errors import DiskFullError
+
+    store = exact.MapStore("float16", spill_dir=tmp_path)
+    store.create("m", (1, 2, 4, 4))
+    store.write("m", (0, 4, 0, 4), np.ones((1, 2, 4, 4), np.float32))
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(DiskFullError, match="TMPDIR") as info:
+        store.release()
+    assert info.value.errno == errno.ENOSPC and str(tmp_path) in str(info.value)
+    monkeypatch.undo()
     store.close()
 
 

@@ -180,8 +180,8 @@ class Executor:
                 for regions in job.tiles:
                     reg = regions[job.target]
                     if reg[0] != row:
-                        # Spilled pages go back once per row of tiles: a page holds whole map rows,
-                        # so every tile of a row touches it (per tile: 3.8 M faults at 12 MP).
+                        # Spilled maps are written and read a row of tiles at a time (the tiles
+                        # of a row share their map rows): the row is done, to the file with it.
                         store.release()
                         row = reg[0]
                     y = self._tile(job, regions, source, store, norm, moments)

@@ -1,22 +1,22 @@
 """Where the exact tiler keeps whole maps between passes: :class:`MapStore`.
 
 float32 in RAM (exact), float16 in RAM (half the memory) or float16 spilled to an unlinked temporary
-file (``spill_dir``): its pages are handed back to the kernel after every row of tiles
-(:meth:`MapStore.release`), so they do not count in the process's resident memory.
+file (``spill_dir``, :class:`_SpillMap`): tiles reach the file through one band of map rows in RAM
+per map (a row of tiles shares its rows), written with one ``pwrite`` when the row of tiles is done
+(:meth:`MapStore.release`) and read with one ``pread`` per row, so the file's pages never count in
+the process's resident memory and no page is faulted in tile by tile.
 """
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import tempfile
+from typing import Any
 
 import numpy as np
 
+from imgxlate.errors import DiskFullError
 from imgxlate.tiling.exact.graph import Region
-
-_MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
 
 
 class MapStore:
@@ -32,8 +32,12 @@ class MapStore:
             raise ValueError(f"store dtype must be float32 or float16, got {dtype!r}")
         self.dtype = np.dtype(dtype)
         self.spill_dir = spill_dir
-        self.maps: dict[str, np.ndarray] = {}
-        self._mmaps: dict[str, mmap.mmap] = {}
+        # Maps in RAM by name; a spilled map is named here too (its value is None: read through the
+        # store) so that ``name in store.maps`` means "created".
+        self.maps: dict[str, np.ndarray | None] = {}
+        self._spilled: dict[str, _SpillMap] = {}
+        self._bands = _BandPool()
+        self._files = _SpillFiles(spill_dir) if spill_dir is not None else None
         self._free: list[np.ndarray] = []  # dropped RAM buffers (flat), kept for reuse
 
     @classmethod
@@ -56,44 +60,39 @@ class MapStore:
                 self._free.remove(buf)
             self.maps[name] = buf.reshape(shape)
             return
-        size = int(np.prod(shape)) * self.dtype.itemsize
-        with tempfile.TemporaryFile(dir=self.spill_dir, prefix="imgxlate-map-") as f:
-            f.truncate(size)
-            mm = mmap.mmap(f.fileno(), size)  # the mapping keeps the (unlinked) file alive
-        if _MADV_HUGEPAGE is not None:
-            # Large page-cache folios where the file system has them (ext4, xfs on Linux >= 6.x): a
-            # fault maps up to 2 MiB instead of 4 KiB. Every tile write and read of a spilled map
-            # faults its pages in again after release(): at 96 MP that was 7.6 M faults and 65 s of
-            # system time. A kernel without them ignores the advice or refuses it (harmless).
-            with contextlib.suppress(OSError):
-                mm.madvise(_MADV_HUGEPAGE)
-        self._mmaps[name] = mm
-        # Stored (N, H, C, W) and seen as (N, C, H, W): the rows of a row of tiles are one contiguous
-        # band of the file for all channels, so a tile touches (and faults in) only its band's pages
-        # and release() after the row gives back whole pages; (N, C, H, W) spreads a row of tiles over
-        # C separate stretches, one per channel plane.
-        n, c, h, w = shape
-        self.maps[name] = np.frombuffer(mm, dtype=self.dtype).reshape(n, h, c, w).transpose(0, 2, 1, 3)
+        assert self._files is not None
+        nbytes = int(np.prod(shape)) * self.dtype.itemsize
+        self._spilled[name] = _SpillMap(shape, self.dtype, self.spill_dir, self._bands, self._files.take(nbytes))
+        self.maps[name] = None
 
     def read(self, name: str, region: Region) -> np.ndarray:
+        spilled = self._spilled.get(name)
+        if spilled is not None:
+            return spilled.read(region)
         y0, y1, x0, x1 = region
-        return self.maps[name][:, :, y0:y1, x0:x1]
+        return self.maps[name][:, :, y0:y1, x0:x1]  # type: ignore[index]
 
     def write(self, name: str, region: Region, value: np.ndarray) -> None:
+        spilled = self._spilled.get(name)
+        if spilled is not None:
+            spilled.write(region, value)
+            return
         y0, y1, x0, x1 = region
-        self.maps[name][:, :, y0:y1, x0:x1] = value
+        self.maps[name][:, :, y0:y1, x0:x1] = value  # type: ignore[index]
 
     def release(self) -> None:
-        """Hand spilled pages back to the kernel (they stay in the file / page cache)."""
-        for mm in self._mmaps.values():
-            mm.madvise(mmap.MADV_DONTNEED)
+        """After a row of tiles: spilled rows go to their files and the row buffers back to the pool
+        (the next row reuses them: no fresh pages to fault in)."""
+        for spilled in self._spilled.values():
+            spilled.flush()
+        self._bands.recycle()
 
     def drop(self, name: str) -> None:
         arr = self.maps.pop(name, None)
-        mm = self._mmaps.pop(name, None)
-        if mm is not None:
-            del arr  # the mapping cannot close while a view of it exists
-            mm.close()
+        spilled = self._spilled.pop(name, None)
+        if spilled is not None:
+            assert self._files is not None
+            self._files.give(spilled.n * spilled.h * spilled.row_bytes, spilled.close())
         elif arr is not None:
             self._free.append(arr.reshape(-1))
 
@@ -101,3 +100,168 @@ class MapStore:
         for name in list(self.maps):
             self.drop(name)
         self._free.clear()
+        self._bands.clear()
+        if self._files is not None:
+            self._files.close()
+
+
+class _BandPool:
+    """Row buffers of spilled maps, handed out during a row of tiles and taken back together after
+    it (:meth:`recycle`), when no view of them is alive any more; only buffers of the sizes the last
+    row used are kept."""
+
+    def __init__(self) -> None:
+        self.free: dict[tuple[int, ...], list[np.ndarray]] = {}
+        self.lent: list[np.ndarray] = []
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        key = (*shape, dtype.num)
+        stack = self.free.get(key)
+        buf = stack.pop() if stack else np.empty(shape, dtype)
+        self.lent.append(buf)
+        return buf
+
+    def recycle(self) -> None:
+        free: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for buf in self.lent:
+            free.setdefault((*buf.shape, buf.dtype.num), []).append(buf)
+        self.free, self.lent = free, []
+
+    def clear(self) -> None:
+        self.free, self.lent = {}, []
+
+
+class _SpillMap:
+    """One map of shape (N, C, H, W) in an unlinked temporary file, laid out (N, H, C, W): the rows of
+    a row of tiles are one contiguous stretch of the file for all channels.
+
+    Writes go into a RAM band of rows (the rows of the tile being written; the tiles of one row of
+    tiles share them) and reach the file in one ``pwrite`` per image when the band is flushed. Reads
+    fill a RAM band of the rows asked for with one ``pread`` and slice it; the next tile of the row
+    asks for the same rows and reads nothing. Measured at 12 MP (bundled model, 2 threads), the
+    memory-mapped file this replaces spent 5.9 s in tile writes (page faults after every row) of a
+    29 s run; a float16 RAM store 1.0 s."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, spill_dir: str | os.PathLike[str],
+                 bands: _BandPool, file: Any) -> None:
+        self.n, self.c, self.h, self.w = shape
+        self.dtype, self.dir, self.bands = dtype, os.fspath(spill_dir), bands
+        self.row_bytes = self.c * self.w * dtype.itemsize
+        self.file = file
+        self.fd = file.fileno()
+        # The band being written: rows [y0, y1), buffer (N, rows, C, W), column ranges written.
+        self.wband: tuple[int, int, np.ndarray, list[tuple[int, int]]] | None = None
+        self.rband: tuple[int, int, np.ndarray] | None = None  # the band last read
+
+    def write(self, region: Region, value: np.ndarray) -> None:
+        y0, y1, x0, x1 = region
+        band = self.wband
+        if band is None or band[:2] != (y0, y1):
+            self.flush()
+            band = (y0, y1, self.bands.take((self.n, y1 - y0, self.c, self.w), self.dtype), [])
+            self.wband = band
+        band[2][:, :, :, x0:x1] = value.transpose(0, 2, 1, 3)
+        band[3].append((x0, x1))
+        if self.rband is not None and self.rband[0] < y1 and y0 < self.rband[1]:
+            self.rband = None  # those rows changed
+
+    def flush(self) -> None:
+        """The band being written, to the file (columns no tile wrote keep the file's values)."""
+        if self.wband is None:
+            return
+        y0, _, buf, written = self.wband
+        self.wband = None
+        if _uncovered(written, self.w):
+            old = np.empty_like(buf)
+            self._pread(old, y0)
+            keep = np.ones(self.w, bool)
+            for x0, x1 in written:
+                keep[x0:x1] = False
+            buf[:, :, :, keep] = old[:, :, :, keep]
+        for i in range(self.n):
+            offset = (i * self.h + y0) * self.row_bytes
+            view = memoryview(buf[i]).cast("B")
+            done = 0
+            try:
+                while done < len(view):
+                    done += os.pwrite(self.fd, view[done:], offset + done)
+            except OSError as exc:
+                raise self._disk_error(exc) from exc
+
+    def read(self, region: Region) -> np.ndarray:
+        """(N, C, rows, columns) of ``region``: a view of the row band (valid until the store's
+        next :meth:`MapStore.release`)."""
+        y0, y1, x0, x1 = region
+        if self.wband is not None and self.wband[0] < y1 and y0 < self.wband[1]:
+            self.flush()
+        band = self.rband
+        if band is None or not (band[0] <= y0 and y1 <= band[1]):
+            buf = self.bands.take((self.n, y1 - y0, self.c, self.w), self.dtype)
+            self._pread(buf, y0)
+            band = self.rband = (y0, y1, buf)
+        return band[2][:, y0 - band[0] : y1 - band[0], :, x0:x1].transpose(0, 2, 1, 3)
+
+    def _pread(self, buf: np.ndarray, y0: int) -> None:
+        for i in range(self.n):
+            view = memoryview(buf[i]).cast("B")
+            offset = (i * self.h + y0) * self.row_bytes
+            done = 0
+            while done < len(view):
+                got = os.preadv(self.fd, [view[done:]], offset + done)
+                if got <= 0:  # rows never written, past the end of the file: zeros, as in a hole
+                    view[done:] = bytes(len(view) - done)
+                    break
+                done += got
+
+    def _disk_error(self, exc: OSError) -> OSError:
+        from imgxlate._atomic import is_disk_full
+
+        if not is_disk_full(exc):
+            return exc
+        return DiskFullError(
+            f"disk full in {self.dir!r} while keeping the exact tiler's maps there (a large image "
+            "runs with its maps in a temporary file); free some space there, point TMPDIR at a "
+            "folder with room, or allow more memory with --max-memory"
+        )
+
+    def close(self) -> Any:
+        """Forget the map; hand back its file (for :class:`_SpillFiles` to reuse)."""
+        self.wband = self.rband = None
+        return self.file
+
+
+class _SpillFiles:
+    """Unlinked temporary files for spilled maps, a dropped map's file kept for the next map of the same
+    byte size (the residual blocks' maps all are). Measured with ``pwrite`` of 48 MB on this VM's
+    ext4: 0.40 GB/s into a file already truncated to its size (filling holes), 4.8 GB/s appending to
+    a new file, 8.6 GB/s over pages of a file written before (still in the page cache). So files are
+    never truncated, rows of tiles arrive in order (appends), and files are reused."""
+
+    def __init__(self, spill_dir: str | os.PathLike[str]) -> None:
+        self.dir = os.fspath(spill_dir)
+        self.free: dict[int, list[Any]] = {}
+
+    def take(self, nbytes: int) -> Any:
+        stack = self.free.get(nbytes)
+        if stack:
+            return stack.pop()
+        return tempfile.TemporaryFile(dir=self.dir, prefix="imgxlate-map-")
+
+    def give(self, nbytes: int, file: Any) -> None:
+        self.free.setdefault(nbytes, []).append(file)
+
+    def close(self) -> None:
+        for stack in self.free.values():
+            for file in stack:
+                file.close()
+        self.free = {}
+
+
+def _uncovered(ranges: list[tuple[int, int]], width: int) -> bool:
+    """Do the column ranges leave any of [0, width) out?"""
+    end = 0
+    for x0, x1 in sorted(ranges):
+        if x0 > end:
+            return True
+        end = max(end, x1)
+    return end < width
