@@ -458,6 +458,7 @@ class OpenVinoRunner:
 
     backend = OPENVINO
     provider = CPU
+    rewrites: tuple[str, ...] = ()  # OpenVINO runs the file as it is (it fuses on its own)
 
     def __init__(self, compiled: Any) -> None:
         self.compiled = compiled

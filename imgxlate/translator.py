@@ -127,11 +127,11 @@ class Translator:
     def tiling_choice(self, height: int, width: int, count: int = 1) -> Any:
         """Whole image or exact tiles, and where the tiler keeps its maps, from the memory it needs
         (:func:`imgxlate.tiling.auto.choose_tiling`); ``count`` images of this size run together."""
-        from imgxlate.tiling.auto import choose_tiling
+        from imgxlate.tiling.auto import choose_tiling, whole_maps_for
 
         ngf = int(self.metadata.architecture.get("ngf", 64) or 64)
         return choose_tiling(height, width, provider=self.provider, ngf=ngf, budget_bytes=self.max_memory,
-                             count=count)
+                             count=count, whole_maps=whole_maps_for(self.engine.runner.rewrites))
 
     def auto_tile(self, height: int, width: int) -> int:
         """Tile edge for an image of this size (0 = run it whole)."""

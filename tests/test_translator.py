@@ -405,3 +405,22 @@ def test_read_ahead_is_bounded_by_the_bytes_it_holds(
         assert max(ahead) <= 1, ahead
     else:
         assert max(ahead) >= 2, ahead  # the read-ahead itself works (so the bound above is a bound)
+
+
+def test_whole_runs_take_more_pixels_with_phase_form_upsampling(tiny_pair_resize: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resize-upsampling model on ONNX Runtime's CPU provider runs its up-sampling blocks in phase
+    form (imgxlate.graphs.rewrite), which holds no up-sampled copies: a whole run needs ~3 maps per
+    pixel instead of 8, so an image between the two estimates runs whole, and tiled without it."""
+    from imgxlate.graphs.rewrite import ENV
+    from imgxlate.tiling.auto import WHOLE_MAPS, WHOLE_MAPS_PHASED, whole_need
+
+    t = load_model(tiny_pair_resize, to="orange", device="cpu", threads=1, backend="onnxruntime")
+    assert "subpixel" in t.engine.runner.rewrites
+    budget = (whole_need(260, 300, 8, maps=WHOLE_MAPS_PHASED) + whole_need(260, 300, 8, maps=WHOLE_MAPS)) // 2
+    t.max_memory = budget
+    assert t.tiling_choice(260, 300).tile == 0
+    monkeypatch.setenv(ENV, "0")
+    plain = load_model(tiny_pair_resize, to="orange", device="cpu", threads=1, backend="onnxruntime")
+    plain.max_memory = budget
+    assert plain.engine.runner.rewrites == () and plain.tiling_choice(260, 300).tile > 0

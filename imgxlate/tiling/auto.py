@@ -26,6 +26,12 @@ CPU = "CPUExecutionProvider"
 # --tile 0` with the bundled ngf 32 model: 522 MiB at 0.48 MP, 943 at 1.0, 1719 at 1.9, 2675 at 3.0 MP,
 # i.e. ~80 MB + 6.8 maps per pixel; ngf 24 at 12 MP: ~9.3 (10.7 GB: the arena grows in doublings).
 WHOLE_MAPS = 8.0
+# The same with the up-sampling blocks in phase form (imgxlate.graphs.rewrite, ONNX Runtime on the
+# CPU): no up-sampled copies and no padded full-resolution inputs to them. Measured peak RSS of
+# `imgxlate convert --tile 0`, bundled ngf 32, 2 threads (sixth session): 450 MiB at 1.0 MP, 767 at
+# 2.0, 1179 at 3.0, 1404 at 4.0 MP (without the rewrite: 968, 1796, 2693, 3397), i.e. ~2.5 maps per
+# pixel over an intercept; 3.2 stays above every one of them.
+WHOLE_MAPS_PHASED = 3.2
 # What a whole run needs besides the maps (Python, numpy, the runtime and one session): the intercept
 # above, with a margin.
 WHOLE_BASE_BYTES = 100 << 20
@@ -115,18 +121,27 @@ def default_budget(provider: str = CPU) -> int:
     return int(min(available_memory() // 2, DEFAULT_CAP))
 
 
-def whole_need(height: int, width: int, ngf: int, count: int = 1) -> int:
-    """Peak bytes of one whole run of ``count`` images of this size (a batch of video frames)."""
-    return int(count * height * width * 4 * ngf * WHOLE_MAPS) + WHOLE_BASE_BYTES
+def whole_maps_for(rewrites: tuple[str, ...]) -> float:
+    """The full-resolution maps a whole run holds per pixel, given the graph rewrites its runner
+    applied (``OrtRunner.rewrites``)."""
+    return WHOLE_MAPS_PHASED if "subpixel" in rewrites else WHOLE_MAPS
+
+
+def whole_need(height: int, width: int, ngf: int, count: int = 1, maps: float = WHOLE_MAPS) -> int:
+    """Peak bytes of one whole run of ``count`` images of this size (a batch of video frames);
+    ``maps``: :func:`whole_maps_for` the runner."""
+    return int(count * height * width * 4 * ngf * maps) + WHOLE_BASE_BYTES
 
 
 def choose_tiling(
-    height: int, width: int, *, provider: str = CPU, ngf: int = 64, budget_bytes: int | None = None, count: int = 1
+    height: int, width: int, *, provider: str = CPU, ngf: int = 64, budget_bytes: int | None = None, count: int = 1,
+    whole_maps: float = WHOLE_MAPS,
 ) -> TilingChoice:
     """Whole image or exact tiles (edge, where kept maps live) for an image of this size. ``count``:
-    images that would run whole together (a batch of frames); tiles are always one image's."""
+    images that would run whole together (a batch of frames); tiles are always one image's.
+    ``whole_maps``: what a whole run holds per pixel on this runner (:func:`whole_maps_for`)."""
     budget = int(budget_bytes) if budget_bytes else default_budget(provider)
-    need = whole_need(height, width, ngf, count)
+    need = whole_need(height, width, ngf, count, whole_maps)
     if need <= budget:
         return TilingChoice(0, "float32", budget, need)
     pixel = 4.0 * ngf  # bytes of one float32 ngf-channel pixel
