@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA checks alone (no training), for a second, short GPU call: onnxruntime-gpu from the parts
 # of tools/gpu/prepare.sh (the training data's parts need not come: send part-01 onwards), then
-#   1. tools/gpu/tf32.py: CUDA vs CPU with TF32 convolutions on and off;
+#   1. tools/gpu/tf32.py: CUDA vs CPU with TF32 convolutions on and off; tools/gpu/rewrites.py: the CPU
+#      graph rewrites timed on CUDA (should make_runner apply them there too?);
 #   2. the CUDA test suite;
 #   3. a 12 MP photo through `imgxlate convert --device cuda`: automatic, whole, exact-tiled (PNG).
 # Results under $OUT: results.tar.gz.   bash tools/gpu/check.sh
@@ -20,6 +21,8 @@ $py -c "import onnxruntime as o; print(o.__version__, o.get_available_providers(
 nvidia-smi -L >> "$W/gpu.txt" 2>&1
 timeout 60 $py tools/gpu/tf32.py > "$W/tf32.txt" 2>&1
 say "tf32: $(cat "$W/tf32.txt")"
+timeout 60 $py tools/gpu/rewrites.py cuda > "$W/rewrites.txt" 2>&1
+say "graph rewrites on CUDA: $(cat "$W/rewrites.txt")"
 pack
 deselect=()
 $py -c "import av" 2>/dev/null || deselect=(--deselect tests/gpu/test_cuda.py::test_video_on_cuda_keeps_every_frame)
