@@ -132,17 +132,8 @@ def _upsample_pad_conv(resize: Any, pad: Any, conv_attrs: dict[str, Any], weight
     pixel on each side of H and W, amounts as a constant input) -> plain 3x3 Conv with no padding:
     what :func:`imgxlate.graphs.subpixel.nodes` computes."""
     if resize.op_type != "Resize" or len(resize.input) < 3 or (len(resize.input) > 3 and resize.input[3]):
-        return False
-    r = attrs(resize)
-    scales = const(resize.input[2])
-    if (
-        r.get("mode", b"nearest") != b"nearest"
-        or r.get("coordinate_transformation_mode", b"half_pixel") != b"asymmetric"
-        or r.get("nearest_mode", b"round_prefer_floor") != b"floor"
-        or int(r.get("antialias", 0)) != 0
-        or scales is None
-        or [float(v) for v in scales.reshape(-1)] != [1.0, 1.0, 2.0, 2.0]
-    ):
+        return False  # no scales, or sizes given
+    if subpixel.nearest_factors(attrs(resize), const(resize.input[2]), None) != (2, 2):
         return False
     pads = const(pad.input[1]) if len(pad.input) > 1 else None
     if (

@@ -29,6 +29,30 @@ import numpy as np
 if TYPE_CHECKING:
     from imgxlate.tiling.exact.graph import Op
 
+def nearest_factors(attrs: dict[str, Any], scales: np.ndarray | None, sizes: np.ndarray | None) -> tuple[int, int] | None:
+    """The (row, column) factors of a ``Resize`` node that is an integer nearest upsampling in the
+    form ``out[o] = in[o // f]`` (mode nearest, asymmetric coordinates, floor rounding, constant
+    scales 1, 1, fy, fx, no sizes, no antialiasing); None for any other Resize. ``attrs``: the node's
+    attributes as ``onnx.helper.get_attribute_value`` gives them. The exact tiler and
+    :mod:`.rewrite` both take a Resize only when this says so."""
+    ok = (
+        attrs.get("mode", b"nearest") == b"nearest"
+        and attrs.get("coordinate_transformation_mode", b"half_pixel") == b"asymmetric"
+        and attrs.get("nearest_mode", b"round_prefer_floor") == b"floor"
+        and int(attrs.get("antialias", 0)) == 0
+        and scales is not None
+        and scales.size == 4
+        and sizes is None
+    )
+    if not ok:
+        return None
+    assert scales is not None
+    f = [float(v) for v in scales.reshape(-1)]
+    if f[0] != 1 or f[1] != 1 or not all(v >= 1 and v == int(v) for v in f[2:]):
+        return None
+    return int(f[2]), int(f[3])
+
+
 # Taps of the 3x3 kernel that land on each of the 2x2 kernel's positions, per phase (see above).
 TAPS = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}
 

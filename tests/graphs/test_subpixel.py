@@ -53,3 +53,26 @@ def test_low_rows_cover_every_output_row(n: int) -> None:
                 reads = (i - 1, i) if p == 0 else (i, i + 1)
                 for r in reads:  # inside the window, or past the true border (the edge pad's row)
                     assert r0 <= r < r1 or r in (-1, n)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "scales", "sizes", "expected"),
+    [
+        ({"mode": b"nearest", "coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"},
+         [1, 1, 2, 2], None, (2, 2)),
+        ({"coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"}, [1, 1, 3, 2], None, (3, 2)),
+        ({"coordinate_transformation_mode": b"half_pixel", "nearest_mode": b"floor"}, [1, 1, 2, 2], None, None),
+        ({"coordinate_transformation_mode": b"asymmetric"}, [1, 1, 2, 2], None, None),  # round_prefer_floor
+        ({"mode": b"linear", "coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"},
+         [1, 1, 2, 2], None, None),
+        ({"coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"}, [1, 1, 1.5, 2], None, None),
+        ({"coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"}, [1, 2, 2, 2], None, None),
+        ({"coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor"}, None, [1, 3, 8, 8], None),
+        ({"coordinate_transformation_mode": b"asymmetric", "nearest_mode": b"floor", "antialias": 1},
+         [1, 1, 2, 2], None, None),
+    ],
+)
+def test_nearest_factors(attrs: dict, scales: list | None, sizes: list | None, expected: tuple | None) -> None:
+    """The one test of "a Resize the tiler and the rewrite can take": out[o] = in[o // f]."""
+    as_array = lambda v: None if v is None else np.array(v, np.float32)
+    assert subpixel.nearest_factors(attrs, as_array(scales), as_array(sizes)) == expected

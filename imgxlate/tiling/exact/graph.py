@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from imgxlate.errors import InvalidModelError, UsageError
+from imgxlate.graphs.subpixel import nearest_factors
 
 Region = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open) in the tensor's own pixel grid
 
@@ -238,27 +239,12 @@ class Graph:
                 pe=(full[6], full[7]),
             )
         if t == "Resize":
-            mode = attrs.get("mode", b"nearest")
-            ctm = attrs.get("coordinate_transformation_mode", b"half_pixel")
-            nmode = attrs.get("nearest_mode", b"round_prefer_floor")
-            scales = const(2)
-            ok = (
-                mode == b"nearest"
-                and ctm == b"asymmetric"
-                and nmode == b"floor"
-                and scales is not None
-                and scales.size == 4
-                and const(3) is None
-                and int(attrs.get("antialias", 0)) == 0
-            )
-            if ok:
-                f = [float(v) for v in scales.reshape(-1)]
-                ok = f[0] == 1 and f[1] == 1 and all(v >= 1 and v == int(v) for v in f[2:])
-            if not ok:
+            factors = nearest_factors(attrs, const(2), const(3))
+            if factors is None:
                 raise fail(
                     self.path, f"Resize {name!r} is not an integer nearest (asymmetric, floor) upsampling"
                 )
-            return Op("resize", name, data[:1], out, t, s=(int(f[2]), int(f[3])))
+            return Op("resize", name, data[:1], out, t, s=factors)
         if t in UNARY or t in ("LeakyRelu", "Clip"):
             op = Op("unary", name, data[:1], out, t)
             if t == "LeakyRelu":
