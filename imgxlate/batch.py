@@ -21,6 +21,7 @@ import numpy as np
 
 from imgxlate.errors import DiskFullError, ImgxlateError, UsageError
 from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs
+from imgxlate.notes import Note
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, ImageOptions
 from imgxlate.translator import Translator
 
@@ -34,12 +35,24 @@ class FileResult:
     seconds: float = 0.0
     width: int = 0
     height: int = 0
+    notes: tuple[Note, ...] = ()  # a converted file's ``partial`` note (see :func:`converted_notes`)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["src"] = str(self.src)
         d["dst"] = str(self.dst) if self.dst != Path() else None  # None: found by the walk, not planned
+        d["notes"] = [{"kind": n.kind, "text": n.text} for n in self.notes]
         return d
+
+
+def converted_notes(pages_left_out: int) -> tuple[Note, ...]:
+    """What a converted file's result says besides "converted": a ``partial`` note when pages of a
+    multi-page TIFF were left out (:attr:`imgxlate.imaging.DecodedImage.pages_left_out`). The local
+    batch and the Ray stages both build their results' notes here."""
+    if pages_left_out <= 0:
+        return ()
+    return (Note("partial", f"only the first of its {pages_left_out + 1} pages was converted (multi-page "
+                            "TIFF); save the other pages as files of their own to convert them"),)
 
 
 def _suffix_fn(fmt: str) -> Any:
@@ -248,7 +261,7 @@ class BatchRun:
                                 item.size[0])
         else:
             result = FileResult(plan.src, plan.dst, "converted", "", item.seconds + time.perf_counter() - t0,
-                                item.size[1], item.size[0])
+                                item.size[1], item.size[0], converted_notes(like.pages_left_out))
         item.result = result
         return result
 

@@ -7,7 +7,8 @@ information, the others as warnings); nothing matches note texts. Kinds:
 - ``no-metadata``: the model has no imgxlate metadata, so RGB NCHW in [-1, 1] is assumed;
 - ``ignored``: an option had no effect (``--to`` on a single generator without metadata);
 - ``fallback``: the run differs from what was asked (resized to a fixed-size model's input, blend
-  tiling instead of exact).
+  tiling instead of exact);
+- ``partial``: a file was converted in part (the first page of a multi-page TIFF).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-NoteKind = Literal["direction", "no-metadata", "ignored", "fallback"]
-KINDS: tuple[NoteKind, ...] = ("direction", "no-metadata", "ignored", "fallback")
+NoteKind = Literal["direction", "no-metadata", "ignored", "fallback", "partial"]
+KINDS: tuple[NoteKind, ...] = ("direction", "no-metadata", "ignored", "fallback", "partial")
 
 
 @dataclass(frozen=True)

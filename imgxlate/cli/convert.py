@@ -41,6 +41,7 @@ from imgxlate.cli.common import (
     emit_json,
     handle_errors,
     load_translator,
+    print_warning,
     progress_bar,
     stderr,
     stop_signals,
@@ -232,6 +233,10 @@ def convert(
         if videos:
             shown = ", ".join(escape(str(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
             stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")
+        for r in results:
+            for note in r.notes:
+                if note.kind == "partial":
+                    print_warning(f"{r.src}: {note.text}")
     if interrupted:
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:

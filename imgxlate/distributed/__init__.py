@@ -165,7 +165,8 @@ def run_jobs(
         ctx.enable_progress_bars = not quiet
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.INFO)
         rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason,
-                 "seconds": 0.0, "width": 0, "height": 0, "provider": "", "disk_full": False} for j in pending]
+                 "seconds": 0.0, "width": 0, "height": 0, "pages_left_out": 0, "provider": "", "disk_full": False}
+                for j in pending]
         ds = (
             data.from_items(rows, override_num_blocks=len(rows))
             .map(partial(stages.decode, options=options), num_cpus=IO_CPUS)
@@ -204,14 +205,15 @@ def written_unreported(jobs: Sequence[Job], report: RunReport) -> list[FileResul
 
 
 def _result(row: dict[str, Any]) -> FileResult:
-    from imgxlate.batch import FileResult
+    from imgxlate.batch import FileResult, converted_notes
     from imgxlate.distributed.storage import is_url
 
     def where(text: str) -> Any:
         return text if is_url(text) else Path(text)
 
+    notes = converted_notes(int(row.get("pages_left_out", 0))) if row["status"] == "converted" else ()
     return FileResult(where(row["src"]), where(row["dst"]), row["status"], row["reason"],
-                      float(row["seconds"]), int(row["width"]), int(row["height"]))
+                      float(row["seconds"]), int(row["width"]), int(row["height"]), notes)
 
 
 def convert(

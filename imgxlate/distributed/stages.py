@@ -51,7 +51,7 @@ def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
             image = read_image(row["src"], max_pixels=limit)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is this file's failure
         return _failed(row, exc)
-    row.update(image=image, width=image.width, height=image.height,
+    row.update(image=image, width=image.width, height=image.height, pages_left_out=image.pages_left_out,
                seconds=row.get("seconds", 0.0) + time.perf_counter() - t0)
     return row
 

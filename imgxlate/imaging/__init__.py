@@ -24,7 +24,8 @@ Decoding
     which is undone for files without an Adobe APP14 marker.
     Animated GIF, WebP and PNG (APNG): every frame, as a viewer composes it, through the same policy
     (:mod:`.animation`); the result is written as an animation with the same durations and loop
-    count (an animated GIF stays a GIF). Multi-page TIFF: the first page only. MPO (camera JPEGs
+    count (an animated GIF stays a GIF). Multi-page TIFF: the first page only, and the result says so
+    (``DecodedImage.pages_left_out``; a ``partial`` note on the file's result). MPO (camera JPEGs
     with a preview or second view): the primary image.
     Truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set). Images with more
     than ``max_pixels`` pixels are refused from their header, before anything is decoded.

@@ -16,7 +16,7 @@ import stat
 import struct
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +64,8 @@ class DecodedImage:
     :func:`from_array` when it was a float array (so :func:`to_array` gives floats back).
     ``animation``: for an animated GIF, WebP or PNG, the frames after this one (this is the first),
     their durations and the loop count (:mod:`imgxlate.imaging.animation`); None for a still image.
+    ``pages_left_out``: the pages of a multi-page TIFF after this one (the first), which are not
+    decoded (pages can differ in size and bit depth; converting them is not supported yet).
     """
 
     pixels: np.ndarray
@@ -76,6 +78,7 @@ class DecodedImage:
     source: Path | None = None
     array_dtype: str | None = None
     animation: Animation | None = None
+    pages_left_out: int = 0
 
     @property
     def rgb(self) -> np.ndarray:
@@ -513,7 +516,22 @@ def read_image(
     """
     p = Path(path)
     data = _read_regular_file(p)
-    return _decode(data, p, max_pixels, frames)
+    decoded = _decode(data, p, max_pixels, frames)
+    if decoded.format == "TIFF":
+        pages = _tiff_pages(data)
+        if pages > 1:
+            decoded = replace(decoded, pages_left_out=pages - 1)
+    return decoded
+
+
+def _tiff_pages(data: bytes) -> int:
+    """How many pages (image file directories) a TIFF holds; 1 where Pillow cannot count them."""
+    Image = _pil()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:  # noqa: BLE001 - untrusted data: the first page decoded; count it alone
+        return 1
 
 
 def read_rgb8(

@@ -91,3 +91,20 @@ def test_videos_in_an_image_folder_are_left_out_with_where_they_go(tiny_pair: Pa
     res = invoke("convert", src, "--out", tmp_path / "dry", "--model", tiny_pair, "--dry-run", "--json")
     reasons = {Path(r["src"]).name: r["reason"] for r in json.loads(res.stdout) if r["action"] == "ignored"}
     assert reasons == {"clip.MP4": "a video: convert it with `imgxlate video`", "notes.txt": "not an image suffix"}
+
+
+def test_a_multi_page_tiff_is_converted_in_part_and_says_so(tiny_pair: Path, tmp_path: Path) -> None:
+    """Only the first page of a multi-page TIFF is converted: the result carries a ``partial`` note
+    (in --json) and a warning names the file and its page count; a one-page TIFF has no note."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    pages = [Image.fromarray(np.full((12, 16, 3), 60 * i, np.uint8)) for i in range(3)]
+    pages[0].save(src / "scan.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(src / "one.tif")
+    res = invoke("convert", src, "--out", out, "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    notes = {Path(r["src"]).name: r["notes"] for r in json.loads(res.stdout)["results"]}
+    assert notes["one.tif"] == []
+    assert [n["kind"] for n in notes["scan.tif"]] == ["partial"] and "3 pages" in notes["scan.tif"][0]["text"]
+    assert (out / "scan.tif").is_file() and Image.open(out / "scan.tif").n_frames == 1
+    assert "scan.tif" in res.stderr and "3 pages" in res.stderr and "warning" in res.stderr

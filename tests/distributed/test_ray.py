@@ -53,6 +53,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
     """The input tree and the single-process run's outputs and summary."""
     root = tmp_path_factory.mktemp("ray")
     src = _tree(root)
+    pages = [Image.fromarray(np.full((20, 28, 3), 40 * i, np.uint8)) for i in range(2)]
+    pages[0].save(src / "scan.tif", save_all=True, append_images=pages[1:])  # converted in part
     r = _convert(str(src), "--out", str(root / "local"))
     assert r.returncode == 1, r.stderr  # the broken file
     return src, root / "local", json.loads(r.stdout)
@@ -66,9 +68,13 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     summary = json.loads(r.stdout)
     for key in ("converted", "skipped", "failed"):
         assert summary["totals"][key] == local_summary["totals"][key], key
-    assert summary["totals"]["converted"] == 4 and summary["totals"]["failed"] == 1
+    assert summary["totals"]["converted"] == 5 and summary["totals"]["failed"] == 1
     failed = [x for x in summary["results"] if x["status"] == "failed"]
     assert failed[0]["src"].endswith("broken.jpg") and failed[0]["reason"]
+    # the multi-page TIFF's "partial" note, as the local run gives it
+    notes = {Path(x["src"]).name: x["notes"] for x in summary["results"] if x["notes"]}
+    assert notes == {Path(x["src"]).name: x["notes"] for x in local_summary["results"] if x["notes"]}
+    assert [n["kind"] for n in notes["scan.tif"]] == ["partial"]
     assert _files(out) == _files(local)  # the same files, byte for byte
     assert summary["ray"]["actors"] >= 1 and summary["ray"]["cpus"] >= 1
     assert not list(out.rglob(".imgxlate-tmp-*"))
@@ -76,7 +82,7 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     again = _convert(str(src), "--out", str(out), "--ray")
     assert again.returncode == 1, again.stderr  # the broken file is still reported
     totals = json.loads(again.stdout)["totals"]
-    assert totals["skipped"] == 4 and totals["converted"] == 0 and totals["failed"] == 1
+    assert totals["skipped"] == 5 and totals["converted"] == 0 and totals["failed"] == 1
 
 
 def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict], tmp_path: Path) -> None:
@@ -94,11 +100,12 @@ def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict],
     finally:
         ray.shutdown()
     statuses = sorted(r.status for r in results)
-    assert statuses == ["converted", "converted", "converted", "converted", "failed"]
+    assert statuses == ["converted"] * 5 + ["failed"]
+    assert {Path(r.src).name: [n.kind for n in r.notes] for r in results if r.notes} == {"scan.tif": ["partial"]}
     assert report.providers == {"CPUExecutionProvider"} and report.cluster is not None
     assert not report.cluster.started  # an initialised Ray is used, not stopped
     assert _files(tmp_path / "remote out") == _files(local)
-    assert sorted(r.status for r in again) == ["failed", "skipped", "skipped", "skipped", "skipped"]
+    assert sorted(r.status for r in again) == ["failed"] + ["skipped"] * 5
 
 
 def test_url_plan_mirrors_names_and_filters(tmp_path: Path) -> None:

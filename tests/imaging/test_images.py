@@ -1059,3 +1059,19 @@ def test_corpus_every_image_reads(corpus_dir: Path) -> None:
     for p in files:
         d = read_image(p)
         assert d.rgb.dtype == np.float32 and 0.0 <= d.rgb.min() and d.rgb.max() <= 1.0
+
+
+def test_multi_page_tiff_pages_left_out(tmp_path: Path) -> None:
+    """The first page is decoded (8-bit RGB through Pillow, 16-bit gray too); the others are counted."""
+    from imgxlate.imaging import read_image
+
+    rgb = [Image.fromarray(np.full((8, 10, 3), 50 * i, np.uint8)) for i in range(4)]
+    rgb[0].save(tmp_path / "rgb.tif", save_all=True, append_images=rgb[1:])
+    gray = [Image.fromarray(np.full((6, 7), 9000 * (i + 1), np.uint16)) for i in range(2)]
+    gray[0].save(tmp_path / "gray16.tif", save_all=True, append_images=gray[1:])
+    rgb[0].save(tmp_path / "one.tif")
+    first = read_image(tmp_path / "rgb.tif")
+    assert first.pages_left_out == 3 and first.width == 10 and int(first.pixels.max()) == 0
+    g = read_image(tmp_path / "gray16.tif")
+    assert g.pages_left_out == 1 and g.grayscale and g.bit_depth == 16
+    assert read_image(tmp_path / "one.tif").pages_left_out == 0
