@@ -12,8 +12,9 @@
 #    CAND_B; by default both continue the shipped pair (--init-from imgxlate/models/vangogh2photo, its
 #    recipe), B with --compile, so that short GPU sessions add up instead of starting over. (The
 #    first session, 2026-11-29, trained from scratch with --lambda-identity 1.5 and 0.5.)
-# 3. meanwhile runs the CUDA test suite and times a 12 MP photo through the CUDA provider (p12.sh;
-#    while the training runs share the GPU: stated with the figures);
+# 3. meanwhile runs the CUDA test suite, times a 12 MP photo through the CUDA provider (p12.sh) and the
+#    CPU graph rewrites on CUDA (rewrites.py; while the training runs share the GPU: stated with the
+#    figures);
 # 4. brings back the four ONNX files and results.tar.gz (logs, model cards, test log, timings).
 #
 # Dry run on a machine without CUDA: IMGXLATE_GPU_DRY=1 PYTHON=.venv/bin/python bash tools/gpu/session.sh 300
@@ -133,6 +134,8 @@ timeout 200 $py -m pytest -m cuda tests/gpu -v -rA -p no:cacheprovider "${desele
 say "cuda tests: $(tail -n1 "$W/gpu-tests.log")"
 if $py -c "import onnxruntime as o; assert 'CUDAExecutionProvider' in o.get_available_providers()" 2>/dev/null; then
   source tools/gpu/p12.sh
+  timeout 60 $py tools/gpu/rewrites.py cuda > "$W/rewrites.txt" 2>&1
+  say "graph rewrites on CUDA (while the runs share the GPU): $(cat "$W/rewrites.txt")"
 fi
 
 # --- 4. wait for the runs (SIGINT at the deadline: they checkpoint, then export) ---------------
