@@ -51,8 +51,9 @@ def converted_notes(pages_left_out: int) -> tuple[Note, ...]:
     batch and the Ray stages both build their results' notes here."""
     if pages_left_out <= 0:
         return ()
-    return (Note("partial", f"only the first of its {pages_left_out + 1} pages was converted (multi-page "
-                            "TIFF); save the other pages as files of their own to convert them"),)
+    return (Note("partial", f"only the first of its {pages_left_out + 1} pages was converted: a multi-page "
+                            "TIFF keeps every page when it is written as TIFF (--format same or tiff) and its "
+                            "pages are 8-bit or 16-bit gray; else save the pages as files of their own"),)
 
 
 def _suffix_fn(fmt: str) -> Any:
@@ -267,15 +268,16 @@ class BatchRun:
 
     def _run(self) -> Iterator[FileResult]:
         from imgxlate._atomic import remove_stale_temps
-        from imgxlate.imaging import read_image
+        from imgxlate.imaging import fit_to_target, read_image
 
         translator, batch_size = self.translator, self.batch_size
         lookahead = self.workers + batch_size
         folders = {p.dst.parent for p in self.plans if p.status == "pending"}
         self.removed_temps = remove_stale_temps(folders, self.started)
 
-        def decode(path: Path) -> tuple[Any, float]:
-            return _timed(read_image, path, max_pixels=self.max_pixels)
+        def decode(plan: PlannedFile) -> tuple[Any, float]:
+            # a multi-page TIFF's pages, only where the output holds them (fit_to_target)
+            return _timed(lambda: fit_to_target(read_image(plan.src, max_pixels=self.max_pixels), plan.dst))
 
         queue: deque[_Item] = deque(_Item(p) for p in self.plans)
         decoding: deque[_Item] = deque()  # items handed to the pool for decoding, in order
@@ -306,7 +308,7 @@ class BatchRun:
                     break  # the next one is read ahead already; the rest waits for memory to go
                 item = queue.popleft()
                 if item.plan.status == "pending":
-                    item.decode = pool.submit(decode, item.plan.src)
+                    item.decode = pool.submit(decode, item.plan)
                 decoding.append(item)
 
         def finish(item: _Item) -> FileResult:
@@ -403,15 +405,16 @@ def _infer_group(
     model and queue their writes."""
     h, w = first.size
     group = [first]
-    # Animations are translated on their own (frame by frame); stills of one size go together.
-    whole = first.extra["image"].animation is None and translator._tile_for(h, w, options.tile) == 0
+    # Animations and multi-page TIFFs are translated on their own (frame by frame, page by page);
+    # stills of one size go together.
+    whole = len(first.extra["image"].frames) == 1 and translator._tile_for(h, w, options.tile) == 0
     while whole and len(group) < batch_size and decoding and decoding[0].decode is not None:
         nxt = decoding[0]
         try:
             decoded, seconds = nxt.decode.result()
         except Exception:  # noqa: BLE001 - handled when the item's own turn comes
             break
-        if (decoded.height, decoded.width) != (h, w) or decoded.animation is not None:
+        if (decoded.height, decoded.width) != (h, w) or len(decoded.frames) > 1:
             break
         decoding.popleft()
         nxt.seconds, nxt.size = seconds, (h, w)

@@ -259,7 +259,8 @@ class Translator:
     ) -> np.ndarray | list[np.ndarray]:
         """A decoded file's result, ready for :func:`imgxlate.imaging.write_image`: (H, W, 3) as
         :meth:`translate_rgb` gives it (uint8 when that loses nothing, see
-        :func:`imgxlate.imaging.result_dtype`), or for an animation one such result per frame.
+        :func:`imgxlate.imaging.result_dtype`), or for an animation or a multi-page TIFF one such result
+        per frame or page.
 
         ``batch_size`` > 1: an animation's 8-bit frames go through the model that many at a time
         (:meth:`translate_batch`: together when they fit the memory budget, else one by one) unless a
@@ -280,9 +281,9 @@ class Translator:
                 f = chunk[0]
                 outs.append(self.translate_rgb(f.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling,
                                                dtype=result_dtype(f)))
-            if image.animation is not None and self.frame_progress is not None:
+            if len(frames) > 1 and self.frame_progress is not None:
                 self.frame_progress(len(outs), len(frames))
-        return outs if image.animation is not None else outs[0]
+        return outs if len(frames) > 1 else outs[0]
 
     def _exact_rgb(self, rgb: np.ndarray, tile: int, dtype: Any) -> np.ndarray:
         """Exact tiling straight from the (H, W, 3) image into the (H, W, 3) result: the tiler reads

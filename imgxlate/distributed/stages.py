@@ -36,6 +36,7 @@ def _failed(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
 def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     """Read and decode ``row['src']`` (downloading it first when it is a URL)."""
     from imgxlate.imaging.decode import DEFAULT_MAX_PIXELS, read_image
+    from imgxlate.imaging.encode import fit_to_target
 
     row.setdefault("image", None)
     row.setdefault("output", None)
@@ -51,6 +52,7 @@ def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
             image = read_image(row["src"], max_pixels=limit)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is this file's failure
         return _failed(row, exc)
+    image = fit_to_target(image, row["dst"])  # a multi-page TIFF's pages, where the output holds them
     row.update(image=image, width=image.width, height=image.height, pages_left_out=image.pages_left_out,
                seconds=row.get("seconds", 0.0) + time.perf_counter() - t0)
     return row

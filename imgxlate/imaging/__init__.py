@@ -24,7 +24,9 @@ Decoding
     which is undone for files without an Adobe APP14 marker.
     Animated GIF, WebP and PNG (APNG): every frame, as a viewer composes it, through the same policy
     (:mod:`.animation`); the result is written as an animation with the same durations and loop
-    count (an animated GIF stays a GIF). Multi-page TIFF: the first page only, and the result says so
+    count (an animated GIF stays a GIF). Multi-page TIFF: every page (``pages``), written back as a
+    multi-page TIFF, when every page is 8-bit or 16-bit gray without alpha; else, or for a target
+    that holds one picture (:func:`fit_to_target`), the first page only, and the result says so
     (``DecodedImage.pages_left_out``; a ``partial`` note on the file's result). MPO (camera JPEGs
     with a preview or second view): the primary image.
     Truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set). Images with more
@@ -95,6 +97,7 @@ _LAZY = {
     "encode_png16": "encode",
     "encode_tiff16": "encode",
     "write_image": "encode",
+    "fit_to_target": "encode",
     "result_dtype": "encode",
     "apply_orientation": "exif",
     "reset_exif_orientation": "exif",
@@ -121,6 +124,7 @@ __all__ = [
     "apply_orientation",
     "encode_png16",
     "encode_tiff16",
+    "fit_to_target",
     "from_array",
     "from_model",
     "luminance",

@@ -64,8 +64,10 @@ class DecodedImage:
     :func:`from_array` when it was a float array (so :func:`to_array` gives floats back).
     ``animation``: for an animated GIF, WebP or PNG, the frames after this one (this is the first),
     their durations and the loop count (:mod:`imgxlate.imaging.animation`); None for a still image.
-    ``pages_left_out``: the pages of a multi-page TIFF after this one (the first), which are not
-    decoded (pages can differ in size and bit depth; converting them is not supported yet).
+    ``pages``: the pages of a multi-page TIFF after this one (the first), each decoded like a still
+    image (they may differ in size and kind). ``pages_left_out``: pages of it that are not there
+    (16-bit colour pages, which Pillow would cut to 8 bits, or a target format that holds one picture:
+    :func:`imgxlate.imaging.encode.fit_to_target`); the result says so.
     """
 
     pixels: np.ndarray
@@ -78,6 +80,7 @@ class DecodedImage:
     source: Path | None = None
     array_dtype: str | None = None
     animation: Animation | None = None
+    pages: tuple[DecodedImage, ...] = ()
     pages_left_out: int = 0
 
     @property
@@ -87,8 +90,9 @@ class DecodedImage:
 
     @property
     def frames(self) -> list[DecodedImage]:
-        """Every frame, this one first: ``[self]`` for a still image."""
-        return [self, *(self.animation.frames if self.animation is not None else ())]
+        """Every frame (an animation's) or page (a multi-page TIFF's), this one first: ``[self]`` for a
+        still image."""
+        return [self, *(self.animation.frames if self.animation is not None else ()), *self.pages]
 
     @property
     def height(self) -> int:
@@ -508,8 +512,9 @@ def read_image(
 ) -> DecodedImage:
     """Read an image file of any kind users have into a :class:`DecodedImage` (sRGB, upright).
 
-    ``frames``: every frame of an animated GIF, WebP or PNG (``animation``); False: the first frame
-    only, as a still image (training data, previews).
+    ``frames``: every frame of an animated GIF, WebP or PNG (``animation``) and every page of a
+    multi-page TIFF (``pages``); False: the first frame or page only, as a still image (training data,
+    previews).
 
     Raises :class:`ImageReadError` naming the file and what to do: missing, empty, truncated, not an
     image, more than ``max_pixels`` pixels (``None``: no limit), unsupported pixel format.
@@ -518,20 +523,52 @@ def read_image(
     data = _read_regular_file(p)
     decoded = _decode(data, p, max_pixels, frames)
     if decoded.format == "TIFF":
-        pages = _tiff_pages(data)
-        if pages > 1:
-            decoded = replace(decoded, pages_left_out=pages - 1)
+        decoded = _with_pages(decoded, data, p, max_pixels, frames)
     return decoded
 
 
-def _tiff_pages(data: bytes) -> int:
-    """How many pages (image file directories) a TIFF holds; 1 where Pillow cannot count them."""
+def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | None, frames: bool) -> DecodedImage:
+    """``first`` (a TIFF's first page, decoded) with the file's other pages, decoded like stills, when
+    ``frames`` and every page is 8-bit, or 16-bit gray without alpha: the kinds a multi-page TIFF is
+    written back in (Pillow would cut 16-bit colour pages to 8 bits, and cannot write them). Else the
+    first page alone, the others counted in ``pages_left_out``."""
     Image = _pil()
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return int(getattr(im, "n_frames", 1))
+        im = Image.open(io.BytesIO(data))
+        count = int(getattr(im, "n_frames", 1))
     except Exception:  # noqa: BLE001 - untrusted data: the first page decoded; count it alone
-        return 1
+        return first
+    if count < 2:
+        return first
+    writable = lambda d: d.bit_depth == 8 or (d.grayscale and d.alpha is None)
+    if not frames or not writable(first):  # 16-bit colour or 16-bit with alpha: one page (see above)
+        return replace(first, pages_left_out=count - 1)
+    total = first.width * first.height
+    pages: list[DecodedImage] = []
+    for i in range(1, count):
+        try:
+            im.seek(i)
+            w, h = im.size
+            total += w * h
+            if max_pixels is not None and total > max_pixels:
+                raise _read_error(
+                    path,
+                    f"its {count} pages hold more than the limit of {max_pixels:,} pixels in all (a guard "
+                    "against decompression bombs); if you trust the file, raise the limit with --max-pixels",
+                )
+            bits = im.tag_v2.get(258, (8,)) if hasattr(im, "tag_v2") else (8,)
+            if im.mode in ("RGB", "RGBA", "RGBX") and max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+                return replace(first, pages_left_out=count - 1)  # 16-bit colour: Pillow would cut it
+            page = im.copy()
+        except ImageReadError:
+            raise
+        except Exception as exc:  # untrusted data: any decoder failure is a read error
+            raise _read_error(path, f"page {i + 1} of {count} is truncated or corrupt ({exc})") from exc
+        decoded = replace(_decode_pil_object(page), format="TIFF", source=first.source)
+        if not writable(decoded):
+            return replace(first, pages_left_out=count - 1)
+        pages.append(decoded)
+    return replace(first, pages=tuple(pages))
 
 
 def read_rgb8(

@@ -13,6 +13,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,7 +206,9 @@ def write_image(
     ``rgb`` is (H, W, 3) float32 in [0, 1], or uint8 (see :func:`result_dtype`: written as it is when
     ``like`` is 8-bit colour without alpha, else taken as k / 255). For an animation (``like.animation``)
     it is one such result per frame, written as an animated GIF, WebP or PNG
-    (:mod:`imgxlate.imaging.animation`; JPEG and TIFF targets are refused).
+    (:mod:`imgxlate.imaging.animation`; JPEG and TIFF targets are refused); for a multi-page TIFF
+    (``like.pages``) one result per page, written as a multi-page TIFF (:func:`fit_to_target` leaves the
+    pages out for other targets).
 
     The format comes from ``path``'s suffix (the caller picked it with :func:`output_suffix`); ``fmt``
     is used only when the suffix names no format. Keeps alpha (PNG, WebP, TIFF; JPEG: composited on
@@ -244,30 +247,10 @@ def write_image(
         _write_encoded(target, pil_fmt, lambda: encode_animation(target, [_check_rgb(r) for r in results], like,
                                                                  pil_fmt, quality))
         return target
-    rgb = _check_rgb(rgb)
-    h, w = rgb.shape[:2]
-    exact_bytes = rgb.dtype == np.uint8 and result_dtype(like) == np.uint8
-    if rgb.dtype == np.uint8 and not exact_bytes:
-        rgb = unit_float(rgb)
-    limit = _MAX_SIDE.get(pil_fmt)
-    if limit is not None and max(h, w) > limit:
-        raise ImageWriteError(
-            f"cannot write {str(target)!r}: {pil_fmt} images can be at most {limit} pixels on a side and "
-            f"this one is {w}x{h}; choose --format png or tiff"
-        )
-    alpha = _fit_alpha(like.alpha, h, w)
-    if pil_fmt == "JPEG" and alpha is not None:
-        rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # composite on white
-        alpha = None
-    gray = like.grayscale and pil_fmt != "WEBP"
-    color = luminance(rgb) if gray else rgb
-    depth = 16 if like.bit_depth == 16 and pil_fmt in ("PNG", "TIFF") else 8
-    samples = (
-        color
-        if alpha is None
-        else np.concatenate([color[..., None] if color.ndim == 2 else color, alpha[..., None]], axis=-1)
-    )
-    q = samples if exact_bytes else quantize(samples, depth)
+    if like.pages:
+        _write_encoded(target, pil_fmt, lambda: _encode_pages(target, rgb, like, pil_fmt))
+        return target
+    q, depth, gray = _samples(target, rgb, like, pil_fmt)
     out_space = b"GRAY" if gray else b"RGB "
     icc = like.icc_profile if _icc_space(like.icc_profile) == out_space else None
     exif = like.exif
@@ -302,6 +285,73 @@ def write_image(
 
     _write_encoded(target, pil_fmt, encode)
     return target
+
+
+def _samples(target: Path, rgb: Any, like: DecodedImage, pil_fmt: str) -> tuple[np.ndarray, int, bool]:
+    """A result as the samples ``pil_fmt`` stores for ``like``'s kind: (quantized samples, bit depth,
+    gray). Gray in, gray out (not WebP); alpha kept (JPEG: composited on white); 16 bits for a 16-bit
+    source in PNG and TIFF; an 8-bit result written as it is where that loses nothing."""
+    rgb = _check_rgb(rgb)
+    h, w = rgb.shape[:2]
+    exact_bytes = rgb.dtype == np.uint8 and result_dtype(like) == np.uint8
+    if rgb.dtype == np.uint8 and not exact_bytes:
+        rgb = unit_float(rgb)
+    limit = _MAX_SIDE.get(pil_fmt)
+    if limit is not None and max(h, w) > limit:
+        raise ImageWriteError(
+            f"cannot write {str(target)!r}: {pil_fmt} images can be at most {limit} pixels on a side and "
+            f"this one is {w}x{h}; choose --format png or tiff"
+        )
+    alpha = _fit_alpha(like.alpha, h, w)
+    if pil_fmt == "JPEG" and alpha is not None:
+        rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # composite on white
+        alpha = None
+    gray = like.grayscale and pil_fmt != "WEBP"
+    color = luminance(rgb) if gray else rgb
+    depth = 16 if like.bit_depth == 16 and pil_fmt in ("PNG", "TIFF") else 8
+    samples = (
+        color
+        if alpha is None
+        else np.concatenate([color[..., None] if color.ndim == 2 else color, alpha[..., None]], axis=-1)
+    )
+    return (samples if exact_bytes else quantize(samples, depth)), depth, gray
+
+
+def fit_to_target(image: DecodedImage, target: str | os.PathLike[str]) -> DecodedImage:
+    """``image`` as a write to ``target`` will hold it: a multi-page TIFF's pages are kept for a TIFF
+    target and left out (counted in ``pages_left_out``, so the result says so) for any other, which
+    holds one picture; the local batch and the Ray stages call it before translating, so no page is
+    translated in vain."""
+    if not image.pages or _SUFFIX_TO_PIL.get(Path(target).suffix.lower()) == "TIFF":
+        return image
+    return replace(image, pages=(), pages_left_out=image.pages_left_out + len(image.pages))
+
+
+def _encode_pages(target: Path, results: Any, like: DecodedImage, pil_fmt: str) -> memoryview:
+    """A multi-page TIFF: one result per page of ``like`` (8-bit, or 16-bit gray without alpha: what
+    the decoder keeps pages for), each page in its own kind and size, deflate-compressed, the first
+    page's ICC profile where it fits; EXIF is not written (Pillow's TIFF writer cannot write it
+    compressed)."""
+    pages = like.frames
+    if pil_fmt != "TIFF":
+        raise ImageWriteError(
+            f"cannot write {str(target)!r}: the source is a TIFF of {len(pages)} pages and {pil_fmt} holds one "
+            "picture (imgxlate.imaging.encode.fit_to_target leaves the pages out)"
+        )
+    if isinstance(results, np.ndarray) or len(results) != len(pages):
+        raise ImageWriteError(f"cannot write {str(target)!r}: pass one result per page ({len(pages)} pages)")
+    Image = _pil()
+    images = []
+    for rgb, page in zip(results, pages):
+        q, _, gray = _samples(target, rgb, page, pil_fmt)
+        im = Image.fromarray(q)
+        icc = page.icc_profile if _icc_space(page.icc_profile) == (b"GRAY" if gray else b"RGB ") else None
+        if icc:
+            im.info["icc_profile"] = icc
+        images.append(im)
+    buf = io.BytesIO()
+    images[0].save(buf, format="TIFF", save_all=True, append_images=images[1:], compression="tiff_adobe_deflate")
+    return buf.getbuffer()
 
 
 def _write_encoded(target: Path, pil_fmt: str, encode: Callable[[], bytes | memoryview]) -> None:

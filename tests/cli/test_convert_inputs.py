@@ -93,18 +93,72 @@ def test_videos_in_an_image_folder_are_left_out_with_where_they_go(tiny_pair: Pa
     assert reasons == {"clip.MP4": "a video: convert it with `imgxlate video`", "notes.txt": "not an image suffix"}
 
 
-def test_a_multi_page_tiff_is_converted_in_part_and_says_so(tiny_pair: Path, tmp_path: Path) -> None:
-    """Only the first page of a multi-page TIFF is converted: the result carries a ``partial`` note
-    (in --json) and a warning names the file and its page count; a one-page TIFF has no note."""
+def test_a_multi_page_tiff_keeps_every_page(tiny_pair: Path, tmp_path: Path) -> None:
+    """Every page of a multi-page TIFF is converted as its still would be and written back as a
+    multi-page TIFF (pages of different sizes and kinds); a target that holds one picture gets the
+    first page, with a ``partial`` note in --json and a warning naming the file and its page count."""
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    pages = [Image.fromarray(np.full((12, 16, 3), 60 * i, np.uint8)) for i in range(3)]
+    rng = np.random.default_rng(3)
+    pages = [Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)),
+             Image.fromarray(rng.integers(0, 256, (20, 8), dtype=np.uint8)),  # gray, another size
+             Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8))]
     pages[0].save(src / "scan.tif", save_all=True, append_images=pages[1:])
-    pages[0].save(src / "one.tif")
+    for i, page in enumerate(pages):  # each page alone, for the reference
+        page.save(tmp_path / f"page{i}.tif")
     res = invoke("convert", src, "--out", out, "--model", tiny_pair, "--json")
     assert res.exit_code == 0, res.output
-    notes = {Path(r["src"]).name: r["notes"] for r in json.loads(res.stdout)["results"]}
-    assert notes["one.tif"] == []
-    assert [n["kind"] for n in notes["scan.tif"]] == ["partial"] and "3 pages" in notes["scan.tif"][0]["text"]
-    assert (out / "scan.tif").is_file() and Image.open(out / "scan.tif").n_frames == 1
+    [row] = json.loads(res.stdout)["results"]
+    assert row["notes"] == []
+    got = Image.open(out / "scan.tif")
+    assert got.n_frames == 3
+    for i in range(3):
+        ref_out = tmp_path / f"ref{i}"
+        assert invoke("convert", tmp_path / f"page{i}.tif", "--out", ref_out, "--model", tiny_pair, "-q").exit_code == 0
+        got.seek(i)
+        ref = Image.open(ref_out / f"page{i}.tif")
+        assert got.size == ref.size and got.mode == ref.mode
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+
+    res = invoke("convert", src, "--out", tmp_path / "png", "--format", "png", "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    [row] = json.loads(res.stdout)["results"]
+    assert [n["kind"] for n in row["notes"]] == ["partial"] and "3 pages" in row["notes"][0]["text"]
     assert "scan.tif" in res.stderr and "3 pages" in res.stderr and "warning" in res.stderr
+    ref_png = tmp_path / "ref_png"
+    assert invoke("convert", tmp_path / "page0.tif", "--out", ref_png, "--format", "png", "--model", tiny_pair,
+                  "-q").exit_code == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "png" / "scan.png")),
+                                  np.asarray(Image.open(ref_png / "page0.png")))
+
+
+def test_a_16_bit_colour_multi_page_tiff_keeps_its_first_page_and_says_so(tiny_pair: Path, tmp_path: Path) -> None:
+    import cv2
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(4)
+    assert cv2.imwritemulti(str(src / "deep.tif"), [rng.integers(0, 65535, (10, 12, 3), dtype=np.uint16)
+                                                    for _ in range(2)])
+    res = invoke("convert", src, "--out", out, "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    [row] = json.loads(res.stdout)["results"]
+    assert [n["kind"] for n in row["notes"]] == ["partial"] and "2 pages" in row["notes"][0]["text"]
+    got = Image.open(out / "deep.tif")
+    assert got.n_frames == 1
+    assert cv2.imread(str(out / "deep.tif"), cv2.IMREAD_UNCHANGED).dtype == np.uint16  # 16 bits kept
+
+
+def test_a_16_bit_gray_multi_page_tiff_stays_16_bit_gray(tiny_pair: Path, tmp_path: Path) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    pages = [Image.fromarray(rng.integers(0, 65535, (6 + i, 7), dtype=np.uint16)) for i in range(2)]
+    pages[0].save(src / "g.tif", save_all=True, append_images=pages[1:])
+    res = invoke("convert", src, "--out", out, "--model", tiny_pair, "-q")
+    assert res.exit_code == 0, res.output
+    got = Image.open(out / "g.tif")
+    assert got.n_frames == 2
+    for i in range(2):
+        got.seek(i)
+        assert got.mode == "I;16" and got.size == (7, 6 + i)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -54,7 +55,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
     root = tmp_path_factory.mktemp("ray")
     src = _tree(root)
     pages = [Image.fromarray(np.full((20, 28, 3), 40 * i, np.uint8)) for i in range(2)]
-    pages[0].save(src / "scan.tif", save_all=True, append_images=pages[1:])  # converted in part
+    pages[0].save(src / "scan.tif", save_all=True, append_images=pages[1:])  # every page converted
+    # 16-bit colour pages: the first page only, with a "partial" note
+    assert cv2.imwritemulti(str(src / "deep.tif"), [np.full((12, 10, 3), 30000 * i, np.uint16) for i in (1, 2)])
     r = _convert(str(src), "--out", str(root / "local"))
     assert r.returncode == 1, r.stderr  # the broken file
     return src, root / "local", json.loads(r.stdout)
@@ -68,13 +71,14 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     summary = json.loads(r.stdout)
     for key in ("converted", "skipped", "failed"):
         assert summary["totals"][key] == local_summary["totals"][key], key
-    assert summary["totals"]["converted"] == 5 and summary["totals"]["failed"] == 1
+    assert summary["totals"]["converted"] == 6 and summary["totals"]["failed"] == 1
     failed = [x for x in summary["results"] if x["status"] == "failed"]
     assert failed[0]["src"].endswith("broken.jpg") and failed[0]["reason"]
     # the multi-page TIFF's "partial" note, as the local run gives it
     notes = {Path(x["src"]).name: x["notes"] for x in summary["results"] if x["notes"]}
     assert notes == {Path(x["src"]).name: x["notes"] for x in local_summary["results"] if x["notes"]}
-    assert [n["kind"] for n in notes["scan.tif"]] == ["partial"]
+    assert list(notes) == ["deep.tif"] and [n["kind"] for n in notes["deep.tif"]] == ["partial"]
+    assert Image.open(out / "scan.tif").n_frames == 2
     assert _files(out) == _files(local)  # the same files, byte for byte
     assert summary["ray"]["actors"] >= 1 and summary["ray"]["cpus"] >= 1
     assert not list(out.rglob(".imgxlate-tmp-*"))
@@ -82,7 +86,7 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     again = _convert(str(src), "--out", str(out), "--ray")
     assert again.returncode == 1, again.stderr  # the broken file is still reported
     totals = json.loads(again.stdout)["totals"]
-    assert totals["skipped"] == 5 and totals["converted"] == 0 and totals["failed"] == 1
+    assert totals["skipped"] == 6 and totals["converted"] == 0 and totals["failed"] == 1
 
 
 def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict], tmp_path: Path) -> None:
@@ -100,12 +104,12 @@ def test_api_with_urls_matches_the_local_run(reference: tuple[Path, Path, dict],
     finally:
         ray.shutdown()
     statuses = sorted(r.status for r in results)
-    assert statuses == ["converted"] * 5 + ["failed"]
-    assert {Path(r.src).name: [n.kind for n in r.notes] for r in results if r.notes} == {"scan.tif": ["partial"]}
+    assert statuses == ["converted"] * 6 + ["failed"]
+    assert {Path(r.src).name: [n.kind for n in r.notes] for r in results if r.notes} == {"deep.tif": ["partial"]}
     assert report.providers == {"CPUExecutionProvider"} and report.cluster is not None
     assert not report.cluster.started  # an initialised Ray is used, not stopped
     assert _files(tmp_path / "remote out") == _files(local)
-    assert sorted(r.status for r in again) == ["failed"] + ["skipped"] * 5
+    assert sorted(r.status for r in again) == ["failed"] + ["skipped"] * 6
 
 
 def test_url_plan_mirrors_names_and_filters(tmp_path: Path) -> None:

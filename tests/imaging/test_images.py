@@ -1061,17 +1061,43 @@ def test_corpus_every_image_reads(corpus_dir: Path) -> None:
         assert d.rgb.dtype == np.float32 and 0.0 <= d.rgb.min() and d.rgb.max() <= 1.0
 
 
-def test_multi_page_tiff_pages_left_out(tmp_path: Path) -> None:
-    """The first page is decoded (8-bit RGB through Pillow, 16-bit gray too); the others are counted."""
-    from imgxlate.imaging import read_image
+def test_multi_page_tiff_pages(tmp_path: Path) -> None:
+    """Every page is decoded like a still (8-bit RGB, gray, 16-bit gray), the first being the image
+    itself; frames=False gives the first page and counts the others; 16-bit colour pages (Pillow would
+    cut them to 8 bits) leave the file at its first page, the others counted."""
+    from imgxlate.imaging import fit_to_target, read_image
 
     rgb = [Image.fromarray(np.full((8, 10, 3), 50 * i, np.uint8)) for i in range(4)]
     rgb[0].save(tmp_path / "rgb.tif", save_all=True, append_images=rgb[1:])
+    first = read_image(tmp_path / "rgb.tif")
+    assert len(first.pages) == 3 and first.pages_left_out == 0 and len(first.frames) == 4
+    assert [int(p.pixels[0, 0, 0]) for p in first.frames] == [0, 50, 100, 150]
+    assert all(p.format == "TIFF" and p.source == first.source for p in first.pages)
+    still = read_image(tmp_path / "rgb.tif", frames=False)
+    assert still.pages == () and still.pages_left_out == 3
+    as_png = fit_to_target(first, tmp_path / "out.png")
+    assert as_png.pages == () and as_png.pages_left_out == 3
+    assert fit_to_target(first, tmp_path / "out.tiff") is first
+
     gray = [Image.fromarray(np.full((6, 7), 9000 * (i + 1), np.uint16)) for i in range(2)]
     gray[0].save(tmp_path / "gray16.tif", save_all=True, append_images=gray[1:])
-    rgb[0].save(tmp_path / "one.tif")
-    first = read_image(tmp_path / "rgb.tif")
-    assert first.pages_left_out == 3 and first.width == 10 and int(first.pixels.max()) == 0
     g = read_image(tmp_path / "gray16.tif")
-    assert g.pages_left_out == 1 and g.grayscale and g.bit_depth == 16
-    assert read_image(tmp_path / "one.tif").pages_left_out == 0
+    assert len(g.pages) == 1 and g.grayscale and g.bit_depth == 16 and g.pages[0].bit_depth == 16
+
+    assert cv2.imwritemulti(str(tmp_path / "deep.tif"), [np.full((5, 6, 3), 40000, np.uint16)] * 2)
+    deep = read_image(tmp_path / "deep.tif")
+    assert deep.pages == () and deep.pages_left_out == 1 and deep.bit_depth == 16
+    rgb[0].save(tmp_path / "one.tif")
+    one = read_image(tmp_path / "one.tif")
+    assert one.pages == () and one.pages_left_out == 0
+
+
+def test_multi_page_tiff_pixel_limit_counts_every_page(tmp_path: Path) -> None:
+    from imgxlate.errors import ImageReadError
+    from imgxlate.imaging import read_image
+
+    pages = [Image.fromarray(np.zeros((10, 10, 3), np.uint8)) for _ in range(3)]
+    pages[0].save(tmp_path / "three.tif", save_all=True, append_images=pages[1:])
+    assert len(read_image(tmp_path / "three.tif", max_pixels=300).pages) == 2
+    with pytest.raises(ImageReadError, match="3 pages"):
+        read_image(tmp_path / "three.tif", max_pixels=299)
