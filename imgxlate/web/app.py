@@ -51,9 +51,10 @@ def batch_summary(outcome: BatchOutcome) -> str:
     for o in outcome.images:
         name = html.escape(o.name)
         if o.status == "converted" and o.output is not None:
+            told = "".join(f"; {html.escape(n)}" for n in o.notes)
             rows.append(
                 f"<li class='ok'><b>{name}</b> &rarr; {html.escape(o.output.name)}: {o.width}x{o.height}, "
-                f"{o.seconds:.2f} s, {_size(o.output.stat().st_size)}</li>"
+                f"{o.seconds:.2f} s, {_size(o.output.stat().st_size)}{told}</li>"
             )
         else:
             rows.append(f"<li class='failed'><b>{name}</b> failed: {html.escape(o.reason)}</li>")

@@ -63,6 +63,7 @@ class ImageOutcome:
     output: Path | None = None  # the full-size result, in the source's format (as imgxlate convert)
     input_preview: Path | None = None
     output_preview: Path | None = None
+    notes: tuple[str, ...] = ()  # a converted file's ``partial`` notes (the first page of a multi-page TIFF)
 
 
 @dataclass
@@ -309,7 +310,7 @@ class WebService:
                 pairs = [(Path(r.src), name), (Path(r.dst), Path(r.dst).name)]
                 if r.status == "converted":
                     outcome = ImageOutcome(name, "converted", seconds=r.seconds, width=r.width, height=r.height,
-                                           output=Path(r.dst))
+                                           output=Path(r.dst), notes=tuple(n.text for n in r.notes))
                     try:
                         outcome.input_preview = self._preview(Path(r.src), view_dir / f"{i:04d}-in")
                         outcome.output_preview = self._preview(Path(r.dst), view_dir / f"{i:04d}-out")

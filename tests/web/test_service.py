@@ -123,3 +123,25 @@ def test_an_animated_upload_is_converted_whole_and_previewed_by_its_first_frame(
     assert o.input_preview is not None and o.output_preview is not None
     with Image.open(o.output_preview) as im:
         assert im.size == (28, 20) and getattr(im, "n_frames", 1) == 1
+
+
+def test_a_multi_page_upload_keeps_its_pages_or_says_what_was_left_out(service: WebService, tmp_path: Path) -> None:
+    """As `imgxlate convert`: an 8-bit multi-page TIFF comes back with every page; one of 16-bit colour
+    pages with its first page and the partial note, which the page shows beside the result."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from imgxlate.web.app import batch_summary
+
+    pages = [Image.fromarray(np.full((12, 16, 3), 70 * i, np.uint8)) for i in range(2)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    assert cv2.imwritemulti(str(tmp_path / "deep.tif"), [np.full((10, 12, 3), 20000 * i, np.uint16) for i in (1, 2)])
+    outcome = service.convert_images([_upload(service, tmp_path / "scan.tif", "u1"),
+                                      _upload(service, tmp_path / "deep.tif", "u2")])
+    scan, deep = outcome.images
+    assert scan.status == deep.status == "converted" and scan.notes == ()
+    with Image.open(scan.output) as im:
+        assert im.n_frames == 2
+    assert len(deep.notes) == 1 and "2 pages" in deep.notes[0]
+    assert "2 pages" in batch_summary(outcome)
