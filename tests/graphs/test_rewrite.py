@@ -109,3 +109,20 @@ def test_a_broken_file_is_still_named(tmp_path: Path) -> None:
     path.write_bytes(model.SerializeToString())
     with pytest.raises(InvalidModelError, match="broken.onnx"):
         engine.make_runner(path, engine.CPU, engine.ORT, 1)
+
+
+def test_a_padded_small_conv_keeps_its_padding() -> None:
+    """A 5x5 conv with its own zero padding (other exporters write the head so): rows padded left /
+    right, the column sum top / bottom, the same output size and values."""
+    rng = np.random.default_rng(7)
+    weight = numpy_helper.from_array(rng.normal(size=(3, 4, 5, 5)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.normal(size=3).astype(np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[5, 5], pads=[2, 1, 2, 3])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, None, None])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight, bias])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    got = rewrite.for_cpu(data)
+    assert got is not None and got.applied == ("rowconv",)
+    x = rng.normal(size=(1, 4, 9, 11)).astype(np.float32)
+    want = _run(data, x)
+    assert want.shape == (1, 3, 9, 11 + 4 - 4) and np.abs(_run(got.data, x) - want).max() < 1e-4
