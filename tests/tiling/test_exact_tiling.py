@@ -164,11 +164,41 @@ def test_a_full_disk_while_spilling_says_what_to_do(tmp_path: Path, monkeypatch:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "pwrite", full)
-    with pytest.raises(DiskFullError, match="TMPDIR") as info:
+    with pytest.raises(DiskFullError, match="IMGXLATE_SPILL_DIR") as info:
         store.release()
     assert info.value.errno == errno.ENOSPC and str(tmp_path) in str(info.value)
     monkeypatch.undo()
     store.close()
+
+
+def test_spilled_maps_go_to_a_disk_not_to_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary folder unless it is a tmpfs (then the user cache folder); IMGXLATE_SPILL_DIR wins."""
+    import platformdirs
+
+    from imgxlate.tiling.exact import store
+
+    temp, cache = tmp_path / "tmp", tmp_path / "cache"
+    temp.mkdir()
+    monkeypatch.delenv(store.SPILL_ENV, raising=False)
+    monkeypatch.setattr(store.tempfile, "gettempdir", lambda: str(temp))
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(cache / name))
+    monkeypatch.setattr(store, "filesystem_type", lambda path: "ext4")
+    assert store.spill_directory() == str(temp)
+    monkeypatch.setattr(store, "filesystem_type", lambda path: "tmpfs" if path == str(temp) else "ext4")
+    assert store.spill_directory() == str(cache / "imgxlate" / "spill") and (cache / "imgxlate" / "spill").is_dir()
+    assert exact.MapStore.for_choice("spill").spill_dir == str(cache / "imgxlate" / "spill")
+    monkeypatch.setattr(store, "filesystem_type", lambda path: "tmpfs")  # nowhere better: the temp folder
+    assert store.spill_directory() == str(temp)
+    monkeypatch.setenv(store.SPILL_ENV, str(tmp_path / "mine"))
+    assert store.spill_directory() == str(tmp_path / "mine") and (tmp_path / "mine").is_dir()
+
+
+def test_filesystem_type_reads_the_mount_table() -> None:
+    from imgxlate.tiling.exact.store import filesystem_type
+
+    if not os.path.exists("/proc/self/mounts"):
+        pytest.skip("no /proc/self/mounts (not Linux)")
+    assert filesystem_type("/") != "" and filesystem_type("/proc") == "proc"
 
 
 def test_hwc_uint8_input_and_sink(model: tuple[ExactTiler, object]) -> None:

@@ -46,7 +46,7 @@ class MapStore:
         "float16" or "spill" (float16 in an unlinked file in the temporary folder: half the disk
         traffic of float32, and the same precision as the float16 RAM store)."""
         if kind == "spill":
-            return cls("float16", spill_dir=tempfile.gettempdir())
+            return cls("float16", spill_dir=spill_directory())
         return cls(kind)
 
     def create(self, name: str, shape: tuple[int, ...]) -> None:
@@ -103,6 +103,50 @@ class MapStore:
         self._bands.clear()
         if self._files is not None:
             self._files.close()
+
+
+SPILL_ENV = "IMGXLATE_SPILL_DIR"
+_IN_MEMORY = frozenset({"tmpfs", "ramfs"})
+
+
+def spill_directory() -> str:
+    """Where spilled maps go: ``$IMGXLATE_SPILL_DIR``; else the temporary folder, unless it lives in
+    memory (``/tmp`` is a tmpfs on many Linux desktops: maps spilled there would fill RAM after all,
+    only outside the process), then the user cache folder (``~/.cache/imgxlate/spill`` on Linux)
+    where that one is on a disk."""
+    chosen = os.environ.get(SPILL_ENV)
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        return chosen
+    temp = tempfile.gettempdir()
+    if filesystem_type(temp) not in _IN_MEMORY:
+        return temp
+    import platformdirs
+
+    cache = os.path.join(platformdirs.user_cache_dir("imgxlate"), "spill")
+    try:
+        os.makedirs(cache, exist_ok=True)
+    except OSError:
+        return temp
+    return cache if filesystem_type(cache) not in _IN_MEMORY else temp
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the file system ``path`` is on (``ext4``, ``tmpfs``, ...), from ``/proc/self/mounts``
+    (Linux); "" where that cannot be read."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
+    except OSError:
+        return ""
+    real = os.path.realpath(path)
+    best, kind = "", ""
+    for point, fstype in mounts:
+        point = point.replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fstype
+    return kind
 
 
 class _BandPool:
@@ -220,7 +264,7 @@ class _SpillMap:
             return exc
         return DiskFullError(
             f"disk full in {self.dir!r} while keeping the exact tiler's maps there (a large image "
-            "runs with its maps in a temporary file); free some space there, point TMPDIR at a "
+            f"runs with its maps in a temporary file); free some space there, point {SPILL_ENV} at a "
             "folder with room, or allow more memory with --max-memory"
         )
 
