@@ -205,7 +205,7 @@ class BatchRun:
         options.check_model(translator.multiple)
         self.options = options
         if batch_size is None:
-            batch_size = 4 if translator.engine.on_cuda else 1
+            batch_size = translator.default_batch_size
         if batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
         self.plans = list(plans)

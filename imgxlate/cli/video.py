@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from imgxlate.cli.common import (
     BackendOpt,
+    BatchSizeOpt,
     DeviceOpt,
     DirectionOpt,
     MaxMemoryOpt,
@@ -157,7 +158,7 @@ def video(
         str, typer.Option("--pix-fmt", help="Pixel format: yuv420p plays everywhere but needs even sizes (an odd "
                           "row/column is dropped); yuv444p keeps every pixel.")
     ] = "yuv420p",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Frames per model run.")] = 4,
+    batch_size: BatchSizeOpt = None,
     frames_dir: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--frames-dir", help="Also write every output frame as PNG into this folder."),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from imgxlate.inputs import VIDEO_SUFFIXES
 from imgxlate.video.convert import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_TEMPORAL,
     VideoResult,
     convert_video,
@@ -33,7 +32,6 @@ from imgxlate.video.stabilize import (
 )
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
     "DEFAULT_TEMPORAL",
     "OUTPUT_SUFFIXES",
     "TEMPORAL_MODES",

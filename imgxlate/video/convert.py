@@ -60,7 +60,6 @@ from imgxlate.video.probe import VideoInfo, parse_time, probe_video
 from imgxlate.video.segments import Parts, file_identity, segment_file
 from imgxlate.video.stabilize import TEMPORAL_MODES, FlowStabilizer, TemporalSettings
 
-DEFAULT_BATCH_SIZE = 4
 # "off" until the flow blend meets issue 15's goals on both test clips; on the corpus clip it does (flicker
 # 1.69 -> 1.02, 32.9 dB on moving pixels, ~2-3 % CPU), on the procedural pan it does not (docs/video.md).
 DEFAULT_TEMPORAL = "off"
@@ -216,7 +215,7 @@ def convert_video(
     frames_only: bool = False,
     temporal: str = DEFAULT_TEMPORAL,
     temporal_settings: TemporalSettings | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     overwrite: bool = False,
     segment_seconds: float = DEFAULT_SEGMENT_SECONDS,
@@ -225,7 +224,9 @@ def convert_video(
     """Translate every frame of ``src`` (or the part ``start``..``start+duration``) with ``translator``
     and write ``dst`` (H.264 MP4 by default) with the source's timing, audio and subtitles.
 
-    ``translator`` has ``translate_batch`` ((N, H, W, 3) uint8 -> same). ``temporal``: ``"off"`` (the
+    ``translator`` has ``translate_batch`` ((N, H, W, 3) uint8 -> same) and ``default_batch_size``;
+    ``batch_size`` frames go through it at a time (None: ``translator.default_batch_size``, 4 on CUDA,
+    1 on the CPU). ``temporal``: ``"off"`` (the
     default: every frame on its own) or ``"flow"`` (flow-guided blend, :class:`FlowStabilizer`).
     ``frames_dir`` also writes every output frame as ``frame_000001.png`` ...; ``frames_only`` writes
     only those. ``progress(done, total)`` is called after each batch (``total`` an estimate). An
@@ -239,7 +240,7 @@ def convert_video(
     dst_path = Path(dst) if dst is not None else None
     fdir = Path(frames_dir) if frames_dir is not None else None
     _check_paths(src, dst_path, fdir, frames_only)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UsageError(f"batch size must be >= 1, not {batch_size}")
     if not 0 <= int(crf) <= 63:
         raise UsageError(f"crf {crf} is out of range; H.264 takes 0 (lossless) .. 51, 18 looks transparent")
@@ -271,7 +272,8 @@ def convert_video(
     warnings: list[str] = []
     stab = FlowStabilizer(temporal_settings) if temporal == "flow" else None
     job = _Job(src=src, info=info, translator=translator, stab=stab, start=s, duration=d, fdir=fdir,
-               batch_size=batch_size, progress=progress, total=total, warnings=warnings)
+               batch_size=translator.default_batch_size if batch_size is None else batch_size,
+               progress=progress, total=total, warnings=warnings)
     if frames_only:
         job.run()
         return job.result(None, "none", t_start, temporal)

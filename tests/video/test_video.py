@@ -591,6 +591,8 @@ def test_fifo_is_refused_without_blocking(translator, tmp_path: Path) -> None:
 
 def test_missing_encoder_refused_before_any_work(clip: Path, tmp_path: Path) -> None:
     class Boom:
+        default_batch_size = 1
+
         def translate_batch(self, x):  # the model must never run
             raise AssertionError("translated before refusing the encoder")
 
@@ -674,6 +676,8 @@ def test_cli_fifo_in_a_folder_is_skipped_with_its_reason_and_does_not_hang(
 
 
 class _Identity:
+    default_batch_size = 1
+
     def translate_batch(self, x: np.ndarray) -> np.ndarray:
         return x
 
@@ -742,3 +746,16 @@ def test_webm_output_reencodes_aac_as_opus(clip: Path, translator, tmp_path: Pat
     assert info.codec == "vp9" and [a.codec for a in info.audio] == ["opus"]
     assert r.audio == "re-encoded (libopus)" and any("re-encoded" in w for w in r.warnings)
     assert info.frames == FPS // 2 or len(frame_times(dst)) == FPS // 2
+
+
+def test_frames_per_model_run_follow_the_device(clip: Path, translator, tmp_path: Path, monkeypatch) -> None:
+    """Without a batch size, frames go one at a time on the CPU (batches are slower per frame there)
+    and up to 4 at a time on CUDA: Translator.default_batch_size, the rule `imgxlate convert` uses too."""
+    sizes: list[int] = []
+    run = translator.translate_batch
+    monkeypatch.setattr(translator, "translate_batch", lambda frames: (sizes.append(len(frames)), run(frames))[1])
+    assert translator.default_batch_size == 1
+    r = video.convert_video(clip, tmp_path / "cpu.mp4", translator, temporal="off", duration=0.4)
+    assert r.status == "converted" and sizes and set(sizes) == {1}
+    monkeypatch.setattr(type(translator.engine), "on_cuda", property(lambda self: True))
+    assert translator.default_batch_size == 4  # (how many a run gets also depends on the reader's pace)
