@@ -16,9 +16,11 @@ from imgxlate.cli.common import (
     JsonOpt,
     QuietOpt,
     complete_model,
+    defer_stop,
     emit_json,
     examples,
     handle_errors,
+    preload_runtimes,
     print_warning,
     stderr,
     stdout,
@@ -234,6 +236,8 @@ def models_add(
 
     with handle_errors(as_json), stop_signals("nothing was installed") as stop:
         try:
+            with defer_stop():  # the probe below imports native extensions: see defer_stop
+                preload_runtimes()
             report = _DownloadReport(quiet or as_json)
             with report.progress:
                 pair = install_model(source, name=name, sha256=sha256, force=force, deadline=timeout,

@@ -30,3 +30,25 @@ def test_imgxlate_train_prints_errors_the_same_way(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["export", str(missing), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert f"error: checkpoint '{missing}' does not exist" in res.stderr.replace("\n", "")
+
+
+def test_a_stop_signal_inside_defer_stop_is_held_until_the_block_ends() -> None:
+    """Model loading imports native extensions; a KeyboardInterrupt raised inside their module
+    initialisation aborts the process, so the signal waits for the block's end (then it is raised)."""
+    import os
+    import signal
+
+    from imgxlate.cli.common import defer_stop, stop_signals
+
+    with defer_stop():  # outside a command: nothing to hold
+        pass
+    reached = []
+    with stop_signals() as stop:
+        with pytest.raises(KeyboardInterrupt):
+            with defer_stop():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # Python runs the handler between bytecodes: it must not raise here
+                    reached.append(1)
+            reached.append("after")  # not reached: raised as the block ends
+        assert stop.signum == signal.SIGINT and not stop.held and stop.deferring == 0
+    assert len(reached) == 1000
