@@ -252,7 +252,7 @@ def write_image(
         return target
     q, depth, gray = _samples(target, rgb, like, pil_fmt)
     out_space = b"GRAY" if gray else b"RGB "
-    icc = like.icc_profile if _icc_space(like.icc_profile) == out_space else None
+    icc = _icc_for(like, gray)
     exif = like.exif
 
     # Encoded in memory, then written through write_bytes_atomic: every byte written, fsynced and its
@@ -317,6 +317,12 @@ def _samples(target: Path, rgb: Any, like: DecodedImage, pil_fmt: str) -> tuple[
     return (samples if exact_bytes else quantize(samples, depth)), depth, gray
 
 
+def _icc_for(like: DecodedImage, gray: bool) -> bytes | None:
+    """``like``'s ICC profile where it describes what is written (a gray profile for gray samples, an
+    RGB one for colour); None otherwise."""
+    return like.icc_profile if _icc_space(like.icc_profile) == (b"GRAY" if gray else b"RGB ") else None
+
+
 def fit_to_target(image: DecodedImage, target: str | os.PathLike[str]) -> DecodedImage:
     """``image`` as a write to ``target`` will hold it: a multi-page TIFF's pages are kept for a TIFF
     target and left out (counted in ``pages_left_out``, so the result says so) for any other, which
@@ -329,9 +335,8 @@ def fit_to_target(image: DecodedImage, target: str | os.PathLike[str]) -> Decode
 
 def _encode_pages(target: Path, results: Any, like: DecodedImage, pil_fmt: str) -> memoryview:
     """A multi-page TIFF: one result per page of ``like`` (8-bit, or 16-bit gray without alpha: what
-    the decoder keeps pages for), each page in its own kind and size, deflate-compressed, the first
-    page's ICC profile where it fits; EXIF is not written (Pillow's TIFF writer cannot write it
-    compressed)."""
+    the decoder keeps pages for), each page in its own kind and size with its own ICC profile where it
+    fits, deflate-compressed; EXIF is not written (Pillow's TIFF writer cannot write it compressed)."""
     pages = like.frames
     if pil_fmt != "TIFF":
         raise ImageWriteError(
@@ -345,7 +350,7 @@ def _encode_pages(target: Path, results: Any, like: DecodedImage, pil_fmt: str) 
     for rgb, page in zip(results, pages):
         q, _, gray = _samples(target, rgb, page, pil_fmt)
         im = Image.fromarray(q)
-        icc = page.icc_profile if _icc_space(page.icc_profile) == (b"GRAY" if gray else b"RGB ") else None
+        icc = _icc_for(page, gray)
         if icc:
             im.info["icc_profile"] = icc
         images.append(im)
