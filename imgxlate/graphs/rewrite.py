@@ -145,9 +145,6 @@ def _upsample_pad_conv(resize: Any, pad: Any, conv_attrs: dict[str, Any], weight
         return False
     return (
         weight.shape[2:] == (3, 3)
-        and int(conv_attrs.get("group", 1)) == 1
-        and list(conv_attrs.get("strides", [1, 1])) == [1, 1]
-        and list(conv_attrs.get("dilations", [1, 1])) == [1, 1]
+        and rowconv.plain(conv_attrs)
         and list(conv_attrs.get("pads", [0, 0, 0, 0])) == [0, 0, 0, 0]
-        and conv_attrs.get("auto_pad", b"NOTSET") == b"NOTSET"
     )

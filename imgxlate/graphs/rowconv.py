@@ -28,17 +28,22 @@ import numpy as np
 MAX_OUT = 8  # measured up to 8 output channels (see above); wider convs already run well
 
 
-def applies(weight: np.ndarray, attrs: dict[str, Any]) -> bool:
-    """True for a plain (ungrouped, stride 1, dilation 1) convolution with a weight of shape
-    (O <= 8, C, KH >= 3, KW) and explicit (or no) padding."""
-    if weight.ndim != 4 or weight.shape[0] > MAX_OUT or weight.shape[2] < 3:
-        return False
+def plain(attrs: dict[str, Any]) -> bool:
+    """A Conv node's attributes (as ``onnx.helper.get_attribute_value`` gives them) say: ungrouped,
+    stride 1, dilation 1, explicit (or no) padding. Both rewrites (:mod:`.rewrite`) take only these."""
     return (
         int(attrs.get("group", 1)) == 1
         and list(attrs.get("strides", [1, 1])) == [1, 1]
         and list(attrs.get("dilations", [1, 1])) == [1, 1]
         and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
     )
+
+
+def applies(weight: np.ndarray, attrs: dict[str, Any]) -> bool:
+    """True for a :func:`plain` convolution with a weight of shape (O <= 8, C, KH >= 3, KW)."""
+    if weight.ndim != 4 or weight.shape[0] > MAX_OUT or weight.shape[2] < 3:
+        return False
+    return plain(attrs)
 
 
 def kernels(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
