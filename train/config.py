@@ -155,6 +155,14 @@ class TrainConfig:
     epochs: int = option(100, "Epochs at constant learning rate.", P_OPT)
     epochs_decay: int = option(100, "Epochs of linear decay to 0.", P_OPT)
     max_steps: int = option(0, "Stop after this many steps (0 = the whole schedule).", P_OPT)
+    d_warmup_steps: int = option(
+        0,
+        "Steps at the start that train only the discriminators, the generators frozen; the learning-rate "
+        "schedule starts after them. For --init-from an exported pair, whose discriminators start fresh: "
+        "without a warm-up, their first judgements pull the trained generators away from their style. "
+        "cyclegan only.",
+        P_OPT,
+    )
     init_from: str = option(
         "",
         "Fine-tune: start from the networks of this checkpoint (a .pt file or a run folder), or from the "
@@ -288,9 +296,12 @@ class TrainConfig:
             )
         if self.image_size < 16:
             raise UsageError(f"--image-size {self.image_size} is too small; use at least 16")
-        for name in ("n_blocks", "epochs", "epochs_decay", "max_steps", "workers", "threads", "pool_size"):
+        for name in ("n_blocks", "epochs", "epochs_decay", "max_steps", "d_warmup_steps", "workers", "threads",
+                     "pool_size"):
             if int(getattr(self, name)) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")
+        if self.d_warmup_steps and self.method != "cyclegan":
+            raise UsageError(f"--d-warmup-steps is for --method cyclegan, not {self.method}; leave it out")
         if self.epochs + self.epochs_decay == 0 and self.max_steps == 0:
             raise UsageError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is not set")
         for name in ("lr", "lambda_cycle", "nce_temperature"):

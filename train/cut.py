@@ -35,7 +35,7 @@ from imgxlate.train.config import TrainConfig
 from imgxlate.train.losses import discriminator_loss, generator_gan_loss
 from imgxlate.train.networks import NLayerDiscriminator, ResnetBlock, ResnetGenerator
 from imgxlate.train.pool import ImagePool
-from imgxlate.train.schedule import lr_factor
+from imgxlate.train.schedule import schedule_for
 
 # ----------------------------------------------------------------------------------------------------
 # the loss
@@ -231,9 +231,7 @@ class CutTrainer:
             [p for br in self.branches.values() for p in br.disc.parameters()], lr=cfg.lr, betas=betas
         )
 
-        def factor(step: int) -> float:
-            return lr_factor(step, steps_per_epoch, cfg.epochs, cfg.epochs_decay)
-
+        factor = schedule_for(cfg, steps_per_epoch)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, factor)
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")

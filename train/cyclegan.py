@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from imgxlate.train.losses import cycle_loss, discriminator_loss, generator_gan_
 from imgxlate.train.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 from imgxlate.train.pool import ImagePool
 from imgxlate.train.runtime import Runtime
-from imgxlate.train.schedule import lr_factor
+from imgxlate.train.schedule import schedule_for
 
 LOSS_NAMES = ("G_ab", "G_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "D_a", "D_b")
 
@@ -52,9 +53,7 @@ class CycleGANTrainer:
             [*self.d_a.parameters(), *self.d_b.parameters()], lr=cfg.lr, betas=betas
         )
 
-        def factor(step: int) -> float:
-            return lr_factor(step, steps_per_epoch, cfg.epochs, cfg.epochs_decay)
-
+        factor = schedule_for(cfg, steps_per_epoch)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, factor)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, factor)
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
@@ -84,7 +83,7 @@ class CycleGANTrainer:
             "D_a_frozen": d_a_frozen,
             "D_b_frozen": d_b_frozen,
         }
-        self.last_images: list[torch.Tensor] = []
+        self.last_rows: list[list[torch.Tensor]] = []
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -117,12 +116,15 @@ class CycleGANTrainer:
     # -- one step ---------------------------------------------------------------------------------
 
     def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One reference CycleGAN iteration: update both G (D frozen), then both D on pooled fakes.
+        """One reference CycleGAN iteration: update both G (D frozen), then both D on pooled fakes
+        (only the latter during the ``--d-warmup-steps``).
 
         real_a, real_b: (N, 3, S, S) in [-1, 1] on the device. Returns detached losses; keeps the
         images of the first sample for the sample grid.
         """
         cfg, rt, call = self.cfg, self.rt, self.call
+        if self.sched_d.last_epoch < cfg.d_warmup_steps:  # last_epoch: the steps done, restored on resume
+            return self._warmup_step(real_a, real_b)
         n = real_a.shape[0]
         w_cyc = cfg.lambda_cycle
         w_idt = cfg.lambda_identity * cfg.lambda_cycle
@@ -153,18 +155,7 @@ class CycleGANTrainer:
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
 
-        set_requires_grad([self.d_a, self.d_b], True)
-        self.opt_d.zero_grad(set_to_none=True)
-        pooled_b = self.pool_b.query(fake_b.float())
-        pooled_a = self.pool_a.query(fake_a.float())
-        with rt.autocast():
-            # real and fake in one call: per-sample norms make it equal to two calls
-            pred = call["D_b"](torch.cat([real_b, pooled_b.to(real_b.dtype)], 0))
-            loss_d_b = discriminator_loss(pred[:n], pred[n:], cfg.gan_mode)
-            pred = call["D_a"](torch.cat([real_a, pooled_a.to(real_a.dtype)], 0))
-            loss_d_a = discriminator_loss(pred[:n], pred[n:], cfg.gan_mode)
-        self.scaler.scale(loss_d_a + loss_d_b).backward()
-        self.scaler.step(self.opt_d)
+        loss_d_a, loss_d_b = self._update_discriminators(real_a, real_b, fake_a, fake_b)
         self.scaler.update()
         self.sched_g.step()
         self.sched_d.step()
@@ -174,13 +165,56 @@ class CycleGANTrainer:
                 (loss_g_ab, loss_g_ba, loss_cyc_a, loss_cyc_b, loss_idt_a, loss_idt_b, loss_d_a, loss_d_b),
             )
         )
-        self.last_images = [t[0].detach() for t in (real_a, fake_b, rec_a, real_b, fake_a, rec_b)]
+        self.last_rows = [[t[0].detach() for t in row] for row in ((real_a, fake_b, rec_a), (real_b, fake_a, rec_b))]
         return {k: v.detach() for k, v in losses.items()}
 
+    def _warmup_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A discriminator warm-up step (``--d-warmup-steps``): the generators translate without
+        gradients and do not move; the discriminators learn from them as in a full step.
+
+        Returns the discriminator losses and, for the log, the generators' adversarial losses against
+        the discriminators before this update (no cycle or identity losses: nothing is reconstructed).
+        """
+        cfg, call = self.cfg, self.call
+        with torch.no_grad(), self.rt.autocast():
+            fake_b = call["G_ab"](real_a)
+            fake_a = call["G_ba"](real_b)
+            loss_g_ab = generator_gan_loss(call["D_b_frozen"](fake_b), cfg.gan_mode)
+            loss_g_ba = generator_gan_loss(call["D_a_frozen"](fake_a), cfg.gan_mode)
+        loss_d_a, loss_d_b = self._update_discriminators(real_a, real_b, fake_a, fake_b)
+        self.scaler.update()
+        with warnings.catch_warnings():
+            # the generators' schedule counts the warm-up too (schedule_for holds it at 1 there), although
+            # their optimizer does not step: PyTorch's "scheduler before optimizer" warning does not apply
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.sched_g.step()
+        self.sched_d.step()
+        self.last_rows = [[t[0].detach() for t in row] for row in ((real_a, fake_b), (real_b, fake_a))]
+        losses = {"G_ab": loss_g_ab, "G_ba": loss_g_ba, "D_a": loss_d_a, "D_b": loss_d_b}
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _update_discriminators(
+        self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of both discriminators on real images and pooled fakes; their losses."""
+        cfg, call, n = self.cfg, self.call, real_a.shape[0]
+        set_requires_grad([self.d_a, self.d_b], True)
+        self.opt_d.zero_grad(set_to_none=True)
+        pooled_b = self.pool_b.query(fake_b.detach().float())
+        pooled_a = self.pool_a.query(fake_a.detach().float())
+        with self.rt.autocast():
+            # real and fake in one call: per-sample norms make it equal to two calls
+            pred = call["D_b"](torch.cat([real_b, pooled_b.to(real_b.dtype)], 0))
+            loss_d_b = discriminator_loss(pred[:n], pred[n:], cfg.gan_mode)
+            pred = call["D_a"](torch.cat([real_a, pooled_a.to(real_a.dtype)], 0))
+            loss_d_a = discriminator_loss(pred[:n], pred[n:], cfg.gan_mode)
+        self.scaler.scale(loss_d_a + loss_d_b).backward()
+        self.scaler.step(self.opt_d)
+        return loss_d_a, loss_d_b
+
     def sample_rows(self) -> list[list[torch.Tensor]]:
-        """A -> B -> A on the first row, B -> A -> B on the second."""
-        imgs = self.last_images
-        return [imgs[:3], imgs[3:]]
+        """A -> B -> A on the first row, B -> A -> B on the second (A -> B and B -> A in the warm-up)."""
+        return self.last_rows
 
     @property
     def lr(self) -> float:

@@ -351,6 +351,7 @@ TRAINING_FACT_KEYS = (
     "gan_mode",
     "lambda_cycle",
     "lambda_identity",
+    "d_warmup_steps",
     "lambda_gan",
     "lambda_nce",
     "nce_idt",

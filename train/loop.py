@@ -243,22 +243,24 @@ class _Meter:
         self.t = time.perf_counter()
         self.steps = 0
         self.sums: dict[str, torch.Tensor] = {}
-        self.n = 0
+        self.counts: dict[str, int] = {}
         self.images_per_s = 0.0
         self.last: dict[str, float] = {}
 
     def add(self, losses: dict[str, torch.Tensor]) -> None:
+        """One step's losses; a step may report fewer (a discriminator warm-up step has no cycle loss)."""
         self.steps += 1
         for k, v in losses.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.n += 1
+            self.counts[k] = self.counts.get(k, 0) + 1
 
     def close_window(self) -> dict[str, float]:
+        """Each loss's mean over the steps of the window that reported it."""
         now = time.perf_counter()
         self.images_per_s = self.steps * self.images_per_step / max(now - self.t, 1e-9)
         self.t, self.steps = now, 0
-        self.last = {k: float(v) / self.n for k, v in self.sums.items()}
-        self.sums, self.n = {}, 0
+        self.last = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
         return self.last
 
     def eta(self, steps_left: int) -> float | None:
@@ -374,6 +376,8 @@ def _train(
             facts["fine_tuned_from"] = origin
         if cfg.method == "cyclegan":
             facts.update(lambda_cycle=cfg.lambda_cycle, lambda_identity=cfg.lambda_identity)
+            if cfg.d_warmup_steps:
+                facts["d_warmup_steps"] = cfg.d_warmup_steps
         else:
             facts.update(
                 lambda_gan=cfg.lambda_gan,

@@ -1,6 +1,9 @@
-"""The learning-rate schedule: constant, then linear decay to 0 (the reference "linear" policy)."""
+"""The learning-rate schedule: constant, then linear decay to 0 (the reference "linear" policy),
+after the discriminator warm-up if there is one."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from imgxlate.train.config import TrainConfig
 
@@ -18,9 +21,24 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, epochs_decay: int) -
     return max(0.0, 1.0 - (step - constant) / decay)
 
 
+def schedule_for(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning-rate multiplier of a run by optimizer step, for ``LambdaLR``: 1 during the
+    ``--d-warmup-steps`` (only the discriminators train there), then :func:`lr_factor` counted from the
+    end of the warm-up, so the generators get the whole schedule."""
+    warmup = cfg.d_warmup_steps
+
+    def factor(step: int) -> float:
+        return lr_factor(max(0, step - warmup), steps_per_epoch, cfg.epochs, cfg.epochs_decay)
+
+    return factor
+
+
 def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
-    """Steps of the run: the whole schedule, or ``max_steps`` when that is set and shorter."""
+    """Steps of the run: the discriminator warm-up and the whole schedule, or ``max_steps`` when that is
+    set and shorter."""
     schedule = (cfg.epochs + cfg.epochs_decay) * steps_per_epoch
+    if schedule:
+        schedule += cfg.d_warmup_steps
     if cfg.max_steps and schedule:
         return min(cfg.max_steps, schedule)
     return cfg.max_steps or schedule

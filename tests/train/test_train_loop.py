@@ -199,3 +199,41 @@ def test_the_bundled_pair_reads_back_into_generators_that_match_onnx_runtime() -
         sess = ort.InferenceSession(str(folder / f"{direction}.onnx"), providers=["CPUExecutionProvider"])
         theirs = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
         assert float(abs(ours - theirs).max()) < 1e-4, direction
+
+
+def test_discriminator_warmup_moves_only_the_discriminators_then_the_schedule_starts(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--d-warmup-steps: the first steps train D alone (G bit-identical, G's Adam untouched), log only
+    the adversarial losses, and the learning-rate schedule starts after them; resuming inside the
+    warm-up continues it exactly."""
+    kw = {"d_warmup_steps": 3, "batch_size": 2, "epochs": 0, "epochs_decay": 1, "max_steps": 0, "lr": 1e-3}
+    base = train(tiny_config(*folders, tmp_path / "base", max_steps=1, epochs=0, epochs_decay=1))
+    start = load_checkpoint(base.out)["models"]
+    warm = train(tiny_config(*folders, tmp_path / "warm", init_from=str(base.out), **kw), stop_after=3)
+    assert warm.steps == 3
+    ck = load_checkpoint(warm.out)
+    for net in ("G_ab", "G_ba"):
+        for name, value in start[net].items():
+            assert torch.equal(ck["models"][net][name], value), (net, name)
+    assert any(not torch.equal(ck["models"]["D_a"][k], v) for k, v in start["D_a"].items())
+    assert ck["optimizers"]["G"]["state"] == {}  # Adam of the generators never stepped
+    lines = [json.loads(x) for x in (warm.out / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert all("cycle_a" not in x and {"D_a", "D_b", "G_ab", "G_ba"} <= x.keys() for x in lines)
+    assert all(x["lr"] == pytest.approx(1e-3) for x in lines)  # the schedule waits for the warm-up
+
+    # 3 warm-up steps + one epoch of decay (4 steps: 4 images in A, batch 2, 2 in B -> max = 2 steps/epoch)
+    done = train(resume=warm.out)
+    lines = [json.loads(x) for x in (warm.out / "log.jsonl").read_text().splitlines()]
+    assert done.steps == 3 + 2 and [x["step"] for x in lines] == [1, 2, 3, 4, 5]
+    assert "cycle_a" in lines[3] and lines[3]["lr"] == pytest.approx(1e-3 * 0.5)  # decay counted from step 4
+    straight = train(tiny_config(*folders, tmp_path / "straight", init_from=str(base.out), **kw))
+    p1, p2 = _params(straight.out), _params(warm.out)
+    for net in p1:
+        for name in p1[net]:
+            assert torch.allclose(p1[net][name], p2[net][name], atol=1e-6, rtol=0), (net, name)
+    assert load_checkpoint(straight.out)["facts"]["d_warmup_steps"] == 3
+    with pytest.raises(Exception, match="--d-warmup-steps is for --method cyclegan") as err:
+        train(tiny_config(*folders, tmp_path / "cut", method="cut", d_warmup_steps=2))
+    assert type(err.value).__name__ == "UsageError"

@@ -33,3 +33,16 @@ def test_steps_and_epochs() -> None:
     assert total_steps(cfg, 10) == 7
     cfg.max_steps = 500
     assert total_steps(cfg, 10) == 50
+
+
+def test_the_discriminator_warmup_comes_before_the_whole_schedule() -> None:
+    from imgxlate.train.schedule import schedule_for
+
+    cfg = TrainConfig(epochs=1, epochs_decay=2, d_warmup_steps=5)
+    assert total_steps(cfg, 10) == 35  # the warm-up does not eat into the generators' schedule
+    factor = schedule_for(cfg, 10)
+    assert [factor(s) for s in (0, 4, 5, 14, 15)] == [1.0] * 5
+    assert factor(25) == pytest.approx(lr_factor(20, 10, 1, 2)) == pytest.approx(0.5)
+    assert factor(35) == 0.0
+    cfg.max_steps = 12
+    assert total_steps(cfg, 10) == 12
