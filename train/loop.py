@@ -445,7 +445,8 @@ def _train(
                     trainer.lr,
                     meter.images_per_s,
                     losses,
-                    eta_s=meter.eta(total - step),
+                    # a warm-up step is several times faster than a full one: no ETA from its speed
+                    eta_s=meter.eta(total - step) if step > cfg.d_warmup_steps else None,
                     logged=logged,
                 )
                 if rt.is_main and logged:

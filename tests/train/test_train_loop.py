@@ -210,8 +210,11 @@ def test_discriminator_warmup_moves_only_the_discriminators_then_the_schedule_st
     kw = {"d_warmup_steps": 3, "batch_size": 2, "epochs": 0, "epochs_decay": 1, "max_steps": 0, "lr": 1e-3}
     base = train(tiny_config(*folders, tmp_path / "base", max_steps=1, epochs=0, epochs_decay=1))
     start = load_checkpoint(base.out)["models"]
-    warm = train(tiny_config(*folders, tmp_path / "warm", init_from=str(base.out), **kw), stop_after=3)
+    infos: list = []
+    warm = train(tiny_config(*folders, tmp_path / "warm", init_from=str(base.out), **kw), stop_after=3,
+                 on_step=infos.append)
     assert warm.steps == 3
+    assert [i.eta_s for i in infos] == [None] * 3  # no ETA from the speed of warm-up steps
     ck = load_checkpoint(warm.out)
     for net in ("G_ab", "G_ba"):
         for name, value in start[net].items():
@@ -224,7 +227,8 @@ def test_discriminator_warmup_moves_only_the_discriminators_then_the_schedule_st
     assert all(x["lr"] == pytest.approx(1e-3) for x in lines)  # the schedule waits for the warm-up
 
     # 3 warm-up steps + one epoch of decay (4 steps: 4 images in A, batch 2, 2 in B -> max = 2 steps/epoch)
-    done = train(resume=warm.out)
+    done = train(resume=warm.out, on_step=infos.append)
+    assert all(i.eta_s is not None for i in infos[3:])
     lines = [json.loads(x) for x in (warm.out / "log.jsonl").read_text().splitlines()]
     assert done.steps == 3 + 2 and [x["step"] for x in lines] == [1, 2, 3, 4, 5]
     assert "cycle_a" in lines[3] and lines[3]["lr"] == pytest.approx(1e-3 * 0.5)  # decay counted from step 4
