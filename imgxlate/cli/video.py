@@ -21,8 +21,10 @@ from imgxlate.cli.common import (
     BatchSizeOpt,
     DeviceOpt,
     DirectionOpt,
+    JsonOpt,
     MaxMemoryOpt,
     ModelOpt,
+    OverwriteOpt,
     QuietOpt,
     ThreadsOpt,
     ToOpt,
@@ -166,7 +168,7 @@ def video(
     frames_only: Annotated[
         bool, typer.Option("--frames-only", help="Write only the PNG frames (needs --frames-dir).")
     ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
         bool, typer.Option("--resume/--restart", help="Continue an interrupted video where it stopped (default), "
                            "or start it afresh.")
@@ -176,7 +178,7 @@ def video(
         typer.Option("--stabilize/--no-stabilize", hidden=True, help="Deprecated: --temporal flow / off."),
     ] = None,
     quiet: QuietOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Translate videos frame by frame: same length, frame rate and size, original audio in sync, no flicker."""
     from imgxlate.video.convert import DEFAULT_TEMPORAL, convert_video
@@ -190,7 +192,7 @@ def video(
     translator = None
     quiet_ui = quiet or as_json
     t0 = time.perf_counter()
-    with stop_signals("keeping the frames translated so far") as stop, handle_errors():
+    with stop_signals("keeping the frames translated so far") as stop, handle_errors(as_json):
         try:
             temporal = temporal or DEFAULT_TEMPORAL
             if stabilize is not None:

@@ -121,6 +121,8 @@ def test_json_domain_errors_are_json(home: Path, tmp_path: Path) -> None:
     assert json.loads(res.stdout)["error"]["type"] == "ModelNotFoundError"
     res = invoke("convert", tmp_path / "missing", "--out", tmp_path / "o", "--json")
     assert res.exit_code == 2 and "does not exist" in json.loads(res.stdout)["error"]["message"]
+    res = invoke("video", tmp_path / "missing.mp4", "--temporal", "bogus", "--json")  # checked in the command
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"]["type"] == "UsageError"
 
 
 def test_models_json_add_info_remove_force(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
