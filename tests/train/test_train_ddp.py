@@ -16,7 +16,8 @@ from pathlib import Path
 from train_helpers import tiny_config
 from imgxlate.train.loop import train
 a, b, out, dump = map(Path, sys.argv[2:6])
-kw = {"method": sys.argv[6], "num_patches": 16} if sys.argv[6] != "cyclegan" else {}
+# cyclegan: one discriminator warm-up step first (the generators run under no_grad inside DDP)
+kw = {"method": sys.argv[6], "num_patches": 16} if sys.argv[6] != "cyclegan" else {"d_warmup_steps": 1}
 result = train(tiny_config(a, b, out, max_steps=3, checkpoint_every=2, log_every=1, **kw))
 rank = int(__import__("os").environ["RANK"])
 g_ab = result.trainer.nets["G_ab"]
