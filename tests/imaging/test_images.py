@@ -23,7 +23,7 @@ from imgxlate.imaging import (
     DecodedImage,
     apply_orientation,
     color,
-    encode_png16,
+    encode_png,
     formats,
     from_array,
     output_suffix,
@@ -543,16 +543,27 @@ def test_16bit_rgb_and_rgba_png_keep_all_bits(tmp_path: Path, channels: int) -> 
 def test_16bit_gray_alpha_png(tmp_path: Path) -> None:
     la = _rand(4, 6, 2, np.uint16)
     path = tmp_path / "la16.png"
-    path.write_bytes(encode_png16(la))
+    path.write_bytes(encode_png(la))
     d = read_image(path)
     assert d.grayscale and d.bit_depth == 16
     assert np.array_equal(_u16(d.rgb[..., 0]), la[..., 0]) and np.array_equal(_u16(d.alpha), la[..., 1])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_encode_png16_decodes_exactly(channels: int) -> None:
-    a = _rand(5, 3, channels, np.uint16)
-    png = encode_png16(a[..., 0] if channels == 1 else a)
+def test_encode_png_decodes_exactly(channels: int, dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """libpng (through OpenCV) and Pillow read back every sample; bands of 2 rows (band boundaries
+    inside the image, the filter's "row above" taken across them); the ICC profile and EXIF come back
+    as written."""
+    from imgxlate.imaging import encode as encode_mod
+
+    a = _rand(7, 3, channels, dtype)
+    monkeypatch.setattr(encode_mod, "_PNG_BAND_BYTES", 2 * (3 * channels * a.itemsize + 1))
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "imgxlate test"  # Make
+    strided = np.asfortranarray(a)  # samples as results often come: not C-contiguous
+    png = encode_png(strided[..., 0] if channels == 1 else strided, icc if channels > 2 else None, exif.tobytes())
     back = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     if channels == 1:
         assert np.array_equal(back, a[..., 0])
@@ -562,6 +573,13 @@ def test_encode_png16_decodes_exactly(channels: int) -> None:
         order = [2, 1, 0] if channels == 3 else [2, 1, 0, 3]
         assert np.array_equal(back[..., order], a)
     Image.open(io.BytesIO(png)).verify()  # CRCs and chunk layout
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.getexif()[0x010F] == "imgxlate test"
+        assert im.info.get("icc_profile") == (icc if channels > 2 else None)
+        if dtype == np.uint8:
+            assert np.array_equal(np.asarray(im), a[..., 0] if channels == 1 else a)
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        encode_png(a.astype(np.float32))
 
 
 def test_float_tiffs(tmp_path: Path) -> None:
@@ -757,7 +775,7 @@ def _make(kind: str, path: Path) -> Path:
     if kind in ("rgb16", "rgba16"):
         return _cv2_write(path, _rand(5, 6, 3 if kind == "rgb16" else 4, np.uint16))
     if kind == "la16":
-        path.write_bytes(encode_png16(_rand(5, 6, 2, np.uint16)))
+        path.write_bytes(encode_png(_rand(5, 6, 2, np.uint16)))
         return path
     raise AssertionError(kind)
 
@@ -883,9 +901,14 @@ def test_write_is_atomic_and_never_overwrites_the_input(
     def boom(*args: object, **kwargs: object) -> None:
         raise ValueError("encoder exploded")
 
-    monkeypatch.setattr(Image.Image, "save", boom)
+    from imgxlate.imaging import encode as encode_mod
+
+    monkeypatch.setattr(encode_mod, "encode_png", boom)  # PNG stills: imgxlate's own encoder
     with pytest.raises(ImageWriteError, match="encoder failed"):
         write_image(existing, d.rgb, d)
+    monkeypatch.setattr(Image.Image, "save", boom)  # the other formats: Pillow's
+    with pytest.raises(ImageWriteError, match="encoder failed"):
+        write_image(existing, d.rgb, d, fmt="webp")
     assert existing.read_bytes() == b"previous result" and _no_temp_files(tmp_path)
     with pytest.raises(ImageWriteError, match="shape"):
         write_image(tmp_path / "bad.png", np.zeros((4, 4)), d)
