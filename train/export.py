@@ -352,6 +352,7 @@ TRAINING_FACT_KEYS = (
     "lambda_cycle",
     "lambda_identity",
     "d_warmup_steps",
+    "fine_tuned_from",
     "lambda_gan",
     "lambda_nce",
     "nce_idt",

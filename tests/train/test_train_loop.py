@@ -174,6 +174,18 @@ def test_init_from_an_exported_pair_takes_its_generators(folders: tuple[Path, Pa
     origin = start["facts"]["fine_tuned_from"]
     assert origin["model"] == str(model) and origin["steps"] == 3 and origin["discriminators"] == "fresh"
     assert origin["command"] == base["facts"]["command"]
+    # the exported pair of a fine-tune says where it came from (metadata and card), and a fine-tune of
+    # that pair keeps the whole chain
+    train(resume=tmp_path / "tuned", overrides={"export": True})
+    from imgxlate.metadata import read_onnx_metadata
+
+    meta = read_onnx_metadata(str(tmp_path / "tuned" / "model" / "a2b.onnx"))
+    assert meta is not None and meta.training["fine_tuned_from"] == origin
+    assert '"fine_tuned_from"' in (tmp_path / "tuned" / "model" / "README.md").read_text()
+    again = train(tiny_config(*folders, tmp_path / "again", init_from=str(tmp_path / "tuned" / "model"), max_steps=1),
+                  stop_after=0)
+    chain = load_checkpoint(again.out)["facts"]["fine_tuned_from"]
+    assert chain["model"] == str(tmp_path / "tuned" / "model") and chain["fine_tuned_from"] == origin
     with pytest.raises(Exception, match="n_blocks 2 there, 3 here") as err:
         train(tiny_config(*folders, tmp_path / "deep", init_from=str(model), n_blocks=3))
     assert type(err.value).__name__ == "UsageError"
