@@ -302,6 +302,12 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(self, name)}")
         if self.d_warmup_steps and self.method != "cyclegan":
             raise UsageError(f"--d-warmup-steps is for --method cyclegan, not {self.method}; leave it out")
+        if self.d_warmup_steps and self.max_steps and self.max_steps <= self.d_warmup_steps:
+            raise UsageError(
+                f"--max-steps {self.max_steps} ends inside the discriminator warm-up (--d-warmup-steps "
+                f"{self.d_warmup_steps}): the generators would not train; raise --max-steps above "
+                f"{self.d_warmup_steps} or shorten the warm-up"
+            )
         if self.epochs + self.epochs_decay == 0 and self.max_steps == 0:
             raise UsageError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is not set")
         for name in ("lr", "lambda_cycle", "nce_temperature"):

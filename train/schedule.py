@@ -11,7 +11,10 @@ from imgxlate.train.config import TrainConfig
 def lr_factor(step: int, steps_per_epoch: int, epochs: int, epochs_decay: int) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based): 1 for ``epochs`` epochs, then
     linear decay to 0 over ``epochs_decay`` epochs (the reference "linear" policy, per step instead of
-    per epoch so it is smooth for small datasets). Never negative."""
+    per epoch so it is smooth for small datasets). Never negative. With no epochs of either kind (a
+    run sized by ``--max-steps`` alone) the rate stays as set."""
+    if epochs == 0 and epochs_decay == 0:
+        return 1.0  # no schedule: a --max-steps run at the set learning rate
     constant = epochs * steps_per_epoch
     if step < constant:
         return 1.0

@@ -580,6 +580,11 @@ def test_encode_png_decodes_exactly(channels: int, dtype: type, monkeypatch: pyt
             assert np.array_equal(np.asarray(im), a[..., 0] if channels == 1 else a)
     with pytest.raises(ValueError, match="uint8 or uint16"):
         encode_png(a.astype(np.float32))
+    for bad in (np.zeros((0, 3, 3), dtype), np.zeros((2, 0), dtype), np.zeros((2, 2, 5), dtype)):
+        with pytest.raises(ValueError, match="H, W >= 1"):
+            encode_png(bad)
+    if dtype == np.uint16:  # big-endian input is taken as well: the same file
+        assert encode_png(a.astype(">u2")) == encode_png(a)
 
 
 def test_float_tiffs(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 
+from imgxlate.errors import UsageError
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.data import steps_per_epoch
 from imgxlate.train.loop import lr_factor, total_steps
@@ -16,7 +17,8 @@ def test_lr_constant_then_linear_to_zero() -> None:
     assert lr_factor(59, spe, epochs, decay) == pytest.approx(1 / 40)
     assert lr_factor(60, spe, epochs, decay) == 0.0
     assert lr_factor(1000, spe, epochs, decay) == 0.0
-    assert lr_factor(5, spe, 0, 0) == 0.0
+    assert lr_factor(5, spe, 0, 0) == 1.0  # no schedule (--max-steps alone): the set rate, not 0
+    assert lr_factor(5, spe, 1, 0) == 1.0 and lr_factor(10, spe, 1, 0) == 0.0
     # monotone non-increasing over the whole schedule
     values = [lr_factor(s, spe, epochs, decay) for s in range(70)]
     assert all(a >= b for a, b in itertools.pairwise(values))
@@ -46,3 +48,6 @@ def test_the_discriminator_warmup_comes_before_the_whole_schedule() -> None:
     assert factor(35) == 0.0
     cfg.max_steps = 12
     assert total_steps(cfg, 10) == 12
+    cfg.max_steps = 5
+    with pytest.raises(UsageError, match="ends inside the discriminator warm-up"):
+        cfg.validate()

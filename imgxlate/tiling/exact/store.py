@@ -9,7 +9,6 @@ the process's resident memory and no page is faulted in tile by tile.
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 from typing import Any
@@ -279,9 +278,7 @@ class _SpillFiles:
         stack = self.free.get(nbytes)
         if stack:
             return stack.pop()
-        file = tempfile.TemporaryFile(dir=self.dir, prefix="imgxlate-map-")  # noqa: SIM115 (kept open)
-        _reserve(file, nbytes, self.dir)
-        return file
+        return tempfile.TemporaryFile(dir=self.dir, prefix="imgxlate-map-")
 
     def give(self, nbytes: int, file: Any) -> None:
         self.free.setdefault(nbytes, []).append(file)
@@ -315,20 +312,3 @@ def _disk_error(exc: OSError, folder: str) -> OSError:
         "or allow more memory with --max-memory"
     )
 
-
-def _reserve(file: Any, nbytes: int, folder: str) -> None:
-    """Allocate the disk blocks of a new spill file when its map is created, so that a full disk is a
-    :class:`DiskFullError` before that map's pass runs rather than in the middle of it (at 96 MP a pass
-    takes minutes). Not a speed change: at 12 MP the first writes into the files took 1.24-2.31 s
-    without it and 1.26-1.29 s with it, within this VM's noise. Where the file system cannot allocate
-    ahead (``posix_fallocate`` missing, as on macOS, or refused as unsupported) the blocks come with the
-    writes."""
-    if not hasattr(os, "posix_fallocate"):
-        return
-    try:
-        os.posix_fallocate(file.fileno(), 0, nbytes)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            return
-        file.close()
-        raise _disk_error(exc, folder) from exc
