@@ -10,7 +10,8 @@
 #    batch 4, 256 px crops, ngf 32 / 9 blocks), their schedule sized from a short calibration run so
 #    that both end, export and come back inside SECONDS. The candidates' own arguments are CAND_A and
 #    CAND_B; by default both continue the shipped pair (--init-from imgxlate/models/vangogh2photo, its
-#    recipe), B with --compile, so that short GPU sessions add up instead of starting over. (The
+#    recipe; fresh discriminators warmed up alone first: --d-warmup-steps $WARMUP, default 200), B with
+#    --compile, so that short GPU sessions add up instead of starting over. (The
 #    first session, 2026-11-29, trained from scratch with --lambda-identity 1.5 and 0.5.)
 # 3. meanwhile runs the CUDA test suite, times a 12 MP photo through the CUDA provider (p12.sh) and the
 #    CPU graph rewrites on CUDA (rewrites.py; while the training runs share the GPU: stated with the
