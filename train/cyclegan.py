@@ -156,9 +156,7 @@ class CycleGANTrainer:
         self.scaler.step(self.opt_g)
 
         loss_d_a, loss_d_b = self._update_discriminators(real_a, real_b, fake_a, fake_b)
-        self.scaler.update()
-        self.sched_g.step()
-        self.sched_d.step()
+        self._end_step()
         losses = dict(
             zip(
                 LOSS_NAMES,
@@ -182,13 +180,7 @@ class CycleGANTrainer:
             loss_g_ab = generator_gan_loss(call["D_b_frozen"](fake_b), cfg.gan_mode)
             loss_g_ba = generator_gan_loss(call["D_a_frozen"](fake_a), cfg.gan_mode)
         loss_d_a, loss_d_b = self._update_discriminators(real_a, real_b, fake_a, fake_b)
-        self.scaler.update()
-        with warnings.catch_warnings():
-            # the generators' schedule counts the warm-up too (schedule_for holds it at 1 there), although
-            # their optimizer does not step: PyTorch's "scheduler before optimizer" warning does not apply
-            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-            self.sched_g.step()
-        self.sched_d.step()
+        self._end_step()
         self.last_rows = [[t[0].detach() for t in row] for row in ((real_a, fake_b), (real_b, fake_a))]
         losses = {"G_ab": loss_g_ab, "G_ba": loss_g_ba, "D_a": loss_d_a, "D_b": loss_d_b}
         return {k: v.detach() for k, v in losses.items()}
@@ -211,6 +203,16 @@ class CycleGANTrainer:
         self.scaler.scale(loss_d_a + loss_d_b).backward()
         self.scaler.step(self.opt_d)
         return loss_d_a, loss_d_b
+
+    def _end_step(self) -> None:
+        """After the optimizer steps of a step: the loss scale, and both schedules one step on."""
+        self.scaler.update()
+        with warnings.catch_warnings():
+            # the generators' schedule counts the warm-up too (schedule_for holds it at 1 there), although
+            # their optimizer does not step then: PyTorch's "scheduler before optimizer" warning does not apply
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.sched_g.step()
+        self.sched_d.step()
 
     def sample_rows(self) -> list[list[torch.Tensor]]:
         """A -> B -> A on the first row, B -> A -> B on the second (A -> B and B -> A in the warm-up)."""
