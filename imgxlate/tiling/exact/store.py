@@ -230,7 +230,7 @@ class _SpillMap:
                 while done < len(view):
                     done += os.pwrite(self.fd, view[done:], offset + done)
             except OSError as exc:
-                raise _disk_error(exc, self.dir) from exc
+                raise self._disk_error(exc) from exc
 
     def read(self, region: Region) -> np.ndarray:
         """(N, C, rows, columns) of ``region``: a view of the row band (valid until the store's
@@ -256,6 +256,17 @@ class _SpillMap:
                     view[done:] = bytes(len(view) - done)
                     break
                 done += got
+
+    def _disk_error(self, exc: OSError) -> OSError:
+        from imgxlate._atomic import is_disk_full
+
+        if not is_disk_full(exc):
+            return exc
+        return DiskFullError(
+            f"disk full in {self.dir!r} while keeping the exact tiler's maps there (a large image "
+            f"runs with its maps in a temporary file); free some space there, point {SPILL_ENV} at a "
+            "folder with room, or allow more memory with --max-memory"
+        )
 
     def close(self) -> Any:
         """Forget the map; hand back its file (for :class:`_SpillFiles` to reuse)."""
@@ -298,17 +309,3 @@ def _uncovered(ranges: list[tuple[int, int]], width: int) -> bool:
             return True
         end = max(end, x1)
     return end < width
-
-
-def _disk_error(exc: OSError, folder: str) -> OSError:
-    """``exc`` as a :class:`DiskFullError` naming the spill folder and what to do, when the disk is full."""
-    from imgxlate._atomic import is_disk_full
-
-    if not is_disk_full(exc):
-        return exc
-    return DiskFullError(
-        f"disk full in {folder!r} while keeping the exact tiler's maps there (a large image runs with "
-        f"its maps in a temporary file); free some space there, point {SPILL_ENV} at a folder with room, "
-        "or allow more memory with --max-memory"
-    )
-
