@@ -254,7 +254,6 @@ def write_image(
         _write_encoded(target, pil_fmt, lambda: _encode_pages(target, rgb, like, pil_fmt))
         return target
     q, depth, gray = _samples(target, rgb, like, pil_fmt)
-    out_space = b"GRAY" if gray else b"RGB "
     icc = _icc_for(like, gray)
     exif = like.exif
 
@@ -267,7 +266,7 @@ def write_image(
         elif depth == 16 and q.ndim == 3:
             # 16-bit gray+alpha TIFF is stored as RGBA: few readers (OpenCV, Pillow) take 2 samples.
             rgba = np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2) if q.shape[2] == 2 else q
-            data = encode_tiff16(rgba, icc if out_space == b"RGB " else None, exif)
+            data = encode_tiff16(rgba, None if gray else icc, exif)  # a gray profile does not fit RGBA
         else:
             # uint8 (H, W) -> L, (H, W, 2) -> LA, 3 -> RGB, 4 -> RGBA; uint16 (H, W) -> I;16
             im = _pil().fromarray(q)
