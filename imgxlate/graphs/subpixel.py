@@ -13,9 +13,19 @@ three taps read up-sampled rows ``o-1, o, o+1``, which are low-resolution rows:
 Padding the up-sampled map by one row by reflection reads up-sampled row 1 = ``L[0]`` for row -1: the
 same as padding ``L`` by one row by edge replication (also for ``edge`` mode, and at the end).
 So each of the four (row, column) phases is a 2x2 convolution of the edge-padded low-resolution map
-with summed taps, and the result is the phases interleaved (DepthToSpace). Per output pixel that is
-4 multiply-adds per input channel instead of 9, with no up-sampled copy of the input. The sums change
-the rounding of float32 sums slightly (~1e-7 relative), not the result.
+with summed taps, and the result is the phases interleaved. Per output pixel that is 4 multiply-adds
+per input channel instead of 9, with no up-sampled copy of the input. The sums change the rounding of
+float32 sums slightly (~1e-7 relative), not the result.
+
+One convolution computes all four phases (``4 Cout`` channels on the padded ``(H+1, W+1)`` grid);
+phase ``(py, px)`` of output pixel ``(i, j)`` sits at grid position ``(i + py, j + px)``. A grouped
+``ConvTranspose`` (stride 2, 2x2 one-hot kernels, one group per output channel, pads 1) interleaves
+them with that shift in one pass: output row ``r`` is row ``r + 1`` of the transposed convolution's
+full output, which is ``2a + t`` with ``a = i + py`` and tap ``t = 1 - py``. Each output value is its
+one phase value times 1 plus the other three times 0: the same number (finite values). Measured with
+ONNX Runtime 1.31, 2 threads, 64 -> 32 channels at 380x394 -> 760x788: 40.6 ms, against 85.9 ms for
+the four Slices + Concat + DepthToSpace this replaces (the convolution alone: ~26 ms); 128 -> 64 at
+190x204: 40.3 against 58.0 ms; both up-sampling blocks of a 256 px image: 11.3 against 15.8 ms.
 
 Pure functions and the nodes that compute them (:func:`nodes`); the exact tiler adds its crop.
 """
@@ -77,25 +87,37 @@ def applies(pre: tuple[Op, ...], head: Op) -> bool:
 
 
 def kernels(weight: np.ndarray, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(Cout, Cin, 3, 3) -> the four phase kernels stacked: (4 Cout, Cin, 2, 2), phase ``2 py + px``
-    first (DepthToSpace's DCR order), summed in float64; the bias repeated per phase."""
+    """(Cout, Cin, 3, 3) -> the four phase kernels stacked: (4 Cout, Cin, 2, 2), phase ``k = 2 py + px``
+    of output channel ``o`` at channel ``4 o + k`` (one interleave group per output channel), summed
+    in float64; the bias repeated per phase."""
     w = weight.astype(np.float64)
     cout = w.shape[0]
-    out = np.zeros((4, cout, w.shape[1], 2, 2), np.float64)
+    out = np.zeros((cout, 4, w.shape[1], 2, 2), np.float64)
     for py in (0, 1):
         for px in (0, 1):
             for a, rows in enumerate(TAPS[py]):
                 for b, cols in enumerate(TAPS[px]):
-                    out[2 * py + px, :, :, a, b] = w[:, :, list(rows)][:, :, :, list(cols)].sum(axis=(2, 3))
+                    out[:, 2 * py + px, :, a, b] = w[:, :, list(rows)][:, :, :, list(cols)].sum(axis=(2, 3))
     stacked = out.reshape(4 * cout, w.shape[1], 2, 2).astype(np.float32)
-    return stacked, None if bias is None else np.tile(bias.astype(np.float32), 4)
+    return stacked, None if bias is None else np.repeat(bias.astype(np.float32), 4)
+
+
+def interleave_kernel(cout: int) -> np.ndarray:
+    """The grouped ``ConvTranspose`` weight (4 Cout, 1, 2, 2) that puts phase ``k = 2 py + px`` of
+    channel ``o`` (input channel ``4 o + k``) at output pixel ``(2i + py, 2j + px)`` from grid
+    position ``(i + py, j + px)``: tap ``(1 - py, 1 - px)`` with pads 1 (see the module docstring)."""
+    w = np.zeros((cout, 4, 1, 2, 2), np.float32)
+    for k in range(4):
+        py, px = divmod(k, 2)
+        w[:, k, 0, 1 - py, 1 - px] = 1.0
+    return w.reshape(4 * cout, 1, 2, 2)
 
 
 def nodes(prefix: str, src: str, dst: str, weight: np.ndarray, bias: np.ndarray | None) -> tuple[list[Any], list[Any]]:
     """The nodes from the low-resolution map ``src`` (N, C, H, W) to the up-sampled convolution's
     output ``dst`` (N, Cout, 2H, 2W), and their initializers (names start with ``prefix``): edge-pad
-    by 1, one Conv with the four phase kernels stacked, each phase's part (phase p starts p rows in:
-    the stacked conv's row ``i + py`` reads padded rows ``i + py``, ``i + py + 1``), DepthToSpace."""
+    by 1, one Conv with the four phase kernels stacked (:func:`kernels`), the interleave
+    (:func:`interleave_kernel`)."""
     from onnx import helper, numpy_helper
 
     w4, b4 = kernels(weight, bias)
@@ -103,7 +125,7 @@ def nodes(prefix: str, src: str, dst: str, weight: np.ndarray, bias: np.ndarray 
     inits = [
         numpy_helper.from_array(w4, f"{prefix}_w"),
         numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), f"{prefix}_edge1"),
-        numpy_helper.from_array(np.array([1, 2, 3], np.int64), f"{prefix}_cyx"),
+        numpy_helper.from_array(interleave_kernel(cout), f"{prefix}_il"),
     ]
     out = [helper.make_node("Pad", [src, f"{prefix}_edge1"], [f"{prefix}_lp"], mode="edge", name=f"{prefix}_pad")]
     conv_in = [f"{prefix}_lp", f"{prefix}_w"]
@@ -112,19 +134,8 @@ def nodes(prefix: str, src: str, dst: str, weight: np.ndarray, bias: np.ndarray 
         conv_in.append(f"{prefix}_b")
     out.append(helper.make_node("Conv", conv_in, [f"{prefix}_phases"], name=f"{prefix}_conv",
                                 kernel_shape=[2, 2], pads=[0, 0, 0, 0]))
-    big, parts = np.iinfo(np.int64).max, []
-    for py in (0, 1):
-        for px in (0, 1):
-            k = 2 * py + px
-            start = np.array([k * cout, py, px], np.int64)
-            end = np.array([(k + 1) * cout, big if py else -1, big if px else -1], np.int64)
-            inits += [numpy_helper.from_array(start, f"{prefix}_ps{k}"), numpy_helper.from_array(end, f"{prefix}_pe{k}")]
-            parts.append(f"{prefix}_ph{k}")
-            out.append(helper.make_node("Slice", [f"{prefix}_phases", f"{prefix}_ps{k}", f"{prefix}_pe{k}",
-                                                  f"{prefix}_cyx"], [parts[-1]], name=parts[-1]))
-    out.append(helper.make_node("Concat", parts, [f"{prefix}_stacked"], axis=1, name=f"{prefix}_stacked"))
-    out.append(helper.make_node("DepthToSpace", [f"{prefix}_stacked"], [dst], blocksize=2, mode="DCR",
-                                name=f"{prefix}_d2s"))
+    out.append(helper.make_node("ConvTranspose", [f"{prefix}_phases", f"{prefix}_il"], [dst], name=f"{prefix}_interleave",
+                                kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], group=cout))
     return out, inits
 
 

@@ -18,12 +18,11 @@ def _phases(low: np.ndarray, w4: np.ndarray, b4: np.ndarray | None) -> np.ndarra
             conv += np.einsum("oc,chw->ohw", w4[:, :, a, b], lp[:, a : a + h + 1, b : b + w + 1])
     if b4 is not None:
         conv += b4[:, None, None]
-    cout = w4.shape[0] // 4
-    out = np.zeros((cout, 2 * h, 2 * w))
+    out = np.zeros((w4.shape[0] // 4, 2 * h, 2 * w))
     for py in (0, 1):
         for px in (0, 1):
-            k = 2 * py + px
-            out[:, py::2, px::2] = conv[k * cout : (k + 1) * cout, py : py + h, px : px + w]
+            k = 2 * py + px  # phase k of output channel o is channel 4 o + k
+            out[:, py::2, px::2] = conv[k::4, py : py + h, px : px + w]
     return out
 
 
@@ -38,6 +37,45 @@ def test_phases_equal_upsample_pad_conv(mode: str, h: int, w: int) -> None:
     assert w4.shape == (16, 3, 2, 2) and b4 is not None and b4.shape == (16,)
     ref = subpixel.reference(low, weight.astype(np.float64), bias.astype(np.float64), mode)
     assert np.abs(_phases(low, w4, b4) - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (3, 2), (6, 9)])
+def test_nodes_equal_upsample_pad_conv_in_onnxruntime(bias: bool, h: int, w: int) -> None:
+    """The graph :func:`subpixel.nodes` builds (stacked phase conv, then the grouped ConvTranspose
+    interleave) against the computation it replaces, in plain numpy; and the interleave alone puts
+    every phase value in its place unchanged (bit for bit)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(h * 100 + w)
+    cin, cout = 3, 5
+    low = rng.normal(size=(1, cin, h, w)).astype(np.float32)
+    weight = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32)
+    b = rng.normal(size=cout).astype(np.float32) if bias else None
+    nodes, inits = subpixel.nodes("sp", "x", "y", weight, b)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": low})[0]
+    ref = subpixel.reference(low[0].astype(np.float64), weight.astype(np.float64),
+                             None if b is None else b.astype(np.float64), "reflect")
+    assert got.shape == (1, cout, 2 * h, 2 * w)
+    assert np.abs(got[0] - ref).max() < 1e-4
+
+    phases = rng.normal(size=(1, 4 * cout, h + 1, w + 1)).astype(np.float32)
+    node = next(n for n in nodes if n.op_type == "ConvTranspose")
+    il = helper.make_node("ConvTranspose", ["p", "sp_il"], ["y"], **{a.name: helper.get_attribute_value(a) for a in node.attribute})
+    graph = helper.make_graph([il], "g", [helper.make_tensor_value_info("p", TensorProto.FLOAT, list(phases.shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [i for i in inits if i.name == "sp_il"])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"p": phases})[0]
+    for py in (0, 1):
+        for px in (0, 1):
+            k = 2 * py + px
+            assert np.array_equal(out[0, :, py::2, px::2], phases[0, k::4, py : py + h, px : px + w])
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 8])
