@@ -208,7 +208,7 @@ MODEL_CARD = """# {pair}: {a} <-> {b}
 
 - Architecture: ResNet generator, ngf {ngf}, {n_blocks} residual blocks, upsampling `{upsample}`,
   InstanceNorm; trained on {image_size} px crops.
-- Trained for {steps} steps ({epochs:.2f} epochs).
+- Trained for {steps} steps ({epochs:.2f} epochs){warmup}.
 - Inputs and outputs: float32 NCHW RGB in [-1, 1]; height and width multiples of 4 (imgxlate pads
   and crops any size).
 - Verified at export: onnx.checker, ONNX Runtime vs PyTorch max abs difference {diff:.2e} at sizes {sizes}.
@@ -221,6 +221,15 @@ Training facts:
 
 Use it: `imgxlate convert IMAGES --model {folder} --to {target} --out OUT`.
 """
+
+
+def _warmup_clause(training: dict[str, Any] | None, steps: int) -> str:
+    """The card's words for a discriminator warm-up (``--d-warmup-steps``): its steps are counted in
+    ``steps`` but did not move the generators."""
+    warm = int((training or {}).get("d_warmup_steps") or 0)
+    if warm <= 0:
+        return ""
+    return f", of which the first {min(warm, steps)} trained only the discriminators ({max(steps - warm, 0)} generator steps)"
 
 
 def export_pair(
@@ -301,6 +310,7 @@ def export_generators(
         image_size=image_size,
         steps=steps,
         epochs=epochs,
+        warmup=_warmup_clause(training, steps),
         diff=max(r.max_abs_diff for r in reports),
         sizes=", ".join(f"{h}x{w}" for h, w in reports[0].sizes),
         training=json.dumps(training, indent=2, sort_keys=True),

@@ -244,12 +244,14 @@ def test_discriminator_warmup_moves_only_the_discriminators_then_the_schedule_st
     lines = [json.loads(x) for x in (warm.out / "log.jsonl").read_text().splitlines()]
     assert done.steps == 3 + 2 and [x["step"] for x in lines] == [1, 2, 3, 4, 5]
     assert "cycle_a" in lines[3] and lines[3]["lr"] == pytest.approx(1e-3 * 0.5)  # decay counted from step 4
-    straight = train(tiny_config(*folders, tmp_path / "straight", init_from=str(base.out), **kw))
+    straight = train(tiny_config(*folders, tmp_path / "straight", init_from=str(base.out), export=True, **kw))
     p1, p2 = _params(straight.out), _params(warm.out)
     for net in p1:
         for name in p1[net]:
             assert torch.allclose(p1[net][name], p2[net][name], atol=1e-6, rtol=0), (net, name)
     assert load_checkpoint(straight.out)["facts"]["d_warmup_steps"] == 3
+    card = (straight.out / "model" / "README.md").read_text()  # the card does not count them as training
+    assert "Trained for 5 steps (2.50 epochs), of which the first 3 trained only the discriminators (2 generator steps)." in card
     with pytest.raises(Exception, match="--d-warmup-steps is for --method cyclegan") as err:
         train(tiny_config(*folders, tmp_path / "cut", method="cut", d_warmup_steps=2))
     assert type(err.value).__name__ == "UsageError"

@@ -112,14 +112,19 @@ done
 spe=$(( $(find "$data/photo" -type f | wc -l) / 4 ))  # steps per epoch: max(len A, len B) // batch
 [ "$dry" = 1 ] && spe=$(( spe > 40 ? 40 : spe ))
 # time for training: what is left, less export (~45 s), packing (~15 s), a margin (25 s) and the
-# discriminator warm-up (counted at a quarter of a full step's time)
-train_s=$(( $(left) - 85 - $($py -c "print(int($warm * $per_step / 4))") ))
+# longest discriminator warm-up the candidates ask for (counted at a quarter of a full step's time)
+warm_used=0
+for r in A B; do
+  w=$(grep -oE -- '--d-warmup-steps[ =][0-9]+' <<<"${CAND[$r]}" | grep -oE '[0-9]+$' | tail -n1 || true)
+  [ -n "$w" ] && [ "$w" -gt "$warm_used" ] && warm_used=$w
+done
+train_s=$(( $(left) - 85 - $($py -c "print(int($warm_used * $per_step / 4))") ))
 overhead=$(( cal_wall - $($py -c "print(int(80 * $per_step))") ))
 steps=$($py -c "print(max(2 * $spe, int(($train_s - $overhead) / $per_step)))")
 epochs_total=$(( steps / spe ))
 [ "$epochs_total" -lt 2 ] && epochs_total=2
 ep=$(( epochs_total / 2 )); dec=$(( epochs_total - ep ))
-say "calibration: ${per_step} s/step side by side, ${cal_wall} s for 80 steps with start-up; ${train_s} s for training -> $epochs_total epochs of $spe steps ($ep constant + $dec decay)"
+say "calibration: ${per_step} s/step side by side, ${cal_wall} s for 80 steps with start-up; ${train_s} s for training (after ${warm_used} warm-up steps) -> $epochs_total epochs of $spe steps ($ep constant + $dec decay)"
 extra_dry=(); [ "$dry" = 1 ] && extra_dry=(--max-steps $(( epochs_total * spe )))
 tt=$(date +%s)
 for r in $(echo "$ok_cands" | grep -o .); do
