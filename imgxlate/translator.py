@@ -141,15 +141,20 @@ class Translator:
         return choose_tiling(height, width, provider=self.provider, ngf=ngf, budget_bytes=self.max_memory,
                              count=count, whole_maps=whole_maps_for(self.engine.runner.rewrites))
 
-    def auto_tile(self, height: int, width: int) -> int:
-        """Tile edge for an image of this size (0 = run it whole)."""
-        return int(self.tiling_choice(height, width).tile)
+    def auto_tile(self, height: int, width: int, tiling: str = "exact") -> int:
+        """Tile edge for an image of this size (0 = run it whole): exact tiles are cache-sized on the
+        CPU (:attr:`imgxlate.tiling.auto.TilingChoice.exact_tile`), blend tiles as large as memory
+        allows (each blend tile normalises on its own, so larger is closer to the whole image)."""
+        choice = self.tiling_choice(height, width)
+        return int(choice.exact_tile if tiling == "exact" else choice.tile)
 
-    def _tile_for(self, height: int, width: int, tile: int | None) -> int:
+    def _tile_for(self, height: int, width: int, tile: int | None, tiling: str = "exact") -> int:
         if self.engine.fixed_size is not None:
             return 0  # a fixed-size model sees every image resized to its size: nothing to tile
         if tile is None:
-            tile = self.auto_tile(height, width)
+            tile = self.auto_tile(height, width, tiling)
+            if tile and tiling == "exact" and self._exact_tiler() is None:
+                tile = self.auto_tile(height, width, "blend")  # the model cannot be cut: blend tiles
         if tile < 0:
             raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")
         if tile and max(height, width) <= tile:
@@ -207,7 +212,7 @@ class Translator:
         """(3, H, W) float32 in the model's input range, any H, W -> (3, H, W) in its output range."""
         if x.ndim != 3 or x.shape[0] != 3:
             raise UsageError(f"run_model takes a (3, H, W) array, got shape {x.shape}")
-        t = self._tile_for(x.shape[1], x.shape[2], tile)
+        t = self._tile_for(x.shape[1], x.shape[2], tile, tiling)
         if t == 0:
             try:
                 return self._run_whole(x[None])[0]
@@ -250,7 +255,7 @@ class Translator:
             raise UsageError(f"translate_rgb takes an (H, W, 3) array, got shape {rgb.shape}")
         if np.dtype(dtype) not in (np.float32, np.uint8):
             raise UsageError(f"translate_rgb gives float32 or uint8 results, not {np.dtype(dtype)}")
-        t = self._tile_for(rgb.shape[0], rgb.shape[1], tile)
+        t = self._tile_for(rgb.shape[0], rgb.shape[1], tile, tiling)
         if t and tiling == "exact" and self._exact_tiler() is not None:
             return self._exact_rgb(rgb, t, dtype)
         y = self.run_model(self._to_model(rgb), tile=tile, tile_overlap=tile_overlap, tiling=tiling)

@@ -48,6 +48,14 @@ TILE_MAPS = 6.0
 BASE_BYTES = 300 << 20
 TILE_SHARE = 0.35
 MIN_TILE, MAX_TILE = 256, 2048
+# On the CPU the exact tiler runs fastest with tiles whose full-resolution ngf-channel float32 map is
+# about the size of a last-level cache, not with the largest tiles memory allows: bundled model (ngf
+# 32), 12 MP photo, 2 threads, maps spilled (`docs/benchmarks.md`, eighth session): 27.3 s at tile
+# 756 (the memory-derived edge), 24.8 at 534, 24.0 at 448, 23.6 at 384, 23.7 at 320, 25.9 at 256
+# (calls and halos start to cost); 3 MP: 5.27-5.35 s at 756, 5.10-5.19 at 404. A reference-size model
+# (ngf 64, transposed-conv upsampling, 3 MP) runs the same at 532, 384 and 288 (16.4-16.7 s). 20 MiB
+# puts the bundled model at 404 and ngf 64 at 284 (kept >= MIN_TILE); peak memory falls with it.
+CPU_EXACT_TILE_MAP_BYTES = 20 << 20
 # Default budget on the CPU when --max-memory is not given: half the available memory, at most this.
 DEFAULT_CAP = 1200 << 20
 # On CUDA: this share of the card's free memory (ORT's CUDA arena keeps freed blocks, and the card may
@@ -58,10 +66,11 @@ GPU_BUDGET = 3 << 30
 
 @dataclass(frozen=True)
 class TilingChoice:
-    tile: int  # 0: whole image
+    tile: int  # 0: whole image; else the largest tile edge the budget allows (what blend tiles use)
     store: str  # "float32" | "float16" | "spill": where the exact tiler keeps its whole maps
     budget: int  # bytes the choice was made for
     need: int  # estimated peak bytes of the choice (model work only, not the decoded image)
+    exact_tile: int = 0  # the edge exact tiles use: ``tile``, on the CPU at most a cache-sized tile
 
 
 def available_memory() -> int:
@@ -157,7 +166,15 @@ def choose_tiling(
     tile_bytes = min(tile_bytes, TILE_SHARE * max(budget, 1 << 30))
     edge = int(math.sqrt(max(tile_bytes, 0) / (pixel * TILE_MAPS)))
     tile = int(min(MAX_TILE, max(MIN_TILE, edge // 4 * 4)))
-    return TilingChoice(tile, store, budget, int(BASE_BYTES + kept + tile * tile * pixel * TILE_MAPS))
+    exact = min(tile, cpu_exact_tile(ngf)) if provider == CPU else tile
+    return TilingChoice(tile, store, budget, int(BASE_BYTES + kept + tile * tile * pixel * TILE_MAPS), exact)
+
+
+def cpu_exact_tile(ngf: int) -> int:
+    """The exact tiler's tile edge on the CPU: one full-resolution ngf-channel float32 map of the tile
+    in :data:`CPU_EXACT_TILE_MAP_BYTES` (a multiple of 4, at least :data:`MIN_TILE`)."""
+    edge = int(math.sqrt(CPU_EXACT_TILE_MAP_BYTES / (4.0 * max(ngf, 1))))
+    return max(MIN_TILE, edge // 4 * 4)
 
 
 def auto_tile_size(
@@ -169,7 +186,8 @@ def auto_tile_size(
     budget_bytes: int | None = None,
 ) -> int:
     """0 when a whole-image run fits the memory budget, else a tile edge (input pixels, multiple of 4)
-    for the exact or the blend tiler (see :func:`choose_tiling`)."""
+    for the blend tiler (the exact tiler's is :attr:`TilingChoice.exact_tile`; see
+    :func:`choose_tiling`)."""
     return choose_tiling(height, width, provider=provider, ngf=ngf, budget_bytes=budget_bytes).tile
 
 

@@ -24,6 +24,20 @@ def test_whole_when_it_fits_tiles_when_not() -> None:
     assert auto.choose_tiling(3000, 4000, ngf=24, budget_bytes=64 << 30).tile == 0
 
 
+def test_exact_tiles_are_cache_sized_on_the_cpu_only() -> None:
+    """Exact tiles on the CPU stop at a cache-sized tile (faster: docs/benchmarks.md); blend tiles
+    (``tile``) and tiles on CUDA stay as large as memory allows; a whole run has no tile."""
+    assert auto.cpu_exact_tile(32) == 404 and auto.cpu_exact_tile(64) == 284
+    assert auto.cpu_exact_tile(512) == auto.MIN_TILE
+    c = auto.choose_tiling(3000, 4000, ngf=32, budget_bytes=1200 << 20)
+    assert c.tile == 756 and c.exact_tile == 404  # the bundled model's 12 MP photo
+    small = auto.choose_tiling(3000, 4000, ngf=8, budget_bytes=300 << 20)
+    assert small.exact_tile == small.tile < auto.cpu_exact_tile(8)  # memory is the tighter bound
+    cuda = auto.choose_tiling(3000, 4000, provider="CUDAExecutionProvider", ngf=32, budget_bytes=1200 << 20)
+    assert cuda.exact_tile == cuda.tile == c.tile
+    assert auto.choose_tiling(512, 512, ngf=32, budget_bytes=1 << 30).exact_tile == 0
+
+
 def test_store_follows_the_budget() -> None:
     # 12 MP, ngf 64: the kept maps are 2.3 GB in float32
     assert auto.choose_tiling(3000, 4000, ngf=64, budget_bytes=8 << 30).store == "float32"
