@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 
 from imgxlate.tiling.exact.graph import Graph, Op, Region, chunks, need
 
-# Tiles of jobs that read only bottleneck maps are at least this many bottleneck pixels on a side:
-# their memory is bounded by the stored maps anyway, and bigger tiles mean fewer halo rows and calls.
-MIN_BOTTLENECK_TILE = 256
+# Tiles of jobs that read only bottleneck maps are at least this many bottleneck pixels on a side, so
+# that small image tiles do not make the residual blocks' passes pay halo rows and calls. Not more:
+# like the full-resolution tiles (tiling/auto.py, cpu_exact_tile) they run faster cache-sized (128 x
+# 128 x 128 channels x 4 bytes = 8 MiB). Bundled model, 12 MP, 404 px tiles, 2 threads, maps spilled:
+# 23.2-27.4 s at 256, 20.6-22.6 s at 128, 21.1 s at 160, 21.6 s at 101 (docs/benchmarks.md).
+MIN_BOTTLENECK_TILE = 128
 # Pre-norm maps up to this many times the bottleneck's area (the half-resolution 2ngf maps of a ResNet
 # generator: 2 bottleneck maps of memory) are kept whole once computed, so the stem/downsampling and
 # first upsampling convs are not recomputed for later norms. Full-resolution maps are never kept.
