@@ -193,9 +193,9 @@ def tiler_u8(args: argparse.Namespace) -> None:
         y0, y1, x0, x1 = region
         out[y0:y1, x0:x1] = np.clip(np.rint((y.transpose(1, 2, 0) + 1.0) * 127.5), 0, 255)
 
-    tiler.run(rgb, max(choice.tile, 256), hwc=True, scale=1 / 127.5, offset=-1.0, sink=sink, store=store)
+    tiler.run(rgb, max(choice.exact_tile, 256), hwc=True, scale=1 / 127.5, offset=-1.0, sink=sink, store=store)
     Image.fromarray(out).save(args.out)
-    print(json.dumps({"totals": {"seconds": round(time.perf_counter() - t0, 3)}, "tile": choice.tile,
+    print(json.dumps({"totals": {"seconds": round(time.perf_counter() - t0, 3)}, "tile": choice.exact_tile,
                       "store": choice.store}))
 
 

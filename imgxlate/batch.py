@@ -407,7 +407,7 @@ def _infer_group(
     group = [first]
     # Animations and multi-page TIFFs are translated on their own (frame by frame, page by page);
     # stills of one size go together.
-    whole = len(first.extra["image"].frames) == 1 and translator._tile_for(h, w, options.tile) == 0
+    whole = len(first.extra["image"].frames) == 1 and translator._tile_for(h, w, options.tile, options.tiling) == 0
     while whole and len(group) < batch_size and decoding and decoding[0].decode is not None:
         nxt = decoding[0]
         try:

@@ -148,13 +148,19 @@ class Translator:
         choice = self.tiling_choice(height, width)
         return int(choice.exact_tile if tiling == "exact" else choice.tile)
 
+    def _auto_edge(self, height: int, width: int, tiling: str) -> int:
+        """:meth:`auto_tile` for the tiler that will run: blend tiles when exact ones were asked for
+        but the model cannot be cut (the exact tiler says so once)."""
+        tile = self.auto_tile(height, width, tiling)
+        if tile and tiling == "exact" and self._exact_tiler() is None:
+            tile = self.auto_tile(height, width, "blend")
+        return tile
+
     def _tile_for(self, height: int, width: int, tile: int | None, tiling: str = "exact") -> int:
         if self.engine.fixed_size is not None:
             return 0  # a fixed-size model sees every image resized to its size: nothing to tile
         if tile is None:
-            tile = self.auto_tile(height, width, tiling)
-            if tile and tiling == "exact" and self._exact_tiler() is None:
-                tile = self.auto_tile(height, width, "blend")  # the model cannot be cut: blend tiles
+            tile = self._auto_edge(height, width, tiling)
         if tile < 0:
             raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")
         if tile and max(height, width) <= tile:
@@ -217,19 +223,20 @@ class Translator:
             try:
                 return self._run_whole(x[None])[0]
             except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are retried
-                t = self._retry_tile(x.shape[1], x.shape[2], exc)
+                t = self._retry_tile(x.shape[1], x.shape[2], exc, tiling)
         return self._run_tiled(x, t, tile_overlap, tiling)
 
-    def _retry_tile(self, height: int, width: int, exc: BaseException) -> int:
+    def _retry_tile(self, height: int, width: int, exc: BaseException, tiling: str = "exact") -> int:
         """The tile edge to retry a whole-image run that ran out of memory with (re-raises others)."""
         if not _out_of_memory(exc) or self.engine.fixed_size is not None:
             raise exc
         from imgxlate.tiling.auto import MIN_TILE
 
-        t = max(self.auto_tile(height, width), MIN_TILE)
+        t = max(self._auto_edge(height, width, tiling), MIN_TILE)
         if max(height, width) <= t:
             t = max(MIN_TILE, max(height, width) // 2 // 4 * 4)
-        self._warn(f"the whole {width}x{height} image ran out of memory; retrying it in exact tiles of {t} px")
+        kind = "exact" if tiling == "exact" and self._exact_tiler() is not None else "blend"
+        self._warn(f"the whole {width}x{height} image ran out of memory; retrying it in {kind} tiles of {t} px")
         return t
 
     # ----------------------------------------------------------------------------- public API

@@ -7,8 +7,10 @@ card's free memory, asked of the driver through NVML):
 
 - the whole image when a whole run fits;
 - else exact tiles, with the tile edge chosen so that one tile's working set stays within
-  :data:`TILE_SHARE` of the budget, and the kept 1/4- and 1/2-resolution maps in float32, float16
-  (when float32 would not fit) or spilled to a temporary file (when neither fits).
+  :data:`TILE_SHARE` of the budget (what blend tiles and tiles on CUDA use; on the CPU exact tiles
+  stop at the cache-sized :func:`cpu_exact_tile`, which runs faster), and the kept 1/4- and
+  1/2-resolution maps in float32, float16 (when float32 would not fit) or spilled to a temporary
+  file (when neither fits).
 
 The figures below are measured (docs/tiling.md) and deliberately on the safe side.
 """
@@ -69,8 +71,12 @@ class TilingChoice:
     tile: int  # 0: whole image; else the largest tile edge the budget allows (what blend tiles use)
     store: str  # "float32" | "float16" | "spill": where the exact tiler keeps its whole maps
     budget: int  # bytes the choice was made for
-    need: int  # estimated peak bytes of the choice (model work only, not the decoded image)
-    exact_tile: int = 0  # the edge exact tiles use: ``tile``, on the CPU at most a cache-sized tile
+    need: int  # estimated peak bytes with tiles of ``tile`` (model work only, not the decoded image)
+    exact_tile: int = -1  # the edge exact tiles use: ``tile``, on the CPU at most a cache-sized tile
+
+    def __post_init__(self) -> None:
+        if self.exact_tile < 0:  # not given: exact tiles as large as the budget allows
+            object.__setattr__(self, "exact_tile", self.tile)
 
 
 def available_memory() -> int:
@@ -146,7 +152,7 @@ def choose_tiling(
     height: int, width: int, *, provider: str = CPU, ngf: int = 64, budget_bytes: int | None = None, count: int = 1,
     whole_maps: float = WHOLE_MAPS,
 ) -> TilingChoice:
-    """Whole image or exact tiles (edge, where kept maps live) for an image of this size. ``count``:
+    """Whole image or exact tiles (edges, where kept maps live) for an image of this size. ``count``:
     images that would run whole together (a batch of frames); tiles are always one image's.
     ``whole_maps``: what a whole run holds per pixel on this runner (:func:`whole_maps_for`)."""
     budget = int(budget_bytes) if budget_bytes else default_budget(provider)

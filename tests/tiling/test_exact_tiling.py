@@ -72,7 +72,7 @@ def test_exact_matches_whole(model: tuple[ExactTiler, object], h: int, w: int, t
 def test_exact_tiles_the_bottleneck_too(
     model: tuple[ExactTiler, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Force small tiles in the residual blocks (normally >= 256 bottleneck pixels) and count tiles.
+    # Force small tiles in the residual blocks (normally >= 128 bottleneck pixels) and count tiles.
     tiler, sess = model
     monkeypatch.setattr(plan_mod, "MIN_BOTTLENECK_TILE", 1)
     img = _image(41, 50, seed=3)

@@ -114,9 +114,9 @@ spe=$(( $(find "$data/photo" -type f | wc -l) / 4 ))  # steps per epoch: max(len
 # time for training: what is left, less export (~45 s), packing (~15 s), a margin (25 s) and the
 # longest discriminator warm-up the candidates ask for (counted at a quarter of a full step's time)
 warm_used=0
-for r in A B; do
+for r in $(echo "$ok_cands" | grep -o .); do
   w=$(grep -oE -- '--d-warmup-steps[ =][0-9]+' <<<"${CAND[$r]}" | grep -oE '[0-9]+$' | tail -n1 || true)
-  [ -n "$w" ] && [ "$w" -gt "$warm_used" ] && warm_used=$w
+  [ -n "$w" ] && [ $((10#$w)) -gt "$warm_used" ] && warm_used=$((10#$w))
 done
 train_s=$(( $(left) - 85 - $($py -c "print(int($warm_used * $per_step / 4))") ))
 overhead=$(( cal_wall - $($py -c "print(int(80 * $per_step))") ))

@@ -29,7 +29,9 @@ from imgxlate.tiling.exact.graph import Graph, Op, Region, chunks, need
 # that small image tiles do not make the residual blocks' passes pay halo rows and calls. Not more:
 # like the full-resolution tiles (tiling/auto.py, cpu_exact_tile) they run faster cache-sized (128 x
 # 128 x 128 channels x 4 bytes = 8 MiB). Bundled model, 12 MP, 404 px tiles, 2 threads, maps spilled:
-# 23.2-27.4 s at 256, 20.6-22.6 s at 128, 21.1 s at 160, 21.6 s at 101 (docs/benchmarks.md).
+# 23.2-27.4 s at 256, 20.6-22.6 s at 128, 21.1 s at 160, 21.6 s at 101 (docs/benchmarks.md). It
+# only matters for image tiles under 512 px: on CUDA, where tiles are as large as memory allows
+# (1024 px and more on any card the budget tiles on), it does not come into play.
 MIN_BOTTLENECK_TILE = 128
 # Pre-norm maps up to this many times the bottleneck's area (the half-resolution 2ngf maps of a ResNet
 # generator: 2 bottleneck maps of memory) are kept whole once computed, so the stem/downsampling and
