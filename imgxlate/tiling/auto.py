@@ -71,7 +71,7 @@ class TilingChoice:
     tile: int  # 0: whole image; else the largest tile edge the budget allows (what blend tiles use)
     store: str  # "float32" | "float16" | "spill": where the exact tiler keeps its whole maps
     budget: int  # bytes the choice was made for
-    need: int  # estimated peak bytes with tiles of ``tile`` (model work only, not the decoded image)
+    need: int  # estimated peak bytes of an exact run (model work only, not the decoded image)
     exact_tile: int = -1  # the edge exact tiles use: ``tile``, on the CPU at most a cache-sized tile
 
     def __post_init__(self) -> None:
@@ -162,9 +162,15 @@ def choose_tiling(
     pixel = 4.0 * ngf  # bytes of one float32 ngf-channel pixel
     kept32 = height * width * pixel * KEPT_MAPS
     room = budget - BASE_BYTES
-    if kept32 <= 0.6 * room:
+    # The kept maps may take what the exact tiles leave: 40% of the room is left for a tile as large
+    # as the budget allows; on the CPU a cache-sized tile's working set is all it needs (bundled
+    # model, 12 MP: float16 maps in RAM, 19.4-20.9 s and 1037 MiB, against 23.1-23.8 s and 534-581 MiB
+    # spilled; docs/benchmarks.md).
+    cache_tile = cpu_exact_tile(ngf) if provider == CPU else 0
+    tile_room = min(0.4 * room, cache_tile * cache_tile * pixel * TILE_MAPS) if cache_tile else 0.4 * room
+    if kept32 + tile_room <= room:
         store, kept = "float32", kept32
-    elif kept32 / 2 <= 0.6 * room:
+    elif kept32 / 2 + tile_room <= room:
         store, kept = "float16", kept32 / 2
     else:
         store, kept = "spill", 0.0
@@ -172,8 +178,8 @@ def choose_tiling(
     tile_bytes = min(tile_bytes, TILE_SHARE * max(budget, 1 << 30))
     edge = int(math.sqrt(max(tile_bytes, 0) / (pixel * TILE_MAPS)))
     tile = int(min(MAX_TILE, max(MIN_TILE, edge // 4 * 4)))
-    exact = min(tile, cpu_exact_tile(ngf)) if provider == CPU else tile
-    return TilingChoice(tile, store, budget, int(BASE_BYTES + kept + tile * tile * pixel * TILE_MAPS), exact)
+    exact = min(tile, cache_tile) if cache_tile else tile
+    return TilingChoice(tile, store, budget, int(BASE_BYTES + kept + exact * exact * pixel * TILE_MAPS), exact)
 
 
 def cpu_exact_tile(ngf: int) -> int:

@@ -31,6 +31,10 @@ def test_exact_tiles_are_cache_sized_on_the_cpu_only() -> None:
     assert auto.cpu_exact_tile(512) == auto.MIN_TILE
     c = auto.choose_tiling(3000, 4000, ngf=32, budget_bytes=1200 << 20)
     assert c.tile == 756 and c.exact_tile == 404  # the bundled model's 12 MP photo
+    # ...whose float16 maps fit in RAM beside cache-sized tiles (not beside 756 px ones), within budget
+    assert c.store == "float16" and c.need <= c.budget
+    assert auto.choose_tiling(3000, 4000, provider="CUDAExecutionProvider", ngf=32, budget_bytes=1200 << 20).store == "spill"
+    assert auto.choose_tiling(4000, 6000, ngf=32, budget_bytes=1200 << 20).store == "spill"  # 24 MP
     small = auto.choose_tiling(3000, 4000, ngf=8, budget_bytes=300 << 20)
     assert small.exact_tile == small.tile < auto.cpu_exact_tile(8)  # memory is the tighter bound
     cuda = auto.choose_tiling(3000, 4000, provider="CUDAExecutionProvider", ngf=32, budget_bytes=1200 << 20)
