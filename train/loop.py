@@ -10,6 +10,7 @@ method's trainer (``cyclegan.py``, ``cut.py``), the file format in ``checkpoint.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -185,6 +186,12 @@ def train(
             # first could abort the other inside the backend ("terminate called without an active
             # exception", seen once in CI)
             torch.distributed.barrier()
+            # The DDP wrappers hold the process group: left in the returned trainer they outlived
+            # destroy_process_group and were torn down at interpreter exit, where gloo's threads
+            # aborted the process about one run in six (exit -6 after a finished run, which torchrun
+            # reports as a failure). The trainer keeps its networks; only the wrappers go.
+            result.trainer.call.clear()
+            gc.collect()  # DDP's reducer sits in reference cycles: free it now, before the group goes
         return result
     finally:
         if rt.distributed and torch.distributed.is_initialized():
