@@ -152,7 +152,7 @@ class Translator:
         """:meth:`auto_tile` for the tiler that will run: blend tiles when exact ones were asked for
         but the model cannot be cut (the exact tiler says so once)."""
         tile = self.auto_tile(height, width, tiling)
-        if tile and tiling == "exact" and self._exact_tiler() is None:
+        if tile and tiling == "exact" and not self._runs_exact(tiling):
             tile = self.auto_tile(height, width, "blend")
         return tile
 
@@ -187,6 +187,10 @@ class Translator:
                 self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
         return self._exact
 
+    def _runs_exact(self, tiling: str) -> bool:
+        """Will tiles of this ``tiling`` run on the exact tiler (asked for, and the model can be cut)?"""
+        return tiling == "exact" and self._exact_tiler() is not None
+
     def _store(self, height: int, width: int) -> Any:
         """Where the exact tiler keeps its maps for an image of this size: on the GPU (a DeviceStore,
         so tiles never leave it) when the engine runs ONNX Runtime on CUDA and torch with CUDA is
@@ -207,7 +211,7 @@ class Translator:
 
         if tiling not in TILINGS:
             raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
-        if tiling == "exact" and self._exact_tiler() is not None:
+        if self._runs_exact(tiling):
             store = self._store(x.shape[1], x.shape[2])
             return np.asarray(self._exact.run(x, tile, progress=self.tile_progress, store=store), dtype=np.float32)
         return run_blended(self._run_whole, x, tile, overlap, self.multiple)
@@ -235,7 +239,7 @@ class Translator:
         t = max(self._auto_edge(height, width, tiling), MIN_TILE)
         if max(height, width) <= t:
             t = max(MIN_TILE, max(height, width) // 2 // 4 * 4)
-        kind = "exact" if tiling == "exact" and self._exact_tiler() is not None else "blend"
+        kind = "exact" if self._runs_exact(tiling) else "blend"
         self._warn(f"the whole {width}x{height} image ran out of memory; retrying it in {kind} tiles of {t} px")
         return t
 
@@ -263,7 +267,7 @@ class Translator:
         if np.dtype(dtype) not in (np.float32, np.uint8):
             raise UsageError(f"translate_rgb gives float32 or uint8 results, not {np.dtype(dtype)}")
         t = self._tile_for(rgb.shape[0], rgb.shape[1], tile, tiling)
-        if t and tiling == "exact" and self._exact_tiler() is not None:
+        if t and self._runs_exact(tiling):
             return self._exact_rgb(rgb, t, dtype)
         y = self.run_model(self._to_model(rgb), tile=tile, tile_overlap=tile_overlap, tiling=tiling)
         return from_model_as(y, self.metadata.output_range, dtype)
