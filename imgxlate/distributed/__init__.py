@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgxlate._atomic import remove_stale_temps
+from imgxlate.distributed import storage
 from imgxlate.distributed.plan import PENDING, Job, plan_jobs
 from imgxlate.errors import DiskFullError, UsageError
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, DEFAULT_MODEL_SPEC, ImageOptions, ModelSpec
@@ -36,7 +39,8 @@ from imgxlate.options import DEFAULT_IMAGE_OPTIONS, DEFAULT_MODEL_SPEC, ImageOpt
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.batch import FileResult
 
-__all__ = ["ClusterInfo", "Job", "RunReport", "cluster", "convert", "plan_jobs", "run_jobs", "written_unreported"]
+__all__ = ["ClusterInfo", "Job", "RunReport", "cluster", "convert", "plan_jobs", "run_jobs", "temps_cleared",
+           "written_unreported"]
 
 # One translate actor per this many CPUs on a CPU-only cluster; the actor's ONNX Runtime session
 # uses that many threads (the local run's default is every physical core of the machine).
@@ -44,6 +48,8 @@ CPUS_PER_ACTOR = 4
 # Logical CPUs a decode or encode task reserves: fractional so that on a small machine the I/O tasks
 # run beside the translate actor, as the local run's I/O threads run beside its session.
 IO_CPUS = 0.5
+# Seconds the processes of a local Ray instance get to exit after ray.shutdown() before they are killed.
+SHUTDOWN_GRACE_S = 10.0
 
 
 def _ray() -> Any:
@@ -69,8 +75,11 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
     """Join a Ray cluster (``address``: ``auto``, ``ray://host:port``, ``host:port``) or, with None or
     ``local``, start a local instance for this command and stop it (and every Ray process it started)
     on exit. An already initialised Ray (a notebook, a Ray job) is used as it is."""
+    from imgxlate.distributed import processes
+
     ray = _ray()
     started = False
+    before = processes.descendants()  # this process's own children (not Ray's: never stopped here)
     if not ray.is_initialized():
         target = None if address in (None, "", "local") else address
         try:
@@ -87,7 +96,11 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
         yield ClusterInfo(address or "local", int(res.get("CPU", 0)), int(res.get("GPU", 0)), started)
     finally:
         if started:
-            ray.shutdown()
+            ray_processes = processes.descendants() - before
+            ray.shutdown(wait_for_processes=True)
+            # the workers (the raylet's children) can outlive the shutdown by seconds: wait for every
+            # process the instance started, so that no write task finishes or dies after this returns
+            processes.wait_gone(ray_processes, SHUTDOWN_GRACE_S)
 
 
 @dataclass
@@ -140,7 +153,6 @@ def run_jobs(
     count is set per actor); ``options``: what is done to each image, as in the local run. ``report``,
     when given, is filled in as the run goes: the cluster, the actors and the providers the actors
     ran on."""
-    from imgxlate.distributed import stages
     from imgxlate.registry import resolve_model
 
     # the model's size rule, from its metadata (no session): a --tile that does not fit is refused
@@ -156,6 +168,28 @@ def run_jobs(
     if not pending:
         return
     data = _ray().data
+    with temps_cleared(Path(j.dst).parent for j in pending if not storage.is_url(j.dst)):
+        yield from _run_on_cluster(pending, data, spec, options, address, actors, quiet, report)
+
+
+@contextmanager
+def temps_cleared(folders: Iterable[Path]) -> Iterator[None]:
+    """Around a run that writes into ``folders``: the temp files a killed earlier run left there are
+    removed first (the local run's rule), and those of this run's write tasks cut by a stop after it.
+    A worker killed at shutdown dies inside its atomic write, so its temp file stays; once the
+    instance this command started is gone no process can be writing one. A temp that a live process
+    on this machine holds open is left (a joined cluster's worker); the next run removes it."""
+    folders = set(folders)
+    remove_stale_temps(folders, time.time())
+    try:
+        yield
+    finally:
+        remove_stale_temps(folders, time.time())
+
+
+def _run_on_cluster(pending: list[Job], data: Any, spec: ModelSpec, options: ImageOptions, address: str | None,
+                    actors: int | None, quiet: bool, report: RunReport | None) -> Iterator[FileResult]:
+    from imgxlate.distributed import stages
 
     with cluster(address, quiet=quiet) as info:
         count, resources, per_actor = _actor_plan(info, spec.device, spec.threads, actors)
@@ -191,8 +225,6 @@ def written_unreported(jobs: Sequence[Job], report: RunReport) -> list[FileResul
     although their result was never yielded (a write task finished while the driver was stopping).
     Outputs appear only when complete (atomic rename / whole upload), so each of these is a converted
     file and is counted as one."""
-    from imgxlate.distributed import storage
-
     done = []
     for job in jobs:
         if job.status != PENDING or job.index in report.reported:
@@ -206,10 +238,9 @@ def written_unreported(jobs: Sequence[Job], report: RunReport) -> list[FileResul
 
 def _result(row: dict[str, Any]) -> FileResult:
     from imgxlate.batch import FileResult, converted_notes
-    from imgxlate.distributed.storage import is_url
 
     def where(text: str) -> Any:
-        return text if is_url(text) else Path(text)
+        return text if storage.is_url(text) else Path(text)
 
     notes = converted_notes(int(row.get("pages_left_out", 0))) if row["status"] == "converted" else ()
     return FileResult(where(row["src"]), where(row["dst"]), row["status"], row["reason"],

@@ -184,6 +184,44 @@ def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: P
     assert leftovers.strip() == "", f"Ray processes outlived the command: {leftovers}"
 
 
+def test_a_write_cut_by_the_shutdown_leaves_no_temp_file_and_no_process(tmp_path: Path) -> None:
+    """A write task still inside its atomic write when the command stops (what a Ctrl-C meets now and
+    then): when the cluster block ends its worker is gone, and when the run's folders are cleared, so
+    is its temp file; a finished output beside it is kept."""
+    import signal
+    import time
+
+    import imgxlate.distributed as dist
+    from imgxlate._atomic import atomic_path, is_temp_name
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "done.png").write_bytes(b"finished")
+    marker = tmp_path / "pid"
+
+    def cut_write(folder: str, marker: str) -> None:
+        # a writer that cannot clean up: it ignores SIGTERM (as one stuck in a slow fsync would seem to),
+        # so the shutdown must end it with SIGKILL and its temp file stays behind
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with atomic_path(Path(folder) / "x.png") as tmp:
+            tmp.write_bytes(b"half")
+            Path(marker).write_text(str(os.getpid()))
+            time.sleep(300)
+
+    with dist.temps_cleared([out]), dist.cluster(quiet=True) as info:
+        assert info.started
+        ref = ray.remote(cut_write).remote(str(out), str(marker))
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [p for p in out.iterdir() if is_temp_name(p.name)], "the write never started"
+        del ref
+    pid = int(marker.read_text())
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] in "ZX", "the worker outlived the run"
+    assert sorted(p.name for p in out.iterdir()) == ["done.png"]
+
+
 def test_full_disk_stops_a_ray_run_as_it_stops_a_local_one(tmp_path: Path) -> None:
     """Outputs onto a real full disk (a small tmpfs with room for about two of twelve): the run stops
     instead of failing the remaining files one by one, every file on disk is complete and counted,

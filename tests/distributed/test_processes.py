@@ -1,0 +1,52 @@
+"""The process bookkeeping that keeps a local Ray instance from outliving its command, on real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imgxlate.distributed.processes import descendants, wait_gone
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+def test_descendants_finds_grandchildren_and_wait_gone_kills_what_does_not_exit() -> None:
+    # a child that starts a grandchild and both ignore SIGTERM; the grandchild's pid comes back on stdout
+    code = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+            "print(p.pid, flush=True); time.sleep(300)")
+    before = descendants()
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        new = descendants() - before
+        assert {child.pid, grandchild} <= new
+        t0 = time.monotonic()
+        killed = wait_gone(new, timeout=0.5)
+        assert set(killed) >= {child.pid, grandchild}
+        assert time.monotonic() - t0 < 5
+        child.wait(timeout=5)  # reaped: it was killed
+        assert grandchild not in descendants() and not _running(grandchild)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_wait_gone_returns_at_once_for_processes_that_exit() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    t0 = time.monotonic()
+    assert wait_gone([child.pid], timeout=30) == []
+    assert time.monotonic() - t0 < 1
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
