@@ -576,6 +576,13 @@ class Engine:
     def on_cuda(self) -> bool:
         return self.provider == CUDA
 
+    @property
+    def runtime(self) -> str:
+        """What computes, for reports (summaries, ``--json``'s ``provider``): the ONNX Runtime provider
+        (``CPUExecutionProvider``, ``CUDAExecutionProvider``), or ``OpenVINO CPU`` on OpenVINO (whose
+        runs ORT's provider names would misreport)."""
+        return "OpenVINO CPU" if self.backend == OPENVINO else self.provider
+
     def runner_factory(self) -> Callable[[bytes], OrtRunner | OpenVinoRunner]:
         """Runners for the exact tiler's segment graphs on this engine's device and backend."""
         provider, backend, threads = self.provider, self.backend, self.threads

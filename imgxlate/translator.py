@@ -51,7 +51,8 @@ class Translator:
         self.metadata: ModelMetadata = resolved.file.metadata
         self.model_path: Path = resolved.file.path
         self.engine = engine
-        self.provider: str = engine.provider
+        self.provider: str = engine.provider  # the device rule's provider (tiling decisions)
+        self.runtime: str = engine.runtime  # what computes, for reports (OpenVINO says so)
         self.notes: list[Note] = list(notes)  # from resolving the model, then from runs (fallbacks)
         self._exact: Any = None  # ExactTiler, created on first tiled run
         self._exact_failed = False

@@ -197,7 +197,7 @@ def convert(
     if run is not None:
         results = run.results  # every result, also those of writes that finished after a stop
     elapsed = time.perf_counter() - t0
-    provider = translator.provider if translator is not None else ""
+    provider = translator.runtime if translator is not None else ""
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
     if run is not None:
         not_started = run.not_started

@@ -290,7 +290,7 @@ def video(
             "totals": {"converted": done, "skipped": skipped, "failed": failed, "seconds": round(elapsed, 3),
                        "frames": sum(r.frames for r in results if r.status == "converted"),
                        "interrupted": interrupted},
-            "provider": translator.provider if translator is not None else "",
+            "provider": translator.runtime if translator is not None else "",
             "model": str(translator.model_path) if translator is not None else None,
         }
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")

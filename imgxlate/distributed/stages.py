@@ -71,7 +71,7 @@ class Translate:
         self.tiling = self.OPTIONS.tiling_args
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        row["provider"] = self.translator.provider
+        row["provider"] = self.translator.runtime
         if row["status"] != PENDING:
             return row
         t0 = time.perf_counter()

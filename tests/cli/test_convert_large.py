@@ -55,3 +55,4 @@ def test_backend_option(tiny_pair: Path, tmp_path: Path) -> None:
                                   "--device", "cpu", "--threads", "1", "--backend", "openvino"])
     assert ok.exit_code == 0, ok.output
     assert "running on OpenVINO " in ok.output
+    assert "on OpenVINO CPU" in ok.output.splitlines()[-1]  # the summary says what computed, not ORT's CPU provider
