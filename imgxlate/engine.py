@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import io
 import os
@@ -370,10 +371,23 @@ def make_session(
     return sess
 
 
-def _compile_openvino(model: bytes | str | os.PathLike[str], threads: int) -> Any:
+@functools.cache
+def _openvino_core() -> Any:
+    """The process's one OpenVINO ``Core``, never released.
+
+    OpenVINO's CPU plugin, when it loads, gives the loading thread an alternate signal stack of its
+    own (``sigaltstack``, for AMX) and unmaps that stack when the plugin unloads, which happens when
+    the last Core and compiled model go, on whichever thread drops them. Dropped on another thread
+    (a worker, a garbage collection there), the loading thread keeps pointing at unmapped memory, and
+    the next signal it gets (Python's handlers run on that stack: SA_ONSTACK) is a segmentation fault:
+    Ctrl-C crashed instead of stopping. One Core kept for the process keeps the plugin and its stack."""
     import openvino as ov
 
-    core = ov.Core()
+    return ov.Core()
+
+
+def _compile_openvino(model: bytes | str | os.PathLike[str], threads: int) -> Any:
+    core = _openvino_core()
     src = model if isinstance(model, bytes) else str(model)
     config = {
         "INFERENCE_NUM_THREADS": threads if threads > 0 else default_threads(),

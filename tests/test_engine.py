@@ -153,6 +153,33 @@ def test_openvino_engine_matches_onnxruntime(tiny_pair: Path) -> None:
     np.testing.assert_allclose(out[0], ort.run(x), atol=1e-4)
 
 
+def test_an_openvino_engine_dropped_on_another_thread_leaves_signals_working(tiny_pair: Path) -> None:
+    """OpenVINO's CPU plugin gives the thread that loads it its own signal stack and unmaps it when it
+    unloads; dropped on another thread, the main thread's next signal (a Ctrl-C) was a segmentation
+    fault. In a child process: load and run on the main thread, drop on a worker, then SIGINT."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("openvino")
+    code = f"""
+import gc, os, signal, threading
+import numpy as np
+from imgxlate.engine import Engine
+held = [Engine({str(tiny_pair / "a2b.onnx")!r}, device="cpu", threads=1, backend="openvino")]
+held[0].run(np.zeros((1, 3, 16, 16), np.float32))
+def drop():
+    held.clear()
+    gc.collect()
+t = threading.Thread(target=drop)
+t.start()
+t.join()
+signal.signal(signal.SIGINT, lambda *a: print("handled"))
+os.kill(os.getpid(), signal.SIGINT)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "handled" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+
+
 def _fake_runtime(folder: Path, name: str, body: str) -> None:
     (folder / name).mkdir()
     (folder / name / "__init__.py").write_text(body)
