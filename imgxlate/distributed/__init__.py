@@ -96,7 +96,7 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
         yield ClusterInfo(address or "local", int(res.get("CPU", 0)), int(res.get("GPU", 0)), started)
     finally:
         if started:
-            ray_processes = processes.descendants() - before
+            ray_processes = {p for p in processes.descendants() - before if processes.is_ray(p)}
             ray.shutdown(wait_for_processes=True)
             # the workers (the raylet's children) can outlive the shutdown by seconds: wait for every
             # process the instance started, so that no write task finishes or dies after this returns

@@ -1,10 +1,11 @@
 """The processes a local Ray instance starts, so that none outlives the command that started it.
 
-``ray.shutdown()`` stops the raylet and the GCS, and the raylet stops its workers, but it returns
-before the workers are gone: a write task still running at a Ctrl-C could then rename its file after
-the command counted the outputs, or die later and leave its temp file. So the command notes the
+``ray.shutdown(wait_for_processes=True)`` waits for the processes the node started (the raylet, the
+GCS), not for the workers the raylet started: a write task still running at a Ctrl-C could rename its
+file after the command counted the outputs, or die later and leave its temp file. So the command notes the
 processes that appeared below it while the instance ran (:func:`descendants`, read from ``/proc``),
-and after the shutdown waits for them to exit, killing those that do not (:func:`wait_gone`).
+keeps those that are Ray's (:func:`is_ray`), and after the shutdown waits for them to exit, killing
+those that do not (:func:`wait_gone`).
 
 Without ``/proc`` (macOS, Windows) both are no-ops and ``ray.shutdown()`` alone stops the instance.
 """
@@ -17,7 +18,7 @@ import signal
 import time
 from collections.abc import Iterable
 
-__all__ = ["descendants", "wait_gone"]
+__all__ = ["descendants", "is_ray", "wait_gone"]
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -49,6 +50,16 @@ def descendants(pid: int | None = None) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def is_ray(pid: int) -> bool:
+    """Is ``pid`` one of Ray's processes (raylet, gcs_server, ``ray::`` workers, its agents)? Read
+    from its command line, so that a process someone else started meanwhile is never stopped."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ray" in f.read()
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

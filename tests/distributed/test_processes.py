@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imgxlate.distributed.processes import descendants, wait_gone
+from imgxlate.distributed.processes import descendants, is_ray, wait_gone
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
@@ -50,3 +50,16 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def test_only_ray_processes_are_taken_for_ray() -> None:
+    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    named = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ray::Translate"])
+    try:
+        time.sleep(0.2)
+        assert not is_ray(plain.pid) and is_ray(named.pid)
+    finally:
+        for p in (plain, named):
+            p.kill()
+            p.wait()
+    assert not is_ray(plain.pid)  # gone
