@@ -114,7 +114,8 @@ def test_a_spilled_row_of_tiles_is_one_contiguous_band(tmp_path: Path) -> None:
     for x0, x1 in ((0, 3), (3, 7)):  # a row of two tiles: rows 4..6, all channels
         store.write("m", (4, 7, x0, x1), value[:, :, :, x0:x1])
     assert not _file_elements(store, "m").any()  # the row is in RAM until the row of tiles is done
-    store.release()
+    store.release()  # the row is written in the background ...
+    store.sync()  # ... and is in the file once the store has waited for it
     touched = np.flatnonzero(_file_elements(store, "m"))
     # (N, H, C, W) in the file: rows 4..6 of all 5 channels are elements 4*35 .. 7*35, nothing else
     assert touched.min() == 4 * 35 and touched.max() == 7 * 35 - 1 and touched.size == 3 * 35
@@ -122,10 +123,24 @@ def test_a_spilled_row_of_tiles_is_one_contiguous_band(tmp_path: Path) -> None:
     store.close()
 
 
-def test_spilled_maps_read_back_what_was_written_in_any_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slow_disk", [False, True])
+def test_spilled_maps_read_back_what_was_written_in_any_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              slow_disk: bool) -> None:
     """Against a float16 RAM store: rows of tiles in order, a row written in two visits (the file's
     values under the columns not written are kept), reads of rows still being written, reads that
-    straddle rows, releases anywhere."""
+    straddle rows, releases anywhere. With a slow disk the background writes are still under way
+    when the next rows are written and read: a row's buffer must not be reused, nor its rows read,
+    before its write is done."""
+    import time
+
+    if slow_disk:
+        pwrite = os.pwrite
+
+        def slow(fd: int, data: object, offset: int) -> int:
+            time.sleep(0.002)
+            return pwrite(fd, data, offset)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "pwrite", slow)
     rng = np.random.default_rng(0)
     spill, ram = exact.MapStore("float16", spill_dir=tmp_path), exact.MapStore("float16")
     shape = (2, 3, 17, 11)
@@ -165,10 +180,59 @@ def test_a_full_disk_while_spilling_says_what_to_do(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(DiskFullError, match="IMGXLATE_SPILL_DIR") as info:
-        store.release()
+        store.release()  # written in the background: the error comes with the next wait
+        store.sync()
     assert info.value.errno == errno.ENOSPC and str(tmp_path) in str(info.value)
     monkeypatch.undo()
     store.close()
+
+
+def test_a_row_buffer_is_not_reused_while_its_background_write_is_under_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of tiles of one height share their band's shape: the second row would get the first row's
+    buffer back, and overwrite it before a slow disk has written it."""
+    import threading
+
+    pwrite, started, go = os.pwrite, threading.Event(), threading.Event()
+
+    def slow(fd: int, data: object, offset: int) -> int:
+        started.set()
+        go.wait(10)  # held until the next row has been written into its band
+        return pwrite(fd, data, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "pwrite", slow)
+    store = exact.MapStore("float16", spill_dir=tmp_path)
+    store.create("m", (1, 2, 8, 4))
+    first, second = np.full((1, 2, 4, 4), 1, np.float32), np.full((1, 2, 4, 4), 2, np.float32)
+    store.write("m", (0, 4, 0, 4), first)
+    store.release()  # rows 0..3 go to the file in the background ...
+    assert started.wait(10)
+    store.write("m", (4, 8, 0, 4), second)  # ... while rows 4..7 are written into a band of the same shape
+    go.set()
+    store.release()
+    np.testing.assert_array_equal(store.read("m", (0, 4, 0, 4)), first)
+    np.testing.assert_array_equal(store.read("m", (4, 8, 0, 4)), second)
+    store.close()
+
+
+def test_a_full_disk_in_the_last_background_write_is_raised_by_close(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from imgxlate.errors import DiskFullError
+
+    store = exact.MapStore("float16", spill_dir=tmp_path)
+    store.create("m", (1, 2, 4, 4))
+    store.write("m", (0, 4, 0, 4), np.ones((1, 2, 4, 4), np.float32))
+
+    def full(*args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    store.release()
+    with pytest.raises(DiskFullError, match="IMGXLATE_SPILL_DIR"):
+        store.close()
+    assert store._writer is None and not store.maps  # freed all the same
 
 
 def test_spilled_maps_go_to_a_disk_not_to_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

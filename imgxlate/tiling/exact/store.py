@@ -5,12 +5,21 @@ file (``spill_dir``, :class:`_SpillMap`): tiles reach the file through one band 
 per map (a row of tiles shares its rows), written with one ``pwrite`` when the row of tiles is done
 (:meth:`MapStore.release`) and read with one ``pread`` per row, so the file's pages never count in
 the process's resident memory and no page is faulted in tile by tile.
+
+The ``pwrite`` of a finished row runs on one background thread while the next row of tiles is
+computed: a 96 MP image writes ~46 GB of maps, more than the kernel keeps dirty, so the writes are
+throttled to the disk's speed, and that wait now overlaps the work instead of stopping it. A row's
+buffers are handed out again only after its write is done (the next :meth:`MapStore.release` waits
+for it), a map's rows are read only after its writes are done, and a write error (a full disk) is
+raised from the next release, read or close.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,6 +48,8 @@ class MapStore:
         self._bands = _BandPool()
         self._files = _SpillFiles(spill_dir) if spill_dir is not None else None
         self._free: list[np.ndarray] = []  # dropped RAM buffers (flat), kept for reuse
+        # The thread that writes finished rows of spilled maps (started with the first spilled map).
+        self._writer: ThreadPoolExecutor | None = None
 
     @classmethod
     def for_choice(cls, kind: str) -> MapStore:
@@ -61,6 +72,8 @@ class MapStore:
             self.maps[name] = buf.reshape(shape)
             return
         assert self._files is not None
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="imgxlate-spill")
         nbytes = int(np.prod(shape)) * self.dtype.itemsize
         self._spilled[name] = _SpillMap(shape, self.dtype, self.spill_dir, self._bands, self._files.take(nbytes))
         self.maps[name] = None
@@ -81,28 +94,48 @@ class MapStore:
         self.maps[name][:, :, y0:y1, x0:x1] = value  # type: ignore[index]
 
     def release(self) -> None:
-        """After a row of tiles: spilled rows go to their files and the row buffers back to the pool
-        (the next row reuses them: no fresh pages to fault in)."""
+        """After a row of tiles: spilled rows go to their files (written in the background while the
+        next row is computed) and the row buffers back to the pool (the next row reuses them: no fresh
+        pages to fault in), those being written once their write is done."""
+        self.sync()  # the previous row's writes: their buffers are handed out again below
+        writing = [buf for spilled in self._spilled.values() if (buf := spilled.flush(self._writer)) is not None]
+        self._bands.recycle(held=writing)
+
+    def sync(self) -> None:
+        """Wait for every background write; raise the first one's error (a full disk)."""
         for spilled in self._spilled.values():
-            spilled.flush()
-        self._bands.recycle()
+            spilled.wait()
 
     def drop(self, name: str) -> None:
         arr = self.maps.pop(name, None)
         spilled = self._spilled.pop(name, None)
         if spilled is not None:
             assert self._files is not None
+            spilled.wait()  # its file may be reused for the next map
             self._files.give(spilled.n * spilled.h * spilled.row_bytes, spilled.close())
         elif arr is not None:
             self._free.append(arr.reshape(-1))
 
     def close(self) -> None:
+        """Wait for the background writes, then free everything; a write's error is raised after."""
+        error: BaseException | None = None
+        for spilled in self._spilled.values():
+            try:
+                spilled.wait()
+            except Exception as exc:  # noqa: BLE001 - raised below, once everything is freed
+                error = error or exc
+                spilled.pending.clear()
         for name in list(self.maps):
             self.drop(name)
         self._free.clear()
         self._bands.clear()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._files is not None:
             self._files.close()
+        if error is not None:
+            raise error
 
 
 SPILL_ENV = "IMGXLATE_SPILL_DIR"
@@ -165,11 +198,18 @@ class _BandPool:
         self.lent.append(buf)
         return buf
 
-    def recycle(self) -> None:
+    def recycle(self, held: Sequence[np.ndarray] = ()) -> None:
+        """Take back every lent buffer but those ``held`` (still being written: they stay lent until
+        the next recycle)."""
+        busy = {id(buf) for buf in held}
         free: dict[tuple[int, ...], list[np.ndarray]] = {}
+        kept = []
         for buf in self.lent:
-            free.setdefault((*buf.shape, buf.dtype.num), []).append(buf)
-        self.free, self.lent = free, []
+            if id(buf) in busy:
+                kept.append(buf)
+            else:
+                free.setdefault((*buf.shape, buf.dtype.num), []).append(buf)
+        self.free, self.lent = free, kept
 
     def clear(self) -> None:
         self.free, self.lent = {}, []
@@ -196,6 +236,7 @@ class _SpillMap:
         # The band being written: rows [y0, y1), buffer (N, rows, C, W), column ranges written.
         self.wband: tuple[int, int, np.ndarray, list[tuple[int, int]]] | None = None
         self.rband: tuple[int, int, np.ndarray] | None = None  # the band last read
+        self.pending: list[Future[None]] = []  # background writes of this map, in order
 
     def write(self, region: Region, value: np.ndarray) -> None:
         y0, y1, x0, x1 = region
@@ -209,10 +250,12 @@ class _SpillMap:
         if self.rband is not None and self.rband[0] < y1 and y0 < self.rband[1]:
             self.rband = None  # those rows changed
 
-    def flush(self) -> None:
-        """The band being written, to the file (columns no tile wrote keep the file's values)."""
+    def flush(self, writer: ThreadPoolExecutor | None = None) -> np.ndarray | None:
+        """The band being written, to the file (columns no tile wrote keep the file's values); on
+        ``writer``'s thread when given (then the band's buffer is returned: it is in use until
+        :meth:`wait`), else now."""
         if self.wband is None:
-            return
+            return None
         y0, _, buf, written = self.wband
         self.wband = None
         if _uncovered(written, self.w):
@@ -222,6 +265,20 @@ class _SpillMap:
             for x0, x1 in written:
                 keep[x0:x1] = False
             buf[:, :, :, keep] = old[:, :, :, keep]
+        if writer is None:
+            self.wait()  # earlier background writes of these rows must not land after this one
+            self._pwrite(buf, y0)
+            return None
+        self.pending.append(writer.submit(self._pwrite, buf, y0))
+        return buf
+
+    def wait(self) -> None:
+        """Wait for this map's background writes; raise the first one's error."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def _pwrite(self, buf: np.ndarray, y0: int) -> None:
         for i in range(self.n):
             offset = (i * self.h + y0) * self.row_bytes
             view = memoryview(buf[i]).cast("B")
@@ -246,6 +303,7 @@ class _SpillMap:
         return band[2][:, y0 - band[0] : y1 - band[0], :, x0:x1].transpose(0, 2, 1, 3)
 
     def _pread(self, buf: np.ndarray, y0: int) -> None:
+        self.wait()  # rows still being written are read once they are in the file
         for i in range(self.n):
             view = memoryview(buf[i]).cast("B")
             offset = (i * self.h + y0) * self.row_bytes
