@@ -120,11 +120,11 @@ class MapStore:
         """Wait for the background writes, then free everything; a write's error is raised after."""
         error: BaseException | None = None
         for spilled in self._spilled.values():
-            try:
-                spilled.wait()
-            except Exception as exc:  # noqa: BLE001 - raised below, once everything is freed
-                error = error or exc
-                spilled.pending.clear()
+            while spilled.pending:
+                try:
+                    spilled.wait()
+                except Exception as exc:  # noqa: BLE001 - raised below, once everything is freed
+                    error = error or exc
         for name in list(self.maps):
             self.drop(name)
         self._free.clear()
@@ -274,9 +274,16 @@ class _SpillMap:
 
     def wait(self) -> None:
         """Wait for this map's background writes; raise the first one's error."""
-        pending, self.pending = self.pending, []
-        for future in pending:
-            future.result()
+        while self.pending:
+            future = self.pending[0]
+            try:
+                future.result()
+            finally:
+                # a write that ended (well or with an error, raised once) is forgotten; one a Ctrl-C
+                # interrupted the wait for is still running: it stays, so close() waits for it
+                # before the file is closed (its descriptor could otherwise be reused mid-write)
+                if future.done():
+                    self.pending.pop(0)
 
     def _pwrite(self, buf: np.ndarray, y0: int) -> None:
         for i in range(self.n):
