@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -374,3 +375,30 @@ def test_convolutions_run_fused(model: tuple[ExactTiler, object]) -> None:
     assert any(v.x16 for v in conv) and any(v.out16 for v in conv)
     resize_model = any(op.kind == "resize" for op in tiler.graph.ops)
     assert any(v.subpixel for v in conv) == resize_model  # upsampling convs run at low resolution
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux's")
+def test_large_map_buffers_are_not_advised_into_huge_pages() -> None:
+    """numpy advises transparent huge pages for large arrays; faulting those in compacts memory where
+    it is fragmented (slower than 4 KiB pages). The store's large buffers come without that advice:
+    no mapping under the buffer carries the ``hg`` flag (numpy's own array does, where THP exists)."""
+    from imgxlate.tiling.exact.store import _fresh
+
+    def advised(buf: np.ndarray) -> list[bool]:
+        a0 = buf.__array_interface__["data"][0]
+        a1 = a0 + buf.nbytes
+        found, inside = [], False
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                head = line.split()[0]
+                if "-" in head and not head.endswith(":"):
+                    lo, hi = (int(v, 16) for v in head.split("-"))
+                    inside = lo < a1 and a0 < hi
+                elif inside and head == "VmFlags:":
+                    found.append("hg" in line.split()[1:])
+        return found
+
+    buf = _fresh(8 << 20, np.dtype(np.float16))
+    buf[:] = 1
+    assert advised(buf) and not any(advised(buf))
+    assert buf.size == 8 << 20 and buf.dtype == np.float16 and float(buf[-1]) == 1.0

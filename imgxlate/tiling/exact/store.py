@@ -16,7 +16,9 @@ raised from the next release, read or close.
 
 from __future__ import annotations
 
+import mmap
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,7 +68,7 @@ class MapStore:
             buf = next((b for b in self._free if b.size == count), None)
             if buf is None:
                 self._free.clear()
-                buf = np.empty(count, self.dtype)
+                buf = _fresh(count, self.dtype)
             else:
                 self._free.remove(buf)
             self.maps[name] = buf.reshape(shape)
@@ -136,6 +138,23 @@ class MapStore:
             self._files.close()
         if error is not None:
             raise error
+
+
+# Buffers from this size up come straight from the kernel in 4 KiB pages (see _fresh).
+_SMALL_PAGES_FROM = 4 << 20
+
+
+def _fresh(count: int, dtype: np.dtype) -> np.ndarray:
+    """A new map buffer of ``count`` elements. On Linux a large one is an anonymous mapping without
+    numpy's transparent-huge-page advice: where memory is fragmented (a page cache full of files, the
+    usual state) the kernel compacts memory to fault in each huge page, and a 12 MP image's fresh map
+    buffers (~1 GB) took 1.5 s to fault in that way against 0.5 s in 4 KiB pages; the run, 3 rounds
+    alternating: 20.5 / 20.6 / 20.5 s -> 19.8 / 20.3 / 20.2 s. The mapping is unmapped when the array
+    goes."""
+    nbytes = count * dtype.itemsize
+    if nbytes < _SMALL_PAGES_FROM or not sys.platform.startswith("linux"):
+        return np.empty(count, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), dtype, count)
 
 
 SPILL_ENV = "IMGXLATE_SPILL_DIR"
