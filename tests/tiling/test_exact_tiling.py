@@ -167,7 +167,11 @@ def test_spilled_maps_read_back_what_was_written_in_any_order(tmp_path: Path, mo
     spill.close()
 
 
-def test_a_full_disk_while_spilling_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("raised_by", ["sync", "close"])
+def test_a_full_disk_while_spilling_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    raised_by: str) -> None:
+    """A row is written in the background: the error comes with the next wait, a sync (as the next
+    row's release does) or the close after the last row, which frees everything all the same."""
     import errno
 
     from imgxlate.errors import DiskFullError
@@ -180,12 +184,13 @@ def test_a_full_disk_while_spilling_says_what_to_do(tmp_path: Path, monkeypatch:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "pwrite", full)
+    store.release()
     with pytest.raises(DiskFullError, match="IMGXLATE_SPILL_DIR") as info:
-        store.release()  # written in the background: the error comes with the next wait
-        store.sync()
+        getattr(store, raised_by)()
     assert info.value.errno == errno.ENOSPC and str(tmp_path) in str(info.value)
     monkeypatch.undo()
     store.close()
+    assert store._writer is None and not store.maps
 
 
 def test_a_row_buffer_is_not_reused_while_its_background_write_is_under_way(
@@ -214,26 +219,6 @@ def test_a_row_buffer_is_not_reused_while_its_background_write_is_under_way(
     np.testing.assert_array_equal(store.read("m", (0, 4, 0, 4)), first)
     np.testing.assert_array_equal(store.read("m", (4, 8, 0, 4)), second)
     store.close()
-
-
-def test_a_full_disk_in_the_last_background_write_is_raised_by_close(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import errno
-
-    from imgxlate.errors import DiskFullError
-
-    store = exact.MapStore("float16", spill_dir=tmp_path)
-    store.create("m", (1, 2, 4, 4))
-    store.write("m", (0, 4, 0, 4), np.ones((1, 2, 4, 4), np.float32))
-
-    def full(*args: object) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "pwrite", full)
-    store.release()
-    with pytest.raises(DiskFullError, match="IMGXLATE_SPILL_DIR"):
-        store.close()
-    assert store._writer is None and not store.maps  # freed all the same
 
 
 def test_spilled_maps_go_to_a_disk_not_to_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
