@@ -75,6 +75,17 @@ class TrainingError(ImgxlateError):
     """Training cannot start or continue (empty data folder, bad checkpoint, ...)."""
 
 
+class TrainingInterrupted(TrainingError):
+    """A stop signal ended a training run after its last finished step was saved: not a failure. The
+    CLI exits 128 + the signal (130 for Ctrl-C, 143 for SIGTERM); this code is Ctrl-C's."""
+
+    exit_code = 130
+
+    def __init__(self, step: int, checkpoint: str, out: str) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint saved, continue with --resume {out}")
+        self.step, self.checkpoint, self.out = step, checkpoint, out
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close."""
     import difflib  # here, not at the top: the CLI's start-up imports this module

@@ -23,10 +23,11 @@ import warnings
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from imgxlate._version import __version__
-from imgxlate.cli.common import print_error, stderr, stop_signals
-from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.cli.common import defer_stop, print_error, stderr, stop_signals
+from imgxlate.errors import ImgxlateError, TrainingInterrupted, UsageError
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.options import config_values, with_config_options
 
@@ -146,6 +147,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
     live = sys.stderr.isatty() and not quiet
     _setup_logging(quiet, live)
     settings = config_values(values)
+    stop = None
     try:
         if resume:
             explicit = {
@@ -165,9 +167,18 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         command = "imgxlate-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         from imgxlate.train.loop import train  # torch: only now
 
-        # SIGTERM (a scheduler's time limit, preemption, `docker stop`) as Ctrl-C: checkpoint, then stop
-        with _Progress(quiet, live) as progress, stop_signals("saving a checkpoint"):
-            result = train(cfg, resume=resume, overrides=explicit, on_step=progress, command=command)
+        # SIGTERM (a scheduler's time limit, preemption, `docker stop`) as Ctrl-C: the step under way
+        # finishes (defer_stop), its checkpoint is saved, then the command stops with 128 + the signal
+        with _Progress(quiet, live) as progress, stop_signals("saving the last finished step") as stop:
+            result = train(cfg, resume=resume, overrides=explicit, on_step=progress, command=command,
+                           step_guard=defer_stop)
+    except TrainingInterrupted as err:
+        code = stop.exit_code if stop is not None and stop.signum is not None else err.exit_code
+        stderr.print(f"[yellow]{escape(str(err))}[/]")
+        if as_json:
+            typer.echo(json.dumps({"interrupted": True, "step": err.step, "checkpoint": err.checkpoint,
+                                   "message": str(err), "exit_code": code}, sort_keys=True))
+        raise typer.Exit(code) from None
     except ImgxlateError as err:
         _fail(err, as_json)
     if as_json:

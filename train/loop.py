@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from imgxlate._atomic import TEMP_PREFIX
-from imgxlate.errors import TrainingError, UsageError
+from imgxlate.errors import TrainingError, TrainingInterrupted, UsageError
 from imgxlate.train import data as data_mod
 from imgxlate.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -170,17 +170,25 @@ def train(
     on_step: Callable[[StepInfo], None] | None = None,
     command: str | None = None,
     stop_after: int | None = None,
+    step_guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> TrainResult:
     """Train (or resume) a run; returns where things were written.
 
     ``resume``: a checkpoint file or run folder; its config is used, with ``overrides`` (only the
     keys in RESUME_OVERRIDABLE) applied on top. ``stop_after``: stop (and checkpoint) after this many
-    steps of this call, without exporting (tests use it to split a run).
+    steps of this call, without exporting (tests use it to split a run). ``step_guard``: a context
+    manager entered around each step; the CLI passes one that holds a stop signal until the step ends
+    (a KeyboardInterrupt between the generators' and the discriminators' updates would otherwise be
+    saved as a finished step, and the resumed run would not be the uninterrupted one).
+    A KeyboardInterrupt checkpoints the step reached and raises :class:`TrainingInterrupted`. Without
+    a guard, one that lands inside a step saves that step's partial update under the previous step's
+    number: training goes on from it fine, but the resumed run is no longer bit-identical to an
+    uninterrupted one.
     """
     cfg, ckpt = resolve_settings(cfg, resume, overrides)
     rt = setup_runtime(cfg)
     try:
-        result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after)
+        result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after, step_guard)
         if rt.distributed:
             # every rank finishes its collectives before any tears gloo/NCCL down: a rank that exited
             # first could abort the other inside the backend ("terminate called without an active
@@ -283,6 +291,7 @@ def _train(
     on_step: Callable[[StepInfo], None] | None,
     command: str,
     stop_after: int | None,
+    step_guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> TrainResult:
     # the run folder and the data, checked before anything is written
     out = Path(cfg.out).expanduser()
@@ -433,8 +442,10 @@ def _train(
             batch = next(batches)
             real_a = batch["A"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
             real_b = batch["B"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
-            meter.add(trainer.step(real_a, real_b))
-            step += 1
+            with step_guard():  # a step is applied whole and counted, or not at all
+                losses_now = trainer.step(real_a, real_b)
+                step += 1
+            meter.add(losses_now)
             logged = step == end or bool(cfg.log_every and step % cfg.log_every == 0)
             if logged or step % REPORT_EVERY == 0:
                 losses = meter.close_window()
@@ -475,7 +486,7 @@ def _train(
         checkpoint()
     wall = wall_before + time.perf_counter() - t0
     if interrupted:
-        raise TrainingError(f"interrupted at step {step}; checkpoint saved, continue with --resume {out}")
+        raise TrainingInterrupted(step, str(ckpt_path), str(out))
 
     # the export
     model_dir = None

@@ -264,8 +264,8 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
             "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
             "--no-export"]
-    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args], stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     log = run / "log.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -275,11 +275,13 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     assert proc.poll() is None, proc.stderr.read()[-2000:]
     assert not (run / "checkpoints" / "last.pt").exists()  # --checkpoint-every 0: none before the end
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0 and "Traceback" not in err, err
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err and "error" not in err, err  # 128 + SIGTERM
     assert "stopped by SIGTERM" in err and "checkpoint saved" in err and "--resume" in err, err
     step = load_checkpoint(run)["step"]
     assert step >= 3
+    summary = json.loads(out)
+    assert summary["interrupted"] and summary["step"] == step and summary["exit_code"] == 143, summary
     resumed = _cli("--resume", str(run), "--max-steps", str(step + 1), "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == step + 1

@@ -68,6 +68,39 @@ def test_resume_is_exact(folders: tuple[Path, Path], tmp_path: Path) -> None:
     assert steps == list(range(1, 7))
 
 
+def test_a_stop_signal_inside_a_step_saves_a_whole_step(folders: tuple[Path, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C between the generators' and the discriminators' updates of step 3, under the CLI's
+    guard (``defer_stop``): the step finishes, step 3 is saved with the weights of a run that stopped
+    cleanly after 3 steps, and the stop is TrainingInterrupted (exit 130), not an error. Before, the
+    half-applied step was saved as step 2 and the resumed run differed from an uninterrupted one."""
+    from imgxlate.cli.common import defer_stop, stop_signals
+    from imgxlate.errors import TrainingInterrupted
+
+    kw = {"max_steps": 6, "batch_size": 2, "checkpoint_every": 0, "epochs": 2, "epochs_decay": 2}
+    clean = tmp_path / "clean"
+    train(tiny_config(*folders, clean, **kw), stop_after=3)
+    calls = []
+    update = Trainer._update_discriminators
+
+    def interrupted(self: Trainer, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs at once, between bytecodes
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_update_discriminators", interrupted)
+    cut = tmp_path / "cut"
+    with stop_signals(), pytest.raises(TrainingInterrupted) as info:
+        train(tiny_config(*folders, cut, **kw), step_guard=defer_stop)
+    assert info.value.exit_code == 130 and f"--resume {cut}" in str(info.value)
+    assert info.value.step == 3 and load_checkpoint(cut)["step"] == 3
+    p1, p2 = _params(clean), _params(cut)
+    for net in p1:
+        for name in p1[net]:
+            assert torch.equal(p1[net][name], p2[net][name]), (net, name)
+
+
 def test_refuses_to_overwrite_a_run_and_rejects_math_overrides(
     folders: tuple[Path, Path], tmp_path: Path
 ) -> None:
