@@ -161,11 +161,18 @@ def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """Why a file failed, in one line for the user: an ImgxlateError's own message; an OSError with the
+    file and what the error means (``_atomic.explain_write_error``); else the exception's first line."""
     if isinstance(exc, ImgxlateError):
         return str(exc)
     if isinstance(exc, MemoryError):
         return "out of memory; use a smaller --tile (e.g. --tile 512) or --device cpu"
+    if isinstance(exc, OSError):
+        from imgxlate._atomic import explain_write_error
+
+        where = "".join(f" {f!r}" for f in (exc.filename, exc.filename2) if f)
+        return f"{type(exc).__name__}{where}: {explain_write_error(exc)}"
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     return f"{type(exc).__name__}: {text}"
 
@@ -258,7 +265,7 @@ class BatchRun:
             if isinstance(exc, DiskFullError):
                 with self._lock:
                     self._full = self._full or exc
-            result = FileResult(plan.src, plan.dst, "failed", _reason(exc), item.seconds, item.size[1],
+            result = FileResult(plan.src, plan.dst, "failed", failure_reason(exc), item.seconds, item.size[1],
                                 item.size[0])
         else:
             result = FileResult(plan.src, plan.dst, "converted", "", item.seconds + time.perf_counter() - t0,
@@ -318,7 +325,7 @@ class BatchRun:
             return self._record(item, item.result)
 
         def fail(item: _Item, exc: BaseException) -> None:
-            item.result = FileResult(item.plan.src, item.plan.dst, "failed", _reason(exc), item.seconds,
+            item.result = FileResult(item.plan.src, item.plan.dst, "failed", failure_reason(exc), item.seconds,
                                      item.size[1], item.size[0])
             done.append(item)
 

@@ -223,7 +223,7 @@ def examples(*lines: str) -> str:
     return "[bold]Examples[/]\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 
-def print_error(err: BaseException, console: Console | None = None) -> None:
+def print_error(err: BaseException | str, console: Console | None = None) -> None:
     """``error: <message>`` in red on stderr, without a traceback."""
     (console or stderr).print(f"[bold red]error:[/] {escape(str(err))}")
 
@@ -245,7 +245,9 @@ def json_error(message: str, kind: str, exit_code: int) -> dict[str, Any]:
 @contextlib.contextmanager
 def handle_errors(as_json: bool = False) -> Iterator[None]:
     """Turn an ImgxlateError into its message on stderr and ``typer.Exit(err.exit_code)``; with
-    ``as_json``, also a JSON error object on stdout, so a script reading stdout always gets JSON."""
+    ``as_json``, also a JSON error object on stdout, so a script reading stdout always gets JSON. An
+    OSError no code below turned into one (a file system that refuses where nothing expected it) is
+    shown the same way, with the file and what the error means, exit 1, instead of a traceback."""
     try:
         yield
     except ImgxlateError as err:
@@ -253,6 +255,14 @@ def handle_errors(as_json: bool = False) -> Iterator[None]:
         if as_json:
             emit_json(json_error(str(err), type(err).__name__, err.exit_code))
         raise typer.Exit(err.exit_code) from None
+    except OSError as err:
+        from imgxlate.batch import failure_reason
+
+        message = failure_reason(err)
+        print_error(message)
+        if as_json:
+            emit_json(json_error(message, type(err).__name__, 1))
+        raise typer.Exit(1) from None
 
 
 def load_translator(spec: ModelSpec, *, quiet: bool = False) -> Translator:

@@ -259,10 +259,13 @@ def video(
                         )
                     except UsageError:
                         raise
-                    except ImgxlateError as err:
-                        failures.append({"src": str(src), "status": "failed", "reason": str(err)})
+                    except (ImgxlateError, OSError) as err:  # this video's failure: the next one still runs
+                        from imgxlate.batch import failure_reason
+
+                        reason = failure_reason(err)
+                        failures.append({"src": str(src), "status": "failed", "reason": reason})
                         progress.console.print(f"[red]failed:[/] {escape(str(src))}")
-                        print_error(err, progress.console)
+                        print_error(reason, progress.console)
                         continue
                 results.append(r)
                 for w in r.warnings:

@@ -24,11 +24,11 @@ CONVERTED = "converted"
 
 
 def _failed(row: dict[str, Any], exc: BaseException) -> dict[str, Any]:
-    from imgxlate.batch import _reason
+    from imgxlate.batch import failure_reason
     from imgxlate.errors import DiskFullError
 
     # disk_full: the driver stops the job on it, as the local run stops its batch
-    row.update(status=FAILED, reason=_reason(exc), image=None, output=None,
+    row.update(status=FAILED, reason=failure_reason(exc), image=None, output=None,
                disk_full=isinstance(exc, DiskFullError))
     return row
 

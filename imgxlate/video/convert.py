@@ -57,7 +57,7 @@ from imgxlate.video.media import (
     output_size,
 )
 from imgxlate.video.probe import VideoInfo, parse_time, probe_video
-from imgxlate.video.segments import Parts, file_identity, segment_file
+from imgxlate.video.segments import Parts, file_identity, segment_file, target_lock
 from imgxlate.video.stabilize import TEMPORAL_MODES, FlowStabilizer, TemporalSettings
 
 # "off" until the flow blend meets issue 15's goals on both test clips; on the corpus clip it does (flicker
@@ -293,39 +293,42 @@ def convert_video(
         "settings": asdict(stab.s) if stab is not None else None, "start": s, "duration": d,
         "segment_seconds": segment_seconds,
     }
-    parts = Parts(dst_path, fingerprint)
-    remove_stale_temps([dst_path.parent], started_at)  # temp files a killed run left beside the target
-    if not resume:
+    # one conversion per target at a time: a second one (another terminal, a script run twice) is
+    # refused instead of both removing and rewriting each other's parts
+    with target_lock(dst_path):
+        parts = Parts(dst_path, fingerprint)
+        remove_stale_temps([dst_path.parent], started_at)  # temp files a killed run left beside the target
+        if not resume:
+            parts.remove()
+        done = parts.load()
+        if parts.discarded:
+            warnings.append("an earlier, interrupted run with other settings was discarded")
+        if done and stab is not None:
+            stab.set_state(parts.state())
+        rate = info.fps if info.fps > 0 else 25.0
+        job.parts = parts
+        job.skip = done
+        job.seg_frames = max(1, round(segment_seconds * rate))
+        job.writer_factory = lambda path: SegmentWriter(path, info, codec, crf, preset, pix_fmt)
+        try:
+            job.run()
+        except KeyboardInterrupt:
+            raise  # the complete segments stay for the next run
+        except BaseException:
+            parts.remove()
+            raise
+        try:
+            with atomic_path(dst_path) as tmp:
+                report = mux_final(parts.paths(), info, s, d, tmp, suffix)
+        except OSError as exc:
+            raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder and free disk "
+                             "space") from exc
+        warnings.extend(report.warnings)
         parts.remove()
-    done = parts.load()
-    if parts.discarded:
-        warnings.append("an earlier, interrupted run with other settings was discarded")
-    if done and stab is not None:
-        stab.set_state(parts.state())
-    rate = info.fps if info.fps > 0 else 25.0
-    job.parts = parts
-    job.skip = done
-    job.seg_frames = max(1, round(segment_seconds * rate))
-    job.writer_factory = lambda path: SegmentWriter(path, info, codec, crf, preset, pix_fmt)
-    try:
-        job.run()
-    except KeyboardInterrupt:
-        raise  # the complete segments stay for the next run
-    except BaseException:
-        parts.remove()
-        raise
-    try:
-        with atomic_path(dst_path) as tmp:
-            report = mux_final(parts.paths(), info, s, d, tmp, suffix)
-    except OSError as exc:
-        raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder and free disk "
-                         "space") from exc
-    warnings.extend(report.warnings)
-    parts.remove()
-    r = job.result(dst_path, report.audio, t_start, temporal)
-    r.width, r.height = out_w, out_h
-    r.resumed_frames = done
-    return r
+        r = job.result(dst_path, report.audio, t_start, temporal)
+        r.width, r.height = out_w, out_h
+        r.resumed_frames = done
+        return r
 
 
 class _Job:

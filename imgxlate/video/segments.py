@@ -17,12 +17,14 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imgxlate._atomic import atomic_path, write_bytes_atomic
+from imgxlate.errors import VideoError
 
 PARTS_PREFIX = ".imgxlate-parts-"
 MANIFEST = "manifest.json"
@@ -31,6 +33,44 @@ _VERSION = 1
 
 def parts_dir(dst: Path) -> Path:
     return dst.parent / f"{PARTS_PREFIX}{dst.name}"
+
+
+@contextlib.contextmanager
+def target_lock(dst: Path) -> Iterator[None]:
+    """Hold ``dst``'s lock while it is converted: a second conversion to the same target is refused at
+    once (:class:`VideoError`) instead of both deleting and rewriting each other's parts. The lock is
+    an ``flock`` on ``.imgxlate-parts-<name>.lock`` beside the target, so the kernel drops it when its
+    process dies (a SIGKILL leaves no stale lock); the file is removed at the end, while still held,
+    and a run that locked a file just removed that way locks the new one instead. Where there is no
+    ``fcntl`` (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = dst.parent / f"{PARTS_PREFIX}{dst.name}.lock"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VideoError(f"another imgxlate is writing {dst} right now; wait for it to finish or choose "
+                             "another output") from None
+        try:
+            held = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            held = False
+        if held:
+            break
+        os.close(fd)  # the file was removed by the run that held it: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
 
 
 def file_identity(path: Path | str | None) -> dict[str, Any] | None:

@@ -759,3 +759,38 @@ def test_frames_per_model_run_follow_the_device(clip: Path, translator, tmp_path
     assert r.status == "converted" and sizes and set(sizes) == {1}
     monkeypatch.setattr(type(translator.engine), "on_cuda", property(lambda self: True))
     assert translator.default_batch_size == 4  # (how many a run gets also depends on the reader's pace)
+
+
+def test_a_second_conversion_to_the_same_target_is_refused_while_the_first_runs(clip: Path, translator,
+                                                                                  tmp_path: Path) -> None:
+    """Two runs on one output (a script started twice) used to delete each other's parts and both crash;
+    the second is now refused at once and the first's parts are left alone."""
+    from imgxlate.video.segments import parts_dir, target_lock
+
+    dst = tmp_path / "same.mp4"
+    parts = parts_dir(dst)
+    parts.mkdir()
+    (parts / "seg_000000.seg").write_bytes(b"the first run's segment")
+    with target_lock(dst):  # the first run, holding the target
+        with pytest.raises(VideoError, match="another imgxlate is writing"):
+            video.convert_video(clip, dst, translator, temporal="off", duration=0.5)
+        assert (parts / "seg_000000.seg").read_bytes() == b"the first run's segment"
+    r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5)  # free again
+    assert r.status == "converted" and dst.is_file() and leftovers(tmp_path) == []
+
+
+def test_a_file_in_the_way_of_the_parts_folder_fails_that_video_with_a_message(clip: Path, tiny_pair: Path,
+                                                                                 tmp_path: Path) -> None:
+    """An OSError no code expected (a file where the parts folder goes) is that video's failure, with
+    the path and the reason, in the JSON summary too; before, a traceback and an empty stdout."""
+    import json
+
+    dst = tmp_path / "pf.mp4"
+    (tmp_path / ".imgxlate-parts-pf.mp4").write_text("in the way")
+    proc = subprocess.run([sys.executable, "-m", "imgxlate", "video", str(clip), "--model", str(tiny_pair / "a2b.onnx"),
+                           "--device", "cpu", "--threads", "1", "--duration", "0.3", "--out", str(dst), "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["totals"]["failed"] == 1 and ".imgxlate-parts-pf.mp4" in summary["results"][0]["reason"]
+    assert not dst.exists()
