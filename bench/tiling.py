@@ -81,7 +81,7 @@ def default_model() -> Path:
         torch.manual_seed(0)
         cfg = {"ngf": 32, "n_blocks": 6, "upsample": "transpose"}
         gens = [init_weights(ResnetGenerator(**cfg), gain=0.05) for _ in range(2)]
-        export_pair(gens[0], gens[1], out, "a", "b", cfg, image_size=64, steps=0, epochs=0.0)
+        export_pair(gens[0], gens[1], out, "a", "b", cfg, image_size=64, steps=0, epochs=0.0, overwrite=True)
     return path
 
 

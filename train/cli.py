@@ -229,6 +229,7 @@ app.callback(invoke_without_command=True)(with_config_options(train_command, _LE
 def export_command(
     checkpoint: str = typer.Argument(..., help="A checkpoint .pt file or a run folder."),
     out: str = typer.Option(..., "--out", "-o", help="Folder for a2b.onnx / b2a.onnx and README.md."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
 ) -> None:
@@ -242,7 +243,7 @@ def export_command(
 
         if not quiet and not as_json:
             stderr.print(f"exporting {checkpoint} to {out} ...", markup=False)
-        reports = export_checkpoint(checkpoint, out)
+        reports = export_checkpoint(checkpoint, out, overwrite=overwrite)
     except ImgxlateError as err:
         _fail(err, as_json)
     if as_json:

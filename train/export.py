@@ -245,8 +245,10 @@ def export_pair(
     training: dict[str, Any] | None = None,
     verify_a: list[torch.Tensor] | None = None,
     verify_b: list[torch.Tensor] | None = None,
+    overwrite: bool = False,
 ) -> list[ExportReport]:
-    """Write ``out_dir/a2b.onnx``, ``out_dir/b2a.onnx`` and a model card ``README.md``."""
+    """Write ``out_dir/a2b.onnx``, ``out_dir/b2a.onnx`` and a model card ``README.md`` (see
+    :func:`export_generators` for ``overwrite``)."""
     return export_generators(
         {"a2b": gen_a2b, "b2a": gen_b2a},
         out_dir,
@@ -258,6 +260,7 @@ def export_pair(
         epochs,
         training,
         {"a2b": verify_a, "b2a": verify_b},
+        overwrite,
     )
 
 
@@ -272,13 +275,22 @@ def export_generators(
     epochs: float,
     training: dict[str, Any] | None = None,
     verify: dict[str, list[torch.Tensor] | None] | None = None,
+    overwrite: bool = False,
 ) -> list[ExportReport]:
     """Write ``out_dir/DIRECTION.onnx`` for each generator in ``gens`` (keys ``a2b``/``b2a``: a pair,
-    or one direction for a one-sided CUT run) and a model card ``README.md``."""
+    or one direction for a one-sided CUT run) and a model card ``README.md``.
+
+    A folder that already holds a model is refused (UsageError) unless ``overwrite``; then a direction
+    file of the old model that this export does not write is removed, so the folder never pairs two
+    different models."""
     import json
 
     out_dir = Path(out_dir)
     ensure_folder(out_dir)
+    existing = [name for name in MODEL_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{out_dir} already holds a model ({', '.join(existing)}); pass --overwrite to replace "
+                         "it, or choose another --out")
     training = dict(training or {})
     method = str(training.get("method", "cyclegan"))
     reports: list[ExportReport] = []
@@ -319,9 +331,16 @@ def export_generators(
     )
     try:
         write_bytes_atomic(out_dir / "README.md", card.encode("utf-8"))
+        for direction in ("a2b", "b2a"):
+            if direction not in gens:  # the old model's other direction: not this model's
+                (out_dir / f"{direction}.onnx").unlink(missing_ok=True)
     except OSError as exc:
         raise _write_error(out_dir / "README.md", exc) from exc
     return reports
+
+
+# What an exported model folder holds (a folder with any of them already holds a model).
+MODEL_FILES = ("a2b.onnx", "b2a.onnx", "README.md")
 
 
 def ensure_folder(folder: Path) -> None:
@@ -399,6 +418,7 @@ def export_checkpoint(
     out_dir: str | os.PathLike[str],
     verify_a: list[torch.Tensor] | None = None,
     verify_b: list[torch.Tensor] | None = None,
+    overwrite: bool = False,
 ) -> list[ExportReport]:
     """Export the generators of ``checkpoint`` (file or run folder) to ``out_dir``/{a2b,b2a}.onnx: both
     for CycleGAN and two-direction CUT runs, the trained one for a one-direction CUT run.
@@ -443,4 +463,5 @@ def export_checkpoint(
         epochs=float(ckpt.get("epoch", 0.0)),
         training=training_facts(ckpt),
         verify={"a2b": verify_a, "b2a": verify_b},
+        overwrite=overwrite,
     )

@@ -500,6 +500,7 @@ def _train(
             model_dir,
             verify_inputs(files_a, cfg.image_size),
             verify_inputs(files_b, cfg.image_size),
+            overwrite=True,  # the run's own folder: a resumed, longer run replaces its earlier export
         )
         log.info("exported %s (%s) after %s steps at %.2f images/s", model_dir, names, step, trained_ips)
     seen = seen_before + (step - start) * images_per_step

@@ -133,6 +133,14 @@ def test_export_subcommand_and_resume(run: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["--resume", str(run), "--max-steps", "4", "--no-export", "-q"])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(run)["step"] == 4
+    # a folder that holds a model is not replaced without --overwrite
+    again = ["export", str(run), "--out", str(tmp_path / "m")]
+    result = runner.invoke(app, again)
+    assert result.exit_code == 2 and "already holds a model" in result.output and "--overwrite" in result.output
+    assert read_onnx_metadata(str(tmp_path / "m" / "b2a.onnx")).steps == 3
+    result = runner.invoke(app, [*again, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert read_onnx_metadata(str(tmp_path / "m" / "b2a.onnx")).steps == 4
     result = runner.invoke(app, ["--resume", str(run), "--ngf", "16"])
     assert result.exit_code == 2 and "cannot change when resuming" in result.output
 

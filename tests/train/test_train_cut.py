@@ -242,3 +242,20 @@ def test_a_cut_generator_exports_and_converts(folders: tuple[Path, Path], tmp_pa
         assert a.size == b.size
     summary = json.loads(proc.stdout)
     assert summary  # convert's own JSON summary
+
+
+def test_a_one_direction_export_over_a_pair_leaves_no_mixed_folder(tmp_path: Path) -> None:
+    """Exporting a one-direction (CUT) model into a folder that holds a pair: refused without overwrite;
+    with it, the old pair's other direction goes, so the folder is never two models called a pair."""
+    from imgxlate.train.export import export_generators, export_pair
+
+    cfg = {"ngf": 8, "n_blocks": 1}
+    torch.manual_seed(0)
+    export_pair(ResnetGenerator(**cfg), ResnetGenerator(**cfg), tmp_path / "m", "a", "b", cfg, 32, 1, 0.1)
+    one = {"a2b": ResnetGenerator(**cfg)}
+    with pytest.raises(UsageError, match="already holds a model"):
+        export_generators(one, tmp_path / "m", "x", "y", cfg, 32, 2, 0.2)
+    assert read_onnx_metadata(str(tmp_path / "m" / "b2a.onnx")).steps == 1  # untouched
+    export_generators(one, tmp_path / "m", "x", "y", cfg, 32, 2, 0.2, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "a2b.onnx"]
+    assert read_onnx_metadata(str(tmp_path / "m" / "a2b.onnx")).steps == 2

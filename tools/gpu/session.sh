@@ -158,7 +158,7 @@ for r in $(echo "$ok_cands" | grep -o .); do
   if kill -0 "$pid" 2>/dev/null; then
     say "run $r past the deadline: interrupting it (it checkpoints) and exporting that checkpoint"
     kill -INT "$pid"; sleep 15
-    timeout 40 imgxlate-train export "$W/run$r" --out "$W/run$r/model" > "$W/export$r.out" 2>&1
+    timeout 40 imgxlate-train export "$W/run$r" --out "$W/run$r/model" --overwrite > "$W/export$r.out" 2>&1
   fi
 done
 [ -n "${dmon:-}" ] && kill "$dmon" 2>/dev/null
