@@ -8,6 +8,7 @@ the exit code (0 all done or skipped, 1 any video failed, 2 usage errors, 130 in
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,12 +87,22 @@ def plan_videos(
     return plans, [n for n in found.found if n.status in ("skipped", "failed")]
 
 
-def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool) -> dict[Path, str]:
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool, crf: int = 23,
+             preset: str = "ultrafast") -> dict[Path, str]:
     """What can be refused before the model is loaded (usage errors raise, exit 2): missing inputs,
-    an encoder FFmpeg lacks or the container cannot hold, an ``--out`` under a file. Returns the
+    an encoder FFmpeg lacks, the container cannot hold or that refuses ``crf`` / ``preset``, an
+    ``--out`` under a file or named as a video the tool does not write. Returns the
     explicitly named files that are not videos (FIFO, device, still image, unreadable) with the reason:
     they fail (exit 1) without costing a model load."""
     from imgxlate.errors import VideoError
+    from imgxlate.inputs import VIDEO_SUFFIXES
     from imgxlate.video.convert import _check_parent
     from imgxlate.video.media import OUTPUT_SUFFIXES, check_encoder
     from imgxlate.video.probe import probe_video
@@ -100,6 +111,10 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
         if not p.exists() and not p.is_symlink() and not any(c in str(p) for c in "*?["):
             raise UsageError(f"input {p} does not exist; give video files or folders of videos")
     suffix = ".mp4"
+    if out is not None and out.suffix.lower() in VIDEO_SUFFIXES and out.suffix.lower() not in OUTPUT_SUFFIXES \
+            and not out.is_dir():  # a video name, not a folder: one this tool cannot write
+        raise UsageError(f"--out {out}: imgxlate writes {', '.join(OUTPUT_SUFFIXES)} videos, not "
+                         f"{out.suffix.lower()}; give a name ending in one of those, or a folder")
     if out is not None:
         if out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir():
             suffix = out.suffix.lower()
@@ -110,7 +125,7 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
                                  f"{', '.join(OUTPUT_SUFFIXES)}")
             _check_parent(out, "--out")
     if not frames_only:
-        check_encoder(codec, suffix, pix_fmt)
+        check_encoder(codec, suffix, pix_fmt, crf, preset)
     bad: dict[Path, str] = {}
     for p in inputs:
         if p.is_dir() or not (p.exists() or p.is_symlink()):
@@ -153,7 +168,8 @@ def video(
     codec: Annotated[str, typer.Option("--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...).")]
     = "libx264",
     crf: Annotated[int, typer.Option("--crf", min=0, max=63, help="Quality: lower is better (18 looks "
-                                                                   "transparent with x264).")] = 18,
+                                                                   "transparent with x264; x264/x265 take 0-51, "
+                                                                   "VP9/AV1 0-63).")] = 18,
     preset: Annotated[str, typer.Option("--preset", help="x264/x265 speed preset (ultrafast .. veryslow).")]
     = "medium",
     pix_fmt: Annotated[
@@ -206,7 +222,7 @@ def video(
             dur = parse_time(duration, "--duration")
             if dur is not None and dur <= 0:
                 raise UsageError("--duration must be more than 0 seconds")
-            bad = precheck(inputs, out, codec, pix_fmt, frames_only)
+            bad = precheck(inputs, out, codec, pix_fmt, frames_only, crf, preset)
             for src, reason in bad.items():
                 failures.append({"src": str(src), "status": "failed", "reason": reason})
                 print_error(ImgxlateError(reason))
@@ -230,7 +246,8 @@ def video(
             else:
                 plans = []
             for src, dst, fdir in plans:
-                if dst is not None and dst.exists() and not overwrite:
+                # an output that is the input itself is a usage error (from convert_video), not "exists"
+                if dst is not None and dst.exists() and not overwrite and not _same_file(src, dst):
                     results.append(VideoResultT(src, dst, "skipped", reason="output exists (pass --overwrite "
                                                 "to replace it)"))
                     if not quiet_ui:

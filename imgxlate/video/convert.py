@@ -57,7 +57,7 @@ from imgxlate.video.media import (
     output_size,
 )
 from imgxlate.video.probe import VideoInfo, parse_time, probe_video
-from imgxlate.video.segments import Parts, file_identity, segment_file, target_lock
+from imgxlate.video.segments import Parts, file_identity, parts_dir, segment_file, target_lock
 from imgxlate.video.stabilize import TEMPORAL_MODES, FlowStabilizer, TemporalSettings
 
 # "off" until the flow blend meets issue 15's goals on both test clips; on the corpus clip it does (flicker
@@ -153,6 +153,22 @@ class _Stage:
 
 def _frame_name(i: int) -> str:
     return f"frame_{i + 1:06d}.png"
+
+
+_FRAME_NAME = re.compile(r"frame_\d{6,}\.png")
+
+
+def _claim_frames_dir(fdir: Path, overwrite: bool) -> None:
+    """A --frames-dir that holds another conversion's frames is refused, or with ``overwrite`` emptied
+    of them first (a shorter video would otherwise leave the old frames after its own)."""
+    if not (fdir / _frame_name(0)).exists():
+        return
+    if not overwrite:
+        raise VideoError(f"--frames-dir {fdir} already holds frames; pass --overwrite to replace them or choose "
+                         "another folder")
+    for f in fdir.iterdir():
+        if _FRAME_NAME.fullmatch(f.name) and f.is_file():
+            f.unlink()
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -257,7 +273,9 @@ def convert_video(
         assert dst_path is not None
         if dst_path.exists() and not overwrite:
             return VideoResult(src, dst_path, "skipped", reason="output exists (pass --overwrite to replace it)")
-        check_encoder(codec, dst_path.suffix.lower(), pix_fmt)
+        check_encoder(codec, dst_path.suffix.lower(), pix_fmt, int(crf), preset)
+        if fdir is not None and not parts_dir(dst_path).is_dir():  # not the frames of a run being resumed
+            _claim_frames_dir(fdir, overwrite)
     elif fdir is not None and (fdir / _frame_name(0)).exists() and not overwrite:
         return VideoResult(src, None, "skipped", frames_dir=fdir,
                            reason=f"{fdir} already has frames (pass --overwrite to replace them)")

@@ -208,10 +208,22 @@ def _resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_encoder(codec: str, suffix: str, pix_fmt: str) -> None:
+# The quality scales of the encoders that take --crf (x264 and x265: 0-51; VP9 and AV1: 0-63).
+_CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51}
+# x264's and x265's speed presets.
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+def check_encoder(codec: str, suffix: str, pix_fmt: str, crf: int = 23, preset: str = "ultrafast") -> None:
     """Refuse an encoder FFmpeg does not have (or one that cannot open here, e.g. NVENC without its
-    GPU driver), or one the container cannot hold, before any work is done."""
+    GPU driver), one the container cannot hold, or settings it does not take (``crf``, ``preset``),
+    before any work is done: it is opened once with them."""
     av = av_module()
+    if codec in _CRF_MAX and not 0 <= crf <= _CRF_MAX[codec]:
+        raise UsageError(f"--crf {crf}: {codec} takes 0 to {_CRF_MAX[codec]} (lower is better; 18 looks transparent)")
+    if codec in ("libx264", "libx264rgb", "libx265") and preset not in X26X_PRESETS:
+        raise UsageError(f"--preset {preset!r} is not one of {codec}'s: {', '.join(X26X_PRESETS)}")
     if suffix == ".webm" and codec not in _WEBM_VIDEO:
         raise UsageError(f"WebM holds VP8/VP9/AV1 video only, not {codec}; use --codec libvpx-vp9 or a .mp4 name")
     try:
@@ -231,7 +243,7 @@ def check_encoder(codec: str, suffix: str, pix_fmt: str) -> None:
         ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
         ctx.time_base = Fraction(1, 25)
         ctx.framerate = Fraction(25)
-        ctx.options = _codec_options(codec, 23, "ultrafast") if codec != "libsvtav1" else {}
+        ctx.options = _codec_options(codec, crf, preset) if codec != "libsvtav1" else {}
         ctx.open()  # freed with the object
     except (av.error.FFmpegError, ValueError) as exc:
         raise UsageError(f"the encoder {codec} cannot start here ({_reason(exc)}); use --codec libx264") from exc

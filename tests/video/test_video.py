@@ -794,3 +794,40 @@ def test_a_file_in_the_way_of_the_parts_folder_fails_that_video_with_a_message(c
     summary = json.loads(proc.stdout)
     assert summary["totals"]["failed"] == 1 and ".imgxlate-parts-pf.mp4" in summary["results"][0]["reason"]
     assert not dst.exists()
+
+
+def test_encoder_settings_and_output_names_are_checked_before_any_work(clip: Path, tiny_pair: Path,
+                                                                        tmp_path: Path) -> None:
+    """A preset x264 does not have, a --crf past x264's 0-51, an output named as a video the tool cannot
+    write (.avi used to become a folder) and an output that is the input (used to be "skipped: output
+    exists") are usage errors, exit 2, before the model loads; nothing is written."""
+    from imgxlate.video.media import check_encoder
+
+    with pytest.raises(UsageError, match="--preset 'fastest'"):
+        check_encoder("libx264", ".mp4", "yuv420p", 23, "fastest")
+    with pytest.raises(UsageError, match="0 to 51"):
+        check_encoder("libx265", ".mp4", "yuv420p", 55, "medium")
+    check_encoder("libx264", ".mp4", "yuv420p", 51, "veryslow")  # the limits themselves are fine
+    base = [sys.executable, "-m", "imgxlate", "video", "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu"]
+    for extra, says in ((["--out", str(tmp_path / "c.mp4"), "--preset", "fastest"], "--preset"),
+                        (["--out", str(tmp_path / "c.mp4"), "--crf", "60"], "--crf 60"),
+                        (["--out", str(tmp_path / "res.avi")], "not .avi"),
+                        (["--out", str(clip)], "is the input itself")):
+        proc = subprocess.run([*base, str(clip), *extra], capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 2 and says in proc.stderr, (extra, proc.returncode, proc.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_frames_dir_holding_other_frames_is_not_overwritten(clip: Path, translator, tmp_path: Path) -> None:
+    """--frames-dir with another conversion's frames: refused; with overwrite, emptied of them first,
+    so a shorter video does not leave the old frames after its own."""
+    fdir = tmp_path / "frames"
+    first = video.convert_video(clip, tmp_path / "a.mp4", translator, temporal="off", duration=0.5, frames_dir=fdir)
+    assert first.frames == len(list(fdir.iterdir())) > 3
+    kept = (fdir / "frame_000001.png").read_bytes()
+    with pytest.raises(VideoError, match="already holds frames"):
+        video.convert_video(clip, tmp_path / "b.mp4", translator, temporal="off", duration=0.2, frames_dir=fdir)
+    assert (fdir / "frame_000001.png").read_bytes() == kept and not (tmp_path / "b.mp4").exists()
+    short = video.convert_video(clip, tmp_path / "b.mp4", translator, temporal="off", duration=0.2, frames_dir=fdir,
+                                overwrite=True)
+    assert sorted(p.name for p in fdir.iterdir()) == [f"frame_{i + 1:06d}.png" for i in range(short.frames)]
