@@ -86,6 +86,9 @@ class VideoResult:
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
     resumed_frames: int = 0  # frames taken from an earlier, interrupted run
+    # the input broke off or was damaged: the output holds the frames that could be decoded, fewer
+    # than the file announces (a warning says how many)
+    partial: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -363,6 +366,7 @@ class _Job:
         self.seg_frames = 1 << 30
         self.writer_factory: Callable[[Path], SegmentWriter] | None = None
         self.frames = 0  # frames written in this run
+        self.partial = False  # the input broke off: see VideoResult.partial
         self.end = Fraction(0)
         self.decoder: Decoder | None = None
         self._seg: tuple[SegmentWriter, Any, Path, int] | None = None
@@ -516,6 +520,7 @@ class _Job:
         n = self.frames + self.skip
         if self.start is None and self.duration is None and (dec.error or (expected and n < 0.9 * expected)):
             why = f" ({dec.error})" if dec.error else ""
+            self.partial = True
             self.warnings.append(f"only {n} of about {expected} frames could be decoded{why}; the file may be "
                                  "truncated or damaged")
 
@@ -525,7 +530,7 @@ class _Job:
             height=self.info.height, fps=self.info.fps, duration=float(self.end),
             seconds=time.perf_counter() - t_start, temporal=temporal if self.stab is not None else "off",
             audio=audio, cuts=self.stab.cuts if self.stab is not None else 0, frames_dir=self.fdir,
-            warnings=self.warnings,
+            warnings=self.warnings, partial=self.partial,
         )
 
 

@@ -301,6 +301,8 @@ def test_truncated_faststart_file_converts_what_is_there_and_warns(clip: Path, t
     r = video.convert_video(cut, tmp_path / "cut.out.mp4", translator, temporal="off")
     assert 0 < r.frames < 2 * FPS
     assert any("truncated" in w for w in r.warnings)
+    assert r.partial and r.to_dict()["partial"] is True  # machine-readable, not only a sentence
+    assert not video.convert_video(clip, tmp_path / "whole.out.mp4", translator, temporal="off").partial
 
 
 def test_interrupt_leaves_nothing(clip: Path, translator, tmp_path: Path) -> None:
