@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate._atomic import TEMP_PREFIX, atomic_path, remove_stale_temps
-from imgxlate.errors import UsageError, VideoError
+from imgxlate._atomic import TEMP_PREFIX, atomic_path, disk_full_error, is_disk_full, remove_stale_temps
+from imgxlate.errors import DiskFullError, UsageError, VideoError
 from imgxlate.video.media import (
     OUTPUT_SUFFIXES,
     Decoder,
@@ -333,17 +333,21 @@ def convert_video(
         job.writer_factory = lambda path: SegmentWriter(path, info, codec, crf, preset, pix_fmt)
         try:
             job.run()
-        except KeyboardInterrupt:
-            raise  # the complete segments stay for the next run
-        except BaseException:
-            parts.remove()
+        except BaseException as exc:
+            # a stop or a full disk: the complete segments stay, and the same command continues from them
+            # (as its message says); any other failure discards them
+            if not isinstance(exc, KeyboardInterrupt) and not is_disk_full(exc):
+                parts.remove()
             raise
         try:
             with atomic_path(dst_path) as tmp:
-                report = mux_final(parts.paths(), info, s, d, tmp, suffix)
+                report = mux_final(parts.paths(), info, s, d, tmp, suffix, final=dst_path)
+        except DiskFullError:
+            raise  # the segments stay: the rerun only joins them
         except OSError as exc:
-            raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder and free disk "
-                             "space") from exc
+            if is_disk_full(exc):
+                raise disk_full_error(dst_path, "joining the finished segments into the video") from exc
+            raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder") from exc
         warnings.extend(report.warnings)
         parts.remove()
         r = job.result(dst_path, report.audio, t_start, temporal)

@@ -390,9 +390,10 @@ class MuxReport:
 
 
 def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None,
-              dst: Path, suffix: str) -> MuxReport:
+              dst: Path, suffix: str, final: Path | None = None) -> MuxReport:
     """Join the video ``segments`` (packet copy, no re-encoding) with the source's audio and subtitles
-    cut to ``start``/``duration`` into ``dst`` (a temp path; the container is chosen by ``suffix``).
+    cut to ``start``/``duration`` into ``dst`` (a temp path; the container is chosen by ``suffix``;
+    ``final``: the target it becomes, named in errors). A full disk is :class:`DiskFullError`.
 
     Audio is copied when the container takes its codec, else re-encoded (AAC; Opus for WebM) with a
     warning; text subtitles become mov_text in MP4/MOV and are copied into MKV; bitmap subtitles are kept
@@ -437,9 +438,14 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
             warnings.append(f"audio ({codecs}) cannot be copied into {suffix}; re-encoded as {audio_encoder}")
             return MuxReport(f"re-encoded ({audio_encoder})", tuple(warnings))
         return MuxReport("copied", tuple(warnings))
+    from imgxlate._atomic import disk_full_error, is_disk_full
+
+    target = final or dst
+    if last is not None and is_disk_full(last):
+        raise disk_full_error(target, "joining the finished segments into the video") from last
     if isinstance(last, OSError):
-        raise VideoError(f"cannot write {dst.name} ({last.strerror or last}); check free disk space") from last
-    raise VideoError(f"FFmpeg could not write {dst.name} ({last})") from last
+        raise VideoError(f"cannot write {target} ({last.strerror or last}); check the folder") from last
+    raise VideoError(f"FFmpeg could not write {target} ({last})") from last
 
 
 def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None, dst: Path,

@@ -3,6 +3,7 @@ independent reference: imgxlate itself decodes and encodes in-process with PyAV)
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -833,3 +834,32 @@ def test_a_frames_dir_holding_other_frames_is_not_overwritten(clip: Path, transl
     short = video.convert_video(clip, tmp_path / "b.mp4", translator, temporal="off", duration=0.2, frames_dir=fdir,
                                 overwrite=True)
     assert sorted(p.name for p in fdir.iterdir()) == [f"frame_{i + 1:06d}.png" for i in range(short.frames)]
+
+
+def test_a_full_disk_keeps_the_finished_segments_and_the_rerun_continues(clip: Path, translator,
+                                                                          tmp_path: Path) -> None:
+    """The disk fills up while the last segment is written (on a real small tmpfs): the error says the
+    disk is full and to run the command again, the finished segments stay (they were deleted, so
+    "run again to continue" was not true), and once there is room the rerun continues from them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fault_fs import fill, small_tmpfs
+
+    from imgxlate._atomic import is_disk_full
+    from imgxlate.video.segments import parts_dir
+
+    with small_tmpfs(tmp_path / "small", 4096) as small:
+        dst = small / "full.mp4"
+
+        def fill_at_the_end(done: int, total: int | None) -> None:
+            if total and done == total and not (small / "filler").exists():
+                fill(small, 0)
+
+        with pytest.raises((VideoError, OSError)) as info:
+            video.convert_video(clip, dst, translator, temporal="off", segment_seconds=0.5, progress=fill_at_the_end)
+        assert is_disk_full(info.value) and "disk" in str(info.value) and "again" in str(info.value)
+        kept = json.loads((parts_dir(dst) / "manifest.json").read_text())["segments"]
+        assert kept and not dst.exists()
+        (small / "filler").unlink()
+        r = video.convert_video(clip, dst, translator, temporal="off", segment_seconds=0.5)
+        assert r.status == "converted" and r.resumed_frames == sum(s["frames"] for s in kept) > 0
+        assert len(frame_times(dst)) == r.frames and not parts_dir(dst).exists()
