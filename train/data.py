@@ -56,8 +56,11 @@ def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
                 files.append(Path(dirpath) / name)
     files.sort()
     if not files:
+        # the suffixes people have first (the sorted list began .apng, .avif, .blp, .bmp, .bufr, ...)
+        common = [e for e in (".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff", ".bmp") if e in exts]
         raise TrainingError(
-            f"{label} {str(root)!r} has no image files (looked for {', '.join(sorted(exts)[:8])}, ...)"
+            f"{label} {str(root)!r} has no image files (looked for {', '.join(common)} and "
+            f"{len(exts) - len(common)} more kinds, in sub-folders too; hidden files are left out)"
         )
     return files
 

@@ -72,7 +72,7 @@ def test_find_images_recursive_and_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingError, match="has no image files") as err:
         find_images(tmp_path / "empty", "domain B")
-    assert "empty" in str(err.value)
+    assert "empty" in str(err.value) and ".jpg, .jpeg, .png" in str(err.value)
 
 
 def test_only_corrupt_files_is_a_clear_error(tmp_path: Path) -> None:
