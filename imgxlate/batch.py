@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from imgxlate.errors import DiskFullError, ImgxlateError, UsageError
+from imgxlate.imaging.notices import collected
 from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs
 from imgxlate.notes import Note
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, ImageOptions
@@ -35,7 +36,7 @@ class FileResult:
     seconds: float = 0.0
     width: int = 0
     height: int = 0
-    notes: tuple[Note, ...] = ()  # a converted file's ``partial`` note (see :func:`converted_notes`)
+    notes: tuple[Note, ...] = ()  # a converted file's ``partial`` / ``image`` notes (:func:`converted_notes`)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -45,13 +46,16 @@ class FileResult:
         return d
 
 
-def converted_notes(pages_left_out: int) -> tuple[Note, ...]:
-    """What a converted file's result says besides "converted": a ``partial`` note when pages of a
-    multi-page TIFF were left out (:attr:`imgxlate.imaging.DecodedImage.pages_left_out`). The local
-    batch and the Ray stages both build their results' notes here."""
+def converted_notes(pages_left_out: int, image: Sequence[str] = ()) -> tuple[Note, ...]:
+    """What a converted file's result says besides "converted": an ``image`` note for each thing the
+    imaging code handled in it (``image``: texts of :func:`imgxlate.imaging.notices.collected`, e.g. a
+    broken ICC profile ignored), and a ``partial`` note when pages of a multi-page TIFF were left out
+    (:attr:`imgxlate.imaging.DecodedImage.pages_left_out`). The local batch and the Ray stages both
+    build their results' notes here."""
+    notes = tuple(Note("image", text) for text in dict.fromkeys(image))
     if pages_left_out <= 0:
-        return ()
-    return (Note("partial", f"only the first of its {pages_left_out + 1} pages was converted: a multi-page "
+        return notes
+    return notes + (Note("partial", f"only the first of its {pages_left_out + 1} pages was converted: a multi-page "
                             "TIFF keeps every page when it is written as TIFF (--format same or tiff) and its "
                             "pages are 8-bit or 16-bit gray; else save the pages as files of their own"),)
 
@@ -260,7 +264,8 @@ class BatchRun:
         try:
             if self._full is not None:
                 raise self._full
-            write_image(plan.dst, rgb, like, fmt=self.options.fmt, quality=self.options.quality)
+            with collected() as said:
+                write_image(plan.dst, rgb, like, fmt=self.options.fmt, quality=self.options.quality)
         except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
             if isinstance(exc, DiskFullError):
                 with self._lock:
@@ -269,7 +274,8 @@ class BatchRun:
                                 item.size[0])
         else:
             result = FileResult(plan.src, plan.dst, "converted", "", item.seconds + time.perf_counter() - t0,
-                                item.size[1], item.size[0], converted_notes(like.pages_left_out))
+                                item.size[1], item.size[0],
+                                converted_notes(like.pages_left_out, [*item.extra.get("said", ()), *said]))
         item.result = result
         return result
 
@@ -282,9 +288,13 @@ class BatchRun:
         folders = {p.dst.parent for p in self.plans if p.status == "pending"}
         self.removed_temps = remove_stale_temps(folders, self.started)
 
-        def decode(plan: PlannedFile) -> tuple[Any, float]:
-            # a multi-page TIFF's pages, only where the output holds them (fit_to_target)
-            return _timed(lambda: fit_to_target(read_image(plan.src, max_pixels=self.max_pixels), plan.dst))
+        def decode(plan: PlannedFile) -> tuple[Any, float, list[str]]:
+            # a multi-page TIFF's pages, only where the output holds them (fit_to_target); what the
+            # decoder says about the file (a broken ICC profile ignored) becomes its result's notes
+            with collected() as said:
+                image, seconds = _timed(lambda: fit_to_target(read_image(plan.src, max_pixels=self.max_pixels),
+                                                              plan.dst))
+            return image, seconds, said
 
         queue: deque[_Item] = deque(_Item(p) for p in self.plans)
         decoding: deque[_Item] = deque()  # items handed to the pool for decoding, in order
@@ -345,7 +355,7 @@ class BatchRun:
                     done.append(item)
                 else:
                     try:
-                        decoded, item.seconds = item.decode.result()
+                        decoded, item.seconds, item.extra["said"] = item.decode.result()
                         largest = max(largest, _image_bytes(decoded))
                         item.extra["image"] = decoded
                         item.size = (decoded.height, decoded.width)

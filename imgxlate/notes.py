@@ -8,7 +8,9 @@ information, the others as warnings); nothing matches note texts. Kinds:
 - ``ignored``: an option had no effect (``--to`` on a single generator without metadata);
 - ``fallback``: the run differs from what was asked (resized to a fixed-size model's input, blend
   tiling instead of exact);
-- ``partial``: a file was converted in part (the first page of a multi-page TIFF).
+- ``partial``: a file was converted in part (the first page of a multi-page TIFF);
+- ``image``: something in a file was off and was handled (a broken ICC profile ignored, EXIF that
+  could not be read or written left out).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-NoteKind = Literal["direction", "no-metadata", "ignored", "fallback", "partial"]
-KINDS: tuple[NoteKind, ...] = ("direction", "no-metadata", "ignored", "fallback", "partial")
+NoteKind = Literal["direction", "no-metadata", "ignored", "fallback", "partial", "image"]
+KINDS: tuple[NoteKind, ...] = ("direction", "no-metadata", "ignored", "fallback", "partial", "image")
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ def convert(
             stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")
         for r in results:
             for note in r.notes:
-                if note.kind == "partial":
+                if note.kind in ("partial", "image"):
                     print_warning(f"{r.src}: {note.text}")
     if interrupted:
         raise typer.Exit(stop.exit_code)

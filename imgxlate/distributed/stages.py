@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from imgxlate.distributed import storage
 from imgxlate.distributed.plan import FAILED, PENDING
+from imgxlate.imaging.notices import collected
 from imgxlate.options import ImageOptions, ModelSpec
 
 CONVERTED = "converted"
@@ -45,13 +46,15 @@ def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     limit = DEFAULT_MAX_PIXELS if options.max_pixels is None else options.max_pixels
     t0 = time.perf_counter()
     try:
-        if storage.is_url(row["src"]):
-            with storage.scratch() as folder:
-                image = read_image(storage.download(row["src"], folder), max_pixels=limit)
-        else:
-            image = read_image(row["src"], max_pixels=limit)
+        with collected() as said:
+            if storage.is_url(row["src"]):
+                with storage.scratch() as folder:
+                    image = read_image(storage.download(row["src"], folder), max_pixels=limit)
+            else:
+                image = read_image(row["src"], max_pixels=limit)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is this file's failure
         return _failed(row, exc)
+    row["said"] = _joined(row.get("said", ""), said)
     image = fit_to_target(image, row["dst"])  # a multi-page TIFF's pages, where the output holds them
     row.update(image=image, width=image.width, height=image.height, pages_left_out=image.pages_left_out,
                seconds=row.get("seconds", 0.0) + time.perf_counter() - t0)
@@ -85,25 +88,36 @@ class Translate:
 
 def write(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     """Encode and write the result atomically (locally) or upload the finished file (URL)."""
-    from imgxlate.imaging.encode import write_image
-
     image, output = row.pop("image", None), row.pop("output", None)
     if row["status"] != PENDING:
         return row
     t0 = time.perf_counter()
     try:
-        if storage.is_url(row["dst"]):
-            with storage.scratch() as folder:
-                local = folder / Path(row["dst"].rsplit("/", 1)[-1])
-                write_image(local, output, image, fmt=options.fmt, quality=options.quality)
-                storage.upload(local, row["dst"])
-        else:
-            Path(row["dst"]).parent.mkdir(parents=True, exist_ok=True)
-            write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality)
+        with collected() as said:
+            _write_output(row, output, image, options)
     except Exception as exc:  # noqa: BLE001 - a failed write is this file's failure
         return _failed(row, exc)
+    row["said"] = _joined(row.get("said", ""), said)
     row.update(status=CONVERTED, seconds=row["seconds"] + time.perf_counter() - t0)
     return row
+
+
+def _joined(before: str, said: list[str]) -> str:
+    """The image notes of a row, one per line (a string column: Ray Data's blocks need one type)."""
+    return "\n".join([*filter(None, before.split("\n")), *said])
+
+
+def _write_output(row: dict[str, Any], output: Any, image: Any, options: ImageOptions) -> None:
+    from imgxlate.imaging.encode import write_image
+
+    if storage.is_url(row["dst"]):
+        with storage.scratch() as folder:
+            local = folder / Path(row["dst"].rsplit("/", 1)[-1])
+            write_image(local, output, image, fmt=options.fmt, quality=options.quality)
+            storage.upload(local, row["dst"])
+    else:
+        Path(row["dst"]).parent.mkdir(parents=True, exist_ok=True)
+        write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality)
 
 
 def translator_class(spec: ModelSpec, options: ImageOptions) -> type[Translate]:

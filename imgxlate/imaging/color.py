@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from imgxlate.imaging.notices import image_warning
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -268,14 +269,14 @@ def _apply_icc(
     try:
         prof, desc = _describe_profile(icc)
     except Exception as exc:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
-        warnings.warn(
+        image_warning(
             f"ignoring the image's broken ICC profile ({exc}); colours are taken as sRGB", stacklevel=4
         )
         return None, None
     space = _icc_space(icc)
     want = b"GRAY" if grayscale else (b"CMYK" if cmyk else b"RGB ")
     if space != want:
-        warnings.warn(
+        image_warning(
             f"ignoring the image's ICC profile {desc!r}: it is for {space.decode('latin-1').strip()} "
             f"but the pixels are {want.decode().strip()}; colours are taken as sRGB",
             stacklevel=4,
@@ -296,7 +297,7 @@ def _apply_icc(
         if "srgb" in desc.lower():
             return None, icc
         if samples.dtype != np.uint8 or pil_rgb is None:
-            warnings.warn(
+            image_warning(
                 f"the 16-bit image's ICC profile {desc!r} is LUT-based and is not converted; the model sees "
                 "its colours unconverted and the output keeps the profile",
                 stacklevel=4,
@@ -311,7 +312,7 @@ def _apply_icc(
         )
         out = ImageCms.applyTransform(pil_rgb, transform)
     except Exception as exc:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
-        warnings.warn(
+        image_warning(
             f"cannot convert colours with the ICC profile {desc!r} ({exc}); taken as sRGB", stacklevel=4
         )
         return None, None

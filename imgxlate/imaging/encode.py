@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -21,6 +20,7 @@ import numpy as np
 
 from imgxlate._atomic import explain_write_error, write_bytes_atomic
 from imgxlate.errors import DiskFullError, ImageWriteError, UsageError
+from imgxlate.imaging.notices import image_warning
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -153,7 +153,7 @@ def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | N
                     ifd.tagtype[tag] = TiffTags.LONG
                     ifd[tag] = sub
         except Exception as exc:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
-            warnings.warn(
+            image_warning(
                 f"the EXIF data could not be written to the TIFF file ({exc}); it is left out", stacklevel=3
             )
             ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
@@ -179,7 +179,7 @@ def _pil_encode(im: PILImage.Image, pil_fmt: str, options: dict[str, Any]) -> me
     except (OSError, ValueError, TypeError, KeyError, RuntimeError, struct.error) as exc:
         if "exif" not in options or isinstance(exc, OSError) and exc.errno is not None:
             raise
-        warnings.warn(
+        image_warning(
             f"the EXIF data could not be written to the {pil_fmt} file ({exc}); it is left out", stacklevel=4
         )
         buf = io.BytesIO()

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import struct
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 from imgxlate.imaging.formats import _pil
+from imgxlate.imaging.notices import image_warning
 
 _ORIENTATION_TAG = 0x0112
 _EXIF_HEADER = b"Exif\x00\x00"
@@ -91,7 +91,7 @@ def _exif_of(im: PILImage.Image) -> bytes | None:
             out = exif.tobytes()
             return out if out.startswith(_EXIF_HEADER) else _EXIF_HEADER + out
         except Exception:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
-            warnings.warn("the image's EXIF data is unreadable; it is not copied to the output", stacklevel=3)
+            image_warning("the image's EXIF data is unreadable; it is not copied to the output", stacklevel=3)
             return None
     if im.format == "TIFF":
         # A TIFF's EXIF is its own IFD0, mixed with structural tags (strip offsets, sizes) that must not

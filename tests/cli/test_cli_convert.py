@@ -298,3 +298,32 @@ def test_bundled_default_model_converts_the_bundled_samples(tmp_path: Path) -> N
             assert a.size == b.size and b.mode == "RGB"
             diff = np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean()
             assert diff > 5  # really translated, not copied
+
+
+def test_what_the_decoder_handled_is_said_per_file_in_the_summary_and_the_json(tmp_path: Path,
+                                                                                 tiny_pair: Path) -> None:
+    """Three photos with a broken ICC profile: each file's result carries an ``image`` note and the
+    summary names each file (a Python warning used to be printed once for the whole run, naming
+    batch.py instead of the photo, under -q too); -q prints none of it."""
+    import json
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 32), (200, 50, 50)).save(src / f"b{i}.jpg", icc_profile=b"garbage" * 20)
+    base = [sys.executable, "-m", "imgxlate", "convert", str(src), "--model", str(tiny_pair / "a2b.onnx"),
+            "--device", "cpu", "--threads", "1"]
+    proc = subprocess.run([*base, "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    for i in range(3):
+        assert re.search(rf"warning:.*b{i}\.jpg.*broken ICC profile", proc.stderr.replace("\n", " ")), proc.stderr
+    assert "UserWarning" not in proc.stderr and "batch.py" not in proc.stderr
+    quiet = subprocess.run([*base, "--out", str(tmp_path / "q"), "-q"], capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    js = subprocess.run([*base, "--out", str(tmp_path / "j"), "--json"], capture_output=True, text=True, timeout=300,
+                        check=False)
+    results = json.loads(js.stdout)["results"]
+    assert len(results) == 3
+    assert all([n["kind"] for n in r["notes"]] == ["image"] and "ICC" in r["notes"][0]["text"] for r in results)
