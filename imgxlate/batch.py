@@ -296,7 +296,8 @@ class BatchRun:
                                                               plan.dst))
             return image, seconds, said
 
-        queue: deque[_Item] = deque(_Item(p) for p in self.plans)
+        items = [_Item(p) for p in self.plans]
+        queue: deque[_Item] = deque(items)
         decoding: deque[_Item] = deque()  # items handed to the pool for decoding, in order
         done: deque[_Item] = deque()  # items whose result is known or being written, in order
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="imgxlate-io")
@@ -391,7 +392,8 @@ class BatchRun:
                     self._record(it, it.result)
             if self._full is not None and self.stopped is None:
                 self.stopped = str(self._full)
-                self.not_started = sum(1 for it in (*decoding, *queue) if it.plan.status == "pending")
+            # files to convert whose result never came (a stop, Ctrl-C, close(), a full disk)
+            self.not_started = sum(1 for it in items if it.plan.status == "pending" and not it.reported)
 
 
 def run_plans(

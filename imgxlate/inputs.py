@@ -431,12 +431,21 @@ def plan_outputs(
             plans.append(PlannedFile(f.src, dst, "failed", f"output {dst} is an input file; choose another --out"))
             continue
         if key in claimed:
+            first = claimed[key]
+            # advice that works for this collision: a.jpg + a.png into one format, or the same name in
+            # two input folders
+            advice = ("keep each file's own format with --format same" if first.suffix.lower() != f.src.suffix.lower()
+                      else "convert each input folder into its own --out")
             plans.append(PlannedFile(
-                f.src, dst, "failed",
-                f"{claimed[key]} is already written to {dst}; rename one of them or choose another --format",
+                f.src, dst, "failed", f"{first} and {f.src} would both be written to {dst}; rename one of them "
+                                      f"or {advice}",
             ))
             continue
         claimed[key] = f.src
+        if exists and dst.is_dir():
+            plans.append(PlannedFile(f.src, dst, "failed", f"a folder stands where the output {dst} goes; move "
+                                                           "it away or choose another --out"))
+            continue
         if exists and not overwrite:
             plans.append(PlannedFile(f.src, dst, "skipped", "output exists (pass --overwrite to replace it)"))
             continue

@@ -112,7 +112,24 @@ def test_plan_collision_second_fails(tmp_path: Path) -> None:
     touch(root / "a.jpg")
     plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", _png)
     assert [p.status for p in plans] == ["pending", "failed"]
-    assert "already written to" in plans[1].reason
+    assert "would both be written to" in plans[1].reason and "--format same" in plans[1].reason
+
+
+def test_plan_collision_of_one_name_in_two_folders_and_a_folder_in_the_way(tmp_path: Path) -> None:
+    """The same name in two input folders: the advice is one --out per folder (another --format would
+    not help); a folder where an output goes is a failure with a reason, not "output exists"."""
+    for d in ("d1", "d2"):
+        touch(tmp_path / d / "x.png")
+    plans = plan_outputs(collect_inputs([tmp_path / "d1", tmp_path / "d2"], suffixes=SUFFIXES), tmp_path / "out",
+                         _png)
+    assert [p.status for p in plans] == ["pending", "failed"]
+    assert "its own --out" in plans[1].reason and "--format" not in plans[1].reason
+    touch(tmp_path / "a.png")
+    (tmp_path / "o" / "a.png").mkdir(parents=True)
+    for overwrite in (False, True):
+        plan = plan_outputs(collect_inputs([tmp_path / "a.png"], suffixes=SUFFIXES), tmp_path / "o", _png,
+                            overwrite=overwrite)[0]
+        assert plan.status == "failed" and "a folder stands where the output" in plan.reason
 
 
 def test_plan_never_targets_an_input(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def convert(
     if run is not None:
         not_started = run.not_started
     else:  # on Ray: the jobs never reported when a stop ended the run
-        not_started = len(plans) - len(results) if stopped and report is not None else 0
+        not_started = len(plans) - len(results) if (stopped or interrupted) and report is not None else 0
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
     if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
         provider = ", ".join(sorted(report.providers))
@@ -228,8 +228,13 @@ def convert(
             f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s ({rate:.2f} images/s) on "
             f"{report.describe() if report is not None else provider or 'no provider'}"
         )
-        if counts["skipped"] and not overwrite:
-            stderr.print(f"{counts['skipped']} skipped (existing outputs are kept; pass --overwrite to redo them)")
+        if interrupted and not_started:
+            stderr.print(f"{not_started} file(s) not started; run the same command again to convert them "
+                         "(finished files are skipped)")
+        # the skips the hint is about: existing outputs (not what the walk left out: FIFOs, loops, ...)
+        existing = sum(r.status == "skipped" and r.dst != Path() for r in results)
+        if existing and not overwrite:
+            stderr.print(f"{existing} skipped (existing outputs are kept; pass --overwrite to redo them)")
         if videos:
             shown = ", ".join(escape(str(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
             stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")

@@ -187,7 +187,7 @@ def test_format_collision_include_exclude(tiny_pair: Path, tmp_path: Path) -> No
     assert [(Path(r["src"]).name, r["status"]) for r in results] == [
         ("a.jpg", "converted"), ("a.png", "failed"), ("b.jpg", "converted")
     ]
-    assert "already written to" in results[1]["reason"]
+    assert "would both be written to" in results[1]["reason"]
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
     assert Image.open(out / "b.png").format == "PNG"
     out2 = tmp_path / "out2"

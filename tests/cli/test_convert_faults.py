@@ -220,6 +220,10 @@ def test_stop_signal_counts_every_file_on_disk(tiny_pair: Path, tmp_path: Path, 
     assert converted == on_disk
     assert summary["totals"]["converted"] == len(on_disk) >= 2
     assert all(complete(out / name) for name in on_disk)
+    # every file is counted: converted, failed, or not started (was 0 after a signal)
+    failed = sum(r["status"] == "failed" for r in summary["results"])
+    assert summary["totals"]["converted"] + failed + summary["totals"]["not_started"] == 24
+    assert summary["totals"]["not_started"] >= 1 and "not started" in stderr
 
 
 def _interrupt_at(tmp_path: Path, delay: float, args: list[str]) -> tuple[int, str]:
@@ -304,6 +308,7 @@ def test_fifo_dev_zero_and_symlink_loop_are_skipped_with_reasons(tiny_pair: Path
     assert status["loop1.png"][0] == "skipped" and "symlink loop" in status["loop1.png"][1]
     assert status["sub/up"][0] == "skipped" and "symlink" in status["sub/up"][1]
     assert outputs(out) == ["a.png", "sub/b.png"]
+    assert "existing outputs" not in res.stderr  # the --overwrite hint is for existing outputs only
 
 
 def test_named_fifo_and_device_fail_without_hanging(tiny_pair: Path, tmp_path: Path) -> None:
