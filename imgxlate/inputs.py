@@ -399,6 +399,14 @@ def plan_outputs(
         )
     if not single and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if not single and not out.exists():
+        from imgxlate.imaging.formats import _SUFFIX_TO_PIL, READ_SUFFIXES
+
+        if out.suffix.lower() in READ_SUFFIXES:  # named as an image imgxlate reads but does not write
+            raise UsageError(
+                f"--out {out}: imgxlate writes {', '.join(sorted(_SUFFIX_TO_PIL))} images, not {out.suffix.lower()}; "
+                "give a name ending in one of those, or a folder"
+            )
     inputs = set()
     for f in files:
         try:

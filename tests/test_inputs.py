@@ -263,3 +263,14 @@ def test_too_long_names_fail_while_planning(tmp_path: Path) -> None:
     touch(root / ("a" * 251 + ".jpg"))
     plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", lambda p: ".webp")
     assert plans[0].status == "failed" and "name too long" in plans[0].reason
+
+
+def test_an_out_named_as_an_image_imgxlate_cannot_write_is_refused(tmp_path: Path) -> None:
+    """--out name.bmp used to become a folder name.bmp/ holding a.png; an existing folder of that name
+    is still a folder."""
+    touch(tmp_path / "a.png")
+    files = collect_inputs([tmp_path / "a.png"], suffixes=SUFFIXES)
+    with pytest.raises(UsageError, match="not .bmp"):
+        plan_outputs(files, tmp_path / "name.bmp", _png)
+    (tmp_path / "old.bmp").mkdir()
+    assert plan_outputs(files, tmp_path / "old.bmp", _png)[0].dst == tmp_path / "old.bmp" / "a.png"

@@ -107,6 +107,15 @@ def test_pair_from_a_zip_url_and_a_folder_url(home: Path, tmp_path: Path, http_r
     assert (pair.path / "README.md").read_text().startswith("# cat2dog")
     with pytest.raises(ImgxlateError, match="neither a2b.onnx nor b2a.onnx"):
         reg.install_model(f"{base}/models/nothing/")
+    # a folder URL without its '/': the server's listing page is not installed as a model
+    with pytest.raises(ImgxlateError, match="web page .* end the URL with '/'"):
+        reg.install_model(f"{base}/models/cat2dog", name="listing")
+    # a file that is not ONNX: the error names the URL, not the temp copy
+    (root / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(ImgxlateError, match=f"^{base}/junk.onnx is not a readable ONNX file") as info:
+        reg.install_model(f"{base}/junk.onnx", name="junk")
+    assert ".download" not in str(info.value)
+    assert sorted(p.name for p in home.iterdir()) == ["cat2dog", "zipped"]  # nothing else installed or left
 
 
 def test_malformed_sha256_is_refused_before_downloading(home: Path, tmp_path: Path) -> None:

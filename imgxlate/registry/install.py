@@ -146,6 +146,11 @@ def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: 
     try:
         with urllib.request.urlopen(url, timeout=min(timeout, clock.read_timeout())) as resp, \
                 open(dest, "wb") as out:
+            if resp.headers.get_content_type() == "text/html":
+                raise InvalidModelError(
+                    f"{url} answers with a web page (text/html), not a model file; for a pair folder end the URL "
+                    "with '/', else check the address"
+                )
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             if progress:
@@ -366,9 +371,14 @@ def install_model(
         if src.is_file() and _head(src, 4) == b"PK\x03\x04":
             src = _unzip(src, staging / ".unzipped")
 
-        pair = load_pair(src, "path")
-        for f in pair.files:
-            validate_model_file(f.path, f.metadata)
+        try:
+            pair = load_pair(src, "path")
+            for f in pair.files:
+                validate_model_file(f.path, f.metadata)
+        except InvalidModelError as exc:
+            if src.is_relative_to(staging):  # a download: name what the user gave, not our temp copy
+                raise InvalidModelError(str(exc).replace(os.fspath(src), text.rstrip("/"))) from exc
+            raise
         if name is None:
             name = _default_name(text, src, pair, fname, staging)
         _check_name(name)

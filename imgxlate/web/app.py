@@ -206,6 +206,27 @@ def _theme(gr: Any) -> Any:
     )
 
 
+def check_host(host: str) -> None:
+    """A --host that is not a name or address of this machine is a usage error saying so (it used to
+    reach the port search, whose failure blamed the port)."""
+    import errno
+    import socket
+
+    what = ("use 127.0.0.1 (this machine only), 0.0.0.0 (every network interface) or an address of this "
+            "machine")
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r} is not a known name or address ({exc.strerror}); {what}") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"--host {host!r} is not an address of this machine; {what}") from None
+
+
 def serve(
     service: WebService,
     *,
@@ -221,6 +242,7 @@ def serve(
         raise UsageError(f"--port must be between 1 and 65535, got {port}")
     if max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be more than 0, got {max_upload_mb:g}")
+    check_host(host)
     gr = require_gradio()
     demo = build_app(service)
     demo.queue(max_size=queue_size, default_concurrency_limit=1)

@@ -55,3 +55,17 @@ def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path
     assert code == 0, server.log()
     assert not workdir.exists()
     assert "stopped" in server.log()
+
+
+def test_a_host_that_is_not_this_machines_is_named_not_the_port() -> None:
+    """--host 999.1.1.1 (no such address) or an address of another machine used to end in gradio's
+    port search and "pick a free port with --port"; the host is checked first and named."""
+    from imgxlate.errors import UsageError
+    from imgxlate.web.app import check_host
+
+    check_host("127.0.0.1")
+    check_host("0.0.0.0")
+    with pytest.raises(UsageError, match="'999.1.1.1' is not a known name or address"):
+        check_host("999.1.1.1")
+    with pytest.raises(UsageError, match="'192.0.2.1' is not an address of this machine"):  # TEST-NET-1
+        check_host("192.0.2.1")
