@@ -242,7 +242,9 @@ def _result(row: dict[str, Any]) -> FileResult:
     def where(text: str) -> Any:
         return text if storage.is_url(text) else Path(text)
 
-    said = [t for t in str(row.get("said", "")).split("\n") if t]
+    from imgxlate.distributed.stages import said_in
+
+    said = said_in(str(row.get("said", "")))
     notes = converted_notes(int(row.get("pages_left_out", 0)), said) if row["status"] == "converted" else ()
     return FileResult(where(row["src"]), where(row["dst"]), row["status"], row["reason"],
                       float(row["seconds"]), int(row["width"]), int(row["height"]), notes)

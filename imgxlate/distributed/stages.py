@@ -104,7 +104,12 @@ def write(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
 
 def _joined(before: str, said: list[str]) -> str:
     """The image notes of a row, one per line (a string column: Ray Data's blocks need one type)."""
-    return "\n".join([*filter(None, before.split("\n")), *said])
+    return "\n".join([*said_in(before), *said])
+
+
+def said_in(column: str) -> list[str]:
+    """The image notes kept in a row's ``said`` column (see :func:`_joined`)."""
+    return [text for text in column.split("\n") if text]
 
 
 def _write_output(row: dict[str, Any], output: Any, image: Any, options: ImageOptions) -> None:
