@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate._atomic import TEMP_PREFIX, atomic_path, disk_full_error, is_disk_full, remove_stale_temps
+from imgxlate._atomic import TEMP_PREFIX, atomic_path, is_disk_full, remove_stale_temps
 from imgxlate.errors import DiskFullError, UsageError, VideoError
 from imgxlate.video.media import (
     OUTPUT_SUFFIXES,
@@ -342,11 +342,9 @@ def convert_video(
         try:
             with atomic_path(dst_path) as tmp:
                 report = mux_final(parts.paths(), info, s, d, tmp, suffix, final=dst_path)
-        except DiskFullError:
-            raise  # the segments stay: the rerun only joins them
+        except DiskFullError:  # from mux_final or atomic_path: the segments stay, the rerun only joins them
+            raise
         except OSError as exc:
-            if is_disk_full(exc):
-                raise disk_full_error(dst_path, "joining the finished segments into the video") from exc
             raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder") from exc
         warnings.extend(report.warnings)
         parts.remove()
