@@ -74,6 +74,23 @@ def _suffix_fn(fmt: str) -> Any:
     return suffix_for
 
 
+def _refuse_fn(fmt: str) -> Any:
+    """For a --format that holds one picture (jpg, tiff): refuse animated inputs while planning, so
+    they are not translated frame by frame to fail at the write, nor hold an output name meanwhile."""
+    from imgxlate.imaging.animation import FORMATS, one_picture_reason
+    from imgxlate.imaging.formats import _FMT_TO_PIL, is_animated_file
+
+    if fmt == "same" or _FMT_TO_PIL[fmt] in FORMATS:
+        return None
+
+    def refuse(src: Path) -> str:
+        if src.suffix.lower() in (".gif", ".webp", ".png", ".apng") and is_animated_file(src):
+            return one_picture_reason(src, _FMT_TO_PIL[fmt])
+        return ""
+
+    return refuse
+
+
 def check_format(fmt: str) -> str:
     """'PNG', 'jpeg', 'tif' -> 'png', 'jpg', 'tiff'; UsageError for an unknown format."""
     from imgxlate.imaging.formats import normalize_format
@@ -117,7 +134,8 @@ def plan_conversion(
                 f"--format {fmt} contradicts --out {out_dir}; the output file's suffix sets the format, so "
                 "leave out --format or change the suffix"
             )
-    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite) if files else []
+    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite, refuse=_refuse_fn(fmt)) \
+        if files else []
     merged: list[PlannedFile] = []
     notes = iter(reported)
     note = next(notes, None)

@@ -380,6 +380,7 @@ def plan_outputs(
     suffix_for: Callable[[Path], str],
     *,
     overwrite: bool = False,
+    refuse: Callable[[Path], str] | None = None,
 ) -> list[PlannedFile]:
     """Map each input to its output path and decide up front what cannot or need not be written.
 
@@ -387,7 +388,9 @@ def plan_outputs(
     ``out_dir`` named like an image file (``x.png``; not an existing folder) writes that file;
     ``out_dir`` named like an image with other inputs is a UsageError. Refuses an output that is an
     input file, refuses the second of two inputs mapping to one output, fails an output name longer
-    than the file system allows, skips existing outputs unless ``overwrite``.
+    than the file system allows, skips existing outputs unless ``overwrite``. ``refuse(src)``: why an
+    input cannot be written in the output format ("" when it can); such an input fails here, before it
+    claims its output name (which another input may then use).
     """
     out = Path(out_dir)
     single = image_file_name(out)
@@ -422,7 +425,7 @@ def plan_outputs(
             dst = out / f.rel.with_name(f.rel.stem + suffix_for(f.src))
         else:
             dst = out / f.rel.with_name(f.rel.name + suffix_for(f.src))
-        long = _too_long(dst)
+        long = _too_long(dst) or (refuse(f.src) if refuse is not None else "")
         if long:
             plans.append(PlannedFile(f.src, dst, "failed", long))
             continue

@@ -104,6 +104,13 @@ def _equal_channels(pixels: np.ndarray) -> bool:
     return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]))
 
 
+def one_picture_reason(source: Path | None, pil_fmt: str) -> str:
+    """Why an animation cannot be written as ``pil_fmt`` (a format that holds one picture), and what to do."""
+    what = f"{source.name} is an animation" if source is not None else "the source is an animation"
+    return (f"{what} and {pil_fmt} holds one picture; choose --format webp or png (both animate), or leave "
+            "--format out to keep the source's format")
+
+
 def encode_animation(
     target: Path, results: Sequence[np.ndarray], like: DecodedImage, pil_fmt: str, quality: int
 ) -> memoryview:
@@ -115,11 +122,7 @@ def encode_animation(
     anim = like.animation
     frames = like.frames
     if pil_fmt not in FORMATS:
-        raise ImageWriteError(
-            f"cannot write {str(target)!r}: the source is an animation of {len(frames)} frames and "
-            f"{pil_fmt} holds one picture; choose --format webp or png (both animate), or leave --format out "
-            "to keep the source's format"
-        )
+        raise ImageWriteError(f"cannot write {str(target)!r}: {one_picture_reason(like.source, pil_fmt)}")
     if len(results) != len(frames):
         raise ImageWriteError(f"cannot write {str(target)!r}: {len(results)} results for {len(frames)} frames")
     alpha = any(f.alpha is not None for f in frames)

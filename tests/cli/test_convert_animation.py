@@ -70,14 +70,19 @@ def test_every_frame_is_converted_as_its_still_would_be(tiny_pair: Path, tmp_pat
 
 
 def test_an_animation_asked_for_as_jpeg_fails_and_writes_nothing(tiny_pair: Path, tmp_path: Path) -> None:
+    """Refused while planning: not translated frame by frame first, and its output name stays free for
+    the still of the same name (which was refused as "already written" before)."""
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     animated(src / "clip.gif", "GIF")
+    Image.new("RGB", (20, 16), (9, 99, 199)).save(src / "clip.png")
     res = invoke("convert", src, "--out", out, "--model", tiny_pair, "--format", "jpg", "--json")
     assert res.exit_code == 1, res.output
-    (row,) = json.loads(res.stdout)["results"]
-    assert row["status"] == "failed" and "animation of 4 frames" in row["reason"] and "--format webp" in row["reason"]
-    assert not out.exists() or not any(out.iterdir())
+    rows = {Path(r["src"]).name: r for r in json.loads(res.stdout)["results"]}
+    row = rows["clip.gif"]
+    assert row["status"] == "failed" and "is an animation and JPEG holds one picture" in row["reason"]
+    assert "--format webp" in row["reason"] and row["seconds"] == 0  # never decoded nor translated
+    assert rows["clip.png"]["status"] == "converted" and sorted(p.name for p in out.iterdir()) == ["clip.jpg"]
 
 
 def test_progress_counts_the_frames_of_an_animation(tiny_pair: Path, tmp_path: Path) -> None:
