@@ -163,7 +163,7 @@ def video(
         Optional[str],  # noqa: UP045
         typer.Option("--temporal", help="Temporal stability: off (every frame on its own; the default) or flow "
                      "(blend the previous output along the input's optical flow where it is reliable: far less "
-                     "flicker; see docs/video.md).", show_default=False)
+                     "flicker; see docs/video.md).", metavar="off|flow", show_default="off")
     ] = None,
     codec: Annotated[str, typer.Option("--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...).")]
     = "libx264",
@@ -196,7 +196,8 @@ def video(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Translate videos frame by frame: same length, frame rate and size, original audio in sync, no flicker."""
+    """Translate videos frame by frame: same length, frame rate and size, original audio in sync (--temporal
+    flow for less flicker)."""
     from imgxlate.video.convert import DEFAULT_TEMPORAL, convert_video
     from imgxlate.video.convert import VideoResult as VideoResultT
     from imgxlate.video.probe import parse_time
