@@ -117,7 +117,7 @@ def convert(
     ] = None,
 ) -> None:
     """Translate images into --out, mirroring folders; existing outputs are skipped (reruns resume)."""
-    from imgxlate.batch import plan_conversion, run_plans
+    from imgxlate.batch import FileResult, plan_conversion, run_plans
     from imgxlate.errors import DiskFullError
     from imgxlate.options import ImageOptions, ModelSpec
 
@@ -156,9 +156,17 @@ def convert(
                               report=report)
             else:
                 plans = plan_conversion(inputs, out, **walk)
-                translator = load_translator(spec, quiet=quiet)
-                t0 = time.perf_counter()
-                it = run = run_plans(plans, translator=translator, options=options, batch_size=batch_size)
+                if any(p.status == "pending" for p in plans):
+                    translator = load_translator(spec, quiet=quiet)
+                    t0 = time.perf_counter()
+                    it = run = run_plans(plans, translator=translator, options=options, batch_size=batch_size)
+                else:  # a rerun with every output there: no model to load (seconds, more on a GPU)
+                    from imgxlate.registry import resolve_model
+
+                    # the options are still checked against the model (its metadata only)
+                    options.check_model(max(1, int(resolve_model(spec.model, to=spec.to, direction=spec.direction)
+                                                   .file.metadata.size_multiple)))
+                    it = (FileResult(p.src, p.dst, p.status, p.reason) for p in plans)
             try:
                 # Ray Data shows its own progress for a --ray run
                 with progress_bar(quiet or as_json or report is not None) as progress:
@@ -225,8 +233,9 @@ def convert(
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
-            f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s ({rate:.2f} images/s) on "
-            f"{report.describe() if report is not None else provider or 'no provider'}"
+            f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s"
+            + (f" ({rate:.2f} images/s) on {report.describe() if report is not None else provider}"
+               if report is not None or provider else ": nothing to convert, no model loaded")
         )
         if interrupted and not_started:
             stderr.print(f"{not_started} file(s) not started; run the same command again to convert them "

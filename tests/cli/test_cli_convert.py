@@ -167,12 +167,17 @@ def test_out_inside_input_is_safe(tiny_pair: Path, tmp_path: Path) -> None:
     (src / "a").mkdir(parents=True)
     Image.fromarray(rng_img(8, 8)).save(src / "a" / "x.png")
     out = src / "translated"
-    for _ in range(2):
-        res = invoke("convert", src, "--out", out, "--model", tiny_pair)
-        assert res.exit_code == 0, res.output
-    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png")) == ["a/x.png", "translated/a/x.png"]
+    first = invoke("convert", src, "--out", out, "--model", tiny_pair)
+    assert first.exit_code == 0, first.output
     # The default note says which way it translated and how to get the other.
-    assert "use --to horse" in res.stderr
+    assert "use --to horse" in first.stderr
+    again = invoke("convert", src, "--out", out, "--model", tiny_pair)
+    assert again.exit_code == 0, again.output
+    assert sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png")) == ["a/x.png", "translated/a/x.png"]
+    # every output there: skipped without loading the model (no provider line), options still checked
+    assert "running on" not in again.stderr and "nothing to convert, no model loaded" in again.stderr
+    bad = invoke("convert", src, "--out", out, "--model", tiny_pair, "--tile", "33")
+    assert bad.exit_code == 2 and "--tile 33" in bad.output
 
 
 def test_format_collision_include_exclude(tiny_pair: Path, tmp_path: Path) -> None:
