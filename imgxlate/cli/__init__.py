@@ -47,10 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         from imgxlate.cli.app import app
 
-        if "--json" not in args:
-            app(prog_name="imgxlate", args=args)
-            return
-        sys.exit(_run_json(app, args))
+        sys.exit(_run(app, args, "--json" in args))
     except KeyboardInterrupt:  # Ctrl-C inside code that restored Python's default handler
         try:
             os.write(2, b"interrupted\n")
@@ -59,7 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
 
 
-def _run_json(app: object, args: list[str]) -> int:
+def _run(app: object, args: list[str], as_json: bool) -> int:
+    """Run the app and turn what click raises into the exit code, as click's standalone mode does; a
+    usage error found while parsing is shown with the option it is about, and with ``as_json`` also
+    written as a JSON error object on stdout."""
     import typer
     from typer import rich_utils
 
@@ -70,11 +70,30 @@ def _run_json(app: object, args: list[str]) -> int:
     try:
         rv = app(prog_name="imgxlate", args=args, standalone_mode=False)  # type: ignore[operator]
     except click_exception as exc:
+        _name_the_source(exc)
         rich_utils.rich_format_error(exc)
-        emit_json(json_error(exc.format_message(), "UsageError", exc.exit_code))
+        if as_json:
+            emit_json(json_error(exc.format_message(), "UsageError", exc.exit_code))
         return int(exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
+        if not as_json:
+            sys.stderr.write("Aborted!\n")
         return 1
     return rv if isinstance(rv, int) else 0
+
+
+def _name_the_source(exc: BaseException) -> None:
+    """Click names an option's environment variable in every error about the option ("Invalid value
+    for '--device' (env var: 'IMGXLATE_DEVICE')"), also when the bad value was typed and the variable
+    is not set: name the variable only when the value came from it."""
+    param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
+    envvar = getattr(param, "envvar", None)
+    if param is None or not envvar or getattr(exc, "param_hint", None) is not None:
+        return
+    source = ctx.get_parameter_source(param.name) if ctx is not None else None
+    hint = " / ".join(f"'{o}'" for o in param.opts)
+    if source is not None and source.name == "ENVIRONMENT":
+        hint += f" (from the environment variable {envvar})"
+    exc.param_hint = hint

@@ -332,3 +332,18 @@ def test_what_the_decoder_handled_is_said_per_file_in_the_summary_and_the_json(t
     results = json.loads(js.stdout)["results"]
     assert len(results) == 3
     assert all([n["kind"] for n in r["notes"]] == ["image"] and "ICC" in r["notes"][0]["text"] for r in results)
+
+
+def test_a_bad_option_value_names_the_environment_variable_only_when_it_came_from_there(tmp_path: Path) -> None:
+    """Click named IMGXLATE_DEVICE in every error about --device, also for a typed value with the
+    variable unset: the user was sent looking for a variable they never set."""
+    import os
+
+    base = [sys.executable, "-m", "imgxlate", "convert", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]
+    env = {k: v for k, v in os.environ.items() if k != "IMGXLATE_DEVICE"}
+    typed = subprocess.run([*base, "--device", "cdua"], capture_output=True, text=True, env=env, timeout=120,
+                           check=False)
+    assert typed.returncode == 2 and "'--device'" in typed.stderr and "IMGXLATE_DEVICE" not in typed.stderr
+    from_env = subprocess.run(base, capture_output=True, text=True, env={**env, "IMGXLATE_DEVICE": "cdua"},
+                              timeout=120, check=False)
+    assert from_env.returncode == 2 and "IMGXLATE_DEVICE" in from_env.stderr.replace("\n", " ").replace("│", "")
