@@ -191,10 +191,17 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "out of memory; use a smaller --tile (e.g. --tile 512) or --device cpu"
     if isinstance(exc, OSError):
+        import errno
+
         from imgxlate._atomic import explain_write_error
 
         where = "".join(f" {f!r}" for f in (exc.filename, exc.filename2) if f)
-        return f"{type(exc).__name__}{where}: {explain_write_error(exc)}"
+        # advice about the output only where the error can only come from writing (a full disk, a name
+        # too long, a read-only file system); a refused read (a 403 on an input object) gets the reason
+        writing = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.ENAMETOOLONG,
+                                errno.EROFS, errno.EEXIST, errno.ENOTDIR)
+        what = explain_write_error(exc) if writing else (exc.strerror or str(exc).splitlines()[0][:300])
+        return f"{type(exc).__name__}{where}: {what}"
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     return f"{type(exc).__name__}: {text}"
 

@@ -32,7 +32,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from imgxlate.errors import UsageError
 
@@ -348,6 +348,15 @@ def _inside(path: Path, folder: Path) -> bool:
 # ------------------------------------------------------------------------------------------- planning
 
 
+def collision_reason(first: str | os.PathLike[str], second: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
+    """Why the second of two inputs mapping to one output fails, with advice that works for the case:
+    a.jpg + a.png into one format, or the same name in two input folders (paths or URLs)."""
+    same_suffix = PurePosixPath(os.fspath(first)).suffix.lower() == PurePosixPath(os.fspath(second)).suffix.lower()
+    advice = "convert each input folder into its own --out" if same_suffix else \
+        "keep each file's own format with --format same"
+    return f"{first} and {second} would both be written to {dst}; rename one of them or {advice}"
+
+
 def image_file_name(out: str | os.PathLike[str]) -> bool:
     """Does ``out`` name an image file (a suffix imgxlate writes) rather than a folder?"""
     from imgxlate.imaging.formats import _SUFFIX_TO_PIL
@@ -442,15 +451,7 @@ def plan_outputs(
             plans.append(PlannedFile(f.src, dst, "failed", f"output {dst} is an input file; choose another --out"))
             continue
         if key in claimed:
-            first = claimed[key]
-            # advice that works for this collision: a.jpg + a.png into one format, or the same name in
-            # two input folders
-            advice = ("keep each file's own format with --format same" if first.suffix.lower() != f.src.suffix.lower()
-                      else "convert each input folder into its own --out")
-            plans.append(PlannedFile(
-                f.src, dst, "failed", f"{first} and {f.src} would both be written to {dst}; rename one of them "
-                                      f"or {advice}",
-            ))
+            plans.append(PlannedFile(f.src, dst, "failed", collision_reason(claimed[key], f.src, dst)))
             continue
         claimed[key] = f.src
         if exists and dst.is_dir():

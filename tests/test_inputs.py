@@ -274,3 +274,19 @@ def test_an_out_named_as_an_image_imgxlate_cannot_write_is_refused(tmp_path: Pat
         plan_outputs(files, tmp_path / "name.bmp", _png)
     (tmp_path / "old.bmp").mkdir()
     assert plan_outputs(files, tmp_path / "old.bmp", _png)[0].dst == tmp_path / "old.bmp" / "a.png"
+
+
+def test_failure_reasons_give_output_advice_only_for_errors_of_writing() -> None:
+    """A refused read (an input's 403, an unreadable source) is not told to check the output folder; a
+    full disk or a name too long is told what to do about the output."""
+    import errno
+
+    from imgxlate.batch import failure_reason
+
+    denied = failure_reason(PermissionError(errno.EACCES, "Permission denied", "in/a.jpg"))
+    assert denied == "PermissionError 'in/a.jpg': Permission denied" and "output" not in denied
+    full = failure_reason(OSError(errno.ENOSPC, "No space left on device", "out/a.png"))
+    assert "'out/a.png'" in full and "disk is full" in full
+    long = failure_reason(OSError(errno.ENAMETOOLONG, "File name too long", "out/x.png"))
+    assert "shorten" in long
+    assert failure_reason(ValueError("bad\nsecond line")) == "ValueError: bad"

@@ -108,7 +108,7 @@ def test_pair_from_a_zip_url_and_a_folder_url(home: Path, tmp_path: Path, http_r
     with pytest.raises(ImgxlateError, match="neither a2b.onnx nor b2a.onnx"):
         reg.install_model(f"{base}/models/nothing/")
     # a folder URL without its '/': the server's listing page is not installed as a model
-    with pytest.raises(ImgxlateError, match="web page .* end the URL with '/'"):
+    with pytest.raises(ImgxlateError, match="web page .*a pair folder's URL ends with '/'"):
         reg.install_model(f"{base}/models/cat2dog", name="listing")
     # a file that is not ONNX: the error names the URL, not the temp copy
     (root / "junk.onnx").write_bytes(b"junk")

@@ -289,8 +289,8 @@ def export_generators(
     ensure_folder(out_dir)
     existing = [name for name in MODEL_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
-        raise UsageError(f"{out_dir} already holds a model ({', '.join(existing)}); pass --overwrite to replace "
-                         "it, or choose another --out")
+        raise UsageError(f"{out_dir} already holds {', '.join(existing)}, which the export would replace; pass "
+                         "--overwrite to replace them, or choose another --out")
     training = dict(training or {})
     method = str(training.get("method", "cyclegan"))
     reports: list[ExportReport] = []

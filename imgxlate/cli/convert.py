@@ -124,6 +124,7 @@ def convert(
     interrupted = False
     stopped: str | None = None
     results: list[FileResult] = []
+    unloaded = None  # the model of a run with nothing to convert (resolved, never loaded)
     plans: Any = ()  # planned below; a Ctrl-C can come before that
     translator = None
     run = None
@@ -164,8 +165,8 @@ def convert(
                     from imgxlate.registry import resolve_model
 
                     # the options are still checked against the model (its metadata only)
-                    options.check_model(max(1, int(resolve_model(spec.model, to=spec.to, direction=spec.direction)
-                                                   .file.metadata.size_multiple)))
+                    unloaded = resolve_model(spec.model, to=spec.to, direction=spec.direction).file
+                    options.check_model(max(1, int(unloaded.metadata.size_multiple)))
                     it = (FileResult(p.src, p.dst, p.status, p.reason) for p in plans)
             try:
                 # Ray Data shows its own progress for a --ray run
@@ -222,7 +223,8 @@ def convert(
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
                        "interrupted": interrupted, "stopped": stopped, "not_started": not_started},
             "provider": provider,
-            "model": str(translator.model_path) if translator is not None else (str(model) if model else None),
+            "model": str(translator.model_path) if translator is not None
+            else str(unloaded.path) if unloaded is not None else (str(model) if model else None),
             **({"ray": report.to_dict()} if report is not None else {}),
         }
         emit_json(summary)
@@ -234,8 +236,8 @@ def convert(
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
             f"{counts['skipped']}, failed {counts['failed']} in {elapsed:.1f} s"
-            + (f" ({rate:.2f} images/s) on {report.describe() if report is not None else provider}"
-               if report is not None or provider else ": nothing to convert, no model loaded")
+            + (": nothing to convert, no model loaded" if unloaded is not None else
+               f" ({rate:.2f} images/s) on {report.describe() if report is not None else provider or 'no provider'}")
         )
         if interrupted and not_started:
             stderr.print(f"{not_started} file(s) not started; run the same command again to convert them "

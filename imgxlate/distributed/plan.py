@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from imgxlate.errors import UsageError
+from imgxlate.inputs import collision_reason
 
 PENDING, SKIPPED, FAILED = "pending", "skipped", "failed"
 # A GIF in an object store is read whole while planning to tell an animation from a still (their
@@ -105,8 +106,7 @@ def _plan_urls(
         out_rel = rel_path.with_name(rel_path.stem + suffix)
         dst = str(Path(out) / out_rel) if local_out else storage.join_url(out, out_rel.as_posix())
         if dst in claimed:
-            jobs.append(Job(index, src, dst, FAILED,
-                            f"{claimed[dst]} is already written to {dst}; rename one of them or choose another --format"))
+            jobs.append(Job(index, src, dst, FAILED, collision_reason(claimed[dst], src, dst)))
             continue
         claimed[dst] = src
         present = Path(dst).exists() if local_out else storage.exists(dst)

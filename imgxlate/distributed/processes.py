@@ -52,14 +52,23 @@ def descendants(pid: int | None = None) -> set[int]:
     return found
 
 
+# Ray's own programs, and the parts of the ray package its Python processes run from (workers,
+# agents, monitors).
+_RAY_PROGRAMS = frozenset({b"raylet", b"gcs_server"})
+_RAY_SCRIPTS = (b"/ray/_private/", b"/ray/dashboard/", b"/ray/autoscaler/", b"/ray/core/")
+
+
 def is_ray(pid: int) -> bool:
     """Is ``pid`` one of Ray's processes (raylet, gcs_server, ``ray::`` workers, its agents)? Read
     from its command line, so that a process someone else started meanwhile is never stopped."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"ray" in f.read()
+            argv = f.read().split(b"\0")
     except OSError:
         return False
+    first = argv[0] if argv else b""
+    return (first.startswith(b"ray::") or first.rsplit(b"/", 1)[-1] in _RAY_PROGRAMS
+            or any(part in arg for arg in argv for part in _RAY_SCRIPTS))
 
 
 def _alive(pid: int) -> bool:

@@ -104,7 +104,7 @@ def write(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
 
 def _joined(before: str, said: list[str]) -> str:
     """The image notes of a row, one per line (a string column: Ray Data's blocks need one type)."""
-    return "\n".join([*said_in(before), *said])
+    return "\n".join([*said_in(before), *(text.replace("\n", " ") for text in said)])
 
 
 def said_in(column: str) -> list[str]:

@@ -128,11 +128,12 @@ def _set_read_timeout(resp: Any, seconds: float) -> None:
 
 
 def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = _READ_TIMEOUT,
-             deadline: float | None | _Deadline = None) -> str:
+             deadline: float | None | _Deadline = None, *, model: bool = True) -> str:
     """Stream ``url`` into ``dest``; return the sha256 of what was written.
 
     ``timeout`` bounds each read; ``deadline`` (seconds, or a shared :class:`_Deadline`) bounds the whole
-    download, so a server that trickles bytes cannot keep it going forever."""
+    download, so a server that trickles bytes cannot keep it going forever. ``model``: a model file or
+    archive is expected, so a web page (``text/html``) is refused; a model card may be one."""
     clock = deadline if isinstance(deadline, _Deadline) else _Deadline(deadline)
     h = hashlib.sha256()
     done = 0
@@ -146,10 +147,10 @@ def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: 
     try:
         with urllib.request.urlopen(url, timeout=min(timeout, clock.read_timeout())) as resp, \
                 open(dest, "wb") as out:
-            if resp.headers.get_content_type() == "text/html":
+            if model and resp.headers.get_content_type() == "text/html":
                 raise InvalidModelError(
-                    f"{url} answers with a web page (text/html), not a model file; for a pair folder end the URL "
-                    "with '/', else check the address"
+                    f"{url} answers with a web page (text/html), not a model file; check the address (a pair "
+                    "folder's URL ends with '/')"
                 )
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
@@ -246,7 +247,8 @@ def _fetch_folder_url(url: str, into: Path, progress: ProgressFn | None, clock: 
     got = []
     for fname in ("a2b.onnx", "b2a.onnx", "README.md"):
         try:
-            download(url + fname, into / fname, progress if fname.endswith(".onnx") else None, deadline=clock)
+            download(url + fname, into / fname, progress if fname.endswith(".onnx") else None, deadline=clock,
+                     model=fname.endswith(".onnx"))
             got.append(fname)
         except ImgxlateError as exc:
             (into / fname).unlink(missing_ok=True)

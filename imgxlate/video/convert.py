@@ -277,8 +277,6 @@ def convert_video(
         if dst_path.exists() and not overwrite:
             return VideoResult(src, dst_path, "skipped", reason="output exists (pass --overwrite to replace it)")
         check_encoder(codec, dst_path.suffix.lower(), pix_fmt, int(crf), preset)
-        if fdir is not None and not parts_dir(dst_path).is_dir():  # not the frames of a run being resumed
-            _claim_frames_dir(fdir, overwrite)
     elif fdir is not None and (fdir / _frame_name(0)).exists() and not overwrite:
         return VideoResult(src, None, "skipped", frames_dir=fdir,
                            reason=f"{fdir} already has frames (pass --overwrite to replace them)")
@@ -296,6 +294,8 @@ def convert_video(
                batch_size=translator.default_batch_size if batch_size is None else batch_size,
                progress=progress, total=total, warnings=warnings)
     if frames_only:
+        if fdir is not None:
+            _claim_frames_dir(fdir, overwrite)  # here skipped above unless --overwrite: emptied first
         job.run()
         return job.result(None, "none", t_start, temporal)
 
@@ -317,6 +317,8 @@ def convert_video(
     # one conversion per target at a time: a second one (another terminal, a script run twice) is
     # refused instead of both removing and rewriting each other's parts
     with target_lock(dst_path):
+        if fdir is not None and not parts_dir(dst_path).is_dir():  # not the frames of a run being resumed
+            _claim_frames_dir(fdir, overwrite)  # after the probe and the lock: a refused run deletes nothing
         parts = Parts(dst_path, fingerprint)
         remove_stale_temps([dst_path.parent], started_at)  # temp files a killed run left beside the target
         if not resume:

@@ -13,6 +13,7 @@ so the blend continues across the resume point as if the run had not stopped.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -58,6 +59,14 @@ def target_lock(dst: Path) -> Iterator[None]:
             os.close(fd)
             raise VideoError(f"another imgxlate is writing {dst} right now; wait for it to finish or choose "
                              "another output") from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                yield
+                return
+            raise
         try:
             held = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

@@ -52,14 +52,20 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_only_ray_processes_are_taken_for_ray() -> None:
-    plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    named = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ray::Translate"])
+def test_only_ray_processes_are_taken_for_ray(tmp_path: Path) -> None:
+    """Ray's workers run from the ray package (or are renamed ``ray::...``); a process whose command
+    line merely contains "ray" ("array", "gray", a user named ray) is not Ray's and is never stopped."""
+    worker_script = tmp_path / "site-packages" / "ray" / "_private" / "workers" / "default_worker.py"
+    worker_script.parent.mkdir(parents=True)
+    worker_script.write_text("import time\ntime.sleep(30)\n")
+    plain = subprocess.Popen([sys.executable, "-c", "import time; array = 'gray'; time.sleep(30)"])
+    worker = subprocess.Popen([sys.executable, str(worker_script)])
     try:
-        time.sleep(0.2)
-        assert not is_ray(plain.pid) and is_ray(named.pid)
+        time.sleep(0.3)
+        assert plain.poll() is None and worker.poll() is None
+        assert not is_ray(plain.pid) and is_ray(worker.pid)
     finally:
-        for p in (plain, named):
+        for p in (plain, worker):
             p.kill()
             p.wait()
-    assert not is_ray(plain.pid)  # gone
+    assert not is_ray(worker.pid)  # gone

@@ -136,7 +136,7 @@ def test_export_subcommand_and_resume(run: Path, tmp_path: Path) -> None:
     # a folder that holds a model is not replaced without --overwrite
     again = ["export", str(run), "--out", str(tmp_path / "m")]
     result = runner.invoke(app, again)
-    assert result.exit_code == 2 and "already holds a model" in result.output and "--overwrite" in result.output
+    assert result.exit_code == 2 and "already holds a2b.onnx, b2a.onnx, README.md" in result.output and "--overwrite" in result.output
     assert read_onnx_metadata(str(tmp_path / "m" / "b2a.onnx")).steps == 3
     result = runner.invoke(app, [*again, "--overwrite"])
     assert result.exit_code == 0, result.output

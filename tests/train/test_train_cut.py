@@ -253,7 +253,7 @@ def test_a_one_direction_export_over_a_pair_leaves_no_mixed_folder(tmp_path: Pat
     torch.manual_seed(0)
     export_pair(ResnetGenerator(**cfg), ResnetGenerator(**cfg), tmp_path / "m", "a", "b", cfg, 32, 1, 0.1)
     one = {"a2b": ResnetGenerator(**cfg)}
-    with pytest.raises(UsageError, match="already holds a model"):
+    with pytest.raises(UsageError, match="already holds a2b.onnx, b2a.onnx, README.md, which the export"):
         export_generators(one, tmp_path / "m", "x", "y", cfg, 32, 2, 0.2)
     assert read_onnx_metadata(str(tmp_path / "m" / "b2a.onnx")).steps == 1  # untouched
     export_generators(one, tmp_path / "m", "x", "y", cfg, 32, 2, 0.2, overwrite=True)

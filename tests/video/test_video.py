@@ -834,6 +834,12 @@ def test_a_frames_dir_holding_other_frames_is_not_overwritten(clip: Path, transl
     short = video.convert_video(clip, tmp_path / "b.mp4", translator, temporal="off", duration=0.2, frames_dir=fdir,
                                 overwrite=True)
     assert sorted(p.name for p in fdir.iterdir()) == [f"frame_{i + 1:06d}.png" for i in range(short.frames)]
+    # the same with --frames-only
+    video.convert_video(clip, None, translator, temporal="off", duration=0.5, frames_dir=fdir, frames_only=True,
+                        overwrite=True)
+    shorter = video.convert_video(clip, None, translator, temporal="off", duration=0.1, frames_dir=fdir,
+                                  frames_only=True, overwrite=True)
+    assert sorted(p.name for p in fdir.iterdir()) == [f"frame_{i + 1:06d}.png" for i in range(shorter.frames)]
 
 
 def test_a_full_disk_keeps_the_finished_segments_and_the_rerun_continues(clip: Path, translator,

@@ -154,7 +154,10 @@ def _fresh(count: int, dtype: np.dtype) -> np.ndarray:
     nbytes = count * dtype.itemsize
     if nbytes < _SMALL_PAGES_FROM or not sys.platform.startswith("linux"):
         return np.empty(count, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), dtype, count)
+    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # also where THP is "always" (no advice needed for huge pages)
+        mapping.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(mapping, dtype, count)
 
 
 SPILL_ENV = "IMGXLATE_SPILL_DIR"
