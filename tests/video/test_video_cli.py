@@ -1,0 +1,135 @@
+"""`imgxlate video` from outside: exit codes, refusals before the model loads, --json, FIFOs in folders.
+
+Clips made here with the FFmpeg binary of imageio-ffmpeg (an independent reference: imgxlate
+itself decodes and encodes in-process with PyAV), a tiny random model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from video_helpers import (
+    FPS,
+)
+
+from imgxlate import video
+from imgxlate.errors import UsageError
+
+
+def _app():
+    from imgxlate.cli.app import app
+
+    return app
+
+def test_cli_batch_exit_codes(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = folder / "good.mp4"
+    good.write_bytes(clip.read_bytes())
+    (folder / "broken.mov").write_text("nope")
+    runner = CliRunner()
+    args = ["video", str(folder), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu", "--duration", "0.5",
+            "--temporal", "off", "--out", str(tmp_path / "out")]
+    res = runner.invoke(_app(), args)
+    assert res.exit_code == 1, res.output
+    assert (tmp_path / "out" / "good.zebra.mp4").exists()
+    assert "broken.mov" in res.output
+    (folder / "broken.mov").unlink()
+    res = runner.invoke(_app(), args)  # rerun: the existing output is skipped, nothing failed
+    assert res.exit_code == 0, res.output and "skipped" in res.output
+    res = runner.invoke(_app(), ["video", str(good), "--model", str(tiny_pair / "a2b.onnx"), "--frames-only"])
+    assert res.exit_code == 2
+    res = runner.invoke(_app(), ["video", str(tmp_path / "nope.mp4"), "--model", str(tiny_pair / "a2b.onnx")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+def test_cli_refusals_come_before_the_model(clip: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    no_model = str(tmp_path / "no-such-model.onnx")  # loading it would fail: these must fail first
+    res = runner.invoke(_app(), ["video", str(tmp_path / "nosuch.mp4"), "--model", no_model])
+    assert res.exit_code == 2 and "does not exist" in res.output and "model" not in res.output.lower()
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--codec", "h264_nvenc_nosuch"])
+    assert res.exit_code == 2 and "encoder" in res.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--out", str(afile / "o.mp4")])
+    assert res.exit_code == 2 and "is a file" in res.output and "Traceback" not in res.output
+    png = tmp_path / "img.png"
+
+    Image.new("RGB", (8, 8)).save(png)
+    res = runner.invoke(_app(), ["video", str(png), "--model", no_model])
+    assert res.exit_code == 1 and "not a video" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "img.png"]
+
+def test_cli_out_file_json_quiet(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
+
+    from typer.testing import CliRunner
+
+    out = tmp_path / "chosen name.mkv"
+    res = CliRunner().invoke(_app(), ["video", str(clip), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu",
+                                      "--duration", "0.5", "--out", str(out), "--json", "-q",
+                                      "--temporal", "flow"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout[res.stdout.index("{"):])
+    assert data["totals"]["converted"] == 1 and data["results"][0]["dst"] == str(out)
+    assert data["results"][0]["temporal"] == "flow" and data["results"][0]["frames"] == FPS // 2
+    assert out.exists() and video.probe_video(out).frames == FPS // 2
+
+def test_cli_fifo_in_a_folder_is_skipped_with_its_reason_and_does_not_hang(
+    clip: Path, tiny_pair: Path, tmp_path: Path
+) -> None:
+    """As in convert: the walk never opens a FIFO; it is reported as skipped, the others convert."""
+    import os
+    import sys
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes(clip.read_bytes())
+    os.mkfifo(folder / "pipe.mp4")
+    proc = subprocess.run([sys.executable, "-m", "imgxlate", "video", str(folder), "--model", str(tiny_pair / "a2b.onnx"),
+                           "--device", "cpu", "--duration", "0.5", "--temporal", "off", "--out", str(tmp_path / "out")],
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stderr and "pipe.mp4" in proc.stderr and "named pipe" in proc.stderr
+    assert (tmp_path / "out" / "good.zebra.mp4").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.zebra.mp4"]
+
+def test_encoder_settings_and_output_names_are_checked_before_any_work(clip: Path, tiny_pair: Path,
+                                                                        tmp_path: Path) -> None:
+    """A preset x264 does not have, a --crf past x264's 0-51, an output named as a video the tool cannot
+    write (.avi used to become a folder) and an output that is the input (used to be "skipped: output
+    exists") are usage errors, exit 2, before the model loads; nothing is written."""
+    from imgxlate.video.media import check_encoder
+
+    with pytest.raises(UsageError, match="--preset 'fastest'"):
+        check_encoder("libx264", ".mp4", "yuv420p", 23, "fastest")
+    with pytest.raises(UsageError, match="0 to 51"):
+        check_encoder("libx265", ".mp4", "yuv420p", 55, "medium")
+    check_encoder("libx264", ".mp4", "yuv420p", 51, "veryslow")  # the limits themselves are fine
+    base = [sys.executable, "-m", "imgxlate", "video", "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu"]
+    for extra, says in ((["--out", str(tmp_path / "c.mp4"), "--preset", "fastest"], "--preset"),
+                        (["--out", str(tmp_path / "c.mp4"), "--crf", "60"], "--crf 60"),
+                        (["--out", str(tmp_path / "res.avi")], "not .avi"),
+                        (["--out", str(clip)], "is the input itself")):
+        proc = subprocess.run([*base, str(clip), *extra], capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 2 and says in proc.stderr, (extra, proc.returncode, proc.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+def test_no_child_process_is_started(clip: Path, translator, tmp_path: Path, monkeypatch) -> None:
+    import subprocess as sp
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a child process was started: {args[:1]}")
+
+    monkeypatch.setattr(sp, "Popen", refuse)
+    r = video.convert_video(clip, tmp_path / "np.mkv", translator, duration=0.5)
+    assert r.status == "converted"
