@@ -227,8 +227,16 @@ def test_stop_signal_counts_every_file_on_disk(tiny_pair: Path, tmp_path: Path, 
 
 
 def _interrupt_at(tmp_path: Path, delay: float, args: list[str]) -> tuple[int, str]:
-    proc = subprocess.Popen(_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=_env(tmp_path))
+    # The child starts with Ctrl-C's default action, as under a terminal. Started from a background job
+    # of a shell script (SIGINT ignored there, and inherited), main() rightly keeps ignoring it until
+    # the command's own handler is installed, and most of the sweep's signals were lost.
+    # (An ignored signal stays ignored across exec; a handled one starts at its default action.)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env=_env(tmp_path))
+    finally:
+        signal.signal(signal.SIGINT, previous)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
