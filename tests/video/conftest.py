@@ -12,6 +12,7 @@ from video_helpers import make_clip
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clips") / "test clip.mp4")
 
+
 @pytest.fixture(scope="module")
 def translator(tiny_pair: Path):
     from imgxlate.translator import load_model

@@ -69,6 +69,7 @@ def test_frames_over_the_memory_budget_run_in_exact_tiles(clip: Path, tiny_pair:
     assert r.returncode == 0, r.stderr
     assert video.probe_video(tmp_path / "t.mp4").frames == 2 * FPS
 
+
 def test_convert_keeps_length_rate_size_audio(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "out.mp4"
     seen: list[tuple[int, int | None]] = []
@@ -102,11 +103,13 @@ def test_convert_keeps_length_rate_size_audio(clip: Path, translator, tmp_path: 
 
     assert np.abs(luma_blocks(frames_out) - luma_blocks(expect)).mean() < 4
 
+
 def test_odd_size_kept_with_yuv444p(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "odd.mp4"
     r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5, pix_fmt="yuv444p")
     info = video.probe_video(dst)
     assert (info.width, info.height, info.pix_fmt) == (97, 61, "yuv444p") and not r.warnings
+
 
 def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
     src = tmp_path / "vfr.mkv"
@@ -121,6 +124,7 @@ def test_vfr_timestamps_kept(translator, tmp_path: Path) -> None:
     assert np.diff(t_in).std() > 0.01  # really variable
     assert t_out == pytest.approx(t_in, abs=1.5e-3)  # Matroska source: millisecond timestamps
 
+
 def test_start_and_duration_cut_video_and_audio(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "part.mp4"
     r = video.convert_video(clip, dst, translator, start="0.5", duration=1, temporal="off")
@@ -130,6 +134,7 @@ def test_start_and_duration_cut_video_and_audio(clip: Path, translator, tmp_path
     assert info.duration == pytest.approx(1.0, abs=2 / FPS)
     times = frame_times(dst)
     assert times[0] == pytest.approx(0.0, abs=1 / FPS)
+
 
 def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> None:
     fdir = tmp_path / "frames"
@@ -147,6 +152,7 @@ def test_frames_dir_and_frames_only(clip: Path, translator, tmp_path: Path) -> N
     with pytest.raises(UsageError):
         video.convert_video(clip, None, translator, frames_only=True)
 
+
 def test_existing_output_skipped_unless_overwrite(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "exists.mp4"
     dst.write_bytes(b"keep me")
@@ -155,9 +161,11 @@ def test_existing_output_skipped_unless_overwrite(clip: Path, translator, tmp_pa
     r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5, overwrite=True)
     assert r.status == "converted" and video.probe_video(dst).frames == FPS // 2
 
+
 def test_output_is_never_the_input(clip: Path, translator) -> None:
     with pytest.raises(UsageError):
         video.convert_video(clip, clip, translator, overwrite=True)
+
 
 def test_rotated_input_is_written_upright_once(clip: Path, translator, tmp_path: Path) -> None:
     rotated = tmp_path / "rot.mp4"
@@ -173,6 +181,7 @@ def test_rotated_input_is_written_upright_once(clip: Path, translator, tmp_path:
     assert first.shape == (97, 61, 3)
     assert np.abs(first.astype(int) - np.frombuffer(ref, np.uint8).reshape(97, 61, 3)).mean() < 2
 
+
 def test_mkv_output_keeps_subtitles(clip: Path, translator, tmp_path: Path) -> None:
     srt = tmp_path / "s.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n\n")
@@ -184,15 +193,18 @@ def test_mkv_output_keeps_subtitles(clip: Path, translator, tmp_path: Path) -> N
         kinds = stream_codecs(dst)
         assert any(k.startswith("Audio") for k in kinds) and any(k.startswith("Subtitle") for k in kinds), kinds
 
+
 def test_webm_needs_a_webm_codec(clip: Path, translator, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="libvpx-vp9"):
         video.convert_video(clip, tmp_path / "x.webm", translator)
+
 
 def test_default_output_names(tmp_path: Path) -> None:
     src = tmp_path / "my clip.mov"
     assert video.default_output(src, "vangogh") == tmp_path / "my clip.vangogh.mp4"
     assert video.default_output(src, "van gogh/x", tmp_path / "o") == tmp_path / "o" / "my clip.van_gogh_x.mp4"
     assert video.default_output(src, "vangogh", tmp_path / "x.mkv") == tmp_path / "x.mkv"
+
 
 def test_missing_encoder_refused_before_any_work(clip: Path, tmp_path: Path) -> None:
     class Boom:
@@ -236,6 +248,7 @@ def test_colours_survive_the_round_trip(tag: str, tmp_path: Path) -> None:
     assert np.abs((a - b).mean(axis=(0, 1, 2))).max() < 1.0  # no colour cast (a wrong matrix gives several)
     assert video.probe_video(dst).color_codes[1] == video.probe_video(src).color_codes[1]
 
+
 def test_webm_output_reencodes_aac_as_opus(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "w.webm"
     r = video.convert_video(clip, dst, translator, codec="libvpx-vp9", temporal="off", duration=0.5)
@@ -243,6 +256,7 @@ def test_webm_output_reencodes_aac_as_opus(clip: Path, translator, tmp_path: Pat
     assert info.codec == "vp9" and [a.codec for a in info.audio] == ["opus"]
     assert r.audio == "re-encoded (libopus)" and any("re-encoded" in w for w in r.warnings)
     assert info.frames == FPS // 2 or len(frame_times(dst)) == FPS // 2
+
 
 def test_frames_per_model_run_follow_the_device(clip: Path, translator, tmp_path: Path, monkeypatch) -> None:
     """Without a batch size, frames go one at a time on the CPU (batches are slower per frame there)
@@ -255,6 +269,7 @@ def test_frames_per_model_run_follow_the_device(clip: Path, translator, tmp_path
     assert r.status == "converted" and sizes and set(sizes) == {1}
     monkeypatch.setattr(type(translator.engine), "on_cuda", property(lambda self: True))
     assert translator.default_batch_size == 4  # (how many a run gets also depends on the reader's pace)
+
 
 def test_a_frames_dir_holding_other_frames_is_not_overwritten(clip: Path, translator, tmp_path: Path) -> None:
     """--frames-dir with another conversion's frames: refused; with overwrite, emptied of them first,

@@ -29,12 +29,14 @@ def test_probe_clip(clip: Path) -> None:
     assert info.duration == pytest.approx(2.0, abs=0.05)
     assert info.has_audio and info.codec == "h264" and info.rotation == 0
 
+
 def test_probe_rotation_swaps_size(clip: Path, tmp_path: Path) -> None:
     rotated = tmp_path / "rot.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(clip), "-c", "copy", str(rotated))
     info = video.probe_video(rotated)
     assert info.rotation in (90, 270)
     assert (info.width, info.height) == (61, 97)
+
 
 def test_parse_time() -> None:
     assert video.parse_time("90") == 90.0
@@ -45,6 +47,7 @@ def test_parse_time() -> None:
         with pytest.raises(UsageError):
             video.parse_time(bad)
 
+
 def test_still_image_is_not_a_video(translator, tmp_path: Path) -> None:
 
     png = tmp_path / "photo.png"
@@ -52,6 +55,7 @@ def test_still_image_is_not_a_video(translator, tmp_path: Path) -> None:
     with pytest.raises(VideoError, match="still image"):
         video.convert_video(png, tmp_path / "photo.mp4", translator)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
 
 def test_fifo_is_refused_without_blocking(translator, tmp_path: Path) -> None:
     import os
@@ -75,6 +79,7 @@ def test_fifo_is_refused_without_blocking(translator, tmp_path: Path) -> None:
     assert not th.is_alive(), "convert_video blocked on a FIFO"
     assert len(errors) == 1 and isinstance(errors[0], VideoError) and "FIFO" in str(errors[0])
 
+
 def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
     src = corpus_dir / "video" / "onepiece_demo.mp4"
     if not src.exists():
@@ -92,6 +97,7 @@ def test_corpus_clip(corpus_dir: Path, translator, tmp_path: Path) -> None:
     assert [s.codec for s in info.audio] == ["aac"]
     # Frame spacing is the source's (24000/1001 fps), not a rounded rate.
     assert np.diff(frame_times(dst)) == pytest.approx(1001 / 24000, abs=1e-4)
+
 
 @pytest.mark.parametrize("kind", ["text", "truncated", "audio_only", "missing"])
 def test_bad_inputs_raise_and_leave_nothing(kind: str, clip: Path, translator, tmp_path: Path) -> None:
@@ -111,6 +117,7 @@ def test_bad_inputs_raise_and_leave_nothing(kind: str, clip: Path, translator, t
     assert {"text": "not a video", "truncated": "video", "audio_only": "no video stream",
             "missing": "does not exist"}[kind] in msg
     assert not dst.exists() and leftovers(tmp_path) == []
+
 
 def test_truncated_faststart_file_converts_what_is_there_and_warns(clip: Path, translator, tmp_path: Path) -> None:
     whole = tmp_path / "fs.mp4"

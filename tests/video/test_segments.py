@@ -35,6 +35,7 @@ def test_interrupt_leaves_nothing(clip: Path, translator, tmp_path: Path) -> Non
         video.convert_video(clip, dst, translator, temporal="off", batch_size=1, progress=stop)
     assert not dst.exists() and leftovers(tmp_path) == []
 
+
 def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_path: Path) -> None:
     whole = tmp_path / "whole"
     video.convert_video(clip, tmp_path / "whole.mp4", translator, frames_dir=whole, segment_seconds=0.25)
@@ -61,6 +62,7 @@ def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_
     assert len(got) == len(expect) == 2 * FPS
     assert all(np.array_equal(a, b) for a, b in zip(got, expect))
 
+
 def test_parts_of_other_settings_are_discarded(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "d.mp4"
 
@@ -73,6 +75,7 @@ def test_parts_of_other_settings_are_discarded(clip: Path, translator, tmp_path:
     r = video.convert_video(clip, dst, translator, crf=30, segment_seconds=0.25)
     assert r.resumed_frames == 0 and any("discarded" in w for w in r.warnings)
     assert video.probe_video(dst).frames == 2 * FPS
+
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_cli_stop_signal_keeps_segments_and_the_rerun_continues(tiny_pair: Path, tmp_path: Path, sig: str) -> None:
@@ -109,6 +112,7 @@ def test_cli_stop_signal_keeps_segments_and_the_rerun_continues(tiny_pair: Path,
     assert r["resumed_frames"] == kept and r["frames"] == 30 * FPS
     assert len(frame_times(dst)) == 30 * FPS and not parts.exists()
 
+
 def test_a_second_conversion_to_the_same_target_is_refused_while_the_first_runs(clip: Path, translator,
                                                                                   tmp_path: Path) -> None:
     """Two runs on one output (a script started twice) used to delete each other's parts and both crash;
@@ -126,6 +130,7 @@ def test_a_second_conversion_to_the_same_target_is_refused_while_the_first_runs(
     r = video.convert_video(clip, dst, translator, temporal="off", duration=0.5)  # free again
     assert r.status == "converted" and dst.is_file() and leftovers(tmp_path) == []
 
+
 def test_a_file_in_the_way_of_the_parts_folder_fails_that_video_with_a_message(clip: Path, tiny_pair: Path,
                                                                                  tmp_path: Path) -> None:
     """An OSError no code expected (a file where the parts folder goes) is that video's failure, with
@@ -141,6 +146,7 @@ def test_a_file_in_the_way_of_the_parts_folder_fails_that_video_with_a_message(c
     summary = json.loads(proc.stdout)
     assert summary["totals"]["failed"] == 1 and ".imgxlate-parts-pf.mp4" in summary["results"][0]["reason"]
     assert not dst.exists()
+
 
 def test_a_full_disk_keeps_the_finished_segments_and_the_rerun_continues(clip: Path, translator,
                                                                           tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ def test_flow_conversion_is_the_stabiliser_applied_to_the_per_frame_output(clip:
     assert all(np.array_equal(a, b) for a, b in zip(stable, expect))
     assert video.flicker_ratio(frames_in, stable) < video.flicker_ratio(frames_in, plain)
 
+
 def test_flicker_ratio() -> None:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (4, 5, 3)).astype(np.uint8) for _ in range(5)]
@@ -42,6 +43,7 @@ def test_flicker_ratio() -> None:
     with pytest.raises(UsageError):
         video.flicker_ratio(frames[:1], frames[:1])
 
+
 def test_static_flicker_counts_only_unchanged_pixels() -> None:
     a = np.zeros((2, 2, 3), np.uint8)
     b = a.copy()
@@ -51,6 +53,7 @@ def test_static_flicker_counts_only_unchanged_pixels() -> None:
     out_b[0, 0] = 200
     assert video.static_flicker([a, b], [out_a, out_b]) == pytest.approx(4.0)
     assert video.static_flicker([a, a], [out_a, out_a]) == 0.0
+
 
 def _scene(i: int, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
     """A textured background panning 2 px per frame with a bright square moving 3 px per frame."""
@@ -63,6 +66,7 @@ def _scene(i: int, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
     x = 5 + 3 * i
     f[15:30, x:x + 15] = (250, 240, 30)
     return f
+
 
 def test_flow_stabiliser_removes_flicker_without_ghosting() -> None:
     rng = np.random.default_rng(1)
@@ -83,6 +87,7 @@ def test_flow_stabiliser_removes_flicker_without_ghosting() -> None:
     assert stab.cuts == 0
     assert video.warp_error(inputs, stable) < 0.75 * video.warp_error(inputs, noisy)
 
+
 def test_warp_error_ignores_motion_and_sees_flicker() -> None:
     inputs = [_scene(i) for i in range(6)]
     consistent = [255 - x for x in inputs]  # moves with the content: no flicker
@@ -90,6 +95,7 @@ def test_warp_error_ignores_motion_and_sees_flicker() -> None:
     flickering = [np.clip(c.astype(int) + rng.integers(-15, 16, c.shape), 0, 255).astype(np.uint8) for c in consistent]
     assert video.warp_error(inputs, consistent) < 3
     assert video.warp_error(inputs, flickering) > 3 * video.warp_error(inputs, consistent)
+
 
 def test_flow_stabiliser_restarts_at_a_scene_cut() -> None:
     a = [_scene(i, seed=0) for i in range(4)]
@@ -103,6 +109,7 @@ def test_flow_stabiliser_restarts_at_a_scene_cut() -> None:
     again.set_state(state)
     nxt = _scene(3, seed=7)[::-1]
     assert np.array_equal(again(nxt, 255 - nxt), stab(nxt, 255 - nxt))
+
 
 def test_moving_psnr_only_counts_moving_pixels() -> None:
     still = np.zeros((4, 4, 3), np.uint8)

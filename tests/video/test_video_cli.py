@@ -25,6 +25,7 @@ def _app():
 
     return app
 
+
 def test_cli_batch_exit_codes(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -48,6 +49,7 @@ def test_cli_batch_exit_codes(clip: Path, tiny_pair: Path, tmp_path: Path) -> No
     res = runner.invoke(_app(), ["video", str(tmp_path / "nope.mp4"), "--model", str(tiny_pair / "a2b.onnx")])
     assert res.exit_code == 2 and "does not exist" in res.output
 
+
 def test_cli_refusals_come_before_the_model(clip: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -68,6 +70,7 @@ def test_cli_refusals_come_before_the_model(clip: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "not a video" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "img.png"]
 
+
 def test_cli_out_file_json_quiet(clip: Path, tiny_pair: Path, tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
@@ -81,6 +84,7 @@ def test_cli_out_file_json_quiet(clip: Path, tiny_pair: Path, tmp_path: Path) ->
     assert data["totals"]["converted"] == 1 and data["results"][0]["dst"] == str(out)
     assert data["results"][0]["temporal"] == "flow" and data["results"][0]["frames"] == FPS // 2
     assert out.exists() and video.probe_video(out).frames == FPS // 2
+
 
 def test_cli_fifo_in_a_folder_is_skipped_with_its_reason_and_does_not_hang(
     clip: Path, tiny_pair: Path, tmp_path: Path
@@ -103,6 +107,7 @@ def test_cli_fifo_in_a_folder_is_skipped_with_its_reason_and_does_not_hang(
     assert (tmp_path / "out" / "good.zebra.mp4").exists()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.zebra.mp4"]
 
+
 def test_encoder_settings_and_output_names_are_checked_before_any_work(clip: Path, tiny_pair: Path,
                                                                         tmp_path: Path) -> None:
     """A preset x264 does not have, a --crf past x264's 0-51, an output named as a video the tool cannot
@@ -123,6 +128,7 @@ def test_encoder_settings_and_output_names_are_checked_before_any_work(clip: Pat
         proc = subprocess.run([*base, str(clip), *extra], capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 2 and says in proc.stderr, (extra, proc.returncode, proc.stderr)
     assert list(tmp_path.iterdir()) == []
+
 
 def test_no_child_process_is_started(clip: Path, translator, tmp_path: Path, monkeypatch) -> None:
     import subprocess as sp

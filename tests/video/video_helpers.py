@@ -20,6 +20,7 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 def ffmpeg(*args: str) -> None:
     subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
 
+
 def make_clip(path: Path, *extra: str, size: str = "97x61", seconds: float = 2.0, audio: bool = True) -> Path:
     """testsrc2 pattern (+ sine tone), odd size, H.264 4:4:4 (4:2:0 cannot hold odd sizes)."""
     w, h = size.split("x")
@@ -31,6 +32,7 @@ def make_clip(path: Path, *extra: str, size: str = "97x61", seconds: float = 2.0
         args += ["-c:a", "aac"]
     ffmpeg(*args, *extra, str(path))
     return path
+
 
 def frame_times(path: Path) -> list[float]:
     """Presentation times of the video frames, read with FFmpeg's framecrc (independent of imgxlate)."""
@@ -49,17 +51,21 @@ def frame_times(path: Path) -> list[float]:
             times.append(float(pts * tb))
     return sorted(times)
 
+
 def stream_codecs(path: Path) -> list[str]:
     text = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
                           text=True, check=False).stderr
     return re.findall(r"Stream #0:\d+.*?: (\w+: \w+)", text)
 
+
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(".imgxlate-tmp"))
+
 
 def read_png(path: Path) -> np.ndarray:
 
     return np.asarray(Image.open(path).convert("RGB"))
+
 
 def _pngs(folder: Path) -> list[np.ndarray]:
     return [read_png(p) for p in sorted(folder.glob("frame_*.png"))]
