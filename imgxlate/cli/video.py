@@ -8,7 +8,6 @@ the exit code (0 all done or skipped, 1 any video failed, 2 usage errors, 130 in
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -85,13 +84,6 @@ def plan_videos(
             fdir = frames_dir if len(files) == 1 else frames_dir / f.rel.parent / f.src.stem
         plans.append((f.src, None if frames_only else dst, fdir))
     return plans, [n for n in found.found if n.status in ("skipped", "failed")]
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool, crf: int = 23,
@@ -198,7 +190,7 @@ def video(
 ) -> None:
     """Translate videos frame by frame: same length, frame rate and size, original audio in sync (--temporal
     flow for less flicker)."""
-    from imgxlate.video.convert import DEFAULT_TEMPORAL, convert_video
+    from imgxlate.video.convert import DEFAULT_TEMPORAL, convert_video, is_the_input
     from imgxlate.video.convert import VideoResult as VideoResultT
     from imgxlate.video.probe import parse_time
     from imgxlate.video.stabilize import TEMPORAL_MODES
@@ -248,7 +240,7 @@ def video(
                 plans = []
             for src, dst, fdir in plans:
                 # an output that is the input itself is a usage error (from convert_video), not "exists"
-                if dst is not None and dst.exists() and not overwrite and not _same_file(src, dst):
+                if dst is not None and dst.exists() and not overwrite and not is_the_input(src, dst):
                     results.append(VideoResultT(src, dst, "skipped", reason="output exists (pass --overwrite "
                                                 "to replace it)"))
                     if not quiet_ui:

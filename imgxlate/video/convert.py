@@ -188,6 +188,14 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
                          "disk space") from exc
 
 
+def is_the_input(src: Path, dst: Path) -> bool:
+    """Does the output path name the input file itself (through links or relative parts)?"""
+    try:
+        return dst.resolve() == src.resolve()
+    except OSError:
+        return False
+
+
 def _check_paths(src: Path, dst: Path | None, frames_dir: Path | None, frames_only: bool) -> None:
     if frames_only and frames_dir is None:
         raise UsageError("frames_only needs frames_dir (--frames-only needs --frames-dir DIR)")
@@ -196,9 +204,8 @@ def _check_paths(src: Path, dst: Path | None, frames_dir: Path | None, frames_on
             raise UsageError("no output file given")
         if dst.suffix.lower() not in OUTPUT_SUFFIXES:
             raise UsageError(f"cannot write a video named {dst.name}; use one of {', '.join(OUTPUT_SUFFIXES)}")
-        with contextlib.suppress(OSError):
-            if dst.resolve() == src.resolve():
-                raise UsageError(f"the output {dst} is the input itself; choose another --out")
+        if is_the_input(src, dst):
+            raise UsageError(f"the output {dst} is the input itself; choose another --out")
         if dst.is_dir():
             raise UsageError(f"the output {dst} is a folder; give a file name or use --out DIR/")
         _check_parent(dst.parent, "--out")
