@@ -18,6 +18,7 @@ from video_helpers import (
     ffmpeg,
     frame_times,
     leftovers,
+    stop_at,
 )
 
 from imgxlate import video
@@ -27,10 +28,7 @@ from imgxlate.errors import VideoError
 def test_interrupt_leaves_nothing(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "int.mp4"
 
-    def stop(done: int, total: int | None) -> None:
-        if done >= 5:
-            raise KeyboardInterrupt
-
+    stop = stop_at(5)
     with pytest.raises(KeyboardInterrupt):
         video.convert_video(clip, dst, translator, temporal="off", batch_size=1, progress=stop)
     assert not dst.exists() and leftovers(tmp_path) == []
@@ -42,10 +40,7 @@ def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_
     dst = tmp_path / "res.mp4"
     part = tmp_path / "part"
 
-    def stop(done: int, total: int | None) -> None:
-        if done >= 9:
-            raise KeyboardInterrupt
-
+    stop = stop_at(9)
     with pytest.raises(KeyboardInterrupt):
         video.convert_video(clip, dst, translator, batch_size=1, progress=stop, frames_dir=part, segment_seconds=0.25)
     parts = tmp_path / ".imgxlate-parts-res.mp4"
@@ -66,10 +61,7 @@ def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_
 def test_parts_of_other_settings_are_discarded(clip: Path, translator, tmp_path: Path) -> None:
     dst = tmp_path / "d.mp4"
 
-    def stop(done: int, total: int | None) -> None:
-        if done >= 6:
-            raise KeyboardInterrupt
-
+    stop = stop_at(6)
     with pytest.raises(KeyboardInterrupt):
         video.convert_video(clip, dst, translator, batch_size=1, progress=stop, segment_seconds=0.25)
     r = video.convert_video(clip, dst, translator, crf=30, segment_seconds=0.25)

@@ -69,3 +69,13 @@ def read_png(path: Path) -> np.ndarray:
 
 def _pngs(folder: Path) -> list[np.ndarray]:
     return [read_png(p) for p in sorted(folder.glob("frame_*.png"))]
+
+
+def stop_at(frames: int):
+    """A progress callback that stops a conversion (KeyboardInterrupt, as Ctrl-C) once ``frames`` are done."""
+
+    def stop(done: int, total: int | None) -> None:
+        if done >= frames:
+            raise KeyboardInterrupt
+
+    return stop
