@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imgxlate._atomic import atomic_path, write_bytes_atomic
+from imgxlate._atomic import atomic_path
 from imgxlate._version import __version__
 from imgxlate.errors import ImgxlateError, InvalidModelError, UsageError
 from imgxlate.metadata import METADATA_KEY, ModelMetadata
@@ -36,6 +36,7 @@ class ExportReport:
     sizes: list[tuple[int, int]]
     bytes: int
     model: Any = None  # the onnx.ModelProto written (a template for the other direction)
+    data: bytes = b""  # the file's bytes
 
 
 def _torch_to_onnx_bytes(gen: torch.nn.Module, example: torch.Tensor) -> bytes:
@@ -103,6 +104,23 @@ def export_generator(
     ``onnx.ModelProto`` exported from a generator of the same architecture, reused with this
     generator's weights instead of tracing again (falls back to tracing when it does not fit).
     """
+    report = build_verified(gen, path, metadata, verify_inputs, template)
+    try:
+        write_verified(report.path, report.data)
+    except OSError as exc:
+        raise _write_error(report.path, exc) from exc
+    return report
+
+
+def build_verified(
+    gen: torch.nn.Module,
+    path: str | os.PathLike[str],
+    metadata: ModelMetadata,
+    verify_inputs: list[torch.Tensor] | None = None,
+    template: Any | None = None,
+) -> ExportReport:
+    """The ONNX file :func:`export_generator` would write to ``path``, checked and compared with
+    PyTorch, in memory (``report.data``): nothing is written."""
     import onnx
     import onnxruntime as ort
 
@@ -142,26 +160,37 @@ def export_generator(
         raise InvalidModelError(
             f"export check failed: ONNX Runtime differs from PyTorch by {worst:.2e} (> {PARITY_TOLERANCE})"
         )
-    try:
-        write_verified(path, data)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    return ExportReport(path=path, max_abs_diff=worst, sizes=sizes, bytes=len(data), model=model)
+    return ExportReport(path=path, max_abs_diff=worst, sizes=sizes, bytes=len(data), model=model, data=data)
 
 
 def write_verified(path: Path, data: bytes) -> None:
     """Write ``data`` atomically (temp file, fsync, rename) after reading the temp file back: a short
     write (full disk) fails here instead of leaving a truncated model under its final name."""
+    with atomic_path(path) as tmp:
+        _write_read_back(tmp, data)
+
+
+def _write_read_back(tmp: Path, data: bytes) -> None:
+    """Write ``data`` to ``tmp``, flushed and fsynced, and check that it reads back as written."""
     import hashlib
 
-    want = hashlib.sha256(data).hexdigest()
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if hashlib.sha256(tmp.read_bytes()).hexdigest() != want:
-            raise OSError(f"{tmp} did not read back as written")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if hashlib.sha256(tmp.read_bytes()).hexdigest() != hashlib.sha256(data).hexdigest():
+        raise OSError(f"{tmp} did not read back as written")
+
+
+def write_all_verified(files: dict[Path, bytes]) -> None:
+    """Write several files as one: every temp file is written and read back before any is renamed, so
+    a full disk or a failed check on the last one leaves every target as it was."""
+    with contextlib.ExitStack() as stack:
+        for path, data in files.items():
+            try:
+                _write_read_back(stack.enter_context(atomic_path(path)), data)
+            except OSError as exc:
+                raise _write_error(path, exc) from exc
 
 
 def make_metadata(
@@ -300,7 +329,7 @@ def export_generators(
         meta = make_metadata(direction, name_a, name_b, gen_config, image_size, steps, epochs, training)
         template = reports[0].model if reports else None  # b2a reuses the a2b graph (same architecture)
         reports.append(
-            export_generator(
+            build_verified(
                 gens[direction], out_dir / f"{direction}.onnx", meta, (verify or {}).get(direction), template
             )
         )
@@ -329,13 +358,15 @@ def export_generators(
         folder=out_dir,
         target=name_b if reports[0].path.stem == "a2b" else name_a,
     )
+    # Both directions are built and checked before anything is written, and written before anything
+    # is renamed: a failed check or a full disk leaves an existing model folder as it was.
+    write_all_verified({**{r.path: r.data for r in reports}, out_dir / "README.md": card.encode("utf-8")})
     try:
-        write_bytes_atomic(out_dir / "README.md", card.encode("utf-8"))
         for direction in ("a2b", "b2a"):
             if direction not in gens:  # the old model's other direction: not this model's
                 (out_dir / f"{direction}.onnx").unlink(missing_ok=True)
     except OSError as exc:
-        raise _write_error(out_dir / "README.md", exc) from exc
+        raise _write_error(out_dir, exc) from exc
     return reports
 
 

@@ -15,14 +15,16 @@ from imgxlate.train.networks import ResnetGenerator
 
 
 @pytest.fixture()
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs, mounted for the test (needs root and mount rights; skipped otherwise)."""
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A 256 KiB tmpfs (or ``@pytest.mark.parametrize("small_disk", [SIZE], indirect=True)``), mounted
+    for the test (needs root and mount rights; skipped otherwise)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "small"
     mnt.mkdir()
+    size = getattr(request, "param", "256k")
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=False, capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=False, capture_output=True
     )
     if proc.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
@@ -53,3 +55,27 @@ def test_export_on_a_full_disk_writes_no_model(small_disk: Path) -> None:
             {"a2b": gen}, small_disk / "model", "x", "y", {"ngf": 16, "n_blocks": 3}, 32, 1, 0.1
         )
     assert not [p for p in (small_disk / "model").iterdir() if p.suffix == ".onnx" or p.name.startswith(".")]
+
+
+# The old pair (ngf 4) is ~160 KiB with its card, a new file (ngf 8) ~170 KiB. On 384 KiB the new a2b
+# fits beside the old pair and the new b2a does not: neither beside the old pair and the new a2b's temp
+# file, nor (as a one-by-one export would have it) beside the old b2a and the new a2b.
+@pytest.mark.parametrize("small_disk", ["384k"], indirect=True)
+def test_a_pair_that_does_not_fit_leaves_the_old_pair(small_disk: Path) -> None:
+    """Neither new file is renamed into place when the second one does not fit."""
+    from imgxlate.metadata import read_onnx_metadata
+
+    model = small_disk / "model"
+    tiny = {"ngf": 4, "n_blocks": 1}
+    export_generators(
+        {"a2b": ResnetGenerator(**tiny), "b2a": ResnetGenerator(**tiny)}, model, "x", "y", tiny, 32, 1, 0.1
+    )
+    old = {p.name: p.read_bytes() for p in model.iterdir()}
+    bigger = {"ngf": 8, "n_blocks": 1}
+    with pytest.raises(ImgxlateError, match="disk full"):
+        export_generators(
+            {"a2b": ResnetGenerator(**bigger), "b2a": ResnetGenerator(**bigger)},
+            model, "x", "y", bigger, 32, 2, 0.2, overwrite=True,
+        )
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == old  # no temp file, nothing replaced
+    assert read_onnx_metadata(str(model / "a2b.onnx")).steps == 1

@@ -1,0 +1,43 @@
+"""Exporting a pair: both directions are checked before either file is written."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from imgxlate.errors import InvalidModelError
+from imgxlate.metadata import read_onnx_metadata
+from imgxlate.train.export import export_generators
+from imgxlate.train.networks import ResnetGenerator
+
+CFG = {"ngf": 4, "n_blocks": 1}
+
+
+class _Drifting(ResnetGenerator):
+    """PyTorch output that the exported graph does not reproduce (same weights, scaled output)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 0.5
+
+
+def test_a_failed_check_on_b2a_leaves_the_old_pair(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = tmp_path / "model"
+    export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "x", "y", CFG, 32, 1, 0.1)
+    old = {p.name: p.read_bytes() for p in model.iterdir()}
+    with pytest.raises(InvalidModelError, match="export check failed"):
+        export_generators(
+            {"a2b": ResnetGenerator(**CFG), "b2a": _Drifting(**CFG)}, model, "x", "y", CFG, 32, 2, 0.2, overwrite=True
+        )
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == old  # a2b passed its check; not written either
+    assert read_onnx_metadata(str(model / "b2a.onnx")).steps == 1
+
+
+def test_an_overwrite_replaces_both_files_and_the_card(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "x", "y", CFG, 32, 1, 0.1)
+    export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "x", "y", CFG, 32, 7, 0.7,
+                      overwrite=True)
+    assert sorted(p.name for p in model.iterdir()) == ["README.md", "a2b.onnx", "b2a.onnx"]
+    assert {read_onnx_metadata(str(model / f)).steps for f in ("a2b.onnx", "b2a.onnx")} == {7}
+    assert "7" in (model / "README.md").read_text()
