@@ -454,15 +454,14 @@ def _infer_group(
     whole = len(first.extra["image"].frames) == 1 and translator._tile_for(h, w, options.tile, options.tiling) == 0
     while whole and len(group) < batch_size and decoding and decoding[0].decode is not None:
         nxt = decoding[0]
-        try:
-            decoded, seconds = nxt.decode.result()
-        except Exception:  # noqa: BLE001 - handled when the item's own turn comes
+        if nxt.decode.cancelled() or nxt.decode.exception() is not None:  # reported in its own turn
             break
+        decoded, seconds, said = nxt.decode.result()
         if (decoded.height, decoded.width) != (h, w) or len(decoded.frames) > 1:
             break
         decoding.popleft()
         nxt.seconds, nxt.size = seconds, (h, w)
-        nxt.extra["image"] = decoded
+        nxt.extra["image"], nxt.extra["said"] = decoded, said
         group.append(nxt)
         feed()
     t0 = time.perf_counter()

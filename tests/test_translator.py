@@ -215,15 +215,22 @@ def test_convert_paths_order_statuses_and_batching(tiny_pair: Path, tmp_path: Pa
     (src / "e.png").write_bytes(b"corrupt")
     t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
     out = tmp_path / "out"
+    batches: list[int] = []
+    run_batch = t.translate_rgb_batch
+    t.translate_rgb_batch = lambda rgbs: (batches.append(len(rgbs)), run_batch(rgbs))[1]  # type: ignore[method-assign]
     results = list(convert_paths([src], out, translator=t, batch_size=3, workers=2))
+    assert batches == [3]  # a, b and c (one size) in one run; the corrupt e.png and d.jpg alone
     assert [r.src.name for r in results] == ["a.png", "b.png", "c.png", "e.png", "d.jpg"]
     assert [r.status for r in results] == ["converted"] * 3 + ["failed", "converted"]
     assert "e.png" in results[3].reason or "image" in results[3].reason
     assert (results[0].width, results[0].height) == (16, 20)
     assert Image.open(out / "sub" / "d.jpg").size == (7, 9)
     # Batched results equal one-at-a-time results.
-    single = t.translate(np.asarray(Image.open(src / "b.png")))
-    np.testing.assert_allclose(np.asarray(Image.open(out / "b.png")).astype(int), single.astype(int), atol=1)
+    single = list(convert_paths([src], tmp_path / "single", translator=t, batch_size=1))
+    assert batches == [3] and [r.status for r in single] == [r.status for r in results]
+    for name in ("a.png", "b.png", "c.png"):
+        np.testing.assert_allclose(np.asarray(Image.open(out / name)).astype(int),
+                                   np.asarray(Image.open(tmp_path / "single" / name)).astype(int), atol=1)
     again = list(convert_paths([src], out, translator=t))
     assert [r.status for r in again] == ["skipped"] * 3 + ["failed", "skipped"]
     with pytest.raises(UsageError, match="no images found"):

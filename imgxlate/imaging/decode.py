@@ -536,8 +536,9 @@ def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | 
     try:
         im = Image.open(io.BytesIO(data))
         count = int(getattr(im, "n_frames", 1))
-    except Exception:  # noqa: BLE001 - untrusted data: the first page decoded; count it alone
-        return first
+    except Exception as exc:  # untrusted data: the chain of pages breaks off (a truncated file)
+        # As for a broken page below: the file fails rather than pass as converted with pages missing.
+        raise _read_error(path, f"its pages cannot be counted: the file is truncated or corrupt ({exc})") from exc
     if count < 2:
         return first
     writable = lambda d: d.bit_depth == 8 or (d.grayscale and d.alpha is None)

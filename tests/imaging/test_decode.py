@@ -383,3 +383,24 @@ def test_multi_page_tiff_pixel_limit_counts_every_page(tmp_path: Path) -> None:
     assert len(read_image(tmp_path / "three.tif", max_pixels=300).pages) == 2
     with pytest.raises(ImageReadError, match="3 pages"):
         read_image(tmp_path / "three.tif", max_pixels=299)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.8, 0.95])
+def test_a_truncated_multi_page_tiff_fails_instead_of_passing_as_one_page(tmp_path: Path, keep: float) -> None:
+    """Cut short, the file's chain of pages breaks off or its last page does: reading its pages fails,
+    so it is never converted as a one-page file. Read for its first page alone (a target that is not
+    TIFF), it fails too, or counts the pages it leaves out (the result's partial note)."""
+    from imgxlate.errors import ImageReadError
+    from imgxlate.imaging import read_image
+
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)) for _ in range(3)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    data = (tmp_path / "scan.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(tmp_path / "cut.tif")
+    try:
+        assert read_image(tmp_path / "cut.tif", frames=False).pages_left_out == 2
+    except ImageReadError as exc:
+        assert "its pages cannot be counted" in str(exc)
