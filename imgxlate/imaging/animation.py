@@ -166,6 +166,11 @@ def encode_animation(
         if like.exif:
             options["exif"] = like.exif
         options.update(encoder_options(pil_fmt, quality))
+        if pil_fmt == "WEBP" and alpha:
+            # libwebp's animation encoder (1.6, through Pillow 12) wrote lossy frames whose transparent
+            # part covers whole 16 px blocks without their alpha: the file came out opaque. Every frame
+            # a key frame keeps it, at the cost of the inter-frame savings.
+            options["kmax"] = 1
     buf = io.BytesIO()
     images[0].save(buf, format=pil_fmt, **options)
     return buf.getbuffer()

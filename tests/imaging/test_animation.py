@@ -140,3 +140,22 @@ def test_training_and_previews_read_the_first_frame_only(tmp_path: Path) -> None
     assert first.animation is None and first.format == "PNG"
     np.testing.assert_array_equal(first.pixels, written[0])
     np.testing.assert_array_equal(read_rgb8(src, max_pixels=10 * 14), written[0])  # one frame's pixels count
+
+
+@pytest.mark.parametrize(("suffix", "quality"), [(".webp", 95), (".webp", 100), (".png", 95)])
+def test_transparency_survives_in_an_animated_webp_or_png_at_any_quality(
+    tmp_path: Path, suffix: str, quality: int
+) -> None:
+    """An animation whose transparent part covers whole 16 px blocks, written as lossy WebP, came out
+    opaque (libwebp's animation encoder dropped the alpha); every output frame keeps the source's."""
+    arrays = [np.dstack([a, np.full(a.shape[:2], 255, np.uint8)]) for a in frames(h=32, w=48)]
+    for a in arrays:
+        a[:, :16, 3] = 0  # a whole column of 16 px blocks (the case that lost its alpha)
+    src = save_animation(tmp_path / "t.webp", arrays, "WEBP", loop=0)
+    decoded = read_image(src)
+    assert decoded.alpha is not None and decoded.animation is not None
+    out = write_image(tmp_path / f"out{suffix}", [a[..., :3] for a in frames(h=32, w=48)], decoded, quality=quality)
+    got, _, _ = pil_frames(out)
+    assert len(got) == 3
+    for g, a in zip(got, arrays):
+        assert np.abs(g[..., 3].astype(int) - a[..., 3]).max() <= 2  # lossy WebP: alpha lossless by default
