@@ -21,7 +21,7 @@ import numpy as np
 
 from imgxlate.errors import DiskFullError, ImgxlateError, UsageError
 from imgxlate.imaging.notices import collected
-from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs
+from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs, same_folder
 from imgxlate.notes import Note
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, ImageOptions
 from imgxlate.translator import Translator
@@ -121,6 +121,14 @@ def plan_conversion(
     in walk order. Non-regular files, symlink loops and unreadable folders are planned as skipped or
     failed entries (``dst`` is ``Path()`` for those)."""
     fmt = check_format(fmt)
+    for item in inputs:
+        if Path(item).expanduser().is_dir() and same_folder(Path(item).expanduser(), out_dir):
+            # A rerun would read the outputs as inputs (cat.png beside cat.jpg: "output is an input").
+            raise UsageError(
+                f"--out is the input folder {os.fspath(item)!r}: the next run would read its outputs as "
+                f"inputs; choose another --out (a folder inside it, such as "
+                f"{os.path.join(os.fspath(item), 'out')!r}, is fine: it is left out when the input is read)"
+            )
     files = collect_inputs(inputs, out_dir=out_dir, include=include, exclude=exclude, recursive=recursive)
     reported = [f for f in files.found if f.status != "ignored"]
     if not files and not reported:

@@ -148,6 +148,14 @@ def _same(a: Path, b: Path | None) -> bool:
         return False
 
 
+def same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Do ``a`` and ``b`` name one existing folder (through links or other spellings)?"""
+    try:
+        return _same(Path(a), Path(b).resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
 def _kind(mode: int) -> str:
     from imgxlate.imaging.decode import file_kind
 
@@ -274,16 +282,19 @@ def collect_inputs(
     walk = _Walk(wanted, Patterns(include), Patterns(exclude), out_resolved, recursive)
 
     found: list[InputFile] = []
-    seen: set[Path] = set()
+    seen: dict[Path, Path] = {}  # resolved path -> the name it was first found under
 
     def add(src: Path, rel: Path, explicit: bool) -> None:
         try:
             key = src.resolve()
         except (OSError, RuntimeError):
             key = src.absolute()
-        if key in seen:
+        first = seen.get(key)
+        if first is not None:
+            if first != src:  # a link to a file already found, or the file through another input
+                walk.note(src, "skipped", f"the same file as {str(first)!r}, which is converted under its own name")
             return
-        seen.add(key)
+        seen[key] = src
         found.append(InputFile(src=src, rel=rel, explicit=explicit))
         walk.count = len(found)
 

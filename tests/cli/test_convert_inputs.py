@@ -162,3 +162,32 @@ def test_a_16_bit_gray_multi_page_tiff_stays_16_bit_gray(tiny_pair: Path, tmp_pa
     for i in range(2):
         got.seek(i)
         assert got.mode == "I;16" and got.size == (7, 6 + i)
+
+
+def test_out_as_the_input_folder_is_refused_before_anything_is_written(
+    tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outputs in the input folder would be read as inputs by the next run ("output is an input")."""
+    noise(tmp_path / "in" / "cat.jpg")
+    for out in (tmp_path / "in", tmp_path / "in" / "."):
+        res = invoke("convert", tmp_path / "in", "--out", out, "--model", tiny_pair, "--format", "png")
+        assert res.exit_code == 2 and "--out is the input folder" in res.stderr
+    monkeypatch.chdir(tmp_path / "in")
+    res = invoke("convert", ".", "--out", tmp_path / "in", "--model", tiny_pair, "--format", "png")
+    assert res.exit_code == 2 and "'./out'" in res.stderr  # the advice names a folder that works
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["cat.jpg"]
+    res = invoke("convert", ".", "--out", "out", "--model", tiny_pair, "--format", "png", "-q")
+    assert res.exit_code == 0 and (tmp_path / "in" / "out" / "cat.png").is_file()
+    res = invoke("convert", ".", "--out", "out", "--model", tiny_pair, "--format", "png", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["totals"]["skipped"] == 1  # the rerun resumes
+
+
+def test_a_link_to_a_file_already_found_is_reported_not_dropped(tiny_pair: Path, tmp_path: Path) -> None:
+    noise(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").symlink_to("a.png")
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out", "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    files = {Path(f["src"]).name: f for f in json.loads(res.stdout)["results"]}
+    assert files["a.png"]["status"] == "converted"
+    assert files["b.png"]["status"] == "skipped" and "the same file as" in files["b.png"]["reason"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
