@@ -142,7 +142,8 @@ def plan_conversion(
                 f"--format {fmt} contradicts --out {out_dir}; the output file's suffix sets the format, so "
                 "leave out --format or change the suffix"
             )
-    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite, refuse=_refuse_fn(fmt)) \
+    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite, refuse=_refuse_fn(fmt),
+                           fmt=fmt) \
         if files else []
     merged: list[PlannedFile] = []
     notes = iter(reported)

@@ -359,13 +359,21 @@ def _inside(path: Path, folder: Path) -> bool:
 # ------------------------------------------------------------------------------------------- planning
 
 
-def collision_reason(first: str | os.PathLike[str], second: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
+def collision_reason(
+    first: str | os.PathLike[str], second: str | os.PathLike[str], dst: str | os.PathLike[str], fmt: str = "same"
+) -> str:
     """Why the second of two inputs mapping to one output fails, with advice that works for the case:
-    a.jpg + a.png into one format, or the same name in two input folders (paths or URLs)."""
+    the same name in two input folders (paths or URLs); a.jpg + a.png into one ``fmt``; under
+    ``--format same`` two files both written in one format (a.bmp + a.png, or a JPEG named .png
+    beside a.jpg), where only a new name helps."""
     same_suffix = PurePosixPath(os.fspath(first)).suffix.lower() == PurePosixPath(os.fspath(second)).suffix.lower()
-    advice = "convert each input folder into its own --out" if same_suffix else \
-        "keep each file's own format with --format same"
-    return f"{first} and {second} would both be written to {dst}; rename one of them or {advice}"
+    if same_suffix:
+        advice = " or convert each input folder into its own --out"
+    elif fmt != "same":
+        advice = " or keep each file's own format with --format same"
+    else:
+        advice = " (both are written in that format: it is the one imgxlate writes for each)"
+    return f"{first} and {second} would both be written to {dst}; rename one of them{advice}"
 
 
 def image_file_name(out: str | os.PathLike[str]) -> bool:
@@ -401,6 +409,7 @@ def plan_outputs(
     *,
     overwrite: bool = False,
     refuse: Callable[[Path], str] | None = None,
+    fmt: str = "same",
 ) -> list[PlannedFile]:
     """Map each input to its output path and decide up front what cannot or need not be written.
 
@@ -410,7 +419,8 @@ def plan_outputs(
     input file, refuses the second of two inputs mapping to one output, fails an output name longer
     than the file system allows, skips existing outputs unless ``overwrite``. ``refuse(src)``: why an
     input cannot be written in the output format ("" when it can); such an input fails here, before it
-    claims its output name (which another input may then use).
+    claims its output name (which another input may then use). ``fmt``: the --format asked for (for
+    the advice on two inputs mapping to one output).
     """
     out = Path(out_dir)
     single = image_file_name(out)
@@ -462,7 +472,7 @@ def plan_outputs(
             plans.append(PlannedFile(f.src, dst, "failed", f"output {dst} is an input file; choose another --out"))
             continue
         if key in claimed:
-            plans.append(PlannedFile(f.src, dst, "failed", collision_reason(claimed[key], f.src, dst)))
+            plans.append(PlannedFile(f.src, dst, "failed", collision_reason(claimed[key], f.src, dst, fmt)))
             continue
         claimed[key] = f.src
         if exists and dst.is_dir():

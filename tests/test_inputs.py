@@ -110,9 +110,14 @@ def test_plan_collision_second_fails(tmp_path: Path) -> None:
     root = tmp_path / "in"
     touch(root / "a.png")
     touch(root / "a.jpg")
-    plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", _png)
+    plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", _png, fmt="png")
     assert [p.status for p in plans] == ["pending", "failed"]
     assert "would both be written to" in plans[1].reason and "--format same" in plans[1].reason
+    # under --format same two files written in one format (a.bmp and a.png both as PNG): --format same
+    # cannot help, so it is not advised
+    plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", _png, fmt="same")
+    assert [p.status for p in plans] == ["pending", "failed"]
+    assert "rename one of them" in plans[1].reason and "--format" not in plans[1].reason
 
 
 def test_plan_collision_of_one_name_in_two_folders_and_a_folder_in_the_way(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def _plan_urls(
         out_rel = rel_path.with_name(rel_path.stem + suffix)
         dst = str(Path(out) / out_rel) if local_out else storage.join_url(out, out_rel.as_posix())
         if dst in claimed:
-            jobs.append(Job(index, src, dst, FAILED, collision_reason(claimed[dst], src, dst)))
+            jobs.append(Job(index, src, dst, FAILED, collision_reason(claimed[dst], src, dst, fmt)))
             continue
         claimed[dst] = src
         present = Path(dst).exists() if local_out else storage.exists(dst)
