@@ -142,7 +142,11 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
     if ctx.invoked_subcommand is not None:
         return
     resume, as_json = values.pop("resume"), values.pop("json")
-    quiet = values.pop("quiet") or os.environ.get("RANK", "0") != "0"  # under torchrun only rank 0 talks
+    # Under torchrun only rank 0 talks: its progress, its summary (one JSON object on stdout), its
+    # notices. Every rank still says its own errors.
+    main_rank = os.environ.get("RANK", "0") == "0"
+    as_json = as_json and main_rank
+    quiet = values.pop("quiet") or not main_rank
     values.pop("version", None)
     live = sys.stderr.isatty() and not quiet
     _setup_logging(quiet, live)
@@ -169,12 +173,14 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
 
         # SIGTERM (a scheduler's time limit, preemption, `docker stop`) as Ctrl-C: the step under way
         # finishes (defer_stop), its checkpoint is saved, then the command stops with 128 + the signal
-        with _Progress(quiet, live) as progress, stop_signals("saving the last finished step") as stop:
+        with _Progress(quiet, live) as progress, \
+                stop_signals("saving the last finished step", speak=main_rank) as stop:
             result = train(cfg, resume=resume, overrides=explicit, on_step=progress, command=command,
                            step_guard=defer_stop)
     except TrainingInterrupted as err:
         code = stop.exit_code if stop is not None and stop.signum is not None else err.exit_code
-        stderr.print(f"[yellow]{escape(str(err))}[/]")
+        if main_rank:
+            stderr.print(f"[yellow]{escape(str(err))}[/]")
         if as_json:
             typer.echo(json.dumps({"interrupted": True, "step": err.step, "checkpoint": err.checkpoint,
                                    "message": str(err), "exit_code": code}, sort_keys=True))

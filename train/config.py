@@ -11,6 +11,7 @@ values that were used.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,21 @@ DIRECTIONS = ("a2b", "b2a")
 
 # Settings a resumed run may change without breaking exact continuation (they do not touch the maths
 # or the data order). Everything else comes from the checkpoint.
+def smallest_crop(n_layers_d: int) -> int:
+    """The smallest training crop (a multiple of 4, at least 16) that the PatchGAN discriminator takes:
+    each of its ``n_layers_d`` stride-2 convolutions (kernel 4, padding 1) halves the side (rounding
+    down), then two kernel-4 stride-1 convolutions take 1 each, and the instance norm before the last
+    needs more than one value: the halved side must be at least 3."""
+    size = 16
+    while True:
+        side = size
+        for _ in range(n_layers_d):
+            side //= 2
+        if side >= 3:
+            return size
+        size += 4
+
+
 RESUME_OVERRIDABLE = (
     "max_steps",
     "workers",
@@ -38,6 +54,9 @@ RESUME_OVERRIDABLE = (
     "log_every",
     "export",
     "out",
+    # where the data is, not what it is: a resumed run may find its folders moved
+    "domain_a",
+    "domain_b",
 )
 
 # Per-method defaults of the settings declared with None (Park et al. 2020, section 4 and the
@@ -296,6 +315,12 @@ class TrainConfig:
             )
         if self.image_size < 16:
             raise UsageError(f"--image-size {self.image_size} is too small; use at least 16")
+        least = smallest_crop(int(self.n_layers_d))
+        if self.image_size < least:
+            raise UsageError(
+                f"--image-size {self.image_size} is too small for the discriminator's {self.n_layers_d} "
+                f"downsampling layers (--n-layers-d): use at least {least}, or fewer --n-layers-d"
+            )
         for name in ("n_blocks", "epochs", "epochs_decay", "max_steps", "d_warmup_steps", "workers", "threads",
                      "pool_size"):
             if int(getattr(self, name)) < 0:
@@ -310,6 +335,10 @@ class TrainConfig:
             )
         if self.epochs + self.epochs_decay == 0 and self.max_steps == 0:
             raise UsageError("nothing to train: --epochs and --epochs-decay are 0 and --max-steps is not set")
+        for name in ("lr", "lambda_cycle", "nce_temperature", "lambda_identity", "lambda_gan", "lambda_nce",
+                     "beta1", "beta2"):
+            if not math.isfinite(float(getattr(self, name))):  # nan and inf pass every comparison below
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(self, name)}")
         for name in ("lr", "lambda_cycle", "nce_temperature"):
             if float(getattr(self, name)) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be > 0, not {getattr(self, name)}")

@@ -109,7 +109,15 @@ def resolve_settings(
         return cfg, None
     ckpt = load_checkpoint(resume)
     cfg = TrainConfig.from_dict(ckpt["config"])
+    # The run goes on where its checkpoint is: a copied or moved run folder is written to, not the
+    # folder it was first trained in (its config's ``out``).
+    ckpt_file = Path(ckpt["path"])
+    if ckpt_file.parent.name == "checkpoints":
+        cfg.out = str(ckpt_file.parent.parent)
     for key, value in (overrides or {}).items():
+        if _same_setting(getattr(cfg, key, None), value):  # the stored value, given again: no change
+            setattr(cfg, key, value)
+            continue
         if key not in RESUME_OVERRIDABLE:
             raise UsageError(
                 f"--{key.replace('_', '-')} cannot change when resuming (it would change the training); "
@@ -118,6 +126,17 @@ def resolve_settings(
         setattr(cfg, key, value)
     cfg.validate()
     return cfg, ckpt
+
+
+def _same_setting(stored: Any, given: Any) -> bool:
+    """Is a setting given on the command line the one the checkpoint holds? (Folders compare by
+    where they lead: ``runs/x`` and ``./runs/x/`` are one.)"""
+    if stored == given:
+        return True
+    if isinstance(stored, (str, os.PathLike)) and isinstance(given, (str, os.PathLike)):
+        with contextlib.suppress(OSError, ValueError):
+            return Path(stored).expanduser().resolve() == Path(given).expanduser().resolve()
+    return False
 
 
 def initial_weights(cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, Any]] | None:

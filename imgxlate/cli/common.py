@@ -300,22 +300,26 @@ class Stop:
 
 
 @contextlib.contextmanager
-def stop_signals(message: str = "finishing files being written") -> Iterator[Stop]:
+def stop_signals(message: str = "finishing files being written", *, speak: bool = True) -> Iterator[Stop]:
     """Ctrl-C (SIGINT) and SIGTERM (a job scheduler's time limit, ``docker stop``, ``kill``) stop a
     command the same clean way: the first raises KeyboardInterrupt in the main thread (the command
     finishes what it was writing, reports, exits with :attr:`Stop.exit_code`); a second exits at once.
-    ``message`` says what happens now; the line names the signal."""
+    ``message`` says what happens now; the line names the signal. It is said once: not by processes
+    forked while the block is held (a data loader's workers get the terminal's Ctrl-C too), nor when
+    ``speak`` is False (the other ranks of a distributed run)."""
     stop = Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    owner = os.getpid()
 
     def handler(signum: int, frame: Any) -> None:
         if stop.signum is None:
             stop.signum = signum
             name = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
             again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
-            stderr.print(f"[yellow]{escape(f'{name}: {message} ({again} again to stop at once)')}[/]")
+            if speak and os.getpid() == owner:
+                stderr.print(f"[yellow]{escape(f'{name}: {message} ({again} again to stop at once)')}[/]")
             if stop.deferring:
                 stop.held = True  # raised when the defer_stop block ends
                 return

@@ -293,3 +293,39 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     resumed = _cli("--resume", str(run), "--max-steps", str(step + 1), "--json")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["steps"] == step + 1
+
+
+def test_a_copied_run_resumes_in_its_own_folder_and_unchanged_settings_are_accepted(
+    run: Path, tmp_path: Path
+) -> None:
+    """Resuming a copy wrote into the original run (its stored --out); giving a stored setting again
+    (the first command plus --resume) was refused as a change."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    step = load_checkpoint(run)["step"]
+    result = CliRunner().invoke(app, ["--resume", str(copy), "--max-steps", str(step + 1), "--image-size", "32",
+                                      "--ngf", "8", "--no-export", "-q"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(copy)["step"] == step + 1
+    assert load_checkpoint(run)["step"] == step  # the original is untouched
+    changed = CliRunner().invoke(app, ["--resume", str(copy), "--image-size", "64"])
+    assert changed.exit_code == 2 and "--image-size cannot change when resuming" in changed.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--lambda-cycle", "inf"], "--lambda-cycle must be a finite number"),
+        (["--image-size", "16"], "use at least 24"),  # 3 discriminator layers (the default)
+        (["--image-size", "44", "--n-layers-d", "4"], "use at least 48"),
+    ],
+)
+def test_values_the_networks_cannot_take_are_usage_errors(tmp_path: Path, args: list[str], said: str) -> None:
+    write_images(tmp_path / "a", 1, seed=0)
+    result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "a"),
+                                      "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "r").exists()
