@@ -124,21 +124,43 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
     Raises TrainingError ("disk full" when it is) instead of leaving a short file behind.
     """
+    sink: _WriteErrors | None = None
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                torch.save(state, fh)
+                sink = _WriteErrors(fh)
+                torch.save(state, sink)
                 fh.flush()
                 os.fsync(fh.fileno())
             # read back what is on disk: a short or corrupt write fails here, before the rename
             check = torch.load(tmp, map_location="cpu", weights_only=True)
             if check.get("step") != state.get("step"):
                 raise TrainingError(f"checkpoint {path} did not read back as written")
-    except (OSError, RuntimeError) as exc:  # torch.save reports some write failures as RuntimeError
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+        cause = sink.error if sink is not None and sink.error is not None else exc
         raise TrainingError(
-            f"cannot write checkpoint {path} ({write_failure(exc, path.parent)}); the previous checkpoint "
+            f"cannot write checkpoint {path} ({write_failure(cause, path.parent)}); the previous checkpoint "
             "is unchanged. Free space or choose another --out, then --resume"
         ) from exc
+
+
+class _WriteErrors:
+    """A file object that keeps the OSError of a failed ``write``: torch.save turns it into a
+    RuntimeError without its errno ("unexpected pos ..."), and the errno says "disk full"."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
 
 
 def write_failure(exc: BaseException, folder: Path) -> str:

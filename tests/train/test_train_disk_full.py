@@ -48,6 +48,18 @@ def test_checkpoint_on_a_full_disk_keeps_the_previous_one(small_disk: Path) -> N
         assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]  # no temp file left
 
 
+@pytest.mark.parametrize("small_disk", ["4m"], indirect=True)
+def test_a_checkpoint_too_big_for_the_disk_is_said_to_be_disk_full(small_disk: Path) -> None:
+    """With more than 1 MiB still free once the temp file is gone, only the write's own errno tells
+    "disk full" (torch.save reports it as a RuntimeError)."""
+    path = small_disk / "checkpoints" / "last.pt"
+    save_checkpoint(path, _state(1, 1024))  # 1 MiB
+    with pytest.raises(TrainingError, match=r"\(disk full\)"):
+        save_checkpoint(path, _state(2, 3 * 1024))  # 3 MiB: more than the ~3 MiB left
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.pt"]
+
+
 def test_export_on_a_full_disk_writes_no_model(small_disk: Path) -> None:
     gen = ResnetGenerator(ngf=16, n_blocks=3)  # ~300 KB of weights: more than the disk
     with pytest.raises(ImgxlateError, match="disk full"):
