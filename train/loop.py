@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from imgxlate.train.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    write_failure,
 )
 from imgxlate.train.config import RESUME_OVERRIDABLE, TrainConfig
 from imgxlate.train.cyclegan import CycleGANTrainer
@@ -259,6 +260,19 @@ def check_domain_folder(folder: str, role: str) -> None:
         raise UsageError(f"{role} folder {str(path)!r} is not a folder; pass a folder of training images")
 
 
+@contextlib.contextmanager
+def _writing(path: Path, out: Path) -> Iterator[None]:
+    """A write into the run folder (the log, TensorBoard, a sample grid): an OSError (read-only folder,
+    full disk) becomes a TrainingError naming the file and what to do, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise TrainingError(
+            f"cannot write {path} ({write_failure(exc, path.parent)}); the run stops here and goes on from its "
+            f"last checkpoint: free space or make {out} writable, then imgxlate-train --resume {out}"
+        ) from exc
+
+
 def prepare_run_folder(out: Path, is_main: bool) -> None:
     """Create the run folder; remove temp files a killed save left behind."""
     if is_main:
@@ -377,8 +391,10 @@ def _train(
     )
     jlog = tb = None
     if rt.is_main:
-        jlog = JsonLog(out / "log.jsonl", start if ckpt is not None else None)
-        tb = tensorboard_writer(out)
+        with _writing(out / "log.jsonl", out):
+            jlog = JsonLog(out / "log.jsonl", start if ckpt is not None else None)
+        with _writing(out / "tensorboard", out):
+            tb = tensorboard_writer(out)
 
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     images_per_step = cfg.batch_size * rt.world_size
@@ -487,11 +503,14 @@ def _train(
                     logged=logged,
                 )
                 if rt.is_main and logged:
-                    _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before)
+                    with _writing(out / "log.jsonl", out):
+                        _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before)
                 if rt.is_main and on_step is not None:
                     on_step(info)
             if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
-                save_sample_grid(out / "samples" / f"step_{step:06d}.png", trainer.sample_rows())
+                grid = out / "samples" / f"step_{step:06d}.png"
+                with _writing(grid, out):
+                    save_sample_grid(grid, trainer.sample_rows())
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != end:
                 checkpoint()
     except KeyboardInterrupt:

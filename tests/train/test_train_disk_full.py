@@ -1,5 +1,6 @@
 """A full disk never leaves a truncated checkpoint or model under its final name (a real tmpfs)."""
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -91,3 +92,26 @@ def test_a_pair_that_does_not_fit_leaves_the_old_pair(small_disk: Path) -> None:
         )
     assert {p.name: p.read_bytes() for p in model.iterdir()} == old  # no temp file, nothing replaced
     assert read_onnx_metadata(str(model / "a2b.onnx")).steps == 1
+
+
+@pytest.mark.parametrize("small_disk", ["8m"], indirect=True)
+def test_resuming_into_a_read_only_run_folder_says_so_without_a_traceback(
+    small_disk: Path, folders: tuple[Path, Path]
+) -> None:
+    from train_helpers import tiny_config
+    from typer.testing import CliRunner
+
+    from imgxlate.train.cli import app
+    from imgxlate.train.loop import train
+
+    run = small_disk / "run"
+    train(tiny_config(*folders, run, max_steps=2, export=False))
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=False, capture_output=True)
+    if remount.returncode:
+        pytest.skip(f"cannot remount read-only: {remount.stderr.decode().strip()}")
+    result = CliRunner().invoke(app, ["--resume", str(run), "--max-steps", "3", "--json"])
+    assert result.exit_code == 1, result.output
+    assert "cannot write" in result.output and "Read-only file system" in result.output
+    assert f"--resume {run}" in result.output and "Traceback" not in result.output
+    assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 1
+    assert load_checkpoint(run)["step"] == 2
