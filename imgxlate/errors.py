@@ -81,9 +81,15 @@ class TrainingInterrupted(TrainingError):
 
     exit_code = 130
 
-    def __init__(self, step: int, checkpoint: str, out: str) -> None:
-        super().__init__(f"interrupted at step {step}; checkpoint saved, continue with --resume {out}")
-        self.step, self.checkpoint, self.out = step, checkpoint, out
+    def __init__(self, step: int, checkpoint: str, out: str, stage: str = "training") -> None:
+        if stage == "export":
+            text = (f"interrupted while exporting the models after the last step ({step}); the checkpoint is "
+                    f"saved and the model folder left as it was: --resume {out} exports them")
+        else:
+            text = f"interrupted at step {step}; checkpoint saved, continue with --resume {out}"
+        super().__init__(text)
+        # stage: "training" (steps were left) or "export" (the steps were done, the export was not)
+        self.step, self.checkpoint, self.out, self.stage = step, checkpoint, out, stage
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

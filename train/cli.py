@@ -183,7 +183,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
             stderr.print(f"[yellow]{escape(str(err))}[/]")
         if as_json:
             typer.echo(json.dumps({"interrupted": True, "step": err.step, "checkpoint": err.checkpoint,
-                                   "message": str(err), "exit_code": code}, sort_keys=True))
+                                   "stage": err.stage, "message": str(err), "exit_code": code}, sort_keys=True))
         raise typer.Exit(code) from None
     except ImgxlateError as err:
         _fail(err, as_json)

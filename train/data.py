@@ -167,6 +167,13 @@ class UnpairedDataset(torch.utils.data.Dataset):
             f"none of the {len(files)} images of domain {domain} can be decoded; check the folder"
         )
 
+    def check_readable(self) -> None:
+        """Raise the TrainingError of a domain none of whose images decode (as :meth:`_load` would).
+        A data loader's worker raises it too, but it reaches the training process as a new error whose
+        message is the worker's whole traceback; this gives the plain one."""
+        for domain in self.files:
+            self._load(domain, 0)
+
     def _augment(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         img = resize_shorter(img, self.load_size)
         w, h = img.size

@@ -474,7 +474,12 @@ def _train(
     try:
         batches = iter(loader)
         while step < end:
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except TrainingError:
+                if cfg.workers:  # from a worker, wrapped in its traceback: say it plainly
+                    dataset.check_readable()
+                raise
             real_a = batch["A"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
             real_b = batch["B"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
             with step_guard():  # a step is applied whole and counted, or not at all
@@ -533,13 +538,16 @@ def _train(
         trained_ips = facts_now()["images_per_s"]  # before the export's time counts
         names = ", ".join(f"{d}.onnx" for d in cfg.directions())
         log.info("exporting %s to %s (checked against PyTorch with ONNX Runtime) ...", names, model_dir)
-        export_checkpoint(
-            ckpt_path,
-            model_dir,
-            verify_inputs(files_a, cfg.image_size),
-            verify_inputs(files_b, cfg.image_size),
-            overwrite=True,  # the run's own folder: a resumed, longer run replaces its earlier export
-        )
+        try:
+            export_checkpoint(
+                ckpt_path,
+                model_dir,
+                verify_inputs(files_a, cfg.image_size),
+                verify_inputs(files_b, cfg.image_size),
+                overwrite=True,  # the run's own folder: a resumed, longer run replaces its earlier export
+            )
+        except KeyboardInterrupt:  # every file is written before any is renamed: nothing half-done
+            raise TrainingInterrupted(step, str(ckpt_path), str(out), stage="export") from None
         log.info("exported %s (%s) after %s steps at %.2f images/s", model_dir, names, step, trained_ips)
     seen = seen_before + (step - start) * images_per_step
     return TrainResult(

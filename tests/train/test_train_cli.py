@@ -1,6 +1,7 @@
 """imgxlate-train end to end: CliRunner in process (one training run with export, shared), plus
 subprocesses for the exit codes and messages a user sees."""
 
+import io
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from train_helpers import write_images
 from typer.testing import CliRunner
 
@@ -329,3 +331,43 @@ def test_values_the_networks_cannot_take_are_usage_errors(tmp_path: Path, args: 
                                       "--out", str(tmp_path / "r"), *args])
     assert result.exit_code == 2 and said in result.output, result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_during_the_export_says_the_export_did_not_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgxlate.train import loop
+
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+
+    def cut_short(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # what the stop handler raises when Ctrl-C lands in the export
+
+    monkeypatch.setattr(loop, "export_checkpoint", cut_short)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"),
+                                      "--out", str(run), "--max-steps", "1", "--json", *TINY])
+    assert result.exit_code == 130, result.output
+    said = json.loads(result.stdout.splitlines()[-1])
+    assert said["interrupted"] is True and said["stage"] == "export" and said["step"] == 1
+    assert "while exporting" in said["message"] and f"--resume {run}" in said["message"]
+    assert load_checkpoint(run)["step"] == 1
+
+
+def test_a_domain_with_no_decodable_image_is_one_plain_message_with_workers(tmp_path: Path) -> None:
+    """Files whose header reads and whose pixels do not (cut short): found, then unreadable in the
+    data loader's workers, whose error reached the user as the worker's whole traceback."""
+    rng = np.random.default_rng(0)
+    write_images(tmp_path / "a", 2, seed=0)
+    (tmp_path / "b").mkdir()
+    for i in range(2):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
+        (tmp_path / "b" / f"{i}.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 6 // 10])
+    result = _cli("--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), "--out",
+                  str(tmp_path / "r"), "--json", *TINY, "--workers", "2")  # the last --workers counts
+    assert result.returncode == 1, result.stderr[-2000:]
+    said = json.loads(result.stdout.splitlines()[-1])
+    assert said["error"].startswith("none of the 2 images of domain B can be decoded")
+    assert "Traceback" not in result.stderr and "Caught" not in result.stderr
