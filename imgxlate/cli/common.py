@@ -30,7 +30,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgxlate.errors import ImgxlateError
+from imgxlate.errors import ImgxlateError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.options import ModelSpec
@@ -160,9 +160,22 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", rich_help_panel=PANEL_REPORT,
                        help='Print a JSON report on stdout (on failure: {"error": {...}}); text stays on stderr.')
 ]
+def _output_format(value: str) -> str:
+    """--format's value through :func:`imgxlate.imaging.formats.normalize_format`: the choices and the
+    spellings people type (jpeg, JPG, tif, .png) in one place."""
+    from imgxlate.imaging.formats import normalize_format
+
+    try:
+        return normalize_format(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 FormatOpt = Annotated[
-    Literal[FORMAT_CHOICES], typer.Option("--format", "-f", case_sensitive=False, rich_help_panel=PANEL_OUTPUT,
-                      help="Output format; same = the input's format (PNG for formats imgxlate cannot write).")
+    str, typer.Option("--format", "-f", callback=_output_format, metavar="|".join(FORMAT_CHOICES),
+                      rich_help_panel=PANEL_OUTPUT,
+                      help="Output format; same = the input's format (PNG for formats imgxlate cannot write). "
+                           "jpeg and tif are taken too.")
 ]
 QualityOpt = Annotated[
     int, typer.Option("--quality", min=1, max=100, rich_help_panel=PANEL_OUTPUT, help="JPEG / WebP quality.")

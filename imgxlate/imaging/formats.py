@@ -165,8 +165,8 @@ def normalize_format(fmt: str) -> str:
     key = _FORMAT_ALIASES.get(key, key)
     if key not in OUTPUT_FORMATS:
         raise UsageError(
-            f"unknown output format {fmt!r}{did_you_mean(key, OUTPUT_FORMATS)}; choose one of "
-            + ", ".join(OUTPUT_FORMATS)
+            f"unknown output format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}"
+            + did_you_mean(key, OUTPUT_FORMATS)
         )
     return key
 

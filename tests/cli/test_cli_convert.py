@@ -200,7 +200,11 @@ def test_format_collision_include_exclude(tiny_pair: Path, tmp_path: Path) -> No
     assert res.exit_code == 0 and sorted(p.name for p in out2.iterdir()) == ["a.jpg"]
     res = invoke("convert", src, "--out", out2, "--model", tiny_pair, "--format", "bmp")
     # A fixed choice: refused while parsing, before the model loads.
-    assert res.exit_code == 2 and "'bmp' is not one of" in res.stderr and "running on" not in res.stderr
+    assert res.exit_code == 2 and "unknown output format 'bmp'" in res.stderr and "running on" not in res.stderr
+    # the spellings people type are taken (they were refused): jpeg, TIF, .png
+    for given, written in (("jpeg", "a.jpg"), ("TIF", "a.tif"), (".png", "a.png")):
+        res = invoke("convert", src / "a.jpg", "--out", tmp_path / given, "--model", tiny_pair, "--format", given, "-q")
+        assert res.exit_code == 0 and [p.name for p in (tmp_path / given).iterdir()] == [written], res.output
 
 
 def test_typo_in_to_suggests_and_exits_2(tiny_pair: Path, tmp_path: Path) -> None:
