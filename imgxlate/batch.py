@@ -74,18 +74,21 @@ def _suffix_fn(fmt: str) -> Any:
     return suffix_for
 
 
-def _refuse_fn(fmt: str) -> Any:
-    """For a --format that holds one picture (jpg, tiff): refuse animated inputs while planning, so
-    they are not translated frame by frame to fail at the write, nor hold an output name meanwhile."""
+def _refuse_fn(fmt: str, out_dir: str | os.PathLike[str]) -> Any:
+    """For a --format, or an output file's suffix (``--out x.jpg``), that holds one picture (jpg,
+    tiff): refuse animated inputs while planning, so they are not translated frame by frame to fail at
+    the write, nor hold an output name meanwhile."""
     from imgxlate.imaging.animation import FORMATS, one_picture_reason
-    from imgxlate.imaging.formats import _FMT_TO_PIL, is_animated_file
+    from imgxlate.imaging.formats import _FMT_TO_PIL, _SUFFIX_TO_PIL, is_animated_file
 
-    if fmt == "same" or _FMT_TO_PIL[fmt] in FORMATS:
+    named = Path(out_dir) if image_file_name(out_dir) else None
+    pil_fmt = _SUFFIX_TO_PIL[named.suffix.lower()] if named is not None else _FMT_TO_PIL.get(fmt, "")
+    if not pil_fmt or pil_fmt in FORMATS:
         return None
 
     def refuse(src: Path) -> str:
         if src.suffix.lower() in (".gif", ".webp", ".png", ".apng") and is_animated_file(src):
-            return one_picture_reason(src, _FMT_TO_PIL[fmt])
+            return one_picture_reason(src, pil_fmt, named)
         return ""
 
     return refuse
@@ -142,7 +145,7 @@ def plan_conversion(
                 f"--format {fmt} contradicts --out {out_dir}; the output file's suffix sets the format, so "
                 "leave out --format or change the suffix"
             )
-    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite, refuse=_refuse_fn(fmt),
+    planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite, refuse=_refuse_fn(fmt, out_dir),
                            fmt=fmt) \
         if files else []
     merged: list[PlannedFile] = []

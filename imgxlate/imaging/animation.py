@@ -104,9 +104,13 @@ def _equal_channels(pixels: np.ndarray) -> bool:
     return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]))
 
 
-def one_picture_reason(source: Path | None, pil_fmt: str) -> str:
-    """Why an animation cannot be written as ``pil_fmt`` (a format that holds one picture), and what to do."""
+def one_picture_reason(source: Path | None, pil_fmt: str, named: Path | None = None) -> str:
+    """Why an animation cannot be written as ``pil_fmt`` (a format that holds one picture), and what to
+    do: another --format, or for an output file named on the command line (``named``) another name."""
     what = f"{source.name} is an animation" if source is not None else "the source is an animation"
+    if named is not None:
+        return (f"{what} and {pil_fmt} holds one picture; name the output {named.stem}.webp, .png or .gif "
+                f"(they animate) instead of {named.name}")
     return (f"{what} and {pil_fmt} holds one picture; choose --format webp or png (both animate), or leave "
             "--format out to keep the source's format")
 

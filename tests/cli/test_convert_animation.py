@@ -83,6 +83,13 @@ def test_an_animation_asked_for_as_jpeg_fails_and_writes_nothing(tiny_pair: Path
     assert row["status"] == "failed" and "is an animation and JPEG holds one picture" in row["reason"]
     assert "--format webp" in row["reason"] and row["seconds"] == 0  # never decoded nor translated
     assert rows["clip.png"]["status"] == "converted" and sorted(p.name for p in out.iterdir()) == ["clip.jpg"]
+    # the same for an output file named on the command line: refused before any frame is translated,
+    # with advice about the name (no --format was given)
+    res = invoke("convert", src / "clip.gif", "--out", tmp_path / "z.jpg", "--model", tiny_pair, "--json")
+    assert res.exit_code == 1, res.output
+    row = json.loads(res.stdout)["results"][0]
+    assert "name the output z.webp, .png or .gif" in row["reason"] and "--format" not in row["reason"]
+    assert row["seconds"] == 0 and not (tmp_path / "z.jpg").exists()
 
 
 def test_progress_counts_the_frames_of_an_animation(tiny_pair: Path, tmp_path: Path) -> None:
