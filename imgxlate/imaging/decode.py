@@ -243,7 +243,11 @@ def _pil_to_arrays(im: PILImage.Image, path: Path | str) -> tuple[np.ndarray, np
             arr = arr.astype(np.uint16)
         elif mode == "I":
             arr = np.clip(arr, 0, 65535).astype(np.uint16)
-        return arr, None, 16, True
+        alpha = None
+        if has_trns and isinstance(im.info["transparency"], int) and mode != "F":
+            # a PNG's tRNS for gray: the one sample value that is fully transparent
+            alpha = np.where(arr == im.info["transparency"], 0, 65535).astype(np.uint16)
+        return arr, alpha, 16, True
     if mode in ("P", "PA"):
         pal = np.asarray(im.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
         counts = np.bincount(np.asarray(im, dtype=np.uint8).ravel(), minlength=256)
@@ -535,6 +539,9 @@ def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | 
     Image = _pil()
     try:
         im = Image.open(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - a TIFF only OpenCV reads (float samples): its first page is decoded
+        return first
+    try:
         count = int(getattr(im, "n_frames", 1))
     except Exception as exc:  # untrusted data: the chain of pages breaks off (a truncated file)
         # As for a broken page below: the file fails rather than pass as converted with pages missing.

@@ -404,3 +404,16 @@ def test_a_truncated_multi_page_tiff_fails_instead_of_passing_as_one_page(tmp_pa
         assert read_image(tmp_path / "cut.tif", frames=False).pages_left_out == 2
     except ImageReadError as exc:
         assert "its pages cannot be counted" in str(exc)
+
+
+def test_a_16_bit_gray_png_with_a_transparent_value_keeps_it_as_alpha(tmp_path: Path) -> None:
+    """tRNS in a 16-bit gray PNG names one sample value as transparent: that is alpha (the 8-bit
+    version kept it; the 16-bit one dropped it)."""
+    from imgxlate.imaging import read_image
+
+    arr = np.tile((np.arange(40) * 1000).astype(np.uint16), (30, 1))
+    arr[:, :5] = 1234
+    Image.fromarray(arr).save(tmp_path / "g.png", transparency=1234)
+    d = read_image(tmp_path / "g.png")
+    assert d.bit_depth == 16 and d.grayscale and d.alpha is not None
+    assert np.array_equal(d.alpha == 0, arr == 1234) and np.all(d.alpha[arr != 1234] == 1.0)
