@@ -338,6 +338,12 @@ def _train(
     if ckpt is not None:
         spe = int(ckpt["steps_per_epoch"])  # the schedule is fixed at the start of the run
     total = total_steps(cfg, spe)
+    if ckpt is not None and int(ckpt["step"]) > total:
+        raise UsageError(
+            f"{ckpt['path']} is at step {int(ckpt['step'])}, past the {total} steps this run now ends at "
+            f"(--max-steps {cfg.max_steps}); give a larger --max-steps to train on, or export the "
+            f"checkpoint with imgxlate-train export {out}"
+        )
     init = initial_weights(cfg) if ckpt is None else None
     origin = init[1] if init else (ckpt or {}).get("facts", {}).get("fine_tuned_from")
     prepare_run_folder(out, rt.is_main)

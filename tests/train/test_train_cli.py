@@ -314,6 +314,10 @@ def test_a_copied_run_resumes_in_its_own_folder_and_unchanged_settings_are_accep
     assert load_checkpoint(run)["step"] == step  # the original is untouched
     changed = CliRunner().invoke(app, ["--resume", str(copy), "--image-size", "64"])
     assert changed.exit_code == 2 and "--image-size cannot change when resuming" in changed.output
+    # a --max-steps below the checkpoint's step: said, not "at step 4 of 1" and an export
+    past = CliRunner().invoke(app, ["--resume", str(copy), "--max-steps", "1"])
+    assert past.exit_code == 2 and f"at step {step + 1}, past the 1 steps" in past.output, past.output
+    assert load_checkpoint(copy)["step"] == step + 1
 
 
 @pytest.mark.parametrize(
