@@ -78,7 +78,7 @@ def _refuse_fn(fmt: str, out_dir: str | os.PathLike[str]) -> Any:
     """For a --format, or an output file's suffix (``--out x.jpg``), that holds one picture (jpg,
     tiff): refuse animated inputs while planning, so they are not translated frame by frame to fail at
     the write, nor hold an output name meanwhile."""
-    from imgxlate.imaging.animation import FORMATS, one_picture_reason
+    from imgxlate.imaging.animation import ANIMATED_SUFFIXES, FORMATS, one_picture_reason
     from imgxlate.imaging.formats import _FMT_TO_PIL, _SUFFIX_TO_PIL, is_animated_file
 
     named = Path(out_dir) if image_file_name(out_dir) else None
@@ -87,7 +87,7 @@ def _refuse_fn(fmt: str, out_dir: str | os.PathLike[str]) -> Any:
         return None
 
     def refuse(src: Path) -> str:
-        if src.suffix.lower() in (".gif", ".webp", ".png", ".apng") and is_animated_file(src):
+        if src.suffix.lower() in ANIMATED_SUFFIXES and is_animated_file(src):
             return one_picture_reason(src, pil_fmt, named)
         return ""
 

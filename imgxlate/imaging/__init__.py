@@ -2,7 +2,7 @@
 
 Modules: :mod:`.formats` (suffixes, output formats), :mod:`.exif` (orientation), :mod:`.color` (ICC
 to sRGB, quantisation), :mod:`.decode` (files and arrays in), :mod:`.encode` (files out),
-:mod:`.animation` (every frame of animated GIF, WebP, APNG in and out). The
+:mod:`.animation` (every frame of animated GIF, WebP, APNG, AVIF in; GIF, WebP, APNG out). The
 policies they implement together:
 
 Reading (:func:`read_image`, :func:`from_array`) gives a :class:`DecodedImage`: ``pixels`` (H, W, 3)
@@ -22,7 +22,7 @@ Decoding
     (bit depth reported as 16). CMYK JPEGs become RGB through their ICC profile when they have one,
     else through Pillow's naive formula; Pillow assumes Adobe's inverted polarity for every CMYK JPEG,
     which is undone for files without an Adobe APP14 marker.
-    Animated GIF, WebP and PNG (APNG): every frame, as a viewer composes it, through the same policy
+    Animated GIF, WebP, PNG (APNG) and AVIF: every frame, as a viewer composes it, through the same policy
     (:mod:`.animation`); the result is written as an animation with the same durations and loop
     count (an animated GIF stays a GIF). Multi-page TIFF: every page (``pages``), written back as a
     multi-page TIFF, when every page is 8-bit or 16-bit gray without alpha; else, or for a target

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 
 # Pillow formats whose files can hold an animation, and which of them imgxlate writes as one.
 FORMATS = ("GIF", "WEBP", "PNG")
+# Read as animations too: AVIF (Pillow's plugin gives every frame; written back as an animated PNG
+# under --format same, since imgxlate does not write AVIF, or as GIF / WebP when asked).
+READ_FORMATS = (*FORMATS, "AVIF")
+# The suffixes a file that may hold an animation has (a cheap test before opening it).
+ANIMATED_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".avif")
 # A frame without a duration of its own is shown this long (what browsers do for GIF delays of 0).
 DEFAULT_DURATION_MS = 100
 
@@ -54,8 +59,8 @@ class Animation:
 
 
 def is_animated(im: PILImage.Image) -> bool:
-    """True for an opened GIF, WebP or PNG with more than one frame."""
-    return (im.format or "") in FORMATS and bool(getattr(im, "is_animated", False))
+    """True for an opened GIF, WebP, PNG or AVIF with more than one frame."""
+    return (im.format or "") in READ_FORMATS and bool(getattr(im, "is_animated", False))
 
 
 def read_animation(im: PILImage.Image, path: Path | str, max_pixels: int | None) -> DecodedImage:

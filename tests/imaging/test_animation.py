@@ -159,3 +159,20 @@ def test_transparency_survives_in_an_animated_webp_or_png_at_any_quality(
     assert len(got) == 3
     for g, a in zip(got, arrays):
         assert np.abs(g[..., 3].astype(int) - a[..., 3]).max() <= 2  # lossy WebP: alpha lossless by default
+
+
+def test_an_animated_avif_is_read_frame_by_frame_and_written_as_an_animated_png(tmp_path: Path) -> None:
+    """It was read as its first frame, and converted as a still without a word."""
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    ims = [Image.fromarray(a) for a in frames(n=3, h=16, w=24)]
+    ims[0].save(tmp_path / "a.avif", save_all=True, append_images=ims[1:], duration=DURATIONS)
+    assert is_animated_file(tmp_path / "a.avif")
+    decoded = read_image(tmp_path / "a.avif")
+    assert decoded.animation is not None and len(decoded.frames) == 3
+    assert output_suffix(".avif", "AVIF", "same", animated=True) == ".png"
+    out = write_image(tmp_path / "a.png", [f.pixels for f in decoded.frames], decoded)
+    got, durations, _ = pil_frames(out)
+    assert len(got) == 3 and durations == DURATIONS
