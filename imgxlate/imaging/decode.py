@@ -41,6 +41,7 @@ from imgxlate.imaging.color import (
 )
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
 from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, is_jxl, sniff_format
+from imgxlate.imaging.notices import image_warning
 
 # 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
 # as float32 (250e6 px x 3 x 4 B = 3 GB for rgb alone).
@@ -197,25 +198,56 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    found = _tiff_tags(data)
+    if found is None or 256 not in found or 257 not in found:
+        return None
+    return found[256], found[257]
+
+
+# TIFF tags read from the first image's directory: width, height, bits per sample, samples per pixel.
+_TIFF_TAGS = (256, 257, 258, 277)
+
+
+def _tiff_tags(data: bytes) -> dict[int, int] | None:
+    """The first value of each of :data:`_TIFF_TAGS` present in the first image's directory (SHORT or
+    LONG); None when the header is broken or one of them has another type."""
     order = "<" if data[:2] == b"II" else ">"
+    found: dict[int, int] = {}
     try:
         (ifd,) = struct.unpack_from(order + "I", data, 4)
         (count,) = struct.unpack_from(order + "H", data, ifd)
-        found: dict[int, int] = {}
         for i in range(count):
-            tag, kind, n = struct.unpack_from(order + "HHI", data, ifd + 2 + 12 * i)
-            if tag in (256, 257) and n >= 1:
-                if kind == 3:  # SHORT
-                    (found[tag],) = struct.unpack_from(order + "H", data, ifd + 2 + 12 * i + 8)
-                elif kind == 4:  # LONG
-                    (found[tag],) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * i + 8)
-                else:
-                    return None
+            entry = ifd + 2 + 12 * i
+            tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
+            if tag not in _TIFF_TAGS or n < 1:
+                continue
+            if kind not in (3, 4):  # SHORT, LONG
+                return None
+            size = 2 if kind == 3 else 4
+            # n values: in the entry when they fit in its 4 bytes, else at the offset it holds
+            at = entry + 8 if n * size <= 4 else struct.unpack_from(order + "I", data, entry + 8)[0]
+            (found[tag],) = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, at)
     except struct.error:
         return None
-    if 256 not in found or 257 not in found:
-        return None
-    return found[256], found[257]
+    return found
+
+
+def _say_what_opencv_dropped(data: bytes, arr: np.ndarray) -> None:
+    """A TIFF that only OpenCV reads (Pillow cannot: 16-bit gray with alpha, for one) can come back with
+    fewer samples or bits than the file holds: say so on the file's result (an ``image`` note)."""
+    tags = _tiff_tags(data) or {}
+    have = 1 if arr.ndim == 2 else arr.shape[2]
+    want, bits = tags.get(277, have), tags.get(258, arr.dtype.itemsize * 8)
+    lost = []
+    if want > have:
+        lost.append(f"{want - have} of its {want} samples per pixel (alpha, or extra channels)")
+    if bits > arr.dtype.itemsize * 8 and arr.dtype.kind in "ui":
+        lost.append(f"its {bits}-bit depth (read as {arr.dtype.itemsize * 8}-bit)")
+    if lost:
+        image_warning(
+            "this TIFF is of a kind only OpenCV reads, and it dropped " + " and ".join(lost)
+            + "; the result is without them (save it as a 16-bit PNG with another tool to keep them)"
+        )
 
 
 def _png_ihdr(data: bytes) -> tuple[int, int] | None:
@@ -440,6 +472,8 @@ def _decode(data: bytes, path: Path | str, max_pixels: int | None, frames: bool 
         rgb, depth = to_pixels(samples)
         alpha_f = _to_unit(alpha)[0] if alpha is not None else None
         fmt = "TIFF" if data[:4] in (b"II*\x00", b"MM\x00*") else ""
+        if fmt:
+            _say_what_opencv_dropped(data, arr)
         return _finish(rgb, alpha_f, depth, gray, fmt, None, None, path)
 
     width, height = im.size

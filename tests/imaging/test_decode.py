@@ -417,3 +417,32 @@ def test_a_16_bit_gray_png_with_a_transparent_value_keeps_it_as_alpha(tmp_path: 
     d = read_image(tmp_path / "g.png")
     assert d.bit_depth == 16 and d.grayscale and d.alpha is not None
     assert np.array_equal(d.alpha == 0, arr == 1234) and np.all(d.alpha[arr != 1234] == 1.0)
+
+
+def _gray_alpha_16_tiff(h: int, w: int) -> bytes:
+    """An uncompressed 16-bit gray + alpha TIFF (2 samples per pixel, ExtraSamples = unassociated
+    alpha): a kind Pillow cannot open, which OpenCV reads as 8-bit gray."""
+    import struct
+
+    pixels = np.zeros((h, w, 2), "<u2")
+    pixels[..., 0] = np.arange(w, dtype=np.uint16) * 400
+    pixels[..., 1] = 65535
+    pixels[:, : w // 4, 1] = 0
+    body = pixels.tobytes()
+    entries = [  # tag, type (3 SHORT, 4 LONG), count, value
+        (256, 3, 1, w), (257, 3, 1, h), (258, 3, 2, 16 | 16 << 16), (259, 3, 1, 1), (262, 3, 1, 1),
+        (273, 4, 1, 8), (277, 3, 1, 2), (278, 3, 1, h), (279, 4, 1, len(body)), (338, 3, 1, 2),
+    ]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + b"\0\0\0\0"
+    return b"II*\0" + struct.pack("<I", 8 + len(body)) + body + ifd
+
+
+def test_a_tiff_only_opencv_reads_says_what_it_lost(tmp_path: Path) -> None:
+    from imgxlate.imaging import read_image
+    from imgxlate.imaging.notices import collected
+
+    (tmp_path / "ga16.tif").write_bytes(_gray_alpha_16_tiff(12, 40))
+    with collected() as said:
+        d = read_image(tmp_path / "ga16.tif")
+    assert (d.width, d.height) == (40, 12)
+    assert len(said) == 1 and "1 of its 2 samples per pixel" in said[0] and "16-bit depth" in said[0]
