@@ -104,6 +104,10 @@ class DecodedImage:
         return int(self.pixels.shape[1])
 
 
+# What to do about a file cut short or damaged: where a camera, phone or download left it whole.
+_COPY_AGAIN = "copy or download it again from where it came from"
+
+
 def _read_error(path: Path | str, why: str) -> ImageReadError:
     return ImageReadError(f"cannot read image {str(path)!r}: {why}")
 
@@ -325,7 +329,7 @@ def _cv2_decode(data: bytes, path: Path | str) -> np.ndarray:
 
     arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        raise _read_error(path, "the file is truncated or corrupt (the decoder gave up)")
+        raise _read_error(path, f"the file is truncated or corrupt (the decoder gave up); {_COPY_AGAIN}")
     if arr.ndim == 3 and arr.shape[2] == 3:
         arr = arr[..., ::-1]
     elif arr.ndim == 3 and arr.shape[2] == 4:
@@ -394,7 +398,7 @@ def _load_pil(im: PILImage.Image, path: Path | str) -> None:
             im.seek(0)
             im.load()
     except Exception as exc:
-        raise _read_error(path, f"the file is truncated or corrupt ({exc})") from exc
+        raise _read_error(path, f"the file is truncated or corrupt ({exc}); {_COPY_AGAIN}") from exc
 
 
 def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:

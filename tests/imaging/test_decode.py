@@ -188,8 +188,9 @@ def test_truncated_files_are_errors(tmp_path: Path, kind: str) -> None:
         _save(Image.fromarray(a), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
-    with pytest.raises(ImageReadError, match="truncated|corrupt"):
+    with pytest.raises(ImageReadError, match="truncated|corrupt") as err:
         read_image(path)
+    assert "copy or download it again" in str(err.value)  # what to do, not only what happened
 
 
 def test_unreadable_inputs_say_why(tmp_path: Path) -> None:
