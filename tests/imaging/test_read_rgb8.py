@@ -46,3 +46,26 @@ def test_training_loader_gets_the_same_pixels(tmp_path: Path) -> None:
     img = Image.new("CMYK", (4, 4), (0, 255, 255, 0))
     img.save(tmp_path / "c.jpg")
     assert np.array_equal(np.asarray(load_rgb(tmp_path / "c.jpg")), read_rgb8(tmp_path / "c.jpg"))
+
+
+@pytest.mark.parametrize(("orientation", "upright"), [(1, (1200, 800)), (6, (800, 1200))])
+def test_a_large_jpeg_bound_for_a_small_size_decodes_smaller_and_upright(
+    tmp_path: Path, orientation: int, upright: tuple[int, int]
+) -> None:
+    """shorter_at_least: libjpeg scales in the DCT (1/2, 1/4, 1/8) as far as the shorter side allows;
+    orientation is applied after, and scaled to the same size the picture is the full decode's."""
+    yy, xx = np.mgrid[0:800, 0:1200].astype(np.float32)
+    rgb = np.stack([xx / 1200 * 255, yy / 800 * 255, (xx + yy) % 256], axis=2).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(tmp_path / "big.jpg", quality=95, exif=exif)
+    full = read_rgb8(tmp_path / "big.jpg")
+    assert full.shape[1::-1] == upright
+    for target, scale in ((300, 2), (200, 4), (100, 8), (500, 1)):
+        small = read_rgb8(tmp_path / "big.jpg", shorter_at_least=target)
+        assert small.shape[1::-1] == (upright[0] // scale, upright[1] // scale), target
+        assert min(small.shape[:2]) >= target
+    small = read_rgb8(tmp_path / "big.jpg", shorter_at_least=200)
+    reduced = np.asarray(Image.fromarray(full).resize(small.shape[1::-1], Image.Resampling.BOX), np.float32)
+    mse = np.mean((reduced - small.astype(np.float32)) ** 2)
+    assert 10 * np.log10(255**2 / mse) > 30  # the same picture, not a crop or a rotation of it
