@@ -601,9 +601,12 @@ def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | 
         return first
     try:
         count = int(getattr(im, "n_frames", 1))
-    except Exception as exc:  # untrusted data: the chain of pages breaks off (a truncated file)
-        # As for a broken page below: the file fails rather than pass as converted with pages missing.
-        raise _read_error(path, f"its pages cannot be counted: the file is truncated or corrupt ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - untrusted data: the chain of pages breaks off (a cut file)
+        # The first page decoded; how many follow is unknown. Said on the file's result (an image
+        # note and a warning line), so it never passes as a complete conversion.
+        image_warning(f"its list of pages breaks off ({exc}): only its first page was read; if it has more, "
+                      f"the file is truncated or corrupt: {_COPY_AGAIN}")
+        return first
     if count < 2:
         return first
     writable = lambda d: d.bit_depth == 8 or (d.grayscale and d.alpha is None)
