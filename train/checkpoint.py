@@ -140,7 +140,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         cause = sink.error if sink is not None and sink.error is not None else exc
         raise TrainingError(
             f"cannot write checkpoint {path} ({write_failure(cause, path.parent)}); the previous checkpoint "
-            "is unchanged. Free space or choose another --out, then --resume"
+            f"is unchanged. Free space, then imgxlate-train --resume {path.parent.parent}"
         ) from exc
 
 

@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,6 +229,15 @@ class EpochSampler(torch.utils.data.Sampler):
 def steps_per_epoch(n_a: int, n_b: int, batch_size: int, world_size: int = 1) -> int:
     """max(len A, len B) / (batch * world), at least 1 (the reference epoch, split over ranks)."""
     return max(1, max(n_a, n_b) // (batch_size * world_size))
+
+
+def fingerprint(files: list[Path], folder: str) -> dict[str, Any]:
+    """Which images a domain holds, by name: their count and the sha256 of their sorted paths below
+    ``folder`` (the same images in a moved folder give the same fingerprint)."""
+    import hashlib
+
+    names = sorted(Path(os.path.relpath(f, folder)).as_posix() for f in files)
+    return {"count": len(names), "sha256": hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()}
 
 
 def scan_folder(folder: str, role: str) -> list[Path]:

@@ -109,15 +109,15 @@ def resolve_settings(
         cfg.validate()
         return cfg, None
     ckpt = load_checkpoint(resume)
+    stored = TrainConfig.from_dict(ckpt["config"])
     cfg = TrainConfig.from_dict(ckpt["config"])
-    # The run goes on where its checkpoint is: a copied or moved run folder is written to, not the
-    # folder it was first trained in (its config's ``out``).
-    ckpt_file = Path(ckpt["path"])
-    if ckpt_file.parent.name == "checkpoints":
-        cfg.out = str(ckpt_file.parent.parent)
+    # The run goes on where it is resumed from: a copied or moved run folder is written to, not the
+    # folder it was first trained in (the stored ``out``). A loose .pt file keeps the stored folder.
+    here = _run_folder_of(resume, Path(ckpt["path"]))
+    if here is not None:
+        cfg.out = str(here)
     for key, value in (overrides or {}).items():
-        if _same_setting(getattr(cfg, key, None), value):  # the stored value, given again: no change
-            setattr(cfg, key, value)
+        if _same_setting(getattr(stored, key, None), value):  # given again as stored: no change
             continue
         if key not in RESUME_OVERRIDABLE:
             raise UsageError(
@@ -125,8 +125,26 @@ def resolve_settings(
                 f"start a new run with --out instead"
             )
         setattr(cfg, key, value)
+    target = Path(cfg.out).expanduser() / "checkpoints" / "last.pt"
+    moved = "out" in (overrides or {}) and (here is None or not _same_setting(cfg.out, here))  # --out of its own
+    if moved and target.is_file() and not _same_setting(target, ckpt["path"]):
+        raise UsageError(
+            f"--out {cfg.out} already holds another training run ({target}); resuming {ckpt['path']} there "
+            "would replace it: choose another --out" + (f", or leave --out out to go on in {here}" if here else "")
+        )
     cfg.validate()
     return cfg, ckpt
+
+
+def _run_folder_of(resume: str | os.PathLike[str], ckpt_file: Path) -> Path | None:
+    """The run folder a resume names: the folder given, or the one holding ``checkpoints/X.pt``;
+    None for a checkpoint file elsewhere."""
+    given = Path(resume).expanduser()
+    if given.is_dir():
+        return given
+    if ckpt_file.parent.name == "checkpoints":
+        return ckpt_file.parent.parent
+    return None
 
 
 def _same_setting(stored: Any, given: Any) -> bool:
@@ -335,14 +353,24 @@ def _train(
     files_b = data_mod.scan_folder(cfg.domain_b, "domain B")
     name_a, name_b = (ckpt.get("names") if ckpt else None) or cfg.resolved_names()
     spe = data_mod.steps_per_epoch(len(files_a), len(files_b), cfg.batch_size, rt.world_size)
+    dataset_facts = {"A": data_mod.fingerprint(files_a, cfg.domain_a),
+                     "B": data_mod.fingerprint(files_b, cfg.domain_b)}
     if ckpt is not None:
         spe = int(ckpt["steps_per_epoch"])  # the schedule is fixed at the start of the run
+        before = ckpt.get("dataset") or {}
+        for domain, folder in (("A", cfg.domain_a), ("B", cfg.domain_b)):
+            if domain in before and before[domain] != dataset_facts[domain] and rt.is_main:
+                log.warning(
+                    "domain %s (%s) now holds %d images, not the %d (by name) the run was trained on: it goes on, "
+                    "but not as the uninterrupted run would have", domain, folder,
+                    dataset_facts[domain]["count"], before[domain]["count"],
+                )
     total = total_steps(cfg, spe)
     if ckpt is not None and int(ckpt["step"]) > total:
         raise UsageError(
             f"{ckpt['path']} is at step {int(ckpt['step'])}, past the {total} steps this run now ends at "
             f"(--max-steps {cfg.max_steps}); give a larger --max-steps to train on, or export the "
-            f"checkpoint with imgxlate-train export {out}"
+            f"checkpoint with imgxlate-train export {ckpt['path']} --out FOLDER"
         )
     init = initial_weights(cfg) if ckpt is None else None
     origin = init[1] if init else (ckpt or {}).get("facts", {}).get("fine_tuned_from")
@@ -468,6 +496,7 @@ def _train(
             "rng": rng_state(),
             # data order is a pure function of (seed, epoch, position): this is all it needs
             "data": {"seed": cfg.seed, "epoch": step // spe, "step_in_epoch": step % spe},
+            "dataset": dataset_facts,  # which images, for the check when resuming
             "facts": facts_now(),
             **trainer.state_dict(),
         }
@@ -514,8 +543,7 @@ def _train(
                     logged=logged,
                 )
                 if rt.is_main and logged:
-                    with _writing(out / "log.jsonl", out):
-                        _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before)
+                    _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before, out)
                 if rt.is_main and on_step is not None:
                     on_step(info)
             if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
@@ -526,10 +554,19 @@ def _train(
                 checkpoint()
     except KeyboardInterrupt:
         interrupted = True
-    finally:
-        if jlog is not None:
+    except BaseException:
+        # the log and TensorBoard are closed without a word: a full disk that stopped the run would
+        # only fail their last flush again, and hide the error being raised
+        for closing in (jlog, tb):
+            if closing is not None:
+                with contextlib.suppress(OSError):
+                    closing.close()
+        raise
+    if jlog is not None:
+        with _writing(out / "log.jsonl", out):
             jlog.close()
-        if tb is not None:
+    if tb is not None:
+        with _writing(out / "tensorboard", out):
             tb.close()
     if step > start or ckpt is None:
         checkpoint()
@@ -569,21 +606,28 @@ def _train(
     )
 
 
-def _log_step(jlog: JsonLog | None, tb: Any, info: StepInfo, elapsed: float) -> None:
-    """One log.jsonl line (and TensorBoard scalars) for a --log-every step."""
+def _log_step(jlog: JsonLog | None, tb: Any, info: StepInfo, elapsed: float, out: Path) -> None:
+    """One log.jsonl line (and TensorBoard scalars) for a --log-every step; a failed write names its
+    file (TensorBoard writes on a thread of its own: its error shows at its next call)."""
     if jlog is not None:
-        jlog.write(
-            {
-                "step": info.step,
-                "epoch": round(info.epoch, 4),
-                "lr": info.lr,
-                "images_per_s": round(info.images_per_s, 3),
-                "time": round(elapsed, 2),
-                **{k: round(v, 6) for k, v in info.losses.items()},
-            }
-        )
+        with _writing(out / "log.jsonl", out):
+            _write_log_line(jlog, info, elapsed)
     if tb is not None:
-        for k, v in info.losses.items():
-            tb.add_scalar(f"loss/{k}", v, info.step)
-        tb.add_scalar("lr", info.lr, info.step)
-        tb.add_scalar("images_per_s", info.images_per_s, info.step)
+        with _writing(out / "tensorboard", out):
+            for k, v in info.losses.items():
+                tb.add_scalar(f"loss/{k}", v, info.step)
+            tb.add_scalar("lr", info.lr, info.step)
+            tb.add_scalar("images_per_s", info.images_per_s, info.step)
+
+
+def _write_log_line(jlog: JsonLog, info: StepInfo, elapsed: float) -> None:
+    jlog.write(
+        {
+            "step": info.step,
+            "epoch": round(info.epoch, 4),
+            "lr": info.lr,
+            "images_per_s": round(info.images_per_s, 3),
+            "time": round(elapsed, 2),
+            **{k: round(v, 6) for k, v in info.losses.items()},
+        }
+    )

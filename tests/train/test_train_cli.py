@@ -317,7 +317,33 @@ def test_a_copied_run_resumes_in_its_own_folder_and_unchanged_settings_are_accep
     # a --max-steps below the checkpoint's step: said, not "at step 4 of 1" and an export
     past = CliRunner().invoke(app, ["--resume", str(copy), "--max-steps", "1"])
     assert past.exit_code == 2 and f"at step {step + 1}, past the 1 steps" in past.output, past.output
+    assert "imgxlate-train export " in past.output and "--out FOLDER" in past.output
     assert load_checkpoint(copy)["step"] == step + 1
+    # the first command again plus --resume COPY: its --out (the original's) is the stored value given
+    # again, so the copy goes on in its own folder
+    copy2 = tmp_path / "copy2"
+    shutil.copytree(run, copy2)
+    again = CliRunner().invoke(app, ["--resume", str(copy2), "--out", str(run), "--max-steps", str(step + 2),
+                                     "--no-export", "-q"])
+    assert again.exit_code == 0, again.output
+    assert load_checkpoint(copy2)["step"] == step + 2 and load_checkpoint(run)["step"] == step
+    # once resumed there, the copy's own folder is its --out: the original's is another run now
+    clash = CliRunner().invoke(app, ["--resume", str(copy2), "--out", str(run), "--max-steps", str(step + 3)])
+    assert clash.exit_code == 2 and "already holds another training run" in clash.output, clash.output
+    # an --out of its own that holds another run is refused, not overwritten
+    other = CliRunner().invoke(app, ["--resume", str(copy), "--out", str(tmp_path / "elsewhere"), "--max-steps",
+                                     str(step + 3), "--no-export", "-q"])
+    assert other.exit_code == 0, other.output  # a fresh folder: fine
+    clash = CliRunner().invoke(app, ["--resume", str(copy), "--out", str(tmp_path / "elsewhere"), "--max-steps",
+                                     str(step + 4)])
+    assert clash.exit_code == 2 and "already holds another training run" in clash.output, clash.output
+    assert load_checkpoint(tmp_path / "elsewhere")["step"] == step + 3
+    # a domain folder given when resuming that holds other images: it goes on, and says so
+    write_images(tmp_path / "fewer", 1, seed=5)
+    moved = CliRunner().invoke(app, ["--resume", str(copy), "--domain-a", str(tmp_path / "fewer"), "--max-steps",
+                                     str(step + 2), "--no-export"])
+    assert moved.exit_code == 0, moved.output
+    assert "domain A" in moved.output and "now holds 1 images, not the 4" in moved.output
 
 
 @pytest.mark.parametrize(

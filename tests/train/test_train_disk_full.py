@@ -115,3 +115,27 @@ def test_resuming_into_a_read_only_run_folder_says_so_without_a_traceback(
     assert f"--resume {run}" in result.output and "Traceback" not in result.output
     assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 1
     assert load_checkpoint(run)["step"] == 2
+
+
+@pytest.mark.parametrize("small_disk", ["4m"], indirect=True)
+def test_a_disk_that_fills_up_during_training_is_one_message_and_json(
+    small_disk: Path, folders: tuple[Path, Path]
+) -> None:
+    """The log (or TensorBoard, which writes from a thread of its own) hits the full disk: one message
+    naming the file and --resume, the JSON error object, no traceback from closing them after."""
+    from train_helpers import tiny_config
+    from typer.testing import CliRunner
+
+    from imgxlate.train.cli import app
+    from imgxlate.train.loop import train
+
+    run = small_disk / "run"
+    train(tiny_config(*folders, run, max_steps=2, export=False))
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * (free - 1024))  # less than a page left
+    result = CliRunner().invoke(app, ["--resume", str(run), "--max-steps", "40", "--log-every", "1", "--json"])
+    assert result.exit_code == 1, result.output
+    said = json.loads(result.stdout.splitlines()[-1])
+    assert "disk full" in said["error"] and f"--resume {run}" in said["error"], said
+    assert "Traceback" not in result.output
+    assert load_checkpoint(run)["step"] == 2
