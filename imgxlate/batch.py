@@ -88,7 +88,7 @@ def _refuse_fn(fmt: str, out_dir: str | os.PathLike[str]) -> Any:
 
     def refuse(src: Path) -> str:
         if src.suffix.lower() in ANIMATED_SUFFIXES and is_animated_file(src):
-            return one_picture_reason(src, pil_fmt, named)
+            return one_picture_reason(src, pil_fmt, named, fmt)
         return ""
 
     return refuse

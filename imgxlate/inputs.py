@@ -363,11 +363,11 @@ def collision_reason(
     first: str | os.PathLike[str], second: str | os.PathLike[str], dst: str | os.PathLike[str], fmt: str = "same"
 ) -> str:
     """Why the second of two inputs mapping to one output fails, with advice that works for the case:
-    the same name in two input folders (paths or URLs); a.jpg + a.png into one ``fmt``; under
+    names from two input folders (paths or URLs); a.jpg + a.png into one ``fmt``; under
     ``--format same`` two files both written in one format (a.bmp + a.png, or a JPEG named .png
     beside a.jpg), where only a new name helps."""
-    same_suffix = PurePosixPath(os.fspath(first)).suffix.lower() == PurePosixPath(os.fspath(second)).suffix.lower()
-    if same_suffix:
+    a, b = PurePosixPath(os.fspath(first)), PurePosixPath(os.fspath(second))
+    if a.parent != b.parent or a.suffix.lower() == b.suffix.lower():  # from two input folders
         advice = " or convert each input folder into its own --out"
     elif fmt != "same":
         advice = " or keep each file's own format with --format same"

@@ -342,7 +342,15 @@ class Translator:
         if len({a.dtype for a in arrays}) > 1:  # uint8 beside float: stack them all as [0, 1] floats
             arrays = [unit_float(a) for a in arrays]
         x = self._to_model(np.stack(arrays))
-        return list(self._from_model(self._run_whole(x)))
+        try:
+            return list(self._from_model(self._run_whole(x)))
+        except Exception as exc:  # only out-of-memory errors are retried
+            if len(arrays) == 1 or not _out_of_memory(exc):
+                raise
+        # The estimate let them through together and the device said no: one at a time, each retried in
+        # tiles if even that does not fit (as one image is).
+        self._warn(f"a batch of {len(arrays)} images ran out of memory; running them one at a time")
+        return [self.translate_rgb(a, tile=0) for a in arrays]
 
     def translate_batch(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB frames of one size -> (N, H, W, 3) uint8: in one engine run when the

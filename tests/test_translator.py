@@ -368,6 +368,26 @@ def test_a_batch_that_does_not_fit_the_budget_runs_one_image_at_a_time(tiny_pair
     assert all(np.array_equal(a, b) for a, b in zip(together, apart, strict=True))
 
 
+def test_a_batch_that_runs_out_of_memory_goes_one_image_at_a_time(tiny_pair: Path) -> None:
+    """The estimate let a batch through and the runtime ran out of memory: each image alone (as
+    --batch-size 1 would), not the whole group failed."""
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    images = [rand_rgb(40, 48, seed) for seed in range(3)]
+    alone = [t.translate_rgb(a) for a in images]
+    run_whole = t._run_whole
+
+    def no_room_for_three(x: np.ndarray) -> np.ndarray:
+        if len(x) > 1:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory")
+        return run_whole(x)
+
+    t._run_whole = no_room_for_three  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="a batch of 3 images ran out of memory"):
+        out = t.translate_rgb_batch(images)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, out, strict=True))
+    assert any(n.kind == "fallback" and "batch of 3" in n.text for n in t.notes)
+
+
 @pytest.mark.parametrize("budget", [1, 1 << 30])
 def test_read_ahead_is_bounded_by_the_bytes_it_holds(
     tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int

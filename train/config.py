@@ -26,8 +26,7 @@ UPSAMPLES = ("transpose", "resize")
 DOWN_PADDINGS = ("reflect", "zeros")
 DIRECTIONS = ("a2b", "b2a")
 
-# Settings a resumed run may change without breaking exact continuation (they do not touch the maths
-# or the data order). Everything else comes from the checkpoint.
+
 def smallest_crop(n_layers_d: int) -> int:
     """The smallest training crop (a multiple of 4, at least 16) that the PatchGAN discriminator takes:
     each of its ``n_layers_d`` stride-2 convolutions (kernel 4, padding 1) halves the side (rounding
@@ -43,6 +42,8 @@ def smallest_crop(n_layers_d: int) -> int:
         size += 4
 
 
+# Settings a resumed run may change without breaking exact continuation (they do not touch the maths
+# or the data order). Everything else comes from the checkpoint.
 RESUME_OVERRIDABLE = (
     "max_steps",
     "workers",
@@ -54,7 +55,8 @@ RESUME_OVERRIDABLE = (
     "log_every",
     "export",
     "out",
-    # where the data is, not what it is: a resumed run may find its folders moved
+    # where the data is, not what it is: a resumed run may find its folders moved (a folder holding
+    # other images is said when resuming: the run then is not the uninterrupted one)
     "domain_a",
     "domain_b",
 )

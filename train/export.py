@@ -185,12 +185,15 @@ def _write_read_back(tmp: Path, data: bytes) -> None:
 def write_all_verified(files: dict[Path, bytes]) -> None:
     """Write several files as one: every temp file is written and read back before any is renamed, so
     a full disk or a failed check on the last one leaves every target as it was."""
-    with contextlib.ExitStack() as stack:
-        for path, data in files.items():
-            try:
+    path = next(iter(files), Path())
+    try:
+        with contextlib.ExitStack() as stack:  # on leaving: every temp renamed, or every one removed
+            for path, data in files.items():
                 _write_read_back(stack.enter_context(atomic_path(path)), data)
-            except OSError as exc:
-                raise _write_error(path, exc) from exc
+    except ImgxlateError:
+        raise  # a full disk (DiskFullError) already names its file and what to do
+    except OSError as exc:  # the write (the file being written) or a rename (the file it names)
+        raise _write_error(Path(exc.filename) if exc.filename else path, exc) from exc
 
 
 def make_metadata(

@@ -109,15 +109,17 @@ def _equal_channels(pixels: np.ndarray) -> bool:
     return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]))
 
 
-def one_picture_reason(source: Path | None, pil_fmt: str, named: Path | None = None) -> str:
+def one_picture_reason(source: Path | None, pil_fmt: str, named: Path | None = None, fmt: str = "same") -> str:
     """Why an animation cannot be written as ``pil_fmt`` (a format that holds one picture), and what to
-    do: another --format, or for an output file named on the command line (``named``) another name."""
+    do: another --format, or for an output file named on the command line (``named``) another name
+    (and no --format ``fmt`` that would contradict it)."""
     what = f"{source.name} is an animation" if source is not None else "the source is an animation"
     if named is not None:
+        without = f", without --format {fmt}" if fmt != "same" else ""
         return (f"{what} and {pil_fmt} holds one picture; name the output {named.stem}.webp, .png or .gif "
-                f"(they animate) instead of {named.name}")
+                f"(they animate) instead of {named.name}{without}")
     return (f"{what} and {pil_fmt} holds one picture; choose --format webp or png (both animate), or leave "
-            "--format out to keep the source's format")
+            "--format out (an animation is then written as one)")
 
 
 def encode_animation(
