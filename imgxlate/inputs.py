@@ -367,7 +367,7 @@ def collision_reason(
     ``--format same`` two files both written in one format (a.bmp + a.png, or a JPEG named .png
     beside a.jpg), where only a new name helps."""
     a, b = PurePosixPath(os.fspath(first)), PurePosixPath(os.fspath(second))
-    if a.parent != b.parent or a.suffix.lower() == b.suffix.lower():  # from two input folders
+    if a.parent != b.parent:  # from two input folders
         advice = " or convert each input folder into its own --out"
     elif fmt != "same":
         advice = " or keep each file's own format with --format same"

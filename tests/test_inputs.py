@@ -118,6 +118,14 @@ def test_plan_collision_second_fails(tmp_path: Path) -> None:
     plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), tmp_path / "out", _png, fmt="same")
     assert [p.status for p in plans] == ["pending", "failed"]
     assert "rename one of them" in plans[1].reason and "--format" not in plans[1].reason
+    assert "its own --out" not in plans[1].reason  # one folder: another --out would not help
+    # from two folders (x/a.bmp and y/a.png, both written as PNG): one --out per folder
+    touch(tmp_path / "x" / "b.bmp")
+    touch(tmp_path / "y" / "b.png")
+    plans = plan_outputs(collect_inputs([tmp_path / "x", tmp_path / "y"], suffixes=[*SUFFIXES, ".bmp"]),
+                         tmp_path / "out", _png, fmt="same")
+    assert [p.status for p in plans] == ["pending", "failed"]
+    assert "convert each input folder into its own --out" in plans[1].reason
 
 
 def test_plan_collision_of_one_name_in_two_folders_and_a_folder_in_the_way(tmp_path: Path) -> None:

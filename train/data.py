@@ -236,7 +236,8 @@ def fingerprint(files: list[Path], folder: str) -> dict[str, Any]:
     ``folder`` (the same images in a moved folder give the same fingerprint)."""
     import hashlib
 
-    names = sorted(Path(os.path.relpath(f, folder)).as_posix() for f in files)
+    root = Path(folder).expanduser().resolve()
+    names = sorted(Path(os.path.relpath(Path(f).resolve(), root)).as_posix() for f in files)
     return {"count": len(names), "sha256": hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()}
 
 

@@ -192,8 +192,16 @@ def write_all_verified(files: dict[Path, bytes]) -> None:
                 _write_read_back(stack.enter_context(atomic_path(path)), data)
     except ImgxlateError:
         raise  # a full disk (DiskFullError) already names its file and what to do
-    except OSError as exc:  # the write (the file being written) or a rename (the file it names)
-        raise _write_error(Path(exc.filename) if exc.filename else path, exc) from exc
+    except OSError as exc:
+        if exc.filename2:  # a rename onto its target failed: the ones renamed before it are in place
+            from imgxlate._atomic import explain_write_error
+
+            target = Path(exc.filename2)
+            raise ImgxlateError(
+                f"cannot replace {target} ({explain_write_error(exc)}); the files renamed before it are "
+                f"new, so {target.parent} may now mix two exports: fix the cause and export again with --overwrite"
+            ) from exc
+        raise _write_error(path, exc) from exc
 
 
 def make_metadata(

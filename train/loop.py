@@ -117,7 +117,7 @@ def resolve_settings(
     if here is not None:
         cfg.out = str(here)
     for key, value in (overrides or {}).items():
-        if _same_setting(getattr(stored, key, None), value):  # given again as stored: no change
+        if key == "out" or _same_setting(getattr(stored, key, None), value):  # out: below; else no change
             continue
         if key not in RESUME_OVERRIDABLE:
             raise UsageError(
@@ -125,26 +125,47 @@ def resolve_settings(
                 f"start a new run with --out instead"
             )
         setattr(cfg, key, value)
-    target = Path(cfg.out).expanduser() / "checkpoints" / "last.pt"
-    moved = "out" in (overrides or {}) and (here is None or not _same_setting(cfg.out, here))  # --out of its own
-    if moved and target.is_file() and not _same_setting(target, ckpt["path"]):
-        raise UsageError(
-            f"--out {cfg.out} already holds another training run ({target}); resuming {ckpt['path']} there "
-            "would replace it: choose another --out" + (f", or leave --out out to go on in {here}" if here else "")
-        )
+    _choose_out(cfg, stored, (overrides or {}).get("out"), here, Path(ckpt["path"]))
     cfg.validate()
     return cfg, ckpt
 
 
+def _choose_out(cfg: TrainConfig, stored: TrainConfig, given: Any, here: Path | None, ckpt_file: Path) -> None:
+    """Where a resumed run writes: an ``--out`` given is honoured unless it holds another run (then
+    refused; or, when it is the folder a copied run was first trained in, the first command given
+    again, the run goes on in the copy, saying so); without one, the run's own folder. A loose
+    checkpoint file goes on in the stored folder only when that holds no other run."""
+
+    def holds_another_run(folder: Any) -> bool:
+        last = Path(folder).expanduser() / "checkpoints" / "last.pt"
+        return last.is_file() and not _same_setting(last, ckpt_file)
+
+    if given is not None and not (here is not None and _same_setting(given, here)):
+        if not holds_another_run(given):
+            cfg.out = str(given)
+        elif here is not None and _same_setting(given, stored.out):
+            log.warning("--out %s holds the run %s was copied from: going on in %s, where it is resumed from",
+                        given, here, here)
+        else:
+            raise UsageError(
+                f"--out {given} already holds another training run; resuming {ckpt_file} there would replace "
+                "it: choose another --out" + (f", or leave --out out to go on in {here}" if here else "")
+            )
+    elif here is None and holds_another_run(cfg.out):
+        raise UsageError(
+            f"{ckpt_file} is not in a run folder, and the folder its run was trained in ({cfg.out}) holds another "
+            "checkpoint, which going on there would replace: say where the run goes with --out"
+        )
+
+
 def _run_folder_of(resume: str | os.PathLike[str], ckpt_file: Path) -> Path | None:
-    """The run folder a resume names: the folder given, or the one holding ``checkpoints/X.pt``;
-    None for a checkpoint file elsewhere."""
-    given = Path(resume).expanduser()
-    if given.is_dir():
-        return given
+    """The run folder a resume names: the one holding ``checkpoints/X.pt`` (given as the run, its
+    checkpoints folder or the file), or a folder holding ``last.pt`` itself; None for a checkpoint file
+    elsewhere."""
     if ckpt_file.parent.name == "checkpoints":
         return ckpt_file.parent.parent
-    return None
+    given = Path(resume).expanduser()
+    return given if given.is_dir() else None
 
 
 def _same_setting(stored: Any, given: Any) -> bool:
@@ -361,8 +382,8 @@ def _train(
         for domain, folder in (("A", cfg.domain_a), ("B", cfg.domain_b)):
             if domain in before and before[domain] != dataset_facts[domain] and rt.is_main:
                 log.warning(
-                    "domain %s (%s) now holds %d images, not the %d (by name) the run was trained on: it goes on, "
-                    "but not as the uninterrupted run would have", domain, folder,
+                    "domain %s (%s) holds other images than the run was trained on (%d now, %d then; compared "
+                    "by name): it goes on, but not as the uninterrupted run would have", domain, folder,
                     dataset_facts[domain]["count"], before[domain]["count"],
                 )
     total = total_steps(cfg, spe)

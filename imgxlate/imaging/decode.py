@@ -225,8 +225,10 @@ def _tiff_tags(data: bytes) -> dict[int, int] | None:
             tag, kind, n = struct.unpack_from(order + "HHI", data, entry)
             if tag not in _TIFF_TAGS or n < 1:
                 continue
-            if kind not in (3, 4):  # SHORT, LONG
-                return None
+            if kind not in (3, 4):  # SHORT, LONG: a size of another type is a broken header; skip others
+                if tag in (256, 257):
+                    return None
+                continue
             size = 2 if kind == 3 else 4
             # n values: in the entry when they fit in its 4 bytes, else at the offset it holds
             at = entry + 8 if n * size <= 4 else struct.unpack_from(order + "I", data, entry + 8)[0]
@@ -236,7 +238,7 @@ def _tiff_tags(data: bytes) -> dict[int, int] | None:
     return found
 
 
-def _say_what_opencv_dropped(data: bytes, arr: np.ndarray) -> None:
+def _say_what_opencv_dropped(data: bytes, arr: np.ndarray, path: Path | str) -> None:
     """A TIFF that only OpenCV reads (Pillow cannot: 16-bit gray with alpha, for one) can come back with
     fewer samples or bits than the file holds: say so on the file's result (an ``image`` note)."""
     tags = _tiff_tags(data) or {}
@@ -250,7 +252,8 @@ def _say_what_opencv_dropped(data: bytes, arr: np.ndarray) -> None:
     if lost:
         image_warning(
             "this TIFF is of a kind only OpenCV reads, and it dropped " + " and ".join(lost)
-            + "; the result is without them (save it as a 16-bit PNG with another tool to keep them)"
+            + "; the result is without them (save it as a 16-bit PNG with another tool to keep them)",
+            source=path,
         )
 
 
@@ -479,7 +482,7 @@ def _decode(
         alpha_f = _to_unit(alpha)[0] if alpha is not None else None
         fmt = "TIFF" if data[:4] in (b"II*\x00", b"MM\x00*") else ""
         if fmt:
-            _say_what_opencv_dropped(data, arr)
+            _say_what_opencv_dropped(data, arr, path)
         return _finish(rgb, alpha_f, depth, gray, fmt, None, None, path)
 
     width, height = im.size
@@ -605,7 +608,7 @@ def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | 
         # The first page decoded; how many follow is unknown. Said on the file's result (an image
         # note and a warning line), so it never passes as a complete conversion.
         image_warning(f"its list of pages breaks off ({exc}): only its first page was read; if it has more, "
-                      f"the file is truncated or corrupt: {_COPY_AGAIN}")
+                      f"the file is truncated or corrupt: {_COPY_AGAIN}", source=path)
         return first
     if count < 2:
         return first

@@ -25,14 +25,15 @@ class ImageWarning(UserWarning):
 _local = threading.local()
 
 
-def image_warning(text: str, stacklevel: int = 2) -> None:
-    """Say ``text`` about the image being handled: into this thread's :func:`collected` list, or as a
-    warning (``stacklevel`` as for ``warnings.warn``, counted from the caller)."""
+def image_warning(text: str, stacklevel: int = 2, source: object = None) -> None:
+    """Say ``text`` about the image being handled: into this thread's :func:`collected` list (whose
+    reader names the file), or as a warning (``stacklevel`` as for ``warnings.warn``, counted from the
+    caller) that names ``source``, the file, when given."""
     sink: list[str] | None = getattr(_local, "sink", None)
     if sink is not None:
         sink.append(text)
         return
-    warnings.warn(text, ImageWarning, stacklevel=stacklevel + 1)
+    warnings.warn(f"{source}: {text}" if source is not None else text, ImageWarning, stacklevel=stacklevel + 1)
 
 
 @contextlib.contextmanager

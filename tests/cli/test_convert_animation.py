@@ -90,6 +90,10 @@ def test_an_animation_asked_for_as_jpeg_fails_and_writes_nothing(tiny_pair: Path
     row = json.loads(res.stdout)["results"][0]
     assert "name the output z.webp, .png or .gif" in row["reason"] and "--format" not in row["reason"]
     assert row["seconds"] == 0 and not (tmp_path / "z.jpg").exists()
+    # with --format jpg as well, the advice says to leave it out (z.webp with --format jpg contradicts)
+    res = invoke("convert", src / "clip.gif", "--out", tmp_path / "z.jpg", "--format", "jpg", "--model", tiny_pair,
+                 "--json")
+    assert res.exit_code == 1 and "without --format jpg" in json.loads(res.stdout)["results"][0]["reason"]
 
 
 def test_progress_counts_the_frames_of_an_animation(tiny_pair: Path, tmp_path: Path) -> None:

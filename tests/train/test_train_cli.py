@@ -343,7 +343,19 @@ def test_a_copied_run_resumes_in_its_own_folder_and_unchanged_settings_are_accep
     moved = CliRunner().invoke(app, ["--resume", str(copy), "--domain-a", str(tmp_path / "fewer"), "--max-steps",
                                      str(step + 2), "--no-export"])
     assert moved.exit_code == 0, moved.output
-    assert "domain A" in moved.output and "now holds 1 images, not the 4" in moved.output
+    assert "domain A" in moved.output and "holds other images than the run was trained on (1 now, 4 then" \
+        in moved.output
+    # the run given as its checkpoints folder: it goes on in the run, not in a run inside checkpoints/
+    inner = CliRunner().invoke(app, ["--resume", str(copy / "checkpoints"), "--max-steps", str(step + 3),
+                                     "--no-export", "-q"])
+    assert inner.exit_code == 0, inner.output
+    assert load_checkpoint(copy)["step"] == step + 3 and not (copy / "checkpoints" / "checkpoints").exists()
+    # a loose checkpoint file whose run folder holds another checkpoint: where to go is asked for
+    loose = tmp_path / "backup.pt"
+    shutil.copyfile(run / "checkpoints" / "last.pt", loose)
+    asked = CliRunner().invoke(app, ["--resume", str(loose), "--max-steps", str(step + 1)])
+    assert asked.exit_code == 2 and "say where the run goes with --out" in asked.output, asked.output
+    assert load_checkpoint(run)["step"] == step
 
 
 @pytest.mark.parametrize(

@@ -41,3 +41,19 @@ def test_an_overwrite_replaces_both_files_and_the_card(tmp_path: Path) -> None:
     assert sorted(p.name for p in model.iterdir()) == ["README.md", "a2b.onnx", "b2a.onnx"]
     assert {read_onnx_metadata(str(model / f)).steps for f in ("a2b.onnx", "b2a.onnx")} == {7}
     assert "7" in (model / "README.md").read_text()
+
+
+def test_a_rename_that_fails_names_its_target_and_says_the_folder_may_be_mixed(tmp_path: Path) -> None:
+    """b2a.onnx is a folder, so its rename fails after the card's (renamed first): the message names
+    b2a.onnx, not the temp file, and does not claim that nothing was replaced."""
+    from imgxlate.errors import ImgxlateError
+
+    model = tmp_path / "model"
+    (model / "b2a.onnx").mkdir(parents=True)
+    with pytest.raises(ImgxlateError) as err:
+        export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "x", "y", CFG, 32,
+                          1, 0.1, overwrite=True)
+    text = str(err.value)
+    assert f"cannot replace {model / 'b2a.onnx'}" in text and "export again with --overwrite" in text
+    assert ".imgxlate-tmp-" not in text and "nothing was replaced" not in text
+    assert not [p for p in model.iterdir() if p.name.startswith(".imgxlate-tmp-")]
