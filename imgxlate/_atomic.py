@@ -86,7 +86,7 @@ def explain_write_error(exc: OSError) -> str:
     if code == errno.EROFS:
         return f"{what}; the output folder is on a read-only file system: choose another --out"
     if code in (errno.ENOTDIR, errno.EEXIST):
-        return f"{what}; a file stands where a folder is needed: choose another --out"
+        return f"{what}; a file stands where a folder is needed: move it, or write somewhere else"
     return what
 
 

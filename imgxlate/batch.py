@@ -111,7 +111,7 @@ class Plans(list[PlannedFile]):
 
 
 def plan_conversion(
-    inputs: Sequence[str | os.PathLike[str]],
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     fmt: str = "same",
@@ -124,6 +124,8 @@ def plan_conversion(
     in walk order. Non-regular files, symlink loops and unreadable folders are planned as skipped or
     failed entries (``dst`` is ``Path()`` for those)."""
     fmt = check_format(fmt)
+    if isinstance(inputs, (str, os.PathLike)):  # one path, not a sequence of one-letter names
+        inputs = [inputs]
     for item in inputs:
         if Path(item).expanduser().is_dir() and same_folder(Path(item).expanduser(), out_dir):
             # A rerun would read the outputs as inputs (cat.png beside cat.jpg: "output is an input").
@@ -494,7 +496,7 @@ def _infer_group(
 
 
 def convert_paths(
-    inputs: Sequence[str | os.PathLike[str]],
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
     translator: Translator,

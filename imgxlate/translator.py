@@ -368,18 +368,26 @@ class Translator:
     def translate(
         self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
     ) -> Any:
-        """A PIL image or an ndarray in, the same kind out: PIL keeps its mode (palette and 1-bit images
-        come back as RGB(A) / L), an ndarray its dtype and channels (grayscale stays grayscale, alpha
-        is passed through unchanged)."""
+        """A PIL image or an ndarray in, the same kind out. PIL keeps its mode (palette and 1-bit images
+        come back as RGB(A) / L; mode F holds floats in [0, 1]). An ndarray keeps its layout (gray
+        (H, W) or (H, W, 1) comes back as (H, W); alpha is passed through unchanged) and its kind:
+        uint8 stays uint8 and uint16 uint16; other integers and bool come back as uint8 (uint16 when a
+        value is over 255); floats, which must be in [0, 1], keep their float dtype. A file is not an
+        image here: open it first, or use :func:`imgxlate.convert_paths`."""
+        from PIL import Image
+
         from imgxlate.imaging.decode import from_array, to_array
 
+        if not isinstance(image, (np.ndarray, Image.Image)):
+            raise UsageError(
+                f"translate takes a PIL image or a numpy array, not {type(image).__name__}; for a file, open it "
+                "first (PIL.Image.open) or use imgxlate.convert_paths, which writes the results as files"
+            )
         decoded = from_array(image)
         rgb = self.translate_rgb(decoded.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling)
         arr = to_array(rgb, decoded)
         if isinstance(image, np.ndarray):
             return arr
-        from PIL import Image
-
         out = Image.fromarray(arr)
         # Back to the input's mode, except palette / bilevel modes: re-quantising or dithering the
         # translation would damage it, so those come back as RGB(A) / L.

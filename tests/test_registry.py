@@ -115,6 +115,51 @@ def test_file_without_metadata_is_assumed_with_a_note(tmp_path: Path, tiny_pair:
     assert [n.kind for n in r.notes] == ["no-metadata", "ignored"]
 
 
+def test_a_bare_file_translates_the_same_once_installed(home: Path, tmp_path: Path, tiny_pair: Path) -> None:
+    """It was "input -> plain" as a file and "a -> b" once installed, so --to plain stopped finding it."""
+    bare = strip_metadata(tiny_pair / "a2b.onnx", tmp_path / "plain.onnx")
+    assert reg.resolve_model(bare).file.label == "input -> plain"
+    reg.install_model(bare)
+    r = reg.resolve_model(None, to="plain")
+    assert r.pair.name == "plain" and r.file.label == "input -> plain"
+
+
+def test_a_pair_folder_whose_files_disagree_is_refused(home: Path, tmp_path: Path, tiny_pair: Path) -> None:
+    """Installed before, then "has no b2a generator (it has a2b, a2b)" at use."""
+    twice = tmp_path / "dup"
+    twice.mkdir()
+    shutil.copy(tiny_pair / "a2b.onnx", twice / "a2b.onnx")
+    shutil.copy(tiny_pair / "a2b.onnx", twice / "b2a.onnx")
+    with pytest.raises(InvalidModelError, match="b2a.onnx translates horse -> zebra, which its metadata calls a2b"):
+        reg.install_model(twice)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tiny_pair / "a2b.onnx", other / "a2b.onnx")
+    import onnx
+
+    from imgxlate.metadata import METADATA_KEY, read_onnx_metadata
+
+    meta = read_onnx_metadata(str(tiny_pair / "b2a.onnx"))
+    model = onnx.load(str(tiny_pair / "b2a.onnx"))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            import dataclasses
+
+            prop.value = dataclasses.replace(meta, domain_a="cat", domain_b="dog", source="dog",
+                                             target="cat").to_json()
+    onnx.save(model, str(other / "b2a.onnx"))
+    with pytest.raises(InvalidModelError, match="does not hold one pair"):
+        reg.install_model(other)
+    assert not home.is_dir() or not any(home.iterdir())  # nothing installed
+
+
+def test_remove_with_an_empty_name_touches_nothing(home: Path, tiny_pair: Path) -> None:
+    reg.install_model(tiny_pair)
+    with pytest.raises(ModelNotFoundError, match="no user model named ''"):
+        reg.remove_model("")
+    assert [p.name for p in reg.list_models() if p.location == "user"] == ["horse2zebra"]
+
+
 def test_default_model_missing(home: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="default model 'vangogh2photo' is not installed"):
         reg.resolve_model()

@@ -451,3 +451,27 @@ def test_whole_runs_take_more_pixels_with_phase_form_upsampling(tiny_pair_resize
     plain = load_model(tiny_pair_resize, to="orange", device="cpu", threads=1, backend="onnxruntime")
     plain.max_memory = budget
     assert plain.engine.runner.rewrites == () and plain.tiling_choice(260, 300).tile > 0
+
+
+def test_the_python_api_refuses_what_it_would_get_wrong(translator: Translator, tmp_path: Path) -> None:
+    """0..255 floats became a flat gray image, PIL mode F came back 65535 times too bright, a file name
+    was called "an array of shape ()", and convert_paths("folder") walked the name letter by letter."""
+    from imgxlate.errors import ImageReadError
+
+    rgb = (rand_rgb(24, 32) * 255).astype(np.uint8)
+    with pytest.raises(ImageReadError, match="floats are read as 0..1; divide 8-bit values by 255"):
+        translator.translate(rgb.astype(np.float32))
+    with pytest.raises(ImageReadError, match="mode F"):
+        translator.translate(Image.fromarray(rgb[..., 0]).convert("F"))
+    gray01 = Image.fromarray(rgb[..., 0].astype(np.float32) / 255, mode="F")
+    out = translator.translate(gray01)
+    assert out.mode == "F" and 0.0 <= float(np.asarray(out).min()) and float(np.asarray(out).max()) <= 1.0
+    np.testing.assert_allclose(np.asarray(out), translator.translate(rgb[..., 0].astype(np.float32) / 255), atol=1e-6)
+    for wrong in ("photo.jpg", tmp_path, b"\xff\xd8", None, [[1, 2], [3, 4]]):
+        with pytest.raises(UsageError, match="translate takes a PIL image or a numpy array"):
+            translator.translate(wrong)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgb).save(tmp_path / "in" / "a.png")
+    for one in (str(tmp_path / "in"), tmp_path / "in"):
+        results = list(convert_paths(one, tmp_path / "out", translator=translator, overwrite=True))
+        assert [r.status for r in results] == ["converted"]

@@ -665,23 +665,31 @@ def read_rgb8(
     return quantize(rgb, 8)
 
 
+# How far outside [0, 1] a float image may stray (rounding in the caller's own arithmetic) and still be
+# taken as [0, 1]; anything further is another scale (0..255) and is refused.
+FLOAT_SLACK = 1e-3
+
+
 def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:
     """Python API input: a PIL image (any mode) or an (H, W), (H, W, 1|2|3|4) array.
 
     Arrays: uint8, uint16, bool, other integers within 0..65535, or float in [0, 1]; channels are
     gray, gray+alpha, RGB, RGBA. No ICC conversion for arrays (taken as sRGB); PIL images follow the
-    module's ICC policy and EXIF orientation like files.
+    module's ICC policy and EXIF orientation like files, except mode "F" (32-bit float samples), which
+    is read as a float array: values in [0, 1].
     """
     Image = _pil()
+    where = "<array>"
     if isinstance(image, Image.Image):
         data = image
         try:
             data.load()
         except Exception as exc:
             raise _read_error("<PIL image>", f"it cannot be loaded ({exc})") from exc
-        return _decode_pil_object(data)
+        if data.mode != "F":
+            return _decode_pil_object(data)
+        image, where = np.asarray(data, dtype=np.float32), "<PIL image of mode F>"
     arr = np.asarray(image)
-    where = "<array>"
     if arr.size == 0 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise _read_error(
             where,
@@ -692,6 +700,12 @@ def from_array(image: np.ndarray | PILImage.Image) -> DecodedImage:
     if float_in:
         if not np.all(np.isfinite(arr)):
             raise _read_error(where, "it contains NaN or infinity")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK:  # 0..255 floats would come out as a flat gray image
+            raise _read_error(
+                where, f"float values span {lo:.4g}..{hi:.4g}, and floats are read as 0..1; divide 8-bit "
+                "values by 255 (or pass the uint8 array itself)"
+            )
     elif np.issubdtype(kind, np.integer) and kind not in (np.uint8, np.uint16):
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 65535:

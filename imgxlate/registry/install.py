@@ -500,9 +500,9 @@ def remove_model(name: str) -> Path:
     """Delete a user-installed model; bundled models cannot be removed."""
     root = user_models_dir()
     dest = root / name
-    if "/" in name or os.sep in name or name.startswith(".") or not dest.is_dir():
+    if not name or "/" in name or os.sep in name or name.startswith(".") or not dest.is_dir():
         bundled = pairs.bundled_models_dir() / name
-        if bundled.is_dir() and not name.startswith("."):
+        if name and bundled.is_dir() and not name.startswith("."):
             raise UsageError(f"{name!r} is bundled with imgxlate and cannot be removed")
         users = [p.name for p in _pairs_in(root, "user")]
         raise ModelNotFoundError(

@@ -166,7 +166,11 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
             others = sorted(p.name for p in path.glob("*.onnx"))
             hint = f" (it has {', '.join(others)}: pass one of them as --model)" if others else ""
             raise InvalidModelError(f"model folder {path} has neither a2b.onnx nor b2a.onnx{hint}")
-        files = tuple(load_model_file(p, p.stem, name or path.name) for p in found)
+        # A lone a2b.onnx without metadata (a bare file installed by `models add`) reads as that file
+        # would on its own ("input -> NAME"), so installing it does not rename what it translates.
+        lone = len(found) == 1 and found[0].stem == "a2b"
+        files = tuple(load_model_file(p, None if lone else p.stem, name or path.name) for p in found)
+        _check_pair_files(path, files)
         pair_name = name or path.name
         return ModelPair(name=pair_name, path=path, location=location, files=files)
     if path.suffix.lower() != ".onnx":
@@ -174,6 +178,26 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
     mf = load_model_file(path, None, name)
     pair_name = name or (mf.metadata.pair if not mf.assumed else path.stem)
     return ModelPair(name=pair_name, path=path, location=location, files=(mf,))
+
+
+def _check_pair_files(folder: Path, files: tuple[ModelFile, ...]) -> None:
+    """A pair folder's files must be what their names say: a2b.onnx translates A -> B and b2a.onnx
+    B -> A of the same two domains (by their metadata; files without it are taken on trust)."""
+    for mf in files:
+        if not mf.assumed and mf.metadata.direction != mf.path.stem:
+            raise InvalidModelError(
+                f"{mf.path} translates {mf.label}, which its metadata calls {mf.metadata.direction}, but it is "
+                f"named {mf.path.name}: in a pair folder a2b.onnx translates A -> B and b2a.onnx B -> A; rename "
+                "or re-export it"
+            )
+    known = [mf for mf in files if not mf.assumed]
+    domains = {(mf.metadata.domain_a, mf.metadata.domain_b) for mf in known}
+    if len(domains) > 1:
+        told = "; ".join(f"{mf.path.name} translates {mf.label}" for mf in known)
+        raise InvalidModelError(
+            f"model folder {folder} does not hold one pair ({told}); keep the two directions of one model "
+            "together, or install each file as a model of its own"
+        )
 
 
 def _check_onnx_magic(path: Path) -> None:
