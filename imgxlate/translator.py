@@ -267,6 +267,8 @@ class Translator:
             raise UsageError(f"translate_rgb takes an (H, W, 3) array, got shape {rgb.shape}")
         if np.dtype(dtype) not in (np.float32, np.uint8):
             raise UsageError(f"translate_rgb gives float32 or uint8 results, not {np.dtype(dtype)}")
+        if tiling not in TILINGS:  # checked even when this image needs no tiles: the typo is the caller's
+            raise UsageError(f"unknown tiling {tiling!r}; use exact or blend")
         t = self._tile_for(rgb.shape[0], rgb.shape[1], tile, tiling)
         if t and self._runs_exact(tiling):
             return self._exact_rgb(rgb, t, dtype)
@@ -411,13 +413,17 @@ def load_model(
     """Find a generator (name, path or the default pair; ``to`` = target domain or ``direction``) and
     load it on ``device`` ("auto" | "cuda" | "cpu") with ``backend`` ("auto" | "onnxruntime" |
     "openvino", see :mod:`imgxlate.engine`)."""
+    if isinstance(model, str) and not model.strip():
+        raise UsageError("model is an empty name; give a model name, a .onnx file or a pair folder (None: the default)")
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise UsageError(f"threads must be a whole number (0: as many as the machine has), not {threads!r}")
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads, backend=backend)
     # The same check as `imgxlate models add`, once per loaded model: a classifier, a model that
     # resizes, or one that outputs NaN or a constant is refused before any image is written.
     probe_generator(engine, resolved.file.metadata, resolved.file.path)
-    for note in resolved.notes:
-        if note.kind == "no-metadata":
+    for note in resolved.notes:  # what the caller must know (the CLI prints every note itself)
+        if note.kind in ("no-metadata", "ignored"):
             warnings.warn(note.text, stacklevel=2)
     return Translator(resolved, engine, resolved.notes)
 

@@ -475,3 +475,20 @@ def test_the_python_api_refuses_what_it_would_get_wrong(translator: Translator, 
     for one in (str(tmp_path / "in"), tmp_path / "in"):
         results = list(convert_paths(one, tmp_path / "out", translator=translator, overwrite=True))
         assert [r.status for r in results] == ["converted"]
+
+
+def test_load_model_and_translate_check_their_arguments(tiny_pair: Path, tmp_path: Path) -> None:
+    import onnx
+
+    with pytest.raises(UsageError, match="threads must be a whole number"):
+        load_model(tiny_pair, threads="2")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="model is an empty name"):
+        load_model("")
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1)
+    with pytest.raises(UsageError, match="unknown tiling 'exactt'"):
+        t.translate(rand_rgb(8, 8), tiling="exactt")  # no tiles needed: the typo is still the caller's
+    bare = onnx.load(str(tiny_pair / "a2b.onnx"))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.warns(UserWarning, match="--to zebra ignored"):
+        load_model(tmp_path / "bare.onnx", to="zebra", device="cpu", threads=1)
