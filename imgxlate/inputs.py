@@ -37,7 +37,8 @@ from pathlib import Path, PurePosixPath
 from imgxlate.errors import UsageError
 
 # What `imgxlate video` walks folders for (an image walk tells the user where such files go instead).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".gif",
+                  ".mts", ".m2ts", ".3gp", ".3g2", ".vob", ".ogv")  # camcorders (AVCHD), old phones, DVDs
 
 _MAGIC = set("*?[")
 # Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.

@@ -66,8 +66,8 @@ def plan_videos(
     mark = f".{_safe_domain(target)}"
     files = [f for f in found if f.explicit or Path(f.src.stem).suffix != mark]
     if not files:
-        raise UsageError("no videos found in the inputs; give video files (mp4, mov, mkv, webm, avi, m4v) or "
-                         "folders that hold them")
+        kinds = ", ".join(suffix[1:] for suffix in VIDEO_SUFFIXES)
+        raise UsageError(f"no videos found in the inputs; give video files ({kinds}) or folders that hold them")
     out_is_file = out is not None and out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir()
     if out_is_file and len(files) > 1:
         raise UsageError(f"--out {out} is one file but {len(files)} videos are given; pass a folder as --out")

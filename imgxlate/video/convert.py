@@ -351,10 +351,15 @@ def convert_video(
         try:
             with atomic_path(dst_path) as tmp:
                 report = mux_final(parts.paths(), info, s, d, tmp, suffix, final=dst_path)
-        except DiskFullError:  # from mux_final or atomic_path: the segments stay, the rerun only joins them
+        except (DiskFullError, KeyboardInterrupt):  # the segments stay: the same command only joins them
             raise
-        except OSError as exc:
-            raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder") from exc
+        except BaseException as exc:
+            # any other failure of the join would fail the same way from the same segments: they go,
+            # as for a failed conversion, and nothing of this input is left beside the target
+            parts.remove()
+            if isinstance(exc, OSError):
+                raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder") from exc
+            raise
         warnings.extend(report.warnings)
         parts.remove()
         r = job.result(dst_path, report.audio, t_start, temporal)
@@ -527,9 +532,13 @@ class _Job:
             where = f" between {self.start:g} s and the end" if self.start else ""
             raise VideoError(f"{self.src}: no video frames were decoded{where}; check --start/--duration and the file")
         info = self.info
-        expected = info.frames if info.frames_exact else (round(info.duration * info.fps) if info.fps else 0)
+        expected = info.frames if info.frames_reliable else 0  # probe: exact, or from the video's own span
         n = self.frames + self.skip
-        if self.start is None and self.duration is None and (dec.error or (expected and n < 0.9 * expected)):
+        # fewer frames than the count said, and they end early: a file with a variable frame rate has
+        # fewer frames than its average rate suggests, but they reach the end of the video
+        covered = float(dec.last_time - dec.first_time) if dec.first_time is not None else 0.0
+        short = bool(expected) and n < 0.9 * expected and not (info.span and covered >= 0.9 * info.span)
+        if self.start is None and self.duration is None and (dec.error or short):
             why = f" ({dec.error})" if dec.error else ""
             self.partial = True
             self.warnings.append(f"only {n} of about {expected} frames could be decoded{why}; the file may be "

@@ -128,12 +128,39 @@ class Decoder:
             if duration is not None else None
         self.error: str = ""
         self.decoded = 0
+        self.first_time: Fraction | None = None  # the kept frames' first and last times (stream time)
+        self.last_time: Fraction | None = None
         self.bad_packets = 0
         self.broken = False  # the file broke off (a demuxer error) after some frames
         self._lock = threading.Lock()
         if start:
-            with contextlib.suppress(Exception):  # a file without an index: decode from the start
-                self.container.seek(int(self.cut_start / self.tb), stream=self.stream, backward=True)
+            self._seek_before(self.cut_start)
+
+    def _seek_before(self, cut: Fraction) -> None:
+        """Seek so that decoding starts at or before ``cut``. A seek "backward" lands on a key frame
+        before the time where the container has an index (MP4, MKV); in an MPEG-TS it can land after it
+        (the packet found is not a key frame, and the decoder drops everything up to the next one), so
+        the first frame is checked and the seek is made from further back (5 s, 30 s, then the start)."""
+        for back in (0, 5, 30):
+            at = max(Fraction(0), cut - back)
+            try:
+                self.container.seek(int(at / self.tb), stream=self.stream, backward=True)
+                first = next(iter(self._decoded()), None)
+            except Exception:  # noqa: BLE001 - a file without an index, or broken there: try further back
+                first = None
+            t = Fraction(first.pts) * (first.time_base or self.tb) if first is not None and first.pts is not None \
+                else None
+            if t is not None and t <= cut + self.tb / 2:
+                with contextlib.suppress(Exception):
+                    self.container.seek(int(at / self.tb), stream=self.stream, backward=True)
+                    return
+            if at == 0:
+                break
+        # from the start: reopened, so that no half-flushed decoder state of the tries is left
+        self.container.close()
+        self.container = open_input(self.info.path)
+        self.stream = self.container.streams[self.info.video_index]
+        self.stream.thread_type = "AUTO"
 
     def frames(self, stop: threading.Event | None = None, skip: int = 0) -> Iterator[Frame]:
         """The frames in order; the first ``skip`` kept frames are counted but not converted to RGB."""
@@ -141,6 +168,7 @@ class Decoder:
         fallback = Fraction(1) / Fraction(self.info.fps).limit_denominator(1001000) if self.info.fps > 0 \
             else Fraction(1, 25)
         last: Fraction | None = None
+        last_pts = -1
         n = 0
         it = self._decoded()
         while stop is None or not stop.is_set():
@@ -169,6 +197,9 @@ class Decoder:
             if last is not None and t <= last:
                 t = last + tb  # repeated or backwards timestamps (broken files): keep order, one tick apart
             last = t
+            if self.first_time is None:
+                self.first_time = t
+            self.last_time = t + d
             rel = max(Fraction(0), t - self.cut_start)
             if n < skip:
                 rgb = np.zeros((0, 0, 3), np.uint8)
@@ -176,7 +207,10 @@ class Decoder:
                 rgb = upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
                 if rgb.shape[:2] != (self.info.height, self.info.width):
                     rgb = _resize(rgb, self.info.width, self.info.height)  # the stream changed size midway
-            yield Frame(n, rgb, rel, d, pts=round(rel / self.info.tb))
+            # In the output's time base, strictly increasing: rounding a cut between two frames could
+            # give two frames one time (25 fps, a cut at 1.5 s: 0, 0, 2, 2, ...), which encoders refuse.
+            last_pts = max(round(rel / self.info.tb), last_pts + 1)
+            yield Frame(n, rgb, rel, d, pts=last_pts)
             n += 1
 
     def _decoded(self) -> Iterator[Any]:
@@ -448,6 +482,22 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
     raise VideoError(f"FFmpeg could not write {target} ({last})") from last
 
 
+def _named_layout(av: Any, ctx: Any) -> Any:
+    """The input's channel layout, or for one that names no speaker positions (PCM from a camera's AVI,
+    WMA: "1 channels") FFmpeg's default layout for that many channels: encoders such as AAC refuse an
+    unnamed one ("Unsupported channel layout")."""
+    layout = ctx.layout
+    if layout is not None and not str(layout.name).endswith("channels"):
+        return layout
+    count = int(getattr(ctx, "channels", 0) or len(getattr(layout, "channels", ())) or 2)
+    return av.AudioLayout(_DEFAULT_LAYOUTS[count]) if count in _DEFAULT_LAYOUTS else layout
+
+
+# FFmpeg's default layout for a number of channels (av_channel_layout_default).
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 7: "6.1",
+                    8: "7.1"}
+
+
 def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None, dst: Path,
               suffix: str, transcode: bool, audio_encoder: str, subs: list[tuple[int, str]]) -> None:
     av = av_module()
@@ -484,8 +534,7 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 o = out.add_stream(audio_encoder, rate=rate)
                 if audio_encoder == "aac":
                     o.bit_rate = 192_000
-                with contextlib.suppress(Exception):
-                    o.layout = st.codec_context.layout
+                o.layout = _named_layout(av, st.codec_context)
                 transcoders[st.index] = o
                 a_out[st.index] = o
             else:

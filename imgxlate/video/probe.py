@@ -55,6 +55,8 @@ class VideoInfo:
     audio: tuple[StreamInfo, ...] = ()
     subtitles: tuple[StreamInfo, ...] = ()
     frames_exact: bool = True
+    frames_reliable: bool = True  # the count, exact or estimated, can tell a file that breaks off
+    span: float = 0.0  # the video stream's own duration in seconds (0.0: unknown)
     rate: Fraction | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     format: str = ""
@@ -122,7 +124,12 @@ def _probe(path: Path, c: Any) -> VideoInfo:
         duration = float(video.duration * tb)
     else:
         duration = 0.0
-    frames = int(video.frames or 0) or (round(duration * fps) if duration and fps else 0)
+    # The frame count a container does not store is estimated from the video's own span (not the
+    # container's: its audio may run longer) and its average rate; from a guessed rate (the highest,
+    # for variable-rate files) it is only an upper bound.
+    span = _video_span(video, tb) or duration
+    frames = int(video.frames or 0) or (round(span * fps) if span and fps else 0)
+    reliable = bool(video.frames) or video.average_rate is not None
     sar = video.sample_aspect_ratio
     color = (int(first.color_range or 0), int(first.colorspace or 2), int(first.color_primaries or 2),
              int(first.color_trc or 2))
@@ -144,10 +151,25 @@ def _probe(path: Path, c: Any) -> VideoInfo:
         audio=tuple(s for s in streams if s.kind == "audio"),
         subtitles=tuple(s for s in streams if s.kind == "subtitle"),
         frames_exact=bool(video.frames),
+        frames_reliable=reliable,
+        span=span,
         rate=Fraction(rate) if rate else None,
         metadata=dict(c.metadata),
         format=fmt,
     )
+
+
+def _video_span(video: Any, tb: Fraction) -> float:
+    """The video stream's own duration in seconds: its ``duration``, or the ``DURATION`` tag Matroska
+    writers put on each stream ("00:00:01.000000000"); 0.0 when neither says."""
+    if video.duration:
+        return float(video.duration * tb)
+    tag = str((video.metadata or {}).get("DURATION", "") or "")
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return 0.0
 
 
 def parse_time(value: str | float | None, what: str = "time") -> float | None:

@@ -1,0 +1,94 @@
+"""Videos of the kinds people own, made with the FFmpeg binary: a camera's MJPEG + PCM AVI, WMV,
+MPEG-TS cut with --start, an MKV whose audio runs longer, variable frame rate in MKV, folders of
+camcorder files. Each case failed (or was misreported) before."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from video_helpers import FFMPEG, ffmpeg, frame_times, stream_codecs
+
+from imgxlate import video
+
+
+def _src(path: Path, seconds: float = 1.0, fps: int = 12, size: str = "64x48") -> Path:
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={size}:r={fps}:d={seconds}", "-f", "lavfi", "-i",
+           f"sine=f=440:d={seconds}", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path))
+    return path
+
+
+def test_a_camera_avi_with_pcm_audio_and_a_wmv_convert_with_their_sound(translator, tmp_path: Path) -> None:
+    """PCM from a camera, WMA: a channel layout without speaker names, which AAC refused ("FFmpeg could
+    not write ... (Invalid argument)") after every frame was translated; the parts were left behind."""
+    base = _src(tmp_path / "base.mp4")
+    ffmpeg("-i", str(base), "-c:v", "mjpeg", "-c:a", "pcm_u8", "-ac", "1", str(tmp_path / "CAM.AVI"))
+    ffmpeg("-i", str(base), "-c:v", "wmv2", "-c:a", "wmav2", str(tmp_path / "clip.wmv"))
+    for name in ("CAM.AVI", "clip.wmv"):
+        dst = tmp_path / f"{name}.mp4"
+        r = video.convert_video(tmp_path / name, dst, translator, temporal="off")
+        assert r.status == "converted" and not r.partial, r.warnings
+        codecs = stream_codecs(dst)
+        assert any(c.startswith("Video: h264") for c in codecs) and any(c.startswith("Audio: aac") for c in codecs)
+        assert not any(p.name.startswith(".imgxlate-parts") for p in tmp_path.iterdir())
+
+
+def test_start_in_an_mpeg_ts_keeps_every_frame_of_the_cut(translator, tmp_path: Path) -> None:
+    """The seek in a TS landed on a packet after the cut; the decoder dropped frames up to the next key
+    frame: 7 frames of 25."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=3", "-f", "lavfi", "-i", "sine=d=3", "-c:v", "libx264",
+           "-g", "25", "-c:a", "aac", "-f", "mpegts", str(tmp_path / "g.ts"))
+    r = video.convert_video(tmp_path / "g.ts", tmp_path / "g.mp4", translator, start=1.3, duration=1, temporal="off")
+    assert r.frames == 25
+    times = frame_times(tmp_path / "g.mp4")
+    assert len(times) == 25 and times[0] < 0.02
+
+
+def test_start_between_two_frames_of_an_avi(translator, tmp_path: Path) -> None:
+    """25 fps, a cut at 1.5 s: frame times rounded to the output's 1/25 s gave two frames each time
+    (0, 0, 2, 2, ...), and the encoder failed at the end."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-c:v", "mjpeg", str(tmp_path / "s.avi"))
+    r = video.convert_video(tmp_path / "s.avi", tmp_path / "s.mp4", translator, start=1.5, temporal="off")
+    times = frame_times(tmp_path / "s.mp4")
+    assert r.frames == len(times) >= 12 and len(set(times)) == len(times)
+
+
+def test_complete_mkv_files_are_not_called_truncated(translator, tmp_path: Path) -> None:
+    """The frame count was estimated from the container's duration (its audio ran longer) or from the
+    average rate of a variable-rate file: "only 12 of about 24 frames could be decoded"."""
+    base = _src(tmp_path / "base.mp4")
+    ffmpeg("-i", str(base), "-f", "lavfi", "-t", "2", "-i", "sine", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+           "-c:a", "libopus", str(tmp_path / "long_audio.mkv"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-vf",
+           "setpts='if(lt(N,10),N/25,0.4+(N-10)/10)/TB'", "-fps_mode", "vfr", "-c:v", "libx264",
+           str(tmp_path / "vfr.mkv"))
+    for name in ("long_audio.mkv", "vfr.mkv"):
+        r = video.convert_video(tmp_path / name, tmp_path / f"{name}.mkv", translator, temporal="off")
+        assert not r.partial and not any("could be decoded" in w for w in r.warnings), (name, r.warnings)
+
+
+def test_a_truncated_file_is_still_partial(translator, tmp_path: Path) -> None:
+    base = _src(tmp_path / "base.mp4", seconds=2.0)
+    ffmpeg("-i", str(base), "-c", "copy", "-movflags", "+faststart", str(tmp_path / "fast.mp4"))
+    data = (tmp_path / "fast.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    r = video.convert_video(tmp_path / "cut.mp4", tmp_path / "cut_out.mp4", translator, temporal="off")
+    assert r.partial
+
+
+def test_a_folder_of_camcorder_and_phone_files_is_walked(tiny_pair: Path, tmp_path: Path) -> None:
+    """.MTS (AVCHD camcorders) and .3gp (phones) were not video suffixes: "no videos found"."""
+    base = _src(tmp_path / "base.mp4", seconds=0.5)
+    (tmp_path / "in").mkdir()
+    ffmpeg("-i", str(base), "-c", "copy", "-f", "mpegts", str(tmp_path / "in" / "00001.MTS"))
+    ffmpeg("-i", str(base), "-c:v", "copy", "-an", "-f", "3gp", str(tmp_path / "in" / "clip.3gp"))
+    proc = subprocess.run([sys.executable, "-m", "imgxlate", "video", str(tmp_path / "in"), "--out",
+                           str(tmp_path / "out"), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu",
+                           "--threads", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    done = {Path(r["src"]).name for r in json.loads(proc.stdout)["results"] if r["status"] == "converted"}
+    assert done == {"00001.MTS", "clip.3gp"}
+    assert FFMPEG  # the reference binary made the inputs
