@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from video_helpers import FFMPEG, ffmpeg, frame_times, stream_codecs
 
 from imgxlate import video
@@ -87,7 +86,7 @@ def test_a_folder_of_camcorder_and_phone_files_is_walked(tiny_pair: Path, tmp_pa
     ffmpeg("-i", str(base), "-c:v", "copy", "-an", "-f", "3gp", str(tmp_path / "in" / "clip.3gp"))
     proc = subprocess.run([sys.executable, "-m", "imgxlate", "video", str(tmp_path / "in"), "--out",
                            str(tmp_path / "out"), "--model", str(tiny_pair / "a2b.onnx"), "--device", "cpu",
-                           "--threads", "1", "--json"], capture_output=True, text=True, timeout=300)
+                           "--threads", "1", "--json"], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     done = {Path(r["src"]).name for r in json.loads(proc.stdout)["results"] if r["status"] == "converted"}
     assert done == {"00001.MTS", "clip.3gp"}
