@@ -271,16 +271,48 @@ def check_encoder(codec: str, suffix: str, pix_fmt: str, crf: int = 23, preset: 
     if formats and pix_fmt not in formats:
         raise UsageError(f"encoder {codec} cannot write pixel format {pix_fmt}; it takes "
                          f"{', '.join(sorted(formats)[:8])}")
-    # Open it once on a tiny frame: hardware encoders fail here when the device or driver is missing.
+    # Make a tiny video with it, the way a conversion does (a segment, then joined into the target
+    # container): hardware encoders fail here when the device or driver is missing, and encoders
+    # that open but do not encode (VP8 here: "Not yet implemented") or whose stream the join cannot
+    # take (AV1 without an AV1 decoder in this FFmpeg) fail here instead of after every frame.
     try:
-        ctx = av.codec.CodecContext.create(codec, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 64, 64, pix_fmt
-        ctx.time_base = Fraction(1, 25)
-        ctx.framerate = Fraction(25)
-        ctx.options = _codec_options(codec, crf, preset) if codec != "libsvtav1" else {}
-        ctx.open()  # freed with the object
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise UsageError(f"the encoder {codec} cannot start here ({_reason(exc)}); use --codec libx264") from exc
+        _trial_video(av, codec, suffix, pix_fmt, crf, preset)
+    except (av.error.FFmpegError, ValueError, OSError) as exc:
+        raise UsageError(f"the encoder {codec} cannot make a {suffix} video here ({_reason(exc)}); use --codec "
+                         "libx264 (or libvpx-vp9 for .webm)") from exc
+
+
+def _trial_video(av: Any, codec: str, suffix: str, pix_fmt: str, crf: int, preset: str) -> None:
+    """Three 64x64 frames encoded into a segment and joined into a ``suffix`` file, in a temp folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="imgxlate-codec-") as tmp:
+        seg_path, out_path = Path(tmp) / "trial.seg", Path(tmp) / f"trial{suffix}"
+        seg = _open_segment(av, seg_path, av.codec.Codec(codec, "w").canonical_name)
+        try:
+            st = seg.add_stream(codec, rate=25)
+            st.width, st.height, st.pix_fmt = 64, 64, pix_fmt
+            st.options = _codec_options(codec, crf, preset)
+            for i in range(3):
+                frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 60 * i, np.uint8), format="rgb24")
+                frame = frame.reformat(format=pix_fmt)
+                frame.pts = i
+                seg.mux(st.encode(frame))
+            seg.mux(st.encode(None))
+        finally:
+            seg.close()
+        src = av.open(str(seg_path))
+        out = av.open(str(out_path), "w", format=OUTPUT_FORMATS.get(suffix, "mp4"))
+        try:
+            vout = out.add_stream_from_template(src.streams.video[0])
+            for pkt in src.demux(src.streams.video[0]):
+                if pkt.dts is None:
+                    continue
+                pkt.stream = vout
+                out.mux(pkt)
+        finally:
+            out.close()
+            src.close()
 
 
 def output_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:

@@ -139,3 +139,24 @@ def test_no_child_process_is_started(clip: Path, translator, tmp_path: Path, mon
     monkeypatch.setattr(sp, "Popen", refuse)
     r = video.convert_video(clip, tmp_path / "np.mkv", translator, duration=0.5)
     assert r.status == "converted"
+
+
+def test_encoders_that_open_but_cannot_make_the_video_are_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """VP8 in PyAV's FFmpeg opened and then failed on the first frame ("Not yet implemented"); SVT-AV1
+    encoded, but that FFmpeg has no AV1 decoder for the join. Both failed after every frame was
+    translated. The check now makes a tiny video the way a conversion does."""
+    import av
+
+    from imgxlate.video import media
+
+    media.check_encoder("libvpx-vp9", ".webm", "yuv420p", 23, "medium")  # encoders that work pass
+    media.check_encoder("libx264", ".mkv", "yuv420p", 23, "ultrafast")
+
+    def fails(*args: object) -> None:
+        raise av.error.PatchWelcomeError(-1163346256, "Not yet implemented in FFmpeg, patches welcome")
+
+    monkeypatch.setattr(media, "_trial_video", fails)
+    with pytest.raises(UsageError, match=r"the encoder libx264 cannot make a \.mp4 video here \(Not yet"):
+        media.check_encoder("libx264", ".mp4", "yuv420p", 23, "ultrafast")
