@@ -311,7 +311,10 @@ def video(
     if not quiet or interrupted:
         stderr.print(f"{'interrupted: ' if interrupted else ''}converted {done}, skipped {skipped}, failed "
                      f"{failed} in {elapsed:.1f} s")
-        if interrupted:
+        if interrupted and frames_only and temporal == "flow":
+            stderr.print("the frames translated so far are kept; --temporal flow cannot go on from saved frames "
+                         "(each is smoothed with the one before): run it again with --overwrite")
+        elif interrupted:
             stderr.print("the frames translated so far are kept; run the same command again to continue")
     if interrupted:
         raise typer.Exit(stop.exit_code)

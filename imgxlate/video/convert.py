@@ -174,6 +174,38 @@ def _claim_frames_dir(fdir: Path, overwrite: bool) -> None:
             f.unlink()
 
 
+# In a --frames-only folder: what made its frames and whether the run finished, so that an interrupted
+# run continues where it stopped (the same command again) and a finished one is left alone.
+FRAMES_MARK = ".imgxlate-frames.json"
+
+
+def _mark_frames(fdir: Path, made_by: dict[str, Any], complete: bool) -> None:
+    import json
+
+    fdir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(fdir / FRAMES_MARK) as tmp:
+        tmp.write_text(json.dumps({"made_by": made_by, "complete": complete}, sort_keys=True))
+
+
+def _frames_to_continue(fdir: Path, made_by: dict[str, Any]) -> int:
+    """How many frames an interrupted --frames-only run of the same job left in ``fdir`` (the first
+    missing one is where it goes on); 0 when they are another run's, a finished run's, or when frames
+    cannot be continued (--temporal flow smooths each frame with the one before, whose state is gone)."""
+    import json
+
+    try:
+        mark = json.loads((fdir / FRAMES_MARK).read_text())
+    except (OSError, ValueError):
+        return 0
+    if mark.get("complete") or mark.get("made_by") != json.loads(json.dumps(made_by)) or \
+            made_by.get("temporal") != "off":
+        return 0
+    n = 0
+    while (fdir / _frame_name(n)).is_file():
+        n += 1
+    return n
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     import cv2
 
@@ -284,9 +316,17 @@ def convert_video(
         if dst_path.exists() and not overwrite:
             return VideoResult(src, dst_path, "skipped", reason="output exists (pass --overwrite to replace it)")
         check_encoder(codec, dst_path.suffix.lower(), pix_fmt, int(crf), preset)
-    elif fdir is not None and (fdir / _frame_name(0)).exists() and not overwrite:
-        return VideoResult(src, None, "skipped", frames_dir=fdir,
-                           reason=f"{fdir} already has frames (pass --overwrite to replace them)")
+    frames_mark = {  # what made a --frames-only folder's frames: a rerun continues only the same job
+        "src": file_identity(src), "model": file_identity(getattr(translator, "model_path", None)),
+        "direction": str(getattr(getattr(translator, "metadata", None), "target", "")), "temporal": temporal,
+        "start": s, "duration": d,
+    }
+    resume_frames = 0
+    if frames_only and fdir is not None and (fdir / _frame_name(0)).exists() and not overwrite:
+        resume_frames = _frames_to_continue(fdir, frames_mark)
+        if not resume_frames:
+            return VideoResult(src, None, "skipped", frames_dir=fdir,
+                               reason=f"{fdir} already has frames (pass --overwrite to replace them)")
     info = probe_video(src)
     if s and info.duration and s >= info.duration:
         raise VideoError(f"{src}: --start {s:g} s is past its end ({info.duration:.2f} s); give an earlier start")
@@ -301,10 +341,17 @@ def convert_video(
                batch_size=translator.default_batch_size if batch_size is None else batch_size,
                progress=progress, total=total, warnings=warnings)
     if frames_only:
-        if fdir is not None:
+        if fdir is not None and not resume_frames:
             _claim_frames_dir(fdir, overwrite)  # here skipped above unless --overwrite: emptied first
+        if fdir is not None:
+            _mark_frames(fdir, frames_mark, complete=False)
+        job.skip = resume_frames
         job.run()
-        return job.result(None, "none", t_start, temporal)
+        if fdir is not None:
+            _mark_frames(fdir, frames_mark, complete=True)
+        r = job.result(None, "none", t_start, temporal)
+        r.resumed_frames = resume_frames
+        return r
 
     assert dst_path is not None
     suffix = dst_path.suffix.lower()

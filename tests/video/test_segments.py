@@ -167,3 +167,26 @@ def test_a_full_disk_keeps_the_finished_segments_and_the_rerun_continues(clip: P
         r = video.convert_video(clip, dst, translator, temporal="off", segment_seconds=0.5)
         assert r.status == "converted" and r.resumed_frames == sum(s["frames"] for s in kept) > 0
         assert len(frame_times(dst)) == r.frames and not parts_dir(dst).exists()
+
+
+def test_an_interrupted_frames_only_run_goes_on_where_it_stopped(clip: Path, translator, tmp_path: Path) -> None:
+    """It said "run the same command again to continue", and the rerun skipped: "already has frames",
+    with half the frames written."""
+    whole = tmp_path / "whole"
+    video.convert_video(clip, None, translator, temporal="off", frames_dir=whole, frames_only=True)
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, None, translator, temporal="off", frames_dir=part, frames_only=True,
+                            batch_size=1, progress=stop_at(7))
+    kept = len(list(part.glob("frame_*.png")))
+    assert 7 <= kept < 2 * FPS
+    r = video.convert_video(clip, None, translator, temporal="off", frames_dir=part, frames_only=True)
+    assert r.status == "converted" and r.resumed_frames == kept and r.frames == 2 * FPS
+    names = sorted(p.name for p in whole.glob("frame_*.png"))
+    assert sorted(p.name for p in part.glob("frame_*.png")) == names
+    assert all((whole / n).read_bytes() == (part / n).read_bytes() for n in names)  # the same frames
+    again = video.convert_video(clip, None, translator, temporal="off", frames_dir=part, frames_only=True)
+    assert again.status == "skipped"  # finished: left alone
+    other = video.convert_video(clip, None, translator, temporal="off", frames_dir=part, frames_only=True,
+                                start=0.5)
+    assert other.status == "skipped"  # another job's frames are not continued
