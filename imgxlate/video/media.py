@@ -584,6 +584,10 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
         for st in a_in:
             with contextlib.suppress(Exception):
                 a_out[st.index].metadata.update(dict(st.metadata))
+        # which audio and subtitle track is the default (or forced): as in the input, not the muxer's guess
+        for st in (*a_in, *s_in):
+            o = a_out[st.index] if st.index in a_out else s_out[st.index][0]
+            o.disposition = st.disposition
 
         def video_packets() -> Iterator[tuple[float, int, Any]]:
             last_dts: int | None = None
@@ -637,6 +641,13 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                         for o in transcoders[idx].encode(fr):
                             yield (float(Fraction(o.pts or 0) * o.time_base), next(seq), o)
                     continue
+                if idx in s_out and pkt.pts < shift:
+                    # a cue on screen at the cut: from the cut, for what is left of it (a negative
+                    # time made muxers show it late, even after the video's end)
+                    pkt.duration = max(1, int((pkt.duration or 0) - (shift - pkt.pts)))
+                    pkt.pts = shift
+                    if pkt.dts is not None:
+                        pkt.dts = shift
                 pkt.pts -= shift
                 if pkt.dts is not None:
                     pkt.dts -= shift

@@ -91,3 +91,36 @@ def test_a_folder_of_camcorder_and_phone_files_is_walked(tiny_pair: Path, tmp_pa
     done = {Path(r["src"]).name for r in json.loads(proc.stdout)["results"] if r["status"] == "converted"}
     assert done == {"00001.MTS", "clip.3gp"}
     assert FFMPEG  # the reference binary made the inputs
+
+
+def test_subtitles_on_screen_at_the_cut_start_at_the_cut(translator, tmp_path: Path) -> None:
+    """A cue showing at --start went to a negative time; muxers then showed the next cue late (MP4:
+    0.70-1.25 s for one at 0.30-0.65 s), or past the end of the video."""
+    (tmp_path / "s.srt").write_text("1\n00:00:00,100 --> 00:00:00,600\nfirst\n\n2\n00:00:00,600 --> 00:00:00,950\n"
+                                    "second\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-i", str(tmp_path / "s.srt"), "-c:v", "libx264",
+           "-c:s", "srt", str(tmp_path / "subs.mkv"))
+    for suffix in (".mp4", ".mkv"):
+        dst = tmp_path / f"cut{suffix}"
+        video.convert_video(tmp_path / "subs.mkv", dst, translator, start=0.3, temporal="off")
+        srt = subprocess.run([FFMPEG, "-v", "error", "-i", str(dst), "-map", "0:s", "-f", "srt", "-"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "00:00:00,000 --> 00:00:00,300\nfirst" in srt and "00:00:00,300 --> 00:00:00,650\nsecond" in srt, srt
+
+
+def test_the_default_audio_track_stays_the_default(translator, tmp_path: Path) -> None:
+    """An MKV whose French track is the default came out with no default track (MKV) or with English
+    as the default (MP4)."""
+    import av
+
+    base = _src(tmp_path / "base.mp4", seconds=0.5)
+    ffmpeg("-i", str(base), "-f", "lavfi", "-t", "0.5", "-i", "sine=f=220", "-map", "0:v", "-map", "0:a", "-map",
+           "1:a", "-c:v", "copy", "-c:a", "aac", "-metadata:s:a:0", "language=eng", "-metadata:s:a:1",
+           "language=fra", "-disposition:a:0", "0", "-disposition:a:1", "default", str(tmp_path / "two.mkv"))
+    for suffix in (".mkv", ".mp4"):
+        dst = tmp_path / f"out{suffix}"
+        video.convert_video(tmp_path / "two.mkv", dst, translator, temporal="off")
+        with av.open(str(dst)) as c:
+            tracks = [(s.metadata.get("language"), bool(s.disposition & av.stream.Disposition.default))
+                      for s in c.streams.audio]
+        assert tracks == [("eng", False), ("fra", True)], (suffix, tracks)
