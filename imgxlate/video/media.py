@@ -544,6 +544,8 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
         vin = seg0.streams.video[0]
         vout = out.add_stream_from_template(vin)
         vout.time_base = vin.time_base
+        if vin.codec_context.name == "hevc" and suffix in _MP4_LIKE:
+            vout.codec_tag = "hvc1"  # what Apple's players take (FFmpeg writes hev1 unless told)
         if info.rate:
             vout.codec_context.framerate = info.rate  # the frame rate players see (Matroska DefaultDuration)
         _copy_metadata(info, out)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from video_helpers import FFMPEG, ffmpeg, frame_times, stream_codecs
 
 from imgxlate import video
@@ -124,3 +125,15 @@ def test_the_default_audio_track_stays_the_default(translator, tmp_path: Path) -
             tracks = [(s.metadata.get("language"), bool(s.disposition & av.stream.Disposition.default))
                       for s in c.streams.audio]
         assert tracks == [("eng", False), ("fra", True)], (suffix, tracks)
+
+
+def test_hevc_in_mp4_is_tagged_for_apple_players(translator, tmp_path: Path) -> None:
+    """FFmpeg tags HEVC in MP4 as hev1 unless told; QuickTime and iOS play hvc1 only."""
+    import av
+
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no libx265")
+    base = _src(tmp_path / "base.mp4", seconds=0.3)
+    video.convert_video(base, tmp_path / "h.mp4", translator, temporal="off", codec="libx265")
+    with av.open(str(tmp_path / "h.mp4")) as c:
+        assert c.streams.video[0].codec_tag == "hvc1"
