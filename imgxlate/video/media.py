@@ -100,11 +100,17 @@ def open_input(path: Path) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
-def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
-    """Rotate a decoded frame by its display matrix angle (counter-clockwise degrees, as FFmpeg's
-    autorotation does)."""
-    k = (round(rotation / 90)) % 4
-    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+def upright(rgb: np.ndarray, orientation: str) -> np.ndarray:
+    """A decoded (H, W, 3) frame as it is shown: ``orientation`` (VideoInfo.orientation, from the
+    display matrix: rotation and mirroring, as FFmpeg's autorotation shows it)."""
+    if orientation == "id":
+        return rgb
+    out = {
+        "fx": lambda a: a[:, ::-1], "fy": lambda a: a[::-1], "r90": lambda a: np.rot90(a, 1),
+        "r180": lambda a: np.rot90(a, 2), "r270": lambda a: np.rot90(a, 3), "T": lambda a: a.transpose(1, 0, 2),
+        "aT": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    }[orientation](rgb)
+    return np.ascontiguousarray(out)
 
 
 class Decoder:
@@ -204,7 +210,7 @@ class Decoder:
             if n < skip:
                 rgb = np.zeros((0, 0, 3), np.uint8)
             else:
-                rgb = upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
+                rgb = upright(frame.to_ndarray(format="rgb24"), self.info.orientation)
                 if rgb.shape[:2] != (self.info.height, self.info.width):
                     rgb = _resize(rgb, self.info.width, self.info.height)  # the stream changed size midway
             # In the output's time base, strictly increasing: rounding a cut between two frames could

@@ -57,6 +57,8 @@ class VideoInfo:
     frames_exact: bool = True
     frames_reliable: bool = True  # the count, exact or estimated, can tell a file that breaks off
     span: float = 0.0  # the video stream's own duration in seconds (0.0: unknown)
+    # how a decoded frame is turned upright (ORIENTATIONS): the display matrix's rotation and mirroring
+    orientation: str = "id"
     rate: Fraction | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     format: str = ""
@@ -112,8 +114,9 @@ def _probe(path: Path, c: Any) -> VideoInfo:
     if first is None:
         raise VideoError(f"{path} has a video stream but no video frames; the file is empty or truncated")
     rotation = round(float(first.rotation or 0)) % 360
+    orientation = orientation_of(first, rotation)
     w, h = first.width, first.height
-    if rotation % 180 == 90:
+    if orientation in TRANSPOSING:
         w, h = h, w
     tb = video.time_base or Fraction(1, 90000)
     rate = video.average_rate or video.guessed_rate or video.base_rate
@@ -153,10 +156,33 @@ def _probe(path: Path, c: Any) -> VideoInfo:
         frames_exact=bool(video.frames),
         frames_reliable=reliable,
         span=span,
+        orientation=orientation,
         rate=Fraction(rate) if rate else None,
         metadata=dict(c.metadata),
         format=fmt,
     )
+
+
+# The display matrix's 2x2 part, by sign (m[0], m[1], m[3], m[4] of FFmpeg's 3x3 int32 matrix), as the
+# array operation that shows the frame as FFmpeg's autorotation does (checked against the ffmpeg binary
+# for rotations 0/90/180/270, each also mirrored horizontally and vertically): id, fx/fy = mirror
+# left-right / top-bottom, r90/r180/r270 = np.rot90 k times, T = transpose, aT = the anti-transpose.
+_MATRIX_SIGNS = {(1, 0, 0, 1): "id", (-1, 0, 0, 1): "fx", (1, 0, 0, -1): "fy", (-1, 0, 0, -1): "r180",
+                 (0, -1, 1, 0): "r90", (0, 1, -1, 0): "r270", (0, -1, -1, 0): "aT", (0, 1, 1, 0): "T"}
+ORIENTATIONS = tuple(_MATRIX_SIGNS.values())
+TRANSPOSING = ("r90", "r270", "T", "aT")  # the orientations that swap width and height
+
+
+def orientation_of(frame: Any, rotation: int) -> str:
+    """How ``frame`` is to be shown: from its display matrix (rotation and mirroring), or for a matrix
+    that is not a quarter turn (an odd angle), the nearest quarter turn of ``rotation``."""
+    for side in frame.side_data:
+        if str(side.type).endswith("DISPLAYMATRIX"):
+            m = np.frombuffer(bytes(side), dtype=np.int32)
+            key = tuple(int(np.sign(m[i])) for i in (0, 1, 3, 4))
+            if key in _MATRIX_SIGNS:
+                return _MATRIX_SIGNS[key]
+    return ("id", "r90", "r180", "r270")[round(rotation / 90) % 4]
 
 
 def _video_span(video: Any, tb: Fraction) -> float:

@@ -137,3 +137,27 @@ def test_hevc_in_mp4_is_tagged_for_apple_players(translator, tmp_path: Path) -> 
     video.convert_video(base, tmp_path / "h.mp4", translator, temporal="off", codec="libx265")
     with av.open(str(tmp_path / "h.mp4")) as c:
         assert c.streams.video[0].codec_tag == "hvc1"
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+@pytest.mark.parametrize("mirror", ["", "-display_hflip", "-display_vflip"])
+def test_frames_are_shown_as_ffmpeg_shows_them(tmp_path: Path, rotation: int, mirror: str) -> None:
+    """A phone's display matrix rotates and may mirror (front cameras): only the rotation was read, so
+    a mirrored video came out mirrored (or upside down). Compared with the ffmpeg binary's autorotated
+    first frame: it must be the nearest of the eight turns and mirrorings of the stored frame."""
+    import numpy as np
+
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=5:d=0.4", "-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0",
+           str(tmp_path / "raw.mp4"))
+    ffmpeg("-display_rotation", str(rotation), *([mirror] if mirror else []), "-i", str(tmp_path / "raw.mp4"),
+           "-c", "copy", str(tmp_path / "shown.mp4"))
+    ours = next(iter(video.read_frames(tmp_path / "shown.mp4"))).rgb.astype(np.int16)
+    ref = subprocess.run([FFMPEG, "-v", "error", "-i", str(tmp_path / "shown.mp4"), "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    h, w = ours.shape[:2]
+    assert len(ref) == h * w * 3, "not the size FFmpeg shows"
+    ref_img = np.frombuffer(ref, np.uint8).reshape(h, w, 3).astype(np.int16)
+    stored = next(iter(video.read_frames(tmp_path / "raw.mp4"))).rgb.astype(np.int16)
+    candidates = [np.rot90(stored, k) for k in range(4)] + [np.rot90(stored[:, ::-1], k) for k in range(4)]
+    errors = [np.abs(c - ref_img).mean() if c.shape == ref_img.shape else 1e9 for c in candidates]
+    assert np.abs(ours - ref_img).mean() == pytest.approx(min(errors), abs=0.5) and min(errors) < 3
