@@ -278,8 +278,9 @@ def video(
                         print_error(reason, progress.console)
                         continue
                 results.append(r)
-                for w in r.warnings:
-                    print_warning(f"{src.name}: {w}")
+                if not quiet:  # -q is errors only, as for convert (the warnings are in --json's results)
+                    for w in r.warnings:
+                        print_warning(f"{src.name}: {w}")
                 if quiet_ui:
                     continue
                 if r.status == "skipped":

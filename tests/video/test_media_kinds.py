@@ -161,3 +161,15 @@ def test_frames_are_shown_as_ffmpeg_shows_them(tmp_path: Path, rotation: int, mi
     candidates = [np.rot90(stored, k) for k in range(4)] + [np.rot90(stored[:, ::-1], k) for k in range(4)]
     errors = [np.abs(c - ref_img).mean() if c.shape == ref_img.shape else 1e9 for c in candidates]
     assert np.abs(ours - ref_img).mean() == pytest.approx(min(errors), abs=0.5) and min(errors) < 3
+
+
+def test_quiet_is_errors_only_and_warnings_stay_in_the_json(tiny_pair: Path, tmp_path: Path) -> None:
+    base = _src(tmp_path / "base.mp4", seconds=0.3)
+    cmd = [sys.executable, "-m", "imgxlate", "video", str(base), "--model", str(tiny_pair / "a2b.onnx"), "--device",
+           "cpu", "--threads", "1", "--codec", "libvpx-vp9"]
+    loud = subprocess.run([*cmd, "--out", str(tmp_path / "a.webm")], check=False, capture_output=True, text=True)
+    assert loud.returncode == 0 and "re-encoded as libopus" in loud.stderr, loud.stderr[-1000:]
+    quiet = subprocess.run([*cmd, "--out", str(tmp_path / "b.webm"), "-q", "--json"], check=False,
+                           capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr[-1000:]
+    assert any("re-encoded as libopus" in w for w in json.loads(quiet.stdout)["results"][0]["warnings"])
