@@ -63,6 +63,8 @@ def test_from_array_rejects_bad_input() -> None:
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "I;16", "F", "1"])
 def test_from_array_takes_pil_images(mode: str) -> None:
     im = Image.fromarray(_rand(4, 6)).convert(mode)
+    if mode == "F":  # float samples are read as 0..1 (0..255 ones are refused: they came back flat gray)
+        im = Image.fromarray(np.asarray(im, np.float32) / 255, mode="F")
     d = from_array(im)
     assert d.rgb.shape == (4, 6, 3)
     assert d.grayscale == (mode in ("L", "LA", "I;16", "F", "1"))
