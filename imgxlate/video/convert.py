@@ -170,7 +170,7 @@ def _claim_frames_dir(fdir: Path, overwrite: bool) -> None:
         raise VideoError(f"--frames-dir {fdir} already holds frames; pass --overwrite to replace them or choose "
                          "another folder")
     for f in fdir.iterdir():
-        if _FRAME_NAME.fullmatch(f.name) and f.is_file():
+        if (_FRAME_NAME.fullmatch(f.name) or f.name == FRAMES_MARK) and f.is_file():
             f.unlink()
 
 
@@ -324,7 +324,9 @@ def convert_video(
     resume_frames = 0
     if frames_only and fdir is not None and (fdir / _frame_name(0)).exists() and not overwrite:
         resume_frames = _frames_to_continue(fdir, frames_mark)
-        if not resume_frames:
+        if resume_frames and not resume:  # --restart: this job's interrupted frames are redone
+            resume_frames, overwrite = 0, True
+        elif not resume_frames:
             return VideoResult(src, None, "skipped", frames_dir=fdir,
                                reason=f"{fdir} already has frames (pass --overwrite to replace them)")
     info = probe_video(src)
@@ -400,12 +402,13 @@ def convert_video(
                 report = mux_final(parts.paths(), info, s, d, tmp, suffix, final=dst_path)
         except (DiskFullError, KeyboardInterrupt):  # the segments stay: the same command only joins them
             raise
-        except BaseException as exc:
-            # any other failure of the join would fail the same way from the same segments: they go,
-            # as for a failed conversion, and nothing of this input is left beside the target
+        except OSError as exc:  # the folder (permissions, a network drive's hiccup): the segments stay too
+            raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder, then run the "
+                             "same command again (it only joins the translated segments)") from exc
+        except BaseException:
+            # a join that fails in FFmpeg fails the same way from the same segments: they go, as for a
+            # failed conversion, and nothing of this input is left beside the target
             parts.remove()
-            if isinstance(exc, OSError):
-                raise VideoError(f"cannot write {dst_path} ({exc.strerror or exc}); check the folder") from exc
             raise
         warnings.extend(report.warnings)
         parts.remove()
@@ -581,10 +584,12 @@ class _Job:
         info = self.info
         expected = info.frames if info.frames_reliable else 0  # probe: exact, or from the video's own span
         n = self.frames + self.skip
-        # fewer frames than the count said, and they end early: a file with a variable frame rate has
-        # fewer frames than its average rate suggests, but they reach the end of the video
+        # fewer frames than the count said, and they end early or leave a hole: a file with a variable
+        # frame rate has fewer frames than its average rate suggests, but they reach the end of the
+        # video without a gap of more than a few frames (a cut-out middle leaves one)
         covered = float(dec.last_time - dec.first_time) if dec.first_time is not None else 0.0
-        short = bool(expected) and n < 0.9 * expected and not (info.span and covered >= 0.9 * info.span)
+        steady = float(dec.longest_gap) <= max(0.5, 4 * covered / max(n, 1))
+        short = bool(expected) and n < 0.9 * expected and not (info.span and covered >= 0.9 * info.span and steady)
         if self.start is None and self.duration is None and (dec.error or short):
             why = f" ({dec.error})" if dec.error else ""
             self.partial = True

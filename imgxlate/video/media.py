@@ -136,6 +136,7 @@ class Decoder:
         self.decoded = 0
         self.first_time: Fraction | None = None  # the kept frames' first and last times (stream time)
         self.last_time: Fraction | None = None
+        self.longest_gap = Fraction(0)  # the longest time between two kept frames (a hole in the file?)
         self.bad_packets = 0
         self.broken = False  # the file broke off (a demuxer error) after some frames
         self._lock = threading.Lock()
@@ -205,6 +206,8 @@ class Decoder:
             last = t
             if self.first_time is None:
                 self.first_time = t
+            elif self.last_time is not None:
+                self.longest_gap = max(self.longest_gap, t - self.last_time)
             self.last_time = t + d
             rel = max(Fraction(0), t - self.cut_start)
             if n < skip:
@@ -224,6 +227,8 @@ class Decoder:
         FFmpeg does, a demuxer error (the file breaks off) ends the iteration by raising."""
         av = av_module()
         for packet in self.container.demux(self.stream):
+            if packet.size == 0 and packet.pts is not None:
+                continue  # an empty packet (Theora's "repeat the last frame"): nothing to decode
             try:
                 frames = packet.decode()
             except (av.error.InvalidDataError, av.error.PatchWelcomeError) as exc:
@@ -281,44 +286,48 @@ def check_encoder(codec: str, suffix: str, pix_fmt: str, crf: int = 23, preset: 
     # container): hardware encoders fail here when the device or driver is missing, and encoders
     # that open but do not encode (VP8 here: "Not yet implemented") or whose stream the join cannot
     # take (AV1 without an AV1 decoder in this FFmpeg) fail here instead of after every frame.
+    import tempfile
+
     try:
-        _trial_video(av, codec, suffix, pix_fmt, crf, preset)
+        tmp = tempfile.TemporaryDirectory(prefix="imgxlate-codec-")
+    except OSError:  # no room for a trial (a full temp folder): the run itself says what is wrong
+        return
+    try:
+        with tmp:
+            _trial_video(av, codec, suffix, pix_fmt, crf, preset, Path(tmp.name))
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise UsageError(f"the encoder {codec} cannot make a {suffix} video here ({_reason(exc)}); use --codec "
                          "libx264 (or libvpx-vp9 for .webm)") from exc
 
 
-def _trial_video(av: Any, codec: str, suffix: str, pix_fmt: str, crf: int, preset: str) -> None:
-    """Three 64x64 frames encoded into a segment and joined into a ``suffix`` file, in a temp folder."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="imgxlate-codec-") as tmp:
-        seg_path, out_path = Path(tmp) / "trial.seg", Path(tmp) / f"trial{suffix}"
-        seg = _open_segment(av, seg_path, av.codec.Codec(codec, "w").canonical_name)
-        try:
-            st = seg.add_stream(codec, rate=25)
-            st.width, st.height, st.pix_fmt = 64, 64, pix_fmt
-            st.options = _codec_options(codec, crf, preset)
-            for i in range(3):
-                frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 60 * i, np.uint8), format="rgb24")
-                frame = frame.reformat(format=pix_fmt)
-                frame.pts = i
-                seg.mux(st.encode(frame))
-            seg.mux(st.encode(None))
-        finally:
-            seg.close()
-        src = av.open(str(seg_path))
-        out = av.open(str(out_path), "w", format=OUTPUT_FORMATS.get(suffix, "mp4"))
-        try:
-            vout = out.add_stream_from_template(src.streams.video[0])
-            for pkt in src.demux(src.streams.video[0]):
-                if pkt.dts is None:
-                    continue
-                pkt.stream = vout
-                out.mux(pkt)
-        finally:
-            out.close()
-            src.close()
+def _trial_video(av: Any, codec: str, suffix: str, pix_fmt: str, crf: int, preset: str, tmp: Path) -> None:
+    """Three 64x64 frames encoded into a segment and joined into a ``suffix`` file, in folder ``tmp``."""
+    seg_path, out_path = tmp / "trial.seg", tmp / f"trial{suffix}"
+    seg = _open_segment(av, seg_path, av.codec.Codec(codec, "w").canonical_name)
+    try:
+        st = seg.add_stream(codec, rate=25)
+        st.width, st.height, st.pix_fmt = 64, 64, pix_fmt
+        st.options = _codec_options(codec, crf, preset)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 60 * i, np.uint8), format="rgb24")
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts = i
+            seg.mux(st.encode(frame))
+        seg.mux(st.encode(None))
+    finally:
+        seg.close()
+    src = av.open(str(seg_path))
+    out = av.open(str(out_path), "w", format=OUTPUT_FORMATS.get(suffix, "mp4"))
+    try:
+        vout = out.add_stream_from_template(src.streams.video[0])
+        for pkt in src.demux(src.streams.video[0]):
+            if pkt.dts is None:
+                continue
+            pkt.stream = vout
+            out.mux(pkt)
+    finally:
+        out.close()
+        src.close()
 
 
 def output_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
@@ -498,7 +507,7 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
         try:
             _mux_once(segments, info, start, duration, dst, suffix, transcode, audio_encoder,
                       subs if with_subs else [])
-        except (VideoError, OSError) as exc:
+        except (VideoError, OSError, ValueError) as exc:  # ValueError: a stream the container cannot take
             last = exc
             continue
         if subs and not with_subs:
@@ -520,20 +529,21 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
     raise VideoError(f"FFmpeg could not write {target} ({last})") from last
 
 
-def _named_layout(av: Any, ctx: Any) -> Any:
+def _named_layout(av: Any, ctx: Any, encoder: str = "aac") -> Any:
     """The input's channel layout, or for one that names no speaker positions (PCM from a camera's AVI,
     WMA: "1 channels") FFmpeg's default layout for that many channels: encoders such as AAC refuse an
     unnamed one ("Unsupported channel layout")."""
     layout = ctx.layout
-    if layout is not None and not str(layout.name).endswith("channels"):
-        return layout
     count = int(getattr(ctx, "channels", 0) or len(getattr(layout, "channels", ())) or 2)
+    if layout is not None and not str(layout.name).endswith("channels") and (
+            encoder != "libopus" or str(layout.name) in _DEFAULT_LAYOUTS.values()):
+        return layout
     return av.AudioLayout(_DEFAULT_LAYOUTS[count]) if count in _DEFAULT_LAYOUTS else layout
 
 
-# FFmpeg's default layout for a number of channels (av_channel_layout_default).
-_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 7: "6.1",
-                    8: "7.1"}
+# A layout for a number of channels that both audio encoders used here take (AAC, and Opus for WebM,
+# which refuses FFmpeg's defaults 2.1, 4.0, 5.0(side) and 5.1(side)).
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None, dst: Path,
@@ -574,7 +584,7 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 o = out.add_stream(audio_encoder, rate=rate)
                 if audio_encoder == "aac":
                     o.bit_rate = 192_000
-                o.layout = _named_layout(av, st.codec_context)
+                o.layout = _named_layout(av, st.codec_context, audio_encoder)
                 transcoders[st.index] = o
                 a_out[st.index] = o
             else:

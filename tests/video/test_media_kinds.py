@@ -173,3 +173,40 @@ def test_quiet_is_errors_only_and_warnings_stay_in_the_json(tiny_pair: Path, tmp
                            capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr[-1000:]
     assert any("re-encoded as libopus" in w for w in json.loads(quiet.stdout)["results"][0]["warnings"])
+
+
+def test_theora_ogv_with_empty_repeat_packets_converts(translator, tmp_path: Path) -> None:
+    """Theora writes empty packets for repeated frames; sending one to the decoder raised."""
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=1", "-c:v", "libtheora", str(tmp_path / "a.ogv"))
+    r = video.convert_video(tmp_path / "a.ogv", tmp_path / "a.mp4", translator, temporal="off")
+    assert r.status == "converted" and r.frames >= 1
+
+
+def test_a_file_missing_its_middle_is_partial(translator, tmp_path: Path) -> None:
+    """Frames from 1 s to 2.5 s gone, the rest with their times: they reach the end of the video, as a
+    variable-rate file's do, but leave a hole; it passed as complete."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=4", "-vf", "select='not(between(t,1,2.5))'",
+           "-fps_mode", "passthrough", "-c:v", "libx264", str(tmp_path / "holed.mkv"))
+    r = video.convert_video(tmp_path / "holed.mkv", tmp_path / "out.mkv", translator, temporal="off")
+    assert 55 <= r.frames <= 70
+    assert r.partial and any("could be decoded" in w for w in r.warnings), (r.frames, r.warnings)
+
+
+def test_multichannel_pcm_goes_into_webm_and_mp4(translator, tmp_path: Path) -> None:
+    """Opus refused FFmpeg's default layouts for 3 to 6 channels (2.1, 4.0, 5.0(side), 5.1(side))."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-f", "lavfi", "-i", "sine=d=0.5", "-filter_complex",
+           "[1:a]pan=6c|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0[a]", "-map", "0:v", "-map", "[a]", "-c:v", "libx264",
+           "-c:a", "pcm_s16le", str(tmp_path / "six.mkv"))
+    for suffix, codec in ((".webm", "libvpx-vp9"), (".mp4", "libx264")):
+        dst = tmp_path / f"six{suffix}"
+        r = video.convert_video(tmp_path / "six.mkv", dst, translator, temporal="off", codec=codec)
+        assert r.status == "converted" and any(c.startswith("Audio:") for c in stream_codecs(dst)), suffix
+
+
+def test_mp4_subtitles_into_mkv_are_left_out_with_a_word(translator, tmp_path: Path) -> None:
+    """mov_text cannot go into Matroska: the join raised ValueError (a traceback) after every frame."""
+    (tmp_path / "s.srt").write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-i", str(tmp_path / "s.srt"), "-c:v", "libx264",
+           "-c:s", "mov_text", str(tmp_path / "subs.mp4"))
+    r = video.convert_video(tmp_path / "subs.mp4", tmp_path / "subs.mkv", translator, temporal="off")
+    assert r.status == "converted" and any("subtitle" in w for w in r.warnings), r.warnings

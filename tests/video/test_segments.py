@@ -190,3 +190,41 @@ def test_an_interrupted_frames_only_run_goes_on_where_it_stopped(clip: Path, tra
     other = video.convert_video(clip, None, translator, temporal="off", frames_dir=part, frames_only=True,
                                 start=0.5)
     assert other.status == "skipped"  # another job's frames are not continued
+
+
+def test_frames_only_resume_never_takes_another_runs_frames(clip: Path, translator, tmp_path: Path) -> None:
+    """Another run emptied the folder with --overwrite and wrote its own frames, but the mark of the
+    interrupted frames-only run stayed: the rerun "resumed" all of them. --restart was ignored."""
+    fdir = tmp_path / "frames"
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, None, translator, temporal="off", frames_dir=fdir, frames_only=True, batch_size=1,
+                            progress=stop_at(5))
+    video.convert_video(clip, tmp_path / "b.mp4", translator, temporal="off", duration=0.5, frames_dir=fdir,
+                        overwrite=True)
+    assert not (fdir / video.convert.FRAMES_MARK).exists()
+    again = video.convert_video(clip, None, translator, temporal="off", frames_dir=fdir, frames_only=True)
+    assert again.status == "skipped"  # another run's frames
+    other = tmp_path / "other"
+    with pytest.raises(KeyboardInterrupt):
+        video.convert_video(clip, None, translator, temporal="off", frames_dir=other, frames_only=True, batch_size=1,
+                            progress=stop_at(5))
+    fresh = video.convert_video(clip, None, translator, temporal="off", frames_dir=other, frames_only=True,
+                                resume=False)
+    assert fresh.status == "converted" and fresh.resumed_frames == 0 and fresh.frames == 2 * FPS
+
+
+def test_a_join_that_cannot_write_keeps_the_segments(clip: Path, translator, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OS error at the join (a network drive's hiccup) deleted every translated segment."""
+    from imgxlate.video import convert as convert_mod
+
+    def eio(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(convert_mod, "mux_final", eio)
+    with pytest.raises(VideoError, match="run the same command again"):
+        video.convert_video(clip, tmp_path / "o.mp4", translator, temporal="off", duration=0.5)
+    assert (tmp_path / ".imgxlate-parts-o.mp4").is_dir()
+    monkeypatch.undo()
+    r = video.convert_video(clip, tmp_path / "o.mp4", translator, temporal="off", duration=0.5)
+    assert r.status == "converted" and r.resumed_frames == r.frames
