@@ -588,8 +588,10 @@ class _Job:
         # frame rate has fewer frames than its average rate suggests, but they reach the end of the
         # video without a gap of more than a few frames (a cut-out middle leaves one)
         covered = float(dec.last_time - dec.first_time) if dec.first_time is not None else 0.0
+        # how far into the file the frames reach (a video that starts after its audio starts late)
+        reached = float(dec.last_time - dec.cut_start) if dec.last_time is not None else 0.0
         steady = float(dec.longest_gap) <= max(0.5, 4 * covered / max(n, 1))
-        short = bool(expected) and n < 0.9 * expected and not (info.span and covered >= 0.9 * info.span and steady)
+        short = bool(expected) and n < 0.9 * expected and not (info.span and reached >= 0.9 * info.span and steady)
         if self.start is None and self.duration is None and (dec.error or short):
             why = f" ({dec.error})" if dec.error else ""
             self.partial = True

@@ -210,3 +210,11 @@ def test_mp4_subtitles_into_mkv_are_left_out_with_a_word(translator, tmp_path: P
            "-c:s", "mov_text", str(tmp_path / "subs.mp4"))
     r = video.convert_video(tmp_path / "subs.mp4", tmp_path / "subs.mkv", translator, temporal="off")
     assert r.status == "converted" and any("subtitle" in w for w in r.warnings), r.warnings
+
+
+def test_a_video_that_starts_after_its_audio_is_complete(translator, tmp_path: Path) -> None:
+    """Its frames start 1.5 s into the file and reach its end: it was called truncated (63 of 101)."""
+    ffmpeg("-f", "lavfi", "-i", "sine=d=4", "-itsoffset", "1.5", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2.5",
+           "-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-c:a", "libopus", str(tmp_path / "late.mkv"))
+    r = video.convert_video(tmp_path / "late.mkv", tmp_path / "out.mkv", translator, temporal="off")
+    assert r.frames >= 60 and not r.partial, r.warnings
