@@ -378,7 +378,7 @@ class Translator:
         image here: open it first, or use :func:`imgxlate.convert_paths`."""
         from PIL import Image
 
-        from imgxlate.imaging.decode import from_array, to_array
+        from imgxlate.imaging.arrays import from_array, to_array
 
         if not isinstance(image, (np.ndarray, Image.Image)):
             raise UsageError(

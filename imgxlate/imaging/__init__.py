@@ -90,10 +90,10 @@ from typing import Any
 _LAZY = {
     "DEFAULT_MAX_PIXELS": "decode",
     "DecodedImage": "decode",
-    "from_array": "decode",
+    "from_array": "arrays",
     "read_image": "decode",
     "read_rgb8": "decode",
-    "to_array": "decode",
+    "to_array": "arrays",
     "encode_png": "encode",
     "encode_tiff16": "encode",
     "write_image": "encode",

@@ -25,8 +25,9 @@ from imgxlate.imaging.notices import image_warning
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 from imgxlate.imaging.animation import encode_animation
+from imgxlate.imaging.arrays import _check_rgb, _fit_alpha
 from imgxlate.imaging.color import _icc_space, luminance, quantize, unit_float
-from imgxlate.imaging.decode import DecodedImage, _check_rgb, _fit_alpha
+from imgxlate.imaging.decode import DecodedImage
 from imgxlate.imaging.exif import _EXIF_HEADER
 from imgxlate.imaging.formats import (
     _FMT_TO_PIL,
