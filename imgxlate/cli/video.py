@@ -96,7 +96,8 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
     from imgxlate.errors import VideoError
     from imgxlate.inputs import VIDEO_SUFFIXES
     from imgxlate.video.convert import _check_parent
-    from imgxlate.video.media import OUTPUT_SUFFIXES, check_encoder
+    from imgxlate.video.encoder import check_encoder
+    from imgxlate.video.media import OUTPUT_SUFFIXES
     from imgxlate.video.probe import probe_video
 
     for p in inputs:

@@ -1,9 +1,9 @@
 """Video: translate video files frame by frame (PyAV decode -> generator -> flow stabiliser -> PyAV
 encode in resumable segments -> join + mux with the source's audio and subtitles).
 
-Modules, lowest first: :mod:`.media` (PyAV: open, decode, encode segments, mux), :mod:`.probe` (what a
-file holds, its frames), :mod:`.stabilize` (flow-guided temporal blend, flicker and ghosting
-measures), :mod:`.segments` (the resumable parts folder), :mod:`.convert` (the driver,
+Modules, lowest first: :mod:`.media` (PyAV: open, decode), :mod:`.encoder` (encode segments),
+:mod:`.mux` (the final file), :mod:`.probe` (what a file holds, its frames), :mod:`.stabilize`
+(flow-guided temporal blend, flicker and ghosting measures), :mod:`.segments` (the resumable parts folder), :mod:`.convert` (the driver,
 :func:`convert_video`). The names below are the public API; submodules never import this package's
 ``__init__``.
 """
@@ -18,7 +18,8 @@ from imgxlate.video.convert import (
     default_output,
     is_temp_name,
 )
-from imgxlate.video.media import OUTPUT_SUFFIXES, Frame, output_size
+from imgxlate.video.encoder import output_size
+from imgxlate.video.media import OUTPUT_SUFFIXES, Frame
 from imgxlate.video.probe import StreamInfo, VideoInfo, parse_time, probe_video, read_frames
 from imgxlate.video.stabilize import (
     TEMPORAL_MODES,

@@ -47,15 +47,9 @@ import numpy as np
 
 from imgxlate._atomic import TEMP_PREFIX, atomic_path, is_disk_full, remove_stale_temps
 from imgxlate.errors import DiskFullError, UsageError, VideoError
-from imgxlate.video.media import (
-    OUTPUT_SUFFIXES,
-    Decoder,
-    SegmentWriter,
-    check_encoder,
-    check_input_file,
-    mux_final,
-    output_size,
-)
+from imgxlate.video.encoder import SegmentWriter, check_encoder, output_size
+from imgxlate.video.media import OUTPUT_SUFFIXES, Decoder, check_input_file
+from imgxlate.video.mux import mux_final
 from imgxlate.video.probe import VideoInfo, parse_time, probe_video
 from imgxlate.video.segments import Parts, file_identity, parts_dir, segment_file, target_lock
 from imgxlate.video.stabilize import TEMPORAL_MODES, FlowStabilizer, TemporalSettings

@@ -113,7 +113,7 @@ def test_encoder_settings_and_output_names_are_checked_before_any_work(clip: Pat
     """A preset x264 does not have, a --crf past x264's 0-51, an output named as a video the tool cannot
     write (.avi used to become a folder) and an output that is the input (used to be "skipped: output
     exists") are usage errors, exit 2, before the model loads; nothing is written."""
-    from imgxlate.video.media import check_encoder
+    from imgxlate.video.encoder import check_encoder
 
     with pytest.raises(UsageError, match="--preset 'fastest'"):
         check_encoder("libx264", ".mp4", "yuv420p", 23, "fastest")
@@ -149,7 +149,7 @@ def test_encoders_that_open_but_cannot_make_the_video_are_refused_before_any_wor
     translated. The check now makes a tiny video the way a conversion does."""
     import av
 
-    from imgxlate.video import media
+    from imgxlate.video import encoder as media
 
     media.check_encoder("libvpx-vp9", ".webm", "yuv420p", 23, "medium")  # encoders that work pass
     media.check_encoder("libx264", ".mkv", "yuv420p", 23, "ultrafast")
