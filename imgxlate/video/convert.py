@@ -357,12 +357,9 @@ def convert_video(
                         f"{out_w}x{out_h} (last {'column' if out_w != info.width else 'row'}"
                         f"{' and row' if out_w != info.width and out_h != info.height else ''} dropped); "
                         "--pix-fmt yuv444p keeps every pixel")
-    fingerprint = {
-        "src": file_identity(src), "model": file_identity(getattr(translator, "model_path", None)),
-        "direction": str(getattr(getattr(translator, "metadata", None), "target", "")),
-        "codec": codec, "crf": int(crf), "preset": preset, "pix_fmt": pix_fmt, "temporal": temporal,
-        "settings": asdict(stab.s) if stab is not None else None, "start": s, "duration": d,
-        "segment_seconds": segment_seconds,
+    fingerprint = {  # the frames' job and how its segments are encoded
+        **frames_mark, "codec": codec, "crf": int(crf), "preset": preset, "pix_fmt": pix_fmt,
+        "settings": asdict(stab.s) if stab is not None else None, "segment_seconds": segment_seconds,
     }
     # one conversion per target at a time: a second one (another terminal, a script run twice) is
     # refused instead of both removing and rewriting each other's parts
