@@ -127,7 +127,8 @@ def plan_conversion(
     if isinstance(inputs, (str, os.PathLike)):  # one path, not a sequence of one-letter names
         inputs = [inputs]
     for item in inputs:
-        if Path(item).expanduser().is_dir() and same_folder(Path(item).expanduser(), out_dir):
+        folder = Path(item).expanduser()
+        if folder.is_dir() and same_folder(folder, out_dir):
             # A rerun would read the outputs as inputs (cat.png beside cat.jpg: "output is an input").
             raise UsageError(
                 f"--out is the input folder {os.fspath(item)!r}: the next run would read its outputs as "
