@@ -212,7 +212,8 @@ _TIFF_TAGS = (256, 257, 258, 277)
 
 def _tiff_tags(data: bytes) -> dict[int, int] | None:
     """The first value of each of :data:`_TIFF_TAGS` present in the first image's directory (SHORT or
-    LONG); None when the header is broken or one of them has another type."""
+    LONG; a tag of another type is left out); None when the header is broken or the width or height is
+    of another type."""
     order = "<" if data[:2] == b"II" else ">"
     found: dict[int, int] = {}
     try:
