@@ -353,6 +353,58 @@ def run_json(cmd: list[str], timeout: float | None = None, env: dict[str, str] |
     return data
 
 
+# The launcher measured commands run under (see run_measured): it runs the command, waits for it
+# with wait4 and writes the command's own exit status, peak RSS and CPU seconds to argv[1].
+_LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"status": status, "maxrss_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, f)
+"""
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0,
+                 cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``: its exit code, stdout, the tail of its stderr, wall seconds (``process_s``), its
+    own peak resident memory (``peak_rss_mib``) and CPU seconds (``cpu_s``), ``timed_out``.
+
+    Why a launcher: Linux starts a child's peak RSS (``ru_maxrss``) at the resident memory of the
+    process that spawned it (exec records the old address space's high-water mark; vfork and
+    posix_spawn included), so a benchmark that has made or compared large images would report its
+    own size as the contender's. Measured here: a parent holding 300 MB, ``python -c pass`` reported
+    316 MiB; through this launcher 11 MiB (its own ~10 MB is the floor of every figure). The
+    command runs as the launcher's child, in a process group of its own that a timeout or an
+    interrupt kills whole: nothing outlives the call."""
+    with tempfile.TemporaryDirectory(prefix="imgxlate-measure-") as tmp:
+        result = Path(tmp) / "usage.json"
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(result), *cmd], stdout=out, stderr=err,
+                                    env=env, cwd=cwd or REPO, start_new_session=True)
+            timed_out = False
+            try:
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+            finally:
+                if proc.poll() is None:  # timed out or interrupted: the launcher and the command
+                    try:
+                        os.killpg(proc.pid, 9)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+            wall = time.perf_counter() - t0
+        usage = json.loads(result.read_text()) if result.is_file() else None
+        code = os.waitstatus_to_exitcode(usage["status"]) if usage else proc.returncode
+        return {"returncode": code, "stdout": out_path.read_text(errors="replace"),
+                "stderr": err_path.read_text(errors="replace")[-2000:], "process_s": round(wall, 2),
+                "peak_rss_mib": round(usage["maxrss_kib"] / 1024) if usage else None,
+                "cpu_s": round(usage["cpu_s"], 1) if usage else None, "timed_out": timed_out}
+
+
 def thread_env(threads: int) -> dict[str, str]:
     """Environment for a child: every library limited to ``threads`` (the contenders share cores)."""
     env = dict(os.environ)

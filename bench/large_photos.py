@@ -4,7 +4,7 @@ Each contender converts one JPEG (a procedural landscape, upscaled above 12 MP) 
 process; wall time covers decode, model and encode (``totals.seconds`` of ``imgxlate convert --json``;
 process start and model load excluded for every contender; `process_cpu_s`, the child's CPU time
 including start-up, is the figure to read on a loaded machine), peak RSS is the child's own
-(``os.wait4``). Contenders, interleaved per size and model:
+(``os.wait4`` through a small launcher: see ``_util.run_measured``). Contenders, interleaved per size and model:
 
 - ``exact_ort`` / ``exact_ov``: ``imgxlate convert`` with automatic tiling, ``--backend onnxruntime`` /
   ``openvino`` (the exact tiler's segments on that runtime);
@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -82,32 +80,6 @@ def models(quick: bool) -> dict[str, Path]:
 
 
 # ------------------------------------------------------------------------------------------ running
-
-
-def run_measured(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Run ``cmd``; its stdout, exit code, wall time and peak RSS (MiB, from ``wait4``)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=U.REPO)
-        status, usage = 0, None
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.2)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        return {"returncode": proc.returncode, "stdout": out.read().decode(errors="replace"),
-                "stderr": err.read().decode(errors="replace")[-2000:], "process_s": round(wall, 2),
-                "peak_rss_mib": round(usage.ru_maxrss / 1024) if usage else None,
-                "cpu_s": round(usage.ru_utime + usage.ru_stime, 1) if usage else None,
-                "timed_out": wall > timeout}
 
 
 def contender_cmd(kind: str, model: Path, src: Path, out_dir: Path, threads: int) -> list[str]:
@@ -267,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                                 rows.append({"mp": mp, "model": name, "contender": kind, "skipped": "does not fit in memory"})
                             continue
                         out_dir = U.fresh_dir(Path(tmp) / f"{mp}-{name}-{kind}")
-                        res = run_measured(contender_cmd(kind, model, src_dir, out_dir, args.threads)
+                        res = U.run_measured(contender_cmd(kind, model, src_dir, out_dir, args.threads)
                                            if kind.startswith(("exact", "whole"))
                                            else contender_cmd(kind, model, src, out_dir, args.threads),
                                            {**env, ENV: "0"} if kind == "exact_ort_plain" else env, args.timeout)
