@@ -29,7 +29,7 @@ class ImageOptions:
     checks that depend on the model (its size rule)."""
 
     fmt: str = "same"  # output format: same | png | jpg | webp | tiff (aliases normalised)
-    quality: int = 95  # JPEG / WebP quality, 1-100
+    quality: int | None = None  # JPEG / WebP quality, 1-100; None: imaging.formats.output_quality's default
     max_pixels: int | None = None  # the decoder's size limit (None: imaging.DEFAULT_MAX_PIXELS)
     tile: int | None = None  # None: automatic (from the memory a run needs), 0: whole image, else the edge
     tile_overlap: int = 32  # blend tiling only
@@ -41,7 +41,7 @@ class ImageOptions:
         object.__setattr__(self, "fmt", normalize_format(self.fmt))
         if self.tiling not in TILINGS:
             raise UsageError(f"unknown tiling {self.tiling!r}; use exact or blend")
-        if not 1 <= self.quality <= 100:
+        if self.quality is not None and not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be between 1 and 100, got {self.quality}")
         if self.tile_overlap < 0:
             raise UsageError(f"--tile-overlap must be >= 0, got {self.tile_overlap}")

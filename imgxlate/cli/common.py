@@ -178,7 +178,10 @@ FormatOpt = Annotated[
                            "jpeg and tif are taken too.")
 ]
 QualityOpt = Annotated[
-    int, typer.Option("--quality", min=1, max=100, rich_help_panel=PANEL_OUTPUT, help="JPEG / WebP quality.")
+    Optional[int],  # noqa: UP045
+    typer.Option("--quality", min=1, max=100, rich_help_panel=PANEL_OUTPUT, show_default=False,
+                 help="JPEG / WebP quality, 1-100 (100: lossless WebP). Default: 95, and lossless for a "
+                      "lossless WebP written as WebP."),
 ]
 IncludeOpt = Annotated[
     Optional[list[str]],  # noqa: UP045

@@ -87,7 +87,7 @@ def convert(
     threads: ThreadsOpt = 0,
     backend: BackendOpt = "auto",
     fmt: FormatOpt = "same",
-    quality: QualityOpt = 95,
+    quality: QualityOpt = None,
     overwrite: OverwriteOpt = False,
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,

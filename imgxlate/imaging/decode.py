@@ -38,7 +38,7 @@ from imgxlate.imaging.color import (
     unit_float,
 )
 from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
-from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, is_jxl, sniff_format
+from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, is_jxl, sniff_format, webp_is_lossless
 from imgxlate.imaging.notices import image_warning
 
 # 16k x 16k: far above any camera (a 100 MP medium-format frame is 1e8), far below what fits in memory
@@ -66,7 +66,8 @@ class DecodedImage:
     ``pages``: the pages of a multi-page TIFF after this one (the first), each decoded like a still
     image (they may differ in size and kind). ``pages_left_out``: pages of it that are not there
     (16-bit colour pages, which Pillow would cut to 8 bits, or a target format that holds one picture:
-    :func:`imgxlate.imaging.encode.fit_to_target`); the result says so.
+    :func:`imgxlate.imaging.encode.fit_to_target`); the result says so. ``lossless``: the file is a
+    lossless WebP (:func:`imgxlate.imaging.formats.webp_is_lossless`).
     """
 
     pixels: np.ndarray
@@ -81,6 +82,7 @@ class DecodedImage:
     animation: Animation | None = None
     pages: tuple[DecodedImage, ...] = ()
     pages_left_out: int = 0
+    lossless: bool = False  # a lossless WebP: written as WebP again, it stays lossless by default
 
     @property
     def rgb(self) -> np.ndarray:
@@ -588,6 +590,8 @@ def read_image(
     decoded = _decode(data, p, max_pixels, frames, shorter_at_least)
     if decoded.format == "TIFF":
         decoded = _with_pages(decoded, data, p, max_pixels, frames)
+    elif decoded.format == "WEBP" and webp_is_lossless(data):
+        decoded = replace(decoded, lossless=True)
     return decoded
 
 

@@ -36,6 +36,7 @@ from imgxlate.imaging.formats import (
     _pil,
     encoder_options,
     normalize_format,
+    output_quality,
 )
 
 
@@ -203,7 +204,7 @@ def write_image(
     like: DecodedImage,
     *,
     fmt: str = "same",
-    quality: int = 95,
+    quality: int | None = None,
 ) -> Path:
     """Write the model's result ``rgb`` to ``path`` atomically, in ``like``'s kind.
 
@@ -217,11 +218,12 @@ def write_image(
     The format comes from ``path``'s suffix (the caller picked it with :func:`output_suffix`); ``fmt``
     is used only when the suffix names no format. Keeps alpha (PNG, WebP, TIFF; JPEG: composited on
     white), gray, 16 bits (PNG, TIFF), ICC and EXIF as the module docstring says. ``quality`` (1-100)
-    is JPEG / WebP quality; WebP at 100 is lossless. Returns the path written. Never overwrites
-    ``like.source``.
+    is JPEG / WebP quality; WebP at 100 is lossless; None: 95, and lossless for a WebP written from a
+    lossless WebP (:func:`imgxlate.imaging.formats.output_quality`). Returns the path written. Never
+    overwrites ``like.source``.
     """
     target = Path(path)
-    if not 1 <= int(quality) <= 100:
+    if quality is not None and not 1 <= int(quality) <= 100:
         raise UsageError(f"quality must be between 1 and 100, got {quality}")
     pil_fmt = _SUFFIX_TO_PIL.get(target.suffix.lower())
     if pil_fmt is None:
@@ -232,6 +234,7 @@ def write_image(
                 f"{target.suffix or 'files without a suffix'}; choose --format png (or jpg, webp, tiff)"
             )
         pil_fmt = _FMT_TO_PIL[key]
+    quality = output_quality(quality, pil_fmt, like.lossless)
     if like.source is not None and target.exists():
         try:
             if os.path.samefile(target, like.source):

@@ -131,6 +131,43 @@ def sniff_file(path: str | os.PathLike[str]) -> str:
         os.close(fd)
 
 
+# JPEG / WebP quality when none is asked for (--quality): visually lossless for photos and paintings.
+DEFAULT_QUALITY = 95
+
+
+def output_quality(quality: int | None, pil_fmt: str, lossless_source: bool) -> int:
+    """The quality a file is written at: ``quality`` when one was asked for; else 100 (lossless) for a
+    WebP written from a lossless WebP (a lossless file does not silently become a lossy one), else
+    :data:`DEFAULT_QUALITY`."""
+    if quality is not None:
+        return int(quality)
+    return 100 if pil_fmt == "WEBP" and lossless_source else DEFAULT_QUALITY
+
+
+def webp_is_lossless(data: bytes | memoryview) -> bool:
+    """Is this WebP file's (first) picture compressed losslessly? The RIFF container's chunks are
+    walked (``RIFF size WEBP``, then fourcc + little-endian size + payload, padded to even): a simple
+    lossless file is one ``VP8L`` chunk; an extended one (``VP8X``) holds ``VP8L`` or, lossy, ``VP8 ``
+    (with ``ALPH`` when it has alpha); an animation's first ``ANMF`` frame holds one of them after its
+    16-byte frame header. False for anything else (not a WebP, truncated)."""
+    view = memoryview(data)
+    if len(view) < 12 or view[:4] != b"RIFF" or view[8:12] != b"WEBP":
+        return False
+    pos, end = 12, len(view)
+    while pos + 8 <= end:
+        fourcc = bytes(view[pos : pos + 4])
+        size = int.from_bytes(view[pos + 4 : pos + 8], "little")
+        if fourcc == b"VP8L":
+            return True
+        if fourcc == b"VP8 ":
+            return False
+        if fourcc == b"ANMF":
+            pos, end = pos + 8 + 16, min(end, pos + 8 + size)  # into the first frame's sub-chunks
+            continue
+        pos += 8 + size + (size & 1)
+    return False
+
+
 def encoder_options(pil_fmt: str, quality: int) -> dict[str, Any]:
     """Pillow's save options for ``pil_fmt`` at ``quality`` (1-100), for stills and animations alike."""
     if pil_fmt == "JPEG":

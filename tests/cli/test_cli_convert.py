@@ -351,3 +351,20 @@ def test_a_bad_option_value_names_the_environment_variable_only_when_it_came_fro
     from_env = subprocess.run(base, capture_output=True, text=True, env={**env, "IMGXLATE_DEVICE": "cdua"},
                               timeout=120, check=False)
     assert from_env.returncode == 2 and "IMGXLATE_DEVICE" in from_env.stderr.replace("\n", " ").replace("│", "")
+
+
+def test_a_lossless_webp_is_written_lossless_unless_a_quality_is_given(tiny_pair: Path, tmp_path: Path) -> None:
+    from imgxlate.imaging.formats import webp_is_lossless
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(rng_img(16, 16)).save(src / "art.webp", lossless=True)
+    Image.fromarray(rng_img(16, 16, seed=1)).save(src / "photo.webp", quality=80)
+    res = invoke("convert", src, "--out", tmp_path / "out", "--model", tiny_pair, "-q")
+    assert res.exit_code == 0, res.output
+    assert webp_is_lossless((tmp_path / "out" / "art.webp").read_bytes())
+    assert not webp_is_lossless((tmp_path / "out" / "photo.webp").read_bytes())
+    res = invoke("convert", src / "art.webp", "--out", tmp_path / "q90", "--model", tiny_pair, "--quality", "90", "-q")
+    assert res.exit_code == 0 and not webp_is_lossless((tmp_path / "q90" / "art.webp").read_bytes())
+    res = invoke("convert", src / "art.webp", "--out", tmp_path / "q0", "--model", tiny_pair, "--quality", "0")
+    assert res.exit_code == 2 and "--quality" in res.stderr

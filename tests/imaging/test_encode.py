@@ -24,6 +24,7 @@ from imgxlate.imaging import (
     srgb_profile,
     write_image,
 )
+from imgxlate.imaging.formats import webp_is_lossless
 
 
 def test_16bit_gray_alpha_to_tiff_is_stored_as_rgba(tmp_path: Path) -> None:
@@ -264,3 +265,47 @@ def test_output_suffix() -> None:
     assert output_suffix(".png", "PNG", "tif") == ".tif"
     with pytest.raises(UsageError, match="did you mean 'webp'"):
         output_suffix(".png", "PNG", "wepb")
+
+
+def _webp_bytes(frames: list[np.ndarray], **options: object) -> bytes:
+    buf = io.BytesIO()
+    ims = [Image.fromarray(f) for f in frames]
+    ims[0].save(buf, "WEBP", save_all=len(ims) > 1, append_images=ims[1:], **options)
+    return buf.getvalue()
+
+
+def test_webp_is_lossless_walks_the_riff_chunks() -> None:
+    rgb, rgba = _rand(16, 16), _rand(16, 16, 4)
+    assert webp_is_lossless(_webp_bytes([rgb], lossless=True))  # simple: one VP8L chunk
+    assert not webp_is_lossless(_webp_bytes([rgb], quality=90))  # simple: one "VP8 " chunk
+    assert not webp_is_lossless(_webp_bytes([rgba], quality=90))  # VP8X + ALPH + "VP8 "
+    # an ICC profile makes it an extended file whose VP8L chunk comes after the ICCP chunk
+    assert webp_is_lossless(_webp_bytes([rgb], lossless=True, icc_profile=ADOBE_ICC))
+    assert not webp_is_lossless(_webp_bytes([rgb], quality=80, icc_profile=ADOBE_ICC))
+    # animations: the first frame's sub-chunk, inside ANMF
+    assert webp_is_lossless(_webp_bytes([rgb, rgb[::-1]], lossless=True))
+    assert not webp_is_lossless(_webp_bytes([rgb, rgb[::-1]], quality=70))
+    for junk in (b"", b"RIFF", b"RIFF\x00\x00\x00\x00WEBP", b"RIFF\x10\x00\x00\x00WEBPVP8L", b"\x89PNG\r\n\x1a\n" * 3):
+        assert not webp_is_lossless(junk)
+
+
+def test_a_lossless_webp_stays_lossless_unless_a_quality_is_asked_for(tmp_path: Path) -> None:
+    rgb = _rand(12, 16)
+    lossless = read_image(_save_bytes(tmp_path / "lossless.webp", _webp_bytes([rgb], lossless=True)))
+    lossy = read_image(_save_bytes(tmp_path / "lossy.webp", _webp_bytes([rgb], quality=90)))
+    assert lossless.lossless and not lossy.lossless
+    result = _rand(12, 16)
+    out = write_image(tmp_path / "out.webp", result, lossless)  # default quality: lossless
+    assert webp_is_lossless(out.read_bytes()) and np.array_equal(np.asarray(Image.open(out).convert("RGB")), result)
+    assert not webp_is_lossless(write_image(tmp_path / "q90.webp", result, lossless, quality=90).read_bytes())
+    assert not webp_is_lossless(write_image(tmp_path / "from_lossy.webp", result, lossy).read_bytes())
+    # another target format, or a WebP made from a PNG, keeps the default quality
+    png = read_image(_save(Image.fromarray(rgb), tmp_path / "src.png"))
+    assert not webp_is_lossless(write_image(tmp_path / "from_png.webp", result, png).read_bytes())
+    with Image.open(write_image(tmp_path / "out.jpg", result, lossless)) as im:
+        assert im.format == "JPEG"
+
+
+def _save_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
