@@ -16,7 +16,8 @@ full disk is an error (:class:`~imgxlate.errors.DiskFullError`, also an ``OSErro
 After the rename the folder is ``fsync``\\ ed too, so the new name survives a power cut.
 
 Temp files are named ``.imgxlate-tmp-XXXXXXXX<suffix>``. One that a SIGKILL left behind is removed by
-:func:`remove_stale_temps` once it is older than the run and no live process holds it open.
+:func:`remove_stale_temps` once it is older than the run, has not changed for two minutes and no live
+process holds it open.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from imgxlate.errors import DiskFullError
+from imgxlate.errors import DiskFullError, OutputExistsError
 
 TEMP_PREFIX = ".imgxlate-tmp-"
 # mkstemp's names: the prefix, 8 characters of [a-z0-9_], then the suffix we gave (the target's).
@@ -130,20 +131,61 @@ def _sync_fd(fd: int, target: Path, expected: int | None) -> None:
             raise disk_full_error(target, f"only {size} of {expected} bytes reached the disk")
 
 
+# Where os.link fails for want of hard links (FAT/exFAT, some network and FUSE file systems).
+_NO_HARD_LINKS = frozenset(
+    getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS", "EXDEV") if hasattr(errno, name)
+)
+
+
+def _place(tmp: Path, target: Path, replace: bool) -> None:
+    """Give the finished temp file its name: ``os.replace``, or with ``replace`` False only where no
+    file is there yet (one a concurrent run wrote since the caller looked is kept:
+    :class:`OutputExistsError`). That is a hard link to the new name, which fails when the name
+    exists, then the temp name removed; where the file system has no hard links, an existence check
+    just before the rename (a tiny window remains there)."""
+    if replace:
+        os.replace(tmp, target)
+        return
+    exists = OutputExistsError(
+        f"{str(target)!r} appeared while this file was being made (another run writing into the same "
+        "folder?); it is kept as it is (pass --overwrite to replace it)"
+    )
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise exists from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise exists from None
+        os.replace(tmp, target)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], suffix: str | None = None, *, replace: bool = True) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success it is fsynced and renamed onto ``target``, else
     removed.
 
     ``suffix`` defaults to the target's own suffix, so writers that pick a format from the file
     name (FFmpeg, OpenCV) still see the right extension. The writer must raise on a failed write;
-    ``ENOSPC`` from it, from the fsync or from the rename becomes :class:`DiskFullError`.
+    ``ENOSPC`` from it, from the folder's or the temp file's creation, from the fsync or from the
+    rename becomes :class:`DiskFullError`. ``replace`` False: a file that is at ``target`` by then is
+    kept and :class:`OutputExistsError` raised (see :func:`_place`).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=TEMP_PREFIX, suffix=suffix if suffix is not None else target.suffix, dir=target.parent
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=TEMP_PREFIX, suffix=suffix if suffix is not None else target.suffix, dir=target.parent
+        )
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(target, exc.strerror or "") from exc
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the result the permissions a plain open() would have.
@@ -153,7 +195,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
         if tmp_path.is_file():
             with open(tmp_path, "rb+") as fh:  # writable: Windows refuses to flush a read-only handle
                 _sync_fd(fh.fileno(), target, None)
-        os.replace(tmp_path, target)
+        _place(tmp_path, target, replace)
         _fsync_dir(target.parent)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -218,12 +260,14 @@ def _write_all(fd: int, data: bytes | memoryview, target: Path) -> None:
         done += n
 
 
-def write_bytes_atomic(target: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> None:
+def write_bytes_atomic(target: str | os.PathLike[str], data: bytes | bytearray | memoryview, *,
+                       replace: bool = True) -> None:
     """Write ``data`` to ``target`` atomically and verified: every byte written, fsynced, the size on
-    disk equal to ``len(data)``, then renamed into place. Disk full -> :class:`DiskFullError`."""
+    disk equal to ``len(data)``, then renamed into place. Disk full -> :class:`DiskFullError`.
+    ``replace`` False: a file already at ``target`` is kept (:class:`OutputExistsError`)."""
     target = Path(target)
     expected = memoryview(data).nbytes
-    with atomic_path(target) as tmp:
+    with atomic_path(target, replace=replace) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC | getattr(os, "O_BINARY", 0))
         try:
             _write_all(fd, data, target)
@@ -258,15 +302,22 @@ def _open_files() -> set[tuple[int, int]] | None:
 
 # Without /proc (macOS, Windows) a temp file is only taken as stale when it is this old.
 _STALE_WITHOUT_PROC_S = 24 * 3600
+# With /proc, a temp file must also be unmodified for this long: /proc shows only this PID namespace's
+# processes, so a run in a container writing into the same shared folder cannot be seen holding its
+# file open; a file it is still writing has a fresh mtime. (An image's temp file lives for well under
+# a second; a video's or a checkpoint's is written continuously.)
+_QUIET_S = 120
 
 
-def remove_stale_temps(folders: Iterable[str | os.PathLike[str]], started: float) -> list[Path]:
+def remove_stale_temps(folders: Iterable[str | os.PathLike[str]], started: float, *,
+                       quiet_s: float = _QUIET_S) -> list[Path]:
     """Remove temp files of this module's naming left in ``folders`` (not recursive) by a killed run.
 
     A temp file is removed only when it is a regular file, its mtime is before ``started`` (the
-    current run's start, ``time.time()``) and no live process holds it open (checked in /proc; where
-    there is no /proc, only files older than a day are removed). Returns the paths removed; files
-    that cannot be removed are left alone silently (they are someone else's).
+    current run's start, ``time.time()``) and at least ``quiet_s`` seconds ago (0 for a caller that
+    knows every writer that could hold one has ended), and no live process holds it open (checked in /proc; where there is no /proc, only files older than a day are
+    removed). Returns the paths removed; files that cannot be removed are left alone silently (they
+    are someone else's).
     """
     candidates: list[tuple[Path, os.stat_result]] = []
     for folder in dict.fromkeys(Path(f) for f in folders):
@@ -289,7 +340,7 @@ def remove_stale_temps(folders: Iterable[str | os.PathLike[str]], started: float
     removed: list[Path] = []
     now = time.time()
     for path, st in candidates:
-        if held is None and now - st.st_mtime < _STALE_WITHOUT_PROC_S:
+        if now - st.st_mtime < (_STALE_WITHOUT_PROC_S if held is None else quiet_s):
             continue
         if held is not None and (st.st_dev, st.st_ino) in held:
             continue

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate.errors import DiskFullError, ImgxlateError, UsageError
+from imgxlate.errors import DiskFullError, ImgxlateError, OutputExistsError, UsageError
 from imgxlate.imaging.notices import collected
 from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs, same_folder
 from imgxlate.notes import Note
@@ -305,12 +305,14 @@ class BatchRun:
             if self._full is not None:
                 raise self._full
             with collected() as said:
-                write_image(plan.dst, rgb, like, fmt=self.options.fmt, quality=self.options.quality)
+                write_image(plan.dst, rgb, like, fmt=self.options.fmt, quality=self.options.quality,
+                            replace=plan.replace)
         except Exception as exc:  # noqa: BLE001 - any write failure is this file's failure
             if isinstance(exc, DiskFullError):
                 with self._lock:
                     self._full = self._full or exc
-            result = FileResult(plan.src, plan.dst, "failed", failure_reason(exc), item.seconds, item.size[1],
+            status = "skipped" if isinstance(exc, OutputExistsError) else "failed"
+            result = FileResult(plan.src, plan.dst, status, failure_reason(exc), item.seconds, item.size[1],
                                 item.size[0])
         else:
             result = FileResult(plan.src, plan.dst, "converted", "", item.seconds + time.perf_counter() - t0,

@@ -52,6 +52,11 @@ class ImageWriteError(ImgxlateError):
     """An output image cannot be written."""
 
 
+class OutputExistsError(ImageWriteError):
+    """The output file appeared after the run decided to write it (another run writing into the same
+    folder): it is kept as it is, and the result is "skipped"."""
+
+
 class DiskFullError(ImgxlateError, OSError):
     """No space left (or quota exceeded) while writing: nothing further can be written, so a batch
     stops. Also an ``OSError`` with errno ``ENOSPC``, for code that handles OS errors."""

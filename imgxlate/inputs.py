@@ -82,6 +82,9 @@ class PlannedFile:
     dst: Path
     status: str = "pending"  # "pending" | "skipped" | "failed"
     reason: str = ""
+    # Write over a file found at dst when the output is made (--overwrite); else one that appeared
+    # since planning (another run) is kept and this file reported skipped.
+    replace: bool = False
 
 
 # ------------------------------------------------------------------------------------------- patterns
@@ -483,5 +486,5 @@ def plan_outputs(
         if exists and not overwrite:
             plans.append(PlannedFile(f.src, dst, "skipped", "output exists (pass --overwrite to replace it)"))
             continue
-        plans.append(PlannedFile(f.src, dst))
+        plans.append(PlannedFile(f.src, dst, replace=overwrite))
     return plans

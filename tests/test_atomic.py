@@ -189,6 +189,11 @@ def test_remove_stale_temps_only_old_unheld_own_files(tmp_path: Path) -> None:
     past = time.time() - 3600
     for p in (old, held, foreign, folder):
         os.utime(p, (past, past))
+    # written 30 s ago, before this run started, by a process /proc cannot show (a run in another
+    # container writing into the same shared folder): recently modified, so kept
+    recent = tmp_path / ".imgxlate-tmp-ffffffff.mp4"
+    recent.write_bytes(b"being written elsewhere")
+    os.utime(recent, (time.time() - 30, time.time() - 30))
     started = time.time()
     new = tmp_path / ".imgxlate-tmp-dddddddd.jpg"  # written after the run started: another run's
     new.write_bytes(b"in flight")
@@ -196,7 +201,7 @@ def test_remove_stale_temps_only_old_unheld_own_files(tmp_path: Path) -> None:
         removed = remove_stale_temps([tmp_path, tmp_path / "missing"], started)
     assert removed == [old]
     assert not old.exists()
-    assert held.exists() and foreign.exists() and folder.is_dir() and new.exists()
+    assert held.exists() and foreign.exists() and folder.is_dir() and new.exists() and recent.exists()
 
 
 def test_file_held_by_another_live_process_is_kept(tmp_path: Path) -> None:
@@ -218,3 +223,43 @@ def test_file_held_by_another_live_process_is_kept(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     assert remove_stale_temps([tmp_path], time.time()) == [held]
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_no_replace_keeps_a_file_that_appeared_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         hard_links: bool) -> None:
+    """``replace=False``: a new name is written as usual; a file another writer put at the target is
+    kept, the writer gets OutputExistsError and no temp file stays. Without hard links (FAT, some
+    network file systems: os.link fails with EPERM) the same, by a check just before the rename."""
+    from imgxlate.errors import OutputExistsError
+
+    if not hard_links:
+        def no_link(src: object, dst: object) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(_atomic.os, "link", no_link)
+    target = tmp_path / "out.png"
+    write_bytes_atomic(target, b"mine", replace=False)
+    assert target.read_bytes() == b"mine" and _temps(tmp_path) == []
+    (tmp_path / "theirs.png").write_bytes(b"theirs")
+    os.replace(tmp_path / "theirs.png", target)  # another run finished it meanwhile
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_bytes_atomic(target, b"second", replace=False)
+    assert target.read_bytes() == b"theirs" and _temps(tmp_path) == []
+    write_bytes_atomic(target, b"replaced")  # the default replaces
+    assert target.read_bytes() == b"replaced"
+
+
+def test_disk_full_while_making_the_folder_or_the_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC from the output folder's creation or the temp file's is DiskFullError (a batch stops on
+    it), as it is from a write."""
+    def full(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_atomic.tempfile, "mkstemp", full)
+    with pytest.raises(DiskFullError, match="disk full"):
+        write_bytes_atomic(tmp_path / "a.png", b"x")
+    monkeypatch.undo()
+    monkeypatch.setattr(Path, "mkdir", full)
+    with pytest.raises(DiskFullError, match="disk full"):
+        write_bytes_atomic(tmp_path / "new" / "a.png", b"x")

@@ -183,8 +183,8 @@ def temps_cleared(folders: Iterable[Path]) -> Iterator[None]:
     remove_stale_temps(folders, time.time())
     try:
         yield
-    finally:
-        remove_stale_temps(folders, time.time())
+    finally:  # this run's write tasks have ended: their temp files need not have gone quiet
+        remove_stale_temps(folders, time.time(), quiet_s=0)
 
 
 def _run_on_cluster(pending: list[Job], data: Any, spec: ModelSpec, options: ImageOptions, address: str | None,
@@ -198,7 +198,7 @@ def _run_on_cluster(pending: list[Job], data: Any, spec: ModelSpec, options: Ima
         ctx = data.DataContext.get_current()
         ctx.enable_progress_bars = not quiet
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.INFO)
-        rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason,
+        rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason, "replace": j.replace,
                  "seconds": 0.0, "width": 0, "height": 0, "pages_left_out": 0, "provider": "", "disk_full": False, "said": ""}
                 for j in pending]
         ds = (

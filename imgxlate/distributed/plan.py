@@ -32,6 +32,7 @@ class Job:
     dst: str
     status: str = PENDING  # pending | skipped | failed (decided while planning)
     reason: str = ""
+    replace: bool = False  # as PlannedFile.replace: write over a local output that appeared since planning
 
 
 def plan_jobs(
@@ -57,7 +58,7 @@ def plan_jobs(
 
         plans = plan_conversion(texts, out_text, fmt=fmt, overwrite=overwrite, include=include,
                                 exclude=exclude, recursive=recursive)
-        return [Job(i, str(p.src), str(p.dst), p.status, p.reason) for i, p in enumerate(plans)]
+        return [Job(i, str(p.src), str(p.dst), p.status, p.reason, p.replace) for i, p in enumerate(plans)]
     if len(urls) != len(texts):
         raise UsageError("give either local paths or URLs as inputs, not both in one run")
     return _plan_urls(urls, out_text, fmt=fmt, overwrite=overwrite, include=include, exclude=exclude,
@@ -113,5 +114,5 @@ def _plan_urls(
         if present and not overwrite:
             jobs.append(Job(index, src, dst, SKIPPED, "output exists (pass --overwrite to replace it)"))
             continue
-        jobs.append(Job(index, src, dst))
+        jobs.append(Job(index, src, dst, replace=overwrite))
     return jobs

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from imgxlate.distributed import storage
-from imgxlate.distributed.plan import FAILED, PENDING
+from imgxlate.distributed.plan import FAILED, PENDING, SKIPPED
+from imgxlate.errors import OutputExistsError
 from imgxlate.imaging.notices import collected
 from imgxlate.options import ImageOptions, ModelSpec
 
@@ -95,6 +96,9 @@ def write(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     try:
         with collected() as said:
             _write_output(row, output, image, options)
+    except OutputExistsError as exc:  # another run wrote it since planning: kept
+        row.update(status=SKIPPED, reason=str(exc))
+        return row
     except Exception as exc:  # noqa: BLE001 - a failed write is this file's failure
         return _failed(row, exc)
     row["said"] = _joined(row.get("said", ""), said)
@@ -122,7 +126,8 @@ def _write_output(row: dict[str, Any], output: Any, image: Any, options: ImageOp
             storage.upload(local, row["dst"])
     else:
         Path(row["dst"]).parent.mkdir(parents=True, exist_ok=True)
-        write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality)
+        write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality,
+                    replace=row.get("replace", True))
 
 
 def translator_class(spec: ModelSpec, options: ImageOptions) -> type[Translate]:

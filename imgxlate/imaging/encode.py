@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgxlate._atomic import explain_write_error, write_bytes_atomic
+from imgxlate._atomic import disk_full_error, explain_write_error, is_disk_full, write_bytes_atomic
 from imgxlate.errors import DiskFullError, ImageWriteError, UsageError
 from imgxlate.imaging.notices import image_warning
 
@@ -205,6 +205,7 @@ def write_image(
     *,
     fmt: str = "same",
     quality: int | None = None,
+    replace: bool = True,
 ) -> Path:
     """Write the model's result ``rgb`` to ``path`` atomically, in ``like``'s kind.
 
@@ -220,7 +221,9 @@ def write_image(
     white), gray, 16 bits (PNG, TIFF), ICC and EXIF as the module docstring says. ``quality`` (1-100)
     is JPEG / WebP quality; WebP at 100 is lossless; None: 95, and lossless for a WebP written from a
     lossless WebP (:func:`imgxlate.imaging.formats.output_quality`). Returns the path written. Never
-    overwrites ``like.source``.
+    overwrites ``like.source``. ``replace`` False: a file that is at ``path`` by the time this one is
+    finished is kept (:class:`~imgxlate.errors.OutputExistsError`; a batch that planned to write there
+    when nothing was, while another run wrote it).
     """
     target = Path(path)
     if quality is not None and not 1 <= int(quality) <= 100:
@@ -252,10 +255,10 @@ def write_image(
             )
         results = list(rgb) if like.animation is not None else [rgb]
         _write_encoded(target, pil_fmt, lambda: encode_animation(target, [_check_rgb(r) for r in results], like,
-                                                                 pil_fmt, quality))
+                                                                 pil_fmt, quality), replace)
         return target
     if like.pages:
-        _write_encoded(target, pil_fmt, lambda: _encode_pages(target, rgb, like, pil_fmt))
+        _write_encoded(target, pil_fmt, lambda: _encode_pages(target, rgb, like, pil_fmt), replace)
         return target
     q, depth, gray = _samples(target, rgb, like, pil_fmt)
     icc = _icc_for(like, gray)
@@ -287,7 +290,7 @@ def write_image(
             data = _pil_encode(im, pil_fmt, options)
         return data
 
-    _write_encoded(target, pil_fmt, encode)
+    _write_encoded(target, pil_fmt, encode, replace)
     return target
 
 
@@ -363,15 +366,17 @@ def _encode_pages(target: Path, results: Any, like: DecodedImage, pil_fmt: str) 
     return buf.getbuffer()
 
 
-def _write_encoded(target: Path, pil_fmt: str, encode: Callable[[], bytes | memoryview]) -> None:
+def _write_encoded(target: Path, pil_fmt: str, encode: Callable[[], bytes | memoryview], replace: bool) -> None:
     """``encode()`` the file in memory, then write it through write_bytes_atomic (every byte written,
     fsynced and its size on disk checked before the rename); errors become ImageWriteError (or
     DiskFullError) naming the file."""
     try:
-        write_bytes_atomic(target, encode())
+        write_bytes_atomic(target, encode(), replace=replace)
     except (ImageWriteError, DiskFullError):
         raise
     except (ValueError, RuntimeError, TypeError, KeyError, struct.error) as exc:
         raise ImageWriteError(f"cannot write {str(target)!r}: the {pil_fmt} encoder failed ({exc})") from exc
     except OSError as exc:
+        if is_disk_full(exc):  # wherever it came from, a full disk stops a batch
+            raise disk_full_error(target, exc.strerror or "") from exc
         raise ImageWriteError(f"cannot write {str(target)!r}: {explain_write_error(exc)}") from exc

@@ -410,7 +410,7 @@ def test_sigkill_leftover_temp_file_is_removed_by_the_next_run(tiny_pair: Path, 
     held.write_bytes(b"x")
     other = out / "sub" / ".imgxlate-tmp-user's file.png"
     other.write_bytes(b"x")
-    past = time.time() - 60
+    past = time.time() - 600
     for p in (stale, held, other):
         os.utime(p, (past, past))
     holder = subprocess.Popen([sys.executable, "-c", f"f=open({str(held)!r},'ab'); import time; time.sleep(600)"])

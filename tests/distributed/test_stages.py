@@ -1,0 +1,33 @@
+"""imgxlate.distributed.stages without Ray: the write stage when the output appeared since planning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgxlate.distributed import stages
+from imgxlate.distributed.plan import plan_jobs
+from imgxlate.options import ImageOptions
+
+
+def test_write_keeps_an_output_that_appeared_since_planning(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(src / "a.png")
+    out, options = tmp_path / "out", ImageOptions()
+    for overwrite in (False, True):
+        (job,) = plan_jobs([src], out, overwrite=overwrite)
+        assert job.status == "pending" and job.replace is overwrite
+        row = stages.decode({"index": 0, "src": job.src, "dst": job.dst, "status": job.status, "reason": "",
+                             "replace": job.replace, "seconds": 0.0}, options=options)
+        row["output"] = row["image"].rgb  # what the model would give (same size)
+        out.mkdir(exist_ok=True)
+        Path(job.dst).write_bytes(b"another run's file")
+        row = stages.write(row, options=options)
+        if overwrite:
+            assert row["status"] == "converted" and Image.open(job.dst).size == (8, 8)
+        else:
+            assert row["status"] == "skipped" and "another run" in row["reason"]
+            assert Path(job.dst).read_bytes() == b"another run's file"
