@@ -46,6 +46,7 @@ __all__ = [
     "atomic_path",
     "disk_full_error",
     "explain_write_error",
+    "folder_write_problem",
     "is_disk_full",
     "is_temp_name",
     "remove_stale_temps",
@@ -89,6 +90,25 @@ def explain_write_error(exc: OSError) -> str:
     if code in (errno.ENOTDIR, errno.EEXIST):
         return f"{what}; a file stands where a folder is needed: move it, or write somewhere else"
     return what
+
+
+def folder_write_problem(folder: str | os.PathLike[str]) -> str:
+    """Why files cannot be written into ``folder`` ("" when they can): it is created if missing and a
+    temp file of this module's naming is made in it and removed. For a check before any work, so that
+    a read-only or unwritable output folder is reported once, not after every image was translated.
+    A full disk is not refused here (the batch stops on it, and it may have room for a few files)."""
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target)
+    except OSError as exc:
+        if is_disk_full(exc):
+            return ""
+        return explain_write_error(exc)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return ""
 
 
 def is_temp_name(name: str) -> bool:

@@ -151,6 +151,8 @@ def convert(
                 # run is over (before an error or the summary is written)
                 ray_stdout.enter_context(contextlib.redirect_stdout(sys.stderr))
                 plans = plan_jobs(inputs, out, **walk)
+                if any(p.status == "pending" for p in plans):
+                    _check_out(out)
                 report = RunReport()
                 t0 = time.perf_counter()
                 it = run_jobs(plans, spec=spec, options=options, address=ray_address, quiet=quiet or as_json,
@@ -158,6 +160,7 @@ def convert(
             else:
                 plans = plan_conversion(inputs, out, **walk)
                 if any(p.status == "pending" for p in plans):
+                    _check_out(out)  # before the model loads and every image is translated in vain
                     translator = load_translator(spec, quiet=quiet)
                     t0 = time.perf_counter()
                     it = run = run_plans(plans, translator=translator, options=options, batch_size=batch_size)
@@ -257,6 +260,22 @@ def convert(
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:
         raise typer.Exit(1)
+
+
+def _check_out(out: str | Path) -> None:
+    """Refuse an output folder nothing can be written into (read-only, no permission, a file in the
+    way), once, before any work: created if missing, a temp file made and removed in it."""
+    from imgxlate._atomic import folder_write_problem
+    from imgxlate.distributed.storage import is_url
+    from imgxlate.errors import UsageError
+    from imgxlate.inputs import image_file_name
+
+    if is_url(out):
+        return
+    folder = Path(out).parent if image_file_name(out) else Path(out)
+    why = folder_write_problem(folder)
+    if why:
+        raise UsageError(f"cannot write into the output folder {str(folder)!r}: {why}")
 
 
 def _print_dry_run(plans: Any, as_json: bool) -> None:

@@ -357,6 +357,35 @@ def test_unreadable_subfolder_is_reported_exit_1(tiny_pair: Path, tmp_path: Path
     assert outputs(out) == ["a.png"]
 
 
+def test_an_output_folder_nothing_can_be_written_into_is_refused_before_any_work(tiny_pair: Path,
+                                                                                tmp_path: Path) -> None:
+    """A folder without write permission, and one below a file: exit 2 with the reason and what to do,
+    before the model loads (it used to translate every image, then fail each one)."""
+    prefix = without_dac_override()
+    src = tmp_path / "in"
+    for i in range(3):
+        noise(src / f"p{i}.png", seed=i)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    (tmp_path / "afile").write_bytes(b"x")
+    try:
+        for out, needle in ((locked / "out", "check that the output folder is writable"),
+                            (tmp_path / "afile" / "sub", "a file stands where a folder is needed")):
+            res = run_cli(tmp_path, "convert", src, "--out", out, "--model", tiny_pair, "--device", "cpu", "--json",
+                          prefix=prefix)
+            assert res.returncode == 2, res.stderr
+            assert needle in res.stderr and "cannot write into the output folder" in res.stderr
+            assert json.loads(res.stdout)["error"]["exit_code"] == 2
+            assert "running on" not in res.stderr  # refused before the model loaded
+        assert list(locked.iterdir()) == []
+        # --dry-run creates nothing and does not check
+        res = run_cli(tmp_path, "convert", src, "--out", tmp_path / "new", "--dry-run", "--model", tiny_pair)
+        assert res.returncode == 0 and not (tmp_path / "new").exists()
+    finally:
+        locked.chmod(0o755)
+
+
 def test_over_long_output_names_fail_that_file_and_go_on(tiny_pair: Path, tmp_path: Path) -> None:
     src, out = tmp_path / "in", tmp_path / "out"
     long_stem = "a" * 251
