@@ -93,14 +93,19 @@ def explain_write_error(exc: OSError) -> str:
 
 
 def folder_write_problem(folder: str | os.PathLike[str]) -> str:
-    """Why files cannot be written into ``folder`` ("" when they can): it is created if missing and a
-    temp file of this module's naming is made in it and removed. For a check before any work, so that
-    a read-only or unwritable output folder is reported once, not after every image was translated.
-    A full disk is not refused here (the batch stops on it, and it may have room for a few files)."""
-    target = Path(folder)
+    """Why files cannot be written into ``folder`` ("" when they can), leaving no trace: a temp file of
+    this module's naming is made and removed in the folder, or where it does not exist yet in the
+    nearest folder above it that does (where it would be created). For a check before any work, so
+    that a read-only or unwritable output folder is reported once, not after every image was
+    translated. A full disk is not refused here (the batch stops on it, and it may have room for a
+    few files)."""
+    probe = Path(os.path.abspath(folder))
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target)
+        if not probe.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=probe)
     except OSError as exc:
         if is_disk_full(exc):
             return ""

@@ -264,7 +264,7 @@ def convert(
 
 def _check_out(out: str | Path) -> None:
     """Refuse an output folder nothing can be written into (read-only, no permission, a file in the
-    way), once, before any work: created if missing, a temp file made and removed in it."""
+    way), once, before any work (:func:`imgxlate._atomic.folder_write_problem`; nothing is created)."""
     from imgxlate._atomic import folder_write_problem
     from imgxlate.distributed.storage import is_url
     from imgxlate.errors import UsageError

@@ -368,3 +368,17 @@ def test_a_lossless_webp_is_written_lossless_unless_a_quality_is_given(tiny_pair
     assert res.exit_code == 0 and not webp_is_lossless((tmp_path / "q90" / "art.webp").read_bytes())
     res = invoke("convert", src / "art.webp", "--out", tmp_path / "q0", "--model", tiny_pair, "--quality", "0")
     assert res.exit_code == 2 and "--quality" in res.stderr
+
+
+def test_a_log_shows_the_progress_as_lines(tiny_pair: Path, tmp_path: Path) -> None:
+    """stderr to a file (nohup, a scheduler's log): plain progress lines, no bar drawing characters."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(rng_img(8, 8, seed=i)).save(src / f"{i}.png")
+    res = subprocess.run([sys.executable, "-m", "imgxlate", "convert", str(src), "--out", str(tmp_path / "out"),
+                          "--model", str(tiny_pair), "--device", "cpu"], capture_output=True, text=True,
+                         env={**os.environ, "IMGXLATE_HOME": str(tmp_path / "home")}, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^converting 3/3 \(100%\) [\d.]+ img/s$", res.stderr, re.MULTILINE), res.stderr
+    assert "━" not in res.stderr

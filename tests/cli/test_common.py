@@ -52,3 +52,24 @@ def test_a_stop_signal_inside_defer_stop_is_held_until_the_block_ends() -> None:
             reached.append("after")  # not reached: raised as the block ends
         assert stop.signum == signal.SIGINT and not stop.held and stop.deferring == 0
     assert len(reached) == 1000
+
+
+def test_progress_prints_plain_lines_where_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log file or a scheduler's output gets a line per task every few seconds and one at the end
+    (rich draws nothing there until the bar stops); a terminal gets the bar only; quiet, nothing."""
+    from imgxlate.cli import common
+
+    def run(terminal: bool, quiet: bool = False, every: float = 0.0) -> list[str]:
+        buf = io.StringIO()
+        monkeypatch.setattr(common, "stderr", Console(file=buf, width=200, color_system=None, force_terminal=terminal))
+        with common.progress_bar(quiet, log_every=every) as progress:
+            task = progress.add_task("converting \\[a]", total=3, rate="")  # markup, as escape() gives
+            for i in range(3):
+                progress.update(task, advance=1, rate=f"{i + 1}.00 img/s")
+        return buf.getvalue().splitlines()
+
+    assert run(False) == ["converting [a] 1/3 (33%) 1.00 img/s", "converting [a] 2/3 (67%) 2.00 img/s",
+                          "converting [a] 3/3 (100%) 3.00 img/s"]
+    assert run(False, every=3600) == ["converting [a] 3/3 (100%) 3.00 img/s"]  # only the end within the period
+    assert run(False, quiet=True) == []
+    assert not any("3/3 (100%)" in line for line in run(True))

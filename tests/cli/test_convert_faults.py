@@ -379,7 +379,7 @@ def test_an_output_folder_nothing_can_be_written_into_is_refused_before_any_work
             assert json.loads(res.stdout)["error"]["exit_code"] == 2
             assert "running on" not in res.stderr  # refused before the model loaded
         assert list(locked.iterdir()) == []
-        # --dry-run creates nothing and does not check
+        # --dry-run creates nothing; nor does the check
         res = run_cli(tmp_path, "convert", src, "--out", tmp_path / "new", "--dry-run", "--model", tiny_pair)
         assert res.returncode == 0 and not (tmp_path / "new").exists()
     finally:
