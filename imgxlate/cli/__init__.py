@@ -15,6 +15,18 @@ import signal
 import sys
 from collections.abc import Sequence
 
+_JSON_ERROR = False  # --json on the command line: an early stop also writes a JSON error on stdout
+
+
+def _say_interrupted() -> None:
+    """ "interrupted" on stderr and, with --json, the JSON error object every other error gives."""
+    try:
+        os.write(2, b"interrupted\n")
+        if _JSON_ERROR:
+            os.write(1, b'{"error": {"message": "interrupted", "type": "Interrupted", "exit_code": 130}}\n')
+    except OSError:
+        pass
+
 
 def _interrupted_early(signum: int, frame: object) -> None:
     """SIGINT before a command has its own handler (while Python imports typer, rich, numpy...):
@@ -25,10 +37,7 @@ def _interrupted_early(signum: int, frame: object) -> None:
     a misleading "circular import" traceback (seen with rich). Nothing needs unwinding at this stage:
     commands that write files, start children or hold temp folders (convert, video, models add, serve)
     install their own handler before they do any of that."""
-    try:
-        os.write(2, b"interrupted\n")
-    except OSError:
-        pass
+    _say_interrupted()
     os._exit(130)
 
 
@@ -40,19 +49,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     and restore this one.
 
     With ``--json`` anywhere on the line, a usage error found while parsing (an unknown option, a value
-    not among the choices) also writes a JSON error object on stdout, as every later error does."""
+    not among the choices) also writes a JSON error object on stdout, as every later error does; so
+    does a Ctrl-C that comes before the command has its own handler."""
+    global _JSON_ERROR
+    args = list(sys.argv[1:] if argv is None else argv)
+    _JSON_ERROR = "--json" in args
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the shell ignores SIGINT
         signal.signal(signal.SIGINT, _interrupted_early)
-    args = list(sys.argv[1:] if argv is None else argv)
     try:
         from imgxlate.cli.app import app
 
-        sys.exit(_run(app, args, "--json" in args))
+        sys.exit(_run(app, args, _JSON_ERROR))
     except KeyboardInterrupt:  # Ctrl-C inside code that restored Python's default handler
-        try:
-            os.write(2, b"interrupted\n")
-        except OSError:
-            pass
+        _say_interrupted()
         sys.exit(130)
 
 

@@ -250,9 +250,19 @@ def print_warning(message: str, console: Console | None = None) -> None:
 
 
 def emit_json(doc: Any) -> None:
-    """One JSON document on stdout (the only thing a command writes there with --json)."""
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    sys.stdout.flush()
+    """One JSON document on stdout (the only thing a command writes there with --json). Standard
+    output that cannot take it (a full disk, a closed pipe) is one error line and exit 1, not a
+    traceback; what the command did is on stderr too."""
+    try:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        from imgxlate._atomic import explain_write_error
+
+        with contextlib.suppress(OSError):  # nothing more goes to that stdout, not even at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print_error(f"cannot write the JSON result to standard output: {explain_write_error(exc)}")
+        raise typer.Exit(1) from None
 
 
 def json_error(message: str, kind: str, exit_code: int) -> dict[str, Any]:
@@ -343,7 +353,10 @@ def stop_signals(message: str = "finishing files being written", *, speak: bool 
             raise KeyboardInterrupt
         os._exit(128 + signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal this process inherited as ignored stays ignored (`cmd &` in a shell ignores SIGINT, nohup
+    # SIGHUP): the shell asked for that.
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     _active.append(stop)
     try:
         yield stop

@@ -213,8 +213,10 @@ def convert(
     counts = {s: sum(r.status == s for r in results) for s in ("converted", "skipped", "failed")}
     if run is not None:
         not_started = run.not_started
-    else:  # on Ray: the jobs never reported when a stop ended the run
-        not_started = len(plans) - len(results) if (stopped or interrupted) and report is not None else 0
+    elif report is not None:  # on Ray: the jobs never reported when a stop ended the run
+        not_started = len(plans) - len(results) if stopped or interrupted else 0
+    else:  # stopped while planning or loading the model: every pending file
+        not_started = sum(p.status == "pending" for p in plans) if interrupted else 0
     rate = counts["converted"] / elapsed if elapsed > 0 else 0.0
     if report is not None:  # on Ray: the providers the actors ran on; the cluster in "ray"
         provider = ", ".join(sorted(report.providers))

@@ -490,3 +490,65 @@ def test_ctrl_c_while_planning_is_a_clean_interrupt(tiny_pair: Path, tmp_path: P
                                    "--model", str(tiny_pair)])
     assert res.exit_code == 130, res.output
     assert "interrupted" in res.stderr and "Traceback" not in res.output
+
+
+def test_ctrl_c_while_the_model_loads_counts_every_file_as_not_started(tiny_pair: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planned, then stopped while the model loads: the summary says how many files were not started
+    and to run the command again (it said 0, and "on no provider" with no next step)."""
+    from typer.testing import CliRunner
+
+    from imgxlate.cli import convert as convert_cli
+    from imgxlate.cli.app import app
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert_cli, "load_translator", interrupted)
+    src = tmp_path / "in"
+    for i in range(3):
+        noise(src / f"{i}.png", seed=i)
+    res = CliRunner().invoke(app, ["convert", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_pair),
+                                   "--json"])
+    assert res.exit_code == 130, res.output
+    totals = json.loads(res.stdout)["totals"]
+    assert totals["interrupted"] and totals["not_started"] == 3
+    assert "3 file(s) not started; run the same command again" in res.stderr
+
+
+def test_json_reports_and_stops_that_cannot_be_written_or_are_early(tiny_pair: Path, tmp_path: Path) -> None:
+    """--json with stdout on a full disk: one error line, exit 1, no traceback. A Ctrl-C before the
+    command's own handler: the JSON error object as well as "interrupted"."""
+    src = tmp_path / "in"
+    noise(src / "a.png")
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(_cmd("convert", src, "--out", tmp_path / "out", "--model", tiny_pair, "--device", "cpu",
+                                  "--json"), stdout=full, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
+                             timeout=120, check=False)
+    assert res.returncode == 1
+    assert "cannot write the JSON result to standard output" in res.stderr and "Traceback" not in res.stderr
+    assert (tmp_path / "out" / "a.png").is_file()  # the work itself was done
+    code = "import imgxlate.cli as c; c._JSON_ERROR = True; c._interrupted_early(2, None)"
+    early = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert early.returncode == 130 and early.stderr == "interrupted\n"
+    assert json.loads(early.stdout) == {"error": {"message": "interrupted", "type": "Interrupted", "exit_code": 130}}
+
+
+def test_a_sigint_the_shell_ignores_stays_ignored(tiny_pair: Path, tmp_path: Path) -> None:
+    """`imgxlate convert ... &` in a shell: SIGINT is ignored from the start, and stays ignored once the
+    command runs (it used to stop the run after the model had loaded)."""
+    src = tmp_path / "in"
+    for i in range(40):
+        noise(src / f"{i:02d}.png", 64, 64, seed=i)
+    ignoring = ["sh", "-c", "trap '' INT; exec \"$@\"", "sh"]  # as a shell starts a background job
+    proc = subprocess.Popen([*ignoring, *_cmd("convert", src, "--out", tmp_path / "out", "--model", tiny_pair,
+                                              "--device", "cpu", "--batch-size", "1")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the model is loaded: the command's own signal handling is in place
+        if line.startswith("running on"):
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, rest
+    assert "interrupted" not in rest and len(outputs(tmp_path / "out")) == 40
