@@ -297,13 +297,14 @@ class BatchRun:
     def _write(self, item: _Item, rgb: np.ndarray | list[np.ndarray], like: Any) -> FileResult:
         """On a pool thread: write one output; the result is known to the batch as soon as the file is in
         place (a signal in the main thread cannot come between the rename and the record)."""
+        from imgxlate._atomic import disk_full_error
         from imgxlate.imaging import write_image
 
         plan = item.plan
         t0 = time.perf_counter()
         try:
-            if self._full is not None:
-                raise self._full
+            if self._full is not None:  # an earlier write filled the disk: this one is not tried
+                raise disk_full_error(plan.dst, "not written: the disk filled up before it")
             with collected() as said:
                 write_image(plan.dst, rgb, like, fmt=self.options.fmt, quality=self.options.quality,
                             replace=plan.replace)

@@ -333,12 +333,20 @@ def collect_inputs(
                     return False
                 return recursive or deep or len(rel.parts) <= len(pattern) + 1
 
+            in_out = 0  # matches inside --out: earlier results, never inputs
             if root.is_dir():
                 for f, rel in walk.files(root, root, descend=lambda parts, p=pattern: _could_hold(p, parts),
                                          keep=keep):
-                    if not (out_resolved and _inside(f, out_resolved)):
+                    if out_resolved and _inside(f, out_resolved):
+                        in_out += 1
+                    else:
                         add(f, rel, False)
             if len(found) == before and not any(n.before >= before and n.status != "ignored" for n in walk.found):
+                if in_out:
+                    raise UsageError(
+                        f"every file {text!r} matches ({in_out}) is inside the output folder {out_resolved}, whose "
+                        "files are results, not inputs; choose another --out, or a pattern outside it"
+                    )
                 raise UsageError(f"no file matches {text!r}; check the pattern (quote it to stop the shell)")
         elif path.is_symlink():
             loop = err is not None and err.errno == errno.ELOOP

@@ -82,6 +82,11 @@ def test_missing_input_and_empty_glob_are_usage_errors(tmp_path: Path) -> None:
         collect_inputs([str(tmp_path / "*.jpg")], suffixes=SUFFIXES)
     with pytest.raises(UsageError, match="no inputs"):
         collect_inputs([], suffixes=SUFFIXES)
+    # every match inside --out (earlier results): said so, not "no file matches"
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(UsageError, match=r"every file .* matches \(1\) is inside the output folder"):
+        collect_inputs([str(tmp_path / "pics" / "*.jpg")], suffixes=SUFFIXES, out_dir=tmp_path)
 
 
 def test_default_suffixes_come_from_images(tree: Path) -> None:

@@ -111,6 +111,7 @@ def test_full_disk_real_tmpfs_stops_the_batch(tiny_pair: Path, tmp_path: Path) -
         converted = [n for n, (st, _) in status.items() if st == "converted"]
         failed = [(n, why) for n, (st, why) in status.items() if st == "failed"]
         assert failed and all("disk full" in why for _, why in failed)
+        assert all(n in why for n, why in failed)  # each names its own file, not the one that filled the disk
         assert "disk full" in summary["totals"]["stopped"]
         # The batch stopped: not every remaining file was tried (and failed) one by one.
         assert summary["totals"]["not_started"] >= 1
