@@ -174,6 +174,8 @@ def check_graph(model: Any, meta: ModelMetadata | None, where: str) -> None:
     """The ONNX graph's image input agrees with what the metadata (or the assumed defaults) says:
     one 4-D input of ``dtype`` with 3 channels in ``layout``."""
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if not model.graph.node:  # an empty file parses as an empty model
+        raise InvalidModelError(f"{where} holds no model (an empty or cut-off file); copy or download it again")
     if len(inputs) != 1:
         raise InvalidModelError(
             f"{where} has {len(inputs)} graph inputs; an imgxlate generator has one image input"
@@ -207,7 +209,10 @@ def read_onnx_metadata(path: str, check_input: bool = True) -> ModelMetadata | N
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
-        raise InvalidModelError(f"{path} is not a readable ONNX file ({exc})") from exc
+        raise InvalidModelError(
+            f"{path} is not a readable ONNX file ({exc}); copy or download it again, or export it again with "
+            "`imgxlate-train export`"
+        ) from exc
     meta = None
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:

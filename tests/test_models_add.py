@@ -355,3 +355,36 @@ def test_hub_without_the_extra_names_it(home: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(UsageError, match=r"needs the huggingface_hub package: pip install 'imgxlate\[hub\]'"):
         reg.install_model("hf://org/cat2dog")
+
+
+def test_a_killed_install_s_staging_folder_goes_at_the_next_install(home: Path, tiny_pair: Path) -> None:
+    """SIGKILL during `models add` leaves `.imgxlate-tmp-*` in the models folder (12-20 MB each); the
+    next install removes those in which nothing changed for an hour, and keeps a live one."""
+    import os
+
+    home.mkdir(parents=True, exist_ok=True)
+    stale = home / ".imgxlate-tmp-abc123"
+    (stale / ".download").mkdir(parents=True)
+    (stale / ".download" / "model.onnx").write_bytes(b"half a download")
+    live = home / ".imgxlate-tmp-def456"
+    (live / ".download").mkdir(parents=True)
+    (live / ".download" / "model.onnx").write_bytes(b"still downloading")
+    past = time.time() - 2 * 3600
+    for p in (stale / ".download" / "model.onnx", stale / ".download", stale, live):
+        os.utime(p, (past, past))  # the live one's file is fresh: its download is going on
+    reg.install_model(tiny_pair, name="pair")
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in home.iterdir()) == [".imgxlate-tmp-def456", "pair"]
+
+
+def test_a_models_folder_that_cannot_be_written_names_imgxlate_home(home: Path, tiny_pair: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def read_only(*args: object, **kwargs: object) -> str:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(reg.install.tempfile, "mkdtemp", read_only)
+    with pytest.raises(ImgxlateError, match="cannot write into the models folder .*set IMGXLATE_HOME") as info:
+        reg.install_model(tiny_pair, name="pair")
+    assert "--out" not in str(info.value)

@@ -98,10 +98,14 @@ def test_missing_path_and_non_onnx(tmp_path: Path) -> None:
         reg.resolve_model(text)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08garbage that is not protobuf \xff\xff")
-    with pytest.raises(InvalidModelError):
+    with pytest.raises(InvalidModelError, match="copy or download it again"):
         reg.resolve_model(bad)
+    zero = tmp_path / "zero.onnx"
+    zero.write_bytes(b"")  # an empty file parses as an empty model: said so, not "0 graph inputs"
+    with pytest.raises(InvalidModelError, match="holds no model .*copy or download it again"):
+        reg.resolve_model(zero)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InvalidModelError, match="neither a2b.onnx nor b2a.onnx"):
+    with pytest.raises(InvalidModelError, match="neither a2b.onnx nor b2a.onnx; give the folder"):
         reg.resolve_model(tmp_path / "empty")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgxlate._atomic import TEMP_PREFIX
+from imgxlate._atomic import TEMP_PREFIX, disk_full_error, is_disk_full
 from imgxlate.errors import (
     ImgxlateError,
     InvalidModelError,
@@ -340,8 +340,17 @@ def install_model(
         raise UsageError("--sha256 checks one file (a .onnx or a .zip), not a folder or a Hub repository")
     clock = _Deadline(deadline if deadline is not None else download_deadline())
     root = user_models_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(root)
+        staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=root))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(root, exc.strerror or "") from exc
+        raise ImgxlateError(
+            f"cannot write into the models folder {root} ({exc.strerror or exc}); set {pairs.HOME_ENV} to a folder "
+            "you can write to (models go into its models/ subfolder)"
+        ) from exc
     provenance: dict[str, Any] = {}
     try:
         fname = ""
@@ -442,6 +451,32 @@ def install_model(
     return load_pair(dest, "user", name)
 
 
+# A staging folder whose newest entry is older than this is a killed install's (a download in
+# progress keeps writing its file, so an install that is alive is never this quiet).
+_STALE_STAGING_S = 3600
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging folders (``.imgxlate-tmp-*``) that killed installs and removals left in the
+    models folder ``root``: those in which nothing (the folder or anything in it) changed for an hour.
+    Returns the folders removed; one that cannot be removed is left alone."""
+    import time
+
+    now, removed = time.time(), []
+    for entry in root.iterdir() if root.is_dir() else ():
+        if not entry.name.startswith(TEMP_PREFIX) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            newest = max([entry.stat().st_mtime, *(p.lstat().st_mtime for p in entry.rglob("*"))])
+        except OSError:
+            continue
+        if now - newest >= _STALE_STAGING_S:
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                removed.append(entry)
+    return removed
+
+
 def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Path) -> str:
     """The install name when --name is not given: a local folder's name, a file's pair name (its stem
     without metadata), else the pair name in the metadata, the Hub repository or the URL's last part."""
@@ -503,7 +538,10 @@ def remove_model(name: str) -> Path:
     if not name or "/" in name or os.sep in name or name.startswith(".") or not dest.is_dir():
         bundled = pairs.bundled_models_dir() / name
         if name and bundled.is_dir() and not name.startswith("."):
-            raise UsageError(f"{name!r} is bundled with imgxlate and cannot be removed")
+            raise UsageError(
+                f"{name!r} is bundled with imgxlate and cannot be removed; to use another model by default, "
+                "set IMGXLATE_DEFAULT_MODEL (see `imgxlate models`)"
+            )
         users = [p.name for p in _pairs_in(root, "user")]
         raise ModelNotFoundError(
             f"no user model named {name!r}{_dym(name, users)} "

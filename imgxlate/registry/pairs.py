@@ -164,7 +164,8 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
         found = [path / f"{d}.onnx" for d in DIRECTIONS if (path / f"{d}.onnx").is_file()]
         if not found:
             others = sorted(p.name for p in path.glob("*.onnx"))
-            hint = f" (it has {', '.join(others)}: pass one of them as --model)" if others else ""
+            hint = (f" (it has {', '.join(others)}: pass one of them as --model)" if others else
+                    "; give the folder `imgxlate-train` exported, or a .onnx file")
             raise InvalidModelError(f"model folder {path} has neither a2b.onnx nor b2a.onnx{hint}")
         # A lone a2b.onnx without metadata (a bare file installed by `models add`) reads as that file
         # would on its own ("input -> NAME"), so installing it does not rename what it translates.

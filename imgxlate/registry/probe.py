@@ -49,7 +49,10 @@ def probe_generator(engine: Any, meta: ModelMetadata, where: str | os.PathLike[s
             "an image of the same size (is it a classifier, or a model that resizes?)"
         )
     if not np.isfinite(y).all():
-        raise InvalidModelError(f"{where} produced NaN or infinite values on a test image")
+        raise InvalidModelError(
+            f"{where} produced NaN or infinite values on a test image: its weights are damaged, or training "
+            "diverged; copy it again, or export an earlier checkpoint (`imgxlate-train export`)"
+        )
     out_lo, out_hi = meta.output_range
     if float(np.ptp(y, axis=(2, 3)).max()) <= 1e-6 * (out_hi - out_lo):
         raise InvalidModelError(
