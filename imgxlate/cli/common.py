@@ -249,6 +249,16 @@ def print_warning(message: str, console: Console | None = None) -> None:
     (console or stderr).print(f"[yellow]warning:[/] {escape(message)}")
 
 
+def one_line(text: object) -> str:
+    """``text`` for a line of output: characters that would break or fake a line (a newline or a
+    carriage return in a file name, other control characters, the undecodable bytes of a non-UTF-8
+    name) shown as escapes (``\\n``, ``\\udcff``); everything else as it is."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
 def emit_json(doc: Any) -> None:
     """One JSON document on stdout (the only thing a command writes there with --json). Standard
     output that cannot take it (a full disk, a closed pipe) is one error line and exit 1, not a

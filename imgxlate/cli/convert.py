@@ -41,6 +41,7 @@ from imgxlate.cli.common import (
     emit_json,
     handle_errors,
     load_translator,
+    one_line,
     print_warning,
     progress_bar,
     stderr,
@@ -186,10 +187,12 @@ def convert(
                             converted += 1
                         elif r.status == "failed":
                             progress.console.print(
-                                f"[red]failed:[/] {escape(str(r.src))}: {escape(r.reason)}"
+                                f"[red]failed:[/] {escape(one_line(r.src))}: {escape(one_line(r.reason))}"
                             )
                         elif r.dst == Path() and not quiet:  # found by the walk, not read (FIFO, loop, ...)
-                            progress.console.print(f"[yellow]skipped:[/] {escape(str(r.src))}: {escape(r.reason)}")
+                            progress.console.print(
+                                f"[yellow]skipped:[/] {escape(one_line(r.src))}: {escape(one_line(r.reason))}"
+                            )
                         elapsed = max(time.perf_counter() - t0, 1e-9)
                         progress.update(task, advance=1, rate=f"{converted / elapsed:.2f} img/s")
             except DiskFullError as err:
@@ -292,11 +295,11 @@ def _print_dry_run(plans: Any, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    for row in rows:
+    for row in rows:  # one line per file, whatever its name holds
         if row["action"] == "convert":
-            sys.stdout.write(f"convert\t{row['src']}\t-> {row['dst']}\n")
+            sys.stdout.write(f"convert\t{one_line(row['src'])}\t-> {one_line(row['dst'])}\n")
         else:
-            sys.stdout.write(f"{row['action']}\t{row['src']}\t{row['reason']}\n")
+            sys.stdout.write(f"{row['action']}\t{one_line(row['src'])}\t{one_line(row['reason'])}\n")
     counts = {a: sum(r["action"] == a for r in rows) for a in ("convert", "skipped", "failed", "ignored")}
     stderr.print(
         f"dry run: would convert {counts['convert']}; skipped {counts['skipped']}, failed {counts['failed']}, "

@@ -30,6 +30,7 @@ from imgxlate.cli.common import (
     ToOpt,
     handle_errors,
     load_translator,
+    one_line,
     print_error,
     print_warning,
     progress_bar,
@@ -245,7 +246,7 @@ def video(
                     results.append(VideoResultT(src, dst, "skipped", reason="output exists (pass --overwrite "
                                                 "to replace it)"))
                     if not quiet_ui:
-                        stderr.print(f"skipped {escape(str(src))}: {escape(results[-1].reason)}")
+                        stderr.print(f"skipped {escape(one_line(src))}: {escape(one_line(results[-1].reason))}")
                     continue
                 with progress_bar(quiet_ui, "") as progress:
                     task = progress.add_task(escape(src.name), total=None, rate="")
@@ -275,7 +276,7 @@ def video(
 
                         reason = failure_reason(err)
                         failures.append({"src": str(src), "status": "failed", "reason": reason})
-                        progress.console.print(f"[red]failed:[/] {escape(str(src))}")
+                        progress.console.print(f"[red]failed:[/] {escape(one_line(src))}")
                         print_error(reason, progress.console)
                         continue
                 results.append(r)
@@ -285,7 +286,7 @@ def video(
                 if quiet_ui:
                     continue
                 if r.status == "skipped":
-                    stderr.print(f"skipped {escape(str(src))}: {escape(r.reason)}")
+                    stderr.print(f"skipped {escape(one_line(src))}: {escape(one_line(r.reason))}")
                 else:
                     where = escape(str(r.dst if r.dst is not None else r.frames_dir))
                     resumed = f", {r.resumed_frames} of them from the interrupted run" if r.resumed_frames else ""

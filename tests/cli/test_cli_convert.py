@@ -382,3 +382,24 @@ def test_a_log_shows_the_progress_as_lines(tiny_pair: Path, tmp_path: Path) -> N
     assert res.returncode == 0, res.stderr
     assert re.search(r"^converting 3/3 \(100%\) [\d.]+ img/s$", res.stderr, re.MULTILINE), res.stderr
     assert "━" not in res.stderr
+
+
+def test_a_newline_in_a_name_cannot_fake_a_line(tiny_pair: Path, tmp_path: Path) -> None:
+    """A file named "evil\\nfailed: other.jpg: fake.jpg" (legal on Linux) is one line in --dry-run and in
+    the failure report, its newline shown as \\n; --json keeps the real name."""
+    src = tmp_path / "in"
+    src.mkdir()
+    evil = "evil\nfailed: other.jpg: fake.jpg"
+    (src / evil).write_bytes(b"not an image")
+    Image.fromarray(rng_img(8, 8)).save(src / "ok.png")
+    res = invoke("convert", src, "--out", tmp_path / "out", "--model", tiny_pair, "--dry-run", "--include", "*.jpg*",
+                 "--include", "*.png")
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2 and any("evil\\nfailed: other.jpg" in line for line in lines), lines
+    res = invoke("convert", src, "--out", tmp_path / "out", "--model", tiny_pair, "--include", "*.jpg*",
+                 "--include", "*.png", "--json")
+    assert res.exit_code == 1
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and "evil\\nfailed: other.jpg" in failed[0], res.stderr
+    assert [r["src"] for r in json.loads(res.stdout)["results"] if r["status"] == "failed"] == [str(src / evil)]
