@@ -5,7 +5,9 @@ Only options and messages here; the page is :mod:`imgxlate.web.app`, the work :m
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from typing import Annotated, Any, Literal, Optional
 
@@ -24,7 +26,7 @@ from imgxlate.cli.common import (
     stderr,
 )
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 BACKEND_CHOICES = ("auto", "onnxruntime", "openvino")
 PANEL_SERVER = "Server"
 
@@ -73,16 +75,21 @@ def serve(
     ] = 32,
 ) -> None:
     """Start the web page: drop pictures or a short clip in, see them translated, download the results."""
-    from imgxlate.web import require_gradio
+    from imgxlate.web import check_gradio_installed
 
+    ended = True
     with handle_errors():
-        require_gradio()  # the clear "install the web extra" message before any model is loaded
-        from imgxlate.web.app import serve as run_page
+        check_gradio_installed()  # the clear "install the web extra" message before any model is loaded
+        from imgxlate.web.app import check_host
         from imgxlate.web.service import WebService
 
+        check_host(host)  # before the warning below: an address that is not this machine's is an error
         service = WebService(model=model, to=to, device=device, threads=threads, backend=backend,
                              max_pixels=max_pixels, max_video_seconds=max_video_seconds or None)
         try:
+            # Gradio fixes its temp folder when it is imported: the service's, so nothing is left elsewhere
+            from imgxlate.web.app import serve as run_page
+
             _stop_on_signals()
             translator = service.translator()
             stderr.print(f"{escape(translator.describe())}; {escape(service.provider_line(translator))}")
@@ -96,5 +103,10 @@ def serve(
             except KeyboardInterrupt:
                 pass
         finally:
-            service.close()
+            # a request in flight stops at its next tile or frame; the sessions go once it has
+            ended = service.close()
     stderr.print("stopped")
+    if not ended:  # a request is still inside the runtime: unloading it under that thread aborts the process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -21,6 +21,15 @@ class WebExtraMissingError(ImgxlateError):
     exit_code = 2
 
 
+def check_gradio_installed() -> None:
+    """:class:`WebExtraMissingError` when Gradio is not installed, without importing it: Gradio fixes
+    its temp folder when it is imported, and the page points it at the service's (made later)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise WebExtraMissingError(f"the web page needs Gradio, which is not installed; install the web extra: {EXTRA_HINT}")
+
+
 def require_gradio() -> Any:
     """Import and return :mod:`gradio`, or raise :class:`WebExtraMissingError` naming the extra.
 

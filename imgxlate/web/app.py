@@ -29,8 +29,8 @@ DEFAULT_QUEUE_SIZE = 32
 _RUNS = itertools.count(1)
 
 
-def _progress_fn(progress: Any, unit: str) -> Callable[[int, int, str], None]:
-    def report(done: int, total: int, desc: str) -> None:
+def _progress_fn(progress: Any, unit: str) -> Callable[[float, int, str], None]:
+    def report(done: float, total: int, desc: str) -> None:
         progress((done, total), desc=desc, unit=unit)
 
     return report
@@ -214,6 +214,8 @@ def check_host(host: str) -> None:
 
     what = ("use 127.0.0.1 (this machine only), 0.0.0.0 (every network interface) or an address of this "
             "machine")
+    if ":" in host:  # Gradio builds its own URLs without the brackets IPv6 needs, and fails
+        raise UsageError(f"--host {host!r}: the page cannot listen on IPv6 addresses; {what}")
     try:
         infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -253,13 +255,13 @@ def serve(
             run_history=False, footer_links=["gradio"], theme=_theme(gr), css=CSS, inbrowser=False,
             share=False,
         )
-    except OSError as exc:
+    except OSError:  # Gradio's message names its own settings (GRADIO_SERVER_PORT, server_port)
         raise UsageError(
-            f"cannot listen on {host}:{port} ({exc}); pick a free port with --port or stop what is using it"
+            f"cannot listen on {host}:{port}: the port is in use or not allowed; pick a free port with --port "
+            "or stop what is using it"
         ) from None
-    where = f"[{host}]" if ":" in host else host
     (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
-        f"imgxlate serve: http://{where}:{demo.server_port}/ (Ctrl-C to stop)"
+        f"imgxlate serve: http://{host}:{demo.server_port}/ (Ctrl-C to stop)"
     )
     if block:
         try:

@@ -36,8 +36,17 @@ DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_VIDEO_SECONDS = 60.0
 # Translators kept loaded at once (both directions of one pair).
 _MAX_LOADED = 2
+# A request's job folder (its results, downloadable from the page) is deleted this long after it was
+# made, at the next request; Gradio's own cache of uploads goes after the same time.
+JOB_LIFETIME_S = 6 * 3600
+# How long close() waits for a request in flight to stop at its next tile or frame.
+STOP_WAIT_S = 60.0
 
-Progress = Callable[[int, int, str], None]
+
+class ServiceStopped(ImgxlateError):
+    """The server is stopping: the request in flight ends at its next tile, frame or image."""
+
+Progress = Callable[[float, int, str], None]  # (done, total, what): done may be fractional
 
 
 @dataclass(frozen=True)
@@ -136,16 +145,19 @@ def _choice(pair: Any, model: str, default_target: str) -> ModelChoice:
 
 
 def _unique_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``stem (2).ext`` ... when an earlier upload of this request had the same name."""
+    """``name``, or ``stem (2).ext`` ... when an earlier upload of this request had the same stem (in
+    any case, with any suffix): a result keeps its upload's stem but may change its suffix
+    (``IMG_0002.HEIC`` is written as ``IMG_0002.png``), so two uploads with one stem could claim one
+    output name."""
     base = Path(name).name or "upload"
     if base.startswith("."):
         base = "upload" + base  # hidden names are skipped by the batch planner's folder walk
     stem, suffix = Path(base).stem, Path(base).suffix
     candidate, n = base, 1
-    while candidate.lower() in taken:
+    while Path(candidate).stem.lower() in taken:
         n += 1
         candidate = f"{stem} ({n}){suffix}"
-    taken.add(candidate.lower())
+    taken.add(Path(candidate).stem.lower())
     return candidate
 
 
@@ -194,6 +206,29 @@ class WebService:
         self.jobs.mkdir(exist_ok=True)
         self._loaded: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._active = 0  # requests doing model work now
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def _request(self) -> Any:
+        """Around one request's work: counted, so that :meth:`close` can wait for it to stop."""
+        with self._idle:
+            if self._stopping.is_set():
+                raise ServiceStopped("the server is stopping; this request was not started")
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def check_running(self) -> None:
+        """Raise :class:`ServiceStopped` once the server is stopping (called at every tile, frame and
+        image of a request, so a stop does not wait for a whole large image or clip)."""
+        if self._stopping.is_set():
+            raise ServiceStopped("the server is stopping; this request was cut short")
 
     # --------------------------------------------------------------------------------- models
     def choice(self, label: str | None) -> ModelChoice:
@@ -246,6 +281,12 @@ class WebService:
 
     # --------------------------------------------------------------------------------- images
     def new_job(self) -> Path:
+        """A new request's folder; folders of requests older than :data:`JOB_LIFETIME_S` go first."""
+        now = time.time()
+        for old in self.jobs.iterdir():
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > JOB_LIFETIME_S:
+                    shutil.rmtree(old)
         job = self.jobs / uuid.uuid4().hex[:12]
         job.mkdir()
         return job
@@ -262,11 +303,16 @@ class WebService:
         Each result keeps its upload's name and format as ``imgxlate convert --format same`` would
         write it; failures carry the CLI's reason with the upload's name in place of the temp path.
         """
+        if not uploads:
+            raise UsageError("no images uploaded; drop one or more image files on the page first")
+        with self._request():
+            return self._convert_images(uploads, label, target, progress)
+
+    def _convert_images(self, uploads: Sequence[str | os.PathLike[str]], label: str | None, target: str | None,
+                        progress: Progress | None) -> BatchOutcome:
         from imgxlate import convert_paths
         from imgxlate.options import ImageOptions
 
-        if not uploads:
-            raise UsageError("no images uploaded; drop one or more image files on the page first")
         translator = self.translator(label, target)
         job = self.new_job()
         in_dir, out_dir, view_dir = job / "in", job / "out", job / "view"
@@ -291,23 +337,26 @@ class WebService:
             """Progress inside the image being translated: a large image's tiles, an animation's frames."""
 
             def report(done: int, count: int) -> None:
-                assert progress is not None
-                name = names[staged[min(finished[0], total - 1)]]
-                progress(finished[0], total, f"translating {name}: {unit} {done} of {count}")
+                self.check_running()
+                if progress is not None:  # the image's share of the bar grows with its tiles
+                    name = names[staged[min(finished[0], total - 1)]]
+                    progress(finished[0] + done / max(count, 1), total, f"translating {name}: {unit} {done} of {count}")
 
             return report
 
         if progress is not None:
             progress(0, total, f"translating {names[staged[0]]}")
-            # one job at a time uses the shared session (one queue slot)
-            translator.tile_progress, translator.frame_progress = inside("tile"), inside("frame")
+        # one job at a time uses the shared session (one queue slot)
+        translator.tile_progress, translator.frame_progress = inside("tile"), inside("frame")
         results = convert_paths(staged, out_dir, translator=translator,
                                 options=ImageOptions(max_pixels=self.max_pixels), recursive=False)
         try:
             for i, r in enumerate(results, start=1):
+                self.check_running()
                 finished[0] = i
                 name = names.get(Path(r.src), Path(r.src).name)
-                pairs = [(Path(r.src), name), (Path(r.dst), Path(r.dst).name)]
+                # every server path a reason may name, as the user knows it
+                pairs = [*names.items(), (Path(r.dst), Path(r.dst).name)]
                 if r.status == "converted":
                     outcome = ImageOutcome(name, "converted", seconds=r.seconds, width=r.width, height=r.height,
                                            output=Path(r.dst), notes=tuple(n.text for n in r.notes))
@@ -326,6 +375,7 @@ class WebService:
         finally:
             results.close()
             translator.tile_progress = translator.frame_progress = None
+            shutil.rmtree(in_dir, ignore_errors=True)  # the staged uploads (hard links keep their data)
         zip_path = self._zip([o.output for o in outcomes if o.output is not None], job / "imgxlate-results.zip")
         return BatchOutcome(
             outcomes, zip_path, self.provider_line(translator), translator.pair.name,
@@ -381,7 +431,13 @@ class WebService:
     ) -> VideoOutcome:
         """Translate an uploaded clip to ``<stem>.<target>.mp4`` (H.264, its sound kept) in a job
         folder, through the same function as ``imgxlate video``; only its first ``max_video_seconds``."""
+        with self._request():
+            return self._convert_video(upload, label, target, progress)
+
+    def _convert_video(self, upload: str | os.PathLike[str], label: str | None, target: str | None,
+                       progress: Progress | None) -> VideoOutcome:
         from imgxlate.video import convert_video, default_output
+        from imgxlate.video.probe import probe_video
 
         src_upload = self._inside_workdir(Path(upload))
         translator = self.translator(label, target)
@@ -391,26 +447,42 @@ class WebService:
         dst = default_output(src, translator.metadata.target, job / "out")
 
         def report(done: int, total: int | None) -> None:
+            self.check_running()
             if progress is not None:
                 progress(done, max(total or 0, done), "frames")
 
         limit = self.max_video_seconds
         try:
+            whole = probe_video(src).duration  # seconds of the clip; 0 where the file does not say
             result = convert_video(src, dst, translator, duration=limit, progress=report)
         except ImgxlateError as err:
+            if isinstance(err, ServiceStopped):
+                raise
             raise type(err)(_public_reason(str(err), [(src, src.name), (dst, dst.name)])) from None
+        finally:
+            with contextlib.suppress(OSError):
+                src.unlink()  # the staged upload
         limited = None
-        if limit is not None and result.duration >= limit - 0.5 / max(result.fps, 1.0):
+        # cut short: the clip is longer than the limit (by more than half a frame)
+        if limit is not None and (whole or 0.0) > limit + 0.5 / max(result.fps, 1.0):
             limited = limit
         return VideoOutcome(src.name, dst, result.frames, result.width, result.height, result.seconds,
                             result.audio, self.provider_line(translator), translator.metadata.target, limited,
                             list(result.warnings))
 
     # --------------------------------------------------------------------------------- cleanup
-    def close(self) -> None:
-        """Drop the sessions and delete the temp folder (when this service created it)."""
-        with self._lock:
-            self._loaded.clear()
+    def close(self, wait: float = STOP_WAIT_S) -> bool:
+        """Stop: a request in flight ends at its next tile, frame or image (:class:`ServiceStopped`),
+        new ones are refused; then drop the sessions and delete the temp folder (when this service
+        created it). Returns False when a request was still running after ``wait`` seconds (its
+        runtime session is then still in use: the caller must end the process without unloading it)."""
+        self._stopping.set()
+        with self._idle:
+            ended = self._idle.wait_for(lambda: self._active == 0, timeout=wait)
+        if ended:
+            with self._lock:
+                self._loaded.clear()
         if self._owns_workdir:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.workdir)
+        return ended

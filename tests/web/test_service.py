@@ -145,3 +145,99 @@ def test_a_multi_page_upload_keeps_its_pages_or_says_what_was_left_out(service: 
         assert im.n_frames == 2
     assert len(deep.notes) == 1 and "2 pages" in deep.notes[0]
     assert "2 pages" in batch_summary(outcome)
+
+
+def test_a_stop_ends_the_request_in_flight_at_its_next_tile(tiny_pair: Path, tmp_path: Path) -> None:
+    """close() while a request translates (a server's Ctrl-C, SIGTERM): the request stops at its next
+    tile or image with ServiceStopped, close() waits for that before it unloads the sessions (a session
+    freed under a running thread aborted the process: exit 134), then the temp folder goes."""
+    import threading
+    import time
+
+    from imgxlate.web.service import ServiceStopped
+
+    svc = WebService(model=str(tiny_pair), threads=1)
+    translator = svc.translator()
+    translator.max_memory = 1  # exact tiles: a check at every tile
+    big = _upload(svc, web_inputs.jpeg(tmp_path / "big.jpg", 320, 240), "u1")
+    reached, outcome = threading.Event(), {}
+
+    def progress(done: float, total: int, what: str) -> None:
+        if ": tile " in what and not reached.is_set():
+            reached.set()
+            while not svc._stopping.is_set():  # hold the request here until the stop comes
+                time.sleep(0.01)
+
+    def request() -> None:
+        try:
+            svc.convert_images([big, big], progress=progress)
+        except Exception as exc:  # noqa: BLE001 - the outcome is the assertion
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    assert reached.wait(60)
+    assert svc.close(wait=60) is True
+    worker.join(60)
+    assert isinstance(outcome.get("error"), ServiceStopped), outcome
+    assert not svc.workdir.exists()
+    with pytest.raises(ServiceStopped, match="not started"):  # nothing new starts once stopping
+        svc.convert_images([big])
+
+
+def test_progress_within_an_image_is_fractional_and_stems_stay_unique(service: WebService, tmp_path: Path) -> None:
+    """A large image's bar moves with its tiles (it sat at 0% for minutes), and two uploads with one
+    stem (IMG_0002.HEIC is written as IMG_0002.png) get two output names instead of one failing with a
+    server path in its reason."""
+    translator = service.translator(service.default_choice.label, "zebra")
+    translator.max_memory = 1
+    a = _upload(service, web_inputs.jpeg(tmp_path / "IMG_0002.jpg", 320, 240), "u1")
+    b = _upload(service, web_inputs.jpeg(tmp_path / "img_0002.JPEG", 32, 24), "u2")
+    steps: list[tuple[float, int, str]] = []
+    outcome = service.convert_images([a, b], progress=lambda d, t, s: steps.append((d, t, s)))
+    assert [o.status for o in outcome.images] == ["converted", "converted"]
+    assert [o.name for o in outcome.images] == ["IMG_0002.jpg", "img_0002 (2).JPEG"]
+    inside = [d for d, _, s in steps if ": tile " in s]
+    assert any(0 < d < 1 for d in inside), steps
+    # the staged copies of the uploads are gone once the request is done; the results stay
+    job = outcome.images[0].output.parent.parent
+    assert not (job / "in").exists() and (job / "out").is_dir()
+
+
+def test_job_folders_older_than_their_lifetime_go_at_the_next_request(service: WebService, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from imgxlate.web import service as service_module
+
+    old, recent = service.new_job(), service.new_job()
+    (old / "result.png").write_bytes(b"x")
+    past = time.time() - service_module.JOB_LIFETIME_S - 60
+    os.utime(old, (past, past))
+    service.new_job()
+    assert not old.exists() and recent.exists()
+
+
+def test_a_clip_is_said_to_be_cut_only_when_it_was(tiny_pair: Path, tmp_path: Path) -> None:
+    """The note "only the first N s were converted" came for a clip whose every frame was converted
+    when the clip was about as long as the limit; it now compares the clip's own length."""
+    pytest.importorskip("av")
+    svc = WebService(model=str(tiny_pair), threads=1, max_video_seconds=2.01)
+    try:
+        clip = _upload(svc, web_inputs.clip_with_sound(tmp_path / "two.mp4", seconds=2.0, fps=10), "u1")
+        whole = svc.convert_video(clip)
+        assert whole.frames == 20 and whole.limited_to is None
+        svc.max_video_seconds = 1.0
+        cut = svc.convert_video(clip)
+        assert cut.limited_to == 1.0 and cut.frames == 10
+    finally:
+        svc.close()
+
+
+def test_ipv6_hosts_are_refused_with_what_works() -> None:
+    """--host ::1 crashed inside Gradio (it builds unbracketed URLs); it is a usage error now."""
+    from imgxlate.web.app import check_host
+
+    for host in ("::1", "::"):
+        with pytest.raises(UsageError, match="cannot listen on IPv6 addresses; use 127.0.0.1"):
+            check_host(host)
