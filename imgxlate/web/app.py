@@ -245,8 +245,8 @@ def serve(
     if max_upload_mb <= 0:
         raise UsageError(f"--max-upload-mb must be more than 0, got {max_upload_mb:g}")
     check_host(host)
+    demo = build_app(service)  # first: it points Gradio's temp folder at the service's, then imports it
     gr = require_gradio()
-    demo = build_app(service)
     demo.queue(max_size=queue_size, default_concurrency_limit=1)
     try:
         demo.launch(

@@ -39,7 +39,9 @@ def test_unknown_model_is_the_cli_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path, sig: int) -> None:
     pytest.importorskip("gradio")
-    with harness.run_server(["--model", str(tiny_pair)], tmp_path / "serve.log") as server:
+    tmp = tmp_path / "tmp"  # the server's TMPDIR: nothing of it may stay there (Gradio's files included)
+    tmp.mkdir()
+    with harness.run_server(["--model", str(tiny_pair)], tmp_path / "serve.log", env={"TMPDIR": str(tmp)}) as server:
         log = server.log()
         assert "imgxlate serve: http://127.0.0.1:" in log and "CPUExecutionProvider" in log
         m = re.search(r"temp folder: (\S+)", log)
@@ -54,6 +56,7 @@ def test_serves_only_its_own_files_and_cleans_up(tiny_pair: Path, tmp_path: Path
         code = server.stop(sig)
     assert code == 0, server.log()
     assert not workdir.exists()
+    assert [p.name for p in tmp.iterdir() if p.name != ".ses"] == []  # .ses: onnxruntime's own, at import
     assert "stopped" in server.log()
 
 
