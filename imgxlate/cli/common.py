@@ -260,18 +260,22 @@ def one_line(text: object) -> str:
 
 
 def emit_json(doc: Any) -> None:
-    """One JSON document on stdout (the only thing a command writes there with --json). Standard
-    output that cannot take it (a full disk, a closed pipe) is one error line and exit 1, not a
-    traceback; what the command did is on stderr too."""
+    """One JSON document on stdout (the only thing a command writes there with --json)."""
+    write_stdout(json.dumps(doc, indent=2) + "\n")
+
+
+def write_stdout(text: str) -> None:
+    """A command's results on stdout. Standard output that cannot take them (a full disk, a closed
+    pipe) is one error line naming standard output and exit 1, not a traceback or advice about the
+    output folder; what the command did is on stderr too."""
     try:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(text)
         sys.stdout.flush()
     except OSError as exc:
-        from imgxlate._atomic import explain_write_error
-
         with contextlib.suppress(OSError):  # nothing more goes to that stdout, not even at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print_error(f"cannot write the JSON result to standard output: {explain_write_error(exc)}")
+        print_error(f"cannot write the results to standard output ({exc.strerror or exc}); send them where "
+                    "they can be written")
         raise typer.Exit(1) from None
 
 

@@ -46,6 +46,7 @@ from imgxlate.cli.common import (
     progress_bar,
     stderr,
     stop_signals,
+    write_stdout,
 )
 from imgxlate.tiling.auto import parse_memory
 
@@ -295,11 +296,12 @@ def _print_dry_run(plans: Any, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    for row in rows:  # one line per file, whatever its name holds
-        if row["action"] == "convert":
-            sys.stdout.write(f"convert\t{one_line(row['src'])}\t-> {one_line(row['dst'])}\n")
-        else:
-            sys.stdout.write(f"{row['action']}\t{one_line(row['src'])}\t{one_line(row['reason'])}\n")
+    lines = [  # one line per file, whatever its name holds
+        f"convert\t{one_line(row['src'])}\t-> {one_line(row['dst'])}\n" if row["action"] == "convert"
+        else f"{row['action']}\t{one_line(row['src'])}\t{one_line(row['reason'])}\n"
+        for row in rows
+    ]
+    write_stdout("".join(lines))
     counts = {a: sum(r["action"] == a for r in rows) for a in ("convert", "skipped", "failed", "ignored")}
     stderr.print(
         f"dry run: would convert {counts['convert']}; skipped {counts['skipped']}, failed {counts['failed']}, "

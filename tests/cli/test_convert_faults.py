@@ -527,8 +527,14 @@ def test_json_reports_and_stops_that_cannot_be_written_or_are_early(tiny_pair: P
                                   "--json"), stdout=full, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
                              timeout=120, check=False)
     assert res.returncode == 1
-    assert "cannot write the JSON result to standard output" in res.stderr and "Traceback" not in res.stderr
+    assert "cannot write the results to standard output" in res.stderr and "Traceback" not in res.stderr
     assert (tmp_path / "out" / "a.png").is_file()  # the work itself was done
+    with open("/dev/full", "w") as full:  # --dry-run's table: standard output is named, not the output folder
+        res = subprocess.run(_cmd("convert", src, "--out", tmp_path / "out2", "--model", tiny_pair, "--dry-run"),
+                             stdout=full, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), timeout=120,
+                             check=False)
+    assert res.returncode == 1 and "cannot write the results to standard output" in res.stderr, res.stderr
+    assert "output folder" not in res.stderr
     code = "import imgxlate.cli as c; c._JSON_ERROR = True; c._interrupted_early(2, None)"
     early = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert early.returncode == 130 and early.stderr == "interrupted\n"
