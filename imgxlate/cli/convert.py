@@ -240,7 +240,9 @@ def convert(
     if stopped:
         stderr.print(f"[bold red]error:[/] {escape(stopped)}")
         if not_started:
-            stderr.print(f"stopped: {not_started} file(s) not started; run the same command again once there is room")
+            again = ("run the command again without --overwrite once there is room (with it, the finished "
+                     "files would be made again)" if overwrite else "run the same command again once there is room")
+            stderr.print(f"stopped: {not_started} file(s) not started; {again}")
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "

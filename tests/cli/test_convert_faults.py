@@ -160,6 +160,25 @@ def test_full_disk_injected_short_write(tiny_pair: Path, tmp_path: Path, monkeyp
     assert len(outputs(out)) == 1 and not temps(out)
 
 
+def test_full_disk_with_overwrite_says_to_rerun_without_it(tiny_pair: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a disk-full stop the advice is to run the same command again; with --overwrite that would
+    make the finished files again, so the advice says to drop it."""
+    from typer.testing import CliRunner
+
+    from imgxlate.cli.app import app
+
+    src = tmp_path / "in"
+    for i in range(12):
+        noise(src / f"p{i:02d}.png", 40, 40, seed=i)
+    budget = disk_with_room(monkeypatch)
+    budget["left"] = 100
+    res = CliRunner().invoke(app, ["convert", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_pair),
+                                   "--overwrite", "-q"])
+    assert res.exit_code == 1, res.output
+    assert "not started; run the command again without --overwrite" in res.stderr, res.stderr
+
+
 def test_full_disk_injected_short_write_of_an_animation(tiny_pair: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Animated GIFs written back as GIFs go through the same verified write: a short write then ENOSPC
