@@ -156,12 +156,6 @@ def _sync_fd(fd: int, target: Path, expected: int | None) -> None:
             raise disk_full_error(target, f"only {size} of {expected} bytes reached the disk")
 
 
-# Where os.link fails for want of hard links (FAT/exFAT, some network and FUSE file systems).
-_NO_HARD_LINKS = frozenset(
-    getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EMLINK", "ENOSYS", "EXDEV") if hasattr(errno, name)
-)
-
-
 def _place(tmp: Path, target: Path, replace: bool) -> None:
     """Give the finished temp file its name: ``os.replace``, or with ``replace`` False only where no
     file is there yet (one a concurrent run wrote since the caller looked is kept:
@@ -178,15 +172,16 @@ def _place(tmp: Path, target: Path, replace: bool) -> None:
     try:
         os.link(tmp, target)
     except FileExistsError:
+        if os.path.islink(target) and not os.path.exists(target):
+            os.replace(tmp, target)  # a dangling link is no file: written over, as before
+            return
         raise exists from None
-    except OSError as exc:
-        if exc.errno not in _NO_HARD_LINKS:
-            raise
-        if os.path.lexists(target):
+    except OSError:  # no hard links here: EPERM, ENOTSUP, EXDEV, ... (Windows on FAT/exFAT: EINVAL)
+        if os.path.lexists(target) and os.path.exists(target):
             raise exists from None
         os.replace(tmp, target)
         return
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # the file is in place; a temp name left is swept later
         os.unlink(tmp)
 
 

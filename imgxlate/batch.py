@@ -24,7 +24,7 @@ from imgxlate.imaging.notices import collected
 from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs, same_folder
 from imgxlate.notes import Note
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, ImageOptions
-from imgxlate.translator import Translator
+from imgxlate.translator import Translator, is_out_of_memory
 
 
 @dataclass
@@ -203,7 +203,7 @@ def failure_reason(exc: BaseException) -> str:
     file and what the error means (``_atomic.explain_write_error``); else the exception's first line."""
     if isinstance(exc, ImgxlateError):
         return str(exc)
-    if isinstance(exc, MemoryError):
+    if is_out_of_memory(exc):  # numpy's MemoryError, and a runtime's (ONNX Runtime on CUDA: a RuntimeError)
         return "out of memory; use a smaller --tile (e.g. --tile 512) or --device cpu"
     if isinstance(exc, OSError):
         import errno

@@ -233,7 +233,7 @@ class Translator:
 
     def _retry_tile(self, height: int, width: int, exc: BaseException, tiling: str = "exact") -> int:
         """The tile edge to retry a whole-image run that ran out of memory with (re-raises others)."""
-        if not _out_of_memory(exc) or self.engine.fixed_size is not None:
+        if not is_out_of_memory(exc) or self.engine.fixed_size is not None:
             raise exc
         from imgxlate.tiling.auto import MIN_TILE
 
@@ -343,16 +343,10 @@ class Translator:
             return [self.translate_rgb(a, tile=0) for a in arrays]
         if len({a.dtype for a in arrays}) > 1:  # uint8 beside float: stack them all as [0, 1] floats
             arrays = [unit_float(a) for a in arrays]
-        x = self._to_model(np.stack(arrays))
-        try:
-            return list(self._from_model(self._run_whole(x)))
-        except Exception as exc:  # only out-of-memory errors are retried
-            if len(arrays) == 1 or not _out_of_memory(exc):
-                raise
-        # The estimate let them through together and the device said no: one at a time, each retried in
-        # tiles if even that does not fit (as one image is).
-        self._warn(f"a batch of {len(arrays)} images ran out of memory; running them one at a time")
-        return [self.translate_rgb(a, tile=0) for a in arrays]
+        y = self._run_batch(self._to_model(np.stack(arrays)), "images")
+        if y is None:  # one at a time, each retried in tiles if even that does not fit (as one image is)
+            return [self.translate_rgb(a, tile=0) for a in arrays]
+        return list(self._from_model(y))
 
     def translate_batch(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 RGB frames of one size -> (N, H, W, 3) uint8: in one engine run when the
@@ -362,10 +356,23 @@ class Translator:
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise UsageError(f"translate_batch takes (N, H, W, 3) uint8 frames, got {frames.dtype} {frames.shape}")
         n, h, w = frames.shape[:3]
-        if not self._batch_fits(h, w, n):
+        y = self._run_batch(uint8_to_model(frames, self.metadata.input_range), "frames") \
+            if self._batch_fits(h, w, n) else None
+        if y is None:
             return np.stack([self.translate_rgb(f, dtype=np.uint8) for f in frames])
-        y = self._run_whole(uint8_to_model(frames, self.metadata.input_range))
         return model_to_uint8(y, self.metadata.output_range)
+
+    def _run_batch(self, x: np.ndarray, what: str) -> np.ndarray | None:
+        """One whole engine run of a batch (N, 3, H, W); None (and a warning) when N > 1 and it ran out
+        of memory: the estimate let the batch through and the device said no, so the caller goes one
+        at a time. Other errors are raised."""
+        try:
+            return self._run_whole(x)
+        except Exception as exc:  # only out-of-memory errors are retried
+            if len(x) == 1 or not is_out_of_memory(exc):
+                raise
+        self._warn(f"a batch of {len(x)} {what} ran out of memory; running them one at a time")
+        return None
 
     def translate(
         self, image: Any, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"
@@ -428,7 +435,7 @@ def load_model(
     return Translator(resolved, engine, resolved.notes)
 
 
-def _out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     """Is this a runtime's out-of-memory error (numpy, ONNX Runtime CPU/CUDA, OpenVINO)?"""
     if isinstance(exc, MemoryError):
         return True

@@ -225,17 +225,18 @@ def test_file_held_by_another_live_process_is_kept(tmp_path: Path) -> None:
     assert remove_stale_temps([tmp_path], time.time()) == [held]
 
 
-@pytest.mark.parametrize("hard_links", [True, False])
+@pytest.mark.parametrize("link_errno", [None, errno.EPERM, errno.EINVAL], ids=["links", "eperm", "einval"])
 def test_no_replace_keeps_a_file_that_appeared_meanwhile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         hard_links: bool) -> None:
+                                                         link_errno: int | None) -> None:
     """``replace=False``: a new name is written as usual; a file another writer put at the target is
     kept, the writer gets OutputExistsError and no temp file stays. Without hard links (FAT, some
-    network file systems: os.link fails with EPERM) the same, by a check just before the rename."""
+    network file systems: os.link fails with EPERM; Windows on FAT/exFAT with EINVAL) the same, by a
+    check just before the rename. A dangling link at the name is written over (it is no file)."""
     from imgxlate.errors import OutputExistsError
 
-    if not hard_links:
+    if link_errno is not None:
         def no_link(src: object, dst: object) -> None:
-            raise OSError(errno.EPERM, "Operation not permitted")
+            raise OSError(link_errno, "no hard links here")
 
         monkeypatch.setattr(_atomic.os, "link", no_link)
     target = tmp_path / "out.png"
@@ -248,6 +249,10 @@ def test_no_replace_keeps_a_file_that_appeared_meanwhile(tmp_path: Path, monkeyp
     assert target.read_bytes() == b"theirs" and _temps(tmp_path) == []
     write_bytes_atomic(target, b"replaced")  # the default replaces
     assert target.read_bytes() == b"replaced"
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "gone.png")
+    write_bytes_atomic(dangling, b"new", replace=False)
+    assert not dangling.is_symlink() and dangling.read_bytes() == b"new"
 
 
 def test_disk_full_while_making_the_folder_or_the_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

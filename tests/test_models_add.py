@@ -359,7 +359,7 @@ def test_hub_without_the_extra_names_it(home: Path, monkeypatch: pytest.MonkeyPa
 
 def test_a_killed_install_s_staging_folder_goes_at_the_next_install(home: Path, tiny_pair: Path) -> None:
     """SIGKILL during `models add` leaves `.imgxlate-tmp-*` in the models folder (12-20 MB each); the
-    next install removes those in which nothing changed for an hour, and keeps a live one."""
+    next install removes those in which nothing changed for a day, and keeps a live one."""
     import os
 
     home.mkdir(parents=True, exist_ok=True)
@@ -369,7 +369,7 @@ def test_a_killed_install_s_staging_folder_goes_at_the_next_install(home: Path, 
     live = home / ".imgxlate-tmp-def456"
     (live / ".download").mkdir(parents=True)
     (live / ".download" / "model.onnx").write_bytes(b"still downloading")
-    past = time.time() - 2 * 3600
+    past = time.time() - 25 * 3600
     for p in (stale / ".download" / "model.onnx", stale / ".download", stale, live):
         os.utime(p, (past, past))  # the live one's file is fresh: its download is going on
     reg.install_model(tiny_pair, name="pair")

@@ -388,6 +388,39 @@ def test_a_batch_that_runs_out_of_memory_goes_one_image_at_a_time(tiny_pair: Pat
     assert any(n.kind == "fallback" and "batch of 3" in n.text for n in t.notes)
 
 
+def test_a_video_batch_that_runs_out_of_memory_goes_one_frame_at_a_time(tiny_pair: Path) -> None:
+    """The same for a video's frames (a CUDA out-of-memory on a batch of 4 frames killed the video)."""
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend="onnxruntime")
+    frames = np.stack([(rand_rgb(40, 48, seed) * 255).astype(np.uint8) for seed in range(3)])
+    alone = np.stack([t.translate_rgb(f, dtype=np.uint8) for f in frames])
+    run_whole = t._run_whole
+
+    def no_room_for_three(x: np.ndarray) -> np.ndarray:
+        if len(x) > 1:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned "
+                               "while running Conv node.\nFailed to allocate memory for requested buffer")
+        return run_whole(x)
+
+    t._run_whole = no_room_for_three  # type: ignore[method-assign]
+    with pytest.warns(UserWarning, match="a batch of 3 frames ran out of memory"):
+        out = t.translate_batch(frames)
+    assert np.array_equal(out, alone)
+    t._run_whole = lambda x: (_ for _ in ()).throw(RuntimeError("a bug, not memory"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a bug"):
+        t.translate_batch(frames)
+
+
+def test_a_runtime_out_of_memory_error_reads_as_one() -> None:
+    """ONNX Runtime's CUDA out-of-memory is a RuntimeError whose 'Failed to allocate' comes after 300
+    characters of context: the file's reason is the short advice, as for numpy's MemoryError."""
+    from imgxlate.batch import failure_reason
+
+    long = ("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. "
+            + "Name:'/model/Conv_12' " * 20 + "Status Message: Failed to allocate memory for requested buffer of size 1")
+    for exc in (RuntimeError(long), MemoryError()):
+        assert failure_reason(exc).startswith("out of memory; use a smaller --tile")
+
+
 @pytest.mark.parametrize("budget", [1, 1 << 30])
 def test_read_ahead_is_bounded_by_the_bytes_it_holds(
     tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int

@@ -77,7 +77,8 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         torch.distributed.init_process_group(backend=backend)
     precision = cfg.precision
     if precision == "auto":
-        bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        # not emulated: before Ampere (compute capability 8) torch would run bf16 in software
+        bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
         precision = "bf16" if bf16_ok else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on this device")

@@ -268,6 +268,9 @@ def write_stdout(text: str) -> None:
     """A command's results on stdout. Standard output that cannot take them (a full disk, a closed
     pipe) is one error line naming standard output and exit 1, not a traceback or advice about the
     output folder; what the command did is on stderr too."""
+    import imgxlate.cli
+
+    imgxlate.cli._JSON_ERROR = False  # one JSON document: a late Ctrl-C must not add an error object
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -437,8 +440,8 @@ def progress_bar(quiet: bool, rate_prefix: str = "", log_every: float = LOG_EVER
     class LoggedProgress(Progress):
         def __init__(self, *columns: Any, **kwargs: Any) -> None:
             super().__init__(*columns, **kwargs)
-            self._logged: dict[Any, float] = {}
             self.lines = not quiet and not self.console.is_terminal
+            self._said: dict[Any, tuple[float, float]] = {}  # task -> (when, completed) last printed
 
         def update(self, task_id: Any, **kwargs: Any) -> None:
             super().update(task_id, **kwargs)
@@ -448,23 +451,26 @@ def progress_bar(quiet: bool, rate_prefix: str = "", log_every: float = LOG_EVER
             super().advance(task_id, advance)
             self._log(task_id)
 
+        def stop(self) -> None:
+            if self.lines:  # every task's last state, unless that is what was printed last
+                for task_id, task in list(self._tasks.items()):
+                    if self._said.get(task_id, (0.0, -1.0))[1] != task.completed:
+                        self._line(task_id)
+            super().stop()
+
         def _log(self, task_id: Any) -> None:
-            if not self.lines:
-                return
-            task = self._tasks.get(task_id)
-            if task is None:
+            if not self.lines or task_id not in self._tasks:
                 return
             now = time.monotonic()
-            last = self._logged.setdefault(task_id, now)  # the first line after log_every
-            done = task.total is not None and task.completed >= task.total
-            if not done and now - last < log_every:
-                return
-            if done and self._logged.get((task_id, "done")):
-                return
-            self._logged[task_id] = now
-            self._logged[(task_id, "done")] = done
+            when, _ = self._said.setdefault(task_id, (now, -1.0))  # the first line after log_every
+            if now - when >= log_every:
+                self._line(task_id)
+
+        def _line(self, task_id: Any) -> None:
+            task = self._tasks[task_id]
+            self._said[task_id] = (time.monotonic(), task.completed)
             count = f"{task.completed:.0f}" + (f"/{task.total:.0f} ({100 * task.completed / max(task.total, 1):.0f}%)"
-                                               if task.total is not None else "")
+                                               if task.total else "")
             rate = str(task.fields.get("rate", ""))
             line = Text.from_markup(task.description)  # the description is markup (names escaped)
             line.append(f" {count}{' ' + rate_prefix + rate if rate else ''}")
@@ -480,16 +486,4 @@ def progress_bar(quiet: bool, rate_prefix: str = "", log_every: float = LOG_EVER
         TimeRemainingColumn(),
         console=stderr,
         disable=quiet or not stderr.is_terminal,  # off a terminal the plain lines above say it all
-    )
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(rate_prefix + "{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=quiet,
     )

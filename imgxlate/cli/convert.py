@@ -258,12 +258,12 @@ def convert(
         if existing and not overwrite:
             stderr.print(f"{existing} skipped (existing outputs are kept; pass --overwrite to redo them)")
         if videos:
-            shown = ", ".join(escape(str(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
+            shown = ", ".join(escape(one_line(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
             stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")
         for r in results:
             for note in r.notes:
                 if note.kind in ("partial", "image"):
-                    print_warning(f"{r.src}: {note.text}")
+                    print_warning(one_line(f"{r.src}: {note.text}"))
     if interrupted:
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:

@@ -31,18 +31,26 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "openvino")
 PANEL_SERVER = "Server"
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals(service: Any) -> None:
     """Ctrl-C and SIGTERM (a service manager, ``docker stop``) stop the page the normal way: the temp
     folder goes, "stopped", exit 0. (``main()``'s early SIGINT handler would exit 130 as "interrupted":
-    for a server, Ctrl-C is how it is meant to end.)"""
+    for a server, Ctrl-C is how it is meant to end.) A second signal while the first is handled (the
+    wait for a request in flight) ends the process at once, the temp folder removed first. A signal
+    the server was started with ignored stays ignored (as every command keeps it)."""
     if threading.current_thread() is not threading.main_thread():
         return
+    seen: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+        service.remove_workdir()
+        os._exit(128 + signum)
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
 
 
 def serve(
@@ -90,7 +98,7 @@ def serve(
             # Gradio fixes its temp folder when it is imported: the service's, so nothing is left elsewhere
             from imgxlate.web.app import serve as run_page
 
-            _stop_on_signals()
+            _stop_on_signals(service)
             translator = service.translator()
             stderr.print(f"{escape(translator.describe())}; {escape(service.provider_line(translator))}")
             stderr.print(f"temp folder: {escape(str(service.workdir))} (uploads and results; removed on exit)")

@@ -249,7 +249,7 @@ def video(
                         stderr.print(f"skipped {escape(one_line(src))}: {escape(one_line(results[-1].reason))}")
                     continue
                 with progress_bar(quiet_ui, "") as progress:
-                    task = progress.add_task(escape(src.name), total=None, rate="")
+                    task = progress.add_task(escape(one_line(src.name)), total=None, rate="")
                     first: list[tuple[int, float]] = []
 
                     def report(done: int, total: int | None, task: Any = task, first: Any = first) -> None:
@@ -282,13 +282,13 @@ def video(
                 results.append(r)
                 if not quiet:  # -q is errors only, as for convert (the warnings are in --json's results)
                     for w in r.warnings:
-                        print_warning(f"{src.name}: {w}")
+                        print_warning(one_line(f"{src.name}: {w}"))
                 if quiet_ui:
                     continue
                 if r.status == "skipped":
                     stderr.print(f"skipped {escape(one_line(src))}: {escape(one_line(r.reason))}")
                 else:
-                    where = escape(str(r.dst if r.dst is not None else r.frames_dir))
+                    where = escape(one_line(r.dst if r.dst is not None else r.frames_dir))
                     resumed = f", {r.resumed_frames} of them from the interrupted run" if r.resumed_frames else ""
                     stderr.print(
                         f"wrote {where}: {r.frames} frames {r.width}x{r.height} in {r.seconds:.1f} s "

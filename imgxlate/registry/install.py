@@ -452,13 +452,14 @@ def install_model(
 
 
 # A staging folder whose newest entry is older than this is a killed install's (a download in
-# progress keeps writing its file, so an install that is alive is never this quiet).
-_STALE_STAGING_S = 3600
+# progress keeps writing its file; a Hugging Face download fills its own cache first and leaves the
+# staging folder empty meanwhile, so the margin is a day, not the length of a download).
+_STALE_STAGING_S = 24 * 3600
 
 
 def remove_stale_staging(root: Path) -> list[Path]:
     """Remove the staging folders (``.imgxlate-tmp-*``) that killed installs and removals left in the
-    models folder ``root``: those in which nothing (the folder or anything in it) changed for an hour.
+    models folder ``root``: those in which nothing (the folder or anything in it) changed for a day.
     Returns the folders removed; one that cannot be removed is left alone."""
     import time
 

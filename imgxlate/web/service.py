@@ -453,7 +453,7 @@ class WebService:
 
         limit = self.max_video_seconds
         try:
-            whole = probe_video(src).duration  # seconds of the clip; 0 where the file does not say
+            info = probe_video(src)
             result = convert_video(src, dst, translator, duration=limit, progress=report)
         except ImgxlateError as err:
             if isinstance(err, ServiceStopped):
@@ -463,9 +463,12 @@ class WebService:
             with contextlib.suppress(OSError):
                 src.unlink()  # the staged upload
         limited = None
-        # cut short: the clip is longer than the limit (by more than half a frame)
-        if limit is not None and (whole or 0.0) > limit + 0.5 / max(result.fps, 1.0):
-            limited = limit
+        if limit is not None:
+            half_frame = 0.5 / max(result.fps, 1.0)
+            # cut short: the video stream is longer than the limit; where the file does not say how
+            # long it is (a browser's recording), the frames written reached the limit
+            cut = info.span > limit + half_frame if info.span else result.duration >= limit - half_frame
+            limited = limit if cut else None
         return VideoOutcome(src.name, dst, result.frames, result.width, result.height, result.seconds,
                             result.audio, self.provider_line(translator), translator.metadata.target, limited,
                             list(result.warnings))
@@ -482,7 +485,11 @@ class WebService:
         if ended:
             with self._lock:
                 self._loaded.clear()
+        self.remove_workdir()
+        return ended
+
+    def remove_workdir(self) -> None:
+        """Delete the temp folder (uploads, results), when this service created it."""
         if self._owns_workdir:
             with contextlib.suppress(OSError):
                 shutil.rmtree(self.workdir)
-        return ended

@@ -70,6 +70,14 @@ def test_progress_prints_plain_lines_where_stderr_is_not_a_terminal(monkeypatch:
 
     assert run(False) == ["converting [a] 1/3 (33%) 1.00 img/s", "converting [a] 2/3 (67%) 2.00 img/s",
                           "converting [a] 3/3 (100%) 3.00 img/s"]
+    # a video whose frame count is unknown: lines go on (the first 'done' used to stop them), the end once
+    buf = io.StringIO()
+    monkeypatch.setattr(common, "stderr", Console(file=buf, width=200, color_system=None, force_terminal=False))
+    with common.progress_bar(False, log_every=0.0) as progress:
+        task = progress.add_task("clip.webm", total=None, rate="")
+        for done in range(1, 4):
+            progress.update(task, completed=done, total=done, rate="")
+    assert buf.getvalue().splitlines() == ["clip.webm 1/1 (100%)", "clip.webm 2/2 (100%)", "clip.webm 3/3 (100%)"]
     assert run(False, every=3600) == ["converting [a] 3/3 (100%) 3.00 img/s"]  # only the end within the period
     assert run(False, quiet=True) == []
     assert not any("3/3 (100%)" in line for line in run(True))

@@ -399,7 +399,7 @@ def test_an_output_folder_nothing_can_be_written_into_is_refused_before_any_work
             assert json.loads(res.stdout)["error"]["exit_code"] == 2
             assert "running on" not in res.stderr  # refused before the model loaded
         assert list(locked.iterdir()) == []
-        # --dry-run creates nothing; nor does the check
+        # --dry-run creates nothing (the check itself creates nothing either: see the typo test in test_cli_convert)
         res = run_cli(tmp_path, "convert", src, "--out", tmp_path / "new", "--dry-run", "--model", tiny_pair)
         assert res.returncode == 0 and not (tmp_path / "new").exists()
     finally:
@@ -558,6 +558,11 @@ def test_json_reports_and_stops_that_cannot_be_written_or_are_early(tiny_pair: P
     early = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert early.returncode == 130 and early.stderr == "interrupted\n"
     assert json.loads(early.stdout) == {"error": {"message": "interrupted", "type": "Interrupted", "exit_code": 130}}
+    # once a command has written its JSON, a late Ctrl-C adds no second document
+    code = ("import imgxlate.cli as c; c._JSON_ERROR = True; from imgxlate.cli.common import emit_json; "
+            "emit_json({'totals': {}}); c._interrupted_early(2, None)")
+    late = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert json.loads(late.stdout) == {"totals": {}}
 
 
 def test_a_sigint_the_shell_ignores_stays_ignored(tiny_pair: Path, tmp_path: Path) -> None:

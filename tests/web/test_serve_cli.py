@@ -72,3 +72,28 @@ def test_a_host_that_is_not_this_machines_is_named_not_the_port() -> None:
         check_host("999.1.1.1")
     with pytest.raises(UsageError, match="'192.0.2.1' is not an address of this machine"):  # TEST-NET-1
         check_host("192.0.2.1")
+
+
+def test_a_second_signal_while_stopping_ends_at_once_and_removes_the_temp_folder(tmp_path: Path) -> None:
+    """The first Ctrl-C waits for the request in flight; a second one used to escape that wait and
+    leave the temp folder (uploads, results) behind. It now removes it and exits at once."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "removed"
+    code = (
+        "import os, signal, time\n"
+        "from imgxlate.cli.serve import _stop_on_signals\n"
+        "class Service:\n"
+        f"    def remove_workdir(self): open({str(marker)!r}, 'w').close()\n"
+        "_stop_on_signals(Service())\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # while the first is handled\n"
+        "    time.sleep(5)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert marker.exists()

@@ -230,6 +230,14 @@ def test_a_clip_is_said_to_be_cut_only_when_it_was(tiny_pair: Path, tmp_path: Pa
         svc.max_video_seconds = 1.0
         cut = svc.convert_video(clip)
         assert cut.limited_to == 1.0 and cut.frames == 10
+        # a browser's recording says nothing of its length: cut when the frames reached the limit
+        import subprocess
+
+        live = tmp_path / "live.webm"
+        subprocess.run([web_inputs._ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
+                        "-t", "3", "-c:v", "libvpx", "-b:v", "200k", "-live", "1", "-f", "webm", str(live)], check=True)
+        recorded = svc.convert_video(_upload(svc, live, "u2"))
+        assert recorded.limited_to == 1.0 and recorded.frames == 10
     finally:
         svc.close()
 
