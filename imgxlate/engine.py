@@ -259,18 +259,32 @@ def _probe_cuda_uncached() -> tuple[bool, str]:
     ort = _ort()
     so = ort.SessionOptions()
     so.log_severity_level = 4
-    with _quiet_ort():
+    with _quiet_ort() as printed:
         try:
             sess = ort.InferenceSession(_identity_model(), so, providers=[(CUDA, dict(CUDA_OPTIONS)), CPU])
             got = sess.get_providers()
+            if got and got[0] == CUDA:  # a kernel must run too (a GPU too old for the build fails here)
+                sess.run(None, {"x": np.zeros(1, np.float32)})
         except Exception as exc:  # noqa: BLE001 - any failure means "no CUDA", with its message
             got, err = [], str(exc).splitlines()[0][:200]
         else:
             err = ""
     if got and got[0] == CUDA:
         return True, ""
+    # ONNX Runtime prints why the CUDA provider failed (an old driver, a missing library) and goes on
+    # on the CPU: that line is the reason, not the generic one
+    err = err or _ep_error(printed.getvalue())
     detail = f"missing {', '.join(missing)}" if missing else (err or "the CUDA provider could not be created")
     return False, f"{detail}; " + INSTALL_HINT.format(cuda=cuda)
+
+
+def _ep_error(printed: str) -> str:
+    """The reason in ONNX Runtime's "EP Error ... when using [...]" banner, which its Python API prints
+    on stdout when a provider fails and it falls back to the CPU ("" when there is none)."""
+    for line in printed.splitlines():
+        if line.startswith("EP Error "):
+            return line[len("EP Error "):].split(" when using ", 1)[0].strip()[:300]
+    return ""
 
 
 def _identity_model() -> bytes:
@@ -347,7 +361,9 @@ def make_session(
     when ORT cannot load the model, DeviceError when it silently fell back from CUDA to the CPU.
     ``name``: what errors call the model (default: its path, or "the model" for bytes)."""
     ort = _ort()
-    so = session_options(threads, arena=arena)
+    # On CUDA the kernels run on the GPU: one CPU thread per session (the exact tiler makes dozens of
+    # sessions; a pool of every core's threads each gave 600 threads for 40 sessions on 16 cores).
+    so = session_options(1 if provider == CUDA else threads, arena=arena)
     providers: list[Any] = [(CUDA, dict(CUDA_OPTIONS)), CPU] if provider == CUDA else [CPU]
     if provider in (COREML, DIRECTML):
         providers = [provider, CPU]
@@ -355,8 +371,10 @@ def make_session(
             so.enable_mem_pattern = False
             so.execution_mode = _ort().ExecutionMode.ORT_SEQUENTIAL
     src = model if isinstance(model, bytes) else str(model)
+    printed = io.StringIO()  # ORT's fallback banner: stdout must stay clean for --json
     try:
-        sess = ort.InferenceSession(src, so, providers=providers)
+        with contextlib.redirect_stdout(printed):
+            sess = ort.InferenceSession(src, so, providers=providers)
     except Exception as exc:
         name = name or ("the model" if isinstance(model, bytes) else str(model))
         raise InvalidModelError(
@@ -364,8 +382,9 @@ def make_session(
             "check that it is an imgxlate generator (re-export it with imgxlate-train export)"
         ) from exc
     if provider == CUDA and sess.get_providers()[0] != CUDA:
-        raise DeviceError("ONNX Runtime fell back to the CPU for this model; " + INSTALL_HINT.format(
-            cuda=_cuda_version()))
+        why = _ep_error(printed.getvalue())
+        raise DeviceError(f"ONNX Runtime fell back to the CPU for this model{f' ({why})' if why else ''}; "
+                          + INSTALL_HINT.format(cuda=_cuda_version()))
     if provider in (COREML, DIRECTML) and sess.get_providers()[0] != provider:
         raise DeviceError(f"ONNX Runtime could not create {provider} for this model; run with --device cpu")
     return sess
@@ -420,14 +439,13 @@ class OrtRunner:
         self.rewrites = rewrites
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
-        self._binding = session.io_binding() if provider == CUDA else None
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if self._binding is None:
+        if self.provider != CUDA:
             return list(self.session.run(None, feeds))
-        binding = self._binding
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
+        # A binding per call: sessions are shared across threads (a Translator used by several), and
+        # InferenceSession.run is thread-safe where one shared IOBinding is not.
+        binding = self.session.io_binding()
         for name, value in feeds.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in self.output_names:

@@ -4,6 +4,7 @@ message when no ONNX Runtime is installed (the cpu / gpu extras)."""
 from __future__ import annotations
 
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -36,3 +37,38 @@ def test_no_onnxruntime_names_the_extras(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as on an install without it
     with pytest.raises(DeviceError, match=r"ONNX Runtime is not installed: .*imgxlate\[cpu\].*imgxlate\[gpu\]"):
         eng.available_providers()
+
+
+class _FallingBackSession:
+    """What onnxruntime's InferenceSession does when the CUDA provider fails to start (an old driver):
+    prints its EP Error banner on stdout and runs on the CPU."""
+
+    made: ClassVar[list[object]] = []
+
+    def __init__(self, src: object, so: object, providers: object = None) -> None:
+        print("*************** EP Error ***************")
+        print("EP Error CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version "
+              f"when using {providers}")
+        print("Falling back to ['CPUExecutionProvider'] and retrying.")
+        _FallingBackSession.made.append(so)
+
+    def get_providers(self) -> list[str]:
+        return ["CPUExecutionProvider"]
+
+
+def test_a_cuda_provider_that_fails_to_start_is_reported_with_its_reason(monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The reason ONNX Runtime printed (here an old driver) reaches the user instead of "install the
+    NVIDIA libraries", and nothing is printed on stdout (it must stay clean for --json)."""
+    ort = eng._ort()
+    monkeypatch.setattr(ort, "InferenceSession", _FallingBackSession)
+    monkeypatch.setattr(eng, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(eng, "_driver_present", lambda: True)
+    monkeypatch.setattr(eng, "_preload_cuda_libraries", lambda: "")
+    ok, why = eng._probe_cuda_uncached()
+    assert not ok and why.startswith("CUDA failure 35: CUDA driver version is insufficient"), why
+    with pytest.raises(DeviceError, match=r"fell back to the CPU for this model \(CUDA failure 35"):
+        eng.make_session(b"model", "CUDAExecutionProvider", threads=8)
+    assert capsys.readouterr().out == ""
+    # a CUDA session gets one CPU thread (the tiler makes dozens of sessions), a CPU one what was asked
+    assert _FallingBackSession.made[-1].intra_op_num_threads == 1
