@@ -177,7 +177,7 @@ def _place(tmp: Path, target: Path, replace: bool) -> None:
             return
         raise exists from None
     except OSError:  # no hard links here: EPERM, ENOTSUP, EXDEV, ... (Windows on FAT/exFAT: EINVAL)
-        if os.path.lexists(target) and os.path.exists(target):
+        if os.path.exists(target):  # a dangling link is no file: written over below
             raise exists from None
         os.replace(tmp, target)
         return

@@ -29,6 +29,7 @@ import functools
 import importlib
 import io
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -183,6 +184,7 @@ def _preload_cuda_libraries() -> str:
 # ``arena`` values of :func:`session_options`.
 ARENA_OWN, ARENA_SHARED, ARENA_OFF = "own", "shared", "off"
 _shared_arena_lock = threading.Lock()
+_stdout_lock = threading.Lock()  # around the redirection of sys.stdout while a session is made
 _shared_arena = False
 
 
@@ -259,12 +261,13 @@ def _probe_cuda_uncached() -> tuple[bool, str]:
     ort = _ort()
     so = ort.SessionOptions()
     so.log_severity_level = 4
-    with _quiet_ort() as printed:
+    with _quiet_ort() as banner:
         try:
             sess = ort.InferenceSession(_identity_model(), so, providers=[(CUDA, dict(CUDA_OPTIONS)), CPU])
-            got = sess.get_providers()
-            if got and got[0] == CUDA:  # a kernel must run too (a GPU too old for the build fails here)
+            if sess.get_providers()[0] == CUDA:  # a kernel must run too (a GPU too old for the build)
+                sess.disable_fallback()
                 sess.run(None, {"x": np.zeros(1, np.float32)})
+            got = sess.get_providers()
         except Exception as exc:  # noqa: BLE001 - any failure means "no CUDA", with its message
             got, err = [], str(exc).splitlines()[0][:200]
         else:
@@ -273,17 +276,33 @@ def _probe_cuda_uncached() -> tuple[bool, str]:
         return True, ""
     # ONNX Runtime prints why the CUDA provider failed (an old driver, a missing library) and goes on
     # on the CPU: that line is the reason, not the generic one
-    err = err or _ep_error(printed.getvalue())
+    err = err or _ep_error(banner.getvalue())
     detail = f"missing {', '.join(missing)}" if missing else (err or "the CUDA provider could not be created")
     return False, f"{detail}; " + INSTALL_HINT.format(cuda=cuda)
 
 
+# The reason in a CUDA error ONNX Runtime reports: "CUDA failure 35: CUDA driver version is
+# insufficient ...", "CUDNN failure 4: ...", "CUBLAS failure 3: ...".
+_CUDA_FAILURE = re.compile(r"\b(?:CUDA|CUDNN|CUBLAS|CUFFT|CURAND)\w* failure \d+: .*", re.IGNORECASE)
+
+
 def _ep_error(printed: str) -> str:
     """The reason in ONNX Runtime's "EP Error ... when using [...]" banner, which its Python API prints
-    on stdout when a provider fails and it falls back to the CPU ("" when there is none)."""
+    on stdout when a provider fails and it falls back to the CPU ("" when there is none). On Linux
+    builds the reason comes after source locations and C++ signatures of several hundred
+    characters: the CUDA error itself is taken where there is one, else the text after the last
+    source location."""
     for line in printed.splitlines():
-        if line.startswith("EP Error "):
-            return line[len("EP Error "):].split(" when using ", 1)[0].strip()[:300]
+        if not line.startswith("EP Error"):
+            continue
+        text = line[len("EP Error"):].lstrip(": ").split(" when using ", 1)[0].strip()
+        found = _CUDA_FAILURE.search(text)
+        if found:  # up to the "; GPU=0 ; hostname=... ; file=..." details that follow it
+            text = found.group(0).split(" ; ")[0]
+        else:  # "/onnxruntime_src/...cc:122 <signature> /...cc:114 <signature> reason"
+            text = re.split(r"\S+\.(?:cc|cpp|h):\d+ ", text)[-1]
+            text = text.rsplit("] ", 1)[-1] if "[with " in text else text
+        return text.strip()[:300]
     return ""
 
 
@@ -373,7 +392,7 @@ def make_session(
     src = model if isinstance(model, bytes) else str(model)
     printed = io.StringIO()  # ORT's fallback banner: stdout must stay clean for --json
     try:
-        with contextlib.redirect_stdout(printed):
+        with _stdout_lock, contextlib.redirect_stdout(printed):  # sys.stdout is global: one thread at a time
             sess = ort.InferenceSession(src, so, providers=providers)
     except Exception as exc:
         name = name or ("the model" if isinstance(model, bytes) else str(model))
@@ -381,6 +400,8 @@ def make_session(
             f"ONNX Runtime cannot load {name}: {str(exc).splitlines()[0][:300]}; "
             "check that it is an imgxlate generator (re-export it with imgxlate-train export)"
         ) from exc
+    if provider == CUDA and sess.get_providers()[0] == CUDA:
+        sess.disable_fallback()  # a run that fails on CUDA raises, instead of going on on the CPU
     if provider == CUDA and sess.get_providers()[0] != CUDA:
         why = _ep_error(printed.getvalue())
         raise DeviceError(f"ONNX Runtime fell back to the CPU for this model{f' ({why})' if why else ''}; "

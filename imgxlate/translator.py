@@ -363,15 +363,17 @@ class Translator:
         return model_to_uint8(y, self.metadata.output_range)
 
     def _run_batch(self, x: np.ndarray, what: str) -> np.ndarray | None:
-        """One whole engine run of a batch (N, 3, H, W); None (and a warning) when N > 1 and it ran out
-        of memory: the estimate let the batch through and the device said no, so the caller goes one
-        at a time. Other errors are raised."""
+        """One whole engine run of a batch (N, 3, H, W); None when it ran out of memory: the estimate
+        let it through and the device said no, so the caller goes one at a time through
+        :meth:`translate_rgb`, which retries an image in exact tiles when even it alone does not fit
+        (a warning says so for a batch of several). Other errors are raised."""
         try:
             return self._run_whole(x)
         except Exception as exc:  # only out-of-memory errors are retried
-            if len(x) == 1 or not is_out_of_memory(exc):
+            if not is_out_of_memory(exc):
                 raise
-        self._warn(f"a batch of {len(x)} {what} ran out of memory; running them one at a time")
+        if len(x) > 1:
+            self._warn(f"a batch of {len(x)} {what} ran out of memory; running them one at a time")
         return None
 
     def translate(
@@ -439,6 +441,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Is this a runtime's out-of-memory error (numpy, ONNX Runtime CPU/CUDA, OpenVINO)?"""
     if isinstance(exc, MemoryError):
         return True
+    if isinstance(exc, OSError):  # its text holds file names: only the errno counts
+        import errno
+
+        return exc.errno == errno.ENOMEM
     text = str(exc).lower()
     return any(k in text for k in ("bad_alloc", "failed to allocate", "out of memory", "alloc_failed",
                                    "memoryallocation", "cannot allocate memory"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,13 @@ from tiny_generator import write_pair
 
 # 2-core CI: keep every library to one thread per test process unless a test says otherwise.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Tests send SIGINT to the commands they start (and to themselves) and expect a clean stop. A test run
+# started with SIGINT ignored (a CI script run in the background: `cmd &` in a non-interactive shell)
+# would hand that on to every child, and imgxlate keeps an inherited ignored SIGINT ignored, as
+# Python itself does; the one test of that behaviour ignores it explicitly for its child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMGXLATE_SHARED", REPO.parent / "shared"))

@@ -47,8 +47,16 @@ class _FallingBackSession:
 
     def __init__(self, src: object, so: object, providers: object = None) -> None:
         print("*************** EP Error ***************")
-        print("EP Error CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version "
-              f"when using {providers}")
+        # as a Linux build prints it (microsoft/onnxruntime#21435): source locations and C++ signatures
+        # of several hundred characters before the reason
+        sig = ("std::conditional_t<THRW, void, onnxruntime::common::Status> onnxruntime::CudaCall(ERRTYPE, const "
+               "char*, const char*, ERRTYPE, const char*, const char*, int) [with ERRTYPE = cudaError; bool THRW = "
+               "true; SUCCTYPE = cudaError; std::conditional_t<THRW, void, onnxruntime::common::Status> = void]")
+        print(f"EP Error /onnxruntime_src/onnxruntime/core/providers/cuda/cuda_call.cc:122 {sig} "
+              f"/onnxruntime_src/onnxruntime/core/providers/cuda/cuda_call.cc:114 {sig} CUDA failure 35: CUDA "
+              "driver version is insufficient for CUDA runtime version ; GPU=0 ; hostname=gpu1 ; "
+              "file=/onnxruntime_src/onnxruntime/core/providers/cuda/cuda_execution_provider.cc ; line=280 ; "
+              f"expr=cudaSetDevice(info_.device_id);  when using {providers}")
         print("Falling back to ['CPUExecutionProvider'] and retrying.")
         _FallingBackSession.made.append(so)
 
@@ -66,7 +74,8 @@ def test_a_cuda_provider_that_fails_to_start_is_reported_with_its_reason(monkeyp
     monkeypatch.setattr(eng, "_driver_present", lambda: True)
     monkeypatch.setattr(eng, "_preload_cuda_libraries", lambda: "")
     ok, why = eng._probe_cuda_uncached()
-    assert not ok and why.startswith("CUDA failure 35: CUDA driver version is insufficient"), why
+    assert not ok and why.startswith("CUDA failure 35: CUDA driver version is insufficient for CUDA runtime "
+                                     "version; "), why
     with pytest.raises(DeviceError, match=r"fell back to the CPU for this model \(CUDA failure 35"):
         eng.make_session(b"model", "CUDAExecutionProvider", threads=8)
     assert capsys.readouterr().out == ""

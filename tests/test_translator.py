@@ -405,6 +405,14 @@ def test_a_video_batch_that_runs_out_of_memory_goes_one_frame_at_a_time(tiny_pai
     with pytest.warns(UserWarning, match="a batch of 3 frames ran out of memory"):
         out = t.translate_batch(frames)
     assert np.array_equal(out, alone)
+    # one frame alone out of memory (a video's batches are often of one): retried in exact tiles, as
+    # translate_rgb does for an image, not a failed video
+    def whole_never_fits(x: np.ndarray) -> np.ndarray:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory")
+
+    t._run_whole = whole_never_fits  # type: ignore[method-assign]
+    out = t.translate_batch(frames[:1])
+    assert np.abs(out.astype(int) - alone[:1]).max() <= 1  # exact tiles: the whole run's result
     t._run_whole = lambda x: (_ for _ in ()).throw(RuntimeError("a bug, not memory"))  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="a bug"):
         t.translate_batch(frames)
@@ -419,6 +427,9 @@ def test_a_runtime_out_of_memory_error_reads_as_one() -> None:
             + "Name:'/model/Conv_12' " * 20 + "Status Message: Failed to allocate memory for requested buffer of size 1")
     for exc in (RuntimeError(long), MemoryError()):
         assert failure_reason(exc).startswith("out of memory; use a smaller --tile")
+    # a file error whose path happens to read like one is the file error
+    denied = PermissionError(13, "Permission denied", "/photos/Failed to allocate/x.png")
+    assert failure_reason(denied) == "PermissionError '/photos/Failed to allocate/x.png': Permission denied"
 
 
 @pytest.mark.parametrize("budget", [1, 1 << 30])

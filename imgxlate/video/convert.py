@@ -83,6 +83,9 @@ class VideoResult:
     # the input broke off or was damaged: the output holds the frames that could be decoded, fewer
     # than the file announces (a warning says how many)
     partial: bool = False
+    # a --duration cut ended the conversion: the video has frames after it (not said by the file's
+    # length, which a browser's recording does not store, but by a decoded frame past the cut)
+    cut_short: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -596,6 +599,7 @@ class _Job:
             seconds=time.perf_counter() - t_start, temporal=temporal if self.stab is not None else "off",
             audio=audio, cuts=self.stab.cuts if self.stab is not None else 0, frames_dir=self.fdir,
             warnings=self.warnings, partial=self.partial,
+            cut_short=bool(self.decoder is not None and self.decoder.cut_reached),
         )
 
 

@@ -137,6 +137,7 @@ class Decoder:
         self.longest_gap = Fraction(0)  # the longest time between two kept frames (a hole in the file?)
         self.bad_packets = 0
         self.broken = False  # the file broke off (a demuxer error) after some frames
+        self.cut_reached = False  # a frame at or after the cut's end was decoded: the video goes on past it
         self._lock = threading.Lock()
         if start:
             self._seek_before(self.cut_start)
@@ -198,6 +199,7 @@ class Decoder:
             if t < self.cut_start - tb / 2:
                 continue  # before the cut (we seek to the key frame before it)
             if self.cut_end is not None and t >= self.cut_end:
+                self.cut_reached = True
                 break
             if last is not None and t <= last:
                 t = last + tb  # repeated or backwards timestamps (broken files): keep order, one tick apart

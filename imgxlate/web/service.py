@@ -437,7 +437,6 @@ class WebService:
     def _convert_video(self, upload: str | os.PathLike[str], label: str | None, target: str | None,
                        progress: Progress | None) -> VideoOutcome:
         from imgxlate.video import convert_video, default_output
-        from imgxlate.video.probe import probe_video
 
         src_upload = self._inside_workdir(Path(upload))
         translator = self.translator(label, target)
@@ -453,7 +452,6 @@ class WebService:
 
         limit = self.max_video_seconds
         try:
-            info = probe_video(src)
             result = convert_video(src, dst, translator, duration=limit, progress=report)
         except ImgxlateError as err:
             if isinstance(err, ServiceStopped):
@@ -462,13 +460,7 @@ class WebService:
         finally:
             with contextlib.suppress(OSError):
                 src.unlink()  # the staged upload
-        limited = None
-        if limit is not None:
-            half_frame = 0.5 / max(result.fps, 1.0)
-            # cut short: the video stream is longer than the limit; where the file does not say how
-            # long it is (a browser's recording), the frames written reached the limit
-            cut = info.span > limit + half_frame if info.span else result.duration >= limit - half_frame
-            limited = limit if cut else None
+        limited = limit if result.cut_short else None  # a frame past the limit was decoded
         return VideoOutcome(src.name, dst, result.frames, result.width, result.height, result.seconds,
                             result.audio, self.provider_line(translator), translator.metadata.target, limited,
                             list(result.warnings))
