@@ -241,12 +241,13 @@ def examples(*lines: str) -> str:
 
 
 def print_error(err: BaseException | str, console: Console | None = None) -> None:
-    """``error: <message>`` in red on stderr, without a traceback."""
-    (console or stderr).print(f"[bold red]error:[/] {escape(str(err))}")
+    """``error: <message>`` in red on stderr, without a traceback; one line, whatever names it holds
+    (:func:`one_line`)."""
+    (console or stderr).print(f"[bold red]error:[/] {escape(one_line(err))}")
 
 
 def print_warning(message: str, console: Console | None = None) -> None:
-    (console or stderr).print(f"[yellow]warning:[/] {escape(message)}")
+    (console or stderr).print(f"[yellow]warning:[/] {escape(one_line(message))}")
 
 
 def one_line(text: object) -> str:

@@ -263,7 +263,7 @@ def convert(
         for r in results:
             for note in r.notes:
                 if note.kind in ("partial", "image"):
-                    print_warning(one_line(f"{r.src}: {note.text}"))
+                    print_warning(f"{r.src}: {note.text}")
     if interrupted:
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:

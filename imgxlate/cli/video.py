@@ -220,7 +220,7 @@ def video(
             bad = precheck(inputs, out, codec, pix_fmt, frames_only, crf, preset)
             for src, reason in bad.items():
                 failures.append({"src": str(src), "status": "failed", "reason": reason})
-                print_error(one_line(reason))
+                print_error(reason)
             todo = [p for p in inputs if p not in bad]
             if todo:
                 from imgxlate.options import ModelSpec
@@ -233,7 +233,7 @@ def video(
                 for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on
                     if n.status == "failed":
                         failures.append({"src": str(n.path), "status": "failed", "reason": n.reason})
-                        print_error(one_line(f"{n.path}: {n.reason}"))
+                        print_error(f"{n.path}: {n.reason}")
                         continue
                     results.append(VideoResultT(n.path, None, "skipped", reason=n.reason))
                     if not quiet_ui:
@@ -277,12 +277,12 @@ def video(
                         reason = failure_reason(err)
                         failures.append({"src": str(src), "status": "failed", "reason": reason})
                         progress.console.print(f"[red]failed:[/] {escape(one_line(src))}")
-                        print_error(one_line(reason), progress.console)
+                        print_error(reason, progress.console)
                         continue
                 results.append(r)
                 if not quiet:  # -q is errors only, as for convert (the warnings are in --json's results)
                     for w in r.warnings:
-                        print_warning(one_line(f"{src.name}: {w}"))
+                        print_warning(f"{src.name}: {w}")
                 if quiet_ui:
                     continue
                 if r.status == "skipped":

@@ -18,6 +18,12 @@ def test_messages_are_printed_literally_not_as_markup() -> None:
     print_error(UsageError("no file [bold]x[/] in 'a[1]'"), console)
     print_warning("tile [256] too big", console)
     assert buf.getvalue().splitlines() == ["error: no file [bold]x[/] in 'a[1]'", "warning: tile [256] too big"]
+    # a name with a newline in a message cannot start a line of its own (a fake "failed:" line)
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, color_system=None)
+    print_error("cannot read 'a\nfailed: b.jpg'", console)
+    print_warning("x.jpg\r: note", console)
+    assert buf.getvalue().splitlines() == ["error: cannot read 'a\\nfailed: b.jpg'", "warning: x.jpg\\r: note"]
 
 
 def test_imgxlate_train_prints_errors_the_same_way(tmp_path: Path) -> None:
