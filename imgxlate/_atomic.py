@@ -165,20 +165,14 @@ def _place(tmp: Path, target: Path, replace: bool) -> None:
     if replace:
         os.replace(tmp, target)
         return
-    exists = OutputExistsError(
-        f"{str(target)!r} appeared while this file was being made (another run writing into the same "
-        "folder?); it is kept as it is (pass --overwrite to replace it)"
-    )
     try:
         os.link(tmp, target)
-    except FileExistsError:
-        if os.path.islink(target) and not os.path.exists(target):
-            os.replace(tmp, target)  # a dangling link is no file: written over, as before
-            return
-        raise exists from None
-    except OSError:  # no hard links here: EPERM, ENOTSUP, EXDEV, ... (Windows on FAT/exFAT: EINVAL)
-        if os.path.exists(target):  # a dangling link is no file: written over below
-            raise exists from None
+    except OSError:  # the name is taken, or no hard links here (EPERM, ENOTSUP, EXDEV; Windows on FAT: EINVAL)
+        if os.path.exists(target):  # a file is there (a dangling link is none: it is written over, as before)
+            raise OutputExistsError(
+                f"{str(target)!r} appeared while this file was being made (another run writing into the same "
+                "folder?); it is kept as it is (pass --overwrite to replace it)"
+            ) from None
         os.replace(tmp, target)
         return
     with contextlib.suppress(OSError):  # the file is in place; a temp name left is swept later

@@ -154,15 +154,24 @@ def _driver_present() -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_ort() -> Any:
-    """Silence ORT's C++ logger and ``preload_dlls``'s prints (they go to stdout, which must stay
-    clean for --json) while probing; leave the logger at errors-only (3) after, so ORT's performance
-    warnings do not clutter the user's terminal."""
-    ort = _ort()
+def _captured_stdout() -> Any:
+    """What ONNX Runtime's Python API prints on stdout (``preload_dlls``, the "EP Error" banner of a
+    provider that fails), captured: stdout must stay clean for --json. ``sys.stdout`` is global to the
+    process, so one thread at a time (interleaved redirections could leave it pointing at a buffer)."""
     buf = io.StringIO()
+    with _stdout_lock, contextlib.redirect_stdout(buf):
+        yield buf
+
+
+@contextlib.contextmanager
+def _quiet_ort() -> Any:
+    """Silence ORT's C++ logger and capture its prints (:func:`_captured_stdout`) while probing; leave
+    the logger at errors-only (3) after, so ORT's performance warnings do not clutter the user's
+    terminal."""
+    ort = _ort()
     ort.set_default_logger_severity(4)
     try:
-        with contextlib.redirect_stdout(buf):
+        with _captured_stdout() as buf:
             yield buf
     finally:
         ort.set_default_logger_severity(3)
@@ -184,7 +193,7 @@ def _preload_cuda_libraries() -> str:
 # ``arena`` values of :func:`session_options`.
 ARENA_OWN, ARENA_SHARED, ARENA_OFF = "own", "shared", "off"
 _shared_arena_lock = threading.Lock()
-_stdout_lock = threading.Lock()  # around the redirection of sys.stdout while a session is made
+_stdout_lock = threading.RLock()  # around every redirection of sys.stdout (_captured_stdout)
 _shared_arena = False
 
 
@@ -390,9 +399,8 @@ def make_session(
             so.enable_mem_pattern = False
             so.execution_mode = _ort().ExecutionMode.ORT_SEQUENTIAL
     src = model if isinstance(model, bytes) else str(model)
-    printed = io.StringIO()  # ORT's fallback banner: stdout must stay clean for --json
     try:
-        with _stdout_lock, contextlib.redirect_stdout(printed):  # sys.stdout is global: one thread at a time
+        with _captured_stdout() as printed:  # a CUDA provider that fails prints its reason there
             sess = ort.InferenceSession(src, so, providers=providers)
     except Exception as exc:
         name = name or ("the model" if isinstance(model, bytes) else str(model))
