@@ -29,6 +29,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import _util as U
+from imgxlate.extras import pip_install
 
 GOAL = 0.85
 
@@ -79,7 +80,7 @@ def main() -> int:
     try:
         import ray
     except ImportError:
-        print("scale_out: ray is not installed (pip install 'imgxlate[ray]'); nothing measured", file=sys.stderr)
+        print(f"scale_out: ray is not installed ({pip_install('ray')}); nothing measured", file=sys.stderr)
         U.write_json(args.json, {"skipped": "ray not installed", "machine": U.machine_info()})
         return 0
     work = U.fresh_dir(U.CACHE / "scale_out")

@@ -14,7 +14,7 @@ for the exact tiler). The device rule:
   has it (never picked by ``auto``); a :class:`DeviceError` otherwise.
 
 The backend rule (``--backend``): ``onnxruntime`` everywhere; ``openvino`` (the OpenVINO runtime's own
-CPU plugin, ``pip install 'imgxlate[openvino]'``; never ORT's OpenVINO execution provider, a separate
+CPU plugin, the ``openvino`` extra; never ORT's OpenVINO execution provider, a separate
 wheel that conflicts with onnxruntime-gpu) on the CPU only; ``auto``: ONNX Runtime (see
 :func:`resolve_backend` for the measurement behind that).
 
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from imgxlate.errors import DeviceError, InvalidModelError, UsageError
+from imgxlate.extras import pip_install
 from imgxlate.graphs.rewrite import for_cpu
 
 DEVICES = ("auto", "cuda", "cpu", "coreml", "directml")
@@ -50,12 +51,12 @@ DIRECTML = "DmlExecutionProvider"
 # Providers only some onnxruntime builds have: asked for by name, never picked by ``auto``, and an
 # error (not a silent CPU run) where the build lacks them.
 OTHER_PROVIDERS: dict[str, tuple[str, str]] = {
-    "coreml": (COREML, "the macOS onnxruntime wheels have it: on a Mac, `pip install 'imgxlate[cpu]'`"),
+    "coreml": (COREML, f"the macOS onnxruntime wheels have it: on a Mac, `{pip_install('cpu')}`"),
     "directml": (DIRECTML, "on Windows, `pip install onnxruntime-directml` in place of onnxruntime"),
 }
 RUNTIME_HINT = (
-    "ONNX Runtime is not installed: `pip install 'imgxlate[cpu]'` (any machine) or `pip install "
-    "'imgxlate[gpu]'` (NVIDIA GPUs with CUDA)"
+    f"ONNX Runtime is not installed: `{pip_install('cpu')}` (any machine) or `{pip_install('gpu')}` "
+    "(NVIDIA GPUs with CUDA), never both"
 )
 
 # cudnn_conv_algo_search: EXHAUSTIVE benchmarks every conv algorithm again for every new input shape,
@@ -355,7 +356,7 @@ def openvino_status() -> tuple[bool, str]:
     try:
         openvino = import_runtime("openvino")
     except ImportError:
-        return False, "openvino is not installed (pip install 'imgxlate[openvino]')"
+        return False, f"openvino is not installed ({pip_install('openvino')})"
     except Exception as exc:  # noqa: BLE001 - a broken install is "not available", with its message
         return False, f"openvino cannot be imported ({str(exc).splitlines()[0][:200]})"
     return True, str(getattr(openvino, "__version__", "")).split("-")[0]

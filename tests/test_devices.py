@@ -13,7 +13,7 @@ from imgxlate.errors import DeviceError
 
 
 @pytest.mark.parametrize(("device", "provider", "hint"), [
-    ("coreml", "CoreMLExecutionProvider", "imgxlate[cpu]"),
+    ("coreml", "CoreMLExecutionProvider", "pip install 'onnxruntime>=1.20'"),
     ("directml", "DmlExecutionProvider", "onnxruntime-directml"),
 ])
 def test_build_specific_providers(device: str, provider: str, hint: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,7 +35,8 @@ def test_auto_never_picks_coreml(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_no_onnxruntime_names_the_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as on an install without it
-    with pytest.raises(DeviceError, match=r"ONNX Runtime is not installed: .*imgxlate\[cpu\].*imgxlate\[gpu\]"):
+    with pytest.raises(DeviceError, match=r"ONNX Runtime is not installed: `pip install 'onnxruntime>=1.20'`.*"
+                                          r"`pip install 'onnxruntime-gpu>=1.20'`.*never both"):
         eng.available_providers()
 
 

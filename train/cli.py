@@ -28,6 +28,7 @@ from rich.markup import escape
 from imgxlate._version import __version__
 from imgxlate.cli.common import defer_stop, print_error, stderr, stop_signals
 from imgxlate.errors import ImgxlateError, TrainingInterrupted, UsageError
+from imgxlate.extras import require
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.options import config_values, with_config_options
 
@@ -169,6 +170,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
             cfg.validate()  # before importing torch: a bad value answers at once
             explicit = {}
         command = "imgxlate-train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        require("train", ("torch",), "training")  # a traceback otherwise; onnxscript: train() checks
         from imgxlate.train.loop import train  # torch: only now
 
         # SIGTERM (a scheduler's time limit, preemption, `docker stop`) as Ctrl-C: the step under way
@@ -245,6 +247,7 @@ def export_command(
     """
     _setup_logging(quiet, live=False)
     try:
+        require("train", ("torch", "onnxscript"), "exporting")
         from imgxlate.train.export import export_checkpoint
 
         if not quiet and not as_json:

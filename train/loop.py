@@ -25,6 +25,7 @@ import torch
 
 from imgxlate._atomic import TEMP_PREFIX
 from imgxlate.errors import TrainingError, TrainingInterrupted, UsageError
+from imgxlate.extras import require
 from imgxlate.train import data as data_mod
 from imgxlate.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -245,6 +246,8 @@ def train(
     uninterrupted one.
     """
     cfg, ckpt = resolve_settings(cfg, resume, overrides)
+    if cfg.export:  # torch's ONNX exporter needs onnxscript: say so now, not after the training
+        require("train", ("onnxscript",), "the ONNX export at the end of the run (--no-export skips it)")
     rt = setup_runtime(cfg)
     try:
         result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after, step_guard)

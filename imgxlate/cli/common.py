@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.extras import pip_install
 
 if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.options import ModelSpec
@@ -214,12 +215,12 @@ TileOverlapOpt = Annotated[
 ]
 TilingOpt = Annotated[
     Literal[TILING_CHOICES], typer.Option("--tiling", case_sensitive=False, rich_help_panel=PANEL_TILING,
-                      help="exact: the same result as a whole-image run; blend: overlap and feather.")
+                      help="exact: a whole-image run's result (up to float rounding); blend: overlap and feather.")
 ]
 BackendOpt = Annotated[
     Literal["auto", "onnxruntime", "openvino"],
     typer.Option("--backend", case_sensitive=False, rich_help_panel=PANEL_DEVICE,
-                 help="auto: ONNX Runtime. openvino: OpenVINO's CPU runtime (pip install 'imgxlate\\[openvino]'). "
+                 help=f"auto: ONNX Runtime. openvino: OpenVINO's CPU runtime ({escape(pip_install('openvino'))}). "
                       "The runtime that runs is printed."),
 ]
 MaxMemoryOpt = Annotated[

@@ -48,6 +48,7 @@ from imgxlate.cli.common import (
     stop_signals,
     write_stdout,
 )
+from imgxlate.extras import pip_install
 from imgxlate.tiling.auto import parse_memory
 
 
@@ -109,7 +110,7 @@ def convert(
                           "(no model is loaded)."),
     ] = False,
     ray: Annotated[bool, typer.Option("--ray", rich_help_panel=PANEL_DEVICE,
-                                      help="Run on Ray Data (pip install 'imgxlate\\[ray]'): a local Ray instance "
+                                      help=f"Run on Ray Data ({escape(pip_install('ray'))}): a local Ray instance "
                                            "for this command, or the cluster of --ray-address.")] = False,
     ray_address: Annotated[
         Optional[str],  # noqa: UP045

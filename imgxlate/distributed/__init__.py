@@ -1,4 +1,4 @@
-"""Batch conversion on a Ray cluster (``pip install 'imgxlate[ray]'``).
+"""Batch conversion on a Ray cluster (the optional ``ray`` extra: Ray Data).
 
     import imgxlate.distributed as dist
     from imgxlate.options import ModelSpec
@@ -34,6 +34,7 @@ from imgxlate._atomic import remove_stale_temps
 from imgxlate.distributed import storage
 from imgxlate.distributed.plan import PENDING, Job, plan_jobs
 from imgxlate.errors import DiskFullError, UsageError
+from imgxlate.extras import pip_install
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, DEFAULT_MODEL_SPEC, ImageOptions, ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,7 +59,7 @@ def _ray() -> Any:
         import ray
         import ray.data
     except ImportError as err:
-        raise UsageError("--ray needs Ray: pip install 'imgxlate[ray]'") from err
+        raise UsageError(f"--ray needs Ray: {pip_install('ray')}") from err
     return ray
 
 

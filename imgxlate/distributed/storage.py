@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from imgxlate.errors import UsageError
+from imgxlate.extras import pip_install
 
 # scheme://... with a scheme of two or more letters (a Windows drive letter C:\ is a local path)
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -36,7 +37,7 @@ def _pyarrow_fs() -> Any:
     try:
         import pyarrow.fs as pafs
     except ImportError as err:  # pragma: no cover - ray[data] depends on pyarrow
-        raise UsageError("object-store URLs need pyarrow: pip install 'imgxlate[ray]'") from err
+        raise UsageError(f"object-store URLs need pyarrow, which comes with Ray Data: {pip_install('ray')}") from err
     return pafs
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgxlate.errors import ImageReadError
+from imgxlate.extras import pip_install
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -421,12 +422,12 @@ def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
         return _read_error(path, _DAMAGED_JXL)
     if is_jxl(data):
         what = (
-            "it is a JPEG XL image; install the pillow-jxl-plugin package (pip install 'imgxlate[jxl]') to "
+            f"it is a JPEG XL image; install the pillow-jxl-plugin package ({pip_install('jxl')}) to "
             "read it, or convert it to PNG first"
         )
     elif data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         what = (
-            "it is a HEIC/HEIF photo; install the pillow-heif package (pip install pillow-heif) to read "
+            f"it is a HEIC/HEIF photo; install the pillow-heif package ({pip_install('heic')}) to read "
             "it, or convert it to JPEG first"
         )
     elif data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):

@@ -1,5 +1,5 @@
 """Camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, ...) through LibRaw (``rawpy``, the
-optional extra ``pip install 'imgxlate[raw]'``).
+optional ``raw`` extra).
 
 A RAW file is told by its name, not its first bytes: most RAW formats are TIFF containers whose first
 directory holds a small preview, so a TIFF reader would quietly convert a 160x120 thumbnail. Every
@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from imgxlate.extras import pip_install
+
 if TYPE_CHECKING:  # formats.py imports this module for its suffixes: keep it light
     import numpy as np
 
@@ -26,7 +28,7 @@ RAW_SUFFIXES = frozenset({
     ".raw",
 })  # fmt: skip
 
-INSTALL_HINT = "pip install 'imgxlate[raw]' (LibRaw through rawpy), or export it to JPEG or TIFF first"
+INSTALL_HINT = f"{pip_install('raw')} (LibRaw through rawpy), or export it to JPEG or TIFF first"
 
 # sRGB's tone curve as LibRaw takes it: (1 / gamma, slope of the linear toe)
 _SRGB_GAMMA = (2.4, 12.92)

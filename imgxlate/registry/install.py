@@ -22,6 +22,7 @@ from imgxlate.errors import (
     ModelNotFoundError,
     UsageError,
 )
+from imgxlate.extras import pip_install
 from imgxlate.metadata import DIRECTIONS
 from imgxlate.registry import pairs
 from imgxlate.registry.pairs import ModelPair, _dym, _head, _pairs_in, load_pair, user_models_dir
@@ -267,7 +268,7 @@ def _fetch_hub(source: str, progress: ProgressFn | None) -> tuple[Path, dict[str
         from huggingface_hub import errors as hf_errors
     except ImportError:
         raise UsageError(
-            f"{source} needs the huggingface_hub package: pip install 'imgxlate[hub]'"
+            f"{source} needs the huggingface_hub package: {pip_install('hub')}"
         ) from None
     patterns = ["*.onnx", "README.md", "*.json"]
     if progress is None:  # quiet: no tqdm bars from the Hub client either

@@ -1,4 +1,4 @@
-"""The ``imgxlate serve`` web page (an optional extra: ``pip install 'imgxlate[web]'``).
+"""The ``imgxlate serve`` web page (the optional ``web`` extra: Gradio).
 
 :mod:`imgxlate.web.service` does the work with the same library functions as the CLI (no Gradio
 needed, testable on its own); :mod:`imgxlate.web.app` builds the Gradio page on top of it and
@@ -11,8 +11,9 @@ import os
 from typing import Any
 
 from imgxlate.errors import ImgxlateError
+from imgxlate.extras import pip_install
 
-EXTRA_HINT = "pip install 'imgxlate[web]'"
+EXTRA_HINT = pip_install("web")
 
 
 class WebExtraMissingError(ImgxlateError):
@@ -27,7 +28,7 @@ def check_gradio_installed() -> None:
     import importlib.util
 
     if importlib.util.find_spec("gradio") is None:
-        raise WebExtraMissingError(f"the web page needs Gradio, which is not installed; install the web extra: {EXTRA_HINT}")
+        raise WebExtraMissingError(f"the web page needs Gradio, which is not installed: {EXTRA_HINT}")
 
 
 def require_gradio() -> Any:
@@ -41,7 +42,6 @@ def require_gradio() -> Any:
         import gradio
     except ImportError as exc:
         raise WebExtraMissingError(
-            f"the web page needs Gradio, which is not installed ({exc.msg}); install the web extra: "
-            f"{EXTRA_HINT}"
+            f"the web page needs Gradio, which is not installed ({exc.msg}): {EXTRA_HINT}"
         ) from None
     return gradio

@@ -61,7 +61,7 @@ NOT_RUN: dict[str, str] = {
     "imgxlate --install-completion": "changes the user's shell start-up files",
     "pip install '.[cpu,web]' && imgxlate serve":
         "installs from PyPI (network); serves until Ctrl-C (tests/web start it and drive the page in Chromium)",
-    "pip install 'imgxlate[ray]'": "installs from PyPI (network)",
+    "pip install '.[cpu,ray]'": "installs Ray from PyPI (network); tests/distributed covers --ray",
     "imgxlate convert /nfs/photos --to vangogh --out /nfs/out --ray-address auto":
         "needs a Ray cluster and shared storage (tests/distributed runs --ray on a local Ray instance)",
     "imgxlate convert s3://bucket/photos --to vangogh --out s3://bucket/out --ray":

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'imgxlate[ray]')")
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
 
 BIN = Path(sys.executable).parent
 

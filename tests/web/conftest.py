@@ -16,7 +16,7 @@ import web_harness as harness
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    pytest.importorskip("gradio", reason="the web extra (gradio) is not installed: pip install 'imgxlate[web]'")
+    pytest.importorskip("gradio", reason="the web extra (gradio) is not installed: pip install '.[web]'")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     path = harness.find_chromium()
     if path is None:
