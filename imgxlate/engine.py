@@ -110,15 +110,23 @@ def available_providers() -> list[str]:
     return list(_ort().get_available_providers())
 
 
+def _allowed_cpus() -> set[int]:
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask, as ``taskset`` or a container sets it)."""
+    return max(1, len(_allowed_cpus()))
+
+
 def physical_cores() -> int:
     """Physical cores this process may use: hyper-threads of one core share its FPUs, so ORT's
     intra-op pool runs best with one thread per core."""
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # not Linux
-        allowed = set(range(os.cpu_count() or 1))
     cores: set[str] = set()
-    for cpu in allowed:
+    for cpu in _allowed_cpus():
         sib = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
         try:
             cores.add(sib.read_text().strip())
@@ -131,8 +139,17 @@ def default_threads() -> int:
     """``OMP_NUM_THREADS`` when set (the usual way to cap a process's threads), else physical cores."""
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.strip().isdigit() and int(env) > 0:
-        return int(env)
+        return thread_count(int(env))
     return physical_cores()
+
+
+def thread_count(requested: int) -> int:
+    """``--threads`` as every runtime gets it (ONNX Runtime, OpenVINO, PyTorch): 0 is
+    :func:`default_threads`; more than :func:`usable_cpus` is that many. More threads than CPUs only
+    take turns, and a runtime starts every one of them: ``--threads 100000`` had ONNX Runtime create
+    that many threads per session (the exact tiler builds dozens of sessions) until the machine could
+    not start another process."""
+    return min(requested, usable_cpus()) if requested > 0 else default_threads()
 
 
 def _cuda_version() -> str:
@@ -233,7 +250,7 @@ def session_options(threads: int = 0, *, arena: str = ARENA_OWN) -> Any:
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.intra_op_num_threads = threads if threads > 0 else default_threads()
+    so.intra_op_num_threads = thread_count(threads)
     so.inter_op_num_threads = 1
     so.enable_cpu_mem_arena = arena != ARENA_OFF
     if arena == ARENA_SHARED:
@@ -439,7 +456,7 @@ def _compile_openvino(model: bytes | str | os.PathLike[str], threads: int) -> An
     core = _openvino_core()
     src = model if isinstance(model, bytes) else str(model)
     config = {
-        "INFERENCE_NUM_THREADS": threads if threads > 0 else default_threads(),
+        "INFERENCE_NUM_THREADS": thread_count(threads),
         # f32 everywhere: on CPUs with bf16/fp16 units OpenVINO would otherwise lower the precision.
         "INFERENCE_PRECISION_HINT": "f32",
         "PERFORMANCE_HINT": "LATENCY",

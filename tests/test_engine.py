@@ -41,10 +41,23 @@ def test_run_rejects_wrong_shape(tiny_pair: Path) -> None:
 def test_threads_option_and_default(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=2, backend="onnxruntime")
     assert e.session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.setattr(eng, "usable_cpus", lambda: 8)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert eng.default_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "300")
+    assert eng.default_threads() == 8
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert eng.default_threads() == eng.physical_cores() >= 1
+
+
+def test_more_threads_than_cpus_run_on_the_cpus(tiny_pair: Path) -> None:
+    """`--threads 100000` (an extra zero typed) had ONNX Runtime start 100000 threads per session."""
+    cpus = eng.usable_cpus()
+    assert eng.thread_count(100_000) == cpus and eng.thread_count(1) == 1
+    assert eng.thread_count(0) == eng.default_threads() <= cpus
+    assert eng.session_options(100_000).intra_op_num_threads == cpus
+    e = eng.Engine(tiny_pair / "a2b.onnx", device="cpu", threads=100_000, backend="onnxruntime")
+    assert e.session.get_session_options().intra_op_num_threads == cpus
 
 
 def test_unknown_device() -> None:
@@ -111,7 +124,8 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
         eng.Engine(bad, device="cpu", backend="onnxruntime")
 
 
-def test_session_options_in_one_place() -> None:
+def test_session_options_in_one_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eng, "usable_cpus", lambda: 4)
     assert eng.session_options(3).intra_op_num_threads == 3
     assert eng.session_options(1).enable_cpu_mem_arena is True
     assert eng.session_options(1, arena="off").enable_cpu_mem_arena is False

@@ -44,13 +44,12 @@ class Runtime:
 
 
 def cpu_threads(requested: int) -> int:
-    """``--threads``: the number given, or for 0 what ``imgxlate convert`` uses (OMP_NUM_THREADS when
-    set, else the physical cores): the same option means the same thing in every command."""
-    if requested > 0:
-        return requested
-    from imgxlate.engine import default_threads
+    """``--threads`` as ``imgxlate convert`` takes it (:func:`imgxlate.engine.thread_count`: 0 is
+    OMP_NUM_THREADS when set, else the physical cores; at most the CPUs this process may use): the same
+    option means the same thing in every command."""
+    from imgxlate.engine import thread_count
 
-    return default_threads()
+    return thread_count(requested)
 
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:

@@ -217,6 +217,20 @@ def test_typo_in_to_suggests_and_exits_2(tiny_pair: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "out").exists()
 
 
+def test_more_threads_than_cpus_says_so_and_converts(tiny_pair: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng_img(8, 8)).save(tmp_path / "in" / "a.png")
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out", "--model", tiny_pair, "--direction", "a2b",
+                 "--threads", "100000")
+    cpus = engine.usable_cpus()
+    assert res.exit_code == 0, res.output
+    assert f"warning: --threads 100000 is more than the {cpus} CPUs this process may use; using {cpus}" in res.stderr
+    assert (tmp_path / "out" / "a.png").is_file()
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out2", "--model", tiny_pair, "--direction", "a2b",
+                 "--threads", "1")
+    assert res.exit_code == 0 and "warning" not in res.stderr
+
+
 def test_usage_errors(tiny_pair: Path, tmp_path: Path) -> None:
     res = invoke("convert", tmp_path / "missing", "--out", tmp_path / "out", "--model", tiny_pair)
     assert res.exit_code == 2 and "does not exist" in res.stderr

@@ -239,12 +239,15 @@ def test_json_summary_threads_zero_and_out_that_is_a_file(tmp_path: Path) -> Non
 
 
 def test_threads_zero_means_what_convert_means(monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgxlate import engine
     from imgxlate.engine import default_threads
     from imgxlate.train.runtime import cpu_threads
 
+    monkeypatch.setattr(engine, "usable_cpus", lambda: 4)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert cpu_threads(0) == default_threads() == 3
     assert cpu_threads(2) == 2
+    assert cpu_threads(100_000) == 4  # an extra zero typed: the CPUs there are
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert cpu_threads(0) == default_threads() >= 1
 
