@@ -353,7 +353,7 @@ def test_hub_without_the_extra_names_it(home: Path, monkeypatch: pytest.MonkeyPa
     import sys
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    with pytest.raises(UsageError, match=r"needs the huggingface_hub package: pip install 'imgxlate\[hub\]'"):
+    with pytest.raises(UsageError, match=r"needs the huggingface_hub package: pip install 'huggingface_hub>=0\.24'"):
         reg.install_model("hf://org/cat2dog")
 
 

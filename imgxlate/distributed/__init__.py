@@ -63,6 +63,50 @@ def _ray() -> Any:
     return ray
 
 
+# Ports a cluster address without one means: Ray Client (ray://) and the GCS of `ray start --head`.
+RAY_CLIENT_PORT, RAY_GCS_PORT = 10001, 6379
+# Seconds to wait for a cluster's port to answer before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def endpoint(address: str) -> tuple[str, int] | None:
+    """The (host, port) a cluster address connects to first: ``ray://h[:p]`` (Ray Client) or
+    ``h[:p]`` (the cluster's GCS); None for ``auto``, which Ray resolves from this machine's own
+    files."""
+    if address == "auto":
+        return None
+    rest = address.removeprefix("ray://")
+    default = RAY_CLIENT_PORT if rest != address else RAY_GCS_PORT
+    if rest.startswith("["):  # [IPv6]:port
+        host, _, tail = rest[1:].partition("]")
+        port = tail.removeprefix(":")
+    else:
+        host, _, port = rest.partition(":") if rest.count(":") == 1 else (rest, "", "")
+    if port and not port.isdigit():
+        return None  # not an address this can read: Ray says what it makes of it
+    return host, int(port) if port else default
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A :class:`UsageError` when nothing answers at ``address`` (a typo, a stopped cluster): Ray itself
+    retries such an address without end (measured: still waiting after 500 s, Ctrl-C 26 s to act)."""
+    import socket
+
+    target = endpoint(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            pass
+    except OSError as err:
+        why = err.strerror or str(err) or type(err).__name__
+        raise UsageError(
+            f"cannot reach the Ray cluster at {address!r} ({target[0]} port {target[1]}: {why}); check "
+            "--ray-address (or RAY_ADDRESS): `ray status` on the head node shows its address, `auto` joins "
+            "the cluster this machine is in, and leaving it out runs a local Ray instance"
+        ) from None
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     address: str  # what was joined ("local" for a new local instance)
@@ -83,6 +127,8 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
     before = processes.descendants()  # this process's own children (not Ray's: never stopped here)
     if not ray.is_initialized():
         target = None if address in (None, "", "local") else address
+        if target is not None:
+            check_reachable(target)
         try:
             # ray's own logger at errors only (its start-up notices are not ours to show); Ray Data's
             # progress (the ray.data logger and its bars) stays unless quiet

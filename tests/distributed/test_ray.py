@@ -146,8 +146,35 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from imgxlate.errors import UsageError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    with pytest.raises(UsageError, match=r"imgxlate\[ray\]"):
+    with pytest.raises(UsageError, match=r"pip install 'ray\[data\]>=2\.40'"):
         dist._ray()
+
+
+@pytest.mark.parametrize(("address", "endpoint"), [
+    ("auto", None), ("h", ("h", 6379)), ("h:6380", ("h", 6380)), ("ray://h", ("h", 10001)),
+    ("ray://h:123", ("h", 123)), ("[::1]:6379", ("::1", 6379)), ("h:abc", None),
+])
+def test_cluster_addresses_are_read_as_ray_reads_them(address: str, endpoint: tuple[str, int] | None) -> None:
+    from imgxlate.distributed import endpoint as read
+
+    assert read(address) == endpoint
+
+
+def test_an_address_nothing_answers_at_is_a_usage_error_at_once(tmp_path: Path) -> None:
+    """Ray retries such an address without end (a reviewer's run still waited after 500 s)."""
+    import socket
+    import time
+
+    src = _tree(tmp_path)
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        t0 = time.monotonic()
+        r = _convert(str(src), "--out", str(tmp_path / "out"), "--ray-address", f"127.0.0.1:{port}")
+    assert r.returncode == 2 and time.monotonic() - t0 < 60
+    err = json.loads(r.stdout)["error"]
+    assert err["type"] == "UsageError" and f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err["message"]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 
 def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: Path) -> None:
