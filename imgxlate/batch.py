@@ -210,13 +210,16 @@ def failure_reason(exc: BaseException) -> str:
 
         from imgxlate._atomic import explain_write_error
 
-        where = "".join(f" {f!r}" for f in (exc.filename, exc.filename2) if f)
+        where = " and ".join(repr(f) for f in (exc.filename, exc.filename2) if f)
         # advice about the output only where the error can only come from writing (a full disk, a name
         # too long, a read-only file system); a refused read (a 403 on an input object) gets the reason
         writing = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.ENAMETOOLONG,
                                 errno.EROFS, errno.EEXIST, errno.ENOTDIR)
         what = explain_write_error(exc) if writing else (exc.strerror or str(exc).splitlines()[0][:300])
-        return f"{type(exc).__name__}{where}: {what}"
+        if exc.errno in (errno.EACCES, errno.EPERM) and where:  # an input, or a file in a folder not ours
+            what = f"{what}; check the permissions of that file and of the folders it is in"
+        # the file and what the system said: the exception's class ("PermissionError") adds nothing
+        return f"{where}: {what}" if where else f"{type(exc).__name__}: {what}"
     text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     return f"{type(exc).__name__}: {text}"
 

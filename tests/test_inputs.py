@@ -302,7 +302,8 @@ def test_failure_reasons_give_output_advice_only_for_errors_of_writing() -> None
     from imgxlate.batch import failure_reason
 
     denied = failure_reason(PermissionError(errno.EACCES, "Permission denied", "in/a.jpg"))
-    assert denied == "PermissionError 'in/a.jpg': Permission denied" and "output" not in denied
+    assert denied == ("'in/a.jpg': Permission denied; check the permissions of that file and of the folders it "
+                      "is in") and "output" not in denied
     full = failure_reason(OSError(errno.ENOSPC, "No space left on device", "out/a.png"))
     assert "'out/a.png'" in full and "disk is full" in full
     long = failure_reason(OSError(errno.ENAMETOOLONG, "File name too long", "out/x.png"))

@@ -88,12 +88,13 @@ def plan_videos(
 
 
 def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool, crf: int = 23,
-             preset: str = "ultrafast") -> dict[Path, str]:
+             preset: str = "ultrafast", frames_dir: Path | None = None) -> dict[Path, str]:
     """What can be refused before the model is loaded (usage errors raise, exit 2): missing inputs,
     an encoder FFmpeg lacks, the container cannot hold or that refuses ``crf`` / ``preset``, an
     ``--out`` under a file or named as a video the tool does not write. Returns the
     explicitly named files that are not videos (FIFO, device, still image, unreadable) with the reason:
     they fail (exit 1) without costing a model load."""
+    from imgxlate._atomic import folder_write_problem
     from imgxlate.errors import VideoError
     from imgxlate.inputs import VIDEO_SUFFIXES
     from imgxlate.video.convert import _check_parent
@@ -120,9 +121,24 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
             _check_parent(out, "--out")
     if not frames_only:
         check_encoder(codec, suffix, pix_fmt, crf, preset)
+    # Folders nothing can be written into, said once before the model loads (as convert does), not
+    # as an exception about a lock file after it: --out and --frames-dir are usage errors; beside an
+    # input in a read-only folder, that input fails.
+    for option, folder in (("--out", None if frames_only else out), ("--frames-dir", frames_dir)):
+        if folder is None:
+            continue
+        where = folder.parent if folder.suffix.lower() in OUTPUT_SUFFIXES and not folder.is_dir() else folder
+        if why := folder_write_problem(where):
+            raise UsageError(f"{option}: cannot write into {str(where)!r}: {why}")
     bad: dict[Path, str] = {}
+    if out is None and not frames_only:
+        for p in inputs:
+            folder = p if p.is_dir() else p.parent
+            if p.exists() and (why := folder_write_problem(folder)):
+                what = "its videos would be written beside them" if p.is_dir() else "the video would be written beside it"
+                bad[p] = f"{p}: {what}, but {str(folder)!r} cannot be written into ({why}); pass --out to write elsewhere"
     for p in inputs:
-        if p.is_dir() or not (p.exists() or p.is_symlink()):
+        if p in bad or p.is_dir() or not (p.exists() or p.is_symlink()):
             continue
         try:
             probe_video(p)
@@ -217,7 +233,7 @@ def video(
             dur = parse_time(duration, "--duration")
             if dur is not None and dur <= 0:
                 raise UsageError("--duration must be more than 0 seconds")
-            bad = precheck(inputs, out, codec, pix_fmt, frames_only, crf, preset)
+            bad = precheck(inputs, out, codec, pix_fmt, frames_only, crf, preset, frames_dir)
             for src, reason in bad.items():
                 failures.append({"src": str(src), "status": "failed", "reason": reason})
                 print_error(reason)

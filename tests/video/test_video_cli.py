@@ -160,3 +160,42 @@ def test_encoders_that_open_but_cannot_make_the_video_are_refused_before_any_wor
     monkeypatch.setattr(media, "_trial_video", fails)
     with pytest.raises(UsageError, match=r"the encoder libx264 cannot make a \.mp4 video here \(Not yet"):
         media.check_encoder("libx264", ".mp4", "yuv420p", 23, "ultrafast")
+
+
+def test_folders_nothing_can_be_written_into_are_refused_before_the_model(clip: Path, tmp_path: Path) -> None:
+    """A read-only folder: --out and --frames-dir are usage errors (exit 2), a video beside which
+    nothing can be written fails with what to do (exit 1); all before the model loads (the model given
+    does not exist), and no more `PermissionError '...lock'` after it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fault_fs import without_dac_override
+
+    prefix = without_dac_override()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "c.mp4").write_bytes(clip.read_bytes())
+    locked.chmod(0o555)
+    no_model = str(tmp_path / "no-such-model.onnx")
+    cmd = [*prefix, sys.executable, "-m", "imgxlate", "video", "--model", no_model, "--json"]
+    try:
+        runs = {
+            "out": subprocess.run([*cmd, str(clip), "--out", str(locked / "x.mp4")], capture_output=True, text=True,
+                                  timeout=120, check=False),
+            "frames": subprocess.run([*cmd, str(clip), "--out", str(tmp_path / "v"), "--frames-dir",
+                                      str(locked / "fr")], capture_output=True, text=True, timeout=120, check=False),
+            "beside": subprocess.run([*cmd, str(locked / "c.mp4")], capture_output=True, text=True, timeout=120,
+                                     check=False),
+        }
+    finally:
+        locked.chmod(0o755)
+    for key, option in (("out", "--out"), ("frames", "--frames-dir")):
+        r = runs[key]
+        assert r.returncode == 2, r.stderr
+        assert json.loads(r.stdout)["error"]["message"].startswith(f"{option}: cannot write into ")
+        assert "check that the output folder is writable" in r.stderr
+    r = runs["beside"]
+    assert r.returncode == 1, r.stderr
+    (failure,) = json.loads(r.stdout)["results"]
+    assert failure["status"] == "failed"
+    assert "the video would be written beside it" in failure["reason"] and "pass --out" in failure["reason"]
+    assert "PermissionError" not in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in locked.iterdir()) == ["c.mp4"]
