@@ -26,7 +26,7 @@ import typer
 from rich.markup import escape
 
 from imgxlate._version import __version__
-from imgxlate.cli.common import defer_stop, print_error, stderr, stop_signals
+from imgxlate.cli.common import defer_stop, emit_json, json_error, print_error, stderr, stop_signals
 from imgxlate.errors import ImgxlateError, TrainingInterrupted, UsageError
 from imgxlate.extras import require
 from imgxlate.train.config import TrainConfig
@@ -51,9 +51,10 @@ def _version(value: bool) -> None:
 
 
 def _fail(err: ImgxlateError, as_json: bool = False) -> None:
+    """The error on stderr and, with ``--json``, the JSON error object ``imgxlate`` writes."""
     print_error(err)
     if as_json:
-        typer.echo(json.dumps({"error": str(err), "exit_code": err.exit_code}))
+        emit_json(json_error(str(err), type(err).__name__, err.exit_code))
     raise typer.Exit(err.exit_code)
 
 
@@ -163,9 +164,8 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
             cfg = None
         else:
             if not settings["domain_a"] or not settings["domain_b"]:
-                stderr.print(ctx.get_help())
-                print_error(UsageError("pass --domain-a and --domain-b (or --resume RUN)"))
-                raise typer.Exit(2)
+                raise UsageError("pass --domain-a and --domain-b (or --resume RUN); `imgxlate-train --help` "
+                                 "lists every option")
             cfg = TrainConfig.from_dict(settings)
             cfg.validate()  # before importing torch: a bad value answers at once
             explicit = {}
@@ -186,6 +186,14 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         if as_json:
             typer.echo(json.dumps({"interrupted": True, "step": err.step, "checkpoint": err.checkpoint,
                                    "stage": err.stage, "message": str(err), "exit_code": code}, sort_keys=True))
+        raise typer.Exit(code) from None
+    except KeyboardInterrupt:  # while loading and setting up: the steps and the saves are guarded
+        code = stop.exit_code if stop is not None and stop.signum is not None else 130
+        message = "interrupted before the first step; nothing was trained or saved"
+        if main_rank:
+            stderr.print(f"[yellow]{escape(message)}[/]")
+        if as_json:
+            emit_json(json_error(message, "Interrupted", code))
         raise typer.Exit(code) from None
     except ImgxlateError as err:
         _fail(err, as_json)
@@ -270,7 +278,11 @@ def export_command(
 
 
 def main() -> None:
-    app(prog_name="imgxlate-train")
+    """``imgxlate-train``: run the way ``imgxlate`` runs (:func:`imgxlate.cli.run_command`): parse errors
+    and an early Ctrl-C also as JSON with ``--json``, exit codes from the error types."""
+    from imgxlate.cli import run_command
+
+    run_command(lambda: app, "imgxlate-train")
 
 
 if __name__ == "__main__":

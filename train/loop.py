@@ -586,14 +586,18 @@ def _train(
                 with contextlib.suppress(OSError):
                     closing.close()
         raise
-    if jlog is not None:
-        with _writing(out / "log.jsonl", out):
-            jlog.close()
-    if tb is not None:
-        with _writing(out / "tensorboard", out):
-            tb.close()
-    if step > start or ckpt is None:
-        checkpoint()
+    try:
+        with step_guard():  # a stop while the run's files are closed and saved is held until they are
+            if jlog is not None:
+                with _writing(out / "log.jsonl", out):
+                    jlog.close()
+            if tb is not None:
+                with _writing(out / "tensorboard", out):
+                    tb.close()
+            if step > start or ckpt is None:
+                checkpoint()
+    except KeyboardInterrupt:
+        interrupted = True
     wall = wall_before + time.perf_counter() - t0
     if interrupted:
         raise TrainingInterrupted(step, str(ckpt_path), str(out))

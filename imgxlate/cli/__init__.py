@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 _JSON_ERROR = False  # --json on the command line: an early stop also writes a JSON error on stdout
 
@@ -42,7 +42,18 @@ def _interrupted_early(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point (``imgxlate`` and ``python -m imgxlate``).
+    """Console entry point (``imgxlate`` and ``python -m imgxlate``): :func:`run_command` of the app."""
+
+    def load() -> object:
+        from imgxlate.cli.app import app
+
+        return app
+
+    run_command(load, "imgxlate", argv)
+
+
+def run_command(load_app: Callable[[], object], prog_name: str, argv: Sequence[str] | None = None) -> None:
+    """Run a command line of ``load_app()`` (the ``imgxlate`` app, or ``imgxlate-train``'s) and exit.
 
     The SIGINT handler is installed first, before the heavy imports (typer, rich, numpy): commands
     that handle Ctrl-C themselves (convert, video, models add) install their own for their duration
@@ -57,15 +68,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the shell ignores SIGINT
         signal.signal(signal.SIGINT, _interrupted_early)
     try:
-        from imgxlate.cli.app import app
-
-        sys.exit(_run(app, args, _JSON_ERROR))
+        sys.exit(_run(load_app(), args, _JSON_ERROR, prog_name))
     except KeyboardInterrupt:  # Ctrl-C inside code that restored Python's default handler
         _say_interrupted()
         sys.exit(130)
 
 
-def _run(app: object, args: list[str], as_json: bool) -> int:
+def _run(app: object, args: list[str], as_json: bool, prog_name: str = "imgxlate") -> int:
     """Run the app and turn what click raises into the exit code, as click's standalone mode does; a
     usage error found while parsing is shown with the option it is about, and with ``as_json`` also
     written as a JSON error object on stdout."""
@@ -77,7 +86,7 @@ def _run(app: object, args: list[str], as_json: bool) -> int:
     # Click's exception classes, whether Typer uses click itself or its own copy of it.
     click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     try:
-        rv = app(prog_name="imgxlate", args=args, standalone_mode=False)  # type: ignore[operator]
+        rv = app(prog_name=prog_name, args=args, standalone_mode=False)  # type: ignore[operator]
     except click_exception as exc:
         _name_the_source(exc)
         rich_utils.rich_format_error(exc)

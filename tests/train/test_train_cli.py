@@ -233,7 +233,7 @@ def test_json_summary_threads_zero_and_out_that_is_a_file(tmp_path: Path) -> Non
     for out in (tmp_path / "file", tmp_path / "file" / "run"):
         bad = _cli(*common, "--out", str(out), "--json")
         assert bad.returncode == 2 and "is a file" in bad.stderr and "Traceback" not in bad.stderr
-        assert json.loads(bad.stdout)["exit_code"] == 2
+        assert json.loads(bad.stdout)["error"]["exit_code"] == 2
     typo = _cli(*common, "--method", "cutt")
     assert typo.returncode == 2 and "cutt" in typo.stderr
 
@@ -378,6 +378,52 @@ def test_values_the_networks_cannot_take_are_usage_errors(tmp_path: Path, args: 
     assert not (tmp_path / "r").exists()
 
 
+def test_ctrl_c_before_the_first_step_says_so_and_gives_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer turns a KeyboardInterrupt into a silent exit 130: with --json, stdout was empty."""
+    from imgxlate.train import loop
+
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the data and networks are being set up
+
+    monkeypatch.setattr(loop, "setup_runtime", interrupted)
+    result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"),
+                                      "--out", str(tmp_path / "run"), "--max-steps", "1", "--json", *TINY])
+    assert result.exit_code == 130, result.output
+    assert json.loads(result.stdout) == {"error": {
+        "message": "interrupted before the first step; nothing was trained or saved", "type": "Interrupted",
+        "exit_code": 130}}
+    assert "interrupted before the first step" in result.stderr
+
+
+def test_ctrl_c_while_the_last_checkpoint_is_saved_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop held by the guard until the save ends is reported as the stop of a saved run."""
+    import contextlib
+
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+    calls = []
+
+    @contextlib.contextmanager
+    def guard():  # as defer_stop does when a signal came during the block: raised at its end
+        yield
+        calls.append(1)
+        if len(calls) == 2:  # the step's guard, then the one around closing and saving
+            raise KeyboardInterrupt
+
+    from imgxlate.train import loop
+    from imgxlate.train.config import TrainConfig
+
+    cfg = TrainConfig(domain_a=str(tmp_path / "a"), domain_b=str(tmp_path / "b"), out=str(tmp_path / "run"),
+                      max_steps=1, export=False, ngf=8, ndf=8, n_blocks=2, image_size=32, load_size=36, workers=0,
+                      pool_size=3, threads=1)
+    with pytest.raises(loop.TrainingInterrupted) as info:
+        loop.train(cfg, step_guard=guard)
+    assert info.value.step == 1 and load_checkpoint(tmp_path / "run")["step"] == 1
+
+
 def test_ctrl_c_during_the_export_says_the_export_did_not_finish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -413,6 +459,7 @@ def test_a_domain_with_no_decodable_image_is_one_plain_message_with_workers(tmp_
     result = _cli("--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), "--out",
                   str(tmp_path / "r"), "--json", *TINY, "--workers", "2")  # the last --workers counts
     assert result.returncode == 1, result.stderr[-2000:]
-    said = json.loads(result.stdout.splitlines()[-1])
-    assert said["error"].startswith("none of the 2 images of domain B can be decoded")
+    said = json.loads(result.stdout)["error"]  # the error object `imgxlate` writes
+    assert said["message"].startswith("none of the 2 images of domain B can be decoded")
+    assert said["type"] == "TrainingError" and said["exit_code"] == 1
     assert "Traceback" not in result.stderr and "Caught" not in result.stderr

@@ -113,7 +113,7 @@ def test_resuming_into_a_read_only_run_folder_says_so_without_a_traceback(
     assert result.exit_code == 1, result.output
     assert "cannot write" in result.output and "Read-only file system" in result.output
     assert f"--resume {run}" in result.output and "Traceback" not in result.output
-    assert json.loads(result.stdout.splitlines()[-1])["exit_code"] == 1
+    assert json.loads(result.stdout)["error"]["exit_code"] == 1
     assert load_checkpoint(run)["step"] == 2
 
 
@@ -135,7 +135,7 @@ def test_a_disk_that_fills_up_during_training_is_one_message_and_json(
     (small_disk / "filler").write_bytes(b"\0" * (free - 1024))  # less than a page left
     result = CliRunner().invoke(app, ["--resume", str(run), "--max-steps", "40", "--log-every", "1", "--json"])
     assert result.exit_code == 1, result.output
-    said = json.loads(result.stdout.splitlines()[-1])
-    assert "disk full" in said["error"] and f"--resume {run}" in said["error"], said
+    said = json.loads(result.stdout)["error"]
+    assert "disk full" in said["message"] and f"--resume {run}" in said["message"], said
     assert "Traceback" not in result.output
     assert load_checkpoint(run)["step"] == 2

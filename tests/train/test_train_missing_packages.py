@@ -40,10 +40,10 @@ def test_without_torch_training_says_what_to_install(tmp_path: Path, domains: li
     r = _cli(tmp_path, "torch", *domains, *TINY, "--out", str(tmp_path / "run"), "--json")
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    err = json.loads(r.stdout)
-    assert err["exit_code"] == 2
-    assert "training needs torch, which is not installed: pip install 'torch>=2.2'" in err["error"]
-    assert "download.pytorch.org/whl/cpu" in err["error"]  # the small CPU build
+    err = json.loads(r.stdout)["error"]
+    assert err["exit_code"] == 2 and err["type"] == "UsageError"
+    assert "training needs torch, which is not installed: pip install 'torch>=2.2'" in err["message"]
+    assert "download.pytorch.org/whl/cpu" in err["message"]  # the small CPU build
     assert not (tmp_path / "run").exists()
 
 
