@@ -20,6 +20,7 @@ from imgxlate.cli.common import (
     emit_json,
     examples,
     handle_errors,
+    json_error,
     preload_runtimes,
     print_warning,
     stderr,
@@ -234,23 +235,34 @@ def models_add(
         if not quiet:
             print_warning(message)
 
-    with handle_errors(as_json), stop_signals("nothing was installed") as stop:
+    in_place: list[Path] = []
+    with handle_errors(as_json), stop_signals("stopping the install") as stop:
         try:
             with defer_stop():  # the probe below imports native extensions: see defer_stop
                 preload_runtimes()
             report = _DownloadReport(quiet or as_json)
             with report.progress:
                 pair = install_model(source, name=name, sha256=sha256, force=force, deadline=timeout,
-                                     progress=None if quiet else report, warn=warn)
+                                     progress=None if quiet else report, warn=warn, installed=in_place.append)
         except KeyboardInterrupt:
-            raise typer.Exit(stop.exit_code) from None
-    if as_json:
-        emit_json({"installed": _info_doc(pair), "warnings": warnings})
-    elif not quiet:
-        stdout.print(
-            f"installed {escape(pair.name)} ({escape(', '.join(f.label for f in pair.files))}) at "
-            f"{escape(str(pair.path))}"
-        )
+            if not in_place:
+                message = "interrupted: nothing was installed"
+                stderr.print(f"[yellow]{message}[/]")
+                if as_json:
+                    emit_json(json_error(message, "Interrupted", stop.exit_code))
+                raise typer.Exit(stop.exit_code) from None
+            # the stop came after the model was in place: it is installed, and said so
+            from imgxlate.registry.pairs import load_pair
+
+            pair = load_pair(in_place[0], "user", in_place[0].name)
+        with defer_stop():  # the result is said whole
+            if as_json:
+                emit_json({"installed": _info_doc(pair), "warnings": warnings})
+            elif not quiet:
+                stdout.print(
+                    f"installed {escape(pair.name)} ({escape(', '.join(f.label for f in pair.files))}) at "
+                    f"{escape(str(pair.path))}"
+                )
 
 
 @models_app.command("remove", epilog=examples("imgxlate models remove p2v"))

@@ -321,6 +321,7 @@ def install_model(
     progress: ProgressFn | None = None,
     deadline: float | None = None,
     warn: Callable[[str], None] | None = None,
+    installed: Callable[[Path], None] | None = None,
 ) -> ModelPair:
     """Validate a model and install it under the user folder; return the installed pair.
 
@@ -331,6 +332,8 @@ def install_model(
     (same domains): then they are added into it. ``force`` replaces a user model or hides a bundled one,
     and ``warn`` is told what is replaced or hidden. The model is assembled in a temp folder beside its
     destination and renamed into place: an interrupted install leaves nothing under the model's name.
+    ``installed(path)`` is called the moment it is in place (what follows only tidies up), so that a
+    caller stopped after it can say the model was installed.
     """
     warn = warn or _warn_default
     text = os.fspath(source)
@@ -447,6 +450,8 @@ def install_model(
 
             (target / SOURCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
         _swap_into_place(target, dest, staging)
+        if installed is not None:
+            installed(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return load_pair(dest, "user", name)

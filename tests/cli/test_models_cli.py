@@ -55,6 +55,40 @@ def test_add_folder_list_info_remove(home: Path, tiny_pair: Path, monkeypatch: p
     assert res.exit_code == 2 and "no user model named" in res.stderr
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_stop_during_add_says_what_was_installed(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   when: str) -> None:
+    """A Ctrl-C before the model is in place installs nothing; one after it (while the staging folder is
+    tidied up) leaves it installed, and the command says so: it used to say "nothing was installed"
+    (exit 130) with the pair in place."""
+    from imgxlate.registry import install
+
+    if when == "before":
+        def stopped(*args: object) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(install, "_swap_into_place", stopped)
+    else:
+        real = install.load_pair
+
+        def stopped(*args: object, **kwargs: object) -> object:
+            if args[1:2] != ("user",):  # the source's checks; the last call loads the installed pair
+                return real(*args, **kwargs)
+            raise KeyboardInterrupt  # after the rename, before install_model returns
+
+        monkeypatch.setattr(install, "load_pair", stopped)
+    res = invoke("models", "add", tiny_pair, "--json")
+    if when == "before":
+        assert res.exit_code == 130, res.output
+        assert json.loads(res.stdout)["error"] == {"message": "interrupted: nothing was installed",
+                                                   "type": "Interrupted", "exit_code": 130}
+        assert not (home / "horse2zebra").exists()
+    else:
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["installed"]["name"] == "horse2zebra"
+        assert (home / "horse2zebra" / "a2b.onnx").is_file() and "nothing was installed" not in res.output
+
+
 def test_add_single_file_with_name(home: Path, tiny_pair: Path) -> None:
     res = invoke("models", "add", tiny_pair / "b2a.onnx", "--name", "zebra-to-horse")
     assert res.exit_code == 0, res.output
