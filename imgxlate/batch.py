@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate.errors import DiskFullError, ImgxlateError, OutputExistsError, UsageError
+from imgxlate.errors import DiskFullError, ImgxlateError, OutputExistsError, UsageError, brief
 from imgxlate.imaging.notices import collected
 from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs, same_folder
 from imgxlate.notes import Note
@@ -215,12 +215,12 @@ def failure_reason(exc: BaseException) -> str:
         # too long, a read-only file system); a refused read (a 403 on an input object) gets the reason
         writing = exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.ENAMETOOLONG,
                                 errno.EROFS, errno.EEXIST, errno.ENOTDIR)
-        what = explain_write_error(exc) if writing else (exc.strerror or str(exc).splitlines()[0][:300])
+        what = explain_write_error(exc) if writing else (exc.strerror or brief(exc))
         if exc.errno in (errno.EACCES, errno.EPERM) and where:  # an input, or a file in a folder not ours
             what = f"{what}; check the permissions of that file and of the folders it is in"
         # the file and what the system said: the exception's class ("PermissionError") adds nothing
         return f"{where}: {what}" if where else f"{type(exc).__name__}: {what}"
-    text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    text = brief(exc)
     return f"{type(exc).__name__}: {text}"
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from imgxlate.errors import DeviceError, InvalidModelError, UsageError
+from imgxlate.errors import DeviceError, InvalidModelError, UsageError, brief
 from imgxlate.extras import pip_install
 from imgxlate.graphs.rewrite import for_cpu
 
@@ -296,7 +296,7 @@ def _probe_cuda_uncached() -> tuple[bool, str]:
                 sess.run(None, {"x": np.zeros(1, np.float32)})
             got = sess.get_providers()
         except Exception as exc:  # noqa: BLE001 - any failure means "no CUDA", with its message
-            got, err = [], str(exc).splitlines()[0][:200]
+            got, err = [], brief(exc, 200)
         else:
             err = ""
     if got and got[0] == CUDA:
@@ -375,7 +375,7 @@ def openvino_status() -> tuple[bool, str]:
     except ImportError:
         return False, f"openvino is not installed ({pip_install('openvino')})"
     except Exception as exc:  # noqa: BLE001 - a broken install is "not available", with its message
-        return False, f"openvino cannot be imported ({str(exc).splitlines()[0][:200]})"
+        return False, f"openvino cannot be imported ({brief(exc, 200)})"
     return True, str(getattr(openvino, "__version__", "")).split("-")[0]
 
 
@@ -423,7 +423,7 @@ def make_session(
     except Exception as exc:
         name = name or ("the model" if isinstance(model, bytes) else str(model))
         raise InvalidModelError(
-            f"ONNX Runtime cannot load {name}: {str(exc).splitlines()[0][:300]}; "
+            f"ONNX Runtime cannot load {name}: {brief(exc)}; "
             "check that it is an imgxlate generator (re-export it with imgxlate-train export)"
         ) from exc
     if provider == CUDA and sess.get_providers()[0] == CUDA:
@@ -466,7 +466,7 @@ def _compile_openvino(model: bytes | str | os.PathLike[str], threads: int) -> An
     except Exception as exc:
         name = "the model" if isinstance(model, bytes) else str(model)
         raise InvalidModelError(
-            f"OpenVINO cannot load {name}: {str(exc).splitlines()[0][:300]}; "
+            f"OpenVINO cannot load {name}: {brief(exc)}; "
             "try --backend onnxruntime"
         ) from exc
 

@@ -103,3 +103,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def brief(exc: BaseException, limit: int = 300) -> str:
+    """A third-party exception's message for one line of ours: its first line, and when that is longer
+    than ``limit`` its start and its end (where native libraries put the reason: ONNX Runtime ends a
+    failed session with "error msg: Resource temporarily unavailable", which a cut at the start lost)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    half = (limit - 5) // 2
+    return f"{text[:half]} ... {text[-half:]}"

@@ -22,7 +22,8 @@ import torch
 
 from imgxlate._atomic import atomic_path
 from imgxlate._version import __version__
-from imgxlate.errors import ImgxlateError, InvalidModelError, UsageError
+from imgxlate.engine import session_options
+from imgxlate.errors import ImgxlateError, InvalidModelError, TrainingError, UsageError, brief
 from imgxlate.metadata import METADATA_KEY, ModelMetadata
 
 PARITY_TOLERANCE = 1e-3  # max abs difference, ORT vs PyTorch, on outputs in [-1, 1]
@@ -146,7 +147,13 @@ def build_verified(
     onnx.checker.check_model(model, full_check=True)
     data = model.SerializeToString()
 
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    try:  # the runtime's own failures (no threads left, no memory) are not the model's
+        session = ort.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime's errors have no common base class
+        raise TrainingError(
+            f"the export's check could not start ONNX Runtime ({brief(exc)}); nothing was written: the "
+            "checkpoint is kept, and `imgxlate-train export RUN --out DIR` exports it"
+        ) from exc
     worst, sizes = 0.0, []
     for x in verify_inputs:
         with torch.no_grad():

@@ -31,7 +31,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.errors import ImgxlateError, UsageError, brief
 from imgxlate.extras import pip_install
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,7 +76,7 @@ class LazyText(str):
         try:
             return self._compute()  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - help must render even with a broken model folder
-            return f"unknown: {str(exc).splitlines()[0][:120]}"
+            return f"unknown: {brief(exc, 120)}"
 
     def __str__(self) -> str:
         return self._text()

@@ -21,6 +21,7 @@ from imgxlate.errors import (
     InvalidModelError,
     ModelNotFoundError,
     UsageError,
+    brief,
 )
 from imgxlate.extras import pip_install
 from imgxlate.metadata import DIRECTIONS
@@ -293,7 +294,7 @@ def _fetch_hub(source: str, progress: ProgressFn | None) -> tuple[Path, dict[str
             "connect once to download it (later installs work offline)"
         ) from exc
     except (hf_errors.HfHubHTTPError, OSError, ValueError) as exc:
-        raise ImgxlateError(f"{source}: {str(exc).splitlines()[0][:300]}") from exc
+        raise ImgxlateError(f"{source}: {brief(exc)}") from exc
     return folder, {"source": f"hf://{repo}", "revision": folder.name, "requested": rev or "main"}
 
 

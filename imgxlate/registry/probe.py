@@ -9,6 +9,7 @@ from typing import Any
 from imgxlate.errors import (
     ImgxlateError,
     InvalidModelError,
+    brief,
 )
 from imgxlate.metadata import ModelMetadata, read_onnx_metadata
 
@@ -40,7 +41,7 @@ def probe_generator(engine: Any, meta: ModelMetadata, where: str | os.PathLike[s
         raise
     except Exception as exc:  # ONNX Runtime errors have no common base class
         raise InvalidModelError(
-            f"{where} loads but fails on a {w}x{h} test image: {str(exc).splitlines()[0][:300]}; it is not "
+            f"{where} loads but fails on a {w}x{h} test image: {brief(exc)}; it is not "
             "an image generator imgxlate can run"
         ) from exc
     if y.shape != x.shape:

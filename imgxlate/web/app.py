@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from imgxlate.errors import ImgxlateError, UsageError
+from imgxlate.errors import ImgxlateError, UsageError, brief
 from imgxlate.web import require_gradio
 from imgxlate.web.service import DEFAULT_MAX_UPLOAD_MB, BatchOutcome, VideoOutcome, WebService
 
@@ -86,7 +86,7 @@ def _unexpected(exc: BaseException) -> str:
     traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, MemoryError):
         return "out of memory; try fewer or smaller images at once, or restart the server with --device cpu"
-    first = str(exc).splitlines()[0][:300] if str(exc) else ""
+    first = brief(exc) if str(exc) else ""
     return f"unexpected {type(exc).__name__}{': ' + first if first else ''} (details in the server's log)"
 
 

@@ -57,3 +57,23 @@ def test_a_rename_that_fails_names_its_target_and_says_the_folder_may_be_mixed(t
     assert f"cannot replace {model / 'b2a.onnx'}" in text and "export again with --overwrite" in text
     assert ".imgxlate-tmp-" not in text and "nothing was replaced" not in text
     assert not [p for p in model.iterdir() if p.name.startswith(".imgxlate-tmp-")]
+
+
+def test_a_runtime_that_cannot_start_is_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The export's parity check failing to create its ONNX Runtime session (no threads left on the
+    machine, as a reviewer's run found) was a traceback after the training."""
+    import onnxruntime as ort
+
+    from imgxlate.errors import TrainingError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: "
+                           "pthread_create failed, error msg: Resource temporarily unavailable")
+
+    monkeypatch.setattr(ort, "InferenceSession", refuse)
+    model = tmp_path / "model"
+    with pytest.raises(TrainingError, match="could not start ONNX Runtime .*Resource temporarily unavailable.*"
+                                            "imgxlate-train export RUN --out DIR"):
+        export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "x", "y", CFG, 32, 1,
+                          0.1)
+    assert not model.exists() or not any(model.iterdir())
