@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from imgxlate._atomic import atomic_path
-from imgxlate.errors import TrainingError
+from imgxlate.errors import TrainingError, UsageError, brief
 
 CHECKPOINT_FORMAT = "imgxlate-cyclegan"  # the name of the format since version 1, kept for every method
 # 1: CycleGAN. 2: any method (config.method; CUT/FastCUT networks G_ab/F_ab/D_b...). Version-1 files
@@ -95,9 +95,9 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         for candidate in (p / "checkpoints" / "last.pt", p / "last.pt"):
             if candidate.is_file():
                 return candidate
-        raise TrainingError(f"{str(p)!r} has no checkpoints/last.pt; pass a checkpoint file or a run folder")
+        raise UsageError(f"{str(p)!r} has no checkpoints/last.pt; pass a checkpoint file or a run folder")
     if not p.is_file():
-        raise TrainingError(f"checkpoint {str(p)!r} does not exist; pass a .pt file or a run folder")
+        raise UsageError(f"checkpoint {str(p)!r} does not exist; pass a .pt file or a run folder")
     return p
 
 
@@ -106,9 +106,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        import pickle
+
+        # Not PyTorch's paragraph for a file that does not unpickle: it advises loading it with
+        # weights_only=False, which runs any code the file holds.
+        why = "not a PyTorch checkpoint file" if isinstance(exc, pickle.UnpicklingError) else brief(exc, 160)
         raise TrainingError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); it is damaged "
-            "or not an imgxlate checkpoint"
+            f"cannot read checkpoint {path} ({why}); it is damaged or not an imgxlate-train checkpoint: "
+            "give a run folder or its checkpoints/last.pt"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not an imgxlate-train checkpoint")

@@ -355,3 +355,19 @@ class TrainConfig:
         for name in ("checkpoint_every", "sample_every", "log_every"):
             if int(getattr(self, name)) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or more")
+        self._check_folders()
+
+    def _check_folders(self) -> None:
+        """The run folder must not be inside a domain folder (folders are searched recursively: its
+        sample grids would become training images of the next run), and the two domains must differ."""
+        if not self.domain_a or not self.domain_b:
+            return
+        a, b = Path(self.domain_a).resolve(), Path(self.domain_b).resolve()
+        if a == b:
+            raise UsageError(f"--domain-a and --domain-b are the same folder ({self.domain_a}); CycleGAN learns "
+                             "between two different sets of images")
+        out = Path(self.out).resolve() if self.out else None
+        for option, folder in (("--domain-a", a), ("--domain-b", b)):
+            if out is not None and (out == folder or folder in out.parents):
+                raise UsageError(f"--out {self.out} is inside {option} {folder}: its sample images would be read "
+                                 "as training images the next time; choose a run folder outside the data")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imgxlate.errors import TrainingError
+from imgxlate.errors import TrainingError, UsageError
 from imgxlate.imaging.decode import read_rgb8
 
 log = logging.getLogger("imgxlate.train")
@@ -43,11 +43,11 @@ def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
     label = f"{role} folder" if role else "folder"
     root = Path(folder).expanduser()
     if not str(folder):
-        raise TrainingError(f"no {label} given; pass a folder of training images")
+        raise UsageError(f"no {label} given; pass a folder of training images")
     if not root.exists():
-        raise TrainingError(f"{label} {str(root)!r} does not exist; check the path")
+        raise UsageError(f"{label} {str(root)!r} does not exist; check the path")
     if not root.is_dir():
-        raise TrainingError(f"{label} {str(root)!r} is not a folder; pass a folder of training images")
+        raise UsageError(f"{label} {str(root)!r} is not a folder; pass a folder of training images")
     exts = image_extensions()
     files = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -59,7 +59,7 @@ def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
     if not files:
         # the suffixes people have first (the sorted list began .apng, .avif, .blp, .bmp, .bufr, ...)
         common = [e for e in (".jpg", ".jpeg", ".png", ".webp", ".heic", ".tif", ".tiff", ".bmp") if e in exts]
-        raise TrainingError(
+        raise UsageError(  # as convert's "no images found": exit 2
             f"{label} {str(root)!r} has no image files (looked for {', '.join(common)} and "
             f"{len(exts) - len(common)} more kinds, in sub-folders too; hidden files are left out)"
         )
@@ -268,6 +268,11 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
 ) -> torch.utils.data.DataLoader:
+    from imgxlate.engine import usable_cpus
+
+    # More loading processes than CPUs only take turns (and PyTorch warns about each loader: the
+    # default 4 on a 2-core laptop); the samples do not depend on how many there are.
+    workers = min(workers, usable_cpus())
     sampler = EpochSampler(steps_per_epoch_, batch_size, start_step, rank, world_size)
     return torch.utils.data.DataLoader(
         dataset,

@@ -284,7 +284,7 @@ def check_run_folder(out: Path, resuming: bool) -> Path:
                 )
             break
     if not resuming and ckpt_path.exists():
-        raise TrainingError(
+        raise UsageError(
             f"{out} already holds a training run ({ckpt_path}); continue it with --resume {out} "
             "or choose another --out"
         )

@@ -466,9 +466,12 @@ def progress_bar(quiet: bool, rate_prefix: str = "", log_every: float = LOG_EVER
             self._log(task_id)
 
         def stop(self) -> None:
-            if self.lines:  # every task's last state, unless that is what was printed last
-                for task_id, task in list(self._tasks.items()):
-                    if self._said.get(task_id, (0.0, -1.0))[1] != task.completed:
+            if self.lines:  # every task's last state, unless that is what was printed last, or nothing
+                for task_id, task in list(self._tasks.items()):  # ("clip.mp4 0" after a video's error)
+                    said = self._said.get(task_id)
+                    if said is None and not task.completed:
+                        continue
+                    if (said or (0.0, -1.0))[1] != task.completed:
                         self._line(task_id)
             super().stop()
 

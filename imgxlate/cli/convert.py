@@ -140,6 +140,9 @@ def convert(
                              max_memory=parse_memory(max_memory) if max_memory else None)
             options = ImageOptions(fmt=fmt, quality=quality, max_pixels=max_pixels, tile=tile,
                                    tile_overlap=tile_overlap, tiling=tiling)
+            if quality is not None and options.fmt in ("png", "tiff") and not quiet:
+                print_warning(f"--quality is for JPEG and WebP; {options.fmt.upper()} files are written "
+                              "losslessly, so it is not used")
             walk = {"fmt": options.fmt, "overwrite": overwrite, "include": include or (), "exclude": exclude or (),
                     "recursive": recursive}
             if dry_run:

@@ -99,6 +99,12 @@ def _list_models(as_json: bool) -> None:
                       f"(`imgxlate models remove {b.name}`)")
 
 
+def _json(ctx: typer.Context, as_json: bool) -> bool:
+    """``--json`` of the sub-command, or given before it (``imgxlate models --json info NAME``, which
+    ``--help`` of ``models`` offers): either way the answer is JSON."""
+    return as_json or bool(ctx.parent is not None and ctx.parent.params.get("as_json"))
+
+
 @models_app.callback()
 def _models_root(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List, inspect, install and remove models. With no sub-command: list every model (name, domains,
@@ -109,8 +115,9 @@ def _models_root(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("list", epilog=examples("imgxlate models list --json"))
-def models_list(as_json: JsonOpt = False) -> None:
+def models_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List every model (the default marked, broken ones with the reason)."""
+    as_json = _json(ctx, as_json)
     with handle_errors(as_json):
         _list_models(as_json)
 
@@ -136,12 +143,14 @@ def _info_doc(pair: ModelPair) -> dict[str, Any]:
 @models_app.command("info", epilog=examples(
     "imgxlate models info vangogh2photo", "imgxlate models info ./runs/p2v/model --json"))
 def models_info(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name or path.", autocompletion=complete_model)],
     as_json: JsonOpt = False,
 ) -> None:
     """Show a model's metadata (and where it was installed from)."""
     from imgxlate.registry import find_pair, load_pair
 
+    as_json = _json(ctx, as_json)
     with handle_errors(as_json):
         path = Path(name).expanduser()
         pair = load_pair(path) if path.exists() else find_pair(name)
@@ -201,6 +210,7 @@ class _DownloadReport:
     "imgxlate models add hf://ORG/REPO@REV --json",
     "imgxlate models add mine.onnx --name vangogh2photo --force   # hides the bundled model, says so"))
 def models_add(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(
         help="A pair folder, a .onnx file, a .zip of either, an http(s) URL of any of those, a folder URL "
              "ending in / (its a2b.onnx, b2a.onnx and README.md are fetched), or hf://ORG/REPO[@REV] "
@@ -228,6 +238,7 @@ def models_add(
     constant) and install it in the user folder. A missing direction is added into an installed pair."""
     from imgxlate.registry import install_model
 
+    as_json = _json(ctx, as_json)
     warnings: list[str] = []
 
     def warn(message: str) -> None:
@@ -267,6 +278,7 @@ def models_add(
 
 @models_app.command("remove", epilog=examples("imgxlate models remove p2v"))
 def models_remove(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A user-installed model's name.", autocompletion=complete_model)],
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -274,6 +286,7 @@ def models_remove(
     """Delete a user-installed model (bundled models cannot be removed)."""
     from imgxlate.registry import remove_model
 
+    as_json = _json(ctx, as_json)
     with handle_errors(as_json):
         path = remove_model(name)
     if as_json:

@@ -221,12 +221,19 @@ def video(
     t0 = time.perf_counter()
     with stop_signals("keeping the frames translated so far") as stop, handle_errors(as_json):
         try:
-            temporal = temporal or DEFAULT_TEMPORAL
             if stabilize is not None:
-                temporal = "flow" if stabilize else "off"
+                wanted = "flow" if stabilize else "off"
+                if temporal is not None and temporal != wanted:
+                    raise UsageError(f"--{'' if stabilize else 'no-'}stabilize means --temporal {wanted}, but "
+                                     f"--temporal {temporal} is given too; leave out the deprecated --stabilize")
+                temporal = wanted
                 print_warning("--stabilize/--no-stabilize are deprecated; use --temporal flow / --temporal off")
+            temporal = temporal or DEFAULT_TEMPORAL
             if temporal not in TEMPORAL_MODES:
                 raise UsageError(f"--temporal {temporal!r}: choose one of {', '.join(TEMPORAL_MODES)}")
+            if frames_only and out is not None:
+                raise UsageError("--frames-only writes PNG frames to --frames-dir and no video: leave out --out, "
+                                 "or --frames-only to write the video too")
             if frames_only and frames_dir is None:
                 raise UsageError("--frames-only needs --frames-dir DIR (where the PNG frames go)")
             parse_time(start, "--start")

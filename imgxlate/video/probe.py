@@ -213,7 +213,7 @@ def parse_time(value: str | float | None, what: str = "time") -> float | None:
             seconds = 0.0
             for p in parts:
                 seconds = seconds * 60 + float(p)
-            if len(parts) > 1 and any(float(p) >= 60 for p in parts[1:-1]):
+            if any(float(p) >= 60 for p in parts[1:]):  # 1:99 is a typo, not 2:39
                 raise ValueError(text)
         except ValueError:
             raise UsageError(f"{what} {value!r} is not a time; give seconds (12.5) or HH:MM:SS(.ms)") from None

@@ -231,6 +231,18 @@ def test_more_threads_than_cpus_says_so_and_converts(tiny_pair: Path, tmp_path: 
     assert res.exit_code == 0 and "warning" not in res.stderr
 
 
+def test_quality_for_a_lossless_format_says_it_is_not_used(tiny_pair: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rng_img(8, 8)).save(tmp_path / "in" / "a.jpg")
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out", "--model", tiny_pair, "--direction", "a2b",
+                 "--format", "png", "--quality", "50")
+    assert res.exit_code == 0, res.output
+    assert "warning: --quality is for JPEG and WebP; PNG files are written losslessly" in res.stderr
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out2", "--model", tiny_pair, "--direction", "a2b",
+                 "--format", "jpg", "--quality", "50")
+    assert res.exit_code == 0 and "warning" not in res.stderr
+
+
 def test_usage_errors(tiny_pair: Path, tmp_path: Path) -> None:
     res = invoke("convert", tmp_path / "missing", "--out", tmp_path / "out", "--model", tiny_pair)
     assert res.exit_code == 2 and "does not exist" in res.stderr

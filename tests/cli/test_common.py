@@ -34,7 +34,7 @@ def test_imgxlate_train_prints_errors_the_same_way(tmp_path: Path) -> None:
 
     missing = tmp_path / "run[bold]1[/]"
     res = CliRunner().invoke(app, ["export", str(missing), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 1
+    assert res.exit_code == 2  # a missing checkpoint is a usage error, as a missing input
     assert f"error: checkpoint '{missing}' does not exist" in res.stderr.replace("\n", "")
 
 
@@ -87,3 +87,9 @@ def test_progress_prints_plain_lines_where_stderr_is_not_a_terminal(monkeypatch:
     assert run(False, every=3600) == ["converting [a] 3/3 (100%) 3.00 img/s"]  # only the end within the period
     assert run(False, quiet=True) == []
     assert not any("3/3 (100%)" in line for line in run(True))
+    # a task that never moved (a video that failed before its first frame) leaves no "clip.mp4 0"
+    buf = io.StringIO()
+    monkeypatch.setattr(common, "stderr", Console(file=buf, width=200, color_system=None, force_terminal=False))
+    with common.progress_bar(False, log_every=3600) as progress:
+        progress.add_task("clip.mp4", total=None, rate="")
+    assert buf.getvalue() == ""

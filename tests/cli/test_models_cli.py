@@ -89,6 +89,18 @@ def test_a_stop_during_add_says_what_was_installed(home: Path, tiny_pair: Path, 
         assert (home / "horse2zebra" / "a2b.onnx").is_file() and "nothing was installed" not in res.output
 
 
+def test_json_before_the_sub_command_counts(home: Path, tiny_pair: Path) -> None:
+    """`imgxlate models --json info NAME`: the group's --help offers --json; it used to be ignored."""
+    res = invoke("models", "--json", "info", "horse2zebr")
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"]["type"] == "ModelNotFoundError"
+    res = invoke("models", "--json", "add", tiny_pair)
+    assert res.exit_code == 0 and json.loads(res.stdout)["installed"]["name"] == "horse2zebra"
+    res = invoke("models", "--json", "list")
+    assert res.exit_code == 0 and [r["name"] for r in json.loads(res.stdout)] == ["horse2zebra"]
+    res = invoke("models", "--json", "remove", "horse2zebra")
+    assert res.exit_code == 0 and json.loads(res.stdout)["removed"] == "horse2zebra"
+
+
 def test_add_single_file_with_name(home: Path, tiny_pair: Path) -> None:
     res = invoke("models", "add", tiny_pair / "b2a.onnx", "--name", "zebra-to-horse")
     assert res.exit_code == 0, res.output

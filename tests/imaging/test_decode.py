@@ -219,7 +219,7 @@ def test_heic_without_plugin_says_what_to_install(tmp_path: Path, monkeypatch: p
     path = tmp_path / "IMG_0001.HEIC"
     path.write_bytes(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64))
     monkeypatch.setitem(formats._plugins, "heif", False)
-    with pytest.raises(ImageReadError, match="pip install pillow-heif"):
+    with pytest.raises(ImageReadError, match=r"pip install 'pillow-heif>=0\.16'"):
         read_image(path)
     monkeypatch.setitem(formats._plugins, "heif", True)
     with pytest.raises(ImageReadError, match="damaged HEIC"):

@@ -194,10 +194,17 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
             *TINY,
         ],
     )
-    assert empty.exit_code == 1 and "has no image files" in empty.output and "empty" in empty.output
+    assert empty.exit_code == 2 and "has no image files" in empty.output and "empty" in empty.output
     noargs = runner.invoke(app, [])
     assert noargs.exit_code == 2 and "--domain-a" in noargs.output
     assert not (tmp_path / "r").exists()
+    # a file that is not a checkpoint: no advice from PyTorch to load it with weights_only=False (that
+    # runs any code the file holds)
+    (tmp_path / "photo.pt").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not a checkpoint")
+    notckpt = runner.invoke(app, ["--resume", str(tmp_path / "photo.pt")])
+    assert notckpt.exit_code == 1, notckpt.output
+    assert "(not a PyTorch checkpoint file); it is damaged or not an imgxlate-train checkpoint" in notckpt.output
+    assert "weights_only" not in notckpt.output and "trusted source" not in notckpt.output
 
 
 def test_piped_progress_lines_and_exporting_message(run_output: str) -> None:
@@ -376,6 +383,20 @@ def test_values_the_networks_cannot_take_are_usage_errors(tmp_path: Path, args: 
                                       "--out", str(tmp_path / "r"), *args])
     assert result.exit_code == 2 and said in result.output, result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_folder_inside_the_data_and_one_folder_for_both_domains_are_refused(tmp_path: Path) -> None:
+    """Folders are searched recursively: a run inside --domain-a would train on its own sample grids."""
+    write_images(tmp_path / "a", 1, seed=0)
+    write_images(tmp_path / "b", 1, seed=1)
+    for out, option in ((tmp_path / "a" / "run", "--domain-a"), (tmp_path / "b", "--domain-b")):
+        result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"),
+                                          "--out", str(out), *TINY])
+        assert result.exit_code == 2 and f"is inside {option}" in result.output, result.output
+    assert not (tmp_path / "a" / "run").exists()
+    result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "a" / "."),
+                                      "--out", str(tmp_path / "r"), *TINY])
+    assert result.exit_code == 2 and "are the same folder" in result.output, result.output
 
 
 def test_ctrl_c_before_the_first_step_says_so_and_gives_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from train_helpers import write_images
 
-from imgxlate.errors import TrainingError
+from imgxlate.errors import TrainingError, UsageError
 from imgxlate.train.data import (
     EpochSampler,
     UnpairedDataset,
@@ -66,11 +66,11 @@ def test_find_images_recursive_and_errors(tmp_path: Path) -> None:
     (tmp_path / "a" / "notes.txt").write_text("x")
     files = find_images(tmp_path / "a")
     assert [f.name for f in files] == ["img 00.png", "img 01.png"]
-    with pytest.raises(TrainingError, match="does not exist") as err:
+    with pytest.raises(UsageError, match="does not exist") as err:  # exit 2, as convert's missing input
         find_images(tmp_path / "missing", "domain A")
     assert "missing" in str(err.value) and "domain A" in str(err.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TrainingError, match="has no image files") as err:
+    with pytest.raises(UsageError, match="has no image files") as err:
         find_images(tmp_path / "empty", "domain B")
     assert "empty" in str(err.value) and ".jpg, .jpeg, .png" in str(err.value)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from train_helpers import tiny_config
 
-from imgxlate.errors import TrainingError
+from imgxlate.errors import UsageError
 from imgxlate.train.cyclegan import CycleGANTrainer as Trainer
 from imgxlate.train.loop import Runtime, load_checkpoint, train
 
@@ -105,11 +105,11 @@ def test_refuses_to_overwrite_a_run_and_rejects_math_overrides(
     folders: tuple[Path, Path], tmp_path: Path
 ) -> None:
     train(tiny_config(*folders, tmp_path / "run", max_steps=1))
-    with pytest.raises(TrainingError, match="--resume"):
+    with pytest.raises(UsageError, match="--resume"):  # exit 2: another --out, or --resume
         train(tiny_config(*folders, tmp_path / "run", max_steps=1))
     with pytest.raises(Exception, match="cannot change when resuming"):
         train(resume=tmp_path / "run", overrides={"lr": 1.0})
-    with pytest.raises(TrainingError, match="no checkpoints"):
+    with pytest.raises(UsageError, match="no checkpoints"):
         train(resume=tmp_path)
 
 

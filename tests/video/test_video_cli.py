@@ -199,3 +199,18 @@ def test_folders_nothing_can_be_written_into_are_refused_before_the_model(clip: 
     assert "the video would be written beside it" in failure["reason"] and "pass --out" in failure["reason"]
     assert "PermissionError" not in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in locked.iterdir()) == ["c.mp4"]
+
+
+def test_options_that_contradict_each_other_are_refused_before_the_model(clip: Path, tmp_path: Path) -> None:
+    """The deprecated --stabilize used to win over an explicit --temporal, and --out was ignored with
+    --frames-only, both without a word."""
+    from typer.testing import CliRunner
+
+    no_model = str(tmp_path / "no-such-model.onnx")
+    runner = CliRunner()
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--stabilize", "--temporal", "off"])
+    assert res.exit_code == 2 and "--stabilize means --temporal flow, but --temporal off is given" in res.output
+    res = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--frames-only", "--frames-dir",
+                                 str(tmp_path / "f"), "--out", str(tmp_path / "v.mp4")])
+    assert res.exit_code == 2 and "leave out --out" in res.output
+    assert not (tmp_path / "f").exists() and not (tmp_path / "v.mp4").exists()
