@@ -275,6 +275,8 @@ def probe_cuda() -> tuple[bool, str]:
 def _probe_cuda_uncached() -> tuple[bool, str]:
     cuda = _cuda_version()
     if CUDA not in available_providers():
+        if not _driver_present():  # a laptop without an NVIDIA GPU: nothing to install, the CPU runs it
+            return False, "no NVIDIA GPU driver on this machine"
         return False, (
             "this onnxruntime build has no CUDA support; `pip uninstall onnxruntime` then "
             "`pip install onnxruntime-gpu` (only one of the two may be installed)"

@@ -67,11 +67,22 @@ def test_unknown_device() -> None:
 
 def test_cuda_requested_without_cuda_build(tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eng, "available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(eng, "_driver_present", lambda: True)  # an NVIDIA GPU, the CPU build installed
     with pytest.raises(DeviceError) as info:
         eng.Engine(tiny_pair / "a2b.onnx", device="cuda")
     msg = str(info.value)
     assert "--device cuda" in msg and "onnxruntime-gpu" in msg
     assert info.value.exit_code == 2
+
+
+def test_no_nvidia_gpu_is_said_without_advice_to_install_the_gpu_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A laptop without an NVIDIA GPU was told to swap onnxruntime for onnxruntime-gpu on every run."""
+    monkeypatch.setattr(eng, "available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(eng, "_driver_present", lambda: False)
+    monkeypatch.setattr(eng, "_probe_result", None)
+    ok, why = eng.probe_cuda()
+    assert not ok and why == "no NVIDIA GPU driver on this machine"
+    assert eng.resolve_device("auto") == ("CPUExecutionProvider", "CUDA not available: no NVIDIA GPU driver on this machine")
 
 
 def test_cuda_requested_without_driver(monkeypatch: pytest.MonkeyPatch) -> None:
