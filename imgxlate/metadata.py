@@ -83,7 +83,7 @@ class ModelMetadata:
             if version > SCHEMA_VERSION:
                 raise InvalidModelError(
                     f"{where} was written with metadata schema {version}, this imgxlate reads up to "
-                    f"{SCHEMA_VERSION}; upgrade imgxlate (pip install -U imgxlate)"
+                    f"{SCHEMA_VERSION}; upgrade imgxlate (a newer checkout: git pull, then pip install it again)"
                 )
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}  # unknown keys: written by a newer minor

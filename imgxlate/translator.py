@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgxlate.engine import Engine
+from imgxlate.engine import CPU, Engine, usable_cpus
 from imgxlate.errors import InvalidModelError, UsageError
 from imgxlate.imaging.color import unit_float
 from imgxlate.imaging.ranges import (
@@ -434,7 +434,12 @@ def load_model(
     for note in resolved.notes:  # what the caller must know (the CLI prints every note itself)
         if note.kind in ("no-metadata", "ignored"):
             warnings.warn(note.text, stacklevel=2)
-    return Translator(resolved, engine, resolved.notes)
+    notes = list(resolved.notes)
+    if engine.provider == CPU and threads > (cpus := usable_cpus()):  # an extra zero typed, say
+        notes.append(Note("fallback", f"{threads} threads were asked for, more than the {cpus} CPUs this process "
+                                      f"may use: it runs on {cpus}"))
+        warnings.warn(notes[-1].text, stacklevel=2)
+    return Translator(resolved, engine, notes)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -110,7 +110,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
         # Not PyTorch's paragraph for a file that does not unpickle: it advises loading it with
         # weights_only=False, which runs any code the file holds.
-        why = "not a PyTorch checkpoint file" if isinstance(exc, pickle.UnpicklingError) else brief(exc, 160)
+        why = ("not a file of tensors that loads safely" if isinstance(exc, pickle.UnpicklingError)
+               else brief(exc, 160))
         raise TrainingError(
             f"cannot read checkpoint {path} ({why}); it is damaged or not an imgxlate-train checkpoint: "
             "give a run folder or its checkpoints/last.pt"

@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -154,6 +155,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
     _setup_logging(quiet, live)
     settings = config_values(values)
     stop = None
+    cfg: TrainConfig | None = None
     try:
         if resume:
             explicit = {
@@ -187,9 +189,13 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
             typer.echo(json.dumps({"interrupted": True, "step": err.step, "checkpoint": err.checkpoint,
                                    "stage": err.stage, "message": str(err), "exit_code": code}, sort_keys=True))
         raise typer.Exit(code) from None
-    except KeyboardInterrupt:  # while loading and setting up: the steps and the saves are guarded
+    except KeyboardInterrupt:  # outside the guarded steps and saves (setting up, mostly): say what is kept
         code = stop.exit_code if stop is not None and stop.signum is not None else 130
-        message = "interrupted before the first step; nothing was trained or saved"
+        run = resume or (cfg.out if cfg is not None else None)
+        if resume or (run and (Path(run) / "checkpoints" / "last.pt").is_file()):
+            message = f"interrupted; the run's last checkpoint is kept: continue with --resume {run}"
+        else:
+            message = "interrupted before the first step; nothing was trained or saved"
         if main_rank:
             stderr.print(f"[yellow]{escape(message)}[/]")
         if as_json:
@@ -254,15 +260,23 @@ def export_command(
     Example: imgxlate-train export runs/p2v --out models/p2v
     """
     _setup_logging(quiet, live=False)
-    try:
-        require("train", ("torch", "onnxscript"), "exporting")
-        from imgxlate.train.export import export_checkpoint
+    # a stop unwinds (the temp files are removed) instead of ending the process where it stands
+    with stop_signals("the export stops") as stop:
+        try:
+            require("train", ("torch", "onnxscript"), "exporting")
+            from imgxlate.train.export import export_checkpoint
 
-        if not quiet and not as_json:
-            stderr.print(f"exporting {checkpoint} to {out} ...", markup=False)
-        reports = export_checkpoint(checkpoint, out, overwrite=overwrite)
-    except ImgxlateError as err:
-        _fail(err, as_json)
+            if not quiet and not as_json:
+                stderr.print(f"exporting {checkpoint} to {out} ...", markup=False)
+            reports = export_checkpoint(checkpoint, out, overwrite=overwrite)
+        except KeyboardInterrupt:
+            message = f"interrupted: nothing was exported to {out} (the checkpoint is unchanged)"
+            stderr.print(f"[yellow]{escape(message)}[/]")
+            if as_json:
+                emit_json(json_error(message, "Interrupted", stop.exit_code))
+            raise typer.Exit(stop.exit_code) from None
+        except ImgxlateError as err:
+            _fail(err, as_json)
     if as_json:
         rows = [
             {"path": str(r.path), "bytes": r.bytes, "max_abs_diff": r.max_abs_diff, "sizes": r.sizes}

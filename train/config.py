@@ -286,8 +286,10 @@ class TrainConfig:
             a, b = f"{a}_a", f"{b}_b"
         return a, b
 
-    def validate(self) -> None:
-        """Raise UsageError naming the bad setting and its allowed values."""
+    def validate(self, *, folders: bool = True) -> None:
+        """Raise UsageError naming the bad setting and its allowed values. ``folders``: also refuse a
+        run folder inside the data and one folder for both domains (a new run, or a resumed run given
+        another --out; a run resumed where it is goes on there)."""
         self.apply_method_defaults()
         for f in fields(self):
             allowed = f.metadata.get("choices")
@@ -355,7 +357,8 @@ class TrainConfig:
         for name in ("checkpoint_every", "sample_every", "log_every"):
             if int(getattr(self, name)) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or more")
-        self._check_folders()
+        if folders:
+            self._check_folders()
 
     def _check_folders(self) -> None:
         """The run folder must not be inside a domain folder (folders are searched recursively: its

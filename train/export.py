@@ -151,8 +151,9 @@ def build_verified(
         session = ort.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime's errors have no common base class
         raise TrainingError(
-            f"the export's check could not start ONNX Runtime ({brief(exc)}); nothing was written: the "
-            "checkpoint is kept, and `imgxlate-train export RUN --out DIR` exports it"
+            f"the export's check could not start ONNX Runtime ({brief(exc)}); nothing was written and the "
+            "checkpoint is kept: export it again (`imgxlate-train export RUN --out DIR`) once the machine has "
+            "threads and memory to spare"
         ) from exc
     worst, sizes = 0.0, []
     for x in verify_inputs:

@@ -127,7 +127,7 @@ def resolve_settings(
             )
         setattr(cfg, key, value)
     _choose_out(cfg, stored, (overrides or {}).get("out"), here, Path(ckpt["path"]))
-    cfg.validate()
+    cfg.validate(folders="out" in (overrides or {}))
     return cfg, ckpt
 
 
@@ -586,6 +586,7 @@ def _train(
                 with contextlib.suppress(OSError):
                     closing.close()
         raise
+    saved = False
     try:
         with step_guard():  # a stop while the run's files are closed and saved is held until they are
             if jlog is not None:
@@ -596,7 +597,10 @@ def _train(
                     tb.close()
             if step > start or ckpt is None:
                 checkpoint()
+            saved = True
     except KeyboardInterrupt:
+        if not saved:  # no guard (a library caller): the save itself was cut, nothing to resume from here
+            raise
         interrupted = True
     wall = wall_before + time.perf_counter() - t0
     if interrupted:

@@ -145,20 +145,9 @@ DeviceOpt = Annotated[
              "The provider that runs is printed.",
     ),
 ]
-def _threads(value: int) -> int:
-    """--threads: more than this process's CPUs runs on that many (:func:`imgxlate.engine.thread_count`),
-    and says so: an extra zero typed should not pass unnoticed."""
-    if value > 1:
-        from imgxlate.engine import usable_cpus
-
-        if value > (cpus := usable_cpus()):
-            print_warning(f"--threads {value} is more than the {cpus} CPUs this process may use; using {cpus}")
-    return value
-
-
 ThreadsOpt = Annotated[
     int,
-    typer.Option("--threads", min=0, envvar="IMGXLATE_THREADS", rich_help_panel=PANEL_DEVICE, callback=_threads,
+    typer.Option("--threads", min=0, envvar="IMGXLATE_THREADS", rich_help_panel=PANEL_DEVICE,
                  help="CPU threads; 0 = $OMP_NUM_THREADS when set, else the physical cores; at most the CPUs "
                       "this process may use."),
 ]

@@ -44,6 +44,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from imgxlate.video.convert import VideoResult
 
 
+def _out_is_file(out: Path) -> bool:
+    """Is ``--out`` the name of one output video (else a folder)?"""
+    from imgxlate.video.media import OUTPUT_SUFFIXES
+
+    return out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir()
+
+
+def _beside_problem(src: Path, folder: Path) -> str:
+    """Why the video of ``src`` cannot be written beside it in ``folder`` ("" when it can)."""
+    from imgxlate._atomic import folder_write_problem
+
+    why = folder_write_problem(folder)
+    return (f"{src}: the video would be written beside it, but {str(folder)!r} cannot be written into ({why}); "
+            "pass --out to write elsewhere") if why else ""
+
+
 def plan_videos(
     inputs: list[Path], out: Path | None, target: str, frames_dir: Path | None, frames_only: bool
 ) -> tuple[list[tuple[Path, Path | None, Path | None]], list[Found]]:
@@ -57,7 +73,6 @@ def plan_videos(
     """
     from imgxlate.inputs import VIDEO_SUFFIXES, collect_inputs
     from imgxlate.video.convert import _safe_domain, default_output
-    from imgxlate.video.media import OUTPUT_SUFFIXES
 
     for p in inputs:
         if not p.exists() and not any(c in str(p) for c in "*?["):
@@ -69,7 +84,7 @@ def plan_videos(
     if not files:
         kinds = ", ".join(suffix[1:] for suffix in VIDEO_SUFFIXES)
         raise UsageError(f"no videos found in the inputs; give video files ({kinds}) or folders that hold them")
-    out_is_file = out is not None and out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir()
+    out_is_file = out is not None and _out_is_file(out)
     if out_is_file and len(files) > 1:
         raise UsageError(f"--out {out} is one file but {len(files)} videos are given; pass a folder as --out")
     plans = []
@@ -111,7 +126,7 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
         raise UsageError(f"--out {out}: imgxlate writes {', '.join(OUTPUT_SUFFIXES)} videos, not "
                          f"{out.suffix.lower()}; give a name ending in one of those, or a folder")
     if out is not None:
-        if out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir():
+        if _out_is_file(out):
             suffix = out.suffix.lower()
             _check_parent(out.parent, "--out")
         else:
@@ -127,16 +142,14 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
     for option, folder in (("--out", None if frames_only else out), ("--frames-dir", frames_dir)):
         if folder is None:
             continue
-        where = folder.parent if folder.suffix.lower() in OUTPUT_SUFFIXES and not folder.is_dir() else folder
+        where = folder.parent if option == "--out" and _out_is_file(folder) else folder
         if why := folder_write_problem(where):
             raise UsageError(f"{option}: cannot write into {str(where)!r}: {why}")
     bad: dict[Path, str] = {}
-    if out is None and not frames_only:
+    if out is None and not frames_only:  # a named file (folders and patterns: each video, once planned)
         for p in inputs:
-            folder = p if p.is_dir() else p.parent
-            if p.exists() and (why := folder_write_problem(folder)):
-                what = "its videos would be written beside them" if p.is_dir() else "the video would be written beside it"
-                bad[p] = f"{p}: {what}, but {str(folder)!r} cannot be written into ({why}); pass --out to write elsewhere"
+            if p.is_file() and (why := _beside_problem(p, p.parent)):
+                bad[p] = why
     for p in inputs:
         if p in bad or p.is_dir() or not (p.exists() or p.is_symlink()):
             continue
@@ -264,6 +277,12 @@ def video(
             else:
                 plans = []
             for src, dst, fdir in plans:
+                # beside a video in a folder nothing can be written into (found through a folder or a
+                # pattern): its reason, not the lock file's PermissionError after the model ran
+                if out is None and dst is not None and (why := _beside_problem(src, dst.parent)):
+                    failures.append({"src": str(src), "status": "failed", "reason": why})
+                    print_error(why)
+                    continue
                 # an output that is the input itself is a usage error (from convert_video), not "exists"
                 if dst is not None and dst.exists() and not overwrite and not is_the_input(src, dst):
                     results.append(VideoResultT(src, dst, "skipped", reason="output exists (pass --overwrite "

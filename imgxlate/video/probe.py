@@ -213,7 +213,9 @@ def parse_time(value: str | float | None, what: str = "time") -> float | None:
             seconds = 0.0
             for p in parts:
                 seconds = seconds * 60 + float(p)
-            if any(float(p) >= 60 for p in parts[1:]):  # 1:99 is a typo, not 2:39
+            if any(not 0 <= float(p) < 60 for p in parts[1:]):  # 1:99 is a typo, not 2:39; 1:-5 not 55 s
+                raise ValueError(text)
+            if len(parts) > 1 and parts[0].strip().startswith("-"):  # -0:30 is not 30 s
                 raise ValueError(text)
         except ValueError:
             raise UsageError(f"{what} {value!r} is not a time; give seconds (12.5) or HH:MM:SS(.ms)") from None

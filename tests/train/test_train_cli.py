@@ -4,6 +4,7 @@ subprocesses for the exit codes and messages a user sees."""
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,24 @@ def test_export_subcommand_and_resume(run: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot change when resuming" in result.output
 
 
+def test_a_stop_during_export_leaves_no_temp_file(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgxlate-train export` had no stop handler of its own: the entry's first handler ended the
+    process where it stood (os._exit), leaving the written temp files in --out."""
+    from imgxlate.train import export
+
+    real = export._write_read_back
+
+    def stopped(tmp: Path, data: bytes) -> None:
+        real(tmp, data)  # a temp file written ...
+        raise KeyboardInterrupt  # ... and the stop comes
+
+    monkeypatch.setattr(export, "_write_read_back", stopped)
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "m"), "--json"])
+    assert result.exit_code == 130, result.output
+    assert json.loads(result.stdout)["error"]["message"].startswith("interrupted: nothing was exported")
+    assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(
@@ -203,7 +222,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "photo.pt").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not a checkpoint")
     notckpt = runner.invoke(app, ["--resume", str(tmp_path / "photo.pt")])
     assert notckpt.exit_code == 1, notckpt.output
-    assert "(not a PyTorch checkpoint file); it is damaged or not an imgxlate-train checkpoint" in notckpt.output
+    assert "(not a file of tensors that loads safely); it is damaged or not an imgxlate-train checkpoint" \
+        in notckpt.output
     assert "weights_only" not in notckpt.output and "trusted source" not in notckpt.output
 
 
@@ -397,6 +417,17 @@ def test_a_run_folder_inside_the_data_and_one_folder_for_both_domains_are_refuse
     result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "a" / "."),
                                       "--out", str(tmp_path / "r"), *TINY])
     assert result.exit_code == 2 and "are the same folder" in result.output, result.output
+    # a run that already lives inside its data (made before this check) is resumed where it is; only
+    # moving it to another --out inside the data is refused
+    result = CliRunner().invoke(app, ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"),
+                                      "--out", str(tmp_path / "r"), "--max-steps", "1", "--no-export", *TINY])
+    assert result.exit_code == 0, result.output
+    shutil.move(tmp_path / "r", tmp_path / "a" / "r")
+    result = CliRunner().invoke(app, ["--resume", str(tmp_path / "a" / "r"), "--max-steps", "2", "--no-export"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["--resume", str(tmp_path / "a" / "r"), "--max-steps", "3", "--no-export",
+                                      "--out", str(tmp_path / "a" / "r2")])
+    assert result.exit_code == 2 and "is inside --domain-a" in result.output, result.output
 
 
 def test_ctrl_c_before_the_first_step_says_so_and_gives_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,6 +474,16 @@ def test_ctrl_c_while_the_last_checkpoint_is_saved_waits_for_it(tmp_path: Path, 
     with pytest.raises(loop.TrainingInterrupted) as info:
         loop.train(cfg, step_guard=guard)
     assert info.value.step == 1 and load_checkpoint(tmp_path / "run")["step"] == 1
+    # without a guard (a library caller) a stop that cuts the save itself is not reported as saved
+    import dataclasses
+
+    def cut(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_checkpoint", cut)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(dataclasses.replace(cfg, out=str(tmp_path / "run2")))
+    assert not (tmp_path / "run2" / "checkpoints" / "last.pt").exists()
 
 
 def test_ctrl_c_during_the_export_says_the_export_did_not_finish(

@@ -43,7 +43,7 @@ def test_parse_time() -> None:
     assert video.parse_time("1:30") == 90.0
     assert video.parse_time("00:01:30.5") == 90.5
     assert video.parse_time(2) == 2.0 and video.parse_time(None) is None
-    for bad in ("abc", "-1", "1:", "1:75:00", "1:99", "0:00:60"):
+    for bad in ("abc", "-1", "1:", "1:75:00", "1:99", "0:00:60", "1:-5", "-0:30"):
         with pytest.raises(UsageError):
             video.parse_time(bad)
 

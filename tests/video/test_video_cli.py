@@ -162,7 +162,8 @@ def test_encoders_that_open_but_cannot_make_the_video_are_refused_before_any_wor
         media.check_encoder("libx264", ".mp4", "yuv420p", 23, "ultrafast")
 
 
-def test_folders_nothing_can_be_written_into_are_refused_before_the_model(clip: Path, tmp_path: Path) -> None:
+def test_folders_nothing_can_be_written_into_are_refused_before_the_model(clip: Path, tmp_path: Path,
+                                                                          tiny_pair: Path) -> None:
     """A read-only folder: --out and --frames-dir are usage errors (exit 2), a video beside which
     nothing can be written fails with what to do (exit 1); all before the model loads (the model given
     does not exist), and no more `PermissionError '...lock'` after it."""
@@ -171,12 +172,18 @@ def test_folders_nothing_can_be_written_into_are_refused_before_the_model(clip: 
 
     prefix = without_dac_override()
     locked = tmp_path / "locked"
-    locked.mkdir()
+    (locked / "open").mkdir(parents=True)
     (locked / "c.mp4").write_bytes(clip.read_bytes())
+    (locked / "open" / "d.mp4").write_bytes(clip.read_bytes())  # a writable folder inside a locked one
     locked.chmod(0o555)
     no_model = str(tmp_path / "no-such-model.onnx")
     cmd = [*prefix, sys.executable, "-m", "imgxlate", "video", "--model", no_model, "--json"]
+    real = [*prefix, sys.executable, "-m", "imgxlate", "video", "--model", str(tiny_pair / "a2b.onnx"), "--json",
+            "--duration", "0.3", "--temporal", "off"]
     try:
+        # a pattern, found after the model loaded: said for that video, the one in open/ is written
+        found = subprocess.run([*real, str(locked / "**" / "*.mp4")], capture_output=True, text=True, timeout=300,
+                               check=False)
         runs = {
             "out": subprocess.run([*cmd, str(clip), "--out", str(locked / "x.mp4")], capture_output=True, text=True,
                                   timeout=120, check=False),
@@ -198,7 +205,13 @@ def test_folders_nothing_can_be_written_into_are_refused_before_the_model(clip: 
     assert failure["status"] == "failed"
     assert "the video would be written beside it" in failure["reason"] and "pass --out" in failure["reason"]
     assert "PermissionError" not in r.stderr and "Traceback" not in r.stderr
-    assert sorted(p.name for p in locked.iterdir()) == ["c.mp4"]
+    assert found.returncode == 1, found.stderr
+    by_name = {Path(x["src"]).name: x for x in json.loads(found.stdout)["results"]}
+    assert by_name["d.mp4"]["status"] == "converted"
+    assert by_name["c.mp4"]["status"] == "failed" and "pass --out" in by_name["c.mp4"]["reason"]
+    assert "PermissionError" not in found.stderr and ".lock" not in found.stderr
+    assert sorted(p.name for p in locked.iterdir()) == ["c.mp4", "open"]
+    assert (locked / "open" / "d.zebra.mp4").is_file()
 
 
 def test_options_that_contradict_each_other_are_refused_before_the_model(clip: Path, tmp_path: Path) -> None:
