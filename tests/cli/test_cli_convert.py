@@ -265,6 +265,7 @@ def test_usage_errors(tiny_pair: Path, tmp_path: Path) -> None:
 def test_cuda_requested_but_unavailable(tiny_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_probe_result", None)
     monkeypatch.setattr(engine, "available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(engine, "_driver_present", lambda: True)  # an NVIDIA GPU with the CPU build installed
     (tmp_path / "in").mkdir()
     Image.fromarray(rng_img(8, 8)).save(tmp_path / "in" / "a.png")
     res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out", "--model", tiny_pair, "--device", "cuda")
