@@ -100,6 +100,14 @@ class ModelSpec:
         translator = load_model(self.model, to=self.to, direction=self.direction, device=self.device,
                                 threads=self.threads, backend=self.backend)
         translator.max_memory = self.max_memory
+        if self.max_memory is not None:  # below the floor of a tiled run (the runtime and one tile)?
+            floor = translator.tiling_choice(1 << 14, 1 << 14).need  # an image large enough to tile
+            if floor > self.max_memory:
+                from imgxlate.notes import Note
+
+                translator.notes.append(Note("fallback", (
+                    f"--max-memory {self.max_memory >> 20}M is less than a tiled run needs (about {floor >> 20}M: "
+                    "the runtime and one tile); images that must be tiled use that much")))
         return translator
 
 

@@ -215,7 +215,7 @@ class Translator:
         if self._runs_exact(tiling):
             store = self._store(x.shape[1], x.shape[2])
             return np.asarray(self._exact.run(x, tile, progress=self.tile_progress, store=store), dtype=np.float32)
-        return run_blended(self._run_whole, x, tile, overlap, self.multiple)
+        return run_blended(self._run_whole, x, tile, overlap, self.multiple, progress=self.tile_progress)
 
     def run_model(
         self, x: np.ndarray, *, tile: int | None = None, tile_overlap: int = 32, tiling: str = "exact"

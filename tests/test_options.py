@@ -48,6 +48,16 @@ def test_model_spec_loads_with_its_memory_budget(tiny_pair: Path) -> None:
         ModelSpec(max_memory=0)
 
 
+def test_a_memory_budget_below_what_a_tiled_run_needs_is_said(tiny_pair: Path) -> None:
+    """--max-memory 256M was accepted as the documented minimum and silently exceeded (523 MB for a
+    12 MP photo): a tiled run needs the runtime and one tile whatever the image."""
+    low = ModelSpec(model=str(tiny_pair), to="zebra", device="cpu", threads=1, max_memory=256 << 20).load()
+    (note,) = [n for n in low.notes if n.kind == "fallback"]
+    assert note.text.startswith("--max-memory 256M is less than a tiled run needs (about ")
+    ample = ModelSpec(model=str(tiny_pair), to="zebra", device="cpu", threads=1, max_memory=4 << 30).load()
+    assert not [n for n in ample.notes if n.kind == "fallback"]
+
+
 def test_ray_stages_take_the_same_options(tiny_pair: Path, tmp_path: Path) -> None:
     """Before the options were one value, a --ray run dropped --max-memory and --backend: the actor
     class must carry both, and decode/write must use the size limit, format and quality."""

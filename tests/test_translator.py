@@ -339,6 +339,10 @@ def test_max_memory_tiles_and_reports_progress(tiny_pair: Path) -> None:
     err = np.abs(out - whole)
     assert float(err.max()) < 8e-3 and 10 * np.log10(1 / float(np.mean(err**2))) > 60  # dB over [0, 1]
     assert seen and seen[-1][0] == seen[-1][1] > 1
+    # blend tiles are counted too (a 24 MP blend run used to show nothing for minutes)
+    seen.clear()
+    t.translate_rgb(rgb, tile=256, tiling="blend")
+    assert [d for d, _ in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1] > 1
 
 
 def test_a_batch_that_does_not_fit_the_budget_runs_one_image_at_a_time(tiny_pair: Path) -> None:

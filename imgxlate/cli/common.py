@@ -216,7 +216,8 @@ TileOverlapOpt = Annotated[
 ]
 TilingOpt = Annotated[
     Literal[TILING_CHOICES], typer.Option("--tiling", case_sensitive=False, rich_help_panel=PANEL_TILING,
-                      help="exact: a whole-image run's result (up to float rounding); blend: overlap and feather.")
+                      help="exact: a whole-image run's result (up to float rounding); blend: overlap and feather, each "
+                           "tile normalised on its own (tiles differ in tone on large images).")
 ]
 BackendOpt = Annotated[
     Literal["auto", "onnxruntime", "openvino"],

@@ -179,11 +179,12 @@ def convert(
                     it = (FileResult(p.src, p.dst, p.status, p.reason) for p in plans)
             try:
                 # Ray Data shows its own progress for a --ray run
-                with progress_bar(quiet or as_json or report is not None) as progress:
+                # progress goes to stderr, --json to stdout: a long run with --json is not silent
+                with progress_bar(quiet or report is not None) as progress:
                     task = progress.add_task("converting", total=len(plans), rate="")
                     if translator is not None:
-                        translator.tile_progress = TileProgress(progress, quiet or as_json)
-                        translator.frame_progress = TileProgress(progress, quiet or as_json, unit="frames")
+                        translator.tile_progress = TileProgress(progress, quiet)
+                        translator.frame_progress = TileProgress(progress, quiet, unit="frames")
                     converted = 0
                     for r in it:
                         if run is None:  # a local run records its own results (run.results)
@@ -246,7 +247,7 @@ def convert(
         if not_started:
             again = ("run the command again without --overwrite once there is room (with it, the finished "
                      "files would be made again)" if overwrite else "run the same command again once there is room")
-            stderr.print(f"stopped: {not_started} file(s) not started; {again}")
+            stderr.print(f"stopped: {not_started} file(s) not converted; {again}")
     if not quiet or interrupted:
         stderr.print(
             f"{'interrupted: ' if interrupted else ''}converted {counts['converted']}, skipped "
@@ -255,7 +256,8 @@ def convert(
                f" ({rate:.2f} images/s) on {report.describe() if report is not None else provider or 'no provider'}")
         )
         if interrupted and not_started:
-            stderr.print(f"{not_started} file(s) not started; run the same command again to convert them "
+            # (not started, or cut short: the image being translated when the stop came counts here)
+            stderr.print(f"{not_started} file(s) not converted; run the same command again to convert them "
                          "(finished files are skipped)")
         # the skips the hint is about: existing outputs (not what the walk left out: FIFOs, loops, ...)
         existing = sum(r.status == "skipped" and r.dst != Path() for r in results)

@@ -290,7 +290,7 @@ def video(
                     if not quiet_ui:
                         stderr.print(f"skipped {escape(one_line(src))}: {escape(one_line(results[-1].reason))}")
                     continue
-                with progress_bar(quiet_ui, "") as progress:
+                with progress_bar(quiet, "") as progress:  # on stderr: shown with --json too, not with -q
                     task = progress.add_task(escape(one_line(src.name)), total=None, rate="")
                     first: list[tuple[int, float]] = []
 

@@ -132,13 +132,15 @@ def run_blended(
     overlap: int,
     multiple: int = 4,
     batch: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Run ``run`` ((N, C, h, w) -> (N, C', h, w)) on overlapping tiles of ``image`` (C, H, W), blend.
 
     The image is padded with :func:`pad_to_multiple`, cut by :func:`plan_tiles`, and each output
     pixel is the weighted average of the tiles covering it (weights from :func:`blend_window`,
     normalised by their sum, so the weights need not add up to 1). Up to ``batch`` tiles go to
-    ``run`` at once (all tiles have the same shape). Returns (C', H, W) float32.
+    ``run`` at once (all tiles have the same shape). ``progress(done, total)`` after every batch of
+    tiles. Returns (C', H, W) float32.
     """
     if batch < 1:
         raise UsageError(f"batch must be >= 1, got {batch}")
@@ -158,6 +160,8 @@ def run_blended(
             wgt = blend_window(t.height, t.width, overlap, t.top, t.bottom, t.left, t.right)
             acc[:, t.y0 : t.y1, t.x0 : t.x1] += out * wgt
             weight[t.y0 : t.y1, t.x0 : t.x1] += wgt
+        if progress is not None:
+            progress(start + len(group), len(tiles))
     assert acc is not None  # plan_tiles never returns an empty plan
     acc /= weight
     return acc[:, :h, :w]

@@ -176,7 +176,7 @@ def test_full_disk_with_overwrite_says_to_rerun_without_it(tiny_pair: Path, tmp_
     res = CliRunner().invoke(app, ["convert", str(src), "--out", str(tmp_path / "out"), "--model", str(tiny_pair),
                                    "--overwrite", "-q"])
     assert res.exit_code == 1, res.output
-    assert "not started; run the command again without --overwrite" in res.stderr, res.stderr
+    assert "not converted; run the command again without --overwrite" in res.stderr, res.stderr
 
 
 def test_full_disk_injected_short_write_of_an_animation(tiny_pair: Path, tmp_path: Path,
@@ -243,7 +243,7 @@ def test_stop_signal_counts_every_file_on_disk(tiny_pair: Path, tmp_path: Path, 
     # every file is counted: converted, failed, or not started (was 0 after a signal)
     failed = sum(r["status"] == "failed" for r in summary["results"])
     assert summary["totals"]["converted"] + failed + summary["totals"]["not_started"] == 24
-    assert summary["totals"]["not_started"] >= 1 and "not started" in stderr
+    assert summary["totals"]["not_started"] >= 1 and "not converted" in stderr
 
 
 def _interrupt_at(tmp_path: Path, delay: float, args: list[str]) -> tuple[int, str]:
@@ -533,7 +533,7 @@ def test_ctrl_c_while_the_model_loads_counts_every_file_as_not_started(tiny_pair
     assert res.exit_code == 130, res.output
     totals = json.loads(res.stdout)["totals"]
     assert totals["interrupted"] and totals["not_started"] == 3
-    assert "3 file(s) not started; run the same command again" in res.stderr
+    assert "3 file(s) not converted; run the same command again" in res.stderr
 
 
 def test_json_reports_and_stops_that_cannot_be_written_or_are_early(tiny_pair: Path, tmp_path: Path) -> None:
