@@ -100,14 +100,15 @@ class ModelSpec:
         translator = load_model(self.model, to=self.to, direction=self.direction, device=self.device,
                                 threads=self.threads, backend=self.backend)
         translator.max_memory = self.max_memory
-        if self.max_memory is not None:  # below the floor of a tiled run (the runtime and one tile)?
+        if self.max_memory is not None and translator.engine.fixed_size is None:  # below a tiled run's floor?
             floor = translator.tiling_choice(1 << 14, 1 << 14).need  # an image large enough to tile
             if floor > self.max_memory:
                 from imgxlate.notes import Note
 
                 translator.notes.append(Note("fallback", (
-                    f"--max-memory {self.max_memory >> 20}M is less than a tiled run needs (about {floor >> 20}M: "
-                    "the runtime and one tile); images that must be tiled use that much")))
+                    f"--max-memory {self.max_memory >> 20}M is less than a tiled run needs (at least "
+                    f"{floor >> 20}M for the runtime and one tile, the decoded image and its result on top); "
+                    "images that must be tiled use more")))
         return translator
 
 

@@ -53,7 +53,7 @@ def test_a_memory_budget_below_what_a_tiled_run_needs_is_said(tiny_pair: Path) -
     12 MP photo): a tiled run needs the runtime and one tile whatever the image."""
     low = ModelSpec(model=str(tiny_pair), to="zebra", device="cpu", threads=1, max_memory=256 << 20).load()
     (note,) = [n for n in low.notes if n.kind == "fallback"]
-    assert note.text.startswith("--max-memory 256M is less than a tiled run needs (about ")
+    assert note.text.startswith("--max-memory 256M is less than a tiled run needs (at least ")
     ample = ModelSpec(model=str(tiny_pair), to="zebra", device="cpu", threads=1, max_memory=4 << 30).load()
     assert not [n for n in ample.notes if n.kind == "fallback"]
 

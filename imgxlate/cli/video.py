@@ -264,7 +264,7 @@ def video(
 
                 spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads,
                                  backend=backend, max_memory=parse_memory(max_memory) if max_memory else None)
-                translator = load_translator(spec, quiet=quiet_ui)
+                translator = load_translator(spec, quiet=quiet)  # its notes on stderr with --json too, as convert
                 plans, left_out = plan_videos(todo, out, translator.metadata.target, frames_dir, frames_only)
                 for n in left_out:  # reported as convert reports them: a FIFO is skipped, not waited on
                     if n.status == "failed":
