@@ -27,7 +27,15 @@ import typer
 from rich.markup import escape
 
 from imgxlate._version import __version__
-from imgxlate.cli.common import defer_stop, emit_json, json_error, print_error, stderr, stop_signals
+from imgxlate.cli.common import (
+    defer_stop,
+    emit_json,
+    exit_interrupted,
+    json_error,
+    print_error,
+    stderr,
+    stop_signals,
+)
 from imgxlate.errors import ImgxlateError, TrainingInterrupted, UsageError
 from imgxlate.extras import require
 from imgxlate.train.config import TrainConfig
@@ -196,11 +204,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
             message = f"interrupted; the run's last checkpoint is kept: continue with --resume {run}"
         else:
             message = "interrupted before the first step; nothing was trained or saved"
-        if main_rank:
-            stderr.print(f"[yellow]{escape(message)}[/]")
-        if as_json:
-            emit_json(json_error(message, "Interrupted", code))
-        raise typer.Exit(code) from None
+        exit_interrupted(message, code, as_json, speak=main_rank)
     except ImgxlateError as err:
         _fail(err, as_json)
     if as_json:
@@ -270,11 +274,8 @@ def export_command(
                 stderr.print(f"exporting {checkpoint} to {out} ...", markup=False)
             reports = export_checkpoint(checkpoint, out, overwrite=overwrite)
         except KeyboardInterrupt:
-            message = f"interrupted: nothing was exported to {out} (the checkpoint is unchanged)"
-            stderr.print(f"[yellow]{escape(message)}[/]")
-            if as_json:
-                emit_json(json_error(message, "Interrupted", stop.exit_code))
-            raise typer.Exit(stop.exit_code) from None
+            exit_interrupted(f"interrupted: nothing was exported to {out} (the checkpoint is unchanged)",
+                             stop.exit_code, as_json)
         except ImgxlateError as err:
             _fail(err, as_json)
     if as_json:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional
 
 # rich imports its emoji table lazily, the first time it renders text, which is often inside a command's
 # SIGINT guard: a Ctrl-C raised in the middle of that import left the module half-initialised and the
@@ -288,6 +288,16 @@ def write_stdout(text: str) -> None:
 
 def json_error(message: str, kind: str, exit_code: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "exit_code": exit_code}}
+
+
+def exit_interrupted(message: str, exit_code: int, as_json: bool, *, speak: bool = True) -> NoReturn:
+    """End a command a stop signal cut short: ``message`` (what is kept, what not) on stderr unless
+    ``speak`` is False, with ``--json`` also the JSON error object of type "Interrupted", then exit."""
+    if speak:
+        stderr.print(f"[yellow]{escape(message)}[/]")
+    if as_json:
+        emit_json(json_error(message, "Interrupted", exit_code))
+    raise typer.Exit(exit_code)
 
 
 @contextlib.contextmanager

@@ -19,8 +19,8 @@ from imgxlate.cli.common import (
     defer_stop,
     emit_json,
     examples,
+    exit_interrupted,
     handle_errors,
-    json_error,
     preload_runtimes,
     print_warning,
     stderr,
@@ -257,11 +257,7 @@ def models_add(
                                      progress=None if quiet else report, warn=warn, installed=in_place.append)
         except KeyboardInterrupt:
             if not in_place:
-                message = "interrupted: nothing was installed"
-                stderr.print(f"[yellow]{message}[/]")
-                if as_json:
-                    emit_json(json_error(message, "Interrupted", stop.exit_code))
-                raise typer.Exit(stop.exit_code) from None
+                exit_interrupted("interrupted: nothing was installed", stop.exit_code, as_json)
             # the stop came after the model was in place: it is installed, and said so
             from imgxlate.registry.pairs import load_pair
 
