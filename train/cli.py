@@ -9,6 +9,8 @@ Examples:
   imgxlate-train --resume runs/p2v
 
   imgxlate-train export runs/p2v/checkpoints/last.pt --out models/p2v
+
+  imgxlate-train import --a2b horse2zebra.pth --out models/horse2zebra
 """
 
 from __future__ import annotations
@@ -278,6 +280,51 @@ def export_command(
                              stop.exit_code, as_json)
         except ImgxlateError as err:
             _fail(err, as_json)
+    _report_written(reports, quiet, as_json)
+
+
+@app.command("import")
+def import_command(
+    a2b: str = typer.Option(None, "--a2b", help="The generator that maps domain A to B: a reference .pth file "
+                            "(e.g. horse2zebra.pth, or a run's latest_net_G_A.pth)."),
+    b2a: str = typer.Option(None, "--b2a", help="The generator that maps B to A (e.g. latest_net_G_B.pth)."),
+    out: str = typer.Option(..., "--out", "-o", help="Folder for a2b.onnx / b2a.onnx and README.md."),
+    name_a: str = typer.Option(None, "--name-a", help="Name of domain A (default: read from a file named "
+                               "A2B.pth, as the reference's pretrained files are)."),
+    name_b: str = typer.Option(None, "--name-b", help="Name of domain B (default: as --name-a)."),
+    image_size: int = typer.Option(256, "--image-size", min=16, help="The crop size it was trained at (the "
+                                   "reference's --crop_size), recorded in the model's metadata."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
+) -> None:
+    """Import generators trained by the original CycleGAN code (junyanz/pytorch-CycleGAN-and-pix2pix,
+    ResNet generators) into verified ONNX files with imgxlate metadata.
+
+    Example: imgxlate-train import --a2b horse2zebra.pth --b2a zebra2horse.pth --out models/horse2zebra
+    """
+    _setup_logging(quiet, live=False)
+    files = {d: p for d, p in (("a2b", a2b), ("b2a", b2a)) if p}
+    with stop_signals("the import stops") as stop:
+        try:
+            require("train", ("torch", "onnxscript"), "importing")
+            from imgxlate.train.reference import import_generators
+
+            if not quiet and not as_json:
+                stderr.print(f"importing {', '.join(files.values()) or 'nothing'} to {out} ...", markup=False)
+            reports = import_generators(files, out, name_a, name_b, image_size, overwrite)
+        except KeyboardInterrupt:
+            exit_interrupted(f"interrupted: nothing was written to {out}", stop.exit_code, as_json)
+        except ImgxlateError as err:
+            _fail(err, as_json)
+    _report_written(reports, quiet, as_json)
+    if not quiet and not as_json:
+        stderr.print(f"use it: imgxlate models add {out}   (or imgxlate convert IMAGES --model {out} ...)",
+                     markup=False)
+
+
+def _report_written(reports: list[Any], quiet: bool, as_json: bool) -> None:
+    """What an export or import wrote: JSON rows on stdout, or a line per file on stderr."""
     if as_json:
         rows = [
             {"path": str(r.path), "bytes": r.bytes, "max_abs_diff": r.max_abs_diff, "sizes": r.sizes}

@@ -256,7 +256,7 @@ MODEL_CARD = """# {pair}: {a} <-> {b}
 
 - Architecture: ResNet generator, ngf {ngf}, {n_blocks} residual blocks, upsampling `{upsample}`,
   InstanceNorm; trained on {image_size} px crops.
-- Trained for {steps} steps ({epochs:.2f} epochs){warmup}.
+- {trained}
 - Inputs and outputs: float32 NCHW RGB in [-1, 1]; height and width multiples of 4 (imgxlate pads
   and crops any size).
 - Verified at export: onnx.checker, ONNX Runtime vs PyTorch max abs difference {diff:.2e} at sizes {sizes}.
@@ -269,6 +269,16 @@ Training facts:
 
 Use it: `imgxlate convert IMAGES --model {folder} --to {target} --out OUT`.
 """
+
+
+def _trained_clause(training: dict[str, Any], steps: int, epochs: float) -> str:
+    """The card's line on how the generators were trained: steps here, or the files they came from."""
+    imported = training.get("imported_from")
+    if imported:
+        files = ", ".join(f"`{f['file']}` (sha256 {f['sha256'][:16]}...)" for f in imported.values())
+        return (f"Imported from {files}: trained outside imgxlate by {training.get('implementation')}, for "
+                "steps this file does not record.")
+    return f"Trained for {steps} steps ({epochs:.2f} epochs){_warmup_clause(training, steps)}."
 
 
 def _warmup_clause(training: dict[str, Any] | None, steps: int) -> str:
@@ -368,9 +378,7 @@ def export_generators(
         n_blocks=gen_config.get("n_blocks"),
         upsample=gen_config.get("upsample", "transpose"),
         image_size=image_size,
-        steps=steps,
-        epochs=epochs,
-        warmup=_warmup_clause(training, steps),
+        trained=_trained_clause(training, steps, epochs),
         diff=max(r.max_abs_diff for r in reports),
         sizes=", ".join(f"{h}x{w}" for h, w in reports[0].sizes),
         training=json.dumps(training, indent=2, sort_keys=True),

@@ -224,6 +224,16 @@ def _unzip(archive: Path, into: Path) -> Path:
     return _model_in(into, archive.name)
 
 
+def _refuse_pytorch_file(text: str) -> None:
+    """PyTorch weights are not a model imgxlate runs: say which command makes one of them."""
+    if Path(text.split("?", 1)[0]).suffix.lower() in (".pth", ".pt"):
+        raise UsageError(
+            f"{text} is a PyTorch file, not an ONNX model: turn a generator of the original CycleGAN code into "
+            "one with `imgxlate-train import --a2b FILE --out DIR` (a checkpoint of imgxlate-train with "
+            "`imgxlate-train export RUN --out DIR`), then `imgxlate models add DIR`"
+        )
+
+
 def _model_in(folder: Path, what: str) -> Path:
     """The pair folder (``folder`` itself or its one sub-folder with a2b/b2a.onnx) or the one .onnx file."""
     def is_pair(d: Path) -> bool:
@@ -338,6 +348,7 @@ def install_model(
     """
     warn = warn or _warn_default
     text = os.fspath(source)
+    _refuse_pytorch_file(text)
     want_sha = normalize_sha256(sha256)  # before any download
     if name is not None:
         _check_name(name)
