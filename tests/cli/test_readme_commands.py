@@ -55,6 +55,11 @@ NOT_RUN: dict[str, str] = {
         "needs a clip longer than 10 s (minutes on 2 CPU cores); tests/video covers --start/--duration",
     "imgxlate-train --domain-a data/horses --domain-b data/zebras --out runs/h2z": "training: hours",
     "imgxlate-train --resume runs/h2z": "needs a training run",
+    "imgxlate-train import --a2b horse2zebra.pth --b2a zebra2horse.pth --out models/horse2zebra":
+        "needs the original project's .pth files (network); tests/train/test_train_import.py imports stand-ins",
+    "imgxlate models add models/horse2zebra": "needs the imported model above; tests/train/test_train_import.py",
+    "imgxlate convert ./horses --to zebra --out ./zebras": "needs the imported model above; "
+        "tests/train/test_train_import.py converts with one",
     "imgxlate-train export runs/h2z/checkpoints/last.pt --out models/h2z": "needs a training checkpoint",
     "torchrun --nproc-per-node 4 -m imgxlate.train --domain-a ... --domain-b ... --batch-size 4":
         "placeholders; multi-process training",
