@@ -21,7 +21,16 @@ import numpy as np
 
 from imgxlate.errors import DiskFullError, ImgxlateError, OutputExistsError, UsageError, brief
 from imgxlate.imaging.notices import collected
-from imgxlate.inputs import Found, PlannedFile, collect_inputs, image_file_name, plan_outputs, same_folder
+from imgxlate.inputs import (
+    Found,
+    PlannedFile,
+    collect_inputs,
+    image_file_name,
+    left_out_summary,
+    plan_outputs,
+    same_folder,
+    walked_folders,
+)
 from imgxlate.notes import Note
 from imgxlate.options import DEFAULT_IMAGE_OPTIONS, ImageOptions
 from imgxlate.translator import Translator, is_out_of_memory
@@ -139,7 +148,9 @@ def plan_conversion(
     reported = [f for f in files.found if f.status != "ignored"]
     if not files and not reported:
         shown = ", ".join(str(i) for i in inputs)
-        raise UsageError(f"no images found in {shown}; check the paths and --include/--exclude patterns")
+        seen = left_out_summary(files.found)
+        raise UsageError(f"no images found in {shown}{f' (found: {seen})' if seen else ''}; check the paths and "
+                         "--include/--exclude patterns")
     if fmt != "same" and image_file_name(out_dir):
         from imgxlate.imaging.formats import _FMT_TO_PIL, _SUFFIX_TO_PIL
 
@@ -149,7 +160,7 @@ def plan_conversion(
                 "leave out --format or change the suffix"
             )
     planned = plan_outputs(files, out_dir, _suffix_fn(fmt), overwrite=overwrite, refuse=_refuse_fn(fmt, out_dir),
-                           fmt=fmt) \
+                           fmt=fmt, protected=walked_folders(inputs)) \
         if files else []
     merged: list[PlannedFile] = []
     notes = iter(reported)

@@ -16,7 +16,8 @@ trailing ``/`` matches folders only; ``!pattern`` re-includes.
 While walking, only regular files are inputs. Found but not converted:
 
 - *ignored* (listed by ``--dry-run`` only): hidden entries (name starts with '.'), the output folder
-  itself (so ``--out`` inside the input tree is safe), suffixes that are not readable image types,
+  itself (so ``--out`` inside the input tree is safe), NAS and system folders (:data:`SYSTEM_FOLDERS`:
+  Synology's ``@eaDir`` thumbnails, recycle bins), suffixes that are not readable image types,
   files left out by ``--include`` / ``--exclude``;
 - *skipped* (reported, exit status unchanged): named pipes, devices and sockets (reading them would
   block or never end), symlink loops, broken symlinks, symlinks to folders (not followed, so a link
@@ -26,6 +27,7 @@ While walking, only regular files are inputs. Found but not converted:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -41,6 +43,11 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpe
                   ".mts", ".m2ts", ".3gp", ".3g2", ".vob", ".ogv")  # camcorders (AVCHD), old phones, DVDs
 
 _MAGIC = set("*?[")
+# Folders that NAS systems and operating systems keep inside photo folders: thumbnails in several sizes
+# per photo (Synology's @eaDir), recycle bins, snapshots, macOS zip leftovers. Never the user's photos;
+# walked only when given as an input themselves.
+SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "$recycle.bin",
+                            "system volume information", "__macosx"})
 # Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.
 _NAME_MAX = 255
 _PATH_MAX = 4096
@@ -122,7 +129,8 @@ def _glob_split(pattern: str) -> tuple[Path, list[str]]:
     parts = Path(pattern).parts
     fixed: list[str] = []
     for i, part in enumerate(parts[:-1]):
-        if _has_magic(part):
+        literal = "*" not in part and "?" not in part and Path(*fixed, part).is_dir()
+        if _has_magic(part) and not literal:  # "2023 [Paris]" that exists is a folder name, not a class
             return (Path(*fixed) if fixed else Path(".")), list(parts[i:])
         fixed.append(part)
     return (Path(*fixed) if fixed else Path(".")), [parts[-1]]
@@ -218,6 +226,9 @@ class _Walk:
                 if stat.S_ISDIR(st.st_mode):
                     if _same(path, self.out_dir):
                         self.note(path, "ignored", "the output folder")
+                    elif entry.name.casefold() in SYSTEM_FOLDERS:
+                        self.note(path, "ignored", "a NAS or system folder (thumbnails, recycle bin); give it as "
+                                                   "an input to convert it")
                     elif self.exclude and self.exclude.match(rel, is_dir=True):
                         self.note(path, "ignored", "folder excluded by --exclude")
                     elif link:
@@ -296,7 +307,7 @@ def collect_inputs(
         first = seen.get(key)
         if first is not None:
             if first != src:  # a link to a file already found, or the file through another input
-                walk.note(src, "skipped", f"the same file as {str(first)!r}, which is converted under its own name")
+                walk.note(src, "skipped", f"the same file as {str(first)!r}, which is taken once, under that name")
             return
         seen[key] = src
         found.append(InputFile(src=src, rel=rel, explicit=explicit))
@@ -358,6 +369,51 @@ def collect_inputs(
             why = "permission denied" if isinstance(err, PermissionError) else (err.strerror if err else "")
             walk.note(path, "failed", f"cannot read {text!r}: {why}")
     return Inputs(found, walk.found)
+
+
+# Why an existing output is not converted again. It is only a name: a file of the same name from another
+# input folder (camera names repeat: 100CANON/IMG_0001.JPG, 101CANON/IMG_0001.JPG) finds it too.
+SKIP_EXISTING = ("output exists (pass --overwrite to replace it; if it came from another file of the same name, "
+                 "convert that folder into its own --out)")
+
+
+def _empty_file(path: Path) -> bool:
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def left_out_summary(found: Sequence[Found]) -> str:
+    """What a walk that found no image did find, in a few words ("" when nothing): ``2 videos (convert
+    them with `imgxlate video`), 1 hidden file, 3 files without an image suffix``."""
+    groups: dict[str, int] = {}
+    for f in found:
+        if f.status != "ignored":
+            continue
+        key = ("video" if f.video else "hidden" if f.reason.startswith("hidden") else
+               "excluded" if "--include" in f.reason or "--exclude" in f.reason else
+               "suffix" if f.reason == "not an image suffix" else "other")
+        groups[key] = groups.get(key, 0) + 1
+    words = {"video": ("video", "videos", " (`imgxlate video` converts videos)"),
+             "hidden": ("hidden file or folder", "hidden files or folders", ""),
+             "excluded": ("file left out by --include/--exclude", "files left out by --include/--exclude", ""),
+             "suffix": ("file without an image suffix", "files without an image suffix", ""),
+             "other": ("other entry", "other entries", "")}
+    return ", ".join(f"{n} {words[k][n != 1]}{words[k][2]}" for k, n in groups.items())
+
+
+def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The folders an input list walks (folders, and the fixed part of glob patterns), resolved."""
+    roots = []
+    for item in inputs:
+        path = Path(os.fspath(item)).expanduser()
+        root = path if path.is_dir() else _glob_split(str(path))[0] if _has_magic(os.fspath(item)) else None
+        if root is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                roots.append(root.resolve())
+    return roots
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -422,6 +478,7 @@ def plan_outputs(
     overwrite: bool = False,
     refuse: Callable[[Path], str] | None = None,
     fmt: str = "same",
+    protected: Sequence[Path] = (),
 ) -> list[PlannedFile]:
     """Map each input to its output path and decide up front what cannot or need not be written.
 
@@ -432,7 +489,10 @@ def plan_outputs(
     than the file system allows, skips existing outputs unless ``overwrite``. ``refuse(src)``: why an
     input cannot be written in the output format ("" when it can); such an input fails here, before it
     claims its output name (which another input may then use). ``fmt``: the --format asked for (for
-    the advice on two inputs mapping to one output).
+    the advice on two inputs mapping to one output). ``protected``: the walked input folders (resolved);
+    ``--overwrite`` never replaces a file inside them (with ``--out`` inside an input folder, a user's
+    picture in the output folder looks just like an earlier result). An empty file at the output path
+    is replaced without ``--overwrite``: imgxlate never leaves one, so it is no one's result.
     """
     out = Path(out_dir)
     single = image_file_name(out)
@@ -491,8 +551,16 @@ def plan_outputs(
             plans.append(PlannedFile(f.src, dst, "failed", f"a folder stands where the output {dst} goes; move "
                                                            "it away or choose another --out"))
             continue
-        if exists and not overwrite:
-            plans.append(PlannedFile(f.src, dst, "skipped", "output exists (pass --overwrite to replace it)"))
+        empty = exists and _empty_file(dst)  # never a result (results are verified before their rename)
+        if exists and not overwrite and not empty:
+            plans.append(PlannedFile(f.src, dst, "skipped", SKIP_EXISTING))
             continue
-        plans.append(PlannedFile(f.src, dst, replace=overwrite))
+        walked = next((root for root in protected if _inside(dst, root)), None)
+        if exists and not empty and walked is not None:
+            plans.append(PlannedFile(f.src, dst, "failed", (
+                f"{dst} is inside the input folder {walked}, where an earlier result cannot be told from one "
+                "of your own pictures, so --overwrite does not replace it; delete the old results first, or "
+                f"convert into an --out outside {walked}")))
+            continue
+        plans.append(PlannedFile(f.src, dst, replace=overwrite or empty))
     return plans

@@ -309,3 +309,67 @@ def test_failure_reasons_give_output_advice_only_for_errors_of_writing() -> None
     long = failure_reason(OSError(errno.ENAMETOOLONG, "File name too long", "out/x.png"))
     assert "shorten" in long
     assert failure_reason(ValueError("bad\nsecond line")) == "ValueError: bad"
+
+
+def test_nas_and_system_folders_are_not_walked_unless_given(tmp_path: Path) -> None:
+    """Synology keeps several thumbnails per photo in @eaDir (a folder named like the photo)."""
+    root = tmp_path / "lib"
+    touch(root / "a.jpg")
+    touch(root / "@eaDir" / "a.jpg" / "SYNOPHOTO_THUMB_XL.jpg")
+    touch(root / "sub" / "#recycle" / "old.jpg")
+    touch(root / "$RECYCLE.BIN" / "x.jpg")
+    files = collect_inputs([root], suffixes=SUFFIXES)
+    assert rels(files) == ["a.jpg"]
+    ignored = {f.path.name: f.reason for f in files.found if f.status == "ignored"}
+    assert "NAS or system folder" in ignored["@eaDir"] and "#recycle" in ignored
+    assert rels(collect_inputs([root / "@eaDir"], suffixes=SUFFIXES)) == ["a.jpg/SYNOPHOTO_THUMB_XL.jpg"]
+
+
+def test_a_glob_below_a_folder_with_brackets_in_its_name(tmp_path: Path) -> None:
+    touch(tmp_path / "2023 [Paris]" / "a.jpg")
+    touch(tmp_path / "2023 [Paris]" / "b.png")
+    files = collect_inputs([str(tmp_path / "2023 [Paris]" / "*.jpg")], suffixes=SUFFIXES)
+    assert [f.src.name for f in files] == ["a.jpg"]
+    touch(tmp_path / "P" / "a.jpg")  # where no such folder exists, [..] is still a character class
+    assert [f.src.parent.name for f in collect_inputs([str(tmp_path / "[OP]" / "*.jpg")], suffixes=SUFFIXES)] == ["P"]
+
+
+def test_an_empty_file_at_the_output_is_replaced_not_counted_as_done(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    touch(root / "a.png")
+    touch(root / "b.png")
+    out = tmp_path / "out"
+    touch(out / "a.png", b"")  # left by something else: imgxlate verifies its results before the rename
+    touch(out / "b.png")
+    plans = plan_outputs(collect_inputs([root], suffixes=SUFFIXES), out, _same)
+    assert [(p.status, p.replace) for p in plans] == [("pending", True), ("skipped", False)]
+
+
+def test_overwrite_never_replaces_a_file_inside_a_walked_input_folder(tmp_path: Path) -> None:
+    """--out inside the input: the output folder is not walked, so a picture of the user's in it that
+    has an input's name looks exactly like an earlier result."""
+    root = tmp_path / "lib"
+    touch(root / "x.png")
+    touch(root / "y.png")
+    mine = touch(root / "sub" / "x.png", b"my own photo")
+    files = collect_inputs([root], out_dir=root / "sub", suffixes=SUFFIXES)
+    plans = plan_outputs(files, root / "sub", _same, overwrite=True, protected=[root.resolve()])
+    assert [p.status for p in plans] == ["failed", "pending"]
+    assert "inside the input folder" in plans[0].reason and "delete the old results first" in plans[0].reason
+    assert mine.read_bytes() == b"my own photo"
+    other = tmp_path / "elsewhere"  # an --out outside the inputs: --overwrite replaces as asked
+    touch(other / "x.png")
+    assert [p.status for p in plan_outputs(files, other, _same, overwrite=True, protected=[root.resolve()])] == [
+        "pending", "pending"]
+
+
+def test_no_images_says_what_was_found(tmp_path: Path) -> None:
+    from imgxlate.batch import plan_conversion
+
+    for name in ("clip.mp4", ".x.jpg", "IMG_0001", "notes.txt"):
+        touch(tmp_path / "lib" / name)
+    with pytest.raises(UsageError) as err:
+        plan_conversion(tmp_path / "lib", tmp_path / "out")
+    text = str(err.value)
+    assert "1 video (`imgxlate video` converts videos)" in text
+    assert "1 hidden file or folder" in text and "2 files without an image suffix" in text

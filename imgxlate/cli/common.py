@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Optional
 
 # rich imports its emoji table lazily, the first time it renders text, which is often inside a command's
@@ -236,6 +237,11 @@ BatchSizeOpt = Annotated[
     typer.Option("--batch-size", min=1, rich_help_panel=PANEL_DEVICE, show_default="4 on CUDA, 1 on CPU",
                  help="Images (or video frames) per model run."),
 ]
+
+
+def expand_home(value: Path | None) -> Path | None:
+    """An output path's leading ``~`` (quoted, so the shell left it): the home folder, as for inputs."""
+    return None if value is None else Path(os.path.expanduser(value))
 
 
 def examples(*lines: str) -> str:

@@ -28,6 +28,7 @@ from imgxlate.cli.common import (
     QuietOpt,
     ThreadsOpt,
     ToOpt,
+    expand_home,
     handle_errors,
     load_translator,
     one_line,
@@ -164,8 +165,8 @@ def video(
     inputs: Annotated[list[Path], typer.Argument(help="Video files or folders of videos.", show_default=False)],
     out: Annotated[
         Optional[Path],  # noqa: UP045 - typer needs Optional on 3.10
-        typer.Option("--out", "-o", help="Output file (one input) or folder. Default: <name>.<domain>.mp4 beside "
-                     "each input."),
+        typer.Option("--out", "-o", callback=expand_home, help="Output file (one input) or folder. Default: "
+                     "<name>.<domain>.mp4 beside each input."),
     ] = None,
     model: ModelOpt = None,
     to: ToOpt = None,
@@ -202,7 +203,8 @@ def video(
     batch_size: BatchSizeOpt = None,
     frames_dir: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--frames-dir", help="Also write every output frame as PNG into this folder."),
+        typer.Option("--frames-dir", callback=expand_home, help="Also write every output frame as PNG into this "
+                     "folder."),
     ] = None,
     frames_only: Annotated[
         bool, typer.Option("--frames-only", help="Write only the PNG frames (needs --frames-dir).")

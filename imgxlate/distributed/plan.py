@@ -78,6 +78,7 @@ def _plan_urls(
     from imgxlate.batch import check_format
     from imgxlate.distributed import storage
     from imgxlate.imaging.formats import READ_SUFFIXES, is_animated_file, output_suffix, sniff_format
+    from imgxlate.inputs import SKIP_EXISTING
     from imgxlate.inputs import _matches as matches
 
     fmt = check_format(fmt)
@@ -112,7 +113,7 @@ def _plan_urls(
         claimed[dst] = src
         present = Path(dst).exists() if local_out else storage.exists(dst)
         if present and not overwrite:
-            jobs.append(Job(index, src, dst, SKIPPED, "output exists (pass --overwrite to replace it)"))
+            jobs.append(Job(index, src, dst, SKIPPED, SKIP_EXISTING))
             continue
         jobs.append(Job(index, src, dst, replace=overwrite))
     return jobs

@@ -17,6 +17,8 @@ import pytest
 from fault_fs import fill, small_tmpfs, without_dac_override
 from PIL import Image
 
+from imgxlate.inputs import SKIP_EXISTING
+
 TEMP_PREFIX = ".imgxlate-tmp-"
 
 
@@ -152,7 +154,7 @@ def test_full_disk_injected_short_write(tiny_pair: Path, tmp_path: Path, monkeyp
     assert "disk full" in res.stderr
     summary = json.loads(res.stdout)
     results = [(Path(r["src"]).name, r["status"], r["reason"]) for r in summary["results"]]
-    assert results[0] == ("p0.png", "skipped", "output exists (pass --overwrite to replace it)")
+    assert results[0] == ("p0.png", "skipped", SKIP_EXISTING)
     assert results[1][:2] == ("p1.png", "failed") and "disk full" in results[1][2]
     # p2 was either already being written when the disk filled (then it failed too) or never started.
     assert results[2:] in ([], [("p2.png", "failed", results[2][2] if results[2:] else "")])

@@ -191,3 +191,28 @@ def test_a_link_to_a_file_already_found_is_reported_not_dropped(tiny_pair: Path,
     assert files["a.png"]["status"] == "converted"
     assert files["b.png"]["status"] == "skipped" and "the same file as" in files["b.png"]["reason"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+def test_overwrite_with_out_inside_the_input_keeps_the_users_own_picture(tiny_pair: Path, tmp_path: Path) -> None:
+    """A review's case: --out names an existing sub-folder of the library that holds a photo of the same
+    name as an input. --overwrite used to replace the photo with the painting of the other file."""
+    lib = tmp_path / "L2"
+    noise(lib / "x.png", seed=1)
+    noise(lib / "y.png", seed=2)
+    mine = noise(lib / "sub" / "x.png", seed=3).read_bytes()
+    res = invoke("convert", lib, "--out", lib / "sub", "--model", tiny_pair, "--overwrite", "--json")
+    assert res.exit_code == 1, res.output
+    rows = {Path(r["src"]).name: r for r in json.loads(res.stdout)["results"]}
+    assert rows["x.png"]["status"] == "failed" and "inside the input folder" in rows["x.png"]["reason"]
+    assert rows["y.png"]["status"] == "converted"
+    assert (lib / "sub" / "x.png").read_bytes() == mine
+
+
+def test_a_quoted_tilde_in_out_is_the_home_folder(tiny_pair: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home-dir"))
+    monkeypatch.chdir(tmp_path)
+    src = noise(tmp_path / "a.png")
+    res = invoke("convert", src, "--out", "~/painted", "--model", tiny_pair, "-q")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "home-dir" / "painted" / "a.png").is_file() and not (tmp_path / "~").exists()
