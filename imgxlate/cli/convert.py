@@ -166,6 +166,7 @@ def convert(
                               report=report)
             else:
                 plans = plan_conversion(inputs, out, **walk)
+                _warn_unused_quality(plans, quality, options.fmt, quiet)
                 if any(p.status == "pending" for p in plans):
                     _check_out(out)  # before the model loads and every image is translated in vain
                     translator = load_translator(spec, quiet=quiet)
@@ -275,6 +276,17 @@ def convert(
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:
         raise typer.Exit(1)
+
+
+def _warn_unused_quality(plans: Any, quality: int | None, fmt: str, quiet: bool) -> None:
+    """--quality with --format same where no output is a JPEG or WebP (a folder of PNGs): say it is not
+    used, as for --format png."""
+    if quality is None or fmt != "same" or quiet:
+        return
+    suffixes = {p.dst.suffix.lower() for p in plans if p.status == "pending"}
+    if suffixes and not suffixes & {".jpg", ".jpeg", ".webp"}:
+        print_warning(f"--quality is for JPEG and WebP; these outputs ({', '.join(sorted(suffixes))}) are written "
+                      "losslessly, so it is not used")
 
 
 def _check_out(out: str | Path) -> None:

@@ -216,3 +216,12 @@ def test_a_quoted_tilde_in_out_is_the_home_folder(tiny_pair: Path, tmp_path: Pat
     res = invoke("convert", src, "--out", "~/painted", "--model", tiny_pair, "-q")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "home-dir" / "painted" / "a.png").is_file() and not (tmp_path / "~").exists()
+
+
+def test_quality_with_only_lossless_outputs_says_it_is_not_used(tiny_pair: Path, tmp_path: Path) -> None:
+    src = noise(tmp_path / "in" / "a.png")
+    res = invoke("convert", src, "--out", tmp_path / "o1", "--model", tiny_pair, "--quality", "30")
+    assert res.exit_code == 0 and "--quality is for JPEG and WebP" in res.stderr and "(.png)" in res.stderr
+    noise(tmp_path / "in" / "b.jpg")  # one JPEG among them: it is used
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "o2", "--model", tiny_pair, "--quality", "30")
+    assert res.exit_code == 0 and "--quality is for" not in res.stderr
