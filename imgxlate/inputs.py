@@ -48,6 +48,7 @@ _MAGIC = set("*?[")
 # walked only when given as an input themselves.
 SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "$recycle.bin",
                             "system volume information", "__macosx"})
+SYSTEM_FOLDER_REASON = "a NAS or system folder (thumbnails, recycle bin)"
 # Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.
 _NAME_MAX = 255
 _PATH_MAX = 4096
@@ -227,8 +228,7 @@ class _Walk:
                     if _same(path, self.out_dir):
                         self.note(path, "ignored", "the output folder")
                     elif entry.name.casefold() in SYSTEM_FOLDERS:
-                        self.note(path, "ignored", "a NAS or system folder (thumbnails, recycle bin); give it as "
-                                                   "an input to convert it")
+                        self.note(path, "ignored", SYSTEM_FOLDER_REASON + "; give it as an input to convert it")
                     elif self.exclude and self.exclude.match(rel, is_dir=True):
                         self.note(path, "ignored", "folder excluded by --exclude")
                     elif link:
@@ -358,6 +358,13 @@ def collect_inputs(
                         f"every file {text!r} matches ({in_out}) is inside the output folder {out_resolved}, whose "
                         "files are results, not inputs; choose another --out, or a pattern outside it"
                     )
+                system = [n.path for n in walk.found
+                          if n.before >= before and n.reason.startswith(SYSTEM_FOLDER_REASON)]
+                if system:
+                    raise UsageError(
+                        f"no file matches {text!r} outside NAS and system folders ({', '.join(map(str, system[:3]))}"
+                        f"{', ...' if len(system) > 3 else ''}), which are left out; give such a folder as the input, "
+                        "or in the pattern's fixed part, to convert what is in it")
                 raise UsageError(f"no file matches {text!r}; check the pattern (quote it to stop the shell)")
         elif path.is_symlink():
             loop = err is not None and err.errno == errno.ELOOP
@@ -377,6 +384,12 @@ SKIP_EXISTING = ("output exists (pass --overwrite to replace it; if it came from
                  "convert that folder into its own --out)")
 
 
+# An existing output that --overwrite would not replace either: the output folder lies inside an input
+# folder, where an earlier result and a picture of the user's look alike.
+SKIP_KEPT = ("output exists (it is inside an input folder, so --overwrite does not replace it: delete it to "
+             "convert again)")
+
+
 def _empty_file(path: Path) -> bool:
     try:
         st = path.stat()
@@ -393,27 +406,48 @@ def left_out_summary(found: Sequence[Found]) -> str:
         if f.status != "ignored":
             continue
         key = ("video" if f.video else "hidden" if f.reason.startswith("hidden") else
+               "system" if f.reason.startswith(SYSTEM_FOLDER_REASON) else
                "excluded" if "--include" in f.reason or "--exclude" in f.reason else
                "suffix" if f.reason == "not an image suffix" else "other")
         groups[key] = groups.get(key, 0) + 1
     words = {"video": ("video", "videos", " (`imgxlate video` converts videos)"),
              "hidden": ("hidden file or folder", "hidden files or folders", ""),
+             "system": ("NAS or system folder", "NAS or system folders", " (give one as an input to convert it)"),
              "excluded": ("file left out by --include/--exclude", "files left out by --include/--exclude", ""),
              "suffix": ("file without an image suffix", "files without an image suffix", ""),
              "other": ("other entry", "other entries", "")}
     return ", ".join(f"{n} {words[k][n != 1]}{words[k][2]}" for k, n in groups.items())
 
 
-def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """The folders an input list walks (folders, and the fixed part of glob patterns), resolved."""
-    roots = []
+@dataclass(frozen=True)
+class WalkedFolder:
+    """A folder an input walks (resolved), and for a glob the pattern below it its inputs match."""
+
+    root: Path
+    pattern: Patterns | None = None
+
+    def would_read(self, path: Path) -> bool:
+        """Would this input take ``path`` as an input, were it not in the output folder?"""
+        try:
+            rel = path.resolve().relative_to(self.root)
+        except (ValueError, OSError, RuntimeError):
+            return False
+        return self.pattern is None or self.pattern.match(rel)
+
+
+def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolder]:
+    """The folders an input list walks: folders, and the fixed part of glob patterns with the pattern."""
+    walked = []
     for item in inputs:
-        path = Path(os.fspath(item)).expanduser()
-        root = path if path.is_dir() else _glob_split(str(path))[0] if _has_magic(os.fspath(item)) else None
-        if root is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                roots.append(root.resolve())
-    return roots
+        text = os.fspath(item)
+        path = Path(text).expanduser()
+        with contextlib.suppress(OSError, RuntimeError):
+            if path.is_dir():
+                walked.append(WalkedFolder(path.resolve()))
+            elif _has_magic(text) and not path.exists():
+                root, pattern = _glob_split(str(path))
+                walked.append(WalkedFolder(root.resolve(), Patterns(["/" + "/".join(pattern)])))
+    return walked
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -478,7 +512,7 @@ def plan_outputs(
     overwrite: bool = False,
     refuse: Callable[[Path], str] | None = None,
     fmt: str = "same",
-    protected: Sequence[Path] = (),
+    protected: Sequence[WalkedFolder] = (),
 ) -> list[PlannedFile]:
     """Map each input to its output path and decide up front what cannot or need not be written.
 
@@ -489,8 +523,8 @@ def plan_outputs(
     than the file system allows, skips existing outputs unless ``overwrite``. ``refuse(src)``: why an
     input cannot be written in the output format ("" when it can); such an input fails here, before it
     claims its output name (which another input may then use). ``fmt``: the --format asked for (for
-    the advice on two inputs mapping to one output). ``protected``: the walked input folders (resolved);
-    ``--overwrite`` never replaces a file inside them (with ``--out`` inside an input folder, a user's
+    the advice on two inputs mapping to one output). ``protected``: the walked input folders
+    (:func:`walked_folders`); ``--overwrite`` never replaces a file they would read (with ``--out`` inside an input folder, a user's
     picture in the output folder looks just like an earlier result). An empty file at the output path
     is replaced without ``--overwrite``: imgxlate never leaves one, so it is no one's result.
     """
@@ -552,11 +586,11 @@ def plan_outputs(
                                                            "it away or choose another --out"))
             continue
         empty = exists and _empty_file(dst)  # never a result (results are verified before their rename)
-        if exists and not overwrite and not empty:
-            plans.append(PlannedFile(f.src, dst, "skipped", SKIP_EXISTING))
+        walked = next((w.root for w in protected if w.would_read(dst)), None) if exists and not empty else None
+        if exists and not empty and not overwrite:
+            plans.append(PlannedFile(f.src, dst, "skipped", SKIP_EXISTING if walked is None else SKIP_KEPT))
             continue
-        walked = next((root for root in protected if _inside(dst, root)), None)
-        if exists and not empty and walked is not None:
+        if walked is not None:
             plans.append(PlannedFile(f.src, dst, "failed", (
                 f"{dst} is inside the input folder {walked}, where an earlier result cannot be told from one "
                 "of your own pictures, so --overwrite does not replace it; delete the old results first, or "

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imgxlate.errors import UsageError
-from imgxlate.inputs import InputFile, collect_inputs, plan_outputs
+from imgxlate.inputs import InputFile, collect_inputs, plan_outputs, walked_folders
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".tif"}
 
@@ -353,13 +353,13 @@ def test_overwrite_never_replaces_a_file_inside_a_walked_input_folder(tmp_path: 
     touch(root / "y.png")
     mine = touch(root / "sub" / "x.png", b"my own photo")
     files = collect_inputs([root], out_dir=root / "sub", suffixes=SUFFIXES)
-    plans = plan_outputs(files, root / "sub", _same, overwrite=True, protected=[root.resolve()])
+    plans = plan_outputs(files, root / "sub", _same, overwrite=True, protected=walked_folders([root]))
     assert [p.status for p in plans] == ["failed", "pending"]
     assert "inside the input folder" in plans[0].reason and "delete the old results first" in plans[0].reason
     assert mine.read_bytes() == b"my own photo"
     other = tmp_path / "elsewhere"  # an --out outside the inputs: --overwrite replaces as asked
     touch(other / "x.png")
-    assert [p.status for p in plan_outputs(files, other, _same, overwrite=True, protected=[root.resolve()])] == [
+    assert [p.status for p in plan_outputs(files, other, _same, overwrite=True, protected=walked_folders([root]))] == [
         "pending", "pending"]
 
 
@@ -373,3 +373,31 @@ def test_no_images_says_what_was_found(tmp_path: Path) -> None:
     text = str(err.value)
     assert "1 video (`imgxlate video` converts videos)" in text
     assert "1 hidden file or folder" in text and "2 files without an image suffix" in text
+
+
+def test_overwrite_under_a_glob_root_protects_only_what_the_pattern_would_read(tmp_path: Path) -> None:
+    """A quoted '*.png' in a folder, --out res: res/a.png is never read by the pattern, so --overwrite
+    replaces it; '**/*.png' would read it (were res not the output folder), so it is kept."""
+    root = tmp_path / "c2"
+    touch(root / "a.png")
+    touch(root / "res" / "a.png")
+    flat = str(root / "*.png")
+    files = collect_inputs([flat], out_dir=root / "res", suffixes=SUFFIXES)
+    assert [p.status for p in plan_outputs(files, root / "res", _same, overwrite=True,
+                                           protected=walked_folders([flat]))] == ["pending"]
+    deep = str(root / "**" / "*.png")
+    files = collect_inputs([deep], out_dir=root / "res", suffixes=SUFFIXES)
+    plans = plan_outputs(files, root / "res", _same, overwrite=True, protected=walked_folders([deep]))
+    assert [p.status for p in plans] == ["failed"]
+    kept = plan_outputs(files, root / "res", _same, protected=walked_folders([deep]))
+    assert kept[0].status == "skipped" and "delete it to convert again" in kept[0].reason
+
+
+def test_a_pattern_whose_matches_are_all_in_system_folders_says_so(tmp_path: Path) -> None:
+    touch(tmp_path / "lib" / "@eaDir" / "a.jpg" / "THUMB.jpg")
+    with pytest.raises(UsageError, match="outside NAS and system folders"):
+        collect_inputs([str(tmp_path / "lib" / "**" / "*.jpg")], suffixes=SUFFIXES)
+    from imgxlate.inputs import left_out_summary
+
+    found = collect_inputs([tmp_path / "lib"], suffixes=SUFFIXES).found
+    assert left_out_summary(found) == "1 NAS or system folder (give one as an input to convert it)"

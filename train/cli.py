@@ -33,7 +33,9 @@ from imgxlate.cli.common import (
     defer_stop,
     emit_json,
     exit_interrupted,
+    expand_home,
     json_error,
+    preload_runtimes,
     print_error,
     stderr,
     stop_signals,
@@ -53,6 +55,8 @@ app = typer.Typer(
 )
 
 log = logging.getLogger("imgxlate.train")
+# What an export imports lazily (torch.onnx.export reaches into torch._dynamo and torch.export)
+EXPORTER_MODULES = ("onnx", "onnxruntime", "torch", "torch._dynamo", "torch.export", "torch.onnx", "onnxscript")
 
 
 def _version(value: bool) -> None:
@@ -255,8 +259,9 @@ app.callback(invoke_without_command=True)(with_config_options(train_command, _LE
 
 @app.command("export")
 def export_command(
-    checkpoint: str = typer.Argument(..., help="A checkpoint .pt file or a run folder."),
-    out: str = typer.Option(..., "--out", "-o", help="Folder for a2b.onnx / b2a.onnx and README.md."),
+    checkpoint: str = typer.Argument(..., callback=expand_home, help="A checkpoint .pt file or a run folder."),
+    out: str = typer.Option(..., "--out", "-o", callback=expand_home, help="Folder for a2b.onnx / b2a.onnx and "
+                            "README.md."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the model already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only."),
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
@@ -270,6 +275,8 @@ def export_command(
     with stop_signals("the export stops") as stop:
         try:
             require("train", ("torch", "onnxscript"), "exporting")
+            with defer_stop():  # a stop inside a half-done import of the exporter breaks it for good
+                preload_runtimes(EXPORTER_MODULES)
             from imgxlate.train.export import export_checkpoint
 
             if not quiet and not as_json:
@@ -285,12 +292,13 @@ def export_command(
 
 @app.command("import")
 def import_command(
-    a2b: str = typer.Option(None, "--a2b", help="The generator that maps domain A to B: a reference .pth file "
+    a2b: str = typer.Option(None, "--a2b", callback=expand_home, help="The generator that maps domain A to B: a reference .pth file "
                             "(e.g. horse2zebra.pth, or a run's latest_net_G_A.pth)."),
-    b2a: str = typer.Option(None, "--b2a", help="The generator that maps B to A (e.g. latest_net_G_B.pth)."),
-    out: str = typer.Option(..., "--out", "-o", help="Folder for a2b.onnx / b2a.onnx and README.md."),
+    b2a: str = typer.Option(None, "--b2a", callback=expand_home, help="The generator that maps B to A (e.g. latest_net_G_B.pth)."),
+    out: str = typer.Option(..., "--out", "-o", callback=expand_home, help="Folder for a2b.onnx / b2a.onnx and "
+                            "README.md."),
     name_a: str = typer.Option(None, "--name-a", help="Name of domain A (default: read from a file named "
-                               "A2B.pth, as the reference's pretrained files are)."),
+                               "A2B.pth or a folder A2B_pretrained, as the reference's pretrained models are)."),
     name_b: str = typer.Option(None, "--name-b", help="Name of domain B (default: as --name-a)."),
     image_size: int = typer.Option(256, "--image-size", min=16, help="The crop size it was trained at (the "
                                    "reference's --crop_size), recorded in the model's metadata."),
@@ -308,6 +316,8 @@ def import_command(
     with stop_signals("the import stops") as stop:
         try:
             require("train", ("torch", "onnxscript"), "importing")
+            with defer_stop():
+                preload_runtimes(EXPORTER_MODULES)
             from imgxlate.train.reference import import_generators
 
             if not quiet and not as_json:

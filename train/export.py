@@ -341,10 +341,35 @@ def export_generators(
     A folder that already holds a model is refused (UsageError) unless ``overwrite``; then a direction
     file of the old model that this export does not write is removed, so the folder never pairs two
     different models."""
+    out_dir = Path(out_dir)
+    made = [f for f in (out_dir, *out_dir.parents) if not f.exists()]  # the folders ensure_folder creates
+    ensure_folder(out_dir)
+    try:
+        return _export_into(gens, out_dir, name_a, name_b, gen_config, image_size, steps, epochs, training, verify,
+                            overwrite)
+    except BaseException:  # a failed check, a full disk, a stop: leave no empty folder behind
+        for folder in made:  # deepest first; a folder that holds anything is kept
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _export_into(
+    gens: dict[str, torch.nn.Module],
+    out_dir: Path,
+    name_a: str,
+    name_b: str,
+    gen_config: dict[str, Any],
+    image_size: int,
+    steps: int,
+    epochs: float,
+    training: dict[str, Any] | None,
+    verify: dict[str, list[torch.Tensor] | None] | None,
+    overwrite: bool,
+) -> list[ExportReport]:
+    """:func:`export_generators` once ``out_dir`` exists."""
     import json
 
-    out_dir = Path(out_dir)
-    ensure_folder(out_dir)
     existing = [name for name in MODEL_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
         raise UsageError(f"{out_dir} already holds {', '.join(existing)}, which the export would replace; pass "

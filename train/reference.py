@@ -13,11 +13,15 @@ The blocks' inner ``nn.Sequential`` is called ``conv_block`` there and ``block``
 by PyTorch before 0.4 carry running statistics for InstanceNorm layers that never used them. So an
 import renames keys, drops those, checks the rest one to one (names and shapes) against a generator
 built from the sizes the file implies, and exports through the same verified path as a trained run.
+
+What the keys cannot tell: the reference's blocks pad by reflection (``padding_type`` has a
+'replicate' choice, which none of its options reaches: ``define_G`` always builds reflect blocks).
+A generator edited to pad by replication has the same keys and would import with the wrong padding;
+zero-padded blocks (``padding_type='zero'``) have a conv at ``conv_block.0`` and are refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +37,7 @@ _BLOCK = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.(weight|bias)$")
 # Statistics an InstanceNorm layer saved by PyTorch < 0.4 carried, unused (track_running_stats=False).
 _UNUSED_STATS = (".running_mean", ".running_var", ".num_batches_tracked")
 # A pair name written as the reference's pretrained files are: horse2zebra, summer2winter_yosemite.
-_PAIR_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*?)2([A-Za-z][A-Za-z0-9_-]*)$")
+_PAIR_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*?)2([A-Za-z][A-Za-z0-9_-]*?)(?:_pretrained)?$")
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -74,9 +78,14 @@ def convert_state(state: Mapping[str, torch.Tensor], where: str) -> tuple[dict[s
     if "model.1.weight" not in state or state["model.1.weight"].ndim != 4:
         raise UsageError(f"{where} is not a reference ResNet generator: it has no model.1.weight (the 7x7 "
                          "first convolution); pass a generator saved by the reference implementation")
-    if "model.2.weight" in state:  # the first norm has affine weights: BatchNorm2d
-        raise UsageError(f"{where} was trained with batch normalization (--norm batch); imgxlate's generators "
-                         "use instance normalization (the reference's CycleGAN default, --norm instance)")
+    if "model.2.weight" in state:  # the first norm has parameters: batch norm, or an affine instance norm
+        what = ("batch normalization (--norm batch)" if "model.2.running_mean" in state else
+                "instance normalization with learnt scale and shift (affine=True)")
+        raise UsageError(f"{where} was trained with {what}; imgxlate's generators use instance normalization "
+                         "without parameters (the reference's CycleGAN default, --norm instance)")
+    if any(k.endswith(".conv_block.0.weight") for k in state):  # a conv first: no padding layer before it
+        raise UsageError(f"{where} has zero-padded residual blocks (padding_type='zero'); imgxlate imports the "
+                         "reference's reflection-padded blocks")
     state = {k: v for k, v in state.items() if not k.endswith(_UNUSED_STATS)}
     dropout = any(m and m.group(2) == "6" for m in map(_BLOCK.match, state))
     renamed = {}
@@ -100,6 +109,9 @@ def convert_state(state: Mapping[str, torch.Tensor], where: str) -> tuple[dict[s
     unexpected = sorted(set(renamed) - set(expected))
     wrong = sorted(k for k in set(expected) & set(renamed) if tuple(expected[k].shape) != tuple(renamed[k].shape))
     if missing or unexpected or wrong:
+        # named as the file names them (conv_block), not as renamed here
+        missing, unexpected, wrong = ([k.replace(".block.", ".conv_block.") for k in keys]
+                                      for keys in (missing, unexpected, wrong))
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", wrong))
                  if keys]
@@ -111,26 +123,19 @@ def convert_state(state: Mapping[str, torch.Tensor], where: str) -> tuple[dict[s
 
 
 def pair_names(files: Mapping[str, Path], name_a: str | None, name_b: str | None) -> tuple[str, str]:
-    """The domain names: given, or read from a file named as the reference's pretrained ones
-    (``horse2zebra.pth`` as a2b gives horse / zebra; as b2a, zebra / horse)."""
+    """The domain names: given, or read from a file or its folder named as the reference's pretrained
+    models are (``horse2zebra.pth``, or ``horse2zebra_pretrained/latest_net_G.pth`` as its download
+    script saves it: as a2b horse / zebra; as b2a zebra / horse)."""
     if name_a and name_b:
         return name_a, name_b
     for direction, path in files.items():
-        m = _PAIR_NAME.match(path.stem)
+        m = _PAIR_NAME.match(path.stem) or _PAIR_NAME.match(path.resolve().parent.name)
         if m:
             source, target = m.group(1), m.group(2)
             a, b = (source, target) if direction == "a2b" else (target, source)
             return name_a or a, name_b or b
     raise UsageError("cannot tell the domain names from the file names; pass --name-a and --name-b "
                      "(e.g. --name-a horse --name-b zebra)")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sample_inputs(size: int) -> list[torch.Tensor] | None:
@@ -157,16 +162,19 @@ def import_generators(
 
     if not files:
         raise UsageError("pass --a2b FILE, --b2a FILE or both: the generators to import")
+    from imgxlate.registry.install import file_sha256
+
     paths = {d: Path(p) for d, p in files.items()}
+    states = {d: load_state(path) for d, path in paths.items()}  # a missing file before any name question
     a, b = pair_names(paths, name_a, name_b)
     gens, configs, facts = {}, {}, {}
     for direction, path in paths.items():
-        state, config = convert_state(load_state(path), str(path))
+        state, config = convert_state(states[direction], str(path))
         configs[direction] = {k: v for k, v in config.items() if k != "dropout_dropped"}
         gen = ResnetGenerator(**configs[direction])
         gen.load_state_dict(state, strict=True)
         gens[direction] = gen.eval()
-        facts[direction] = {"file": path.name, "sha256": sha256(path), "dropout_dropped": config["dropout_dropped"]}
+        facts[direction] = {"file": path.name, "sha256": file_sha256(path), "dropout_dropped": config["dropout_dropped"]}
     if len({tuple(sorted(c.items())) for c in configs.values()}) > 1:
         sizes = ", ".join(f"{d}: ngf {c['ngf']}, {c['n_blocks']} blocks" for d, c in configs.items())
         raise UsageError(f"the two generators differ in size ({sizes}); import them as two models")

@@ -239,9 +239,12 @@ BatchSizeOpt = Annotated[
 ]
 
 
-def expand_home(value: Path | None) -> Path | None:
-    """An output path's leading ``~`` (quoted, so the shell left it): the home folder, as for inputs."""
-    return None if value is None else Path(os.path.expanduser(value))
+def expand_home(value: Any) -> Any:
+    """A path option's leading ``~`` (quoted, so the shell left it): the home folder, as for inputs.
+    Keeps the option's type (a Path stays a Path, a str a str)."""
+    if value is None:
+        return None
+    return Path(os.path.expanduser(value)) if isinstance(value, Path) else os.path.expanduser(value)
 
 
 def examples(*lines: str) -> str:
@@ -406,12 +409,12 @@ def stop_signals(message: str = "finishing files being written", *, speak: bool 
 _active: list[Stop] = []  # the Stop of the running command's stop_signals block, for defer_stop
 
 
-def preload_runtimes() -> None:
-    """Import onnx and onnxruntime now (call it inside :func:`defer_stop`), so that no later lazy
-    import of them can be cut by a stop signal. A missing one is reported where it is needed."""
+def preload_runtimes(modules: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
+    """Import ``modules`` (onnx and onnxruntime) now (call it inside :func:`defer_stop`), so that no
+    later lazy import of them can be cut by a stop signal. A missing one is reported where it is needed."""
     import importlib
 
-    for name in ("onnx", "onnxruntime"):
+    for name in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 

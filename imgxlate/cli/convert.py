@@ -50,6 +50,7 @@ from imgxlate.cli.common import (
     write_stdout,
 )
 from imgxlate.extras import pip_install
+from imgxlate.inputs import SKIP_KEPT
 from imgxlate.tiling.auto import parse_memory
 
 
@@ -262,9 +263,13 @@ def convert(
             stderr.print(f"{not_started} file(s) not converted; run the same command again to convert them "
                          "(finished files are skipped)")
         # the skips the hint is about: existing outputs (not what the walk left out: FIFOs, loops, ...)
-        existing = sum(r.status == "skipped" and r.dst != Path() for r in results)
+        existing = sum(r.status == "skipped" and r.dst != Path() and r.reason != SKIP_KEPT for r in results)
+        kept = sum(r.status == "skipped" and r.reason == SKIP_KEPT for r in results)
         if existing and not overwrite:
             stderr.print(f"{existing} skipped (existing outputs are kept; pass --overwrite to redo them)")
+        if kept:
+            stderr.print(f"{kept} skipped (existing outputs inside an input folder are kept, also with --overwrite; "
+                         "delete them to redo them)")
         if videos:
             shown = ", ".join(escape(one_line(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
             stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")
@@ -283,8 +288,10 @@ def _warn_unused_quality(plans: Any, quality: int | None, fmt: str, quiet: bool)
     used, as for --format png."""
     if quality is None or fmt != "same" or quiet:
         return
+    from imgxlate.imaging.formats import _SUFFIX_TO_PIL
+
     suffixes = {p.dst.suffix.lower() for p in plans if p.status == "pending"}
-    if suffixes and not suffixes & {".jpg", ".jpeg", ".webp"}:
+    if suffixes and not any(_SUFFIX_TO_PIL.get(x) in ("JPEG", "WEBP") for x in suffixes):
         print_warning(f"--quality is for JPEG and WebP; these outputs ({', '.join(sorted(suffixes))}) are written "
                       "losslessly, so it is not used")
 

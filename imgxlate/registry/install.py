@@ -61,7 +61,8 @@ def parse_hub(source: str) -> tuple[str, str | None]:
     return repo, rev or None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, as 64 lowercase hex digits (read in chunks)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
@@ -226,7 +227,8 @@ def _unzip(archive: Path, into: Path) -> Path:
 
 def _refuse_pytorch_file(text: str) -> None:
     """PyTorch weights are not a model imgxlate runs: say which command makes one of them."""
-    if Path(text.split("?", 1)[0]).suffix.lower() in (".pth", ".pt"):
+    local = Path(text).expanduser()
+    if Path(text.split("?", 1)[0]).suffix.lower() in (".pth", ".pt") and (_is_url(text) or local.is_file()):
         raise UsageError(
             f"{text} is a PyTorch file, not an ONNX model: turn a generator of the original CycleGAN code into "
             "one with `imgxlate-train import --a2b FILE --out DIR` (a checkpoint of imgxlate-train with "
@@ -394,7 +396,7 @@ def install_model(
             if want_sha is not None:
                 if src.is_dir():
                     raise UsageError("--sha256 checks a single file or a download, not a folder")
-                _check_sha(_sha256(src), want_sha, str(src))
+                _check_sha(file_sha256(src), want_sha, str(src))
         if src.is_file() and _head(src, 4) == b"PK\x03\x04":
             src = _unzip(src, staging / ".unzipped")
 

@@ -77,3 +77,11 @@ def test_a_runtime_that_cannot_start_is_not_blamed_on_the_model(monkeypatch: pyt
         export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "x", "y", CFG, 32, 1,
                           0.1)
     assert not model.exists() or not any(model.iterdir())
+
+
+def test_a_failed_export_into_a_new_folder_leaves_no_folder(tmp_path: Path) -> None:
+    """The folders the export made for --out are removed when nothing was written into them."""
+    with pytest.raises(InvalidModelError, match="export check failed"):
+        export_generators({"a2b": ResnetGenerator(**CFG), "b2a": _Drifting(**CFG)}, tmp_path / "new" / "model",
+                          "x", "y", CFG, 32, 1, 0.1)
+    assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,15 @@ class _RefBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+class _ZeroPadBlock(nn.Module):
+    """The reference's block with padding_type='zero': the convolutions pad, no padding layers."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.InstanceNorm2d(dim), nn.ReLU(True),
+                                        nn.Conv2d(dim, dim, 3, padding=1), nn.InstanceNorm2d(dim))
+
+
 class _RefGenerator(nn.Module):
     """The reference ResnetGenerator (norm instance, padding reflect), written out layer by layer."""
 
@@ -135,6 +144,14 @@ def test_other_generators_are_refused_with_what_they_are(tmp_path: Path) -> None
     extra = {**_reference(1).state_dict(), "model.30.weight": torch.zeros(3)}
     _expect_refusal(tmp_path, extra, r"unexpected: model\.30\.weight")
     _expect_refusal(tmp_path, {"G_A": _reference(1).state_dict()}, "top-level keys are G_A")
+    affine = {**_reference(1).state_dict(), "model.2.weight": torch.ones(4), "model.2.bias": torch.zeros(4)}
+    _expect_refusal(tmp_path, affine, "learnt scale and shift")
+    zero = _reference(1)
+    zero.model[10] = _ZeroPadBlock(16)
+    _expect_refusal(tmp_path, zero.state_dict(), r"zero-padded residual blocks \(padding_type='zero'\)")
+    del extra["model.30.weight"]
+    extra["model.11.conv_block.5.weight"] = torch.zeros(16, 16, 5, 5)  # named as in the file, not renamed
+    _expect_refusal(tmp_path, extra, r"other shape: model\.11\.conv_block\.5\.weight")
 
 
 def test_a_file_that_is_not_a_state_dict_says_so(tmp_path: Path) -> None:
@@ -142,6 +159,8 @@ def test_a_file_that_is_not_a_state_dict_says_so(tmp_path: Path) -> None:
     junk.write_bytes(b"not a pickle")
     with pytest.raises(UsageError, match="not a PyTorch state dict"):
         import_generators({"a2b": junk}, tmp_path / "model")
+    with pytest.raises(UsageError, match="does not exist"):  # said before any question about names
+        import_generators({"a2b": tmp_path / "latest_net_G_A.pth"}, tmp_path / "model")
 
 
 def test_convert_state_reports_the_sizes() -> None:
@@ -155,14 +174,18 @@ def test_pair_names() -> None:
     assert pair_names({"b2a": Path("zebra2horse.pth")}, None, None) == ("horse", "zebra")
     assert pair_names({"a2b": Path("summer2winter_yosemite.pth")}, None, None) == ("summer", "winter_yosemite")
     assert pair_names({"a2b": Path("latest_net_G_A.pth")}, "a", "b") == ("a", "b")
+    # as the reference's download script saves a pretrained model
+    got = pair_names({"a2b": Path("checkpoints/horse2zebra_pretrained/latest_net_G.pth")}, None, None)
+    assert got == ("horse", "zebra")
     with pytest.raises(UsageError, match="--name-a and --name-b"):
         pair_names({"a2b": Path("latest_net_G_A.pth")}, None, None)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env_home: Path | None = None) -> subprocess.CompletedProcess[str]:
     code = "from imgxlate.train.cli import main; main()"
+    env = {**os.environ, **({"HOME": str(env_home)} if env_home else {})}
     return subprocess.run([sys.executable, "-c", code, *args], check=False, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env, cwd=env_home)
 
 
 def test_the_cli_imports_a_model_that_convert_then_uses(tmp_path: Path) -> None:
@@ -173,6 +196,9 @@ def test_the_cli_imports_a_model_that_convert_then_uses(tmp_path: Path) -> None:
     assert [Path(r["path"]).name for r in json.loads(done.stdout)["written"]] == ["a2b.onnx"]
     again = _cli("import", "--a2b", str(pth), "--out", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
+    home = _cli("import", "--a2b", "~/horse2zebra.pth", "--out", "~/h2z-home", "-q", env_home=tmp_path)
+    assert home.returncode == 0, home.stderr
+    assert (tmp_path / "h2z-home" / "a2b.onnx").is_file()
     missing = _cli("import", "--out", str(tmp_path / "none"))
     assert missing.returncode == 2 and "--a2b FILE, --b2a FILE" in missing.stderr
     assert not (tmp_path / "none").exists()
@@ -194,6 +220,9 @@ def test_models_add_of_a_pth_file_names_the_import_command(tmp_path: Path) -> No
     done = subprocess.run([sys.executable, "-m", "imgxlate", "models", "add", str(pth)], check=False,
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2 and "imgxlate-train import" in done.stderr
+    absent = subprocess.run([sys.executable, "-m", "imgxlate", "models", "add", str(tmp_path / "nope.pth")],
+                            check=False, capture_output=True, text=True, timeout=120, env=env)
+    assert absent.returncode == 2 and "PyTorch file" not in absent.stderr and "nope.pth" in absent.stderr
 
 
 def test_an_imported_pair_can_be_fine_tuned_from_its_exact_weights(
