@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import shlex
 import sys
 import warnings
@@ -43,6 +42,7 @@ from imgxlate.cli.common import (
 from imgxlate.errors import ImgxlateError, TrainingInterrupted, UsageError
 from imgxlate.extras import require
 from imgxlate.train.config import TrainConfig
+from imgxlate.train.launch import launch_env
 from imgxlate.train.options import config_values, with_config_options
 
 app = typer.Typer(
@@ -161,7 +161,10 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
     resume, as_json = values.pop("resume"), values.pop("json")
     # Under torchrun only rank 0 talks: its progress, its summary (one JSON object on stdout), its
     # notices. Every rank still says its own errors.
-    main_rank = os.environ.get("RANK", "0") == "0"
+    try:
+        main_rank = launch_env().is_main
+    except UsageError as err:
+        _fail(err, as_json)
     as_json = as_json and main_rank
     quiet = values.pop("quiet") or not main_rank
     values.pop("version", None)

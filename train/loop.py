@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from imgxlate._atomic import TEMP_PREFIX
+from imgxlate._lock import exclusive
 from imgxlate.errors import TrainingError, TrainingInterrupted, UsageError
 from imgxlate.extras import require
 from imgxlate.train import data as data_mod
@@ -250,7 +251,8 @@ def train(
         require("train", ("onnxscript",), "the ONNX export at the end of the run (--no-export skips it)")
     rt = setup_runtime(cfg)
     try:
-        result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after, step_guard)
+        with contextlib.ExitStack() as held:  # the run folder's lock, for as long as the run writes there
+            result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after, step_guard, held)
         if rt.distributed:
             # every rank finishes its collectives before any tears gloo/NCCL down: a rank that exited
             # first could abort the other inside the backend ("terminate called without an active
@@ -270,6 +272,17 @@ def train(
 
 # ----------------------------------------------------------------------------------------------------
 # 2. the run
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; one that holds anything is kept
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+# Held by the main process of a run in its folder (hidden; removed at the end, dropped by the kernel
+# if the process dies).
+RUN_LOCK = ".imgxlate-train.lock"
 
 
 def check_run_folder(out: Path, resuming: bool) -> Path:
@@ -366,7 +379,8 @@ def _train(
     on_step: Callable[[StepInfo], None] | None,
     command: str,
     stop_after: int | None,
-    step_guard: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    step_guard: Callable[[], contextlib.AbstractContextManager[Any]],
+    held: contextlib.ExitStack,
 ) -> TrainResult:
     # the run folder and the data, checked before anything is written
     out = Path(cfg.out).expanduser()
@@ -375,11 +389,25 @@ def _train(
     check_domain_folder(cfg.domain_b, "domain B")
     files_a = data_mod.scan_folder(cfg.domain_a, "domain A")
     files_b = data_mod.scan_folder(cfg.domain_b, "domain B")
+    if rt.is_main:  # one run per folder: a second one would interleave its log and replace the checkpoints
+        made = [f for f in (out, *out.parents) if not f.exists()]
+        held.callback(_remove_empty, made)  # after the lock is gone: a run stopped before writing leaves none
+        # a folder nothing can be written into needs no lock: the first write says what to do
+        with contextlib.suppress(OSError):
+            held.enter_context(exclusive(out / RUN_LOCK, lambda: UsageError(
+                f"another imgxlate-train is using {out} right now; wait for it to finish, or choose another --out")))
     name_a, name_b = (ckpt.get("names") if ckpt else None) or cfg.resolved_names()
     spe = data_mod.steps_per_epoch(len(files_a), len(files_b), cfg.batch_size, rt.world_size)
     dataset_facts = {"A": data_mod.fingerprint(files_a, cfg.domain_a),
                      "B": data_mod.fingerprint(files_b, cfg.domain_b)}
     if ckpt is not None:
+        was = int(ckpt.get("world_size", 1))
+        if was != rt.world_size:  # the steps per epoch, the data each rank takes, the pools: all differ
+            how = (f"torchrun --nproc-per-node {was} -m imgxlate.train --resume {out}" if was > 1 else
+                   f"imgxlate-train --resume {out} (one process, without torchrun)")
+            raise UsageError(
+                f"{ckpt['path']} was trained by {was} process(es) and this resume runs {rt.world_size}; another "
+                f"number changes the data order and the schedule, so resume it as it ran: {how}")
         spe = int(ckpt["steps_per_epoch"])  # the schedule is fixed at the start of the run
         before = ckpt.get("dataset") or {}
         for domain, folder in (("A", cfg.domain_a), ("B", cfg.domain_b)):

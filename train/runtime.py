@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ import torch
 
 from imgxlate.errors import DeviceError, UsageError
 from imgxlate.train.config import TrainConfig
+from imgxlate.train.launch import Launch, launch_env
+
+log = logging.getLogger("imgxlate.train")
 
 
 @dataclass
@@ -52,11 +56,41 @@ def cpu_threads(requested: int) -> int:
     return thread_count(requested)
 
 
+def join_process_group(backend: str, launch: Launch) -> None:
+    """``init_process_group`` on a helper thread, the main thread waiting in short sleeps: the
+    rendezvous blocks inside C++ until every rank has joined, where no Ctrl-C or SIGTERM reaches Python
+    (a process started with a left-over WORLD_SIZE waited for peers that never came, deaf to both).
+    Rank 0 says what it is waiting for when the others are slow to come."""
+    import threading
+    import time
+
+    failed: list[BaseException] = []
+
+    def join() -> None:
+        try:
+            torch.distributed.init_process_group(backend=backend)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
+            failed.append(exc)
+
+    worker = threading.Thread(target=join, name="imgxlate-rendezvous", daemon=True)
+    worker.start()
+    t0, said = time.monotonic(), False
+    while worker.is_alive():
+        worker.join(0.2)  # a stop signal's KeyboardInterrupt is raised here
+        if not said and launch.is_main and time.monotonic() - t0 > 10:
+            said = True
+            log.warning("waiting for the other %d process(es) of this run (WORLD_SIZE=%d, %s:%s); if this "
+                        "was not meant to be a multi-process run, stop it and unset WORLD_SIZE and RANK",
+                        launch.world_size - 1, launch.world_size, os.environ.get("MASTER_ADDR"),
+                        os.environ.get("MASTER_PORT"))
+    if failed:
+        raise failed[0]
+
+
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device and precision; join the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    launch = launch_env()
+    world, rank, local_rank = launch.world_size, launch.rank, launch.local_rank
     want = cfg.device
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"
@@ -72,8 +106,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         device = torch.device(want)
     torch.set_num_threads(cpu_threads(cfg.threads))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        join_process_group("nccl" if device.type == "cuda" else "gloo", launch)
     precision = cfg.precision
     if precision == "auto":
         # not emulated: before Ampere (compute capability 8) torch would run bf16 in software

@@ -13,12 +13,10 @@ so the blend continues across the resume point as if the run had not stopped.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,50 +34,14 @@ def parts_dir(dst: Path) -> Path:
     return dst.parent / f"{PARTS_PREFIX}{dst.name}"
 
 
-@contextlib.contextmanager
-def target_lock(dst: Path) -> Iterator[None]:
-    """Hold ``dst``'s lock while it is converted: a second conversion to the same target is refused at
-    once (:class:`VideoError`) instead of both deleting and rewriting each other's parts. The lock is
-    an ``flock`` on ``.imgxlate-parts-<name>.lock`` beside the target, so the kernel drops it when its
-    process dies (a SIGKILL leaves no stale lock); the file is removed at the end, while still held,
-    and a run that locked a file just removed that way locks the new one instead. Where there is no
-    ``fcntl`` (Windows) there is no lock."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path = dst.parent / f"{PARTS_PREFIX}{dst.name}.lock"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise VideoError(f"another imgxlate is writing {dst} right now; wait for it to finish or choose "
-                             "another output") from None
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):  # a file system without locks
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                yield
-                return
-            raise
-        try:
-            held = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            held = False
-        if held:
-            break
-        os.close(fd)  # the file was removed by the run that held it: lock the new one
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        os.close(fd)
+def target_lock(dst: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold ``dst``'s lock while it is converted (:func:`imgxlate._lock.exclusive` on
+    ``.imgxlate-parts-<name>.lock`` beside it): a second conversion to the same target is refused at
+    once (:class:`VideoError`) instead of both deleting and rewriting each other's parts."""
+    from imgxlate._lock import exclusive
+
+    return exclusive(dst.parent / f"{PARTS_PREFIX}{dst.name}.lock", lambda: VideoError(
+        f"another imgxlate is writing {dst} right now; wait for it to finish or choose another output"))
 
 
 def file_identity(path: Path | str | None) -> dict[str, Any] | None:
