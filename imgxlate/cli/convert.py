@@ -241,7 +241,8 @@ def convert(
                        "interrupted": interrupted, "stopped": stopped, "not_started": not_started},
             "provider": provider,
             "model": str(translator.model_path) if translator is not None
-            else str(unloaded.path) if unloaded is not None else (str(model) if model else None),
+            else str(unloaded.path) if unloaded is not None
+            else report.model if report is not None and report.model else (str(model) if model else None),
             **({"ray": report.to_dict()} if report is not None else {}),
         }
         emit_json(summary)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -129,11 +131,16 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
         target = None if address in (None, "", "local") else address
         if target is not None:
             check_reachable(target)
+        term = signal.getsignal(signal.SIGTERM)
         try:
             # ray's own logger at errors only (its start-up notices are not ours to show); Ray Data's
             # progress (the ray.data logger and its bars) stays unless quiet
             ray.init(address=target, include_dashboard=False, log_to_driver=not quiet,
                      logging_level=logging.ERROR, configure_logging=True)
+            # Ray's core worker puts its own SIGTERM handler in the driver (a stack dump, then exit 15 or
+            # an abort); the command's handler makes it the clean stop a local run has (exit 143)
+            if callable(term) and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, term)
         except ConnectionError as err:
             raise UsageError(f"cannot reach the Ray cluster at {address!r}: {err}; start one with "
                              "`ray start --head` or leave out the address for a local instance") from err
@@ -158,6 +165,7 @@ class RunReport:
     actors: int = 0
     threads: int = 0  # ONNX Runtime threads per actor (0: the session's default)
     providers: set[str] = field(default_factory=set)
+    model: str | None = None  # the generator file the actors load
     reported: set[int] = field(default_factory=set)  # Job.index of every result yielded so far
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,11 +186,21 @@ def _actor_plan(info: ClusterInfo, device: str, threads: int, actors: int | None
     """(number of translate actors, their Ray resources, ONNX Runtime threads per actor)."""
     if device == "cuda" and info.gpus == 0:
         raise UsageError("--device cuda: the Ray cluster has no GPUs; use --device cpu or auto")
+    # The actors live for the whole run and hold their CPUs: what they reserve must leave room for a
+    # decode and a write task (IO_CPUS each), or the decode tasks wait for CPUs that never free up
+    # (--ray --threads 1 on 2 CPUs: two actors of 1 CPU, and the run hung without end).
+    room = max(float(info.cpus) - 2 * IO_CPUS, IO_CPUS)
     if device != "cpu" and info.gpus > 0:
-        return actors or info.gpus, {"num_gpus": 1, "num_cpus": 1}, threads
+        count = actors or info.gpus
+        return count, {"num_gpus": 1, "num_cpus": _actor_cpus(room, count)}, threads
     per_actor = threads or min(CPUS_PER_ACTOR, max(1, info.cpus))
-    count = actors or max(1, info.cpus // per_actor)
-    return count, {"num_cpus": 1}, per_actor
+    count = actors or max(1, int(room // per_actor))
+    return count, {"num_cpus": _actor_cpus(room, count)}, per_actor
+
+
+def _actor_cpus(room: float, count: int) -> float:
+    """Logical CPUs each of ``count`` actors reserves: 1, or the share of ``room`` that fits."""
+    return min(1.0, round(room / count, 3))
 
 
 def run_jobs(
@@ -204,8 +222,10 @@ def run_jobs(
 
     # the model's size rule, from its metadata (no session): a --tile that does not fit is refused
     # here, before the cluster starts, as the local run refuses it before any file is read
-    options.check_model(max(1, int(resolve_model(spec.model, to=spec.to, direction=spec.direction)
-                                   .file.metadata.size_multiple)))
+    generator = resolve_model(spec.model, to=spec.to, direction=spec.direction).file
+    options.check_model(max(1, int(generator.metadata.size_multiple)))
+    if report is not None:
+        report.model = str(generator.path)
     for job in jobs:
         if job.status != PENDING:
             if report is not None:

@@ -81,6 +81,7 @@ def test_cli_ray_run_matches_the_local_run_and_resumes(reference: tuple[Path, Pa
     assert Image.open(out / "scan.tif").n_frames == 2
     assert _files(out) == _files(local)  # the same files, byte for byte
     assert summary["ray"]["actors"] >= 1 and summary["ray"]["cpus"] >= 1
+    assert summary["model"] == local_summary["model"] and summary["model"].endswith("b2a.onnx")
     assert not list(out.rglob(".imgxlate-tmp-*"))
 
     again = _convert(str(src), "--out", str(out), "--ray")
@@ -177,7 +178,10 @@ def test_an_address_nothing_answers_at_is_a_usage_error_at_once(tmp_path: Path) 
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: Path, signame: str, code: int) -> None:
+    """SIGTERM too (a scheduler's time limit): Ray's core worker installs its own handler in the driver,
+    which dumped a stack and ended the command with 15 or an abort, no summary."""
     import signal
     import time
 
@@ -194,9 +198,9 @@ def test_ctrl_c_counts_every_finished_file_and_leaves_no_ray_process(tmp_path: P
     while time.monotonic() < deadline and proc.poll() is None and len(list(out.rglob("*.png"))) < 2:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     totals = json.loads(stdout)["totals"]
     written = [p for p in out.rglob("*") if p.is_file()]
     assert totals["interrupted"] and totals["converted"] == len(written) > 0
@@ -284,3 +288,29 @@ def test_full_disk_stops_a_ray_run_as_it_stops_a_local_one(tmp_path: Path) -> No
         assert failed and all("disk full" in x["reason"] for x in failed)
         assert totals["converted"] + totals["failed"] + totals["not_started"] == 12
         assert totals["not_started"] >= 1  # stopped: not every file was tried
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 16])
+@pytest.mark.parametrize("threads", [0, 1, 2])
+@pytest.mark.parametrize("actors", [None, 8])
+def test_actors_always_leave_room_for_a_decode_and_a_write_task(cpus: int, threads: int, actors: int | None) -> None:
+    """--ray --threads 1 on 2 CPUs planned two actors of 1 CPU each: the decode tasks never got a CPU and
+    the run hung without end."""
+    from imgxlate.distributed import IO_CPUS, ClusterInfo, _actor_plan
+
+    info = ClusterInfo("local", cpus, 0, True)
+    count, resources, per_actor = _actor_plan(info, "cpu", threads, actors)
+    assert count >= 1 and per_actor >= 1
+    if actors:
+        assert count == actors
+    left = cpus - count * resources["num_cpus"]
+    assert left >= (2 * IO_CPUS if cpus >= 2 else IO_CPUS) - 1e-6, (count, resources)
+    gpu_count, gpu_resources, _ = _actor_plan(ClusterInfo("local", cpus, 2, True), "auto", threads, actors)
+    assert cpus - gpu_count * gpu_resources["num_cpus"] >= min(2 * IO_CPUS, cpus / 2) - 1e-6
+
+
+def test_a_ray_run_with_one_thread_per_actor_finishes(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    r = _convert(str(src), "--out", str(tmp_path / "out"), "--ray", "--threads", "1")
+    assert r.returncode == 1, r.stderr  # the broken file
+    assert json.loads(r.stdout)["totals"]["converted"] == 4
