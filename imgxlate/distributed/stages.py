@@ -124,8 +124,7 @@ def _write_output(row: dict[str, Any], output: Any, image: Any, options: ImageOp
             local = folder / Path(row["dst"].rsplit("/", 1)[-1])
             write_image(local, output, image, fmt=options.fmt, quality=options.quality)
             storage.upload(local, row["dst"])
-    else:
-        Path(row["dst"]).parent.mkdir(parents=True, exist_ok=True)
+    else:  # the folders are made by the atomic write, whose errors name the output as the local run's do
         write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality,
                     replace=row.get("replace", True))
 

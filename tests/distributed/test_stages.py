@@ -31,3 +31,27 @@ def test_write_keeps_an_output_that_appeared_since_planning(tmp_path: Path) -> N
         else:
             assert row["status"] == "skipped" and "another run" in row["reason"]
             assert Path(job.dst).read_bytes() == b"another run's file"
+
+
+def test_a_file_where_an_output_folder_goes_fails_with_the_local_runs_reason(tmp_path: Path) -> None:
+    from imgxlate.batch import failure_reason
+    from imgxlate.imaging.encode import write_image
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "sub" / "a.png")
+    out, options = tmp_path / "out", ImageOptions()
+    out.mkdir()
+    (out / "sub").write_bytes(b"a file where the folder goes")
+    (job,) = plan_jobs([src], out)
+    row = stages.decode({"index": 0, "src": job.src, "dst": job.dst, "status": job.status, "reason": "",
+                         "replace": job.replace, "seconds": 0.0}, options=options)
+    row["output"] = row["image"].rgb
+    image = row["image"]
+    row = stages.write(row, options=options)
+    assert row["status"] == "failed"
+    try:
+        write_image(job.dst, image.rgb, image)
+    except Exception as exc:  # noqa: BLE001 - the local run's own failure, for its reason
+        local = failure_reason(exc)
+    assert row["reason"] == local and str(job.dst) in row["reason"]
