@@ -35,7 +35,8 @@ Decoding
 Orientation
     The EXIF Orientation tag (1-8) is applied to the pixels; the EXIF kept for the output has its
     Orientation reset to 1, byte-for-byte otherwise (maker notes keep their offsets). OpenCV applies a
-    TIFF's Orientation tag itself. XMP-only orientation is not read.
+    TIFF's Orientation tag itself. XMP-only orientation is not read; the XMP packet kept for the
+    output has its ``tiff:Orientation`` reset to 1 as well (:func:`imgxlate.imaging.exif.upright_xmp`).
 
 Colour (ICC) policy
     The model was trained on sRGB photos, so it is fed sRGB:
@@ -77,7 +78,9 @@ Writing
     readers take two 16-bit samples), without the gray profile; EXIF that Pillow cannot re-serialise
     (or over JPEG's 64 KB) is dropped with a warning; a TIFF source gives its descriptive tags
     (make, model, date, artist, copyright, software) and its EXIF / GPS sub-IFDs, not its layout tags;
-    the colour-key transparency (tRNS) of 16-bit RGB PNGs is not read; XMP and IPTC are not copied.
+    the colour-key transparency (tRNS) of 16-bit RGB PNGs is not read. XMP (ratings, keywords,
+    creator, rights) is copied into JPEG, PNG, WebP and TIFF stills (not into animations or multi-page
+    TIFFs; a packet over JPEG's 64 KB segment, "extended XMP", is left out); IPTC-IIM is not copied.
 """
 
 from __future__ import annotations

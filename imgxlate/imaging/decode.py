@@ -38,7 +38,7 @@ from imgxlate.imaging.color import (
     to_pixels,
     unit_float,
 )
-from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, apply_orientation
+from imgxlate.imaging.exif import _ORIENTATION_TAG, _exif_of, _xmp_of, apply_orientation
 from imgxlate.imaging.formats import _HEIF_BRANDS, _pil, _plugins, is_jxl, sniff_format, webp_is_lossless
 from imgxlate.imaging.notices import image_warning
 
@@ -59,7 +59,8 @@ class DecodedImage:
     be read-only (it can share the decoder's buffer). ``rgb`` is the same as float32 in [0, 1], a new
     array on each access when ``pixels`` is uint8.
     ``icc_profile`` is the profile to embed in the output (see the module's ICC policy); ``exif`` is
-    ``b"Exif\\0\\0"`` + the TIFF-structured EXIF with Orientation reset to 1. ``source`` is the file it
+    ``b"Exif\\0\\0"`` + the TIFF-structured EXIF with Orientation reset to 1; ``xmp`` the XMP packet,
+    likewise upright (:func:`imgxlate.imaging.exif.upright_xmp`). ``source`` is the file it
     was read from (the writer refuses to overwrite it); ``array_dtype`` the dtype given to
     :func:`from_array` when it was a float array (so :func:`to_array` gives floats back).
     ``animation``: for an animated GIF, WebP or PNG, the frames after this one (this is the first),
@@ -84,6 +85,7 @@ class DecodedImage:
     pages: tuple[DecodedImage, ...] = ()
     pages_left_out: int = 0
     lossless: bool = False  # a lossless WebP: written as WebP again, it stays lossless by default
+    xmp: bytes | None = None
 
     @property
     def rgb(self) -> np.ndarray:
@@ -536,7 +538,7 @@ def _decode(
     alpha_f = _to_unit(alpha)[0] if alpha is not None else None
     rgb = apply_orientation(rgb, orientation)
     alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
-    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, exif, path)
+    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, exif, path, _xmp_of(im))
 
 
 def _draft(im: PILImage.Image, shorter_at_least: int) -> None:
@@ -560,6 +562,7 @@ def _finish(
     icc: bytes | None,
     exif: bytes | None,
     path: Path | str | None,
+    xmp: bytes | None = None,
 ) -> DecodedImage:
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -567,7 +570,7 @@ def _finish(
     if alpha is not None:
         alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     source = Path(path) if isinstance(path, (str, os.PathLike)) else None
-    return DecodedImage(rgb, alpha, depth, grayscale, fmt, icc, exif, source)
+    return DecodedImage(rgb, alpha, depth, grayscale, fmt, icc, exif, source, xmp=xmp)
 
 
 def read_image(
@@ -687,4 +690,4 @@ def _decode_pil_object(im: PILImage.Image) -> DecodedImage:
     alpha_f = _to_unit(alpha)[0] if alpha is not None else None
     rgb = apply_orientation(rgb, orientation)
     alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
-    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, _exif_of(im), None)
+    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, _exif_of(im), None, _xmp_of(im))

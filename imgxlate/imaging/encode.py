@@ -54,9 +54,11 @@ _PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> gray, gray+alpha, RGB
 _PNG_UP = 2  # filter type "Up": each byte minus the byte above it
 
 
-def encode_png(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+def encode_png(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None = None,
+               xmp: bytes | None = None) -> bytes:
     """(H, W) / (H, W, 1|2|3|4) uint8 or uint16 -> PNG bytes (gray, gray+alpha, RGB, RGBA at 8 or 16
-    bits), with the ICC profile (iCCP) and EXIF (eXIf) before the image data.
+    bits), with the ICC profile (iCCP), EXIF (eXIf) and XMP (iTXt "XML:com.adobe.xmp", as Adobe's XMP
+    specification part 3 stores it: uncompressed) before the image data.
 
     Every row uses the PNG "Up" filter (byte minus the byte above it: one vectorised subtraction) and
     zlib level 3, deflated a band of rows at a time into IDAT chunks. Against Pillow's encoder (a filter
@@ -78,6 +80,8 @@ def encode_png(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None
         parts.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:
         parts.append(_png_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER)))
+    if xmp:  # keyword, NUL, compression flag 0 and method 0, empty language tag and translated keyword
+        parts.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
     z = zlib.compressobj(3)
     rows = max(1, _PNG_BAND_BYTES // (raw.shape[1] + 1))
     band = np.empty((min(rows, h), raw.shape[1] + 1), np.uint8)
@@ -124,8 +128,9 @@ _TIFF_LAYOUT_TAGS = frozenset(
 )
 
 
-def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
-    """(H, W, 3|4) uint16 -> 16-bit RGB(A) TIFF bytes with the ICC profile and EXIF embedded.
+def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | None = None,
+                  xmp: bytes | None = None) -> bytes:
+    """(H, W, 3|4) uint16 -> 16-bit RGB(A) TIFF bytes with the ICC profile, EXIF and XMP (tag 700) embedded.
 
     One deflate-compressed strip with the horizontal-differencing predictor (TIFF tag 317 = 2: each
     sample minus its left neighbour, mod 2^16), little-endian; alpha is unassociated (ExtraSamples 2).
@@ -170,6 +175,9 @@ def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | N
         ifd[338] = (2,)  # unassociated alpha
     if icc:
         ifd[34675] = icc
+    if xmp:
+        ifd.tagtype[700] = TiffTags.BYTE
+        ifd[700] = xmp
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + strip
 
 
@@ -262,18 +270,18 @@ def write_image(
         return target
     q, depth, gray = _samples(target, rgb, like, pil_fmt)
     icc = _icc_for(like, gray)
-    exif = like.exif
+    exif, xmp = like.exif, like.xmp
 
     # Encoded in memory, then written through write_bytes_atomic: every byte written, fsynced and its
     # size on disk checked before the rename. Pillow's encoders writing to a file drop the rest of a
     # short write on a nearly full disk and report success, which left truncated outputs.
     def encode() -> bytes | memoryview:
         if pil_fmt == "PNG":
-            data: bytes | memoryview = encode_png(q, icc, exif)
+            data: bytes | memoryview = encode_png(q, icc, exif, xmp)
         elif depth == 16 and q.ndim == 3:
             # 16-bit gray+alpha TIFF is stored as RGBA: few readers (OpenCV, Pillow) take 2 samples.
             rgba = np.concatenate([q[..., :1]] * 3 + [q[..., 1:]], axis=2) if q.shape[2] == 2 else q
-            data = encode_tiff16(rgba, None if gray else icc, exif)  # a gray profile does not fit RGBA
+            data = encode_tiff16(rgba, None if gray else icc, exif, xmp)  # a gray profile does not fit RGBA
         else:
             # uint8 (H, W) -> L, (H, W, 2) -> LA, 3 -> RGB, 4 -> RGBA; uint16 (H, W) -> I;16
             im = _pil().fromarray(q)
@@ -282,6 +290,10 @@ def write_image(
                 options["icc_profile"] = icc
             if exif:
                 options["exif"] = exif
+            if xmp and pil_fmt in ("JPEG", "WEBP"):
+                options["xmp"] = xmp
+            elif xmp and pil_fmt == "TIFF":
+                options["tiffinfo"] = {700: xmp}
             options.update(encoder_options(pil_fmt, quality))
             if pil_fmt == "TIFF":
                 # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD

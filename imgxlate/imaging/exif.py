@@ -1,11 +1,14 @@
-"""EXIF: the Orientation tag applied to pixels and reset in the EXIF kept for the output.
+"""EXIF and XMP: the Orientation tag applied to pixels and reset in the metadata kept for the output.
 
 :func:`apply_orientation` turns pixels upright for an Orientation value (1-8);
-:func:`reset_exif_orientation` rewrites the tag to 1 byte-for-byte (maker notes keep their offsets).
+:func:`reset_exif_orientation` rewrites the tag to 1 byte-for-byte (maker notes keep their offsets);
+:func:`upright_xmp` does the same for the XMP packet (ratings, keywords, captions, creator and rights
+of photo managers), whose ``tiff:Orientation`` would otherwise turn the upright result again.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import TYPE_CHECKING
 
@@ -116,3 +119,35 @@ def _exif_of(im: PILImage.Image) -> bytes | None:
         except Exception:  # noqa: BLE001 - untrusted data: any parser failure = leave it out
             return None
     return None
+
+
+# tiff:Orientation in an XMP packet: as an attribute (tiff:Orientation="6") or an element
+# (<tiff:Orientation>6</tiff:Orientation>); the namespace prefix is "tiff" in every writer seen.
+_XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*=\s*["\'])\s*\d+\s*(["\'])|(<tiff:Orientation>)\s*\d+\s*(</tiff:Orientation>)')
+# Larger packets are not carried over: JPEG's APP1 segment holds at most 65502 bytes of XMP (the rest
+# goes to "extended XMP", which Pillow neither reads nor writes).
+XMP_MAX_BYTES = 65502
+
+
+def upright_xmp(xmp: bytes | str | None) -> bytes | None:
+    """The XMP packet to write beside upright pixels: ``tiff:Orientation`` set to 1 (the pixels were
+    turned), everything else byte for byte; None for none, an empty one, or one too large for JPEG."""
+    if not xmp:
+        return None
+    data = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    data = data.rstrip(b"\x00")
+    if not data.strip() or len(data) > XMP_MAX_BYTES:
+        return None
+
+    def one(m: re.Match[bytes]) -> bytes:
+        return m.group(1) + b"1" + m.group(2) if m.group(1) else m.group(3) + b"1" + m.group(4)
+
+    return _XMP_ORIENTATION.sub(one, data)
+
+
+def _xmp_of(im: PILImage.Image) -> bytes | None:
+    """The XMP packet a decoded file carries (JPEG APP1, PNG iTXt, WebP XMP chunk, TIFF tag 700), upright."""
+    try:
+        return upright_xmp(im.info.get("xmp"))
+    except Exception:  # noqa: BLE001 - untrusted data: any failure = leave it out
+        return None
