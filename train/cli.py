@@ -214,7 +214,11 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         else:
             message = "interrupted before the first step; nothing was trained or saved"
         exit_interrupted(message, code, as_json, speak=main_rank)
-    except ImgxlateError as err:
+    except UsageError as err:  # the same command line on every rank: said once, by rank 0
+        if not main_rank:
+            raise typer.Exit(err.exit_code) from None
+        _fail(err, as_json)
+    except ImgxlateError as err:  # a rank's own failure (its device, its data): every rank says its own
         _fail(err, as_json)
     if as_json:
         typer.echo(json.dumps(result.summary(), sort_keys=True))
@@ -277,6 +281,7 @@ def export_command(
     # a stop unwinds (the temp files are removed) instead of ending the process where it stands
     with stop_signals("the export stops") as stop:
         try:
+            _one_process("export")
             require("train", ("torch", "onnxscript"), "exporting")
             with defer_stop():  # a stop inside a half-done import of the exporter breaks it for good
                 preload_runtimes(EXPORTER_MODULES)
@@ -318,6 +323,7 @@ def import_command(
     files = {d: p for d, p in (("a2b", a2b), ("b2a", b2a)) if p}
     with stop_signals("the import stops") as stop:
         try:
+            _one_process("import")
             require("train", ("torch", "onnxscript"), "importing")
             with defer_stop():
                 preload_runtimes(EXPORTER_MODULES)
@@ -334,6 +340,12 @@ def import_command(
     if not quiet and not as_json:
         stderr.print(f"use it: imgxlate models add {out}   (or imgxlate convert IMAGES --model {out} ...)",
                      markup=False)
+
+
+def _one_process(command: str) -> None:
+    """``export`` and ``import`` write one model folder: under torchrun every rank would write it."""
+    if launch_env().world_size > 1:
+        raise UsageError(f"imgxlate-train {command} runs in one process; run it without torchrun")
 
 
 def _report_written(reports: list[Any], quiet: bool, as_json: bool) -> None:

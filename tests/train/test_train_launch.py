@@ -102,3 +102,14 @@ def test_a_rendezvous_without_peers_says_so_and_stops_on_ctrl_c(folders: tuple[P
     assert "unset WORLD_SIZE and RANK" in err
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+
+
+def test_usage_errors_are_said_once_under_torchrun_and_export_runs_in_one_process(tmp_path: Path) -> None:
+    ranks = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1", "LOCAL_RANK": "0"}
+    missing = ["--domain-a", str(tmp_path / "none"), "--domain-b", str(tmp_path / "none")]
+    second = _cli(missing, {**ranks, "RANK": "1"})
+    assert second.returncode == 2 and second.stderr == ""
+    first = _cli(missing, {**ranks, "RANK": "0"})
+    assert first.returncode == 2 and "error:" in first.stderr
+    export = _cli(["export", str(tmp_path / "run"), "--out", str(tmp_path / "m")], {**ranks, "RANK": "0"})
+    assert export.returncode == 2 and "without torchrun" in export.stderr
