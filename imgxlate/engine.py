@@ -602,6 +602,25 @@ def session_factory(device: str = "auto", threads: int = 0) -> Callable[[bytes |
     return make
 
 
+# The name of the image output in imgxlate's model format (README, "Model format").
+OUTPUT_NAME = "output"
+
+
+def output_index(names: list[str], where: object) -> int:
+    """Which of a graph's outputs is the image: the only one, or the one named ``output``. A model
+    with several and none of that name is refused: taking the first gave a feature map or a coarse
+    stage as the result, without a word."""
+    if len(names) == 1:
+        return 0
+    if OUTPUT_NAME in names:
+        return names.index(OUTPUT_NAME)
+    raise InvalidModelError(
+        f"{where} has {len(names)} outputs ({', '.join(repr(n) for n in names)}) and none is named "
+        f"'{OUTPUT_NAME}'; name the image output '{OUTPUT_NAME}' when exporting (torch.onnx.export(..., "
+        "output_names=[...])), or export only the image"
+    )
+
+
 class Engine:
     """One generator file on one device and backend, loaded once and reused.
 
@@ -639,7 +658,8 @@ class Engine:
                 "generator has one image input and one image output"
             )
         self.input_name = self.runner.input_names[0]
-        self.output_name = self.runner.output_names[0]
+        self.output_index = output_index(self.runner.output_names, self.model_path)
+        self.output_name = self.runner.output_names[self.output_index]
         shape = shapes[0]
         if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
             raise InvalidModelError(
@@ -677,7 +697,7 @@ class Engine:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1] != 3:
             raise UsageError(f"Engine.run takes (N, 3, H, W) float32; got shape {x.shape}")
-        return self.runner.run({self.input_name: x})[0]
+        return self.runner.run({self.input_name: x})[self.output_index]
 
     def describe(self) -> str:
         """The runtime line: ``running on CPUExecutionProvider (CUDA not available: ...)`` or

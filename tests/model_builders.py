@@ -10,7 +10,6 @@ import numpy as np
 
 
 def build(path: Path, kind: str = "conv", meta: dict | None = None, elem_type: int | None = None) -> Path:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     elem = TensorProto.FLOAT if elem_type is None else elem_type
@@ -21,6 +20,22 @@ def build(path: Path, kind: str = "conv", meta: dict | None = None, elem_type: i
         w = np.array([[0.5, 0.3, 0.1], [0.2, 0.6, 0.1], [0.1, 0.2, 0.7]], np.float32).reshape(3, 3, 1, 1)
         inits.append(numpy_helper.from_array(w, "w"))
         nodes = [helper.make_node("Conv", ["input", "w"], ["t"]), helper.make_node("Tanh", ["t"], ["output"])]
+    elif kind in ("two_outputs", "two_unnamed"):  # a feature map first, then the image
+        w = np.array([[0.5, 0.3, 0.1], [0.2, 0.6, 0.1], [0.1, 0.2, 0.7]], np.float32).reshape(3, 3, 1, 1)
+        inits += [numpy_helper.from_array(w, "w"), numpy_helper.from_array(-w, "v")]
+        image = "output" if kind == "two_outputs" else "b"
+        nodes = [helper.make_node("Conv", ["input", "w"], ["t"]), helper.make_node("Tanh", ["t"], [image]),
+                 helper.make_node("Conv", ["input", "v"], ["features" if kind == "two_outputs" else "a"])]
+        y = helper.make_tensor_value_info(image, elem, None)
+        first = helper.make_tensor_value_info("features" if kind == "two_outputs" else "a", elem, None)
+        graph = helper.make_graph(nodes, kind, [x], [first, y], inits)
+        return _save(graph, path, meta)
+    elif kind == "range255":  # an image in [0, 255], as some exporters leave it
+        w = np.array([[0.5, 0.3, 0.1], [0.2, 0.6, 0.1], [0.1, 0.2, 0.7]], np.float32).reshape(3, 3, 1, 1)
+        inits += [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([127.5], np.float32), "k")]
+        nodes = [helper.make_node("Conv", ["input", "w"], ["t"]), helper.make_node("Tanh", ["t"], ["u"]),
+                 helper.make_node("Add", ["u", "one"], ["v"]), helper.make_node("Mul", ["v", "k"], ["output"])]
+        inits.append(numpy_helper.from_array(np.array([1.0], np.float32), "one"))
     elif kind == "classifier":
         nodes = [helper.make_node("GlobalAveragePool", ["input"], ["output"])]
     elif kind == "half":
@@ -34,6 +49,13 @@ def build(path: Path, kind: str = "conv", meta: dict | None = None, elem_type: i
     else:
         raise ValueError(kind)
     graph = helper.make_graph(nodes, kind, [x], [y], inits)
+    return _save(graph, path, meta)
+
+
+def _save(graph: object, path: Path, meta: dict | None) -> Path:
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if meta is not None:

@@ -224,3 +224,35 @@ def test_ctrl_c_while_a_runtime_initialises_is_an_interrupt_not_missing(
         import_runtime("rt_interrupted")
     with pytest.raises(ImportError, match="libfoo"):
         import_runtime("rt_broken")
+
+
+def test_of_several_outputs_the_one_named_output_is_the_image(tmp_path: Path) -> None:
+    """Taking the first output gave a feature map as the result, silently."""
+    from model_builders import build
+
+    engine = eng.Engine(build(tmp_path / "two.onnx", "two_outputs"), device="cpu", threads=1)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)
+    w = np.array([[0.5, 0.3, 0.1], [0.2, 0.6, 0.1], [0.1, 0.2, 0.7]], np.float32)
+    assert engine.output_name == "output"
+    assert np.allclose(engine.run(x), np.tanh(np.einsum("oc,nchw->nohw", w, x)), atol=1e-6)
+    with pytest.raises(InvalidModelError, match=r"2 outputs \('a', 'b'\) and none is named 'output'"):
+        eng.Engine(build(tmp_path / "ab.onnx", "two_unnamed"), device="cpu", threads=1)
+
+
+def test_a_model_whose_outputs_are_far_outside_its_range_is_refused(tmp_path: Path) -> None:
+    """A [0, 255] model without metadata, read as [-1, 1]: every pixel came out white."""
+    import json
+
+    import onnx
+    from model_builders import build, meta
+
+    from imgxlate.registry.probe import validate_model_file
+
+    path = build(tmp_path / "r255.onnx", "range255")
+    with pytest.raises(InvalidModelError, match=r"outside the range -1 to 1 .*input_range and output_range"):
+        validate_model_file(path)
+    # with its ranges declared as the README shows, it loads
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {"imgxlate": json.dumps(meta(output_range=[0, 255]))})
+    onnx.save(model, str(tmp_path / "declared.onnx"))
+    assert validate_model_file(tmp_path / "declared.onnx").output_range == (0, 255)

@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hub_standin import HubStandIn
 from model_builders import build, meta, pair_folder
@@ -388,3 +389,25 @@ def test_a_models_folder_that_cannot_be_written_names_imgxlate_home(home: Path, 
     with pytest.raises(ImgxlateError, match="cannot write into the models folder .*set IMGXLATE_HOME") as info:
         reg.install_model(tiny_pair, name="pair")
     assert "--out" not in str(info.value)
+
+
+def test_a_model_with_external_data_is_installed_with_its_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the .onnx was copied: every later run failed on the missing .data file."""
+    import onnx
+
+    from imgxlate import load_model
+    from imgxlate.registry.install import install_model
+
+    monkeypatch.setenv("IMGXLATE_HOME", str(tmp_path / "home"))
+    plain = onnx.load(str(build(tmp_path / "plain.onnx", meta=None)))
+    (tmp_path / "ext").mkdir()
+    onnx.save_model(plain, str(tmp_path / "ext" / "model.onnx"), save_as_external_data=True,
+                    location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "ext" / "model.onnx.data").is_file()
+    install_model(tmp_path / "ext" / "model.onnx", name="ext")
+    installed = tmp_path / "home" / "models" / "ext"
+    assert sorted(p.name for p in installed.iterdir() if not p.name.startswith(".")) == ["a2b.onnx"]
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    got = load_model("ext", device="cpu", threads=1).translate_rgb(rgb)
+    want = load_model(str(tmp_path / "plain.onnx"), device="cpu", threads=1).translate_rgb(rgb)
+    assert np.array_equal(got, want)

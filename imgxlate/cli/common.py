@@ -239,6 +239,28 @@ BatchSizeOpt = Annotated[
 ]
 
 
+@contextlib.contextmanager
+def warnings_as_messages(quiet: bool) -> Iterator[None]:
+    """Python warnings raised while a command runs (a model's fallback notes: a fixed input size,
+    blend tiles instead of exact ones) as the command's own ``warning:`` lines, each once; none with
+    -q. Without this they came out as Python prints them (``translator.py:99: UserWarning: ...``),
+    -q or not."""
+    import warnings
+
+    shown: set[str] = set()
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        text = str(message)
+        if not quiet and text not in shown:
+            shown.add(text)
+            print_warning(text)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # each reaches show(), which says it once
+        warnings.showwarning = show
+        yield
+
+
 def expand_home(value: Any) -> Any:
     """A path option's leading ``~`` (quoted, so the shell left it): the home folder, as for inputs.
     Keeps the option's type (a Path stays a Path, a str a str)."""

@@ -47,6 +47,7 @@ from imgxlate.cli.common import (
     progress_bar,
     stderr,
     stop_signals,
+    warnings_as_messages,
     write_stdout,
 )
 from imgxlate.extras import pip_install
@@ -135,7 +136,8 @@ def convert(
     run = None
     report = None
     t0 = time.perf_counter()
-    with stop_signals() as stop, handle_errors(as_json), contextlib.ExitStack() as ray_stdout:
+    with stop_signals() as stop, handle_errors(as_json), warnings_as_messages(quiet), \
+            contextlib.ExitStack() as ray_stdout:
         try:
             # every way of converting below takes these two, made (and checked) once
             spec = ModelSpec(model=model, to=to, direction=direction, device=device, threads=threads, backend=backend,
@@ -240,6 +242,7 @@ def convert(
             "totals": {**counts, "seconds": round(elapsed, 3), "images_per_second": round(rate, 3),
                        "interrupted": interrupted, "stopped": stopped, "not_started": not_started},
             "provider": provider,
+            "notes": [{"kind": n.kind, "text": n.text} for n in translator.notes] if translator is not None else [],
             "model": str(translator.model_path) if translator is not None
             else str(unloaded.path) if unloaded is not None
             else report.model if report is not None and report.model else (str(model) if model else None),

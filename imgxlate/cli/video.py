@@ -37,6 +37,7 @@ from imgxlate.cli.common import (
     progress_bar,
     stderr,
     stop_signals,
+    warnings_as_messages,
 )
 from imgxlate.errors import ImgxlateError, UsageError
 
@@ -234,7 +235,8 @@ def video(
     translator = None
     quiet_ui = quiet or as_json
     t0 = time.perf_counter()
-    with stop_signals("keeping the frames translated so far") as stop, handle_errors(as_json):
+    with stop_signals("keeping the frames translated so far") as stop, handle_errors(as_json), \
+            warnings_as_messages(quiet):
         try:
             if stabilize is not None:
                 wanted = "flow" if stabilize else "off"

@@ -456,9 +456,9 @@ def install_model(
             for item in _model_files(src):
                 if item.suffix == ".onnx" and item.stem not in DIRECTIONS:
                     continue
-                shutil.copy2(item, target / item.name)
+                _copy_model_file(item, target / item.name)
         else:
-            shutil.copy2(src, target / f"{pair.files[0].direction}.onnx")
+            _copy_model_file(src, target / f"{pair.files[0].direction}.onnx")
         if provenance:
             import json
 
@@ -515,6 +515,31 @@ def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Pa
         return parse_hub(text)[0].split("/")[1]
     stem = text.rstrip("/").rsplit("/", 1)[-1]
     return Path(stem).stem or "model"
+
+
+def _copy_model_file(src: Path, dst: Path) -> None:
+    """Copy one file of a model; an ONNX file whose weights lie beside it (external data, which a copy
+    of the .onnx alone would leave behind, breaking every later run) is written with them embedded."""
+    if src.suffix.lower() != ".onnx" or not _has_external_data(src):
+        shutil.copy2(src, dst)
+        return
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=True)
+    if model.ByteSize() >= 2**31 - 1024:  # protobuf's limit for one file
+        raise InvalidModelError(f"{src} keeps its weights in external data files and is over 2 GB: too large "
+                                "to embed; imgxlate installs single-file models")
+    onnx.save(model, str(dst))
+
+
+def _has_external_data(path: Path) -> bool:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not loadable: the copy is as good as anything, the check says why
+        return False
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
 
 
 def _model_files(folder: Path) -> list[Path]:

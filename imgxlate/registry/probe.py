@@ -41,8 +41,10 @@ def probe_generator(engine: Any, meta: ModelMetadata, where: str | os.PathLike[s
         raise
     except Exception as exc:  # ONNX Runtime errors have no common base class
         raise InvalidModelError(
-            f"{where} loads but fails on a {w}x{h} test image: {brief(exc)}; it is not "
-            "an image generator imgxlate can run"
+            f"{where} loads but fails on a {w}x{h} test image: {brief(exc)}; it is not an image generator "
+            f"imgxlate can run as it is (a model that needs sides in multiples of more than "
+            f"{meta.size_multiple}, such as a U-Net, says so with size_multiple in its metadata: see the "
+            "README, 'Model format')"
         ) from exc
     if y.shape != x.shape:
         raise InvalidModelError(
@@ -55,6 +57,18 @@ def probe_generator(engine: Any, meta: ModelMetadata, where: str | os.PathLike[s
             "diverged; copy it again, or export an earlier checkpoint (`imgxlate-train export`)"
         )
     out_lo, out_hi = meta.output_range
+    # Values far outside the range the output is read with: a [0, 255] or [0, 1] model read as [-1, 1]
+    # (no metadata) came out white or washed out, without a word. A quarter of the span either side
+    # leaves room for a generator's overshoot (tanh-free heads, rounding).
+    span = out_hi - out_lo
+    outside = float(np.mean((y < out_lo - span / 4) | (y > out_hi + span / 4)))
+    if outside > 0.01:
+        raise InvalidModelError(
+            f"{where} returns values from {float(y.min()):.3g} to {float(y.max()):.3g} on a test image, outside "
+            f"the range {out_lo:g} to {out_hi:g} its output is read in ({outside:.0%} of them); written as an "
+            "image they would be clipped to black or white. Give the model its ranges (input_range and "
+            "output_range in its imgxlate metadata: see the README, 'Model format')"
+        )
     if float(np.ptp(y, axis=(2, 3)).max()) <= 1e-6 * (out_hi - out_lo):
         raise InvalidModelError(
             f"{where} returns a constant image whatever its input (value {float(y.flat[0]):.4g}); it is not "

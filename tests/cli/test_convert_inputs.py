@@ -225,3 +225,28 @@ def test_quality_with_only_lossless_outputs_says_it_is_not_used(tiny_pair: Path,
     noise(tmp_path / "in" / "b.jpg")  # one JPEG among them: it is used
     res = invoke("convert", tmp_path / "in", "--out", tmp_path / "o2", "--model", tiny_pair, "--quality", "30")
     assert res.exit_code == 0 and "--quality is for" not in res.stderr
+
+
+def test_a_models_fallback_note_is_a_warning_line_once_and_in_json_not_a_python_warning(tmp_path: Path) -> None:
+    """A model with a fixed input size: the resize note came out as `translator.py:99: UserWarning: ...`,
+    with -q too, and was not in --json."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1) * 0.5, "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["output"])], "fixed",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 16, 16])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    noise(tmp_path / "in" / "a.png")
+    noise(tmp_path / "in" / "b.png", seed=1)
+    res = invoke("convert", tmp_path / "in", "--out", tmp_path / "o1", "--model", tmp_path / "fixed.onnx",
+                 "--json")
+    assert res.exit_code == 0, res.output
+    assert "UserWarning" not in res.stderr and res.stderr.count("only accepts 16x16 inputs") == 1
+    notes = json.loads(res.stdout)["notes"]
+    assert any(n["kind"] == "fallback" and "only accepts 16x16" in n["text"] for n in notes)
+    quiet = invoke("convert", tmp_path / "in", "--out", tmp_path / "o2", "--model", tmp_path / "fixed.onnx", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
