@@ -411,3 +411,17 @@ def test_a_model_with_external_data_is_installed_with_its_weights(tmp_path: Path
     got = load_model("ext", device="cpu", threads=1).translate_rgb(rgb)
     want = load_model(str(tmp_path / "plain.onnx"), device="cpu", threads=1).translate_rgb(rgb)
     assert np.array_equal(got, want)
+
+
+def test_a_hub_repository_with_one_model_onnx_is_named_after_the_repository(
+    home: Path, tmp_path: Path, hub: HubStandIn
+) -> None:
+    """The Hugging Face layout (config.json + model.onnx, no imgxlate metadata) was installed as 'model',
+    so a second such repository clashed with the first."""
+    for repo in ("org/foo2bar", "org/day2night"):
+        folder = tmp_path / repo.replace("/", "_")
+        build(folder / "model.onnx", meta=None)
+        (folder / "config.json").write_text("{}")
+        hub.add(repo, folder)
+    assert reg.install_model("hf://org/foo2bar").name == "foo2bar"
+    assert reg.install_model("hf://org/day2night").name == "day2night"

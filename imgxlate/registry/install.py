@@ -504,7 +504,11 @@ def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Pa
     meta = None if pair.files[0].assumed else pair.files[0].metadata
     downloaded = staging in src.parents
     if src.is_file():
-        return meta.pair if meta is not None else (Path(fname).stem if fname else src.stem)
+        if meta is not None:
+            return meta.pair
+        if _is_hub(text):  # a repository's one model.onnx: the repository names it, not the file
+            return parse_hub(text)[0].split("/")[1]
+        return Path(fname).stem if fname else src.stem
     if not downloaded and not _is_hub(text):
         return src.name
     if downloaded and src.parent.name == ".unzipped":
