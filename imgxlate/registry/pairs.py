@@ -359,7 +359,7 @@ def _pick(pair: ModelPair, to: str | None, direction: str | None, notes: list[No
         notes.append(Note(
             "no-metadata",
             f"{pair.files[0].path} has no imgxlate metadata; assuming RGB NCHW input and output in [-1, 1] "
-            "(export with imgxlate-train to embed it)",
+            "(a model made elsewhere: add the metadata as the README's 'Model format' shows)",
         ))
     if to is not None:
         found = pair.by_target(to)
