@@ -167,7 +167,8 @@ def _check_fields(m: ModelMetadata) -> list[tuple[str, str]]:
     return bad
 
 
-_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64"}
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64",
+                16: "bfloat16"}
 
 
 def check_graph(model: Any, meta: ModelMetadata | None, where: str) -> None:
@@ -185,7 +186,8 @@ def check_graph(model: Any, meta: ModelMetadata | None, where: str) -> None:
     got = _ONNX_DTYPES.get(ttype.elem_type, f"ONNX type {ttype.elem_type}")
     if got != dtype:
         field_note = "metadata field 'dtype' says" if meta is not None else "imgxlate needs"
-        raise InvalidModelError(f"{where}: its input is {got} but {field_note} {dtype}")
+        raise InvalidModelError(f"{where}: its input is {got} but {field_note} {dtype}; export the model with "
+                                "a float32 input and output (weights may stay float16: cast at the input)")
     dims = ttype.shape.dim if ttype.HasField("shape") else None
     if dims is not None:
         if len(dims) != 4:
