@@ -272,6 +272,10 @@ def test_dtype_and_layout_are_checked_against_the_graph(tmp_path: Path) -> None:
     with pytest.raises(InvalidModelError, match="its input is float64 but metadata field 'dtype' says float32"):
         reg.load_pair(path)
     ModelMetadata.from_dict(meta())  # the valid one passes
+    eight = build(tmp_path / "u8.onnx", meta=None, elem_type=TensorProto.UINT8)
+    with pytest.raises(InvalidModelError, match="its input is uint8 but imgxlate needs float32; export the model "
+                                                "with a float32 input"):
+        reg.load_pair(eight)
 
 
 def test_a_broken_user_model_is_listed_as_broken(home: Path, tmp_path: Path) -> None:
