@@ -1,6 +1,6 @@
 """Run the whole benchmark suite, each part in its own process, and print one summary against the goals.
 
-    python -m bench --quick --json results.json      # ~5 min on an idle 2-core machine
+    python -m bench --quick --json results.json      # ~13 min on a 2-core machine
     python -m bench --only convert_speed,video_speed
     python -m bench --device cuda --json gpu.json
 
@@ -65,17 +65,18 @@ def run_part(name: str, quick: bool, device: str, timeout: float, extra: list[st
         cmd = part_command(name, json_path, quick, device, extra)
         entry: dict[str, Any] = {"command": " ".join(cmd), "load_average_start": U.load_average()}
         t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=U.REPO, stdout=None if stream else subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         try:
-            proc = subprocess.run(cmd, cwd=U.REPO, stdout=None if stream else subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, timeout=timeout, check=False)
+            out, stderr = proc.communicate(timeout=timeout)
             entry["returncode"] = proc.returncode
-            stderr = proc.stderr or ""
+            stderr = stderr or ""
             if stream and stderr:
                 sys.stderr.write(stderr[-4000:])
-            entry["stdout"] = None if stream else proc.stdout
-        except subprocess.TimeoutExpired as err:
+            entry["stdout"] = None if stream else out
+        except subprocess.TimeoutExpired:
             entry["returncode"] = None
-            stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else (err.stderr or "")
+            stderr = _stop_part(proc)
             entry["timed_out"] = True
         entry["seconds"] = round(time.perf_counter() - t0, 1)
         entry["load_average_end"] = U.load_average()
@@ -98,6 +99,25 @@ def run_part(name: str, quick: bool, device: str, timeout: float, extra: list[st
         if entry["status"] in ("failed", "timeout"):
             entry["stderr_tail"] = stderr.strip().splitlines()[-12:]
         return entry
+
+
+def _stop_part(proc: subprocess.Popen[str]) -> str:
+    """Stop a part that ran past --timeout, and everything it started: SIGTERM first (the part unwinds:
+    its measured commands' process groups are killed, its temporary folders removed), then SIGKILL for
+    whatever is left below it. Returns what it wrote on stderr."""
+    import signal
+
+    from imgxlate.distributed.processes import descendants, wait_gone
+
+    below = descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    wait_gone(below | descendants(proc.pid), 5.0)
+    return err or ""
 
 
 def headline(name: str, result: Any) -> list[str]:
@@ -144,6 +164,22 @@ def headline(name: str, result: Any) -> list[str]:
     return out
 
 
+def collect_goals(parts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every part's goal records (:func:`bench._util.goal`), in part order. A part whose ``goals`` are
+    not such records is marked failed with the reason: a crash in the summary lost every result."""
+    out: list[dict[str, Any]] = []
+    for entry in parts.values():
+        goals = entry["result"].get("goals", []) if isinstance(entry.get("result"), dict) else []
+        bad = goals if not isinstance(goals, list) else \
+            [g for g in goals if not (isinstance(g, dict) and {"goal", "value", "met"} <= g.keys())]
+        if bad:
+            entry["status"] = "failed"
+            entry["reason"] = f"its goals are not goal records (bench._util.goal): {bad!r}"[:300]
+            continue
+        out += goals
+    return out
+
+
 def summary(results: dict[str, Any]) -> str:
     head = (f"imgxlate benchmark summary ({'quick' if results['quick'] else 'full'}, device {results['device']}) "
             f"on {results['machine']['cpu']}, {results['machine']['logical_cores']} logical cores, load "
@@ -152,8 +188,9 @@ def summary(results: dict[str, Any]) -> str:
              "absolute numbers are noisy on a shared machine: ratios (same run, interleaved) are the result", ""]
     for name, entry in results["parts"].items():
         state = entry["status"].upper()
-        lines.append(f"[{state}] {name} ({entry.get('seconds', 0)} s)"
-                     + (f": {entry.get('reason')}" if entry.get("reason") else ""))
+        result = entry.get("result")
+        reason = entry.get("reason") or (result.get("skipped") if isinstance(result, dict) else None)
+        lines.append(f"[{state}] {name} ({entry.get('seconds', 0)} s)" + (f": {reason}" if reason else ""))
         for h in headline(name, entry.get("result")):
             lines.append(f"    {h}")
         for t in entry.get("stderr_tail", [])[-4:]:
@@ -162,7 +199,7 @@ def summary(results: dict[str, Any]) -> str:
     lines.append("goals:")
     for g in results["goals"]:
         state = U.goal_state(g)
-        lines.append(f"  {state:6} {g['goal']}: {U.fmt(g['value'])}")
+        lines.append(f"  {state:6} {g['goal']}: {U.fmt(g['value'], 4)}")
     if not results["goals"]:
         lines.append("  (no part produced a goal figure)")
     return "\n".join(lines)
@@ -170,7 +207,7 @@ def summary(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="short pass of every part (~5 min on 2 idle cores)")
+    p.add_argument("--quick", action="store_true", help="short pass of every part (~13 min on 2 cores)")
     p.add_argument("--json", type=Path, default=None, help="write every part's results into this file")
     p.add_argument("--only", default="", help=f"comma-separated parts to run (of {', '.join(PARTS)})")
     p.add_argument("--skip", default="", help="comma-separated parts not to run")
@@ -201,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--- {name}: {results['parts'][name]['status']} in {results['parts'][name].get('seconds', 0)} s",
               flush=True)
     results["load_average_end"] = U.load_average()
-    results["goals"] = [g for e in results["parts"].values() if isinstance(e.get("result"), dict)
-                        for g in e["result"].get("goals", [])]
+    results["goals"] = collect_goals(results["parts"])
     print(summary(results))
     U.write_json(args.json, results)
     return 1 if any(e["status"] in ("failed", "timeout", "missing") for e in results["parts"].values()) else 0

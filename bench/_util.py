@@ -20,6 +20,26 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _unwind_on_sigterm() -> None:
+    """A part the runner stops (its --timeout) gets SIGTERM: as SystemExit it unwinds, so that
+    :func:`run_measured` kills its command's process group and temporary folders are removed (the
+    default action ended the part where it stood and left both behind)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+_unwind_on_sigterm()
+
+
+def goal(text: str, value: Any, met: bool | None) -> dict[str, Any]:
+    """One goal figure, the shape every part reports under ``goals`` and the runner summarises:
+    ``goal`` (what is asked), ``value`` (what was measured), ``met`` (None: not judged here)."""
+    return {"goal": text, "value": value, "met": met}
 BUNDLED_PAIR = REPO / "imgxlate" / "models" / "vangogh2photo"
 BUNDLED_B2A = BUNDLED_PAIR / "b2a.onnx"
 CORPUS = Path(os.environ.get("IMGXLATE_SHARED", REPO.parent / "shared")) / "corpus"

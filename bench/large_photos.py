@@ -100,7 +100,13 @@ def fits_whole(model: Path, mp: int, kind: str) -> bool:
 
     ngf = int(U.model_architecture(model).get("ngf", 64) or 64)
     w, h = SIZES[mp]
-    return whole_need(h, w, ngf) * (0.5 if kind == "openvino" else 1.0) < 0.7 * available_memory()
+    return whole_need(h, w, ngf) * WHOLE_FACTOR.get(kind, 1.0) < 0.7 * available_memory()
+
+
+# A whole-image contender's peak against ONNX Runtime's estimate (tiling.auto.whole_need), measured with
+# the bundled model: OpenVINO about half of it (5.8 GB vs 10.7 GB at 12 MP); PyTorch eager in float64
+# about 12 times (12.6 GB at 1 MP against an estimate of 1.07 GB: every map in float64, autograd off).
+WHOLE_FACTOR = {"openvino": 0.5, "torch64": 12.0}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -213,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = (args.models or ("bundled" if args.quick else "bundled,reference")).split(",")
     chosen = {k: v for k, v in all_models.items() if k in wanted}
     contenders = [c for c in args.contenders.split(",") if c in CONTENDERS]
-    if args.no_torch and "torch64" in contenders:
-        contenders.remove("torch64")
+    if (args.no_torch or args.quick) and "torch64" in contenders:
+        contenders.remove("torch64")  # the float64 reference: minutes and ~12 GB, not for a quick pass
     try:
         import openvino  # noqa: F401
     except ImportError:

@@ -113,9 +113,9 @@ def main() -> int:
     print(U.table(table, ["path", "images/s (steady)", "wall s", "converted"],
                   title=f"scale_out: {count} JPEGs at {args.size} px, {args.threads} threads, best of {rounds}"))
     print(f"Ray start-up (once per job): {ray_start:.1f} s")
-    goal = {"name": f"Ray steady state >= {GOAL}x the local path at {args.size} px", "value": ratio,
-            "met": None if ratio is None else ratio >= GOAL}
-    print(f"goal: {goal['name']}: {U.fmt(ratio)}x -> {U.goal_state(goal)}")
+    goal = U.goal(f"Ray steady state >= {GOAL}x the local path at {args.size} px", ratio,
+                  None if ratio is None else ratio >= GOAL)
+    print(f"goal: {goal['goal']}: {U.fmt(ratio)}x -> {U.goal_state(goal)}")
     U.write_json(args.json, {"machine": U.machine_info(), "count": count, "size": args.size,
                              "threads": args.threads, "rounds": rows, "ray_start_s": ray_start,
                              "ratio": ratio, "goals": [goal]})

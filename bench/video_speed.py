@@ -162,7 +162,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or os.cpu_count() or 1
     seconds = args.seconds or (0.5 if args.quick else 3.0)
     result: dict[str, Any] = {"part": "video_speed", "seconds": seconds, "threads": threads, "quick": args.quick,
-                              "rounds": args.rounds, "machine": U.machine_info(), "goals": GOALS, "clips": []}
+                              "rounds": args.rounds, "machine": U.machine_info(), "thresholds": GOALS, "clips": []}
     if args.model is not None:
         model = Path(args.model)
     elif (U.BUNDLED_PAIR / "b2a.onnx").is_file() and not args.quick and args.ngf is None:
@@ -199,6 +199,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["modes"] = main["modes"]
         result["flicker_reduction"] = main.get("flicker_reduction")
     result["goals_met"] = _goals(result["clips"])
+    result["goals"] = _goal_records(result["goals_met"])
     result["machine"]["load_average_end"] = U.load_average()
     return result
 
@@ -215,6 +216,21 @@ def _goals(clips: list[dict[str, Any]]) -> dict[str, Any]:
             row["cost_wall"] = c.get("flow_cost_wall")
             row["cost_ok"] = c["flow_cost_cpu"] <= GOALS["cost_max"]
         out[c["clip"]] = row
+    return out
+
+
+def _goal_records(met: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-clip checks of :func:`_goals` as goal records (bench._util.goal) for the runner."""
+    out = []
+    for clip, row in met.items():
+        out.append(U.goal(f"{clip}: flow flicker ratio <= {GOALS['flicker_ratio_max']}", row.get("flicker"),
+                          row["flicker_ok"] if row.get("flicker") is not None else None))
+        out.append(U.goal(f"{clip}: flow moving PSNR vs per-frame >= {GOALS['moving_psnr_min_db']} dB",
+                          row.get("moving_psnr_db"), row["ghosting_ok"] if row.get("moving_psnr_db") is not None
+                          else None))
+        if "cost_ok" in row:
+            out.append(U.goal(f"{clip}: flow's extra CPU per frame <= {GOALS['cost_max']:.0%} of per-frame", row.get("cost_cpu"),
+                              row["cost_ok"]))
     return out
 
 

@@ -65,3 +65,39 @@ def test_runner_collects_parts_and_reports_failures(tiny_pair: Path, tmp_path: P
     assert any("32 px" in g["goal"] for g in results["goals"])
     text = capsys.readouterr().out
     assert "[FAILED] train_speed" in text and "[OK] convert_speed" in text
+
+
+@pytest.mark.bench
+def test_every_parts_goals_reach_the_summary_and_a_timeout_leaves_nothing_running(
+    tiny_pair: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """video_speed and scale_out wrote their goals in other shapes and the summary crashed after the
+    whole suite had run, losing every result; a part stopped by --timeout left its measured command
+    running."""
+    import subprocess
+
+    out = tmp_path / "results.json"
+    rc = bench_main([
+        "--only", "video_speed,large_photos", "--capture", "--json", str(out), "--timeout", "30",
+        "--part-args", (f"video_speed:--model '{tiny_pair / 'a2b.onnx'}' --seconds 0.3 --only procedural_640x480 "
+                        "--threads 1"),
+        "--part-args", "large_photos:--sizes 12 --contenders exact_ort --no-torch --threads 1",  # minutes: stopped
+    ])
+    results = json.loads(out.read_text())
+    assert rc == 1 and results["parts"]["large_photos"]["status"] == "timeout"
+    assert results["parts"]["video_speed"]["status"] == "ok", results["parts"]["video_speed"].get("stderr_tail")
+    assert any("flicker ratio" in g["goal"] for g in results["goals"])
+    assert "goals:" in capsys.readouterr().out
+    left = subprocess.run(["pgrep", "-f", "imgxlate convert .*large_photos"], check=False, capture_output=True,
+                          text=True).stdout
+    assert left.strip() == ""
+
+
+def test_goals_of_another_shape_fail_their_part_instead_of_the_summary() -> None:
+    from bench.__main__ import collect_goals
+
+    parts = {"a": {"status": "ok", "result": {"goals": [U.goal("x >= 1", 1.2, True)]}},
+             "b": {"status": "ok", "result": {"goals": {"flicker_ratio_max": 1.15}}},
+             "c": {"status": "ok", "result": {"goals": [{"name": "y", "value": 1, "met": None}]}}}
+    assert collect_goals(parts) == [{"goal": "x >= 1", "value": 1.2, "met": True}]
+    assert parts["b"]["status"] == parts["c"]["status"] == "failed" and "goal records" in parts["c"]["reason"]
