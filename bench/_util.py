@@ -36,10 +36,11 @@ def _unwind_on_sigterm() -> None:
 _unwind_on_sigterm()
 
 
-def goal(text: str, value: Any, met: bool | None) -> dict[str, Any]:
+def goal(text: str, value: Any, met: bool | None, **extra: Any) -> dict[str, Any]:
     """One goal figure, the shape every part reports under ``goals`` and the runner summarises:
-    ``goal`` (what is asked), ``value`` (what was measured), ``met`` (None: not judged here)."""
-    return {"goal": text, "value": value, "met": met}
+    ``goal`` (what is asked), ``value`` (what was measured), ``met`` (None: not judged here), and
+    ``extra`` facts (``target``, ``detail``)."""
+    return {"goal": text, "value": value, "met": met, **extra}
 BUNDLED_PAIR = REPO / "imgxlate" / "models" / "vangogh2photo"
 BUNDLED_B2A = BUNDLED_PAIR / "b2a.onnx"
 CORPUS = Path(os.environ.get("IMGXLATE_SHARED", REPO.parent / "shared")) / "corpus"

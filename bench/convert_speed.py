@@ -358,15 +358,15 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
     if result.get("device") == "cuda":
         row = next((r for r in rows if r["size"] == 1024), None)
         v = row.get("ratio_vs_torch_eager") if row else None
-        out.append({"goal": "GPU: imgxlate convert >= 4x PyTorch eager fp32 at 1024 px", "target": 4.0,
-                    "value": v, "met": v is not None and v >= 4.0})
+        out.append(U.goal("GPU: imgxlate convert >= 4x PyTorch eager fp32 at 1024 px", v,
+                          v is not None and v >= 4.0, target=4.0))
         return out
     for row in rows:
         for key, target, what in (("ratio_vs_torch_eager", 1.3, "PyTorch eager loop"),
                                   ("ratio_vs_opencv", 1.0, "OpenCV DNN"), ("ratio_vs_openvino", 1.0, "OpenVINO")):
             v = row.get(key)
-            out.append({"goal": f"CPU {row['size']} px: imgxlate convert >= {target}x {what}", "target": target,
-                        "value": v, "met": None if v is None else v >= target})
+            out.append(U.goal(f"CPU {row['size']} px: imgxlate convert >= {target}x {what}", v,
+                              None if v is None else v >= target, target=target))
     return out
 
 

@@ -302,18 +302,17 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for mp, model, limit in ((12, "bundled", GOALS["bundled_12mp_peak_mib"]), (96, "bundled", GOALS["bundled_96mp_peak_mib"]),
                              (12, "reference", GOALS["reference_12mp_peak_mib"])):
         peak = best(mp, model, "exact_ort", "peak_rss_mib") or best(mp, model, "tiler_u8", "peak_rss_mib")
-        out.append({"goal": f"{model} {mp} MP peak RSS <= {limit} MiB", "value": peak,
-                    "met": None if peak is None else peak <= limit})
+        out.append(U.goal(f"{model} {mp} MP peak RSS <= {limit} MiB", peak, None if peak is None else peak <= limit))
     ours, ov = best(12, "bundled", "exact_ort", "seconds"), best(12, "bundled", "openvino", "seconds")
-    out.append({"goal": "bundled 12 MP no slower than OpenVINO whole", "value": ours,
-                "met": None if ours is None or ov is None else ours <= ov, "detail": f"OpenVINO {ov}"})
+    out.append(U.goal("bundled 12 MP no slower than OpenVINO whole", ours,
+                      None if ours is None or ov is None else ours <= ov, detail=f"OpenVINO {ov}"))
     psnrs = [r["psnr_vs_whole_db"] for r in rows if r.get("contender", "").startswith("exact") and r.get("psnr_vs_whole_db")]
-    out.append({"goal": "exact >= 50 dB vs whole", "value": min(psnrs) if psnrs else None,
-                "met": None if not psnrs else min(psnrs) >= GOALS["psnr_db"]})
+    out.append(U.goal("exact >= 50 dB vs whole", min(psnrs) if psnrs else None,
+                      None if not psnrs else min(psnrs) >= GOALS["psnr_db"]))
     spm = [best(mp, "bundled", "exact_ort", "s_per_mp") for mp in SIZES if mp >= 1]
     spm = [v for v in spm if v]
-    out.append({"goal": "time per MP flat (max/min <= 1.2), bundled", "value": round(max(spm) / min(spm), 3) if len(spm) > 1 else None,
-                "met": None if len(spm) < 2 else max(spm) / min(spm) <= GOALS["flat_time_per_mp"]})
+    out.append(U.goal("time per MP flat (max/min <= 1.2), bundled", round(max(spm) / min(spm), 3) if len(spm) > 1 else None,
+                      None if len(spm) < 2 else max(spm) / min(spm) <= GOALS["flat_time_per_mp"]))
     return out
 
 

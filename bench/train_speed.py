@@ -139,10 +139,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     result["machine"]["load_average_end"] = U.load_average()
     v = result["ratio_fast_vs_reference"]
-    result["goals"] = [{
-        "goal": "GPU: training fastest setting >= 3x the reference configuration", "target": GOAL_GPU,
-        "value": v, "met": (v is not None and v >= GOAL_GPU) if cuda else None,
-    }]
+    result["goals"] = [U.goal("GPU: training fastest setting >= 3x the reference configuration", v,
+                              (v is not None and v >= GOAL_GPU) if cuda else None, target=GOAL_GPU)]
     return result
 
 
