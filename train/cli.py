@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -214,11 +215,10 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         else:
             message = "interrupted before the first step; nothing was trained or saved"
         exit_interrupted(message, code, as_json, speak=main_rank)
-    except UsageError as err:  # the same command line on every rank: said once, by rank 0
-        if not main_rank:
+    except ImgxlateError as err:  # every rank says its own (a folder may be missing on one node only),
+        if not main_rank:         # named by its rank so that the copies of one mistake read as such
+            print_error(f"[rank {os.environ.get('RANK', '?')}] {err}")
             raise typer.Exit(err.exit_code) from None
-        _fail(err, as_json)
-    except ImgxlateError as err:  # a rank's own failure (its device, its data): every rank says its own
         _fail(err, as_json)
     if as_json:
         typer.echo(json.dumps(result.summary(), sort_keys=True))
@@ -343,9 +343,14 @@ def import_command(
 
 
 def _one_process(command: str) -> None:
-    """``export`` and ``import`` write one model folder: under torchrun every rank would write it."""
-    if launch_env().world_size > 1:
-        raise UsageError(f"imgxlate-train {command} runs in one process; run it without torchrun")
+    """``export`` and ``import`` write one model folder: under torchrun every rank would write it.
+    Rank 0 says so; the others exit with the same code."""
+    world = os.environ.get("WORLD_SIZE", "1").strip()
+    if world.isdigit() and int(world) > 1:
+        if os.environ.get("RANK", "0").strip() not in ("", "0"):
+            raise typer.Exit(UsageError.exit_code)
+        raise UsageError(f"imgxlate-train {command} runs in one process; run it without torchrun (or unset "
+                         "WORLD_SIZE)")
 
 
 def _report_written(reports: list[Any], quiet: bool, as_json: bool) -> None:

@@ -256,7 +256,9 @@ def warnings_as_messages(quiet: bool) -> Iterator[None]:
             print_warning(text)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("always")  # each reaches show(), which says it once
+        # UserWarnings (the notes, and image libraries' own) each reach show(), which says it once; the
+        # other categories keep Python's filters (a library's DeprecationWarning stays hidden)
+        warnings.simplefilter("always", UserWarning)
         warnings.showwarning = show
         yield
 

@@ -21,6 +21,7 @@ Results are yielded as :class:`imgxlate.batch.FileResult` in the order they fini
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -194,13 +195,13 @@ def _actor_plan(info: ClusterInfo, device: str, threads: int, actors: int | None
         count = actors or info.gpus
         return count, {"num_gpus": 1, "num_cpus": _actor_cpus(room, count)}, threads
     per_actor = threads or min(CPUS_PER_ACTOR, max(1, info.cpus))
-    count = actors or max(1, int(room // per_actor))
+    count = actors or max(1, info.cpus // per_actor)  # one actor per per_actor CPUs, as before
     return count, {"num_cpus": _actor_cpus(room, count)}, per_actor
 
 
 def _actor_cpus(room: float, count: int) -> float:
     """Logical CPUs each of ``count`` actors reserves: 1, or the share of ``room`` that fits."""
-    return min(1.0, round(room / count, 3))
+    return min(1.0, math.floor(room / count * 1000) / 1000)  # rounded down: the shares never add up past room
 
 
 def run_jobs(

@@ -35,8 +35,9 @@ Decoding
 Orientation
     The EXIF Orientation tag (1-8) is applied to the pixels; the EXIF kept for the output has its
     Orientation reset to 1, byte-for-byte otherwise (maker notes keep their offsets). OpenCV applies a
-    TIFF's Orientation tag itself. XMP-only orientation is not read; the XMP packet kept for the
-    output has its ``tiff:Orientation`` reset to 1 as well (:func:`imgxlate.imaging.exif.upright_xmp`).
+    TIFF's Orientation tag itself. An orientation found only in the XMP packet is applied too (Pillow's
+    ``getexif`` reads it there); the XMP kept for the output has its ``tiff:Orientation`` reset to 1
+    as well (:func:`imgxlate.imaging.exif.upright_xmp`).
 
 Colour (ICC) policy
     The model was trained on sRGB photos, so it is fed sRGB:

@@ -181,6 +181,19 @@ def encode_tiff16(samples: np.ndarray, icc: bytes | None = None, exif: bytes | N
     return b"II*\x00" + struct.pack("<I", 8) + ifd.tobytes(8) + strip
 
 
+def _with_tiff_tag(exif: bytes | None, tag: int, value: bytes) -> Any:
+    """EXIF (``Exif\\0\\0`` + TIFF structure, or None) with one more IFD0 tag, as the Pillow Exif that
+    its TIFF writer takes. Unreadable EXIF gives way to the tag alone (the EXIF's own writer warns)."""
+    tags = _pil().Exif()
+    if exif:
+        try:
+            tags.load(exif)
+        except Exception:  # noqa: BLE001 - untrusted data: the EXIF is then written as it would be without
+            tags = _pil().Exif()
+    tags[tag] = value
+    return tags
+
+
 def _pil_encode(im: PILImage.Image, pil_fmt: str, options: dict[str, Any]) -> memoryview:
     """Encode with Pillow into memory; EXIF that the format's writer rejects is left out with a warning."""
     buf = io.BytesIO()
@@ -293,7 +306,9 @@ def write_image(
             if xmp and pil_fmt in ("JPEG", "WEBP"):
                 options["xmp"] = xmp
             elif xmp and pil_fmt == "TIFF":
-                options["tiffinfo"] = {700: xmp}
+                # Pillow's TIFF writer takes either ``tiffinfo`` or ``exif``, never both: the XMP goes
+                # in as tag 700 of the EXIF it writes (a tiffinfo dropped the camera, date and GPS)
+                options["exif"] = _with_tiff_tag(exif, 700, xmp)
             options.update(encoder_options(pil_fmt, quality))
             if pil_fmt == "TIFF":
                 # Pillow's libtiff writer (needed for compression) cannot write the EXIF sub-IFD

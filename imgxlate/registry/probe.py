@@ -57,9 +57,10 @@ def probe_generator(engine: Any, meta: ModelMetadata, where: str | os.PathLike[s
             "diverged; copy it again, or export an earlier checkpoint (`imgxlate-train export`)"
         )
     out_lo, out_hi = meta.output_range
-    # Values far outside the range the output is read with: a [0, 255] or [0, 1] model read as [-1, 1]
-    # (no metadata) came out white or washed out, without a word. A quarter of the span either side
-    # leaves room for a generator's overshoot (tanh-free heads, rounding).
+    # Values far outside the range the output is read with: a [0, 255] model read as [-1, 1] (no
+    # metadata) came out white, without a word. A quarter of the span either side leaves room for a
+    # generator's overshoot (tanh-free heads, rounding); a [0, 1] model is inside it and only its
+    # metadata can say what it is.
     span = out_hi - out_lo
     outside = float(np.mean((y < out_lo - span / 4) | (y > out_hi + span / 4)))
     if outside > 0.01:

@@ -305,6 +305,8 @@ def test_actors_always_leave_room_for_a_decode_and_a_write_task(cpus: int, threa
         assert count == actors
     left = cpus - count * resources["num_cpus"]
     assert left >= (2 * IO_CPUS if cpus >= 2 else IO_CPUS) - 1e-6, (count, resources)
+    if not actors:  # one actor per --threads CPUs (4 by default), as many as before the fix
+        assert count == max(1, cpus // (threads or min(4, cpus)))
     gpu_count, gpu_resources, _ = _actor_plan(ClusterInfo("local", cpus, 2, True), "auto", threads, actors)
     assert cpus - gpu_count * gpu_resources["num_cpus"] >= min(2 * IO_CPUS, cpus / 2) - 1e-6
 

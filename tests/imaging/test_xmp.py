@@ -80,3 +80,22 @@ def test_the_cli_keeps_a_rating_and_turns_the_picture_once(tmp_path: Path, tiny_
         assert im.size == (12, 20) and im.getexif().get(0x0112, 1) == 1
         assert b'xmp:Rating="4"' in im.info["xmp"] and b'tiff:Orientation="1"' in im.info["xmp"]
         assert b"(c) Ana" in im.info["xmp"]
+
+
+@pytest.mark.parametrize("fmt", ["tiff", "jpg", "png", "webp"])
+def test_xmp_does_not_push_the_exif_out(tmp_path: Path, fmt: str) -> None:
+    """Pillow's TIFF writer takes tiffinfo or exif, not both: XMP given as tiffinfo dropped the camera,
+    the capture date and the GPS position."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS R5"
+    exif.get_ifd(0x8769)[0x9003] = "2026:11:30 10:00:00"
+    exif.get_ifd(0x8825)[1] = "N"
+    src = tmp_path / "a.jpg"
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(src, exif=exif.tobytes(), xmp=ATTR)
+    decoded = read_image(src)
+    out = write_image(tmp_path / f"out.{fmt}", decoded.rgb, decoded, fmt=fmt)
+    with Image.open(out) as im:
+        got = im.getexif()
+        assert (got.get(0x010F), got.get(0x0110)) == ("Canon", "EOS R5")
+        assert got.get_ifd(0x8769).get(0x9003) == "2026:11:30 10:00:00" and got.get_ifd(0x8825).get(1) == "N"
+        assert b'xmp:Rating="4"' in im.info["xmp"]

@@ -104,12 +104,17 @@ def test_a_rendezvous_without_peers_says_so_and_stops_on_ctrl_c(folders: tuple[P
     assert "Traceback" not in err
 
 
-def test_usage_errors_are_said_once_under_torchrun_and_export_runs_in_one_process(tmp_path: Path) -> None:
+def test_errors_under_torchrun_name_their_rank_and_export_runs_in_one_process(tmp_path: Path) -> None:
     ranks = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1", "LOCAL_RANK": "0"}
     missing = ["--domain-a", str(tmp_path / "none"), "--domain-b", str(tmp_path / "none")]
-    second = _cli(missing, {**ranks, "RANK": "1"})
-    assert second.returncode == 2 and second.stderr == ""
+    second = _cli(missing, {**ranks, "RANK": "1"})  # its own error, named by its rank
+    assert second.returncode == 2 and "error: [rank 1]" in second.stderr
     first = _cli(missing, {**ranks, "RANK": "0"})
-    assert first.returncode == 2 and "error:" in first.stderr
-    export = _cli(["export", str(tmp_path / "run"), "--out", str(tmp_path / "m")], {**ranks, "RANK": "0"})
-    assert export.returncode == 2 and "without torchrun" in export.stderr
+    assert first.returncode == 2 and "error:" in first.stderr and "[rank" not in first.stderr
+    export = ["export", str(tmp_path / "run"), "--out", str(tmp_path / "m")]
+    zero = _cli(export, {**ranks, "RANK": "0"})
+    assert zero.returncode == 2 and "runs in one process; run it without torchrun" in zero.stderr
+    one = _cli(export, {**ranks, "RANK": "1"})
+    assert one.returncode == 2 and one.stderr == ""
+    alone = _cli(export, {"WORLD_SIZE": "2", "RANK": "0"})  # left over, no MASTER_*: the same advice
+    assert alone.returncode == 2 and "without torchrun" in alone.stderr and "start it with" not in alone.stderr
