@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,89 +342,84 @@ def export_generators(
     A folder that already holds a model is refused (UsageError) unless ``overwrite``; then a direction
     file of the old model that this export does not write is removed, so the folder never pairs two
     different models."""
-    out_dir = Path(out_dir)
-    made = [f for f in (out_dir, *out_dir.parents) if not f.exists()]  # the folders ensure_folder creates
-    ensure_folder(out_dir)
-    try:
-        return _export_into(gens, out_dir, name_a, name_b, gen_config, image_size, steps, epochs, training, verify,
-                            overwrite)
-    except BaseException:  # a failed check, a full disk, a stop: leave no empty folder behind
-        for folder in made:  # deepest first; a folder that holds anything is kept
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-
-
-def _export_into(
-    gens: dict[str, torch.nn.Module],
-    out_dir: Path,
-    name_a: str,
-    name_b: str,
-    gen_config: dict[str, Any],
-    image_size: int,
-    steps: int,
-    epochs: float,
-    training: dict[str, Any] | None,
-    verify: dict[str, list[torch.Tensor] | None] | None,
-    overwrite: bool,
-) -> list[ExportReport]:
-    """:func:`export_generators` once ``out_dir`` exists."""
     import json
 
-    existing = [name for name in MODEL_FILES if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise UsageError(f"{out_dir} already holds {', '.join(existing)}, which the export would replace; pass "
-                         "--overwrite to replace them, or choose another --out")
-    training = dict(training or {})
-    method = str(training.get("method", "cyclegan"))
-    reports: list[ExportReport] = []
-    for direction in ("a2b", "b2a"):
-        if direction not in gens:
-            continue
-        meta = make_metadata(direction, name_a, name_b, gen_config, image_size, steps, epochs, training)
-        template = reports[0].model if reports else None  # b2a reuses the a2b graph (same architecture)
-        reports.append(
-            build_verified(
-                gens[direction], out_dir / f"{direction}.onnx", meta, (verify or {}).get(direction), template
-            )
-        )
-    rows = [
-        f"| `{r.path.name}` | {(name_a, name_b)[r.path.stem == 'b2a']} -> {(name_b, name_a)[r.path.stem == 'b2a']} |"
-        for r in reports
-    ]
-    card = MODEL_CARD.format(
-        pair=f"{name_a}2{name_b}",
-        a=name_a,
-        b=name_b,
-        what="Generator pair" if len(reports) == 2 else "One-direction generator",
-        title=METHOD_TITLES.get(method, method),
-        rows="\n".join(rows),
-        version=__version__,
-        ngf=gen_config.get("ngf"),
-        n_blocks=gen_config.get("n_blocks"),
-        upsample=gen_config.get("upsample", "transpose"),
-        image_size=image_size,
-        trained=_trained_clause(training, steps, epochs),
-        diff=max(r.max_abs_diff for r in reports),
-        sizes=", ".join(f"{h}x{w}" for h, w in reports[0].sizes),
-        training=json.dumps(training, indent=2, sort_keys=True),
-        folder=out_dir,
-        target=name_b if reports[0].path.stem == "a2b" else name_a,
-    )
-    # Both directions are built and checked before anything is written, and written before anything
-    # is renamed: a failed check or a full disk leaves an existing model folder as it was.
-    write_all_verified({**{r.path: r.data for r in reports}, out_dir / "README.md": card.encode("utf-8")})
-    try:
+    out_dir = Path(out_dir)
+    with new_folder(out_dir):  # a failed check, a full disk or a stop leaves no empty folder behind
+        existing = [name for name in MODEL_FILES if (out_dir / name).exists()]
+        if existing and not overwrite:
+            raise UsageError(f"{out_dir} already holds {', '.join(existing)}, which the export would replace; pass "
+                             "--overwrite to replace them, or choose another --out")
+        training = dict(training or {})
+        method = str(training.get("method", "cyclegan"))
+        reports: list[ExportReport] = []
         for direction in ("a2b", "b2a"):
-            if direction not in gens:  # the old model's other direction: not this model's
-                (out_dir / f"{direction}.onnx").unlink(missing_ok=True)
-    except OSError as exc:
-        raise _write_error(out_dir, exc) from exc
-    return reports
+            if direction not in gens:
+                continue
+            meta = make_metadata(direction, name_a, name_b, gen_config, image_size, steps, epochs, training)
+            template = reports[0].model if reports else None  # b2a reuses the a2b graph (same architecture)
+            reports.append(
+                build_verified(
+                    gens[direction], out_dir / f"{direction}.onnx", meta, (verify or {}).get(direction), template
+                )
+            )
+        rows = [
+            f"| `{r.path.name}` | {(name_a, name_b)[r.path.stem == 'b2a']} -> {(name_b, name_a)[r.path.stem == 'b2a']} |"
+            for r in reports
+        ]
+        card = MODEL_CARD.format(
+            pair=f"{name_a}2{name_b}",
+            a=name_a,
+            b=name_b,
+            what="Generator pair" if len(reports) == 2 else "One-direction generator",
+            title=METHOD_TITLES.get(method, method),
+            rows="\n".join(rows),
+            version=__version__,
+            ngf=gen_config.get("ngf"),
+            n_blocks=gen_config.get("n_blocks"),
+            upsample=gen_config.get("upsample", "transpose"),
+            image_size=image_size,
+            trained=_trained_clause(training, steps, epochs),
+            diff=max(r.max_abs_diff for r in reports),
+            sizes=", ".join(f"{h}x{w}" for h, w in reports[0].sizes),
+            training=json.dumps(training, indent=2, sort_keys=True),
+            folder=out_dir,
+            target=name_b if reports[0].path.stem == "a2b" else name_a,
+        )
+        # Both directions are built and checked before anything is written, and written before anything
+        # is renamed: a failed check or a full disk leaves an existing model folder as it was.
+        write_all_verified({**{r.path: r.data for r in reports}, out_dir / "README.md": card.encode("utf-8")})
+        try:
+            for direction in ("a2b", "b2a"):
+                if direction not in gens:  # the old model's other direction: not this model's
+                    (out_dir / f"{direction}.onnx").unlink(missing_ok=True)
+        except OSError as exc:
+            raise _write_error(out_dir, exc) from exc
+        return reports
 
 
 # What an exported model folder holds (a folder with any of them already holds a model).
 MODEL_FILES = ("a2b.onnx", "b2a.onnx", "README.md")
+
+
+@contextlib.contextmanager
+def new_folder(folder: Path) -> Iterator[None]:
+    """:func:`ensure_folder` for the block; the folders it made are removed again when the block fails
+    and left them empty."""
+    made = [f for f in (folder, *folder.parents) if not f.exists()]
+    ensure_folder(folder)
+    try:
+        yield
+    except BaseException:
+        remove_empty(made)
+        raise
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; one that holds anything is kept."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def ensure_folder(folder: Path) -> None:

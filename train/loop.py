@@ -40,7 +40,7 @@ from imgxlate.train.checkpoint import (
 )
 from imgxlate.train.config import RESUME_OVERRIDABLE, TrainConfig
 from imgxlate.train.cyclegan import CycleGANTrainer
-from imgxlate.train.export import ensure_folder, export_checkpoint, verify_inputs
+from imgxlate.train.export import ensure_folder, export_checkpoint, remove_empty, verify_inputs
 from imgxlate.train.monitor import JsonLog, StepInfo, save_sample_grid, tensorboard_writer
 from imgxlate.train.runtime import Runtime, setup_runtime
 from imgxlate.train.schedule import lr_factor, total_steps
@@ -274,12 +274,6 @@ def train(
 # 2. the run
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:  # deepest first; one that holds anything is kept
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
 # Held by the main process of a run in its folder (hidden; removed at the end, dropped by the kernel
 # if the process dies).
 RUN_LOCK = ".imgxlate-train.lock"
@@ -391,7 +385,7 @@ def _train(
     files_b = data_mod.scan_folder(cfg.domain_b, "domain B")
     if rt.is_main:  # one run per folder: a second one would interleave its log and replace the checkpoints
         made = [f for f in (out, *out.parents) if not f.exists()]
-        held.callback(_remove_empty, made)  # after the lock is gone: a run stopped before writing leaves none
+        held.callback(remove_empty, made)  # after the lock is gone: a run stopped before writing leaves none
         # a folder nothing can be written into needs no lock: the first write says what to do
         with contextlib.suppress(OSError):
             held.enter_context(exclusive(out / RUN_LOCK, lambda: UsageError(

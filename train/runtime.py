@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -22,13 +22,24 @@ class Runtime:
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype; None = fp32
     precision: str
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
+    # where this process sits in a torchrun launch (a single process: rank 0 of 1)
+    launch: Launch = field(default_factory=Launch)
+
+    @property
+    def rank(self) -> int:
+        return self.launch.rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.launch.local_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.launch.world_size
 
     @property
     def is_main(self) -> bool:
-        return self.rank == 0
+        return self.launch.is_main
 
     @property
     def distributed(self) -> bool:
@@ -90,7 +101,6 @@ def join_process_group(backend: str, launch: Launch) -> None:
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device and precision; join the process group when started by torchrun."""
     launch = launch_env()
-    world, rank, local_rank = launch.world_size, launch.rank, launch.local_rank
     want = cfg.device
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"
@@ -99,13 +109,13 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if want == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise DeviceError("--device mps was asked for but MPS is not available; use --device cpu")
     if want == "cuda":
-        index = local_rank % max(1, torch.cuda.device_count())
+        index = launch.local_rank % max(1, torch.cuda.device_count())
         torch.cuda.set_device(index)
         device = torch.device("cuda", index)
     else:
         device = torch.device(want)
     torch.set_num_threads(cpu_threads(cfg.threads))
-    if world > 1 and not torch.distributed.is_initialized():
+    if launch.world_size > 1 and not torch.distributed.is_initialized():
         join_process_group("nccl" if device.type == "cuda" else "gloo", launch)
     precision = cfg.precision
     if precision == "auto":
@@ -119,4 +129,4 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device, dtype, precision, rank, local_rank, world)
+    return Runtime(device, dtype, precision, launch)
