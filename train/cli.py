@@ -43,7 +43,7 @@ from imgxlate.cli.common import (
 from imgxlate.errors import ImgxlateError, TrainingInterrupted, UsageError
 from imgxlate.extras import require
 from imgxlate.train.config import TrainConfig
-from imgxlate.train.launch import launch_env
+from imgxlate.train.launch import launch_env, launched
 from imgxlate.train.options import config_values, with_config_options
 
 app = typer.Typer(
@@ -345,9 +345,9 @@ def import_command(
 def _one_process(command: str) -> None:
     """``export`` and ``import`` write one model folder: under torchrun every rank would write it.
     Rank 0 says so; the others exit with the same code."""
-    world = os.environ.get("WORLD_SIZE", "1").strip()
-    if world.isdigit() and int(world) > 1:
-        if os.environ.get("RANK", "0").strip() not in ("", "0"):
+    world, rank = launched()
+    if world > 1:
+        if rank != 0:
             raise typer.Exit(UsageError.exit_code)
         raise UsageError(f"imgxlate-train {command} runs in one process; run it without torchrun (or unset "
                          "WORLD_SIZE)")

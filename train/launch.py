@@ -37,6 +37,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
                          "which sets it") from None
 
 
+def launched(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(world size, rank) as the variables say, without checking them (0 for a rank that is not a
+    number): for a command that only needs to know it was started by torchrun."""
+    env = os.environ if env is None else env
+    world, rank = env.get("WORLD_SIZE", "").strip(), env.get("RANK", "").strip()
+    return (int(world) if world.isdigit() else 1), (int(rank) if rank.isdigit() else 0)
+
+
 def launch_env(env: Mapping[str, str] | None = None) -> Launch:
     """The rank, local rank and world size of this process; a UsageError for a set that cannot work."""
     env = os.environ if env is None else env
