@@ -48,7 +48,13 @@ _MAGIC = set("*?[")
 # walked only when given as an input themselves.
 SYSTEM_FOLDERS = frozenset({"@eadir", "#recycle", "#snapshot", "@recycle", "@recently-snapshot", "$recycle.bin",
                             "system volume information", "__macosx"})
-SYSTEM_FOLDER_REASON = "a NAS or system folder (thumbnails, recycle bin)"
+# The kinds of Found.kind for what a walk leaves out, and how a summary counts them: (one, many, advice).
+LEFT_OUT = {"video": ("video", "videos", " (`imgxlate video` converts videos)"),
+            "hidden": ("hidden file or folder", "hidden files or folders", ""),
+            "system": ("NAS or system folder", "NAS or system folders", " (give one as an input to convert it)"),
+            "excluded": ("file left out by --include/--exclude", "files left out by --include/--exclude", ""),
+            "suffix": ("file without an image suffix", "files without an image suffix", ""),
+            "": ("other entry", "other entries", "")}
 # Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.
 _NAME_MAX = 255
 _PATH_MAX = 4096
@@ -67,13 +73,19 @@ class Found:
 
     ``status``: "ignored" (not an image input; shown by --dry-run only), "skipped" (reported) or
     "failed" (reported; the command exits 1). ``before``: the number of inputs found before it (keeps
-    reports in walk order)."""
+    reports in walk order). ``kind``: which rule left an ignored entry out (:data:`LEFT_OUT`; "" for
+    the others), for callers that group them."""
 
     path: Path
     status: str
     reason: str
     before: int = 0
-    video: bool = False  # a video left out of an image walk (the CLI points to `imgxlate video`)
+    kind: str = ""
+
+    @property
+    def video(self) -> bool:
+        """A video left out of an image walk (the CLI points to `imgxlate video`)."""
+        return self.kind == "video"
 
 
 class Inputs(list[InputFile]):
@@ -185,8 +197,8 @@ class _Walk:
     found: list[Found] = field(default_factory=list)
     count: int = 0  # inputs yielded so far
 
-    def note(self, path: Path, status: str, reason: str, *, video: bool = False) -> None:
-        self.found.append(Found(path, status, reason, self.count, video))
+    def note(self, path: Path, status: str, reason: str, *, kind: str = "") -> None:
+        self.found.append(Found(path, status, reason, self.count, kind))
 
     def files(self, root: Path, base: Path, descend: Callable[[tuple[str, ...]], bool] | None = None,
               keep: Callable[[Path], bool] | None = None) -> Iterator[tuple[Path, Path]]:
@@ -209,7 +221,7 @@ class _Walk:
                 path = Path(entry.path)
                 rel = path.relative_to(base)
                 if entry.name.startswith("."):
-                    self.note(path, "ignored", "hidden (name starts with '.')")
+                    self.note(path, "ignored", "hidden (name starts with '.')", kind="hidden")
                     continue
                 link = entry.is_symlink()
                 try:
@@ -228,9 +240,10 @@ class _Walk:
                     if _same(path, self.out_dir):
                         self.note(path, "ignored", "the output folder")
                     elif entry.name.casefold() in SYSTEM_FOLDERS:
-                        self.note(path, "ignored", SYSTEM_FOLDER_REASON + "; give it as an input to convert it")
+                        self.note(path, "ignored", "a NAS or system folder (thumbnails, recycle bin); give it as an input "
+                                                   "to convert it", kind="system")
                     elif self.exclude and self.exclude.match(rel, is_dir=True):
-                        self.note(path, "ignored", "folder excluded by --exclude")
+                        self.note(path, "ignored", "folder excluded by --exclude", kind="excluded")
                     elif link:
                         self.note(path, "skipped",
                                   "symlink to a folder (not followed); give the folder itself as an input to convert it")
@@ -252,18 +265,18 @@ class _Walk:
         """Suffix and --include / --exclude; notes why not (ignored)."""
         if path.suffix.lower() not in self.wanted:
             if path.suffix.lower() in VIDEO_SUFFIXES:
-                self.note(path, "ignored", "a video: convert it with `imgxlate video`", video=True)
+                self.note(path, "ignored", "a video: convert it with `imgxlate video`", kind="video")
             else:
-                self.note(path, "ignored", "not an image suffix")
+                self.note(path, "ignored", "not an image suffix", kind="suffix")
             return False
         return self.matches(path, rel)
 
     def matches(self, path: Path, rel: Path) -> bool:
         if self.include and not self.include.match(rel):
-            self.note(path, "ignored", "not matched by --include")
+            self.note(path, "ignored", "not matched by --include", kind="excluded")
             return False
         if self.exclude and self.exclude.match(rel):
-            self.note(path, "ignored", "excluded by --exclude")
+            self.note(path, "ignored", "excluded by --exclude", kind="excluded")
             return False
         return True
 
@@ -359,7 +372,7 @@ def collect_inputs(
                         "files are results, not inputs; choose another --out, or a pattern outside it"
                     )
                 system = [n.path for n in walk.found
-                          if n.before >= before and n.reason.startswith(SYSTEM_FOLDER_REASON)]
+                          if n.before >= before and n.kind == "system"]
                 if system:
                     raise UsageError(
                         f"no file matches {text!r} outside NAS and system folders ({', '.join(map(str, system[:3]))}"
@@ -403,20 +416,9 @@ def left_out_summary(found: Sequence[Found]) -> str:
     them with `imgxlate video`), 1 hidden file, 3 files without an image suffix``."""
     groups: dict[str, int] = {}
     for f in found:
-        if f.status != "ignored":
-            continue
-        key = ("video" if f.video else "hidden" if f.reason.startswith("hidden") else
-               "system" if f.reason.startswith(SYSTEM_FOLDER_REASON) else
-               "excluded" if "--include" in f.reason or "--exclude" in f.reason else
-               "suffix" if f.reason == "not an image suffix" else "other")
-        groups[key] = groups.get(key, 0) + 1
-    words = {"video": ("video", "videos", " (`imgxlate video` converts videos)"),
-             "hidden": ("hidden file or folder", "hidden files or folders", ""),
-             "system": ("NAS or system folder", "NAS or system folders", " (give one as an input to convert it)"),
-             "excluded": ("file left out by --include/--exclude", "files left out by --include/--exclude", ""),
-             "suffix": ("file without an image suffix", "files without an image suffix", ""),
-             "other": ("other entry", "other entries", "")}
-    return ", ".join(f"{n} {words[k][n != 1]}{words[k][2]}" for k, n in groups.items())
+        if f.status == "ignored":
+            groups[f.kind] = groups.get(f.kind, 0) + 1
+    return ", ".join(f"{n} {LEFT_OUT[k][n != 1]}{LEFT_OUT[k][2]}" for k, n in groups.items())
 
 
 @dataclass(frozen=True)
