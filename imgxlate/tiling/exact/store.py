@@ -20,6 +20,7 @@ import mmap
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -158,6 +159,46 @@ def _fresh(count: int, dtype: np.dtype) -> np.ndarray:
     if hasattr(mmap, "MADV_NOHUGEPAGE"):  # also where THP is "always" (no advice needed for huge pages)
         mapping.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(mapping, dtype, count)
+
+
+# Positional I/O. Linux and macOS have pwrite/preadv (macOS's preadv from Python 3.11 on); Windows
+# and older macOS Pythons have neither, and there a seek and a read or write under one lock does the
+# same (each spilled map has its own file, but the background writer and the reader share this lock).
+_SEEK_LOCK = threading.Lock()
+_CHUNK = 1 << 30  # Windows' read and write take at most INT_MAX bytes at a time
+
+
+def write_at(fd: int, view: memoryview, offset: int) -> None:
+    """All of the bytes ``view`` into the file ``fd`` at ``offset``."""
+    pwrite = getattr(os, "pwrite", None)
+    done = 0
+    while done < len(view):
+        if pwrite is not None:
+            done += pwrite(fd, view[done : done + _CHUNK], offset + done)
+            continue
+        with _SEEK_LOCK:
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            done += os.write(fd, view[done : done + _CHUNK])
+
+
+def read_at(fd: int, view: memoryview, offset: int) -> None:
+    """Fill the writable bytes ``view`` from the file ``fd`` at ``offset``; bytes past the end of the
+    file (rows never written) read as zeros, as in a hole."""
+    preadv = getattr(os, "preadv", None)
+    done = 0
+    while done < len(view):
+        if preadv is not None:
+            got = preadv(fd, [view[done : done + _CHUNK]], offset + done)
+        else:
+            with _SEEK_LOCK:
+                os.lseek(fd, offset + done, os.SEEK_SET)
+                data = os.read(fd, min(len(view) - done, _CHUNK))
+            got = len(data)
+            view[done : done + got] = data
+        if got <= 0:
+            view[done:] = bytes(len(view) - done)
+            return
+        done += got
 
 
 SPILL_ENV = "IMGXLATE_SPILL_DIR"
@@ -309,12 +350,8 @@ class _SpillMap:
 
     def _pwrite(self, buf: np.ndarray, y0: int) -> None:
         for i in range(self.n):
-            offset = (i * self.h + y0) * self.row_bytes
-            view = memoryview(buf[i]).cast("B")
-            done = 0
             try:
-                while done < len(view):
-                    done += os.pwrite(self.fd, view[done:], offset + done)
+                write_at(self.fd, memoryview(buf[i]).cast("B"), (i * self.h + y0) * self.row_bytes)
             except OSError as exc:
                 raise self._disk_error(exc) from exc
 
@@ -334,15 +371,7 @@ class _SpillMap:
     def _pread(self, buf: np.ndarray, y0: int) -> None:
         self.wait()  # rows still being written are read once they are in the file
         for i in range(self.n):
-            view = memoryview(buf[i]).cast("B")
-            offset = (i * self.h + y0) * self.row_bytes
-            done = 0
-            while done < len(view):
-                got = os.preadv(self.fd, [view[done:]], offset + done)
-                if got <= 0:  # rows never written, past the end of the file: zeros, as in a hole
-                    view[done:] = bytes(len(view) - done)
-                    break
-                done += got
+            read_at(self.fd, memoryview(buf[i]).cast("B"), (i * self.h + y0) * self.row_bytes)
 
     def _disk_error(self, exc: OSError) -> OSError:
         from imgxlate._atomic import is_disk_full
