@@ -543,15 +543,27 @@ class OpenVinoRunner:
 
     def __init__(self, compiled: Any) -> None:
         self.compiled = compiled
-        self.request = compiled.create_infer_request()
+        # One infer request per thread: a request holds its inputs and outputs, so two threads sharing
+        # one (a Translator used by several) read each other's results. The compiled model itself is
+        # thread-safe, as an ONNX Runtime session is.
+        self._local = threading.local()
         self.input_names = [p.any_name for p in compiled.inputs]
         self.output_names = [p.any_name for p in compiled.outputs]
 
+    @property
+    def request(self) -> Any:
+        """This thread's infer request (made on its first run)."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        return request
+
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         feeds = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
-        self.request.infer(feeds, share_inputs=True)
+        request = self.request
+        request.infer(feeds, share_inputs=True)
         # The request's output buffers are reused by the next call: hand out copies.
-        return [np.array(self.request.get_output_tensor(i).data) for i in range(len(self.output_names))]
+        return [np.array(request.get_output_tensor(i).data) for i in range(len(self.output_names))]
 
     def release(self) -> None:
         """Free the intermediate buffers the compiled model keeps for its largest input so far (the

@@ -3,7 +3,7 @@
 
     >>> import imgxlate
     >>> t = imgxlate.load_model(to="vangogh")          # default pair, the generator that makes vangogh
-    >>> out = t.translate(PIL.Image.open("photo.jpg"))  # PIL in -> PIL out, same mode and size
+    >>> out = t.translate(PIL.Image.open("photo.jpg"))  # PIL in -> PIL out, same mode, upright
 
 Model tensors are float32 NCHW RGB in ``metadata.input_range`` (normally [-1, 1]); H and W must be
 multiples of ``metadata.size_multiple`` and at least two multiples (the residual blocks reflect-pad
@@ -14,6 +14,7 @@ back, exactly as the tilers do, so tiled and whole-image results agree.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,8 +55,9 @@ class Translator:
         self.provider: str = engine.provider  # the device rule's provider (tiling decisions)
         self.runtime: str = engine.runtime  # what computes, for reports (OpenVINO says so)
         self.notes: list[Note] = list(notes)  # from resolving the model, then from runs (fallbacks)
-        self._exact: Any = None  # ExactTiler, created on first tiled run
+        self._exact: Any = None  # ExactTiler, created on first tiled run (one for all threads)
         self._exact_failed = False
+        self._exact_lock = threading.Lock()
         # Memory budget for automatic tiling in bytes (--max-memory; None: from the memory available).
         self.max_memory: int | None = None
         # Called as progress(done, total) after every tile of a tiled image (the CLI shows it).
@@ -178,15 +180,16 @@ class Translator:
     def _exact_tiler(self) -> Any:
         """The exact tiler on this engine's device and backend, or None when the graph cannot be cut
         (said once; callers fall back to blend tiling)."""
-        if self._exact is None and not self._exact_failed:
-            from imgxlate.tiling.exact import ExactTiler
+        with self._exact_lock:
+            if self._exact is None and not self._exact_failed:
+                from imgxlate.tiling.exact import ExactTiler
 
-            try:
-                self._exact = ExactTiler(self.model_path, self.engine.runner_factory())
-            except (InvalidModelError, ImportError) as exc:
-                self._exact_failed = True
-                self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
-        return self._exact
+                try:
+                    self._exact = ExactTiler(self.model_path, self.engine.runner_factory())
+                except (InvalidModelError, ImportError) as exc:
+                    self._exact_failed = True
+                    self._warn(f"exact tiling is not possible for this model ({exc}); using overlap-blend tiling")
+            return self._exact
 
     def _runs_exact(self, tiling: str) -> bool:
         """Will tiles of this ``tiling`` run on the exact tiler (asked for, and the model can be cut)?"""
@@ -383,8 +386,14 @@ class Translator:
         come back as RGB(A) / L; mode F holds floats in [0, 1]). An ndarray keeps its layout (gray
         (H, W) or (H, W, 1) comes back as (H, W); alpha is passed through unchanged) and its kind:
         uint8 stays uint8 and uint16 uint16; other integers and bool come back as uint8 (uint16 when a
-        value is over 255); floats, which must be in [0, 1], keep their float dtype. A file is not an
-        image here: open it first, or use :func:`imgxlate.convert_paths`."""
+        value is over 255); floats, which must be in [0, 1], keep their float dtype.
+
+        A PIL image's EXIF orientation is applied first, as ``imgxlate convert`` applies it: a photo
+        taken sideways comes back upright, with its width and height swapped, and without the tag.
+
+        A file is not an image here. To decode one as ``imgxlate convert`` does (16 bits kept, ICC
+        profile converted to sRGB), use :func:`imgxlate.imaging.read_image` and
+        :meth:`translate_decoded`, or :func:`imgxlate.convert_paths` to write the results as files."""
         from PIL import Image
 
         from imgxlate.imaging.arrays import from_array, to_array
@@ -392,7 +401,8 @@ class Translator:
         if not isinstance(image, (np.ndarray, Image.Image)):
             raise UsageError(
                 f"translate takes a PIL image or a numpy array, not {type(image).__name__}; for a file, open it "
-                "first (PIL.Image.open) or use imgxlate.convert_paths, which writes the results as files"
+                "first (PIL.Image.open), decode it as imgxlate convert does (imgxlate.imaging.read_image, then "
+                "translate_decoded), or use imgxlate.convert_paths, which writes the results as files"
             )
         decoded = from_array(image)
         rgb = self.translate_rgb(decoded.pixels, tile=tile, tile_overlap=tile_overlap, tiling=tiling)

@@ -540,3 +540,24 @@ def test_load_model_and_translate_check_their_arguments(tiny_pair: Path, tmp_pat
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     with pytest.warns(UserWarning, match="--to zebra ignored"):
         load_model(tmp_path / "bare.onnx", to="zebra", device="cpu", threads=1)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_one_translator_shared_by_threads_gives_what_it_gives_alone(tiny_pair: Path, backend: str) -> None:
+    """A service shares one Translator among worker threads. OpenVINO's one infer request handed one
+    thread's outputs to another (wrong sizes, wrong pixels), and exact tiles of different image sizes
+    crashed or mixed up the executor's per-run sizes: every call from threads must equal the same
+    call made alone, whole and tiled."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    t = load_model(tiny_pair, to="zebra", device="cpu", threads=1, backend=backend)
+    images = [rand_rgb(h, w, seed) for seed, (h, w) in enumerate([(40, 52), (28, 36), (44, 24), (32, 32)])]
+    calls = [(image, tile) for image in images for tile in (0, 12)] * 3
+    alone = [t.translate_rgb(image, tile=tile) for image, tile in calls]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda call: t.translate_rgb(call[0], tile=call[1]), calls))
+    for (image, tile), a, b in zip(calls, alone, together):
+        assert b.shape == image.shape, (tile, image.shape, b.shape)
+        np.testing.assert_array_equal(b, a)

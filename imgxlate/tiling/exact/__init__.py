@@ -17,6 +17,7 @@ docs/tiling.md.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,9 @@ class ExactTiler:
     :func:`imgxlate.engine.runner_factory`) or an ONNX Runtime session from serialized ONNX bytes;
     default: ONNX Runtime on the CPU, arena off. Raises InvalidModelError when the graph has an op
     this tiler cannot cut; callers fall back to blend tiling.
+
+    One image at a time: :meth:`run` from several threads (a Translator shared by them) takes turns.
+    A run's state lives on the executor, and the memory budget that chose the tile size is one run's.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], session_factory: Callable[[bytes], Any] | None = None) -> None:
@@ -53,6 +57,7 @@ class ExactTiler:
         self.n_norm_layers = len(self.norms)
         self.multiple = self.graph.multiple
         self._plans: OrderedDict[tuple[int, int, int], Plan] = OrderedDict()
+        self._lock = threading.RLock()
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         m = self.multiple
@@ -64,15 +69,16 @@ class ExactTiler:
             raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")
         ph, pw = self.padded_size(height, width)
         key = (ph, pw, tile)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = build_plan(self.graph, ph, pw, tile)
-            self._plans[key] = plan
-            while len(self._plans) > _PLANS_KEPT:
-                self._plans.popitem(last=False)
-        else:
-            self._plans.move_to_end(key)
-        return plan
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = build_plan(self.graph, ph, pw, tile)
+                self._plans[key] = plan
+                while len(self._plans) > _PLANS_KEPT:
+                    self._plans.popitem(last=False)
+            else:
+                self._plans.move_to_end(key)
+            return plan
 
     def run(
         self,
@@ -103,11 +109,12 @@ class ExactTiler:
         h, w = image.shape[:2] if hwc else image.shape[1:]
         if h < 1 or w < 1:
             raise UsageError(f"the image is empty ({h}x{w} pixels)")
-        plan = self.plan(h, w, tile)
-        source = ImageSource(image, (plan.height, plan.width), hwc=hwc, scale=scale, offset=offset)
-        return self.executor.run(
-            plan, source, stats_hook=stats_hook, progress=progress, store=store, sink=sink, crop=(h, w)
-        )
+        with self._lock:
+            plan = self.plan(h, w, tile)
+            source = ImageSource(image, (plan.height, plan.width), hwc=hwc, scale=scale, offset=offset)
+            return self.executor.run(
+                plan, source, stats_hook=stats_hook, progress=progress, store=store, sink=sink, crop=(h, w)
+            )
 
 
 def stats_shapes(tiler: ExactTiler) -> list[int]:
