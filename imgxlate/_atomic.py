@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import stat
@@ -72,10 +73,53 @@ def disk_full_error(target: str | os.PathLike[str], detail: str = "") -> DiskFul
     )
 
 
+# Characters that FAT, exFAT and NTFS (SD cards, USB sticks, Windows disks, and network shares of them)
+# refuse in names; Linux and macOS disks take them, and photo names have them ("17:41:55.jpg").
+WINDOWS_FORBIDDEN = frozenset('<>:"|?*\\')
+
+
+def forbidden_names_advice(chars: Iterable[str]) -> str:
+    shown = " ".join(sorted(chars))
+    return (f"this disk does not allow {shown} in file names (FAT, exFAT and NTFS disks and their network shares "
+            "do not); rename the input, or write to a disk formatted for Linux or macOS")
+
+
+def refused_characters(folder: str | os.PathLike[str]) -> frozenset[str]:
+    """Which of :data:`WINDOWS_FORBIDDEN` the file system of ``folder`` (or of the nearest folder above
+    it that exists, where it would be made) refuses in names. For a check before any work, made only
+    when an output name holds one of them."""
+    probe = Path(os.path.abspath(folder))
+    while not probe.is_dir() and probe.parent != probe:
+        probe = probe.parent
+    return _refused_in(str(probe))
+
+
+@functools.lru_cache(maxsize=64)
+def _refused_in(probe: str) -> frozenset[str]:
+    """A temp file named with each character is made and removed in the existing folder ``probe``
+    (nothing is left); asked once per folder."""
+    refused = set()
+    for char in sorted(WINDOWS_FORBIDDEN):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=char, dir=probe)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT, errno.EILSEQ):
+                refused.add(char)
+            continue
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return frozenset(refused)
+
+
 def explain_write_error(exc: OSError) -> str:
     """What an OS error while writing a file means and what to do, for messages that name the file."""
     code = exc.errno
     what = exc.strerror or str(exc)
+    names = "".join(os.path.basename(os.fspath(n)) for n in (exc.filename, exc.filename2) if n)
+    folder_there = all(os.path.isdir(os.path.dirname(os.fspath(n)) or ".") for n in (exc.filename, exc.filename2) if n)
+    if code in (errno.EINVAL, errno.ENOENT, errno.EILSEQ) and WINDOWS_FORBIDDEN & set(names) and folder_there:
+        return f"{what}; {forbidden_names_advice(WINDOWS_FORBIDDEN & set(names))}"
     if code in _DISK_FULL_ERRNOS:
         return f"{what}; the disk is full: free some space or choose another output folder"
     if code == errno.ENAMETOOLONG:

@@ -8,10 +8,15 @@ input file and an ``--out`` whose name ends in an image suffix (``photo.jpg --ou
 writes exactly that file.
 
 Patterns (globs given as inputs, ``--include``, ``--exclude``) follow gitignore rules (the pathspec
-library) and match case-insensitively: ``*.jpg`` matches ``IMG_0001.JPG``; a pattern without a slash
-matches a name at any depth (``sub`` excludes every folder named sub, with its contents); a pattern
-with a slash is anchored at the input folder (``sub/*.png``, ``/top.png``); ``**`` spans folders; a
-trailing ``/`` matches folders only; ``!pattern`` re-includes.
+library) and match case-insensitively and in Unicode NFC (``Café*`` matches the decomposed names
+macOS writes): ``*.jpg`` matches ``IMG_0001.JPG``; a pattern without a slash matches a name at any
+depth (``sub`` excludes every folder named sub, with its contents); a pattern with a slash is
+anchored at the input folder (``sub/*.png``, ``/top.png``, ``./top.png``); ``**`` spans folders; a
+trailing ``/`` matches folders only; ``!pattern`` re-includes; a leading ``#`` is part of a name.
+
+Two paths are one file when their :func:`path_key` agree: links resolved, and on a disk that ignores
+case (exFAT SD cards, macOS and Windows disks) whatever their case. That is what decides that
+``--out`` is an input folder, that two outputs collide, and which files ``--overwrite`` never touches.
 
 While walking, only regular files are inputs. Found but not converted:
 
@@ -30,8 +35,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import functools
 import os
 import stat
+import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -117,14 +125,31 @@ class Patterns:
         import pathspec
 
         self.patterns = [p for p in patterns if p.strip()]
-        self._spec = pathspec.GitIgnoreSpec.from_lines([p.strip().casefold() for p in self.patterns])
+        self._spec = pathspec.GitIgnoreSpec.from_lines([_gitignore_line(p) for p in self.patterns])
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
     def match(self, rel: Path, is_dir: bool = False) -> bool:
-        text = rel.as_posix().casefold()
+        text = _fold(rel.as_posix())
         return bool(self._spec.match_file(text + "/" if is_dir else text))
+
+
+def _fold(text: str) -> str:
+    """A name as patterns compare it: case-folded, in Unicode NFC (macOS and many NAS boxes store
+    names decomposed, NFD, while a typed pattern is composed: 'Café' is two strings otherwise)."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def _gitignore_line(pattern: str) -> str:
+    """A command-line pattern as a gitignore line: a leading '#' is a name, not a comment, and a
+    leading './' anchors at the input folder as '/' does."""
+    text = _fold(pattern.strip())
+    if text.startswith("#"):
+        text = "\\" + text
+    while text.startswith("./"):
+        text = "/" + text[2:].lstrip("/")
+    return text
 
 
 def _matches(rel: Path, patterns: Sequence[str]) -> bool:
@@ -156,7 +181,7 @@ def _could_hold(pattern: list[str], rel_dir: tuple[str, ...]) -> bool:
             return True  # the folder itself matched the whole pattern: its contents are included
         if pattern[i] == "**":
             return True
-        if not fnmatch.fnmatchcase(part.casefold(), pattern[i].casefold()):
+        if not fnmatch.fnmatchcase(_fold(part), _fold(pattern[i])):
             return False
     return True
 
@@ -164,21 +189,62 @@ def _could_hold(pattern: list[str], rel_dir: tuple[str, ...]) -> bool:
 # -------------------------------------------------------------------------------------------- walking
 
 
-def _same(a: Path, b: Path | None) -> bool:
-    if b is None:
-        return False
+@functools.lru_cache(maxsize=256)
+def _folds_case(folder: str) -> bool:
+    """Does the file system holding the existing folder ``folder`` ignore case in names? exFAT and
+    FAT (SD cards, USB sticks), and by default APFS (macOS) and NTFS (Windows) do: there ``trip`` and
+    ``TRIP`` are one folder, though ``resolve()`` keeps each spelling as typed. Asked of the disk: one
+    of the folder's entries (else the folder itself, within its parent on the same device) looked up
+    under its other case, which must exist and not be listed as a name of its own."""
+    probe: tuple[str, str] | None = None
+    with contextlib.suppress(OSError), os.scandir(folder) as it:
+        probe = next(((folder, e.name) for e in it if e.name.swapcase() != e.name), None)
+    if probe is None:
+        parent, name = os.path.split(folder.rstrip(os.sep)) if folder.rstrip(os.sep) else ("", "")
+        with contextlib.suppress(OSError):
+            if name.swapcase() != name and os.stat(parent).st_dev == os.stat(folder).st_dev:
+                probe = (parent, name)
+    if probe is None:
+        return sys.platform in ("darwin", "win32")  # nothing to ask with: those systems' defaults
+    parent, name = probe
     try:
-        return a.resolve() == b
-    except (OSError, RuntimeError):
+        return os.path.exists(os.path.join(parent, name.swapcase())) and name.swapcase() not in os.listdir(parent)
+    except OSError:
         return False
+
+
+def path_key(path: str | os.PathLike[str]) -> str:
+    """What two paths must share to name one file or folder, existing or to be made: the absolute path
+    with links resolved; on a file system that ignores case (:func:`_folds_case`, asked of the deepest
+    folder of it that exists), case-folded and in Unicode NFC (macOS spells names decomposed)."""
+    p = Path(path).expanduser()
+    try:
+        p = p.resolve()
+    except (OSError, RuntimeError):
+        p = p.absolute()
+    folder = p
+    while folder.parent != folder:
+        with contextlib.suppress(OSError):
+            if folder.is_dir():
+                break
+        folder = folder.parent
+    text = str(p)
+    return unicodedata.normalize("NFC", text).casefold() if _folds_case(str(folder)) else text
+
+
+def _inside_key(key: str, folder_key: str) -> bool:
+    return key == folder_key or key.startswith(folder_key.rstrip(os.sep) + os.sep)
+
+
+def _same(a: Path, b: str | None) -> bool:
+    """Is ``a`` the path whose :func:`path_key` is ``b``?"""
+    return b is not None and path_key(a) == b
 
 
 def same_folder(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Do ``a`` and ``b`` name one existing folder (through links or other spellings)?"""
-    try:
-        return _same(Path(a), Path(b).resolve())
-    except (OSError, RuntimeError):
-        return False
+    """Do ``a`` and ``b`` name one existing folder (through links, other spellings, or another case
+    on a disk that ignores case)?"""
+    return Path(a).is_dir() and path_key(a) == path_key(b)
 
 
 def _kind(mode: int) -> str:
@@ -192,7 +258,7 @@ class _Walk:
     wanted: set[str]
     include: Patterns
     exclude: Patterns
-    out_dir: Path | None
+    out_key: str | None  # path_key of --out
     recursive: bool
     found: list[Found] = field(default_factory=list)
     count: int = 0  # inputs yielded so far
@@ -237,7 +303,7 @@ class _Walk:
                         self.note(path, "skipped", f"broken symlink (it points to the missing {os.readlink(path)!r})")
                     continue
                 if stat.S_ISDIR(st.st_mode):
-                    if _same(path, self.out_dir):
+                    if _same(path, self.out_key):
                         self.note(path, "ignored", "the output folder")
                     elif entry.name.casefold() in SYSTEM_FOLDERS:
                         self.note(path, "ignored", "a NAS or system folder (thumbnails, recycle bin); give it as an input "
@@ -299,24 +365,16 @@ def collect_inputs(
 
         suffixes = READ_SUFFIXES
     wanted = {s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes}
-    out_resolved = None
-    if out_dir is not None:
-        try:
-            out_resolved = Path(out_dir).resolve()
-        except (OSError, RuntimeError):
-            out_resolved = None
+    out_key = path_key(out_dir) if out_dir is not None else None
     if not inputs:
         raise UsageError("no inputs given; pass image files, folders or glob patterns")
-    walk = _Walk(wanted, Patterns(include), Patterns(exclude), out_resolved, recursive)
+    walk = _Walk(wanted, Patterns(include), Patterns(exclude), out_key, recursive)
 
     found: list[InputFile] = []
-    seen: dict[Path, Path] = {}  # resolved path -> the name it was first found under
+    seen: dict[str, Path] = {}  # path_key -> the name it was first found under
 
     def add(src: Path, rel: Path, explicit: bool) -> None:
-        try:
-            key = src.resolve()
-        except (OSError, RuntimeError):
-            key = src.absolute()
+        key = path_key(src)
         first = seen.get(key)
         if first is not None:
             if first != src:  # a link to a file already found, or the file through another input
@@ -328,6 +386,9 @@ def collect_inputs(
 
     for item in inputs:
         text = os.fspath(item)
+        if not text.strip():  # Path("") is ".": an unset shell variable would convert the current folder
+            raise UsageError("an input is empty (an unset shell variable?); an empty path would mean the "
+                             "current folder, so give the path itself")
         path = Path(text).expanduser()
         st: os.stat_result | None = None
         err: OSError | None = None
@@ -361,14 +422,14 @@ def collect_inputs(
             if root.is_dir():
                 for f, rel in walk.files(root, root, descend=lambda parts, p=pattern: _could_hold(p, parts),
                                          keep=keep):
-                    if out_resolved and _inside(f, out_resolved):
+                    if out_key and _inside_key(path_key(f), out_key):
                         in_out += 1
                     else:
                         add(f, rel, False)
             if len(found) == before and not any(n.before >= before and n.status != "ignored" for n in walk.found):
                 if in_out:
                     raise UsageError(
-                        f"every file {text!r} matches ({in_out}) is inside the output folder {out_resolved}, whose "
+                        f"every file {text!r} matches ({in_out}) is inside the output folder {out_dir}, whose "
                         "files are results, not inputs; choose another --out, or a pattern outside it"
                     )
                 system = [n.path for n in walk.found
@@ -423,22 +484,30 @@ def left_out_summary(found: Sequence[Found]) -> str:
 
 @dataclass(frozen=True)
 class WalkedFolder:
-    """A folder an input walks (resolved), and for a glob the pattern below it its inputs match."""
+    """A folder an input reads (resolved), and for a glob the pattern below it its inputs match. For
+    the folder of an input given as a file (``top_only``), its own image files: the user's pictures
+    beside the one converted."""
 
     root: Path
     pattern: Patterns | None = None
+    top_only: bool = False
 
     def would_read(self, path: Path) -> bool:
         """Would this input take ``path`` as an input, were it not in the output folder?"""
-        try:
-            rel = path.resolve().relative_to(self.root)
-        except (ValueError, OSError, RuntimeError):
+        key, root = path_key(path), path_key(self.root)
+        if not _inside_key(key, root) or key == root:
             return False
+        rel = Path(key[len(root.rstrip(os.sep)) + 1:])
+        if self.top_only:
+            from imgxlate.imaging import READ_SUFFIXES
+
+            return len(rel.parts) == 1 and rel.suffix.lower() in READ_SUFFIXES
         return self.pattern is None or self.pattern.match(rel)
 
 
 def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolder]:
-    """The folders an input list walks: folders, and the fixed part of glob patterns with the pattern."""
+    """The folders an input list reads: folders, the fixed part of glob patterns with the pattern, and
+    the folders of files given by name (their image files only, not below)."""
     walked = []
     for item in inputs:
         text = os.fspath(item)
@@ -446,18 +515,12 @@ def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolde
         with contextlib.suppress(OSError, RuntimeError):
             if path.is_dir():
                 walked.append(WalkedFolder(path.resolve()))
+            elif path.is_file():
+                walked.append(WalkedFolder(path.resolve().parent, top_only=True))
             elif _has_magic(text) and not path.exists():
                 root, pattern = _glob_split(str(path))
                 walked.append(WalkedFolder(root.resolve(), Patterns(["/" + "/".join(pattern)])))
     return walked
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except (ValueError, OSError, RuntimeError):
-        return False
 
 
 # ------------------------------------------------------------------------------------------- planning
@@ -506,6 +569,18 @@ def _too_long(dst: Path) -> str:
     return ""
 
 
+def _refused_name(dst: Path, out: Path, single: bool) -> str:
+    """Why the disk of ``out`` cannot hold the names below it that ``dst`` needs ("" when it can):
+    colons and the like, on FAT, exFAT and NTFS disks. Probed only for names that hold such a
+    character, so that a folder of photos named "17:41:55.jpg" fails here, not one by one after each
+    was translated."""
+    from imgxlate._atomic import WINDOWS_FORBIDDEN, forbidden_names_advice, refused_characters
+
+    chars = WINDOWS_FORBIDDEN & set(dst.name if single else "".join(dst.relative_to(out).parts))
+    refused = chars and refused_characters(dst.parent) & chars
+    return f"cannot write {str(dst)!r}: {forbidden_names_advice(refused)}" if refused else ""
+
+
 def plan_outputs(
     files: Sequence[InputFile],
     out_dir: str | os.PathLike[str],
@@ -548,27 +623,24 @@ def plan_outputs(
                 f"--out {out}: imgxlate writes {', '.join(sorted(_SUFFIX_TO_PIL))} images, not {out.suffix.lower()}; "
                 "give a name ending in one of those, or a folder"
             )
-    inputs = set()
-    for f in files:
-        try:
-            inputs.add(f.src.resolve())
-        except (OSError, RuntimeError):
-            pass
-    claimed: dict[Path, Path] = {}
+    from imgxlate.imaging import READ_SUFFIXES
+
+    inputs = {path_key(f.src) for f in files}
+    claimed: dict[str, tuple[Path, Path]] = {}  # path_key of an output -> (its input, its output)
     plans: list[PlannedFile] = []
     for f in files:
         if single:
             dst = out
-        elif f.rel.suffix:
+        elif f.rel.suffix.lower() in READ_SUFFIXES:  # photo.heic -> photo.png; scan.2024.01 -> scan.2024.01.jpg
             dst = out / f.rel.with_name(f.rel.stem + suffix_for(f.src))
         else:
             dst = out / f.rel.with_name(f.rel.name + suffix_for(f.src))
-        long = _too_long(dst) or (refuse(f.src) if refuse is not None else "")
+        long = _too_long(dst) or _refused_name(dst, out, single) or (refuse(f.src) if refuse is not None else "")
         if long:
             plans.append(PlannedFile(f.src, dst, "failed", long))
             continue
         try:
-            key = dst.resolve()
+            key = path_key(dst)
             exists = dst.exists()
         except (OSError, RuntimeError) as exc:
             from imgxlate._atomic import explain_write_error
@@ -580,9 +652,13 @@ def plan_outputs(
             plans.append(PlannedFile(f.src, dst, "failed", f"output {dst} is an input file; choose another --out"))
             continue
         if key in claimed:
-            plans.append(PlannedFile(f.src, dst, "failed", collision_reason(claimed[key], f.src, dst, fmt)))
+            first, first_dst = claimed[key]
+            why = collision_reason(first, f.src, dst, fmt)
+            if first_dst != dst:  # one file to a disk that ignores case, two names to the user
+                why += f" ({first_dst.name} and {dst.name} are one name on the disk of {out}, which ignores case)"
+            plans.append(PlannedFile(f.src, dst, "failed", why))
             continue
-        claimed[key] = f.src
+        claimed[key] = (f.src, dst)
         if exists and dst.is_dir():
             plans.append(PlannedFile(f.src, dst, "failed", f"a folder stands where the output {dst} goes; move "
                                                            "it away or choose another --out"))

@@ -401,3 +401,112 @@ def test_a_pattern_whose_matches_are_all_in_system_folders_says_so(tmp_path: Pat
 
     found = collect_inputs([tmp_path / "lib"], suffixes=SUFFIXES).found
     assert left_out_summary(found) == "1 NAS or system folder (give one as an input to convert it)"
+
+
+@pytest.fixture
+def case_blind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """tmp_path/usb ignores case, as an exFAT SD card or a default macOS / Windows disk does (the probe
+    itself is tested on this disk below, and was checked by hand on an exFAT image). Files cannot be
+    made to exist under two spellings here, so what is looked up is the plan, not the disk."""
+    from imgxlate import inputs
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    monkeypatch.setattr(inputs, "_folds_case", lambda folder: folder.startswith(str(usb)))
+    return usb
+
+
+def test_the_probe_says_this_disk_keeps_case(tmp_path: Path) -> None:
+    from imgxlate.inputs import _folds_case, path_key
+
+    touch(tmp_path / "Trip" / "a.jpg")
+    assert not _folds_case(str(tmp_path / "Trip")) and not _folds_case(str(tmp_path))
+    assert path_key(tmp_path / "Trip") != path_key(tmp_path / "TRIP")
+
+
+def test_on_a_disk_that_ignores_case_an_out_in_another_case_is_the_input_folder(case_blind: Path) -> None:
+    """`--out usb/TRIP` for the input `usb/trip` wrote over the photos with --overwrite (the folder
+    checks compared the spellings), and `--out usb/trip/VG` walked the earlier results in usb/trip/vg."""
+    from imgxlate.batch import plan_conversion
+    from imgxlate.inputs import WalkedFolder
+
+    trip = case_blind / "trip"
+    touch(trip / "a.jpg")
+    touch(trip / "vg" / "a.jpg")
+    with pytest.raises(UsageError, match="--out is the input folder"):
+        plan_conversion(trip, case_blind / "TRIP", overwrite=True)
+    files = collect_inputs([trip], out_dir=case_blind / "TRIP" / "VG", suffixes=SUFFIXES)
+    assert [f.rel.as_posix() for f in files] == ["a.jpg"]  # vg is the output folder: not read
+    assert WalkedFolder(trip).would_read(case_blind / "TRIP" / "VG" / "A.JPG")  # so it is kept, not replaced
+
+
+def test_on_a_disk_that_ignores_case_two_names_for_one_output_collide(tmp_path: Path, case_blind: Path) -> None:
+    """IMG_1.jpg and img_1.JPG (on a disk that keeps case) are one file on such a disk. The second was
+    reported as another run's file, and with --overwrite the first result was replaced while both were
+    counted converted."""
+    touch(tmp_path / "in" / "IMG_1.jpg")
+    touch(tmp_path / "in" / "img_1.JPG")
+    plans = plan_outputs(collect_inputs([tmp_path / "in"], suffixes=SUFFIXES), case_blind / "o", _same, overwrite=True)
+    assert [p.status for p in plans] == ["pending", "failed"]
+    assert "would both be written to" in plans[1].reason and "which ignores case" in plans[1].reason
+
+
+def test_a_file_converted_into_its_own_folder_never_replaces_the_pictures_beside_it(tmp_path: Path) -> None:
+    """`convert P/IMG_0001.jpg --out P --format png` said "pass --overwrite", which then replaced the
+    user's own P/IMG_0001.png: the folder of a file given by name holds the user's pictures too."""
+    src = touch(tmp_path / "P" / "IMG_0001.jpg")
+    mine = touch(tmp_path / "P" / "IMG_0001.png", b"my own png")
+    files = collect_inputs([src], suffixes=SUFFIXES)
+    protected = walked_folders([src])
+    kept = plan_outputs(files, tmp_path / "P", lambda p: ".png", protected=protected)
+    assert kept[0].status == "skipped" and "--overwrite does not replace it" in kept[0].reason
+    refused = plan_outputs(files, tmp_path / "P", lambda p: ".png", overwrite=True, protected=protected)
+    assert refused[0].status == "failed" and mine.read_bytes() == b"my own png"
+    touch(tmp_path / "P" / "sub" / "IMG_0001.png")  # below the file's folder: not a neighbour
+    deeper = plan_outputs(files, tmp_path / "P" / "sub", lambda p: ".png", overwrite=True, protected=protected)
+    assert deeper[0].status == "pending"
+
+
+def test_names_a_windows_formatted_disk_refuses_fail_while_planning(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Photos named "2014-08-01 17:41:55.jpg" converted to an exFAT stick failed one by one after each
+    was translated, with "No such file or directory". The disk is asked once, before any work."""
+    from imgxlate import _atomic
+
+    touch(tmp_path / "in" / "2014-08-01 17:41:55.jpg")
+    touch(tmp_path / "in" / "ok.jpg")
+    files = collect_inputs([tmp_path / "in"], suffixes=SUFFIXES)
+    assert _atomic.refused_characters(tmp_path / "o") == frozenset()  # this disk takes them all
+    assert [p.status for p in plan_outputs(files, tmp_path / "o", _same)] == ["pending", "pending"]
+    monkeypatch.setattr(_atomic, "_refused_in", lambda folder: frozenset(':"'))  # as exFAT answers
+    plans = plan_outputs(files, tmp_path / "o", _same)
+    assert [p.status for p in plans] == ["failed", "pending"]
+    assert "this disk does not allow : in file names" in plans[0].reason and "rename the input" in plans[0].reason
+
+
+def test_an_explicit_file_without_an_image_suffix_keeps_its_whole_name(tmp_path: Path) -> None:
+    """scan.2024.01 and scan.2024.02 both became scan.2024.jpg (one then failed as a collision)."""
+    files = collect_inputs([touch(tmp_path / "scan.2024.01"), touch(tmp_path / "scan.2024.02"),
+                            touch(tmp_path / "photo.HEIC")], suffixes=SUFFIXES)
+    plans = plan_outputs(files, tmp_path / "o", lambda p: ".jpg")
+    assert [p.dst.name for p in plans] == ["scan.2024.01.jpg", "scan.2024.02.jpg", "photo.jpg"]
+    assert [p.status for p in plans] == ["pending"] * 3
+
+
+def test_patterns_match_decomposed_names_hash_names_and_dot_slash(tmp_path: Path) -> None:
+    """macOS and NAS folders spell 'Café' decomposed (NFD): --include 'Café*' matched nothing and
+    --exclude 'Été' let the folder through; '#draft*' was a gitignore comment and './drafts' matched
+    nothing, all silently."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "Café Noël.jpg")
+    touch(tmp_path / "in" / nfd)
+    touch(tmp_path / "in" / unicodedata.normalize("NFD", "Été") / "x.jpg")
+    touch(tmp_path / "in" / "#draft1.jpg")
+    touch(tmp_path / "in" / "drafts" / "d.jpg")
+    touch(tmp_path / "in" / "a" / "drafts" / "e.jpg")
+    root = tmp_path / "in"
+    assert [f.rel.name for f in collect_inputs([root], include=["Café*"], suffixes=SUFFIXES)] == [nfd]
+    left = rels(collect_inputs([root], exclude=["Été", "#draft*", "./drafts"], suffixes=SUFFIXES))
+    assert left == [nfd, "a/drafts/e.jpg"]
+    assert [f.rel.name for f in collect_inputs([str(root / "Café*.jpg")], suffixes=SUFFIXES)] == [nfd]

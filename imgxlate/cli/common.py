@@ -263,12 +263,38 @@ def warnings_as_messages(quiet: bool) -> Iterator[None]:
         yield
 
 
+_EMPTY_PATH = ("is empty (an unset shell variable?); an empty path would mean the current folder, so give the "
+               "path itself")
+
+
 def expand_home(value: Any) -> Any:
-    """A path option's leading ``~`` (quoted, so the shell left it): the home folder, as for inputs.
-    Keeps the option's type (a Path stays a Path, a str a str)."""
+    """A str path option's leading ``~`` (quoted, so the shell left it): the home folder, as for inputs.
+    An empty one is refused (see :func:`path_option`)."""
     if value is None:
         return None
+    if isinstance(value, str) and not value.strip():
+        raise typer.BadParameter(_EMPTY_PATH)
     return Path(os.path.expanduser(value)) if isinstance(value, Path) else os.path.expanduser(value)
+
+
+def path_option(text: str) -> Path:
+    """The parser of every Path-typed path argument and option (``parser=path_option``), which sees
+    the text as typed, before ``Path`` turns "" into "." and drops a trailing "/": a leading ``~`` is
+    the home folder; an empty path is refused (``--out "$DST"`` with DST unset wrote the results among
+    the current folder's files); so is a name ending in "/" (a folder) with an image or video suffix
+    that is not an existing folder, which would otherwise be written as one file of that name."""
+    if not text.strip():
+        raise typer.BadParameter(_EMPTY_PATH)
+    path = Path(os.path.expanduser(text))
+    if text.endswith(("/", os.sep)) and not path.is_dir():
+        from imgxlate.imaging.formats import _SUFFIX_TO_PIL
+        from imgxlate.inputs import VIDEO_SUFFIXES
+
+        if path.suffix.lower() in _SUFFIX_TO_PIL or path.suffix.lower() in VIDEO_SUFFIXES:
+            raise typer.BadParameter(
+                f"{text!r} ends with '/', a folder, but is named like a {path.suffix.lower()} file, which is how "
+                "it would be read; make the folder first, or give it a name without that suffix")
+    return path
 
 
 def examples(*lines: str) -> str:

@@ -39,10 +39,10 @@ from imgxlate.cli.common import (
     TilingOpt,
     ToOpt,
     emit_json,
-    expand_home,
     handle_errors,
     load_translator,
     one_line,
+    path_option,
     print_warning,
     progress_bar,
     stderr,
@@ -83,7 +83,7 @@ class TileProgress:
 
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
-    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT, callback=expand_home,
+    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT, parser=path_option,
                                       help="Output folder (input trees are mirrored under it); for one input "
                                            "file, an image file name (x.png) writes that file.")],
     model: ModelOpt = None,

@@ -28,10 +28,10 @@ from imgxlate.cli.common import (
     QuietOpt,
     ThreadsOpt,
     ToOpt,
-    expand_home,
     handle_errors,
     load_translator,
     one_line,
+    path_option,
     print_error,
     print_warning,
     progress_bar,
@@ -163,10 +163,11 @@ def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, fra
 
 
 def video(
-    inputs: Annotated[list[Path], typer.Argument(help="Video files or folders of videos.", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(help="Video files or folders of videos.", show_default=False,
+                                                 parser=path_option)],
     out: Annotated[
         Optional[Path],  # noqa: UP045 - typer needs Optional on 3.10
-        typer.Option("--out", "-o", callback=expand_home, help="Output file (one input) or folder. Default: "
+        typer.Option("--out", "-o", parser=path_option, help="Output file (one input) or folder. Default: "
                      "<name>.<domain>.mp4 beside each input."),
     ] = None,
     model: ModelOpt = None,
@@ -204,7 +205,7 @@ def video(
     batch_size: BatchSizeOpt = None,
     frames_dir: Annotated[
         Optional[Path],  # noqa: UP045
-        typer.Option("--frames-dir", callback=expand_home, help="Also write every output frame as PNG into this "
+        typer.Option("--frames-dir", parser=path_option, help="Also write every output frame as PNG into this "
                      "folder."),
     ] = None,
     frames_only: Annotated[

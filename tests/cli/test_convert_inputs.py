@@ -250,3 +250,22 @@ def test_a_models_fallback_note_is_a_warning_line_once_and_in_json_not_a_python_
     assert any(n["kind"] == "fallback" and "only accepts 16x16" in n["text"] for n in notes)
     quiet = invoke("convert", tmp_path / "in", "--out", tmp_path / "o2", "--model", tmp_path / "fixed.onnx", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tiny_pair: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`convert "$SRC" --out o` with SRC unset walked the current folder; `--out "$DST"` wrote the
+    results among the current folder's files; `--out 'album.jpg/'` wrote one file named album.jpg."""
+    monkeypatch.chdir(tmp_path)
+    noise(tmp_path / "x.png")
+    noise(tmp_path / "sub" / "y.png")
+    for args in (["convert", "", "--out", "o"], ["convert", "sub", "--out", ""], ["convert", "sub", "--out", " "],
+                 ["video", "", "--to", "zebra"], ["video", "clip.mp4", "--out", ""]):
+        res = invoke(*args, "--model", tiny_pair)
+        assert res.exit_code == 2 and "is empty" in res.stderr, (args, res.output)
+    res = invoke("convert", "x.png", "--out", "album.jpg/", "--model", tiny_pair)
+    assert res.exit_code == 2 and "ends with '/'" in res.stderr
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["sub", "sub/y.png", "x.png"]
+    (tmp_path / "album.jpg").mkdir()  # an existing folder of that name is a folder
+    res = invoke("convert", "x.png", "--out", "album.jpg/", "--model", tiny_pair, "-q")
+    assert res.exit_code == 0 and (tmp_path / "album.jpg" / "x.png").is_file()
