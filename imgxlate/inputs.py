@@ -217,19 +217,15 @@ def path_key(path: str | os.PathLike[str]) -> str:
     """What two paths must share to name one file or folder, existing or to be made: the absolute path
     with links resolved; on a file system that ignores case (:func:`_folds_case`, asked of the deepest
     folder of it that exists), case-folded and in Unicode NFC (macOS spells names decomposed)."""
-    p = Path(path).expanduser()
+    text = os.path.expanduser(os.fspath(path))
     try:
-        p = p.resolve()
-    except (OSError, RuntimeError):
-        p = p.absolute()
-    folder = p
-    while folder.parent != folder:
-        with contextlib.suppress(OSError):
-            if folder.is_dir():
-                break
-        folder = folder.parent
-    text = str(p)
-    return unicodedata.normalize("NFC", text).casefold() if _folds_case(str(folder)) else text
+        text = os.path.realpath(text)
+    except (OSError, RuntimeError, ValueError):
+        text = os.path.abspath(text)
+    folder = text
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return unicodedata.normalize("NFC", text).casefold() if _folds_case(folder) else text
 
 
 def _inside_key(key: str, folder_key: str) -> bool:
