@@ -276,6 +276,9 @@ class BatchRun:
         self.plans = list(plans)
         self.translator = translator
         self.max_pixels = DEFAULT_MAX_PIXELS if options.max_pixels is None else options.max_pixels
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise UsageError(f"workers is the number of decode/encode threads, a whole number >= 1 (None: "
+                             f"automatic), not {workers!r}")
         self.workers = workers if workers is not None else max(2, min(4, os.cpu_count() or 2))
         self.batch_size = batch_size
         self.results: list[FileResult] = []

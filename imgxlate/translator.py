@@ -164,6 +164,8 @@ class Translator:
             return 0  # a fixed-size model sees every image resized to its size: nothing to tile
         if tile is None:
             tile = self._auto_edge(height, width, tiling)
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)):
+            raise UsageError(f"tile is an edge in pixels (an int; 0: no tiling, None: automatic), not {tile!r}")
         if tile < 0:
             raise UsageError(f"tile size must be >= 0 (0 = no tiling), got {tile}")
         if tile and max(height, width) <= tile:
@@ -342,7 +344,14 @@ class Translator:
         whole run each (the caller chose whole runs for them, e.g. ``--tile 0``; a run out of memory is
         still retried in tiles, as for one image)."""
         arrays = [np.asarray(r) for r in rgbs]
-        if arrays and not self._batch_fits(arrays[0].shape[0], arrays[0].shape[1], len(arrays)):
+        if not arrays:
+            return []
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1 or arrays[0].ndim != 3 or arrays[0].shape[2] != 3:
+            raise UsageError(
+                f"translate_rgb_batch takes (H, W, 3) RGB images of one size, got shapes {sorted(shapes)}; "
+                "translate images of other sizes, gray or with alpha one by one with translate()")
+        if not self._batch_fits(arrays[0].shape[0], arrays[0].shape[1], len(arrays)):
             return [self.translate_rgb(a, tile=0) for a in arrays]
         if len({a.dtype for a in arrays}) > 1:  # uint8 beside float: stack them all as [0, 1] floats
             arrays = [unit_float(a) for a in arrays]
@@ -434,8 +443,10 @@ def load_model(
     "openvino", see :mod:`imgxlate.engine`)."""
     if isinstance(model, str) and not model.strip():
         raise UsageError("model is an empty name; give a model name, a .onnx file or a pair folder (None: the default)")
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise UsageError(f"threads must be a whole number (0: as many as the machine has), not {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise UsageError(f"threads must be a whole number >= 0 (0: as many as the machine has), not {threads!r}")
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise UsageError(f"model is a name, a .onnx file or a pair folder (str or Path), not {type(model).__name__}")
     resolved = resolve_model(model, to=to, direction=direction)
     engine = Engine(resolved.file.path, device=device, threads=threads, backend=backend)
     # The same check as `imgxlate models add`, once per loaded model: a classifier, a model that

@@ -561,3 +561,24 @@ def test_one_translator_shared_by_threads_gives_what_it_gives_alone(tiny_pair: P
     for (image, tile), a, b in zip(calls, alone, together):
         assert b.shape == image.shape, (tile, image.shape, b.shape)
         np.testing.assert_array_equal(b, a)
+
+
+def test_wrong_arguments_are_usage_errors_that_say_what_is_wanted(translator: Translator, tiny_pair: Path,
+                                                                   tmp_path: Path) -> None:
+    """They were TypeErrors and ValueErrors from deep inside (a str tile compared with an int, an
+    empty batch stacked, a thread pool of 0 workers), or a message naming Engine.run."""
+    rgb = rand_rgb(16, 24)
+    for tile in ("64", 64.0, True):
+        with pytest.raises(UsageError, match="tile is an edge in pixels"):
+            translator.translate_rgb(rgb, tile=tile)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="model is a name, a .onnx file or a pair folder"):
+        load_model(123)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="threads must be a whole number >= 0"):
+        load_model(tiny_pair, threads=-1)
+    assert translator.translate_rgb_batch([]) == []
+    for batch in ([rgb, rgb[:8]], [rgb[..., 0], rgb[..., 0]], [np.dstack([rgb, rgb[..., :1]])] * 2):
+        with pytest.raises(UsageError, match="translate_rgb_batch takes .H, W, 3. RGB images of one size"):
+            translator.translate_rgb_batch(batch)
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(UsageError, match="workers is the number of decode/encode threads"):
+        list(convert_paths([tmp_path / "a.png"], tmp_path / "out", translator=translator, workers=0))
