@@ -73,7 +73,7 @@ def plan_videos(
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
     a folder that mirrors the input folders.
     """
-    from imgxlate.inputs import VIDEO_SUFFIXES, collect_inputs
+    from imgxlate.inputs import VIDEO_SUFFIXES, Found, collect_inputs, path_key
     from imgxlate.video.convert import _safe_domain, default_output
 
     for p in inputs:
@@ -90,6 +90,8 @@ def plan_videos(
     if out_is_file and len(files) > 1:
         raise UsageError(f"--out {out} is one file but {len(files)} videos are given; pass a folder as --out")
     plans = []
+    left_out = [n for n in found.found if n.status in ("skipped", "failed")]
+    claimed: dict[str, Path] = {}  # path_key of an output file or frames folder -> the input it is for
     for f in files:
         if out is None:
             dst = default_output(f.src, target)
@@ -100,8 +102,22 @@ def plan_videos(
         fdir = None
         if frames_dir is not None:
             fdir = frames_dir if len(files) == 1 else frames_dir / f.rel.parent / f.src.stem
+        # clip.mp4 and clip.mov, or a/clip.mp4 and b/clip.mp4 into one --out: one output name. The
+        # second was "skipped: output exists" (this run's own), or with --overwrite written over the
+        # first while both were counted converted.
+        taken = [(what, path) for what, path in (("output", None if frames_only else dst), ("frames folder", fdir))
+                 if path is not None and path_key(path) in claimed]
+        if taken:
+            what, path = taken[0]
+            left_out.append(Found(f.src, "failed", f"{claimed[path_key(path)]} and {f.src} would both be written to "
+                                                   f"the {what} {path}; rename one of them, or convert them "
+                                                   "one at a time, each with its own --out"))
+            continue
+        for path in (None if frames_only else dst, fdir):
+            if path is not None:
+                claimed[path_key(path)] = f.src
         plans.append((f.src, None if frames_only else dst, fdir))
-    return plans, [n for n in found.found if n.status in ("skipped", "failed")]
+    return plans, left_out
 
 
 def precheck(inputs: list[Path], out: Path | None, codec: str, pix_fmt: str, frames_only: bool, crf: int = 23,

@@ -585,7 +585,16 @@ class _Job:
         # how far into the file the frames reach (a video that starts after its audio starts late)
         reached = float(dec.last_time - dec.cut_start) if dec.last_time is not None else 0.0
         steady = float(dec.longest_gap) <= max(0.5, 4 * covered / max(n, 1))
-        short = bool(expected) and n < 0.9 * expected and not (info.span and reached >= 0.9 * info.span and steady)
+        to_the_end = bool(info.span) and reached >= 0.9 * info.span
+        short = bool(expected) and n < 0.9 * expected and not (to_the_end and steady)
+        if short and to_the_end and not dec.error and dec.gap_at is not None:
+            # The frames reach the end, in order, with a stretch without any: a screen recording's
+            # pause or a cut-out middle look the same in the file, and the output keeps that timing
+            # as it is. Said, not reported as a damaged file (nothing failed to decode).
+            at = float(dec.gap_at - dec.cut_start)
+            self.warnings.append(f"no frames for {float(dec.longest_gap):.1f} s from {at:.1f} s (a pause, as in a "
+                                 "screen recording, or a cut); the output keeps that timing")
+            short = False
         if self.start is None and self.duration is None and (dec.error or short):
             why = f" ({dec.error})" if dec.error else ""
             self.partial = True

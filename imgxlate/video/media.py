@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -134,7 +134,8 @@ class Decoder:
         self.decoded = 0
         self.first_time: Fraction | None = None  # the kept frames' first and last times (stream time)
         self.last_time: Fraction | None = None
-        self.longest_gap = Fraction(0)  # the longest time between two kept frames (a hole in the file?)
+        self.longest_gap = Fraction(0)  # the longest time between two kept frames (a pause, or a hole?)
+        self.gap_at: Fraction | None = None  # where it starts (stream time)
         self.bad_packets = 0
         self.broken = False  # the file broke off (a demuxer error) after some frames
         self.cut_reached = False  # a frame at or after the cut's end was decoded: the video goes on past it
@@ -169,14 +170,42 @@ class Decoder:
         self.stream.thread_type = "AUTO"
 
     def frames(self, stop: threading.Event | None = None, skip: int = 0) -> Iterator[Frame]:
-        """The frames in order; the first ``skip`` kept frames are counted but not converted to RGB."""
+        """The frames in order; the first ``skip`` kept frames are counted but not converted to RGB.
+        With a cut, the frame on screen at its start (the last one before it, when the next one comes
+        later: a slide, a paused screen recording, a GIF's long frame) is the first, at time 0."""
         av = av_module()
         fallback = Fraction(1) / Fraction(self.info.fps).limit_denominator(1001000) if self.info.fps > 0 \
             else Fraction(1, 25)
         last: Fraction | None = None
         last_pts = -1
         n = 0
+        held: tuple[Any, Fraction] | None = None  # the last frame before the cut, and its time left at the cut
+
+        def keep(frame: Any, t: Fraction, d: Fraction) -> Frame:
+            nonlocal last, last_pts, n
+            if last is not None and t <= last:
+                t = last + tb  # repeated or backwards timestamps (broken files): keep order, one tick apart
+            last = t
+            if self.first_time is None:
+                self.first_time = t
+            elif self.last_time is not None and t - self.last_time > self.longest_gap:
+                self.longest_gap, self.gap_at = t - self.last_time, self.last_time
+            self.last_time = t + d
+            rel = max(Fraction(0), t - self.cut_start)
+            if n < skip:
+                rgb = np.zeros((0, 0, 3), np.uint8)
+            else:
+                rgb = upright(frame.to_ndarray(format="rgb24"), self.info.orientation)
+                if rgb.shape[:2] != (self.info.height, self.info.width):
+                    rgb = _resize(rgb, self.info.width, self.info.height)  # the stream changed size midway
+            # In the output's time base, strictly increasing: rounding a cut between two frames could
+            # give two frames one time (25 fps, a cut at 1.5 s: 0, 0, 2, 2, ...), which encoders refuse.
+            last_pts = max(round(rel / self.info.tb), last_pts + 1)
+            n += 1
+            return Frame(n - 1, rgb, rel, d, pts=last_pts)
+
         it = self._decoded()
+        tb = self.tb
         while stop is None or not stop.is_set():
             try:
                 with self._lock:
@@ -197,30 +226,34 @@ class Decoder:
             if t is None:
                 t = (last + (d or fallback)) if last is not None else self.cut_start
             if t < self.cut_start - tb / 2:
-                continue  # before the cut (we seek to the key frame before it)
+                held = (frame, max(Fraction(0), t + d - self.cut_start))  # before the cut (we seek to the key
+                continue  # frame before it)
+            if held is not None:
+                if t > self.cut_start + fallback:  # the held frame is on screen at the cut, for more than a
+                    yield from self._held(keep, held, t, fallback)  # frame (a cut between two frames: not)
+                held = None
             if self.cut_end is not None and t >= self.cut_end:
                 self.cut_reached = True
                 break
-            if last is not None and t <= last:
-                t = last + tb  # repeated or backwards timestamps (broken files): keep order, one tick apart
-            last = t
-            if self.first_time is None:
-                self.first_time = t
-            elif self.last_time is not None:
-                self.longest_gap = max(self.longest_gap, t - self.last_time)
-            self.last_time = t + d
-            rel = max(Fraction(0), t - self.cut_start)
-            if n < skip:
-                rgb = np.zeros((0, 0, 3), np.uint8)
-            else:
-                rgb = upright(frame.to_ndarray(format="rgb24"), self.info.orientation)
-                if rgb.shape[:2] != (self.info.height, self.info.width):
-                    rgb = _resize(rgb, self.info.width, self.info.height)  # the stream changed size midway
-            # In the output's time base, strictly increasing: rounding a cut between two frames could
-            # give two frames one time (25 fps, a cut at 1.5 s: 0, 0, 2, 2, ...), which encoders refuse.
-            last_pts = max(round(rel / self.info.tb), last_pts + 1)
-            yield Frame(n, rgb, rel, d, pts=last_pts)
-            n += 1
+            yield keep(frame, t, d)
+        if held is not None and held[1] > 0 and n == 0 and not self.broken:  # the last frame, still on screen
+            end = self.cut_end if self.cut_end is not None else self.cut_start + held[1]
+            yield from self._held(keep, held, end, fallback)
+
+    # Copies of a held frame at the start of a cut, a frame apart: an encoder with B-frames delays its
+    # decode times by the span of its first few frames, and a first frame seconds before the second
+    # made that delay seconds long (a 2.5 s cut of a slide recording: a 4.03 s MP4 in players' eyes).
+    _HELD_COPIES = 3
+
+    def _held(self, keep: Callable[[Any, Fraction, Fraction], Frame], held: tuple[Any, Fraction],
+              until: Fraction, step: Fraction) -> Iterator[Frame]:
+        """The frame on screen at the cut, from the cut on, until the next frame at ``until``."""
+        frame, left = held
+        times = [self.cut_start + k * step for k in range(1 + self._HELD_COPIES)]
+        times = [t for t in times if t == self.cut_start or t + step / 2 < until]
+        for i, t in enumerate(times):
+            yield keep(frame, t, (times[i + 1] - t) if i + 1 < len(times) else max(left - (t - self.cut_start),
+                                                                                    Fraction(0)))
 
     def _decoded(self) -> Iterator[Any]:
         """Frames in order; a packet the decoder rejects is skipped (and counted in ``bad_packets``) as

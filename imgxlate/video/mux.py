@@ -80,11 +80,14 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
     last: BaseException | None = None
     for transcode, with_subs in attempts:
         try:
-            _mux_once(segments, info, start, duration, dst, suffix, transcode, audio_encoder,
-                      subs if with_subs else [])
+            dropped = _mux_once(segments, info, start, duration, dst, suffix, transcode, audio_encoder,
+                                subs if with_subs else [])
         except (VideoError, OSError, ValueError) as exc:  # ValueError: a stream the container cannot take
             last = exc
             continue
+        if dropped:
+            warnings.append(f"{dropped} damaged audio or subtitle packet{'s were' if dropped != 1 else ' was'} of "
+                            "the input left out (unreadable; a short gap in the sound there)")
         if subs and not with_subs:
             warnings.append("the subtitle streams could not be written into this container and were left out")
         if not info.audio:
@@ -122,8 +125,12 @@ _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5
 
 
 def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None, dst: Path,
-              suffix: str, transcode: bool, audio_encoder: str, subs: list[tuple[int, str]]) -> None:
+              suffix: str, transcode: bool, audio_encoder: str, subs: list[tuple[int, str]]) -> int:
+    """One try at the final file; returns how many of the input's audio and subtitle packets were
+    damaged (not decodable, or refused by the muxer: an ADTS header hit by a broadcast error) and left
+    out. A video packet the muxer refuses is an error: those are this run's own."""
     av = av_module()
+    dropped = 0
     fmt = OUTPUT_FORMATS[suffix]
     opened: list[Any] = []
     out = None
@@ -209,6 +216,7 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                     opened.remove(seg)
 
         def side_packets() -> Iterator[tuple[float, int, Any]]:
+            nonlocal dropped
             if not a_in and not s_in:
                 return
             seq = itertools.count()
@@ -228,7 +236,12 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 shift = round(cut0 / tb)
                 idx = pkt.stream.index
                 if idx in transcoders:
-                    for fr in pkt.decode():
+                    try:
+                        frames = pkt.decode()
+                    except av.error.FFmpegError:  # damaged: the decoder resyncs at the next packet
+                        dropped += 1
+                        continue
+                    for fr in frames:
                         if fr.pts is not None:
                             fr.pts -= shift
                         for o in transcoders[idx].encode(fr):
@@ -259,9 +272,16 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                     yield (float(Fraction(p.pts or 0) * p.time_base), next(seq), p)
 
         for _, _, pkt in heapq.merge(video_packets(), side_packets(), key=lambda x: (x[0], x[1])):
-            out.mux(pkt)
+            if pkt.stream is vout:
+                out.mux(pkt)
+                continue
+            try:
+                out.mux(pkt)
+            except av.error.InvalidDataError:  # a damaged copied packet (the muxer checks its header)
+                dropped += 1
         out.close()
         out = None
+        return dropped
     except av.error.FFmpegError as exc:
         raise VideoError(_reason(exc)) from exc
     finally:

@@ -4,6 +4,7 @@ camcorder files. Each case failed (or was misreported) before."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -182,14 +183,19 @@ def test_theora_ogv_with_empty_repeat_packets_converts(translator, tmp_path: Pat
     assert r.status == "converted" and r.frames >= 1
 
 
-def test_a_file_missing_its_middle_is_partial(translator, tmp_path: Path) -> None:
-    """Frames from 1 s to 2.5 s gone, the rest with their times: they reach the end of the video, as a
-    variable-rate file's do, but leave a hole; it passed as complete."""
+def test_a_stretch_without_frames_is_said_not_called_damaged(translator, tmp_path: Path) -> None:
+    """Frames from 1 s to 2.5 s gone, the rest with their times: they reach the end of the video but
+    leave a hole. It once passed without a word; then a complete screen recording with a pause (no
+    frames while nothing moved) was called "truncated or damaged" with partial true. The two look the
+    same in the file and nothing failed to decode: the stretch is said, the output keeps it."""
     ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=4", "-vf", "select='not(between(t,1,2.5))'",
            "-fps_mode", "passthrough", "-c:v", "libx264", str(tmp_path / "holed.mkv"))
     r = video.convert_video(tmp_path / "holed.mkv", tmp_path / "out.mkv", translator, temporal="off")
     assert 55 <= r.frames <= 70
-    assert r.partial and any("could be decoded" in w for w in r.warnings), (r.frames, r.warnings)
+    assert not r.partial and not any("could be decoded" in w for w in r.warnings), r.warnings
+    assert any(w.startswith("no frames for 1.5 s from 1.0 s") for w in r.warnings), r.warnings
+    times = frame_times(tmp_path / "out.mkv")
+    assert max(b - a for a, b in itertools.pairwise(times)) > 1.4  # the pause is kept, not closed up
 
 
 def test_multichannel_pcm_goes_into_webm_and_mp4(translator, tmp_path: Path) -> None:
@@ -218,3 +224,36 @@ def test_a_video_that_starts_after_its_audio_is_complete(translator, tmp_path: P
            "-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-c:a", "libopus", str(tmp_path / "late.mkv"))
     r = video.convert_video(tmp_path / "late.mkv", tmp_path / "out.mkv", translator, temporal="off")
     assert r.frames >= 60 and not r.partial, r.warnings
+
+
+def test_a_cut_inside_a_held_frame_starts_with_that_frame(translator, tmp_path: Path) -> None:
+    """A slide (or a paused screen recording) on screen from 0.96 s to 3 s, cut at 2 s: the frame on
+    screen at the cut was dropped, so the output had sound and no picture for its first second. It is
+    the first frame now, at 0, with a few copies a frame apart so that the encoder's B-frame delay does
+    not stretch the file (a 2.5 s cut read as 4.03 s)."""
+    import av
+
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-vf", "setpts='if(lt(N,25),N/25,3+(N-25)/25)/TB'",
+           "-fps_mode", "vfr", "-c:v", "libx264", str(tmp_path / "slides.mkv"))
+    r = video.convert_video(tmp_path / "slides.mkv", tmp_path / "cut.mp4", translator, start=2, duration=1.5,
+                            temporal="off")
+    times = frame_times(tmp_path / "cut.mp4")
+    assert times[0] < 0.01 and 0.99 < times[4] < 1.01 and r.frames == len(times) == 4 + 13, times
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        assert abs(c.duration / 1e6 - 1.5) < 0.1
+
+
+def test_a_damaged_audio_packet_in_a_ts_leaves_a_gap_not_a_failure(translator, tmp_path: Path) -> None:
+    """A broadcast recording with a few bad bytes in one AAC frame: the MP4 muxer refused the packet and
+    the whole video failed after every frame was translated, "FFmpeg could not write <output>"."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=12:d=3", "-f", "lavfi", "-i", "sine=d=3", "-c:v", "libx264",
+           "-c:a", "aac", "-f", "mpegts", str(tmp_path / "tv.ts"))
+    data = bytearray((tmp_path / "tv.ts").read_bytes())
+    i = data.index(b"\xff\xf1", len(data) // 2)  # an ADTS (AAC) frame header in the middle of the file
+    data[i:i + 8] = b"\xb0" * 8
+    (tmp_path / "bad.ts").write_bytes(bytes(data))
+    for dst in (tmp_path / "out.mp4", tmp_path / "out.mkv"):
+        r = video.convert_video(tmp_path / "bad.ts", dst, translator, temporal="off")
+        assert r.status == "converted" and r.audio == "copied" and r.frames == 36, r.warnings
+        assert any("damaged audio or subtitle packet" in w for w in r.warnings), r.warnings
+        assert any(c.startswith("Audio: aac") for c in stream_codecs(dst))

@@ -227,3 +227,24 @@ def test_options_that_contradict_each_other_are_refused_before_the_model(clip: P
                                  str(tmp_path / "f"), "--out", str(tmp_path / "v.mp4")])
     assert res.exit_code == 2 and "leave out --out" in res.output
     assert not (tmp_path / "f").exists() and not (tmp_path / "v.mp4").exists()
+
+
+def test_two_videos_for_one_output_name_fail_the_second_not_overwrite_it(clip: Path, tiny_pair: Path,
+                                                                          tmp_path: Path) -> None:
+    """clip.mov and clip.mp4 in one folder both map to clip.zebra.mp4: the second was "skipped: output
+    exists" (the first's, from this run), or with --overwrite written over it, both counted converted."""
+    from typer.testing import CliRunner
+
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    for name in ("clip.mov", "clip.mp4"):
+        (folder / name).write_bytes(clip.read_bytes())
+    for extra in ([], ["--overwrite"]):
+        res = CliRunner().invoke(_app(), ["video", str(folder), "--model", str(tiny_pair / "a2b.onnx"), "--device",
+                                          "cpu", "--duration", "0.3", "--temporal", "off", "--json", *extra])
+        assert res.exit_code == 1, res.output
+        report = json.loads(res.stdout)
+        assert report["totals"]["converted"] == 1 and report["totals"]["failed"] == 1, report["totals"]
+        failed = [r for r in report["results"] if r["status"] == "failed"] or report.get("failures", [])
+        assert any("would both be written to the output" in r["reason"] for r in failed), report
+    assert sorted(p.name for p in folder.iterdir()) == ["clip.mov", "clip.mp4", "clip.zebra.mp4"]
