@@ -39,10 +39,26 @@ def _sub_to_mov_text(text: str) -> bytes:
 
 
 
+def _mov_text_to_srt(sample: bytes) -> bytes:
+    """A mov_text (3GPP timed text) sample as a SubRip packet: its text, without the length in front
+    and the style boxes after it."""
+    n = int.from_bytes(sample[:2], "big") if len(sample) >= 2 else 0
+    return sample[2 : 2 + n]
+
+
 @dataclass
 class MuxReport:
-    audio: str = "none"  # "copied" | "re-encoded (aac)" | "none"
+    audio: str = "none"  # "copied" | "re-encoded (aac)" | "copied, re-encoded (aac)" | "none"
     warnings: tuple[str, ...] = ()
+
+
+def _copyable(codec: str, suffix: str, supported: Any) -> bool:
+    """Can an audio stream of ``codec`` be copied into a ``suffix`` file that players take? The muxer's
+    own list, except PCM in MP4, which FFmpeg writes as ``ipcm`` / ``fpcm`` (ISO PCM) that browsers,
+    phones and QuickTime do not play: camera PCM goes into .mp4 as AAC (into .mov, as it is)."""
+    if suffix in (".mp4", ".m4v") and codec.startswith("pcm_"):
+        return False
+    return codec in supported
 
 
 def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None,
@@ -51,9 +67,10 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
     cut to ``start``/``duration`` into ``dst`` (a temp path; the container is chosen by ``suffix``;
     ``final``: the target it becomes, named in errors). A full disk is :class:`DiskFullError`.
 
-    Audio is copied when the container takes its codec, else re-encoded (AAC; Opus for WebM) with a
-    warning; text subtitles become mov_text in MP4/MOV and are copied into MKV; bitmap subtitles are kept
-    in MKV only.
+    Each audio track is copied when the container takes its codec (:func:`_copyable`), else re-encoded
+    (AAC; Opus for WebM) with a warning naming it; text subtitles become mov_text in MP4/MOV and are
+    copied into MKV; bitmap subtitles are kept in MKV only. Subtitles the container still refuses are
+    left out before any audio is re-encoded for them.
     """
     warnings: list[str] = []
     subs: list[tuple[int, str]] = []  # (stream index, "copy" | "mov_text")
@@ -69,10 +86,12 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 subs.append((s.index, "copy"))
             else:
                 warnings.append(f"subtitle stream {s.index} ({s.codec}) cannot go into WebM; write .mkv to keep it")
-        else:
-            subs.append((s.index, "copy"))
+        else:  # Matroska: text and bitmap subtitles as they are; MP4's mov_text as SubRip (it takes no mov_text)
+            subs.append((s.index, "subrip" if s.codec == "mov_text" else "copy"))
     audio_encoder = "libopus" if suffix == ".webm" else "aac"
-    attempts: list[tuple[bool, bool]] = [(False, True), (True, True), (True, False)]  # (transcode audio, subs)
+    # (re-encode every audio track, subtitles): each track as it fits first; all re-encoded only when
+    # the muxer refused a copy it said it takes
+    attempts: list[tuple[bool, bool]] = [(False, True), (False, False), (True, True), (True, False)]
     if not info.audio:
         attempts = [(False, True), (False, False)]
     if not subs:
@@ -80,8 +99,8 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
     last: BaseException | None = None
     for transcode, with_subs in attempts:
         try:
-            dropped = _mux_once(segments, info, start, duration, dst, suffix, transcode, audio_encoder,
-                                subs if with_subs else [])
+            dropped, encoded = _mux_once(segments, info, start, duration, dst, suffix, transcode, audio_encoder,
+                                         subs if with_subs else [])
         except (VideoError, OSError, ValueError) as exc:  # ValueError: a stream the container cannot take
             last = exc
             continue
@@ -92,10 +111,11 @@ def mux_final(segments: Sequence[Path], info: VideoInfo, start: float | None, du
             warnings.append("the subtitle streams could not be written into this container and were left out")
         if not info.audio:
             return MuxReport("none", tuple(warnings))
-        if transcode:
-            codecs = ", ".join(a.codec for a in info.audio)
-            warnings.append(f"audio ({codecs}) cannot be copied into {suffix}; re-encoded as {audio_encoder}")
-            return MuxReport(f"re-encoded ({audio_encoder})", tuple(warnings))
+        if encoded:
+            warnings.append(f"audio ({', '.join(encoded)}) cannot be copied into {suffix}; re-encoded as "
+                            f"{audio_encoder}" + (" (the other tracks copied)" if len(encoded) < len(info.audio) else ""))
+            how = f"re-encoded ({audio_encoder})"
+            return MuxReport(how if len(encoded) == len(info.audio) else f"copied, {how}", tuple(warnings))
         return MuxReport("copied", tuple(warnings))
     from imgxlate._atomic import disk_full_error, is_disk_full
 
@@ -125,10 +145,12 @@ _DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5
 
 
 def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, duration: float | None, dst: Path,
-              suffix: str, transcode: bool, audio_encoder: str, subs: list[tuple[int, str]]) -> int:
-    """One try at the final file; returns how many of the input's audio and subtitle packets were
-    damaged (not decodable, or refused by the muxer: an ADTS header hit by a broadcast error) and left
-    out. A video packet the muxer refuses is an error: those are this run's own."""
+              suffix: str, transcode: bool, audio_encoder: str, subs: list[tuple[int, str]]) -> tuple[int, list[str]]:
+    """One try at the final file (``transcode``: every audio track re-encoded, else those that cannot
+    be copied). Returns how many of the input's audio and subtitle packets were damaged (not
+    decodable, or refused by the muxer: an ADTS header hit by a broadcast error) and left out, and the
+    codecs of the audio tracks re-encoded. A video packet the muxer refuses is an error: those are
+    this run's own."""
     av = av_module()
     dropped = 0
     fmt = OUTPUT_FORMATS[suffix]
@@ -156,10 +178,10 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
         s_in = [src.streams[i] for i, _ in subs]
         a_out: dict[int, Any] = {}
         transcoders: dict[int, Any] = {}
+        encoded: list[str] = []
         for st in a_in:
-            if transcode or st.codec_context.name not in out.supported_codecs:
-                if not transcode:
-                    raise VideoError(f"audio {st.codec_context.name} does not fit {suffix}")
+            if transcode or not _copyable(st.codec_context.name, suffix, out.supported_codecs):
+                encoded.append(st.codec_context.name)
                 rate = st.codec_context.sample_rate or 48000
                 if audio_encoder == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
                     rate = 48000
@@ -173,12 +195,12 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 a_out[st.index] = out.add_stream_from_template(st)
         s_out: dict[int, Any] = {}
         for (i, how), st in zip(subs, s_in, strict=True):
-            if how == "mov_text" and st.codec_context.name != "mov_text":
-                o = out.add_mux_stream("mov_text")
+            if how in ("mov_text", "subrip") and st.codec_context.name != how:
+                o = out.add_mux_stream(how)
                 o.time_base = st.time_base
-                s_out[i] = (o, True)
+                s_out[i] = (o, how)
             else:
-                s_out[i] = (out.add_stream_from_template(st), False)
+                s_out[i] = (out.add_stream_from_template(st), "")
             with contextlib.suppress(Exception):
                 s_out[i][0].metadata.update(dict(st.metadata))
         for st in a_in:
@@ -260,7 +282,9 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 if idx in s_out:
                     o, convert = s_out[idx]
                     if convert:
-                        new = av.Packet(_sub_to_mov_text(bytes(pkt).decode("utf-8", "replace")))
+                        data = _sub_to_mov_text(bytes(pkt).decode("utf-8", "replace")) if convert == "mov_text" \
+                            else _mov_text_to_srt(bytes(pkt))
+                        new = av.Packet(data)
                         new.pts, new.dts, new.duration, new.time_base = pkt.pts, pkt.pts, pkt.duration, tb
                         pkt = new
                     pkt.stream = o
@@ -281,7 +305,7 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
                 dropped += 1
         out.close()
         out = None
-        return dropped
+        return dropped, encoded
     except av.error.FFmpegError as exc:
         raise VideoError(_reason(exc)) from exc
     finally:
@@ -295,7 +319,8 @@ def _mux_once(segments: Sequence[Path], info: VideoInfo, start: float | None, du
 
 def _copy_metadata(info: VideoInfo, out: Any) -> None:
     for k, v in info.metadata.items():
-        if k.lower() in ("encoder", "major_brand", "minor_version", "compatible_brands", "creation_time"):
+        # the recording date (creation_time) is kept: galleries sort phone and camera clips by it
+        if k.lower() in ("encoder", "major_brand", "minor_version", "compatible_brands"):
             continue
         with contextlib.suppress(Exception):
             out.metadata[k] = v

@@ -209,13 +209,43 @@ def test_multichannel_pcm_goes_into_webm_and_mp4(translator, tmp_path: Path) -> 
         assert r.status == "converted" and any(c.startswith("Audio:") for c in stream_codecs(dst)), suffix
 
 
-def test_mp4_subtitles_into_mkv_are_left_out_with_a_word(translator, tmp_path: Path) -> None:
-    """mov_text cannot go into Matroska: the join raised ValueError (a traceback) after every frame."""
+def test_mp4_subtitles_go_into_mkv_as_subrip(translator, tmp_path: Path) -> None:
+    """mov_text cannot go into Matroska: the join raised ValueError (a traceback) after every frame,
+    then the subtitles were left out, and their failed copy re-encoded the AAC track too."""
     (tmp_path / "s.srt").write_text("1\n00:00:00,100 --> 00:00:00,400\nhello\n")
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-i", str(tmp_path / "s.srt"), "-c:v", "libx264",
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-f", "lavfi", "-i", "sine=d=0.5", "-i",
+           str(tmp_path / "s.srt"), "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-c:a", "aac",
            "-c:s", "mov_text", str(tmp_path / "subs.mp4"))
     r = video.convert_video(tmp_path / "subs.mp4", tmp_path / "subs.mkv", translator, temporal="off")
-    assert r.status == "converted" and any("subtitle" in w for w in r.warnings), r.warnings
+    assert r.status == "converted" and r.audio == "copied" and not r.warnings, r.warnings
+    codecs = stream_codecs(tmp_path / "subs.mkv")
+    assert any(c.startswith("Subtitle: subrip") for c in codecs), codecs
+    srt = subprocess.run([FFMPEG, "-v", "error", "-i", str(tmp_path / "subs.mkv"), "-map", "0:s:0", "-f", "srt", "-"],
+                         capture_output=True, text=True, check=True).stdout
+    # the cue keeps its place against the video (which starts where the source's first frame was)
+    import re
+
+    cue = re.search(r"00:00:00,(\d{3}) --> 00:00:00,(\d{3})\nhello", srt)
+    first = frame_times(tmp_path / "subs.mkv")[0]
+    assert cue and abs(int(cue[1]) / 1000 - first - 0.1) < 0.002 and int(cue[2]) - int(cue[1]) == 300, (srt, first)
+
+
+def test_one_track_that_cannot_be_copied_leaves_the_others_copied(translator, tmp_path: Path) -> None:
+    """AAC + PCM into MP4 re-encoded both tracks ("audio (aac, pcm_s16le) cannot be copied"); PCM from a
+    camera's MOV went into MP4 as ipcm, which players do not take, reported "audio copied"."""
+    import av
+
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=0.5", "-f", "lavfi", "-i", "sine=d=0.5", "-map", "0",
+           "-map", "1", "-map", "1", "-c:v", "libx264", "-c:a:0", "aac", "-c:a:1", "pcm_s16le",
+           "-metadata", "creation_time=2023-07-14T18:30:00Z", str(tmp_path / "two.mov"))
+    r = video.convert_video(tmp_path / "two.mov", tmp_path / "two.mp4", translator, temporal="off")
+    assert r.audio == "copied, re-encoded (aac)" and any("(pcm_s16le) cannot be copied" in w for w in r.warnings)
+    with av.open(str(tmp_path / "two.mov")) as src, av.open(str(tmp_path / "two.mp4")) as out:
+        kept = [bytes(p) for p in src.demux(src.streams.audio[0]) if p.size]
+        copied = [bytes(p) for p in out.demux(out.streams.audio[0]) if p.size]
+        assert copied == kept  # the AAC track, packet for packet
+        assert [s.codec_context.name for s in out.streams.audio] == ["aac", "aac"]
+        assert out.metadata.get("creation_time", "").startswith("2023-07-14T18:30:00")  # galleries sort by it
 
 
 def test_a_video_that_starts_after_its_audio_is_complete(translator, tmp_path: Path) -> None:
