@@ -125,12 +125,12 @@ def explain_write_error(exc: OSError) -> str:
     if code == errno.ENAMETOOLONG:
         return (
             f"{what}: the name or the whole path is longer than the file system allows (usually 255 bytes "
-            "per name, 4096 per path); shorten the input's name or use a shorter --out"
+            "per name, 4096 per path); shorten the input's name or write to a shorter output path"
         )
     if code in (errno.EACCES, errno.EPERM):
         return f"{what}; check that the output folder is writable"
     if code == errno.EROFS:
-        return f"{what}; the output folder is on a read-only file system: choose another --out"
+        return f"{what}; the output folder is on a read-only file system: write somewhere else"
     if code in (errno.ENOTDIR, errno.EEXIST):
         return f"{what}; a file stands where a folder is needed: move it, or write somewhere else"
     return what

@@ -97,7 +97,8 @@ class VideoResult:
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        """Frames this run translated per second of it (a resumed run's earlier frames not counted)."""
+        return (self.frames - self.resumed_frames) / self.seconds if self.seconds > 0 else 0.0
 
 
 def default_output(src: str | os.PathLike[str], target: str, out: str | os.PathLike[str] | None = None) -> Path:

@@ -41,7 +41,7 @@ def check_encoder(codec: str, suffix: str, pix_fmt: str, crf: int = 23, preset: 
         raise UsageError(f"FFmpeg (PyAV) has no encoder {codec!r}; use --codec libx264 (H.264), libx265 (HEVC) "
                          "or libvpx-vp9 (VP9)") from exc
     if c.type != "video":
-        raise UsageError(f"{codec} is a {c.type} encoder; give a video encoder such as libx264")
+        raise UsageError(f"{codec} encodes {c.type}, not video; give a video encoder such as libx264")
     formats = {f.name for f in (c.video_formats or ())}
     if formats and pix_fmt not in formats:
         raise UsageError(f"encoder {codec} cannot write pixel format {pix_fmt}; it takes "

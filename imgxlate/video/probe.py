@@ -94,8 +94,9 @@ def _probe(path: Path, c: Any) -> VideoInfo:
                           str(s.metadata.get("language", ""))) for s in c.streams]
     video = next((s for s in c.streams.video
                   if not int(s.disposition) & int(av.stream.Disposition.attached_pic)), None)
-    if video is None:
-        kinds = ", ".join(sorted({s.kind for s in streams})) or "no streams"
+    if video is None:  # a cover picture is not a video: "only audio", not "only audio, video"
+        kinds = ", ".join(sorted({s.kind for s in streams if s.kind != "video"}))
+        kinds = kinds or ("a cover picture" if c.streams.video else "no streams")
         raise VideoError(f"{path} has no video stream (only {kinds}); give a video file")
     fmt = c.format.name or ""
     vcodec = video.codec_context.name or ""

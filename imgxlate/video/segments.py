@@ -76,6 +76,9 @@ class Parts:
         m = self.dir / MANIFEST
         if not self.dir.is_dir():
             return 0
+        if not m.exists():  # killed before its first segment was done: nothing of it to keep or to discard
+            self.remove()
+            return 0
         try:
             data = json.loads(m.read_text(encoding="utf-8"))
             ok = data.get("version") == _VERSION and data.get("fingerprint") == self.fingerprint

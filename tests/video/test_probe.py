@@ -129,3 +129,14 @@ def test_truncated_faststart_file_converts_what_is_there_and_warns(clip: Path, t
     assert any("truncated" in w for w in r.warnings)
     assert r.partial and r.to_dict()["partial"] is True  # machine-readable, not only a sentence
     assert not video.convert_video(clip, tmp_path / "whole.out.mp4", translator, temporal="off").partial
+
+
+def test_an_audio_file_with_cover_art_is_said_to_hold_no_video(tmp_path: Path) -> None:
+    """Its cover picture is a video stream marked attached_pic: "has no video stream (only audio, video)"."""
+    from video_helpers import ffmpeg
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "cover.png")
+    ffmpeg("-f", "lavfi", "-i", "sine=d=0.5", "-i", str(tmp_path / "cover.png"), "-map", "0", "-map", "1",
+           "-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic", str(tmp_path / "song.m4a"))
+    with pytest.raises(VideoError, match=r"has no video stream \(only audio\)"):
+        video.probe_video(tmp_path / "song.m4a")

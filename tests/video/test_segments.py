@@ -49,6 +49,8 @@ def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_
     assert kept >= 9  # Ctrl-C closed the segment being written: the translated frames are kept
     r = video.convert_video(clip, dst, translator, frames_dir=part, segment_seconds=0.25)
     assert r.status == "converted" and r.resumed_frames == kept and r.frames == 2 * FPS
+    # the rate is this run's own: the frames it translated (it once counted the resumed ones too)
+    assert r.frames_per_second == pytest.approx((r.frames - kept) / r.seconds)
     assert not parts.exists() and leftovers(tmp_path) == []
     assert frame_times(dst) == pytest.approx(frame_times(clip), abs=1e-3)
     assert video.probe_video(dst).has_audio
@@ -56,6 +58,19 @@ def test_interrupted_video_resumes_where_it_stopped(clip: Path, translator, tmp_
     got, expect = _pngs(part), _pngs(whole)
     assert len(got) == len(expect) == 2 * FPS
     assert all(np.array_equal(a, b) for a, b in zip(got, expect))
+
+
+def test_a_run_killed_before_its_first_segment_is_not_called_other_settings(clip: Path, translator,
+                                                                           tmp_path: Path) -> None:
+    """A parts folder with only a half-written segment (no manifest yet): the rerun with the same
+    command warned "an earlier, interrupted run with other settings was discarded"."""
+    dst = tmp_path / "k.mp4"
+    parts = tmp_path / ".imgxlate-parts-k.mp4"
+    parts.mkdir()
+    (parts / ".imgxlate-tmp-12345678.seg").write_bytes(b"half a segment")
+    r = video.convert_video(clip, dst, translator, temporal="off")
+    assert r.status == "converted" and r.resumed_frames == 0 and not any("discarded" in w for w in r.warnings)
+    assert not parts.exists()
 
 
 def test_parts_of_other_settings_are_discarded(clip: Path, translator, tmp_path: Path) -> None:
