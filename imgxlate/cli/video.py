@@ -247,8 +247,9 @@ def video(
     from imgxlate.video.stabilize import TEMPORAL_MODES
 
     results: list[VideoResult] = []
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, str | None]] = []
     interrupted = False
+    current: tuple[Path, Path | None] | None = None  # the video being converted
     translator = None
     quiet_ui = quiet or as_json
     t0 = time.perf_counter()
@@ -325,6 +326,7 @@ def video(
                         rate = (done - n0) / max(now - t_first, 1e-9)
                         progress.update(task, completed=done, total=total, rate=f"{rate:.2f} frames/s")
 
+                    current = (src, dst)
                     try:
                         r = convert_video(
                             src, dst, translator, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
@@ -341,7 +343,9 @@ def video(
                         failures.append({"src": str(src), "status": "failed", "reason": reason})
                         progress.console.print(f"[red]failed:[/] {escape(one_line(src))}")
                         print_error(reason, progress.console)
+                        current = None
                         continue
+                current = None
                 results.append(r)
                 if not quiet:  # -q is errors only, as for convert (the warnings are in --json's results)
                     for w in r.warnings:
@@ -359,10 +363,18 @@ def video(
                     )
         except KeyboardInterrupt:
             interrupted = True
+            if current is not None:  # the video under way: named in --json, with where its frames are kept
+                from imgxlate.video.segments import parts_dir
+
+                src, dst = current
+                kept = parts_dir(dst) if dst is not None else None
+                failures.append({"src": str(src), "dst": str(dst) if dst is not None else None,
+                                 "status": "interrupted", "parts": str(kept) if kept and kept.is_dir() else None,
+                                 "reason": "stopped; run the same command again to continue"})
     elapsed = time.perf_counter() - t0
     done = sum(r.status == "converted" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
-    failed = len(failures)
+    failed = sum(f["status"] == "failed" for f in failures)
     if as_json:
         summary = {
             "results": [r.to_dict() for r in results] + failures,

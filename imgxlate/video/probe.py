@@ -135,6 +135,8 @@ def _probe(path: Path, c: Any) -> VideoInfo:
     frames = int(video.frames or 0) or (round(span * fps) if span and fps else 0)
     reliable = bool(video.frames) or video.average_rate is not None
     sar = video.sample_aspect_ratio
+    if sar and sar.numerator > 0 and orientation in TRANSPOSING:
+        sar = 1 / sar  # a pixel 4:3 wide, turned a quarter, is 3:4 wide (as FFmpeg's transpose makes it)
     color = (int(first.color_range or 0), int(first.colorspace or 2), int(first.color_primaries or 2),
              int(first.color_trc or 2))
     return VideoInfo(

@@ -140,3 +140,31 @@ def test_an_audio_file_with_cover_art_is_said_to_hold_no_video(tmp_path: Path) -
            "-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic", str(tmp_path / "song.m4a"))
     with pytest.raises(VideoError, match=r"has no video stream \(only audio\)"):
         video.probe_video(tmp_path / "song.m4a")
+
+
+def test_a_quarter_turn_turns_the_pixel_aspect_ratio_too(tmp_path: Path) -> None:
+    """120x120 pixels 4:3 wide, shown turned 90 degrees (a phone's display matrix): 120x160 on screen.
+    The output is written upright, so its pixels are 3:4 wide; it kept 4:3 and came out 160x120."""
+    import struct
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "anamorphic.mp4"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=12)
+        v.width, v.height, v.pix_fmt = 120, 120, "yuv420p"
+        v.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i in range(4):
+            f = av.VideoFrame.from_ndarray(np.full((120, 120, 3), i * 10, np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 12)
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"tkhd") + 4 + 4 + 20 + 8 + 8  # the track header's matrix: a 90 degree turn
+    data[at:at + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+    info = video.probe_video(path)
+    assert (info.width, info.height, info.sar) == (120, 120, (3, 4))

@@ -99,7 +99,7 @@ def test_cli_stop_signal_keeps_segments_and_the_rerun_continues(tiny_pair: Path,
     parts = tmp_path / ".imgxlate-parts-long.out.mp4"
     cmd = [sys.executable, "-m", "imgxlate", "video", str(src), "--model", str(tiny_pair / "a2b.onnx"), "--device",
            "cpu", "--threads", "1", "--batch-size", "1", "--out", str(dst)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd + ["--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not (parts / "manifest.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -107,9 +107,13 @@ def test_cli_stop_signal_keeps_segments_and_the_rerun_continues(tiny_pair: Path,
         pytest.skip("the conversion finished before it could be interrupted")
     signum = getattr(signal, sig)
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and "run the same command again" in err
+    # --json names the video that was stopped and where its frames are (it listed no result at all)
+    report = json.loads(out)
+    assert report["totals"]["interrupted"] and report["totals"]["failed"] == 0
+    assert [(r["src"], r["status"], r["parts"]) for r in report["results"]] == [(str(src), "interrupted", str(parts))]
     assert not dst.exists() and leftovers(tmp_path) == []
     kept = sum(s["frames"] for s in json.loads((parts / "manifest.json").read_text())["segments"])
     assert kept >= 4 * FPS  # at least the first 4 s segment
