@@ -174,6 +174,13 @@ def _glob_split(pattern: str) -> tuple[Path, list[str]]:
     return (Path(*fixed) if fixed else Path(".")), [parts[-1]]
 
 
+def _glob_line(text: str, pattern: list[str]) -> str:
+    """A glob input's part below its fixed folder as a pattern anchored there; a trailing '/' (which
+    ``Path`` drops) keeps meaning folders only, as in the shell: ``'shots/*/'`` takes what is in the
+    folders of shots, not the files beside them."""
+    return "/" + "/".join(pattern) + ("/" if text.endswith(("/", os.sep)) else "")
+
+
 def _could_hold(pattern: list[str], rel_dir: tuple[str, ...]) -> bool:
     """Can a folder at ``rel_dir`` (below the glob's root) hold matches of ``pattern``? (prunes the walk)"""
     for i, part in enumerate(rel_dir):
@@ -405,7 +412,7 @@ def collect_inputs(
                 add(path, Path(path.name), True)
         elif _has_magic(text):
             root, pattern = _glob_split(str(path))
-            spec = Patterns(["/" + "/".join(pattern)])
+            spec = Patterns([_glob_line(text, pattern)])
             deep = "**" in pattern
             before = len(found)
 
@@ -515,7 +522,7 @@ def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolde
                 walked.append(WalkedFolder(path.resolve().parent, top_only=True))
             elif _has_magic(text) and not path.exists():
                 root, pattern = _glob_split(str(path))
-                walked.append(WalkedFolder(root.resolve(), Patterns(["/" + "/".join(pattern)])))
+                walked.append(WalkedFolder(root.resolve(), Patterns([_glob_line(text, pattern)])))
     return walked
 
 

@@ -510,3 +510,11 @@ def test_patterns_match_decomposed_names_hash_names_and_dot_slash(tmp_path: Path
     left = rels(collect_inputs([root], exclude=["Été", "#draft*", "./drafts"], suffixes=SUFFIXES))
     assert left == [nfd, "a/drafts/e.jpg"]
     assert [f.rel.name for f in collect_inputs([str(root / "Café*.jpg")], suffixes=SUFFIXES)] == [nfd]
+
+
+def test_a_glob_ending_in_a_slash_takes_folders_only(tmp_path: Path) -> None:
+    """'g/*/' took g/top.jpg too, though a trailing '/' means folders (the shell's, and gitignore's)."""
+    touch(tmp_path / "g" / "top.jpg")
+    touch(tmp_path / "g" / "s1" / "a.jpg")
+    assert rels(collect_inputs([str(tmp_path / "g" / "*") + "/"], suffixes=SUFFIXES)) == ["s1/a.jpg"]
+    assert rels(collect_inputs([str(tmp_path / "g" / "*")], suffixes=SUFFIXES)) == ["top.jpg", "s1/a.jpg"]
