@@ -146,6 +146,8 @@ def folder_write_problem(folder: str | os.PathLike[str]) -> str:
     probe = Path(os.path.abspath(folder))
     while not os.path.lexists(probe) and probe.parent != probe:
         probe = probe.parent
+    if probe.is_symlink() and not probe.exists():
+        return f"{str(probe)!r} is a link to {os.readlink(probe)!r}, which does not exist; create that folder or remove the link"
     try:
         if not probe.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))

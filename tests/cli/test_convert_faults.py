@@ -391,9 +391,11 @@ def test_an_output_folder_nothing_can_be_written_into_is_refused_before_any_work
     locked.mkdir()
     locked.chmod(0o555)
     (tmp_path / "afile").write_bytes(b"x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing_dir")  # was "a file stands where a folder is needed"
     try:
         for out, needle in ((locked / "out", "check that the output folder is writable"),
-                            (tmp_path / "afile" / "sub", "a file stands where a folder is needed")):
+                            (tmp_path / "afile" / "sub", "a file stands where a folder is needed"),
+                            (tmp_path / "dangling", "which does not exist; create that folder or remove the link")):
             res = run_cli(tmp_path, "convert", src, "--out", out, "--model", tiny_pair, "--device", "cpu", "--json",
                           prefix=prefix)
             assert res.returncode == 2, res.stderr
