@@ -78,10 +78,11 @@ def disk_full_error(target: str | os.PathLike[str], detail: str = "") -> DiskFul
 WINDOWS_FORBIDDEN = frozenset('<>:"|?*\\')
 
 
-def forbidden_names_advice(chars: Iterable[str]) -> str:
+def forbidden_names_advice(chars: Iterable[str], fix: str = "rename the input") -> str:
+    """Why names with ``chars`` cannot be written, and ``fix`` as the first thing to do."""
     shown = " ".join(sorted(chars))
     return (f"this disk does not allow {shown} in file names (FAT, exFAT and NTFS disks and their network shares "
-            "do not); rename the input, or write to a disk formatted for Linux or macOS")
+            f"do not); {fix}, or write to a disk formatted for Linux or macOS")
 
 
 def refused_characters(folder: str | os.PathLike[str]) -> frozenset[str]:

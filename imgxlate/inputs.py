@@ -73,6 +73,7 @@ class InputFile:
     src: Path  # the file as found
     rel: Path  # its path below the output folder, before the output suffix is applied
     explicit: bool = False  # named on the command line (converted even with an unusual suffix)
+    key: str = field(default="", compare=False)  # path_key(src), as the walk found it ("": not known)
 
 
 @dataclass(frozen=True)
@@ -196,34 +197,81 @@ def _could_hold(pattern: list[str], rel_dir: tuple[str, ...]) -> bool:
 # -------------------------------------------------------------------------------------------- walking
 
 
-@functools.lru_cache(maxsize=256)
-def _folds_case(folder: str) -> bool:
-    """Does the file system holding the existing folder ``folder`` ignore case in names? exFAT and
-    FAT (SD cards, USB sticks), and by default APFS (macOS) and NTFS (Windows) do: there ``trip`` and
-    ``TRIP`` are one folder, though ``resolve()`` keeps each spelling as typed. Asked of the disk: one
-    of the folder's entries (else the folder itself, within its parent on the same device) looked up
-    under its other case, which must exist and not be listed as a name of its own."""
+def _swap_ascii(name: str) -> str:
+    """``name`` with its ASCII letters in the other case (``str.swapcase`` turns 'ß' into 'SS': a name
+    that never exists, whatever the disk)."""
+    return "".join(c.swapcase() if c.isascii() else c for c in name)
+
+
+def _mount_root(folder: str) -> str:
+    """The top folder of the file system that holds the existing ``folder`` (where the device changes)."""
+    dev = os.stat(folder).st_dev
+    while True:
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return folder
+        try:
+            if os.stat(parent).st_dev != dev:
+                return folder
+        except OSError:
+            return folder
+        folder = parent
+
+
+def _folds_case_at(folder: str) -> bool:
+    """Does the file system of the existing ``folder`` ignore case in names? Asked of the disk: one of
+    the folder's entries (else the folder itself, within its parent on the same device) looked up under
+    its other case, which must exist and not be listed as a name of its own; in an empty folder of
+    its own device (a freshly formatted card), a temp file made and removed for the question."""
     probe: tuple[str, str] | None = None
     with contextlib.suppress(OSError), os.scandir(folder) as it:
-        probe = next(((folder, e.name) for e in it if e.name.swapcase() != e.name), None)
+        probe = next(((folder, e.name) for e in it if _swap_ascii(e.name) != e.name), None)
     if probe is None:
         parent, name = os.path.split(folder.rstrip(os.sep)) if folder.rstrip(os.sep) else ("", "")
         with contextlib.suppress(OSError):
-            if name.swapcase() != name and os.stat(parent).st_dev == os.stat(folder).st_dev:
+            if _swap_ascii(name) != name and os.stat(parent).st_dev == os.stat(folder).st_dev:
                 probe = (parent, name)
     if probe is None:
-        return sys.platform in ("darwin", "win32")  # nothing to ask with: those systems' defaults
+        import tempfile
+
+        from imgxlate._atomic import TEMP_PREFIX
+
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+        except OSError:  # a folder nothing can be written into: those systems' defaults
+            return sys.platform in ("darwin", "win32")
+        os.close(fd)
+        try:
+            head, name = os.path.split(tmp)
+            return os.path.lexists(os.path.join(head, _swap_ascii(name)))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
     parent, name = probe
     try:
-        return os.path.exists(os.path.join(parent, name.swapcase())) and name.swapcase() not in os.listdir(parent)
+        return os.path.exists(os.path.join(parent, _swap_ascii(name))) and _swap_ascii(name) not in os.listdir(parent)
     except OSError:
         return False
 
 
+@functools.lru_cache(maxsize=256)
+def _case_root(folder: str) -> str | None:
+    """For the existing ``folder``: the top folder of its file system when that file system ignores
+    case (exFAT and FAT on SD cards and USB sticks; APFS and NTFS by default), else None. Below it,
+    ``trip`` and ``TRIP`` are one folder, though ``resolve()`` keeps each spelling as typed; above it
+    (the mount point's own path, on another disk) they are not."""
+    try:
+        root = _mount_root(folder)
+    except OSError:
+        return None
+    return root if _folds_case_at(folder) else None
+
+
 def path_key(path: str | os.PathLike[str]) -> str:
     """What two paths must share to name one file or folder, existing or to be made: the absolute path
-    with links resolved; on a file system that ignores case (:func:`_folds_case`, asked of the deepest
-    folder of it that exists), case-folded and in Unicode NFC (macOS spells names decomposed)."""
+    with links resolved; the part of it on a file system that ignores case (:func:`_case_root`, asked
+    of the deepest folder of it that exists) case-folded and in Unicode NFC (macOS spells names
+    decomposed)."""
     text = os.path.expanduser(os.fspath(path))
     try:
         text = os.path.realpath(text)
@@ -232,7 +280,10 @@ def path_key(path: str | os.PathLike[str]) -> str:
     folder = text
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
         folder = os.path.dirname(folder)
-    return unicodedata.normalize("NFC", text).casefold() if _folds_case(folder) else text
+    root = _case_root(folder)
+    if root is None:
+        return text
+    return text[:len(root)] + unicodedata.normalize("NFC", text[len(root):]).casefold()
 
 
 def _inside_key(key: str, folder_key: str) -> bool:
@@ -384,7 +435,7 @@ def collect_inputs(
                 walk.note(src, "skipped", f"the same file as {str(first)!r}, which is taken once, under that name")
             return
         seen[key] = src
-        found.append(InputFile(src=src, rel=rel, explicit=explicit))
+        found.append(InputFile(src=src, rel=rel, explicit=explicit, key=key))
         walk.count = len(found)
 
     for item in inputs:
@@ -494,10 +545,19 @@ class WalkedFolder:
     root: Path
     pattern: Patterns | None = None
     top_only: bool = False
+    root_key: str = field(default="", compare=False)  # path_key(root), once
+
+    def __post_init__(self) -> None:
+        if not self.root_key:
+            object.__setattr__(self, "root_key", path_key(self.root))
 
     def would_read(self, path: Path) -> bool:
         """Would this input take ``path`` as an input, were it not in the output folder?"""
-        key, root = path_key(path), path_key(self.root)
+        return self.reads_key(path_key(path))
+
+    def reads_key(self, key: str) -> bool:
+        """:meth:`would_read` for a path whose :func:`path_key` is ``key``."""
+        root = self.root_key
         if not _inside_key(key, root) or key == root:
             return False
         rel = Path(key[len(root.rstrip(os.sep)) + 1:])
@@ -509,21 +569,26 @@ class WalkedFolder:
 
 
 def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolder]:
-    """The folders an input list reads: folders, the fixed part of glob patterns with the pattern, and
-    the folders of files given by name (their image files only, not below)."""
-    walked = []
+    """The folders an input list reads, each once: folders, the fixed part of glob patterns with the
+    pattern, and the folders of files given by name (their image files only, not below; a shell's
+    ``*.jpg`` names thousands of files in one folder: one entry)."""
+    walked: dict[tuple[Path, tuple[str, ...] | None, bool], WalkedFolder] = {}
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
         with contextlib.suppress(OSError, RuntimeError):
             if path.is_dir():
-                walked.append(WalkedFolder(path.resolve()))
+                folder = WalkedFolder(path.resolve())
             elif path.is_file():
-                walked.append(WalkedFolder(path.resolve().parent, top_only=True))
+                folder = WalkedFolder(path.resolve().parent, top_only=True)
             elif _has_magic(text) and not path.exists():
                 root, pattern = _glob_split(str(path))
-                walked.append(WalkedFolder(root.resolve(), Patterns([_glob_line(text, pattern)])))
-    return walked
+                folder = WalkedFolder(root.resolve(), Patterns([_glob_line(text, pattern)]))
+            else:
+                continue
+            spec = tuple(folder.pattern.patterns) if folder.pattern is not None else None
+            walked.setdefault((folder.root, spec, folder.top_only), folder)
+    return list(walked.values())
 
 
 # ------------------------------------------------------------------------------------------- planning
@@ -570,6 +635,22 @@ def _too_long(dst: Path) -> str:
             "use a shorter --out or a flatter input tree"
         )
     return ""
+
+
+def _refused_out(out: Path) -> None:
+    """Refuse an ``--out`` whose folders still to be made hold characters its disk refuses (a UsageError
+    before any work: every file would fail)."""
+    from imgxlate._atomic import WINDOWS_FORBIDDEN, forbidden_names_advice, refused_characters
+
+    made = []  # the parts of out that do not exist yet
+    p = Path(os.path.abspath(out))
+    while not os.path.lexists(p) and p.parent != p:
+        made.append(p.name)
+        p = p.parent
+    chars = WINDOWS_FORBIDDEN & set("".join(made))
+    refused = chars and refused_characters(out) & chars
+    if refused:
+        raise UsageError(f"--out {out}: {forbidden_names_advice(refused, 'choose another --out')}")
 
 
 def _refused_name(dst: Path, out: Path, single: bool) -> str:
@@ -628,7 +709,8 @@ def plan_outputs(
             )
     from imgxlate.imaging import READ_SUFFIXES
 
-    inputs = {path_key(f.src) for f in files}
+    _refused_out(out.parent if single else out)
+    inputs = {f.key or path_key(f.src) for f in files}
     claimed: dict[str, tuple[Path, Path]] = {}  # path_key of an output -> (its input, its output)
     plans: list[PlannedFile] = []
     for f in files:
@@ -656,9 +738,11 @@ def plan_outputs(
             continue
         if key in claimed:
             first, first_dst = claimed[key]
-            why = collision_reason(first, f.src, dst, fmt)
-            if first_dst != dst:  # one file to a disk that ignores case, two names to the user
-                why += f" ({first_dst.name} and {dst.name} are one name on the disk of {out}, which ignores case)"
+            if first_dst != dst:  # one file to a disk that ignores case, two names to the user (any format)
+                why = (f"{first} and {f.src} would both be written to {dst}: {first_dst.name} and {dst.name} are "
+                       f"one name on the disk of {out}, which ignores case; rename one of them")
+            else:
+                why = collision_reason(first, f.src, dst, fmt)
             plans.append(PlannedFile(f.src, dst, "failed", why))
             continue
         claimed[key] = (f.src, dst)
@@ -667,7 +751,9 @@ def plan_outputs(
                                                            "it away or choose another --out"))
             continue
         empty = exists and _empty_file(dst)  # never a result (results are verified before their rename)
-        walked = next((w.root for w in protected if w.would_read(dst)), None) if exists and not empty else None
+        # The one file named as --out is the user's choice of output, not a picture beside the input.
+        walked = next((w.root for w in protected if w.reads_key(key)), None) \
+            if exists and not empty and not single else None
         if exists and not empty and not overwrite:
             plans.append(PlannedFile(f.src, dst, "skipped", SKIP_EXISTING if walked is None else SKIP_KEPT))
             continue

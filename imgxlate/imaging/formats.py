@@ -80,8 +80,9 @@ def _read_suffixes() -> frozenset[str]:
     }
     # HEIC, JPEG XL and camera RAW files are listed even without pillow-heif / pillow-jxl-plugin /
     # rawpy, so that folder walks report such files with a clear reason (what to install) instead of
-    # skipping them silently.
-    return frozenset(readable | _HEIF_SUFFIXES | _JXL_SUFFIXES | RAW_SUFFIXES)
+    # skipping them silently. MPO (stereo and multi-picture JPEGs from 3D and some Fujifilm cameras)
+    # is opened by Pillow's JPEG plugin, so it is in no plugin's own list.
+    return frozenset(readable | {".mpo"} | _HEIF_SUFFIXES | _JXL_SUFFIXES | RAW_SUFFIXES)
 
 
 READ_SUFFIXES: frozenset[str] = _read_suffixes()

@@ -230,7 +230,8 @@ class Decoder:
                 continue  # frame before it)
             if held is not None:
                 if t > self.cut_start + fallback:  # the held frame is on screen at the cut, for more than a
-                    yield from self._held(keep, held, t, fallback)  # frame (a cut between two frames: not)
+                    until = min(t, self.cut_end) if self.cut_end is not None else t  # frame (between two: not)
+                    yield from self._held(keep, held, until, fallback)
                 held = None
             if self.cut_end is not None and t >= self.cut_end:
                 self.cut_reached = True

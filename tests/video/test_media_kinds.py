@@ -271,6 +271,10 @@ def test_a_cut_inside_a_held_frame_starts_with_that_frame(translator, tmp_path: 
     assert times[0] < 0.01 and 0.99 < times[4] < 1.01 and r.frames == len(times) == 4 + 13, times
     with av.open(str(tmp_path / "cut.mp4")) as c:
         assert abs(c.duration / 1e6 - 1.5) < 0.1
+    # a cut shorter than the copies: the frame alone (its copies ran past the cut's end)
+    short = video.convert_video(tmp_path / "slides.mkv", tmp_path / "short.mp4", translator, start=2,
+                                duration=0.05, temporal="off")
+    assert short.frames == 1 and len(frame_times(tmp_path / "short.mp4")) == 1
 
 
 def test_a_damaged_audio_packet_in_a_ts_leaves_a_gap_not_a_failure(translator, tmp_path: Path) -> None:
