@@ -289,6 +289,12 @@ def find_pair(name: str) -> ModelPair:
             f"no model named {name!r}: no models are installed; pass --model PATH (a .onnx file or a pair "
             "folder) or install one with `imgxlate models add PATH|URL`"
         )
+    owners = [p.name for p in models if name.casefold() in (d.casefold() for d in p.domains)]
+    if owners:  # `--model vangogh`: a domain, where a model was asked for
+        raise ModelNotFoundError(
+            f"{name!r} is a domain of {', '.join(owners)}, not a model: to translate into it, pass --model "
+            f"{owners[0]} --to {name} (from Python: load_model({owners[0]!r}, to={name!r}))"
+        )
     raise ModelNotFoundError(
         f"no model named {name!r}{_dym(name, names)} installed models: {', '.join(names)}; "
         "see `imgxlate models`"
