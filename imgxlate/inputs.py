@@ -37,6 +37,7 @@ import errno
 import fnmatch
 import functools
 import os
+import re
 import stat
 import sys
 import unicodedata
@@ -592,6 +593,13 @@ def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolde
 
 
 # ------------------------------------------------------------------------------------------- planning
+
+
+def domain_tag(target: str) -> str:
+    """The target domain as it goes into result names that carry it (``clip.vangogh.mp4`` from video,
+    ``photo.vangogh.jpg`` from the web page, where results land beside the originals in a downloads
+    folder): letters, digits, '.', '-' and '_' kept, anything else one '_'."""
+    return re.sub(r"[^\w.-]+", "_", target).strip("._") or "translated"
 
 
 def collision_reason(

@@ -44,6 +44,7 @@ def _stop_on_signals(service: Any) -> None:
     def handler(signum: int, frame: Any) -> None:
         if not seen:
             seen.append(signum)
+            service.stop()  # requests in flight end now, so that the web server's close does not wait on them
             raise KeyboardInterrupt
         service.remove_workdir()
         os._exit(128 + signum)
@@ -71,7 +72,7 @@ def serve(
     max_pixels: MaxPixelsOpt = None,
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", min=0.001, rich_help_panel=PANEL_SERVER,
-                            help="Largest upload accepted, in MB (refused by the page and the server).")
+                            help="Largest file accepted, in MB, per file (refused by the page and the server).")
     ] = 200.0,
     max_video_seconds: Annotated[
         float, typer.Option("--max-video-seconds", min=0.0, rich_help_panel=PANEL_SERVER,

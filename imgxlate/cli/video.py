@@ -73,15 +73,15 @@ def plan_videos(
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
     a folder that mirrors the input folders.
     """
-    from imgxlate.inputs import VIDEO_SUFFIXES, Found, collect_inputs, path_key
-    from imgxlate.video.convert import _safe_domain, default_output
+    from imgxlate.inputs import VIDEO_SUFFIXES, Found, collect_inputs, domain_tag, path_key
+    from imgxlate.video.convert import default_output
 
     for p in inputs:
         if not p.exists() and not any(c in str(p) for c in "*?["):
             raise UsageError(f"input {p} does not exist; give video files or folders of videos")
     found = collect_inputs([str(p) for p in inputs], out_dir=out if out is not None and out.is_dir() else None,
                            suffixes=VIDEO_SUFFIXES)
-    mark = f".{_safe_domain(target)}"
+    mark = f".{domain_tag(target)}"
     files = [f for f in found if f.explicit or Path(f.src.stem).suffix != mark]
     if not files:
         kinds = ", ".join(suffix[1:] for suffix in VIDEO_SUFFIXES)

@@ -47,6 +47,7 @@ import numpy as np
 
 from imgxlate._atomic import TEMP_PREFIX, atomic_path, is_disk_full, remove_stale_temps
 from imgxlate.errors import DiskFullError, UsageError, VideoError
+from imgxlate.inputs import domain_tag
 from imgxlate.video.encoder import SegmentWriter, check_encoder, output_size
 from imgxlate.video.media import OUTPUT_SUFFIXES, Decoder, check_input_file
 from imgxlate.video.mux import mux_final
@@ -104,17 +105,13 @@ class VideoResult:
 def default_output(src: str | os.PathLike[str], target: str, out: str | os.PathLike[str] | None = None) -> Path:
     """``<stem>.<target>.mp4`` beside ``src`` (or in folder ``out``); ``out`` with a video suffix is used as is."""
     src = Path(src)
-    name = f"{src.stem}.{_safe_domain(target)}.mp4"
+    name = f"{src.stem}.{domain_tag(target)}.mp4"
     if out is None:
         return src.with_name(name)
     out = Path(out)
     if out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir():
         return out
     return out / name
-
-
-def _safe_domain(target: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", target).strip("._") or "translated"
 
 
 _SENTINEL = object()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import itertools
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Callable
@@ -165,8 +166,10 @@ def build_app(service: WebService) -> Any:
                             elem_id="images-in")
             run = gr.Button("Translate", variant="primary", elem_id="translate")
             status = gr.HTML(elem_id="status", min_height=80)
+            # previews only (at most 1024 px, JPEG): no download or share button that would hand one
+            # out as the result (the results are in Downloads below, with their names and formats)
             gallery = gr.Gallery(label="Input | result", columns=2, object_fit="contain",
-                                 elem_id="pairs", interactive=False)
+                                 elem_id="pairs", interactive=False, buttons=["fullscreen"])
             downloads = gr.File(file_count="multiple", label="Downloads (each result, and all as one zip)",
                                 elem_id="downloads", interactive=False)
         with gr.Tab("Video", elem_id="tab-video"):
@@ -187,13 +190,16 @@ def build_app(service: WebService) -> Any:
             "concurrency_id": MODEL_QUEUE, "concurrency_limit": 1, "show_progress": "full",
             "show_progress_on": [status],
         }
-        files.upload(**image_io)
+        # A drop while a batch runs: Gradio's default for uploads ("once") dropped that event, so files
+        # added meanwhile were never translated. "always_last": one more run, after this one, of
+        # everything in the box then (the earlier files again with it: results are not cached).
+        files.upload(**image_io, trigger_mode="always_last")
         run.click(**image_io)
         video_io: dict[str, Any] = {
             "fn": run_video, "inputs": [video_in, model, target], "outputs": [video_status, video_out, video_file],
             "concurrency_id": MODEL_QUEUE, "concurrency_limit": 1, "show_progress_on": [video_status],
         }
-        video_in.upload(**video_io)
+        video_in.upload(**video_io, trigger_mode="always_last")
         video_run.click(**video_io)
     return demo
 
@@ -260,9 +266,10 @@ def serve(
             f"cannot listen on {host}:{port}: the port is in use or not allowed; pick a free port with --port "
             "or stop what is using it"
         ) from None
-    (log or (lambda line: print(line, file=sys.stderr, flush=True)))(
-        f"imgxlate serve: http://{host}:{demo.server_port}/ (Ctrl-C to stop)"
-    )
+    # 0.0.0.0 is every address, not one to open: name the machine for the colleagues it is served to
+    where = f"http://{socket.gethostname()}:{demo.server_port}/ (every address of this machine)" \
+        if host == "0.0.0.0" else f"http://{host}:{demo.server_port}/"
+    (log or (lambda line: print(line, file=sys.stderr, flush=True)))(f"imgxlate serve: {where} (Ctrl-C to stop)")
     if block:
         try:
             demo.block_thread()

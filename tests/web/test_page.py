@@ -28,8 +28,9 @@ def test_upload_translate_download(page: Any, tmp_path: Path) -> None:
     # input and result side by side
     assert page.locator("#pairs img").count() == 2
     links = harness.download_links(page)
-    assert list(links) == ["street photo.jpg"]  # one image: no zip
-    got = harness.download(page, links["street photo.jpg"], tmp_path / "got.jpg")
+    # one image: no zip; named after the domain, so that it never lands on the original's name
+    assert list(links) == ["street photo.zebra.jpg"]
+    got = harness.download(page, links["street photo.zebra.jpg"], tmp_path / "got.jpg")
     assert got.stat().st_size > 500
     assert got.read_bytes() != src.read_bytes()
     with Image.open(got) as im:
@@ -53,7 +54,7 @@ def test_page_result_is_the_cli_result(page: Any, server: harness.Server, tiny_p
                        capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     for src in srcs:
-        got = harness.download(page, links[src.name], tmp_path / f"page-{src.name}")
+        got = harness.download(page, links[f"{src.stem}.zebra{src.suffix}"], tmp_path / f"page-{src.name}")
         assert got.read_bytes() == (tmp_path / "cli" / src.name).read_bytes(), src.name
 
 
@@ -68,7 +69,7 @@ def test_bad_upload_shows_reason_then_good_upload_works(page: Any, tmp_path: Pat
     good = web_inputs.jpeg(tmp_path / "good.jpg", 48, 40)
     text = harness.upload_images(page, [good])
     assert "Translated 1 of 1 image" in text and "failed" not in text
-    got = harness.download(page, harness.download_links(page)["good.jpg"], tmp_path / "out.jpg")
+    got = harness.download(page, harness.download_links(page)["good.zebra.jpg"], tmp_path / "out.jpg")
     with Image.open(got) as im:
         assert im.size == (48, 40)
 
@@ -102,35 +103,35 @@ def test_many_images_keep_format_alpha_orientation_16_bit_and_zip(page: Any, tmp
     text = harness.upload_images(page, [rotated, rgba, deep])
     assert "Translated 3 of 3 images" in text
     links = harness.download_links(page)
-    assert set(links) == {"portrait.jpg", "logo.png", "scan16.png", "imgxlate-results.zip"}
+    assert set(links) == {"portrait.zebra.jpg", "logo.zebra.png", "scan16.zebra.png", "imgxlate-results.zip"}
     assert page.locator("#pairs img").count() == 6
     out = tmp_path / "out"
     out.mkdir()
-    with Image.open(harness.download(page, links["portrait.jpg"], out / "portrait.jpg")) as im:
+    with Image.open(harness.download(page, links["portrait.zebra.jpg"], out / "portrait.jpg")) as im:
         assert im.size == (48, 64)  # EXIF orientation applied, as the CLI does
         assert im.getexif().get(0x0112, 1) == 1
-    logo = _pixels(harness.download(page, links["logo.png"], out / "logo.png"))
+    logo = _pixels(harness.download(page, links["logo.zebra.png"], out / "logo.png"))
     assert logo.shape == (32, 40, 4) and (logo[:16, :, 3] == 0).all() and (logo[16:, :, 3] > 0).all()
-    deep_out = _pixels(harness.download(page, links["scan16.png"], out / "scan16.png"))
+    deep_out = _pixels(harness.download(page, links["scan16.zebra.png"], out / "scan16.png"))
     assert deep_out.dtype == np.uint16 and deep_out.shape == (30, 40, 3)
     archive = harness.download(page, links["imgxlate-results.zip"], out / "all.zip")
     with zipfile.ZipFile(archive) as zf:
-        assert sorted(zf.namelist()) == ["logo.png", "portrait.jpg", "scan16.png"]
-        assert zf.read("logo.png") == (out / "logo.png").read_bytes()
+        assert sorted(zf.namelist()) == ["logo.zebra.png", "portrait.zebra.jpg", "scan16.zebra.png"]
+        assert zf.read("logo.zebra.png") == (out / "logo.png").read_bytes()
 
 
 def test_target_domain_choice(page: Any, tmp_path: Path) -> None:
     """Choosing the other --to name runs the other generator of the pair."""
     src = web_inputs.jpeg(tmp_path / "a.jpg", 48, 40)
     harness.upload_images(page, [src])
-    first = harness.download(page, harness.download_links(page)["a.jpg"], tmp_path / "zebra.jpg")
+    first = harness.download(page, harness.download_links(page)["a.zebra.jpg"], tmp_path / "zebra.jpg")
     page.locator("#target input").click()
     page.get_by_role("option", name="horse").click()
     previous = harness.status_run(page)
     page.locator("#translate").click()
     text = harness.wait_status(page, previous)
     assert "to horse" in text
-    second = harness.download(page, harness.download_links(page)["a.jpg"], tmp_path / "horse.jpg")
+    second = harness.download(page, harness.download_links(page)["a.horse.jpg"], tmp_path / "horse.jpg")
     assert first.read_bytes() != second.read_bytes()
 
 

@@ -44,12 +44,14 @@ def test_same_names_do_not_overwrite_and_zip_holds_all(service: WebService, tmp_
     steps: list[tuple[int, int, str]] = []
     outcome = service.convert_images([a, b], progress=lambda d, t, s: steps.append((d, t, s)))
     assert [o.status for o in outcome.images] == ["converted", "converted"]
-    assert [o.output.name for o in outcome.images] == ["photo.jpg", "photo (2).jpg"]
+    # the domain in the names: a zip unpacked beside the originals must not write over them
+    assert [o.output.name for o in outcome.images] == ["photo.zebra.jpg", "photo (2).zebra.jpg"]
+    assert [o.name for o in outcome.images] == ["photo.jpg", "photo (2).jpg"]
     assert [o.width for o in outcome.images] == [32, 40]
     assert steps[0][:2] == (0, 2) and steps[-1][:2] == (2, 2)
     assert outcome.zip_path is not None
     with zipfile.ZipFile(outcome.zip_path) as zf:
-        assert sorted(zf.namelist()) == ["photo (2).jpg", "photo.jpg"]
+        assert sorted(zf.namelist()) == ["photo (2).zebra.jpg", "photo.zebra.jpg"]
     for o in outcome.images:
         assert o.output.resolve().is_relative_to(service.workdir)
         assert o.input_preview is not None and o.output_preview is not None
@@ -117,7 +119,7 @@ def test_an_animated_upload_is_converted_whole_and_previewed_by_its_first_frame(
     outcome = service.convert_images([_upload(service, src, "u1")], progress=lambda d, t, s: steps.append(s))
     assert "translating clip.gif: frame 3 of 3" in steps
     (o,) = outcome.images
-    assert o.status == "converted" and o.output.name == "clip.gif"
+    assert o.status == "converted" and o.output.name == "clip.zebra.gif"
     with Image.open(o.output) as im:
         assert im.n_frames == 3
     assert o.input_preview is not None and o.output_preview is not None
@@ -249,3 +251,13 @@ def test_ipv6_hosts_are_refused_with_what_works() -> None:
     for host in ("::1", "::"):
         with pytest.raises(UsageError, match="cannot listen on IPv6 addresses; use 127.0.0.1"):
             check_host(host)
+
+
+def test_uploads_while_a_batch_runs_are_not_dropped(service: WebService) -> None:
+    """Gradio's default for an upload event ("once") ignored a drop while the previous batch ran: the
+    files added meanwhile were never translated. The page's upload events run once more, last."""
+    from imgxlate.web.app import build_app
+
+    demo = build_app(service)
+    uploads = [d for d in demo.config["dependencies"] if any(t[1] == "upload" for t in d["targets"])]
+    assert len(uploads) == 2 and {d["trigger_mode"] for d in uploads} == {"always_last"}
