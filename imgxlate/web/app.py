@@ -110,9 +110,17 @@ def build_app(service: WebService) -> Any:
 
     labels = [c.label for c in service.choices]
 
+    def direction_hint(label: str, target: str) -> str:
+        """What to drop and what comes back, in the pair's own domain names (a first visitor saw
+        "vangogh2photo" and "vangogh" and no word of what goes in)."""
+        others = [t for t in service.choice(label).targets if t != target]
+        what = f"**{others[0]}** pictures" if len(others) == 1 else "pictures"
+        return f"Drop {what}: each comes back as **{target}**. *Translate to* picks the other way round."
+
     def targets_for(label: str) -> Any:
         choice = service.choice(label)
-        return gr.update(choices=list(choice.targets), value=choice.default_target)
+        return (gr.update(choices=list(choice.targets), value=choice.default_target),
+                direction_hint(label, choice.default_target))
 
     # Gradio finds its progress tracker by this default value (the documented way).
     def run_images(files: list[str] | None, label: str, target: str,
@@ -154,13 +162,14 @@ def build_app(service: WebService) -> Any:
     with gr.Blocks(title=TITLE, delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(
             "## imgxlate\nDrop pictures in, see them translated, take them home: each result keeps its "
-            "file's name and format (EXIF orientation, colour profile, transparency and 16 bits kept), "
-            "and all of them come as one zip."
+            "file's format and name, with the domain added (`photo.vangogh.jpg`; EXIF orientation, colour "
+            "profile, transparency and 16 bits kept), and all of them come as one zip."
         )
         with gr.Row():
             model = gr.Dropdown(labels, value=first.label, label="Model", elem_id="model", interactive=True)
             target = gr.Dropdown(list(first.targets), value=service.default_target, label="Translate to",
                                  elem_id="target", interactive=True)
+        hint = gr.Markdown(direction_hint(first.label, service.default_target), elem_id="direction")
         with gr.Tab("Images", elem_id="tab-images"):
             files = gr.File(file_count="multiple", label="Images: drop one or many here, or click to choose",
                             elem_id="images-in")
@@ -184,7 +193,8 @@ def build_app(service: WebService) -> Any:
             video_out = gr.Video(label="Result", elem_id="video-out", interactive=False)
             video_file = gr.File(label="Download", elem_id="video-download", interactive=False)
 
-        model.change(targets_for, model, target, queue=False)
+        model.change(targets_for, model, [target, hint], queue=False)
+        target.change(direction_hint, [model, target], hint, queue=False)
         image_io: dict[str, Any] = {
             "fn": run_images, "inputs": [files, model, target], "outputs": [status, gallery, downloads],
             "concurrency_id": MODEL_QUEUE, "concurrency_limit": 1, "show_progress": "full",

@@ -261,3 +261,12 @@ def test_uploads_while_a_batch_runs_are_not_dropped(service: WebService) -> None
     demo = build_app(service)
     uploads = [d for d in demo.config["dependencies"] if any(t[1] == "upload" for t in d["targets"])]
     assert len(uploads) == 2 and {d["trigger_mode"] for d in uploads} == {"always_last"}
+
+
+def test_the_page_says_what_to_drop_and_what_comes_back(service: WebService) -> None:
+    """A first visitor saw "vangogh2photo" and "vangogh" and no word of which pictures go in."""
+    from imgxlate.web.app import build_app
+
+    demo = build_app(service)
+    hint = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "direction")
+    assert hint.value == "Drop **horse** pictures: each comes back as **zebra**. *Translate to* picks the other way round."
