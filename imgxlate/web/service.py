@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from imgxlate.errors import ImgxlateError, ModelNotFoundError, UsageError
-from imgxlate.inputs import domain_tag
+from imgxlate.inputs import VIDEO_SUFFIXES, domain_tag
 
 # Longest edge of the pictures shown on the page (downloads are always full size).
 PREVIEW_EDGE = 1024
@@ -369,6 +369,9 @@ class WebService:
                         outcome.output_preview = self._preview(Path(r.dst), view_dir / f"{i:04d}-out")
                     except ImgxlateError:
                         pass  # the result is fine; only its picture on the page is missing
+                elif Path(name).suffix.lower() in VIDEO_SUFFIXES and Path(name).suffix.lower() != ".gif":
+                    # the CLI's reason names `imgxlate video`; here the place for it is the other tab
+                    outcome = ImageOutcome(name, "failed", "a video, not a picture: drop it on the Video tab")
                 else:
                     outcome = ImageOutcome(name, "failed", _public_reason(r.reason or r.status, pairs),
                                            width=r.width, height=r.height)

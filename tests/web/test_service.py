@@ -270,3 +270,12 @@ def test_the_page_says_what_to_drop_and_what_comes_back(service: WebService) -> 
     demo = build_app(service)
     hint = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "direction")
     assert hint.value == "Drop **horse** pictures: each comes back as **zebra**. *Translate to* picks the other way round."
+
+
+def test_a_video_dropped_on_the_images_tab_is_sent_to_the_video_tab(service: WebService, tmp_path: Path) -> None:
+    """Its reason was the CLI's, "convert videos with the video command", which a page user cannot run."""
+    clip = _upload(service, web_inputs.clip_with_sound(tmp_path / "holiday.mp4", seconds=0.5), "u1")
+    photo = _upload(service, web_inputs.jpeg(tmp_path / "photo.jpg", 32, 24), "u2")
+    outcome = service.convert_images([clip, photo])
+    assert [(o.name, o.status) for o in outcome.images] == [("holiday.mp4", "failed"), ("photo.jpg", "converted")]
+    assert outcome.images[0].reason == "a video, not a picture: drop it on the Video tab"
