@@ -123,12 +123,13 @@ def build_app(service: WebService) -> Any:
                 direction_hint(label, choice.default_target))
 
     # Gradio finds its progress tracker by this default value (the documented way).
-    def run_images(files: list[str] | None, label: str, target: str,
+    def run_images(files: list[str] | None, label: str, target: str, request: gr.Request,
                    progress: Any = gr.Progress()) -> Any:  # noqa: B008
         if not files:
             return error_html("no images uploaded; drop one or more image files above"), [], None
         try:
-            outcome = service.convert_images(files, label, target, progress=_progress_fn(progress, "images"))
+            with service.for_page(_session(request)):
+                outcome = service.convert_images(files, label, target, progress=_progress_fn(progress, "images"))
         except ImgxlateError as err:
             return error_html(str(err)), [], None
         except Exception as exc:  # noqa: BLE001 - a bug or a full disk must not leave the page stale
@@ -146,12 +147,13 @@ def build_app(service: WebService) -> Any:
             gr.Warning(f"{o.name}: {o.reason}")
         return batch_summary(outcome), gallery, downloads or None
 
-    def run_video(path: str | None, label: str, target: str,
+    def run_video(path: str | None, label: str, target: str, request: gr.Request,
                   progress: Any = gr.Progress()) -> Any:  # noqa: B008
         if not path:
             return error_html("no video uploaded; drop a short clip above", "video-status-text"), None, None
         try:
-            outcome = service.convert_video(path, label, target, progress=_progress_fn(progress, "frames"))
+            with service.for_page(_session(request)):
+                outcome = service.convert_video(path, label, target, progress=_progress_fn(progress, "frames"))
         except ImgxlateError as err:
             return error_html(str(err), "video-status-text"), None, None
         except Exception as exc:  # noqa: BLE001
@@ -193,6 +195,16 @@ def build_app(service: WebService) -> Any:
             video_out = gr.Video(label="Result", elem_id="video-out", interactive=False)
             video_file = gr.File(label="Download", elem_id="video-download", interactive=False)
 
+        def page_closed(request: gr.Request) -> None:
+            # a closed or reloaded tab: its request at work stops, and the queue moves on
+            if (session := _session(request)) is not None:
+                service.page_closed(session)
+
+        # Gradio hands a handler its gr.Request by the parameter's type, read with get_type_hints: the
+        # annotations here are strings (postponed) naming the local `gr`, which it cannot resolve.
+        for handler in (run_images, run_video, page_closed):
+            handler.__annotations__["request"] = gr.Request
+        demo.unload(page_closed)
         model.change(targets_for, model, [target, hint], queue=False)
         target.change(direction_hint, [model, target], hint, queue=False)
         image_io: dict[str, Any] = {
@@ -212,6 +224,11 @@ def build_app(service: WebService) -> Any:
         video_in.upload(**video_io, trigger_mode="always_last")
         video_run.click(**video_io)
     return demo
+
+
+def _session(request: Any) -> str | None:
+    """The browser session a request comes from (None when Gradio gives none: the Python client)."""
+    return request.session_hash if request is not None else None
 
 
 def _theme(gr: Any) -> Any:

@@ -47,6 +47,11 @@ STOP_WAIT_S = 60.0
 class ServiceStopped(ImgxlateError):
     """The server is stopping: the request in flight ends at its next tile, frame or image."""
 
+
+class RequestCancelled(ImgxlateError):
+    """The page that asked for this request was closed or reloaded: it ends at its next tile, frame
+    or image, so that the others in the queue do not wait for a result nobody can see."""
+
 Progress = Callable[[float, int, str], None]  # (done, total, what): done may be fractional
 
 
@@ -208,6 +213,8 @@ class WebService:
         self._loaded: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._sessions: dict[str, threading.Event] = {}  # a page's requests at work -> closed?
+        self._local = threading.local()  # the page the request on this thread is for
         self._active = 0  # requests doing model work now
         self._idle = threading.Condition()
 
@@ -226,10 +233,40 @@ class WebService:
                 self._idle.notify_all()
 
     def check_running(self) -> None:
-        """Raise :class:`ServiceStopped` once the server is stopping (called at every tile, frame and
-        image of a request, so a stop does not wait for a whole large image or clip)."""
+        """Raise :class:`ServiceStopped` once the server is stopping, :class:`RequestCancelled` once
+        the page of this thread's request is gone (called at every tile, frame and image of a request,
+        so neither waits for a whole large image or clip)."""
         if self._stopping.is_set():
             raise ServiceStopped("the server is stopping; this request was cut short")
+        closed = getattr(self._local, "closed", None)
+        if closed is not None and closed.is_set():
+            raise RequestCancelled("the page that asked for this was closed; the request was cut short")
+
+    @contextlib.contextmanager
+    def for_page(self, session: str | None) -> Any:
+        """Run this thread's requests for the page (browser session) ``session``: :meth:`page_closed`
+        then cuts them short. None: not tied to a page."""
+        if session is None:
+            yield
+            return
+        with self._lock:
+            closed = self._sessions.setdefault(session, threading.Event())
+        self._local.closed = closed
+        try:
+            yield
+        finally:
+            self._local.closed = None
+            with self._lock:
+                if self._sessions.get(session) is closed:
+                    del self._sessions[session]
+
+    def page_closed(self, session: str) -> None:
+        """The page ``session`` was closed or reloaded: its request at work ends at its next tile,
+        frame or image (nothing is kept for a page that has none)."""
+        with self._lock:
+            closed = self._sessions.get(session)
+        if closed is not None:
+            closed.set()
 
     # --------------------------------------------------------------------------------- models
     def choice(self, label: str | None) -> ModelChoice:

@@ -279,3 +279,41 @@ def test_a_video_dropped_on_the_images_tab_is_sent_to_the_video_tab(service: Web
     outcome = service.convert_images([clip, photo])
     assert [(o.name, o.status) for o in outcome.images] == [("holiday.mp4", "failed"), ("photo.jpg", "converted")]
     assert outcome.images[0].reason == "a video, not a picture: drop it on the Video tab"
+
+
+def test_a_closed_page_cuts_its_request_short_and_only_its_own(tiny_pair: Path, tmp_path: Path) -> None:
+    """A tab reloaded or closed during a 12 MP photo left the server translating it for a minute while
+    the other tabs waited in the queue. The page's unload event now ends its request at the next tile;
+    a request of another page goes on."""
+    import threading
+    import time
+
+    from imgxlate.web.service import RequestCancelled
+
+    svc = WebService(model=str(tiny_pair), threads=1)
+    svc.translator().max_memory = 1  # exact tiles: a check at every tile
+    big = _upload(svc, web_inputs.jpeg(tmp_path / "big.jpg", 320, 240), "u1")
+    reached, outcome = threading.Event(), {}
+
+    def progress(done: float, total: int, what: str) -> None:
+        if ": tile " in what and not reached.is_set():
+            reached.set()
+            time.sleep(0.5)  # the page is closed meanwhile
+
+    def request() -> None:
+        try:
+            with svc.for_page("tab-a"):
+                svc.convert_images([big], progress=progress)
+        except Exception as exc:  # noqa: BLE001 - the outcome is the assertion
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    assert reached.wait(60)
+    svc.page_closed("tab-b")  # another page: nothing of its is at work
+    svc.page_closed("tab-a")
+    worker.join(60)
+    assert isinstance(outcome.get("error"), RequestCancelled), outcome
+    with svc.for_page("tab-a"):  # a new request of a page with that id (reloaded) runs
+        assert [o.status for o in svc.convert_images([big]).images] == ["converted"]
+    svc.close()
