@@ -580,8 +580,8 @@ def walked_folders(inputs: Sequence[str | os.PathLike[str]]) -> list[WalkedFolde
         with contextlib.suppress(OSError, RuntimeError):
             if path.is_dir():
                 folder = WalkedFolder(path.resolve())
-            elif path.is_file():
-                folder = WalkedFolder(path.resolve().parent, top_only=True)
+            elif path.is_file():  # the folder it was named in (a link's own folder, not its target's)
+                folder = WalkedFolder(Path(os.path.abspath(path)).parent.resolve(), top_only=True)
             elif _has_magic(text) and not path.exists():
                 root, pattern = _glob_split(str(path))
                 folder = WalkedFolder(root.resolve(), Patterns([_glob_line(text, pattern)]))
@@ -715,7 +715,7 @@ def plan_outputs(
                 f"--out {out}: imgxlate writes {', '.join(sorted(_SUFFIX_TO_PIL))} images, not {out.suffix.lower()}; "
                 "give a name ending in one of those, or a folder"
             )
-    from imgxlate.imaging import READ_SUFFIXES
+    from imgxlate.imaging.formats import NAMED_SUFFIXES
 
     _refused_out(out.parent if single else out)
     inputs = {f.key or path_key(f.src) for f in files}
@@ -724,7 +724,7 @@ def plan_outputs(
     for f in files:
         if single:
             dst = out
-        elif f.rel.suffix.lower() in READ_SUFFIXES:  # photo.heic -> photo.png; scan.2024.01 -> scan.2024.01.jpg
+        elif f.rel.suffix.lower() in NAMED_SUFFIXES:  # photo.heic -> photo.png; scan.2024.01 -> scan.2024.01.jpg
             dst = out / f.rel.with_name(f.rel.stem + suffix_for(f.src))
         else:
             dst = out / f.rel.with_name(f.rel.name + suffix_for(f.src))

@@ -492,6 +492,19 @@ def test_the_one_file_named_as_out_is_replaced_with_overwrite(tmp_path: Path) ->
     assert [(p.status, p.replace) for p in plans] == [("pending", True)]
 
 
+def test_a_file_named_through_a_link_protects_the_folder_it_was_named_in(tmp_path: Path) -> None:
+    """Best/a.jpg, a link to ../originals/a.jpg: the target's folder was protected, and --overwrite
+    replaced the user's own Best/a.png beside the link."""
+    touch(tmp_path / "originals" / "a.jpg")
+    (tmp_path / "Best").mkdir()
+    (tmp_path / "Best" / "a.jpg").symlink_to(tmp_path / "originals" / "a.jpg")
+    mine = touch(tmp_path / "Best" / "a.png", b"mine")
+    src = tmp_path / "Best" / "a.jpg"
+    plans = plan_outputs(collect_inputs([src], suffixes=SUFFIXES), tmp_path / "Best", lambda p: ".png",
+                         overwrite=True, protected=walked_folders([src]))
+    assert [p.status for p in plans] == ["failed"] and mine.read_bytes() == b"mine"
+
+
 def test_many_files_named_in_one_folder_are_one_protected_folder(tmp_path: Path) -> None:
     """A shell's *.jpg names every file: one protected entry per file made a resume quadratic (1000
     named files with their outputs present: 28.8 s of planning, 0.13 s before)."""
@@ -544,14 +557,16 @@ def test_names_a_windows_formatted_disk_refuses_fail_while_planning(tmp_path: Pa
 
 def test_an_explicit_file_without_an_image_suffix_keeps_its_whole_name(tmp_path: Path) -> None:
     """scan.2024.01 and scan.2024.02 both became scan.2024.jpg (one then failed as a collision); a
-    3D camera's DSCF0001.MPO (read by Pillow's JPEG plugin) is an image suffix, walked too."""
+    3D camera's DSCF0001.MPO (read by Pillow's JPEG plugin) is named as an image, but not walked: the
+    camera writes it beside a JPEG of the same picture and stem (two results, or a collision)."""
     files = collect_inputs([touch(tmp_path / "scan.2024.01"), touch(tmp_path / "scan.2024.02"),
                             touch(tmp_path / "photo.HEIC"), touch(tmp_path / "DSCF0001.MPO")])
     plans = plan_outputs(files, tmp_path / "o", lambda p: ".jpg")
     assert [p.dst.name for p in plans] == ["scan.2024.01.jpg", "scan.2024.02.jpg", "photo.jpg", "DSCF0001.jpg"]
     assert [p.status for p in plans] == ["pending"] * 4
     touch(tmp_path / "cam" / "DSCF0002.MPO")
-    assert rels(collect_inputs([tmp_path / "cam"])) == ["DSCF0002.MPO"]
+    touch(tmp_path / "cam" / "DSCF0002.JPG")
+    assert rels(collect_inputs([tmp_path / "cam"])) == ["DSCF0002.JPG"]
 
 
 def test_patterns_match_decomposed_names_hash_names_and_dot_slash(tmp_path: Path) -> None:

@@ -185,8 +185,8 @@ def test_install_folder_list_resolve_remove(home: Path, tiny_pair: Path, monkeyp
     with pytest.raises(ModelNotFoundError, match="did you mean 'horse2zebra'"):
         reg.resolve_model("horse2zebr")
     # a domain given as the model (it was "did you mean 'horse2zebra'?", not what to pass instead)
-    with pytest.raises(ModelNotFoundError, match=r"'Zebra' is a domain of horse2zebra, not a model: .* "
-                                                 r"--model horse2zebra --to Zebra"):
+    with pytest.raises(ModelNotFoundError, match=r"'Zebra' is a domain of horse2zebra, not a model: give the "
+                                                 r"model, horse2zebra, as --model and the domain .* as --to"):
         reg.resolve_model("Zebra")
     monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
     assert reg.resolve_model().pair.name == "horse2zebra"

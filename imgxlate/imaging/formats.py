@@ -80,12 +80,15 @@ def _read_suffixes() -> frozenset[str]:
     }
     # HEIC, JPEG XL and camera RAW files are listed even without pillow-heif / pillow-jxl-plugin /
     # rawpy, so that folder walks report such files with a clear reason (what to install) instead of
-    # skipping them silently. MPO (stereo and multi-picture JPEGs from 3D and some Fujifilm cameras)
-    # is opened by Pillow's JPEG plugin, so it is in no plugin's own list.
-    return frozenset(readable | {".mpo"} | _HEIF_SUFFIXES | _JXL_SUFFIXES | RAW_SUFFIXES)
+    # skipping them silently.
+    return frozenset(readable | _HEIF_SUFFIXES | _JXL_SUFFIXES | RAW_SUFFIXES)
 
 
 READ_SUFFIXES: frozenset[str] = _read_suffixes()
+# Suffixes that name an image, for output names (DSCF0001.MPO -> DSCF0001.jpg, while scan.2024.01 keeps
+# its whole name): what walks read, and MPO, which Pillow opens with its JPEG plugin. MPO is not walked:
+# 3D and Fujifilm cameras write it beside a JPEG of the same picture and stem.
+NAMED_SUFFIXES: frozenset[str] = READ_SUFFIXES | {".mpo"}
 
 
 _MAGIC = {

@@ -292,8 +292,8 @@ def find_pair(name: str) -> ModelPair:
     owners = [p.name for p in models if name.casefold() in (d.casefold() for d in p.domains)]
     if owners:  # `--model vangogh`: a domain, where a model was asked for
         raise ModelNotFoundError(
-            f"{name!r} is a domain of {', '.join(owners)}, not a model: to translate into it, pass --model "
-            f"{owners[0]} --to {name} (from Python: load_model({owners[0]!r}, to={name!r}))"
+            f"{name!r} is a domain of {', '.join(owners)}, not a model: give the model, {owners[0]}, as --model "
+            f"and the domain to translate into as --to (from Python: load_model({owners[0]!r}, to=...))"
         )
     raise ModelNotFoundError(
         f"no model named {name!r}{_dym(name, names)} installed models: {', '.join(names)}; "

@@ -249,12 +249,13 @@ class Decoder:
     def _held(self, keep: Callable[[Any, Fraction, Fraction], Frame], held: tuple[Any, Fraction],
               until: Fraction, step: Fraction) -> Iterator[Frame]:
         """The frame on screen at the cut, from the cut on, until the next frame at ``until``."""
-        frame, left = held
+        frame = held[0]
         times = [self.cut_start + k * step for k in range(1 + self._HELD_COPIES)]
         times = [t for t in times if t == self.cut_start or t + step / 2 < until]
         for i, t in enumerate(times):
-            yield keep(frame, t, (times[i + 1] - t) if i + 1 < len(times) else max(left - (t - self.cut_start),
-                                                                                    Fraction(0)))
+            # the last copy lasts until the next frame (or the cut's end): its own packet duration is
+            # one frame's, which made a cut inside the held frame a much shorter video
+            yield keep(frame, t, (times[i + 1] if i + 1 < len(times) else until) - t)
 
     def _decoded(self) -> Iterator[Any]:
         """Frames in order; a packet the decoder rejects is skipped (and counted in ``bad_packets``) as

@@ -113,7 +113,10 @@ def build_app(service: WebService) -> Any:
     def direction_hint(label: str, target: str) -> str:
         """What to drop and what comes back, in the pair's own domain names (a first visitor saw
         "vangogh2photo" and "vangogh" and no word of what goes in)."""
-        others = [t for t in service.choice(label).targets if t != target]
+        targets = service.choice(label).targets
+        others = [t for t in targets if t != target]
+        if len(targets) < 2:  # one generator: no other way round to pick
+            return f"Drop pictures: each comes back as **{target}**."
         what = f"**{others[0]}** pictures" if len(others) == 1 else "pictures"
         return f"Drop {what}: each comes back as **{target}**. *Translate to* picks the other way round."
 
@@ -294,8 +297,9 @@ def serve(
             "or stop what is using it"
         ) from None
     # 0.0.0.0 is every address, not one to open: name the machine for the colleagues it is served to
-    where = f"http://{socket.gethostname()}:{demo.server_port}/ (every address of this machine)" \
-        if host == "0.0.0.0" else f"http://{host}:{demo.server_port}/"
+    port = demo.server_port
+    where = (f"http://localhost:{port}/ here, http://{socket.gethostname()}:{port}/ from other machines (in a "
+             "container: the host's name)") if host == "0.0.0.0" else f"http://{host}:{port}/"
     (log or (lambda line: print(line, file=sys.stderr, flush=True)))(f"imgxlate serve: {where} (Ctrl-C to stop)")
     if block:
         try:
