@@ -408,16 +408,16 @@ def case_blind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """tmp_path/usb ignores case, as an exFAT SD card or a default macOS / Windows disk does (the probe
     itself is tested on this disk below, and was checked by hand on an exFAT image). Files cannot be
     made to exist under two spellings here, so what is looked up is the plan, not the disk."""
-    from imgxlate import inputs
+    from imgxlate import _paths
 
     usb = tmp_path / "usb"
     usb.mkdir()
-    monkeypatch.setattr(inputs, "_case_root", lambda folder: str(usb) if folder.startswith(str(usb)) else None)
+    monkeypatch.setattr(_paths, "_case_root", lambda folder: str(usb) if folder.startswith(str(usb)) else None)
     return usb
 
 
 def test_the_probe_says_this_disk_keeps_case(tmp_path: Path) -> None:
-    from imgxlate.inputs import _case_root, _folds_case_at, _swap_ascii, path_key
+    from imgxlate._paths import _case_root, _folds_case_at, _swap_ascii, path_key
 
     if _case_root(str(tmp_path)) is not None:
         pytest.skip("the temporary folder is on a disk that ignores case")
@@ -466,15 +466,16 @@ def test_only_the_part_of_a_path_on_a_disk_that_ignores_case_is_folded(tmp_path:
     """Pics (a disk that keeps case) with a card mounted at Pics/usb: the whole key was folded
     ('.../pics/usb/a.jpg'), so it was not inside the input folder '.../Pics', and --overwrite
     replaced the user's own Pics/usb/a.jpg."""
-    from imgxlate import inputs
-    from imgxlate.inputs import WalkedFolder, path_key
+    from imgxlate import _paths
+    from imgxlate._paths import path_key
+    from imgxlate.inputs import WalkedFolder
 
     pics = tmp_path / "Pics"
     card = pics / "usb"
     touch(pics / "a.jpg")
     mine = touch(card / "a.jpg", b"my own")
     root = str(card.resolve())  # the card's file system starts here, as at a mount point
-    monkeypatch.setattr(inputs, "_case_root", lambda folder: root if folder.startswith(root) else None)
+    monkeypatch.setattr(_paths, "_case_root", lambda folder: root if folder.startswith(root) else None)
     assert path_key(card / "A.JPG") == str(card.resolve()) + "/a.jpg"  # folded below the card only
     assert WalkedFolder(pics).would_read(card / "a.jpg")
     plans = plan_outputs(collect_inputs([pics], out_dir=card, suffixes=SUFFIXES), card, _same, overwrite=True,

@@ -73,7 +73,8 @@ def plan_videos(
     files are skipped there. ``out``: None -> beside each input; a file name (single input only); else
     a folder that mirrors the input folders.
     """
-    from imgxlate.inputs import VIDEO_SUFFIXES, Found, collect_inputs, domain_tag, path_key
+    from imgxlate._paths import path_key
+    from imgxlate.inputs import VIDEO_SUFFIXES, Found, collect_inputs, domain_tag
     from imgxlate.video.convert import default_output
 
     for p in inputs:
