@@ -42,6 +42,8 @@ _MAX_LOADED = 2
 JOB_LIFETIME_S = 6 * 3600
 # How long close() waits for a request in flight to stop at its next tile or frame.
 STOP_WAIT_S = 60.0
+# Pages whose last batch is remembered (see WebService.convert_images); the oldest is forgotten first.
+_MAX_REMEMBERED = 256
 
 
 class ServiceStopped(ImgxlateError):
@@ -167,6 +169,12 @@ def _unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def _still_there(outcome: BatchOutcome) -> bool:
+    """Whether every file a batch made is still on disk (job folders go after JOB_LIFETIME_S)."""
+    made = [p for o in outcome.images for p in (o.output, o.input_preview, o.output_preview)] + [outcome.zip_path]
+    return all(p is None or p.exists() for p in made)
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
@@ -214,6 +222,8 @@ class WebService:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._sessions: dict[str, threading.Event] = {}  # a page's requests at work -> closed?
+        # a page's last batch that converted every image: (what it was asked, its outcome)
+        self._last_batch: OrderedDict[str, tuple[tuple[Any, ...], BatchOutcome]] = OrderedDict()
         self._local = threading.local()  # the page the request on this thread is for
         self._active = 0  # requests doing model work now
         self._idle = threading.Condition()
@@ -251,11 +261,11 @@ class WebService:
             return
         with self._lock:
             closed = self._sessions.setdefault(session, threading.Event())
-        self._local.closed = closed
+        self._local.closed, self._local.session = closed, session
         try:
             yield
         finally:
-            self._local.closed = None
+            self._local.closed = self._local.session = None
             with self._lock:
                 if self._sessions.get(session) is closed:
                     del self._sessions[session]
@@ -265,6 +275,7 @@ class WebService:
         frame or image (nothing is kept for a page that has none)."""
         with self._lock:
             closed = self._sessions.get(session)
+            self._last_batch.pop(session, None)
         if closed is not None:
             closed.set()
 
@@ -344,7 +355,41 @@ class WebService:
         if not uploads:
             raise UsageError("no images uploaded; drop one or more image files on the page first")
         with self._request():
-            return self._convert_images(uploads, label, target, progress)
+            session = getattr(self._local, "session", None)
+            asked = self._batch_key(uploads, label, target)
+            if session is not None:
+                # A drop starts a batch, and a press of Translate after it asked for the same batch again
+                # (it waited in the queue and translated everything twice): the same files, model and
+                # direction of the same page get the results made, while they are still there.
+                with self._lock:
+                    last = self._last_batch.get(session)
+                if last is not None and last[0] == asked and _still_there(last[1]):
+                    return last[1]
+            outcome = self._convert_images(uploads, label, target, progress)
+            if session is not None:
+                with self._lock:
+                    if outcome.failed:  # pressing Translate again is how a failure is retried
+                        self._last_batch.pop(session, None)
+                    else:
+                        self._last_batch[session] = (asked, outcome)
+                        self._last_batch.move_to_end(session)
+                        while len(self._last_batch) > _MAX_REMEMBERED:
+                            self._last_batch.popitem(last=False)
+            return outcome
+
+    def _batch_key(self, uploads: Sequence[str | os.PathLike[str]], label: str | None,
+                   target: str | None) -> tuple[Any, ...]:
+        """What a batch was asked: each upload (path, size, modification time), the generator, the target."""
+        choice = self.choice(label)
+        target = target or (self.default_target if choice is self.default_choice else choice.default_target)
+        files = []
+        for up in uploads:
+            try:
+                st = os.stat(up)
+            except OSError:
+                return (object(),)  # equal to nothing: the batch runs and says what is wrong
+            files.append((os.fspath(up), st.st_size, st.st_mtime_ns))
+        return (tuple(files), choice.model, target)
 
     def _convert_images(self, uploads: Sequence[str | os.PathLike[str]], label: str | None, target: str | None,
                         progress: Progress | None) -> BatchOutcome:

@@ -317,3 +317,45 @@ def test_a_closed_page_cuts_its_request_short_and_only_its_own(tiny_pair: Path, 
     with svc.for_page("tab-a"):  # a new request of a page with that id (reloaded) runs
         assert [o.status for o in svc.convert_images([big]).images] == ["converted"]
     svc.close()
+
+
+def test_translate_pressed_after_a_drop_does_not_translate_the_batch_again(service: WebService, tmp_path: Path) -> None:
+    """A drop starts a batch; pressing Translate then (as the button invites) queued the same batch and
+    translated every image a second time. The same page asking the same again gets the same results."""
+    import shutil
+
+    a = _upload(service, web_inputs.jpeg(tmp_path / "photo.jpg", 32, 24), "u1")
+    label = service.default_choice.label
+    steps: list[str] = []
+
+    def run(files: list[Path], target: str = "zebra", page: str = "tab-a") -> object:
+        with service.for_page(page):
+            return service.convert_images(files, label, target, progress=lambda d, t, s: steps.append(s))
+
+    first = run([a])
+    assert steps and [o.status for o in first.images] == ["converted"]
+    steps.clear()
+    assert run([a]) is first and steps == []  # nothing translated again
+    assert run([a], target="horse") is not first  # another direction
+    again = run([a])
+    assert again is not first and steps  # the last batch of the page is the one remembered
+    steps.clear()
+    assert run([a], page="tab-b") is not again  # another page
+    b = _upload(service, web_inputs.jpeg(tmp_path / "photo.jpg", 40, 24), "u2")
+    assert run([a, b]) is not again
+    shutil.rmtree(service.jobs)  # results gone (their lifetime is over): made anew
+    service.jobs.mkdir()
+    fresh = run([a, b])
+    assert all(o.output.exists() for o in fresh.images)
+    service.page_closed("tab-a")  # a closed page's batch is forgotten
+    assert run([a, b]) is not fresh
+
+
+def test_a_batch_with_a_failure_runs_again_when_asked_again(service: WebService, tmp_path: Path) -> None:
+    bad = service.workdir / "u1" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg")
+    with service.for_page("tab-a"):
+        first = service.convert_images([bad])
+        assert [o.status for o in first.images] == ["failed"]
+        assert service.convert_images([bad]) is not first
