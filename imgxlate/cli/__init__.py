@@ -85,7 +85,14 @@ def _run(app: object, args: list[str], as_json: bool, prog_name: str = "imgxlate
 
     # Click's exception classes, whether Typer uses click itself or its own copy of it.
     click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
+        if (name := file_named_like_an_option(args)) is not None:
+            pattern = "*" + os.path.splitext(name)[1]
+            raise usage_error(
+                f"{name!r} is the name of a file here, but it reads as an option (the shell puts such names in "
+                f"when it expands a pattern like {pattern}); put -- between the options and the file names "
+                f"(... --out OUT -- {pattern}) or write the pattern as ./{pattern}")
         rv = app(prog_name=prog_name, args=args, standalone_mode=False)  # type: ignore[operator]
     except click_exception as exc:
         _name_the_source(exc)
@@ -100,6 +107,20 @@ def _run(app: object, args: list[str], as_json: bool, prog_name: str = "imgxlate
             sys.stderr.write("Aborted!\n")
         return 1
     return rv if isinstance(rv, int) else 0
+
+
+def file_named_like_an_option(args: Sequence[str]) -> str | None:
+    """The first word before ``--`` that starts with ``-`` and names a file or folder here, or None.
+
+    A photo named ``-o.jpg`` in a folder converted with ``imgxlate convert *.jpg --out OUT`` reached
+    the command as the option ``-o`` with the value ``.jpg``: a later ``--out`` replaced it silently
+    (the file was left out), and without one every result went into a folder named ``.jpg``."""
+    for arg in args:
+        if arg == "--":
+            return None
+        if arg.startswith("-") and arg != "-" and os.path.lexists(arg):
+            return arg
+    return None
 
 
 def _name_the_source(exc: BaseException) -> None:

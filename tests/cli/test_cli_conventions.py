@@ -116,6 +116,28 @@ def test_json_usage_errors_are_json(capsys: pytest.CaptureFixture[str], tmp_path
         assert doc["error"]["type"] == "UsageError" and doc["error"]["exit_code"] == 2, args
 
 
+def test_a_file_named_like_an_option_is_refused_not_read_as_one(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`imgxlate convert *.jpg --out OUT` in a folder holding `-o.jpg`: the shell's `-o.jpg` was read as
+    `-o .jpg`, the later --out replaced it, and the photo was silently left out."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("-o.jpg", "a.jpg"):
+        Image.new("RGB", (32, 24), (200, 100, 50)).save(name)
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "-o.jpg", "a.jpg", "--out", "out", "--model", str(tiny_pair), "--json"])
+    assert info.value.code == 2 and not Path("out").exists()
+    doc = json.loads(capsys.readouterr().out)
+    assert "'-o.jpg' is the name of a file here" in doc["error"]["message"]
+    assert "--out OUT -- *.jpg" in doc["error"]["message"]
+    # after --, or as ./-o.jpg, it is a file like any other
+    for args in (["--out", "out", "--", "-o.jpg", "a.jpg"], ["./-o.jpg", "a.jpg", "--out", "out2"]):
+        with pytest.raises(SystemExit) as info:
+            main(["convert", "--model", str(tiny_pair), "--to", "zebra", "--quiet", *args])
+        assert info.value.code == 0, args
+    assert sorted(p.name for p in Path("out").iterdir()) == ["-o.jpg", "a.jpg"]
+    assert sorted(p.name for p in Path("out2").iterdir()) == ["-o.jpg", "a.jpg"]
+
+
 def test_json_domain_errors_are_json(home: Path, tmp_path: Path) -> None:
     res = invoke("models", "info", "nosuch", "--json")
     assert res.exit_code == 2
