@@ -332,16 +332,24 @@ def collect_inputs(
     walk = _Walk(wanted, Patterns(include), Patterns(exclude), out_key, recursive)
 
     found: list[InputFile] = []
-    seen: dict[str, Path] = {}  # path_key -> the name it was first found under
+    seen: dict[str, int] = {}  # path_key -> its index in found
 
     def add(src: Path, rel: Path, explicit: bool) -> None:
         key = path_key(src)
-        first = seen.get(key)
-        if first is not None:
-            if first != src:  # a link to a file already found, or the file through another input
-                walk.note(src, "skipped", f"the same file as {str(first)!r}, which is taken once, under that name")
+        at = seen.get(key)
+        if at is not None:
+            first = found[at]
+            if first.src != src:  # a link to a file already found, or the file through another input
+                walk.note(src, "skipped", f"the same file as {str(first.src)!r}, which is taken once, under that name")
+            elif len(rel.parts) > len(first.rel.parts):
+                # One file through two inputs (named and in a folder given too, or in a folder and in its
+                # sub-folder): its place in the outer folder's layout, whichever came first on the line
+                # (the output layout depended on the order of the arguments).
+                found[at] = InputFile(src=first.src, rel=rel, explicit=first.explicit or explicit, key=key)
+            elif explicit and not first.explicit:
+                found[at] = InputFile(src=first.src, rel=first.rel, explicit=True, key=key)
             return
-        seen[key] = src
+        seen[key] = len(found)
         found.append(InputFile(src=src, rel=rel, explicit=explicit, key=key))
         walk.count = len(found)
 

@@ -75,6 +75,18 @@ def test_duplicates_removed(tree: Path) -> None:
     assert len(files) == 5
 
 
+def test_a_file_reached_through_two_inputs_keeps_the_outer_folders_layout_in_any_order(tree: Path) -> None:
+    """`convert P P/sub/c.png` wrote sub/c.png but `convert P/sub/c.png P` wrote c.png (and `P/sub P`
+    likewise): the first input to reach a file chose its place. The outer folder's layout wins."""
+    expected = ["B.JPG", "a.jpg", "sub/c.png", "sub/deep/d one:two.jpeg", "sub/deep/ünï.png"]
+    for inputs in ([tree, tree / "sub/c.png"], [tree / "sub/c.png", tree], [tree / "sub", tree],
+                   [tree, tree / "sub"], [tree / "sub/deep/ünï.png", tree / "sub", tree]):
+        files = collect_inputs(inputs, suffixes=SUFFIXES)
+        assert sorted(rels(files)) == expected, inputs
+        named = {f.rel.as_posix() for f in files if f.explicit}
+        assert named == {str(p.relative_to(tree).as_posix()) for p in inputs if p.is_file()}, inputs
+
+
 def test_missing_input_and_empty_glob_are_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         collect_inputs([tmp_path / "nope"], suffixes=SUFFIXES)
