@@ -28,7 +28,8 @@ Decoding
     multi-page TIFF, when every page is 8-bit or 16-bit gray without alpha; else, or for a target
     that holds one picture (:func:`fit_to_target`), the first page only, and the result says so
     (``DecodedImage.pages_left_out``; a ``partial`` note on the file's result). MPO (camera JPEGs
-    with a preview or second view): the primary image.
+    with a preview or second view): the primary image; an image note says when the others are views of
+    their own (a stereo pair's second eye, panorama or multi-angle shots), not previews.
     Truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set). Images with more
     than ``max_pixels`` pixels are refused from their header, before anything is decoded.
 

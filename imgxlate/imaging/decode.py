@@ -496,6 +496,8 @@ def _decode(
     if frames and animation.is_animated(im):
         return animation.read_animation(im, path, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
+    if frames and im.format == "MPO":
+        _say_views_left_out(im, path)
     # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,
     # so OpenCV decodes them (and reports truncation) and Pillow only gives the metadata.
     use_cv2 = False
@@ -597,6 +599,30 @@ def read_image(
     elif decoded.format == "WEBP" and webp_is_lossless(data):
         decoded = replace(decoded, lossless=True)
     return decoded
+
+
+# Pillow's names of the MP types (CIPA DC-007) of an MPO's pictures that are views of their own, not
+# previews of the first: the other eye of a stereo pair (3D cameras, Nintendo 3DS), panorama and
+# multi-angle shots. Previews ("Large Thumbnail") and gain maps ("Undefined") are not pictures to convert.
+_MPO_VIEWS = {
+    "Multi-Frame Image (Panorama)": "panorama",
+    "Multi-Frame Image: (Disparity)": "stereo",
+    "Multi-Frame Image: (Multi-Angle)": "multi-angle",
+}
+
+
+def _say_views_left_out(im: PILImage.Image, path: Path) -> None:
+    """An MPO whose other pictures are views (a stereo pair's second eye...): only the first view is
+    converted, and the result says so (an image note), never passing as the whole file."""
+    try:
+        entries = im.mpinfo[0xB002]
+        kinds = [_MPO_VIEWS.get(e["Attribute"]["MPType"]) for e in entries[1:]]
+    except Exception:  # noqa: BLE001 - untrusted data: an unreadable MP index says nothing more
+        return
+    views = [k for k in kinds if k is not None]
+    if views:
+        image_warning(f"it is a {views[0]} MPO with {len(views) + 1} views; only the first view was converted "
+                      "(export the other views as JPEG files of their own to convert them)", source=path)
 
 
 def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | None, frames: bool) -> DecodedImage:

@@ -456,3 +456,46 @@ def test_a_tiff_only_opencv_reads_says_what_it_lost(tmp_path: Path) -> None:
         d = read_image(tmp_path / "ga16.tif")
     assert (d.width, d.height) == (40, 12)
     assert len(said) == 1 and "1 of its 2 samples per pixel" in said[0] and "16-bit depth" in said[0]
+
+
+def _mpo(path: Path, second_type: int) -> Path:
+    """A two-picture MPO as Pillow writes it, with the second picture's MP type (CIPA DC-007) set to
+    ``second_type``: the 4-byte attribute of MP entry 2, found through the MPF APP2 segment's IFD."""
+    views = [Image.new("RGB", (64, 48), c) for c in ((200, 0, 0), (0, 200, 0))]
+    views[0].save(path, format="MPO", save_all=True, append_images=views[1:])
+    data = bytearray(path.read_bytes())
+    tiff = data.index(b"MPF\x00") + 4  # offsets in the MP index count from here
+    end = "<" if data[tiff:tiff + 2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(end + "L", data, tiff + 4)
+    (count,) = struct.unpack_from(end + "H", data, tiff + ifd)
+    for i in range(count):
+        tag, _, _, value = struct.unpack_from(end + "HHLL", data, tiff + ifd + 2 + 12 * i)
+        if tag == 0xB002:  # MP entries: 16 bytes each, the attribute first
+            (attr,) = struct.unpack_from(end + "L", data, tiff + value + 16)
+            struct.pack_into(end + "L", data, tiff + value + 16, (attr & 0xFF000000) | second_type)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(("mp_type", "said"), [(0x020002, "stereo"), (0x020003, "multi-angle"), (0x010001, None),
+                                               (0x000000, None)])
+def test_an_mpo_with_views_of_its_own_says_only_the_first_was_converted(tmp_path: Path, mp_type: int,
+                                                                          said: str | None) -> None:
+    """A 3D camera's stereo MPO named by hand converted its first view with no word of the second. Its
+    other views are now said; a preview (large thumbnail) or an undefined picture (gain maps) is not."""
+    from imgxlate.imaging.notices import collected
+
+    path = _mpo(tmp_path / "DSCF0001.MPO", mp_type)
+    assert Image.open(path).format == "MPO"
+    with collected() as notes:
+        d = read_image(path)
+    assert (d.width, d.height, d.format) == (64, 48, "JPEG")
+    assert tuple(d.rgb[0, 0].round(1)) == pytest.approx((200 / 255, 0, 0), abs=0.02)
+    if said is None:
+        assert notes == []
+    else:
+        assert notes == [(f"it is a {said} MPO with 2 views; only the first view was converted (export the other "
+                          "views as JPEG files of their own to convert them)")]
+    with collected() as notes:  # the first view only, on purpose (training data, previews): nothing said
+        read_image(path, frames=False)
+    assert notes == []
