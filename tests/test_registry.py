@@ -171,6 +171,25 @@ def test_default_model_missing(home: Path) -> None:
         reg.resolve_model(to="vangogh")
 
 
+def test_default_model_variable_says_what_it_takes(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$IMGXLATE_DEFAULT_MODEL set to a model folder's path said "the default model '/.../model' is not
+    installed", and with --to "no model translates to ...", never naming the variable."""
+    reg.install_model(tiny_pair)
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", str(tiny_pair))
+    for to in (None, "zebra"):
+        with pytest.raises(UsageError, match=r"IMGXLATE_DEFAULT_MODEL is '.*', a path; it takes the name of an "
+                                             r"installed model: install it with `imgxlate models add .* --name NAME`"):
+            reg.resolve_model(to=to)
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "h2z")
+    for to in (None, "zebra"):
+        with pytest.raises(ModelNotFoundError, match=r"IMGXLATE_DEFAULT_MODEL names the model 'h2z', which is not "
+                                                     r"installed \(installed models: horse2zebra\)"):
+            reg.resolve_model(to=to)
+    assert reg.resolve_model(tiny_pair).pair.name == tiny_pair.name  # --model PATH is unaffected
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
+    assert reg.resolve_model(to="horse").file.direction == "b2a"
+
+
 def test_install_folder_list_resolve_remove(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pair = reg.install_model(tiny_pair)
     assert pair.location == "user" and pair.path == home / "horse2zebra"

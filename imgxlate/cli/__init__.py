@@ -1,11 +1,12 @@
-"""The ``imgxlate`` command line: ``convert``, ``video``, ``models``, ``--version``.
+"""The ``imgxlate`` command line: ``convert``, ``video``, ``models``, ``serve``, ``--version``.
 
-One module per command (:mod:`.convert`, :mod:`.video`, :mod:`.models`), shared options and helpers in
+One module per command (:mod:`.convert`, :mod:`.video`, :mod:`.models`, :mod:`.serve`), shared options and helpers in
 :mod:`.common`, the Typer app that registers them in :mod:`.app`; :func:`main` is the console entry
 point.
 
 Exit codes, the same for every command: 0 done (or nothing to do), 1 something failed (the rest was
-still done), 2 usage error (bad option or value, unknown model, missing input), 130 interrupted.
+still done), 2 usage error (bad option or value, unknown model, missing input), 130 interrupted (Ctrl-C), 143
+stopped by SIGTERM.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ MORE = "More commands"
 
 CONVERT_EXAMPLES = examples(
     "imgxlate convert ./photos --to vangogh --out ./out",
-    "imgxlate convert a.jpg b.png --out ./out --format png --quality 90",
+    "imgxlate convert a.jpg b.png --out ./out --format jpg --quality 90",
     "imgxlate convert ./paintings --to photo --out ./out --json > summary.json",
     "imgxlate convert ./photos --model ./runs/p2v/model --direction a2b --device cpu --out ./out",
     "imgxlate convert ./photos --to vangogh --out ./out --ray",
@@ -55,7 +55,7 @@ ROOT_EPILOG = examples(
     "imgxlate models",
 ) + (
     "\n\n[bold]Environment[/]\n\n  IMGXLATE_HOME: user model folder (models under $IMGXLATE_HOME/models)"
-    "\n\n  IMGXLATE_DEFAULT_MODEL: the model used without --model"
+    "\n\n  IMGXLATE_DEFAULT_MODEL: the installed model (a name from `imgxlate models`) used without --model"
     "\n\n  IMGXLATE_DEVICE, IMGXLATE_THREADS, IMGXLATE_MAX_PIXELS: defaults of --device, --threads, --max-pixels"
     "\n\n  IMGXLATE_DOWNLOAD_TIMEOUT: seconds for a whole `models add` download"
 )

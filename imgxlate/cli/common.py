@@ -208,7 +208,7 @@ MaxPixelsOpt = Annotated[
 ]
 TileOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--tile", min=0, rich_help_panel=PANEL_TILING, show_default="automatic from the image size",
+    typer.Option("--tile", min=0, rich_help_panel=PANEL_TILING, show_default="automatic from the image size, the model and --max-memory",
                  help="Tile edge in pixels; 0 = the whole image at once."),
 ]
 TileOverlapOpt = Annotated[

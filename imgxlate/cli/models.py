@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.markup import escape
 
+from imgxlate._units import file_size
 from imgxlate.cli.common import (
     JsonOpt,
     QuietOpt,
@@ -35,14 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 models_app = typer.Typer(
     help="List, inspect, install and remove models.", invoke_without_command=True, no_args_is_help=False
 )
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _pair_doc(p: ModelPair, default: str) -> dict[str, Any]:
@@ -77,7 +70,7 @@ def _list_models(as_json: bool) -> None:
             p.name + (" (default)" if p.name == default else ""),
             " <-> ".join(p.domains),
             ", ".join(f"{f.direction}: {f.label}" for f in p.files),
-            _size(p.size_bytes),
+            file_size(p.size_bytes),
             f"{p.location}: {p.path}",
         )
         for p in pairs
@@ -159,7 +152,7 @@ def models_info(
         emit_json(doc)
         return
     stdout.print(f"[bold]{escape(pair.name)}[/] ({pair.location}: {escape(str(pair.path))}, "
-                 f"{_size(pair.size_bytes)})")
+                 f"{file_size(pair.size_bytes)})")
     if doc["source"]:
         stdout.print(f"installed from: {escape(json.dumps(doc['source'], sort_keys=True))}")
     for f in pair.files:
@@ -198,8 +191,8 @@ class _DownloadReport:
         now = time.monotonic()
         if done == 0 or now - self.last >= 5 or (total is not None and done >= total):
             self.last = now
-            of = f" of {_size(total)}" if total else ""
-            stderr.print(f"downloading: {_size(done)}{of}")
+            of = f" of {file_size(total)}" if total else ""
+            stderr.print(f"downloading: {file_size(done)}{of}")
 
 
 @models_app.command("add", epilog=examples(

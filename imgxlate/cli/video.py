@@ -263,7 +263,8 @@ def video(
                     raise UsageError(f"--{'' if stabilize else 'no-'}stabilize means --temporal {wanted}, but "
                                      f"--temporal {temporal} is given too; leave out the deprecated --stabilize")
                 temporal = wanted
-                print_warning("--stabilize/--no-stabilize are deprecated; use --temporal flow / --temporal off")
+                if not quiet:  # -q is errors only
+                    print_warning("--stabilize/--no-stabilize are deprecated; use --temporal flow / --temporal off")
             temporal = temporal or DEFAULT_TEMPORAL
             if temporal not in TEMPORAL_MODES:
                 raise UsageError(f"--temporal {temporal!r}: choose one of {', '.join(TEMPORAL_MODES)}")

@@ -71,9 +71,8 @@ Writing
     TIFF; a JPEG output of an image with alpha is composited on white. Gray sources give gray outputs
     (the model's RGB result converted with the ITU-R 601 luma weights, as Pillow's ``convert("L")``;
     WebP has no gray mode and stores it as RGB). 16-bit sources give 16-bit PNG and TIFF outputs;
-    JPEG and WebP are 8-bit. 16-bit RGB(A) PNGs are encoded by OpenCV and the ICC (iCCP) and EXIF
-    (eXIf) chunks are spliced in; 16-bit gray+alpha PNGs use a small built-in encoder (OpenCV cannot
-    write two channels). 8-bit and gray TIFF outputs are deflate-compressed, or uncompressed when they
+    JPEG and WebP are 8-bit. Every PNG still (8 or 16 bits, gray to RGBA) is written by
+    :func:`encode_png`, with its ICC (iCCP), EXIF (eXIf) and XMP (iTXt) chunks. 8-bit and gray TIFF outputs are deflate-compressed, or uncompressed when they
     carry EXIF (Pillow can write the EXIF sub-IFD only without compression). WebP at ``quality=100`` is lossless.
     16-bit RGB(A) TIFFs use a small built-in writer (:func:`encode_tiff16`: deflate + predictor, ICC
     and EXIF with its sub-IFDs). Known losses: 16-bit gray+alpha TIFF outputs are stored as RGBA (few

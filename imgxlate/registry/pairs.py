@@ -324,10 +324,23 @@ def resolve_model(
         return _pick(pair, to, direction, notes)
 
     name = default_model_name()
+    from_env = bool(os.environ.get(DEFAULT_MODEL_ENV, "").strip())
+    if from_env and (_looks_like_path(name) or Path(name).expanduser().exists()):
+        raise UsageError(
+            f"${DEFAULT_MODEL_ENV} is {name!r}, a path; it takes the name of an installed model: install it "
+            f"with `imgxlate models add {name} --name NAME` and set {DEFAULT_MODEL_ENV}=NAME, or pass "
+            f"--model {name}"
+        )
     pair = _find_named(name)
     if pair is not None and (to is None or pair.by_target(to) is not None):
         return _pick(pair, to, direction, notes)
     models = list_models()
+    if pair is None and from_env:
+        listing = f"installed models: {', '.join(p.name for p in models)}" if models else "no models are installed"
+        raise ModelNotFoundError(
+            f"${DEFAULT_MODEL_ENV} names the model {name!r}, which is not installed ({listing}); set it to an "
+            "installed model's name or unset it, or install that model with `imgxlate models add PATH|URL`"
+        )
     if to is None:
         listing = f" installed models: {', '.join(p.name for p in models)};" if models else ""
         raise ModelNotFoundError(

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from imgxlate._units import file_size
 from imgxlate.errors import ImgxlateError, UsageError, brief
 from imgxlate.web import require_gradio
 from imgxlate.web.service import DEFAULT_MAX_UPLOAD_MB, BatchOutcome, VideoOutcome, WebService
@@ -37,14 +38,6 @@ def _progress_fn(progress: Any, unit: str) -> Callable[[float, int, str], None]:
     return report
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def batch_summary(outcome: BatchOutcome) -> str:
     """The status block under the images: one line per image (time, size) or its error, then the
     provider line."""
@@ -55,7 +48,7 @@ def batch_summary(outcome: BatchOutcome) -> str:
             told = "".join(f"; {html.escape(n)}" for n in o.notes)
             rows.append(
                 f"<li class='ok'><b>{name}</b> &rarr; {html.escape(o.output.name)}: {o.width}x{o.height}, "
-                f"{o.seconds:.2f} s, {_size(o.output.stat().st_size)}{told}</li>"
+                f"{o.seconds:.2f} s, {file_size(o.output.stat().st_size)}{told}</li>"
             )
         else:
             rows.append(f"<li class='failed'><b>{name}</b> failed: {html.escape(o.reason)}</li>")

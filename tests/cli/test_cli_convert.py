@@ -257,7 +257,7 @@ def test_usage_errors(tiny_pair: Path, tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMGXLATE_DEFAULT_MODEL", "nosuchpair")
         res = invoke("convert", tmp_path / "in", "--out", tmp_path / "out")
-    assert res.exit_code == 2 and "default model 'nosuchpair' is not installed" in res.stderr
+    assert res.exit_code == 2 and "IMGXLATE_DEFAULT_MODEL names the model 'nosuchpair', which is not installed" in res.stderr
     res = invoke("convert", tmp_path / "in", "--out", tmp_path / "o", "--model", tiny_pair, "--tiling", "x")
     assert res.exit_code == 2 and "'x' is not one of" in res.stderr and "running on" not in res.stderr
 

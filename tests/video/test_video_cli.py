@@ -229,6 +229,19 @@ def test_options_that_contradict_each_other_are_refused_before_the_model(clip: P
     assert not (tmp_path / "f").exists() and not (tmp_path / "v.mp4").exists()
 
 
+def test_quiet_hides_the_deprecation_warning_too(clip: Path, tmp_path: Path) -> None:
+    """-q is errors only; the --stabilize deprecation line was printed anyway."""
+    from typer.testing import CliRunner
+
+    no_model = str(tmp_path / "no-such-model.onnx")
+    runner = CliRunner()
+    loud = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--stabilize"])
+    quiet = runner.invoke(_app(), ["video", str(clip), "--model", no_model, "--stabilize", "-q"])
+    assert loud.exit_code == quiet.exit_code == 2
+    assert "deprecated" in loud.output and "deprecated" not in quiet.output
+    assert "no-such-model.onnx" in quiet.output  # the error still is said
+
+
 def test_two_videos_for_one_output_name_fail_the_second_not_overwrite_it(clip: Path, tiny_pair: Path,
                                                                           tmp_path: Path) -> None:
     """clip.mov and clip.mp4 in one folder both map to clip.zebra.mp4: the second was "skipped: output
