@@ -124,6 +124,18 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def how_to_go_on(out: Path) -> str:
+    """The command that continues the run in ``out`` after a stop: ``--resume`` (under ``torchrun``
+    with as many processes, for a distributed run) when it has a checkpoint, else the same command again
+    (a run stopped before its first checkpoint starts afresh there)."""
+    if not (out / "checkpoints" / "last.pt").is_file():
+        return "run the same command again (no checkpoint was saved yet, so it starts afresh)"
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1:
+        return f"torchrun --nproc-per-node {world} -m imgxlate.train --resume {out}"
+    return f"imgxlate-train --resume {out}"
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically: serialised to a temp file beside it, flushed, fsynced,
     read back and checked, then renamed. A kill, Ctrl-C or full disk leaves the previous file.
@@ -131,6 +143,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     Raises TrainingError ("disk full" when it is) instead of leaving a short file behind.
     """
     sink: _WriteErrors | None = None
+    had = path.is_file()
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
@@ -144,9 +157,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
                 raise TrainingError(f"checkpoint {path} did not read back as written")
     except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
         cause = sink.error if sink is not None and sink.error is not None else exc
+        kept = "the previous checkpoint is unchanged" if had else "no checkpoint is saved"
         raise TrainingError(
-            f"cannot write checkpoint {path} ({write_failure(cause, path.parent)}); the previous checkpoint "
-            f"is unchanged. Free space, then imgxlate-train --resume {path.parent.parent}"
+            f"cannot write checkpoint {path} ({write_failure(cause, path.parent)}); {kept}. Free space, then "
+            f"{how_to_go_on(path.parent.parent)}"
         ) from exc
 
 

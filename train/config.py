@@ -287,9 +287,9 @@ class TrainConfig:
         return a, b
 
     def validate(self, *, folders: bool = True) -> None:
-        """Raise UsageError naming the bad setting and its allowed values. ``folders``: also refuse a
-        run folder inside the data and one folder for both domains (a new run, or a resumed run given
-        another --out; a run resumed where it is goes on there)."""
+        """Raise UsageError naming the bad setting and its allowed values, one folder for both domains
+        and one domain inside the other. ``folders``: also refuse a run folder inside the data (a new
+        run, or a resumed run given another --out; a run resumed where it is goes on there)."""
         self.apply_method_defaults()
         for f in fields(self):
             allowed = f.metadata.get("choices")
@@ -357,19 +357,24 @@ class TrainConfig:
         for name in ("checkpoint_every", "sample_every", "log_every"):
             if int(getattr(self, name)) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be 0 (off) or more")
-        if folders:
-            self._check_folders()
+        self._check_folders(out_too=folders)
 
-    def _check_folders(self) -> None:
-        """The run folder must not be inside a domain folder (folders are searched recursively: its
-        sample grids would become training images of the next run), and the two domains must differ."""
+    def _check_folders(self, out_too: bool) -> None:
+        """The two domains must differ and neither may hold the other; with ``out_too``, the run folder
+        must not be inside a domain folder (folders are searched recursively: its sample grids would
+        become training images of the next run)."""
         if not self.domain_a or not self.domain_b:
             return
         a, b = Path(self.domain_a).resolve(), Path(self.domain_b).resolve()
         if a == b:
             raise UsageError(f"--domain-a and --domain-b are the same folder ({self.domain_a}); CycleGAN learns "
                              "between two different sets of images")
-        out = Path(self.out).resolve() if self.out else None
+        for (inner, i_opt), (outer, o_opt) in (((a, "--domain-a"), (b, "--domain-b")),
+                                               ((b, "--domain-b"), (a, "--domain-a"))):
+            if outer in inner.parents:  # folders are searched recursively: inner's images would be in both
+                raise UsageError(f"{i_opt} {inner} is inside {o_opt} {outer}, which is searched with its "
+                                 f"sub-folders, so its images would be in both domains; give two separate folders")
+        out = Path(self.out).resolve() if self.out and out_too else None
         for option, folder in (("--domain-a", a), ("--domain-b", b)):
             if out is not None and (out == folder or folder in out.parents):
                 raise UsageError(f"--out {self.out} is inside {option} {folder}: its sample images would be read "

@@ -8,6 +8,7 @@ which worker loads which item.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -36,7 +37,10 @@ def image_extensions() -> set[str]:
 
 
 def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted, hidden files and folders skipped).
+    """Image files under ``folder`` (recursive, sorted; hidden files and folders, and the NAS and system
+    folders ``imgxlate convert`` leaves out (:data:`imgxlate.inputs.SYSTEM_FOLDERS`: Synology's
+    ``@eaDir`` thumbnails, recycle bins, ``__MACOSX``), skipped). Links to folders are followed, each
+    folder once (a link back up the tree does not loop).
 
     Raises TrainingError naming the folder when it is missing, not a folder, or holds no image file.
     """
@@ -48,10 +52,21 @@ def find_images(folder: str | os.PathLike[str], role: str = "") -> list[Path]:
         raise UsageError(f"{label} {str(root)!r} does not exist; check the path")
     if not root.is_dir():
         raise UsageError(f"{label} {str(root)!r} is not a folder; pass a folder of training images")
+    from imgxlate.inputs import SYSTEM_FOLDERS
+
     exts = image_extensions()
     files = []
+    walked: set[tuple[int, int]] = set()  # (device, inode) of every folder walked
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in walked:  # reached again through a link: once is enough
+            dirnames[:] = []
+            continue
+        walked.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d.casefold() not in SYSTEM_FOLDERS)
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in exts:
                 files.append(Path(dirpath) / name)
@@ -283,4 +298,39 @@ def make_loader(
         drop_last=True,
         persistent_workers=False,
         prefetch_factor=2 if workers > 0 else None,
+        worker_init_fn=_leave_stop_signals_to_the_trainer,
     )
+
+
+@contextlib.contextmanager
+def batches_of(loader: torch.utils.data.DataLoader) -> Iterator[Iterator[Any]]:
+    """Iterate ``loader``; on leaving the block its loading processes are gone.
+
+    PyTorch's iterator stops its workers when it is garbage-collected, but an error or a stop leaving
+    the block keeps it alive in the traceback, and the workers ignore SIGTERM (see
+    :func:`_leave_stop_signals_to_the_trainer`): an exiting Python waited for them forever. So they are
+    stopped here, by the method the iterator's ``__del__`` calls, and one still there is killed."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        if loader.num_workers > 0:
+            it._shutdown_workers()  # joins each worker (they exit when told), and stops watching them
+            for proc in set(multiprocessing.active_children()) - before:
+                proc.kill()
+                proc.join(timeout=5)
+
+
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """In each loading process: ignore SIGINT and SIGTERM. ``timeout``, Slurm, systemd and a terminal's
+    Ctrl-C signal the whole process group: PyTorch's workers died of the SIGTERM, and the trainer failed
+    with "DataLoader worker (pid ...) is killed by signal: Terminated" before it could save the step it
+    was on (exit 1, no checkpoint). The trainer alone decides: it finishes the step, saves, and shuts its
+    workers down; a worker whose trainer is gone exits on its own (PyTorch watches the parent)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)

@@ -31,6 +31,7 @@ from imgxlate.train import data as data_mod
 from imgxlate.train.checkpoint import (
     CHECKPOINT_FORMAT,
     generators_from_onnx,
+    how_to_go_on,
     is_model_folder,
     load_checkpoint,
     rng_state,
@@ -295,6 +296,14 @@ def check_run_folder(out: Path, resuming: bool) -> Path:
             f"{out} already holds a training run ({ckpt_path}); continue it with --resume {out} "
             "or choose another --out"
         )
+    model = out / "model"
+    if not resuming and any((model / f).exists() for f in ("a2b.onnx", "b2a.onnx")):
+        # its checkpoints deleted to save space: a new run there replaced the trained model at its end
+        raise UsageError(
+            f"{out} holds the model of an earlier run ({model}) and no checkpoint to continue it; a new run "
+            f"there would replace that model: choose another --out, or keep the model elsewhere first "
+            f"(`imgxlate models add {model} --name NAME` installs a copy) and delete {model}"
+        )
     return ckpt_path
 
 
@@ -317,19 +326,25 @@ def _writing(path: Path, out: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise TrainingError(
-            f"cannot write {path} ({write_failure(exc, path.parent)}); the run stops here and goes on from its "
-            f"last checkpoint: free space or make {out} writable, then imgxlate-train --resume {out}"
+            f"cannot write {path} ({write_failure(exc, path.parent)}); the run stops here: free space or make "
+            f"{out} writable, then {how_to_go_on(out)}"
         ) from exc
 
 
-def prepare_run_folder(out: Path, is_main: bool) -> None:
-    """Create the run folder; remove temp files a killed save left behind."""
+def prepare_run_folder(out: Path, is_main: bool, start: int) -> None:
+    """Create the run folder; remove temp files a killed save left behind, and the sample grids of
+    steps after ``start`` (the step the run begins at: 0, or the checkpoint's), which belong to a run
+    that did not go on from here (a run stopped before its checkpoint, then started again)."""
     if is_main:
         ensure_folder(out / "checkpoints")
         # temp files a killed save left behind (atomic_path removes its own on normal errors)
         for stale in (out / "checkpoints").glob(TEMP_PREFIX + "*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
+        for grid in (out / "samples").glob("step_*.png"):
+            with contextlib.suppress(ValueError, OSError):
+                if int(grid.stem.removeprefix("step_")) > start:
+                    grid.unlink()
 
 
 class _Meter:
@@ -404,6 +419,11 @@ def _train(
                 f"number changes the data order and the schedule, so resume it as it ran: {how}")
         spe = int(ckpt["steps_per_epoch"])  # the schedule is fixed at the start of the run
         before = ckpt.get("dataset") or {}
+        if before.get("A") and before.get("A") != before.get("B") and \
+                (before.get("A"), before.get("B")) == (dataset_facts["B"], dataset_facts["A"]):
+            raise UsageError(
+                f"--domain-a {cfg.domain_a} holds the images the run learnt as domain B, and --domain-b those of "
+                f"domain A: the folders are swapped; give them the other way round")
         for domain, folder in (("A", cfg.domain_a), ("B", cfg.domain_b)):
             if domain in before and before[domain] != dataset_facts[domain] and rt.is_main:
                 log.warning(
@@ -420,7 +440,7 @@ def _train(
         )
     init = initial_weights(cfg) if ckpt is None else None
     origin = init[1] if init else (ckpt or {}).get("facts", {}).get("fine_tuned_from")
-    prepare_run_folder(out, rt.is_main)
+    prepare_run_folder(out, rt.is_main, int(ckpt["step"]) if ckpt is not None else 0)
 
     # the trainer, restored when resuming
     trainer = make_trainer(cfg, rt, spe)
@@ -472,7 +492,7 @@ def _train(
     jlog = tb = None
     if rt.is_main:
         with _writing(out / "log.jsonl", out):
-            jlog = JsonLog(out / "log.jsonl", start if ckpt is not None else None)
+            jlog = JsonLog(out / "log.jsonl", start)  # lines past it are an earlier, unsaved run's
         with _writing(out / "tensorboard", out):
             tb = tensorboard_writer(out)
 
@@ -553,51 +573,51 @@ def _train(
     # the steps
     interrupted = False
     try:
-        batches = iter(loader)
-        while step < end:
-            try:
-                batch = next(batches)
-            except TrainingError:
-                if cfg.workers:  # from a worker, wrapped in its traceback: say it plainly
-                    dataset.check_readable()
-                raise
-            real_a = batch["A"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
-            real_b = batch["B"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
-            with step_guard():  # a step is applied whole and counted, or not at all
-                losses_now = trainer.step(real_a, real_b)
-                step += 1
-            meter.add(losses_now)
-            logged = step == end or bool(cfg.log_every and step % cfg.log_every == 0)
-            if logged or step % REPORT_EVERY == 0:
-                losses = meter.close_window()
-                if not all(math.isfinite(v) for v in losses.values()):
-                    # no checkpoint of the broken state: the last good one stays
-                    raise TrainingError(
-                        f"training diverged at step {step} (a loss is NaN or infinite); resume from the last "
-                        f"checkpoint with --resume {out} after lowering the risk: --precision fp32"
+        with data_mod.batches_of(loader) as batches:  # its loading processes end with the block
+            while step < end:
+                try:
+                    batch = next(batches)
+                except TrainingError:
+                    if cfg.workers:  # from a worker, wrapped in its traceback: say it plainly
+                        dataset.check_readable()
+                    raise
+                real_a = batch["A"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
+                real_b = batch["B"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
+                with step_guard():  # a step is applied whole and counted, or not at all
+                    losses_now = trainer.step(real_a, real_b)
+                    step += 1
+                meter.add(losses_now)
+                logged = step == end or bool(cfg.log_every and step % cfg.log_every == 0)
+                if logged or step % REPORT_EVERY == 0:
+                    losses = meter.close_window()
+                    if not all(math.isfinite(v) for v in losses.values()):
+                        # no checkpoint of the broken state: the last good one stays
+                        raise TrainingError(
+                            f"training diverged at step {step} (a loss is NaN or infinite); resume from the last "
+                            f"checkpoint with --resume {out} after lowering the risk: --precision fp32"
+                        )
+                    info = StepInfo(
+                        step,
+                        total,
+                        start,
+                        step / spe,
+                        trainer.lr,
+                        meter.images_per_s,
+                        losses,
+                        # a warm-up step is several times faster than a full one: no ETA from its speed
+                        eta_s=meter.eta(total - step) if step > cfg.d_warmup_steps else None,
+                        logged=logged,
                     )
-                info = StepInfo(
-                    step,
-                    total,
-                    start,
-                    step / spe,
-                    trainer.lr,
-                    meter.images_per_s,
-                    losses,
-                    # a warm-up step is several times faster than a full one: no ETA from its speed
-                    eta_s=meter.eta(total - step) if step > cfg.d_warmup_steps else None,
-                    logged=logged,
-                )
-                if rt.is_main and logged:
-                    _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before, out)
-                if rt.is_main and on_step is not None:
-                    on_step(info)
-            if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
-                grid = out / "samples" / f"step_{step:06d}.png"
-                with _writing(grid, out):
-                    save_sample_grid(grid, trainer.sample_rows())
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != end:
-                checkpoint()
+                    if rt.is_main and logged:
+                        _log_step(jlog, tb, info, time.perf_counter() - t0 + wall_before, out)
+                    if rt.is_main and on_step is not None:
+                        on_step(info)
+                if rt.is_main and cfg.sample_every and step % cfg.sample_every == 0:
+                    grid = out / "samples" / f"step_{step:06d}.png"
+                    with _writing(grid, out):
+                        save_sample_grid(grid, trainer.sample_rows())
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step != end:
+                    checkpoint()
     except KeyboardInterrupt:
         interrupted = True
     except BaseException:

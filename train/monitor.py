@@ -73,7 +73,8 @@ def save_sample_grid(path: Path, rows: list[list[torch.Tensor]]) -> None:
 
 
 class JsonLog:
-    """RUN/log.jsonl: one JSON object per logged step; on resume, lines after the checkpoint go."""
+    """RUN/log.jsonl: one JSON object per logged step; lines after ``resume_step`` (the checkpoint's
+    step, or 0 for a new run) go: they are a run's that stopped before saving them."""
 
     def __init__(self, path: Path, resume_step: int | None) -> None:
         self.path = path

@@ -291,10 +291,13 @@ def test_options_are_generated_from_the_config() -> None:
     assert "--beta2" in help_text and "--export-fp16" not in help_text
 
 
-def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("to_group", [False, True], ids=["process", "group-with-workers"])
+def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path, to_group: bool) -> None:
     """SIGTERM (a scheduler's time limit, preemption, ``docker stop``) stops a run as Ctrl-C does:
     a checkpoint of the step reached, the message naming --resume, no traceback; the run resumes.
-    Before, SIGTERM killed the process and the steps since the last checkpoint were lost."""
+    Before, SIGTERM killed the process and the steps since the last checkpoint were lost. ``timeout``,
+    Slurm and systemd signal every process of the run: the data loader's workers died of it, and the
+    run failed ("DataLoader worker ... is killed by signal: Terminated", exit 1, no checkpoint)."""
     import signal
     import time
 
@@ -304,8 +307,11 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
     args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
             "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
             "--no-export"]
+    if to_group:
+        args += ["--workers", "2"]  # the last --workers counts
     proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            start_new_session=to_group)
     log = run / "log.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -314,7 +320,10 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read()[-2000:]
     assert not (run / "checkpoints" / "last.pt").exists()  # --checkpoint-every 0: none before the end
-    proc.send_signal(signal.SIGTERM)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Traceback" not in err and "error" not in err, err  # 128 + SIGTERM
     assert "stopped by SIGTERM" in err and "checkpoint saved" in err and "--resume" in err, err
@@ -525,3 +534,65 @@ def test_a_domain_with_no_decodable_image_is_one_plain_message_with_workers(tmp_
     assert said["message"].startswith("none of the 2 images of domain B can be decoded")
     assert said["type"] == "TrainingError" and said["exit_code"] == 1
     assert "Traceback" not in result.stderr and "Caught" not in result.stderr
+
+
+def _tiny_run(tmp_path: Path, out: Path, *extra: str, a: str = "a", b: str = "b") -> object:
+    return CliRunner().invoke(app, ["--domain-a", str(tmp_path / a), "--domain-b", str(tmp_path / b),
+                                    "--out", str(out), *TINY, "--log-every", "1", *extra])
+
+
+def test_a_new_run_never_replaces_an_earlier_runs_model_and_starts_its_log_afresh(tmp_path: Path) -> None:
+    """Its checkpoints deleted to save space, a run folder was taken for a new run, whose export
+    replaced the trained model without a word; and a run started again after dying before its first
+    checkpoint appended to the earlier log and kept its sample grids."""
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+    run = tmp_path / "run"
+    assert _tiny_run(tmp_path, run, "--max-steps", "2").exit_code == 0
+    model = (run / "model" / "a2b.onnx").read_bytes()
+    shutil.rmtree(run / "checkpoints")
+    result = _tiny_run(tmp_path, run, "--max-steps", "1")
+    assert result.exit_code == 2 and "holds the model of an earlier run" in result.output, result.output
+    assert "imgxlate models add" in result.output and (run / "model" / "a2b.onnx").read_bytes() == model
+    # a run that died before its first checkpoint (no model, no checkpoint): the same command again
+    # starts afresh, its log and samples its own
+    shutil.rmtree(run / "model")
+    (run / "samples").mkdir(exist_ok=True)
+    (run / "samples" / "step_000007.png").write_bytes(b"an earlier run's grid")
+    assert _tiny_run(tmp_path, run, "--max-steps", "2", "--no-export").exit_code == 0
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+    assert not (run / "samples" / "step_000007.png").exists()
+
+
+def test_domains_inside_each_other_or_swapped_on_resume_are_refused(tmp_path: Path) -> None:
+    """Folders are searched recursively: --domain-a data --domain-b data/zebras put the zebras in both
+    domains. A resume with the folders swapped only warned that the images differed."""
+    write_images(tmp_path / "data" / "zebras", 2, seed=0)
+    write_images(tmp_path / "data" / "horses", 3, seed=1)  # the fingerprints compare names: other counts
+    for a, b in (("data", "data/zebras"), ("data/zebras", "data")):
+        result = _tiny_run(tmp_path, tmp_path / "r0", "--max-steps", "1", a=a, b=b)
+        assert result.exit_code == 2 and "so its images would be in both domains" in result.output, result.output
+    run = tmp_path / "r"
+    assert _tiny_run(tmp_path, run, "--max-steps", "1", "--no-export", a="data/horses", b="data/zebras").exit_code == 0
+    result = CliRunner().invoke(app, ["--resume", str(run), "--max-steps", "2", "--domain-a",
+                                      str(tmp_path / "data" / "zebras"), "--domain-b", str(tmp_path / "data" / "horses")])
+    assert result.exit_code == 2 and "the folders are swapped" in result.output, result.output
+    result = CliRunner().invoke(app, ["--resume", str(run), "--max-steps", "2", "--domain-a",
+                                      str(tmp_path / "data" / "zebras")])
+    assert result.exit_code == 2 and "are the same folder" in result.output, result.output
+    assert load_checkpoint(run)["step"] == 1
+
+
+def test_a_stop_before_the_first_checkpoint_says_to_run_the_same_command_again(tmp_path: Path) -> None:
+    from imgxlate.train.checkpoint import how_to_go_on
+
+    assert how_to_go_on(tmp_path).startswith("run the same command again (no checkpoint was saved yet")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert how_to_go_on(tmp_path) == f"imgxlate-train --resume {tmp_path}"
+    os.environ["WORLD_SIZE"] = "4"
+    try:
+        assert how_to_go_on(tmp_path) == f"torchrun --nproc-per-node 4 -m imgxlate.train --resume {tmp_path}"
+    finally:
+        del os.environ["WORLD_SIZE"]

@@ -75,6 +75,20 @@ def test_find_images_recursive_and_errors(tmp_path: Path) -> None:
     assert "empty" in str(err.value) and ".jpg, .jpeg, .png" in str(err.value)
 
 
+def test_find_images_leaves_out_nas_and_system_folders_and_walks_a_linked_loop_once(tmp_path: Path) -> None:
+    """Synology's @eaDir thumbnails, recycle bins and __MACOSX were read as training images (convert
+    leaves them out: one rule, imgxlate.inputs.SYSTEM_FOLDERS); a link back up the tree looped."""
+    write_images(tmp_path / "b", 2, seed=0)
+    for junk in ("@eaDir/img 00.png", "#recycle", "__MACOSX", "sub/@EADIR"):
+        write_images(tmp_path / "b" / junk, 1, seed=1)
+    (tmp_path / "b" / "loop").symlink_to(tmp_path / "b")  # followed (datasets are built of links), once
+    write_images(tmp_path / "elsewhere", 1, seed=2)
+    (tmp_path / "b" / "linked").symlink_to(tmp_path / "elsewhere")
+    files = find_images(tmp_path / "b")
+    assert [f.relative_to(tmp_path / "b").as_posix() for f in files] == [
+        "img 00.png", "img 01.png", "linked/img 00.png"]
+
+
 def test_only_corrupt_files_is_a_clear_error(tmp_path: Path) -> None:
     folder = tmp_path / "bad"
     folder.mkdir()
