@@ -107,6 +107,10 @@ def _setup_logging(quiet: bool, live: bool) -> None:
     warnings.showwarning = show
 
 
+# Columns of the bar before the losses: "train", "1234/56789", a 16-cell bar, "12:34:56", the gaps.
+_BAR_FIXED_WIDTH = 5 + 1 + 11 + 1 + 16 + 1 + 8 + 1
+
+
 class _Progress:
     """Progress of a run on stderr: a rich bar on a terminal; without one (nohup, CI logs, ``| tee``)
     a plain line every --log-every steps: step, images/s, ETA, losses. Nothing when quiet."""
@@ -122,8 +126,8 @@ class _Progress:
 
             self.progress = Progress(
                 TextColumn("[bold]train[/]"),
-                BarColumn(),
                 MofNCompleteColumn(),
+                BarColumn(bar_width=16),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
                 console=stderr,
@@ -148,6 +152,11 @@ class _Progress:
         if self.task is None:
             self.task = self.progress.add_task("train", total=info.total, completed=info.start, info="")
         text = f"ep {info.epoch:.2f}  {info.images_per_s:.2f} img/s  {format_losses(info.losses)}"
+        # Cut to the width the step count, bar and ETA leave: a full loss line made rich shrink those
+        # instead, and on an 80-column terminal neither the step nor the ETA was shown.
+        room = self.progress.console.width - _BAR_FIXED_WIDTH
+        if len(text) > room:
+            text = text[: max(room - 1, 0)] + "…"
         self.progress.update(self.task, completed=info.step, info=text)
 
 

@@ -596,3 +596,26 @@ def test_a_stop_before_the_first_checkpoint_says_to_run_the_same_command_again(t
         assert how_to_go_on(tmp_path) == f"torchrun --nproc-per-node 4 -m imgxlate.train --resume {tmp_path}"
     finally:
         del os.environ["WORLD_SIZE"]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_bar_keeps_the_step_count_and_eta_on_a_narrow_terminal(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The losses took the line: at 80 columns neither the step count nor the bar was shown."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import imgxlate.train.cli as train_cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(train_cli, "stderr", Console(file=screen, width=width, force_terminal=True, color_system=None))
+    losses = {k: 0.5 for k in ("G_ab", "G_ba", "cycle_a", "cycle_b", "idt_a", "idt_b", "D_a", "D_b")}
+    with train_cli._Progress(quiet=False, live=True) as bar:
+        bar(SimpleNamespace(total=2324, start=447, step=520, epoch=2.06, images_per_s=0.13, losses=losses,
+                            logged=False))
+    import re
+
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # cursor and line controls
+    last = [line for line in re.split(r"[\r\n]", shown) if line.strip()][-1]
+    assert last.startswith("train  520/2324 ━") and "-:--:--" in last and "ep 2.06" in last, last
+    assert len(last) <= width and last.endswith("…")
