@@ -354,6 +354,17 @@ def test_local_zip_is_unpacked_and_named_after_it(home: Path, tmp_path: Path) ->
     assert pair.name == "cat2dog" and names(pair.path) == ["README.md", "a2b.onnx", "b2a.onnx"]
 
 
+def test_training_runs_model_folders_are_named_after_their_pairs(home: Path, tmp_path: Path) -> None:
+    """Every run exports into RUN/model, so `models add runs/X/model` installed each pair as "model"
+    and refused the second run's."""
+    from tiny_generator import write_pair
+
+    first = reg.install_model(write_pair(tmp_path / "runs" / "h2z" / "model"))
+    second = reg.install_model(write_pair(tmp_path / "runs" / "c2d" / "model", name_a="cat", name_b="dog"))
+    assert (first.name, second.name) == ("horse2zebra", "cat2dog")
+    assert reg.install_model(write_pair(tmp_path / "mine"), name=None).name == "mine"  # other folders: their name
+
+
 def test_hub_without_the_extra_names_it(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

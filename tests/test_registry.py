@@ -128,6 +128,22 @@ def test_a_bare_file_translates_the_same_once_installed(home: Path, tmp_path: Pa
     assert r.pair.name == "plain" and r.file.label == "input -> plain"
 
 
+def test_a_training_run_given_as_the_model_says_where_its_model_is(tmp_path: Path, tiny_pair: Path) -> None:
+    """A run folder passed as --model said "has neither a2b.onnx nor b2a.onnx" (exit 1)."""
+    run = tmp_path / "runs" / "h2z"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"is a training run without an exported model; export it first: "
+                                         r"imgxlate-train export .*h2z --out .*h2z/model"):
+        reg.resolve_model(run)
+    shutil.copytree(tiny_pair, run / "model")
+    with pytest.raises(UsageError, match=r"h2z is a training run; its model is .*h2z/model: pass --model"):
+        reg.resolve_model(run)
+    assert reg.resolve_model(run / "model", to="zebra").file.direction == "a2b"
+    (run / "checkpoints" / "last.pt").write_bytes(b"PK")  # its checkpoint: a PyTorch file, said so
+    with pytest.raises(UsageError, match=r"last.pt is a PyTorch file, not an ONNX model: .*imgxlate-train export RUN"):
+        reg.resolve_model(run / "checkpoints" / "last.pt")
+
+
 def test_a_pair_folder_whose_files_disagree_is_refused(home: Path, tmp_path: Path, tiny_pair: Path) -> None:
     """Installed before, then "has no b2a generator (it has a2b, a2b)" at use."""
     twice = tmp_path / "dup"

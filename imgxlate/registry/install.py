@@ -26,7 +26,16 @@ from imgxlate.errors import (
 from imgxlate.extras import pip_install
 from imgxlate.metadata import DIRECTIONS
 from imgxlate.registry import pairs
-from imgxlate.registry.pairs import ModelPair, _dym, _head, _pairs_in, load_pair, user_models_dir
+from imgxlate.registry.pairs import (
+    PYTORCH_SUFFIXES,
+    ModelPair,
+    _dym,
+    _head,
+    _pairs_in,
+    load_pair,
+    pytorch_file_error,
+    user_models_dir,
+)
 from imgxlate.registry.probe import validate_model_file
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
@@ -228,12 +237,8 @@ def _unzip(archive: Path, into: Path) -> Path:
 def _refuse_pytorch_file(text: str) -> None:
     """PyTorch weights are not a model imgxlate runs: say which command makes one of them."""
     local = Path(text).expanduser()
-    if Path(text.split("?", 1)[0]).suffix.lower() in (".pth", ".pt") and (_is_url(text) or local.is_file()):
-        raise UsageError(
-            f"{text} is a PyTorch file, not an ONNX model: turn a generator of the original CycleGAN code into "
-            "one with `imgxlate-train import --a2b FILE --out DIR` (a checkpoint of imgxlate-train with "
-            "`imgxlate-train export RUN --out DIR`), then `imgxlate models add DIR`"
-        )
+    if Path(text.split("?", 1)[0]).suffix.lower() in PYTORCH_SUFFIXES and (_is_url(text) or local.is_file()):
+        raise pytorch_file_error(text)
 
 
 def _model_in(folder: Path, what: str) -> Path:
@@ -499,8 +504,9 @@ def remove_stale_staging(root: Path) -> list[Path]:
 
 
 def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Path) -> str:
-    """The install name when --name is not given: a local folder's name, a file's pair name (its stem
-    without metadata), else the pair name in the metadata, the Hub repository or the URL's last part."""
+    """The install name when --name is not given: a local folder's name (for a folder named ``model``,
+    as training runs write them, the pair name in its metadata), a file's pair name (its stem without
+    metadata), else the pair name in the metadata, the Hub repository or the URL's last part."""
     meta = None if pair.files[0].assumed else pair.files[0].metadata
     downloaded = staging in src.parents
     if src.is_file():
@@ -510,6 +516,9 @@ def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Pa
             return parse_hub(text)[0].split("/")[1]
         return Path(fname).stem if fname else src.stem
     if not downloaded and not _is_hub(text):
+        if src.name == "model" and meta is not None and _NAME_RE.match(meta.pair):
+            # every training run exports into RUN/model: its pair's name (horse2zebra) tells them apart
+            return meta.pair
         return src.name
     if downloaded and src.parent.name == ".unzipped":
         return src.name  # the archive's one sub-folder

@@ -163,6 +163,12 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
     if path.is_dir():
         found = [path / f"{d}.onnx" for d in DIRECTIONS if (path / f"{d}.onnx").is_file()]
         if not found:
+            if any((path / "model" / f"{d}.onnx").is_file() for d in DIRECTIONS):
+                raise UsageError(f"{path} is a training run; its model is {path / 'model'}: pass --model "
+                                 f"{path / 'model'}")
+            if (path / "checkpoints").is_dir():
+                raise UsageError(f"{path} is a training run without an exported model; export it first: "
+                                 f"imgxlate-train export {path} --out {path / 'model'} (then --model {path / 'model'})")
             others = sorted(p.name for p in path.glob("*.onnx"))
             hint = (f" (it has {', '.join(others)}: pass one of them as --model)" if others else
                     "; give the folder `imgxlate-train` exported, or a .onnx file")
@@ -174,6 +180,8 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
         _check_pair_files(path, files)
         pair_name = name or path.name
         return ModelPair(name=pair_name, path=path, location=location, files=files)
+    if path.suffix.lower() in PYTORCH_SUFFIXES:
+        raise pytorch_file_error(str(path))
     if path.suffix.lower() != ".onnx":
         _check_onnx_magic(path)
     mf = load_model_file(path, None, name)
@@ -199,6 +207,19 @@ def _check_pair_files(folder: Path, files: tuple[ModelFile, ...]) -> None:
             f"model folder {folder} does not hold one pair ({told}); keep the two directions of one model "
             "together, or install each file as a model of its own"
         )
+
+
+PYTORCH_SUFFIXES = (".pth", ".pt")
+
+
+def pytorch_file_error(text: str) -> UsageError:
+    """PyTorch weights are not a model imgxlate runs: which command makes one of them."""
+    return UsageError(
+        f"{text} is a PyTorch file, not an ONNX model: turn a generator of the original CycleGAN code into "
+        "one with `imgxlate-train import --a2b FILE --out DIR` (a checkpoint of imgxlate-train with "
+        "`imgxlate-train export RUN --out DIR`), then pass DIR as --model or install it with "
+        "`imgxlate models add DIR`"
+    )
 
 
 def _check_onnx_magic(path: Path) -> None:
