@@ -1,4 +1,4 @@
-"""How sizes are shown to people: one rule for the CLI and the web page.
+"""How sizes and counts are shown to people: one rule for the CLI, the trainer and the web page.
 
 Decimal units (1 KB = 1000 bytes), as file managers on macOS and phones show them and as the docs
 quote model files ("11.6 MB"); a binary figure labelled "MB" was 4.6 % off at that size.
@@ -14,3 +14,8 @@ def file_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the number it takes: "1 image", "2 images", "0 steps"."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"

@@ -139,6 +139,8 @@ def test_a_training_run_given_as_the_model_says_where_its_model_is(tmp_path: Pat
     with pytest.raises(UsageError, match=r"h2z is a training run; its model is .*h2z/model: pass --model"):
         reg.resolve_model(run)
     assert reg.resolve_model(run / "model", to="zebra").file.direction == "a2b"
+    with pytest.raises(ModelNotFoundError, match="model horse2zebra translates to"):  # was "model model ..."
+        reg.resolve_model(run / "model", to="cat")
     (run / "checkpoints" / "last.pt").write_bytes(b"PK")  # its checkpoint: a PyTorch file, said so
     with pytest.raises(UsageError, match=r"last.pt is a PyTorch file, not an ONNX model: .*imgxlate-train export RUN"):
         reg.resolve_model(run / "checkpoints" / "last.pt")

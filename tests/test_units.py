@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgxlate._units import file_size
+from imgxlate._units import counted, file_size
 
 
 def test_sizes_are_decimal_like_file_managers_and_the_docs() -> None:
@@ -10,3 +10,9 @@ def test_sizes_are_decimal_like_file_managers_and_the_docs() -> None:
     assert file_size(23_139_544) == "23.1 MB"
     assert [file_size(n) for n in (0, 999, 1000, 3_800, 999_949, 11_571_000, 2_400_000_000)] == [
         "0 B", "999 B", "1.0 KB", "3.8 KB", "999.9 KB", "11.6 MB", "2.4 GB"]
+
+
+def test_counts_take_the_noun_in_their_number() -> None:
+    # the training banner said "(1 images)" and "1 threads"
+    assert [counted(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert counted(1, "process", "processes") == "1 process" and counted(3, "process", "processes") == "3 processes"

@@ -347,8 +347,8 @@ def import_command(
             _fail(err, as_json)
     _report_written(reports, quiet, as_json)
     if not quiet and not as_json:
-        stderr.print(f"use it: imgxlate models add {out}   (or imgxlate convert IMAGES --model {out} ...)",
-                     markup=False)
+        q = shlex.quote(str(out))
+        stderr.print(f"use it: imgxlate models add {q}   (or imgxlate convert IMAGES --model {q} ...)", markup=False)
 
 
 def _one_process(command: str) -> None:

@@ -319,6 +319,15 @@ class TrainConfig:
             )
         if self.image_size < 16:
             raise UsageError(f"--image-size {self.image_size} is too small; use at least 16")
+        if self.load_size < self.image_size:
+            # The crops need images at least that large: they were raised silently, and the checkpoint
+            # and the model's metadata kept the size given. Raised here, said, and recorded as used.
+            import warnings
+
+            warnings.warn(f"--load-size {self.load_size} is smaller than --image-size {self.image_size}: images "
+                          f"are resized to {self.image_size} instead (whole, not randomly cropped; the reference "
+                          "loads 286 for 256 px crops)", UserWarning, stacklevel=2)
+            self.load_size = self.image_size
         least = smallest_crop(int(self.n_layers_d))
         if self.image_size < least:
             raise UsageError(

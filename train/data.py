@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from imgxlate._units import counted
 from imgxlate.errors import TrainingError, UsageError
 from imgxlate.imaging.decode import read_rgb8
 
@@ -181,8 +182,10 @@ class UnpairedDataset(torch.utils.data.Dataset):
                     UnreadableImageWarning,
                     stacklevel=2,
                 )
+        folder = os.path.commonpath([os.fspath(f) for f in files]) if files else "?"
         raise TrainingError(
-            f"none of the {len(files)} images of domain {domain} can be decoded; check the folder"
+            f"none of the {counted(len(files), 'image')} of domain {domain} (in {folder}) can be decoded: they "
+            "are truncated or corrupt; copy them again, or give another folder"
         )
 
     def check_readable(self) -> None:

@@ -12,6 +12,7 @@ import datetime as _dt
 import io
 import logging
 import os
+import shlex
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -383,8 +384,9 @@ def export_generators(
             diff=max(r.max_abs_diff for r in reports),
             sizes=", ".join(f"{h}x{w}" for h, w in reports[0].sizes),
             training=json.dumps(training, indent=2, sort_keys=True),
-            folder=out_dir,
-            target=name_b if reports[0].path.stem == "a2b" else name_a,
+            # pasted into a shell: a run folder or a domain with spaces must stay one word
+            folder=shlex.quote(str(out_dir)),
+            target=shlex.quote(name_b if reports[0].path.stem == "a2b" else name_a),
         )
         # Both directions are built and checked before anything is written, and written before anything
         # is renamed: a failed check or a full disk leaves an existing model folder as it was.

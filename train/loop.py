@@ -25,6 +25,7 @@ import torch
 
 from imgxlate._atomic import TEMP_PREFIX
 from imgxlate._lock import exclusive
+from imgxlate._units import counted
 from imgxlate.errors import TrainingError, TrainingInterrupted, UsageError
 from imgxlate.extras import require
 from imgxlate.train import data as data_mod
@@ -111,6 +112,13 @@ def resolve_settings(
             raise UsageError("train() needs a TrainConfig or a checkpoint to resume")
         cfg.validate()
         return cfg, None
+    folder = Path(resume).expanduser()
+    if folder.is_dir() and not (folder / "checkpoints" / "last.pt").exists() and (folder / RUN_LOCK).exists():
+        # a run at work there that has not saved yet: "has no checkpoints/last.pt" told nothing
+        with exclusive(folder / RUN_LOCK, lambda: UsageError(
+                f"another imgxlate-train is using {folder} right now and has saved no checkpoint yet; wait for "
+                "its first checkpoint (--checkpoint-every) or for it to finish")):
+            pass
     ckpt = load_checkpoint(resume)
     stored = TrainConfig.from_dict(ckpt["config"])
     cfg = TrainConfig.from_dict(ckpt["config"])
@@ -461,15 +469,15 @@ def _train(
             log.info("fine-tuning from the networks of %s (%s)", cfg.init_from, ", ".join(sorted(init[0])))
         directions = " and ".join(cfg.directions()) if cfg.method != "cyclegan" else "both directions"
         log.info(
-            "training %s (%s) %s (%d images) <-> %s (%d images): %d steps (%d per epoch, batch %d x %d "
+            "training %s (%s) %s (%s) <-> %s (%s): %s (%d per epoch, batch %d x %d "
             "processes) on %s, %s",
             cfg.method,
             directions,
             name_a,
-            len(files_a),
+            counted(len(files_a), "image"),
             name_b,
-            len(files_b),
-            total,
+            counted(len(files_b), "image"),
+            counted(total, "step"),
             spe,
             cfg.batch_size,
             rt.world_size,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from imgxlate._units import counted
 from imgxlate.errors import DeviceError, UsageError
 from imgxlate.train.config import TrainConfig
 from imgxlate.train.launch import Launch, launch_env
@@ -55,7 +56,7 @@ class Runtime:
             return torch.cuda.get_device_name(self.device)
         if self.device.type == "mps":
             return "Apple MPS"
-        return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        return f"CPU ({platform.processor() or platform.machine()}, {counted(torch.get_num_threads(), 'thread')})"
 
 
 def cpu_threads(requested: int) -> int:

@@ -516,10 +516,7 @@ def _default_name(text: str, src: Path, pair: ModelPair, fname: str, staging: Pa
             return parse_hub(text)[0].split("/")[1]
         return Path(fname).stem if fname else src.stem
     if not downloaded and not _is_hub(text):
-        if src.name == "model" and meta is not None and _NAME_RE.match(meta.pair):
-            # every training run exports into RUN/model: its pair's name (horse2zebra) tells them apart
-            return meta.pair
-        return src.name
+        return pair.name if _NAME_RE.match(pair.name) else src.name  # RUN/model: its pair's name
     if downloaded and src.parent.name == ".unzipped":
         return src.name  # the archive's one sub-folder
     if meta is not None:

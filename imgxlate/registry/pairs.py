@@ -178,7 +178,9 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
         lone = len(found) == 1 and found[0].stem == "a2b"
         files = tuple(load_model_file(p, None if lone else p.stem, name or path.name) for p in found)
         _check_pair_files(path, files)
-        pair_name = name or path.name
+        known = [f for f in files if not f.assumed]
+        # every training run exports into RUN/model: its pair's name (horse2zebra) tells them apart
+        pair_name = name or (known[0].metadata.pair if path.name == "model" and known else path.name)
         return ModelPair(name=pair_name, path=path, location=location, files=files)
     if path.suffix.lower() in PYTORCH_SUFFIXES:
         raise pytorch_file_error(str(path))

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from imgxlate._units import file_size
+from imgxlate._units import counted, file_size
 from imgxlate.errors import ImgxlateError, UsageError, brief
 from imgxlate.web import require_gradio
 from imgxlate.web.service import DEFAULT_MAX_UPLOAD_MB, BatchOutcome, VideoOutcome, WebService
@@ -54,7 +54,7 @@ def batch_summary(outcome: BatchOutcome) -> str:
             rows.append(f"<li class='failed'><b>{name}</b> failed: {html.escape(o.reason)}</li>")
     done, failed = len(outcome.converted), len(outcome.failed)
     head = (
-        f"Translated {done} of {len(outcome.images)} image{'s' if len(outcome.images) != 1 else ''} to "
+        f"Translated {done} of {counted(len(outcome.images), 'image')} to "
         f"<b>{html.escape(outcome.target)}</b> with {html.escape(outcome.model)} in {outcome.seconds:.1f} s"
         f"{f', {failed} failed' if failed else ''}; {html.escape(outcome.provider)}."
     )

@@ -531,7 +531,7 @@ def test_a_domain_with_no_decodable_image_is_one_plain_message_with_workers(tmp_
                   str(tmp_path / "r"), "--json", *TINY, "--workers", "2")  # the last --workers counts
     assert result.returncode == 1, result.stderr[-2000:]
     said = json.loads(result.stdout)["error"]  # the error object `imgxlate` writes
-    assert said["message"].startswith("none of the 2 images of domain B can be decoded")
+    assert said["message"].startswith("none of the 2 images of domain B (in ") and "can be decoded" in said["message"]
     assert said["type"] == "TrainingError" and said["exit_code"] == 1
     assert "Traceback" not in result.stderr and "Caught" not in result.stderr
 
@@ -619,3 +619,28 @@ def test_the_bar_keeps_the_step_count_and_eta_on_a_narrow_terminal(width: int, m
     last = [line for line in re.split(r"[\r\n]", shown) if line.strip()][-1]
     assert last.startswith("train  520/2324 ━") and "-:--:--" in last and "ep 2.06" in last, last
     assert len(last) <= width and last.endswith("…")
+
+
+def test_a_load_size_below_the_crop_is_said_and_recorded_as_used() -> None:
+    """--image-size 128 --load-size 64 trained at 128 without a word, and the checkpoint and the model
+    said 64."""
+    from imgxlate.train.config import TrainConfig
+
+    cfg = TrainConfig(image_size=128, load_size=64)
+    with pytest.warns(UserWarning, match="--load-size 64 is smaller than --image-size 128: images are resized to 128"):
+        cfg.validate(folders=False)
+    assert cfg.load_size == 128
+
+
+def test_resuming_a_run_at_work_that_has_not_saved_yet_says_so(tmp_path: Path) -> None:
+    """It said "has no checkpoints/last.pt; pass a checkpoint file or a run folder"."""
+    from imgxlate._lock import exclusive
+    from imgxlate.train.loop import RUN_LOCK
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with exclusive(run / RUN_LOCK, lambda: AssertionError("not held")):
+        result = CliRunner().invoke(app, ["--resume", str(run)])
+    assert result.exit_code == 2 and "another imgxlate-train is using" in result.output, result.output
+    result = CliRunner().invoke(app, ["--resume", str(run)])  # nobody at work: the plain message
+    assert result.exit_code == 2 and "has no checkpoints/last.pt" in result.output, result.output

@@ -85,3 +85,16 @@ def test_a_failed_export_into_a_new_folder_leaves_no_folder(tmp_path: Path) -> N
         export_generators({"a2b": ResnetGenerator(**CFG), "b2a": _Drifting(**CFG)}, tmp_path / "new" / "model",
                           "x", "y", CFG, 32, 1, 0.1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cards_command_can_be_pasted_with_spaces_in_the_folder_and_domain(tmp_path: Path) -> None:
+    """`--model runs/my run ü/model --to zebras 2` broke when pasted into a shell."""
+    import re
+    import shlex
+
+    model = tmp_path / "my run ü" / "model"
+    export_generators({"a2b": ResnetGenerator(**CFG), "b2a": ResnetGenerator(**CFG)}, model, "My Horses",
+                      "zebras 2", CFG, 32, 1, 0.1)
+    (command,) = re.findall(r"Use it: `([^`]+)`", (model / "README.md").read_text(encoding="utf-8"))
+    words = shlex.split(command)
+    assert words[words.index("--model") + 1] == str(model) and words[words.index("--to") + 1] == "zebras 2"
