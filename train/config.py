@@ -219,7 +219,7 @@ class TrainConfig:
     checkpoint_every: int = option(1000, "Steps between checkpoints (0 = only at the end).", P_OUT)
     sample_every: int = option(500, "Steps between sample grids (0 = none).", P_OUT)
     log_every: int = option(
-        50, "Steps between log.jsonl lines (and progress lines when stderr is not a terminal).", P_OUT
+        50, "Steps between log.jsonl lines (and progress lines when stderr is not a terminal; 0 = none).", P_OUT
     )
     export: bool = option(True, "Export ONNX models at the end.", P_OUT, flags=("--export/--no-export",))
 

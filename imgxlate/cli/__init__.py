@@ -97,6 +97,7 @@ def _run(app: object, args: list[str], as_json: bool, prog_name: str = "imgxlate
         rv = app(prog_name=prog_name, args=args, standalone_mode=False)  # type: ignore[operator]
     except click_exception as exc:
         _name_the_source(exc)
+        _tidy_choice_message(exc)
         rich_utils.rich_format_error(exc)
         if as_json:
             emit_json(json_error(exc.format_message(), "UsageError", exc.exit_code))
@@ -122,6 +123,23 @@ def file_named_like_an_option(args: Sequence[str]) -> str | None:
         if arg.startswith("-") and arg != "-" and os.path.lexists(arg):
             return arg
     return None
+
+
+def _tidy_choice_message(exc: BaseException) -> None:
+    """Typer words a value not among an option's choices "Value error, 'exactt' is not one of 'exact',
+    'blend'." (a validation library's prefix): without the prefix, and with the nearest choice."""
+    from imgxlate.errors import did_you_mean
+
+    message = getattr(exc, "message", None)
+    if not isinstance(message, str) or not message.startswith("Value error, "):
+        return
+    import re
+
+    message = message.removeprefix("Value error, ")
+    quoted = re.findall(r"'([^']*)'", message)  # the value given, then the choices
+    if " is not one of " in message and len(quoted) > 1 and (hint := did_you_mean(quoted[0], quoted[1:])):
+        message = message.rstrip(".") + hint
+    exc.message = message  # type: ignore[attr-defined]
 
 
 def _name_the_source(exc: BaseException) -> None:

@@ -138,6 +138,31 @@ def test_a_file_named_like_an_option_is_refused_not_read_as_one(
     assert sorted(p.name for p in Path("out2").iterdir()) == ["-o.jpg", "a.jpg"]
 
 
+def test_a_value_not_among_the_choices_is_said_plainly_with_the_nearest(capsys: pytest.CaptureFixture[str],
+                                                                          tmp_path: Path) -> None:
+    """Typer's "Value error, 'exactt' is not one of ..." (a validation library's prefix), without a hint."""
+    from imgxlate.train.cli import main as train_main
+
+    for run, args in ((main, ["convert", str(tmp_path), "--out", "o", "--tiling", "exactt", "--json"]),
+                      (train_main, ["--domain-a", "a", "--domain-b", "b", "--method", "cyclgan", "--json"])):
+        with pytest.raises(SystemExit) as info:
+            run(args) if run is main else _argv(run, args)
+        assert info.value.code == 2
+        message = json.loads(capsys.readouterr().out)["error"]["message"]
+        assert "Value error" not in message and "is not one of" in message, message
+        assert message.endswith(("did you mean 'exact'?", "did you mean 'cyclegan'?")), message
+
+
+def _argv(run: object, args: list[str]) -> None:
+    import sys
+
+    old, sys.argv = sys.argv, ["imgxlate-train", *args]
+    try:
+        run()  # type: ignore[operator]
+    finally:
+        sys.argv = old
+
+
 def test_json_domain_errors_are_json(home: Path, tmp_path: Path) -> None:
     res = invoke("models", "info", "nosuch", "--json")
     assert res.exit_code == 2
