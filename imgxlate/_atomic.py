@@ -69,7 +69,7 @@ def disk_full_error(target: str | os.PathLike[str], detail: str = "") -> DiskFul
     more = f" ({detail})" if detail else ""
     return DiskFullError(
         f"disk full while writing {os.fspath(target)!r}{more}; free some space or choose another "
-        "output folder, then run the command again (finished files are kept and skipped)"
+        "output folder, then run the command again"
     )
 
 

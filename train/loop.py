@@ -133,7 +133,7 @@ def resolve_settings(
         if key not in RESUME_OVERRIDABLE:
             raise UsageError(
                 f"--{key.replace('_', '-')} cannot change when resuming (it would change the training); "
-                f"start a new run with --out instead"
+                f"start a new run with --out instead (add --init-from {resume} to start it from this run's weights)"
             )
         setattr(cfg, key, value)
     _choose_out(cfg, stored, (overrides or {}).get("out"), here, Path(ckpt["path"]))

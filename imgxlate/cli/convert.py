@@ -253,7 +253,8 @@ def convert(
         stderr.print(f"[bold red]error:[/] {escape(stopped)}")
         if not_started:
             again = ("run the command again without --overwrite once there is room (with it, the finished "
-                     "files would be made again)" if overwrite else "run the same command again once there is room")
+                     "files would be made again)" if overwrite else
+                     "run the same command again once there is room (the finished files are kept and skipped)")
             stderr.print(f"stopped: {not_started} file(s) not converted; {again}")
     if not quiet or interrupted:
         stderr.print(
