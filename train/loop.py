@@ -507,6 +507,9 @@ def _train(
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     images_per_step = cfg.batch_size * rt.world_size
     meter = _Meter(images_per_step)
+    if ckpt is not None and ckpt.get("log_window"):
+        meter.sums = {k: v.to(rt.device) for k, v in ckpt["log_window"]["sums"].items()}
+        meter.counts = dict(ckpt["log_window"]["counts"])
     t0 = time.perf_counter()
     step = start
 
@@ -576,6 +579,10 @@ def _train(
         }
         if per_rank is not None:
             state["per_rank"] = per_rank
+        # the losses of the log window under way: a resumed run logs the same means as an
+        # uninterrupted one (a stop between two --log-every lines averaged only the steps after it)
+        state["log_window"] = {"sums": {k: v.detach().cpu() for k, v in meter.sums.items()},
+                               "counts": dict(meter.counts)}
         save_checkpoint(ckpt_path, state)
 
     # the steps
@@ -595,7 +602,9 @@ def _train(
                     losses_now = trainer.step(real_a, real_b)
                     step += 1
                 meter.add(losses_now)
-                logged = step == end or bool(cfg.log_every and step % cfg.log_every == 0)
+                # the last step of the run is logged; a split (stop_after) leaves its window open, in the
+                # checkpoint, so that the resumed run logs what an uninterrupted one does
+                logged = step == total or bool(cfg.log_every and step % cfg.log_every == 0)
                 if logged or step % REPORT_EVERY == 0:
                     losses = meter.close_window()
                     if not all(math.isfinite(v) for v in losses.values()):

@@ -68,6 +68,25 @@ def test_resume_is_exact(folders: tuple[Path, Path], tmp_path: Path) -> None:
     assert steps == list(range(1, 7))
 
 
+def test_a_resume_between_two_log_lines_logs_what_the_uninterrupted_run_logs(folders: tuple[Path, Path],
+                                                                            tmp_path: Path) -> None:
+    """Stopped at step 3 with --log-every 4, the resumed run's line for step 4 averaged step 4 alone
+    (the uninterrupted run: steps 1-4); the window's sums now travel in the checkpoint."""
+    kw = {"max_steps": 6, "batch_size": 2, "checkpoint_every": 0, "epochs": 2, "epochs_decay": 2, "log_every": 4}
+
+    def logged(run: Path) -> list[dict]:
+        return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+    train(tiny_config(*folders, tmp_path / "straight", **kw))
+    train(tiny_config(*folders, tmp_path / "split", **kw), stop_after=3)
+    train(resume=tmp_path / "split")
+    straight, split = logged(tmp_path / "straight"), logged(tmp_path / "split")
+    assert [r["step"] for r in straight] == [r["step"] for r in split] == [4, 6]
+    for a, b in zip(straight, split):
+        losses = [k for k in a if k.startswith(("G_", "D_", "cycle", "idt"))]
+        assert losses and all(abs(a[k] - b[k]) < 1e-6 for k in losses), (a, b)
+
+
 def test_a_stop_signal_inside_a_step_saves_a_whole_step(folders: tuple[Path, Path], tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A Ctrl-C between the generators' and the discriminators' updates of step 3, under the CLI's
