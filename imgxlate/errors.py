@@ -86,12 +86,14 @@ class TrainingInterrupted(TrainingError):
 
     exit_code = 130
 
-    def __init__(self, step: int, checkpoint: str, out: str, stage: str = "training") -> None:
+    def __init__(self, step: int, checkpoint: str, out: str, stage: str = "training", how: str | None = None) -> None:
+        # how: the command that goes on (a distributed run's names torchrun); by default --resume OUT
+        how = how or f"--resume {out}"
         if stage == "export":
             text = (f"interrupted while exporting the models after the last step ({step}); the checkpoint is "
-                    f"saved and the model folder left as it was: --resume {out} exports them")
+                    f"saved and the model folder left as it was: {how} exports them")
         else:
-            text = f"interrupted at step {step}; checkpoint saved, continue with --resume {out}"
+            text = f"interrupted at step {step}; checkpoint saved, continue with {how}"
         super().__init__(text)
         # stage: "training" (steps were left) or "export" (the steps were done, the export was not)
         self.step, self.checkpoint, self.out, self.stage = step, checkpoint, out, stage

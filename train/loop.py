@@ -663,7 +663,7 @@ def _train(
         interrupted = True
     wall = wall_before + time.perf_counter() - t0
     if interrupted:
-        raise TrainingInterrupted(step, str(ckpt_path), str(out))
+        raise TrainingInterrupted(step, str(ckpt_path), str(out), how=how_to_go_on(out))
 
     # the export
     model_dir = None
@@ -681,7 +681,7 @@ def _train(
                 overwrite=True,  # the run's own folder: a resumed, longer run replaces its earlier export
             )
         except KeyboardInterrupt:  # every file is written before any is renamed: nothing half-done
-            raise TrainingInterrupted(step, str(ckpt_path), str(out), stage="export") from None
+            raise TrainingInterrupted(step, str(ckpt_path), str(out), stage="export", how=how_to_go_on(out)) from None
         log.info("exported %s (%s) after %s steps at %.2f images/s", model_dir, names, step, trained_ips)
     seen = seen_before + (step - start) * images_per_step
     return TrainResult(
