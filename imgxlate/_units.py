@@ -10,7 +10,7 @@ from __future__ import annotations
 def file_size(n: float) -> str:
     """``n`` bytes as "812 B", "3.8 KB", "11.6 MB" or "1.2 GB"."""
     for unit in ("B", "KB", "MB"):
-        if n < 1000:
+        if round(n, 0 if unit == "B" else 1) < 1000:  # 999 950 B is "1.0 MB", not "1000.0 KB"
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"

@@ -55,13 +55,15 @@ class FileResult:
         return d
 
 
-def converted_notes(pages_left_out: int, image: Sequence[str] = ()) -> tuple[Note, ...]:
+def converted_notes(pages_left_out: int, image: Sequence[str] = (), views_left_out: str = "") -> tuple[Note, ...]:
     """What a converted file's result says besides "converted": an ``image`` note for each thing the
     imaging code handled in it (``image``: texts of :func:`imgxlate.imaging.notices.collected`, e.g. a
     broken ICC profile ignored), and a ``partial`` note when pages of a multi-page TIFF were left out
     (:attr:`imgxlate.imaging.DecodedImage.pages_left_out`). The local batch and the Ray stages both
     build their results' notes here."""
     notes = tuple(Note("image", text) for text in dict.fromkeys(image))
+    if views_left_out:  # an MPO's other views (DecodedImage.views_left_out)
+        notes += (Note("partial", views_left_out),)
     if pages_left_out <= 0:
         return notes
     return notes + (Note("partial", f"only the first of its {pages_left_out + 1} pages was converted: a multi-page "
@@ -335,7 +337,8 @@ class BatchRun:
         else:
             result = FileResult(plan.src, plan.dst, "converted", "", item.seconds + time.perf_counter() - t0,
                                 item.size[1], item.size[0],
-                                converted_notes(like.pages_left_out, [*item.extra.get("said", ()), *said]))
+                                converted_notes(like.pages_left_out, [*item.extra.get("said", ()), *said],
+                                                like.views_left_out))
         item.result = result
         return result
 

@@ -339,13 +339,14 @@ def collect_inputs(
         at = seen.get(key)
         if at is not None:
             first = found[at]
-            if first.src != src:  # a link to a file already found, or the file through another input
+            if first.src != src and (os.path.islink(first.src) or os.path.islink(src)):
+                # a link to a file already found (or the file, after its link): one file, two names
                 walk.note(src, "skipped", f"the same file as {str(first.src)!r}, which is taken once, under that name")
             elif len(rel.parts) > len(first.rel.parts):
                 # One file through two inputs (named and in a folder given too, or in a folder and in its
-                # sub-folder): its place in the outer folder's layout, whichever came first on the line
-                # (the output layout depended on the order of the arguments).
-                found[at] = InputFile(src=first.src, rel=rel, explicit=first.explicit or explicit, key=key)
+                # sub-folder, spelled alike or not: ./P, /abs/P, ~/P): its place in the outer folder's
+                # layout, whichever came first on the line (the layout depended on the argument order).
+                found[at] = InputFile(src=src, rel=rel, explicit=first.explicit or explicit, key=key)
             elif explicit and not first.explicit:
                 found[at] = InputFile(src=first.src, rel=first.rel, explicit=True, key=key)
             return

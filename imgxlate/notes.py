@@ -8,7 +8,8 @@ information, the others as warnings); nothing matches note texts. Kinds:
 - ``ignored``: an option had no effect (``--to`` on a single generator without metadata);
 - ``fallback``: the run differs from what was asked (resized to a fixed-size model's input, blend
   tiling instead of exact);
-- ``partial``: a file was converted in part (the first page of a multi-page TIFF);
+- ``partial``: a file was converted in part (the first page of a multi-page TIFF, the first view of
+  a stereo MPO);
 - ``image``: something in a file was off and was handled (a broken ICC profile ignored, EXIF that
   could not be read or written left out).
 """

@@ -75,7 +75,8 @@ def test_duplicates_removed(tree: Path) -> None:
     assert len(files) == 5
 
 
-def test_a_file_reached_through_two_inputs_keeps_the_outer_folders_layout_in_any_order(tree: Path) -> None:
+def test_a_file_reached_through_two_inputs_keeps_the_outer_folders_layout_in_any_order(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`convert P P/sub/c.png` wrote sub/c.png but `convert P/sub/c.png P` wrote c.png (and `P/sub P`
     likewise): the first input to reach a file chose its place. The outer folder's layout wins."""
     expected = ["B.JPG", "a.jpg", "sub/c.png", "sub/deep/d one:two.jpeg", "sub/deep/ünï.png"]
@@ -85,6 +86,12 @@ def test_a_file_reached_through_two_inputs_keeps_the_outer_folders_layout_in_any
         assert sorted(rels(files)) == expected, inputs
         named = {f.rel.as_posix() for f in files if f.explicit}
         assert named == {str(p.relative_to(tree).as_posix()) for p in inputs if p.is_file()}, inputs
+    # the same file spelled another way (absolute against relative, a `..` detour): no "same file" note
+    monkeypatch.chdir(tree.parent)
+    for inputs in ([tree.resolve(), Path("in/sub/c.png")], [Path("in/sub/c.png"), tree.resolve()],
+                   [Path("in/sub"), Path("in/sub/../").resolve().parent / "in"]):
+        files = collect_inputs(inputs, suffixes=SUFFIXES)
+        assert sorted(rels(files)) == expected and not [f for f in files.found if f.status == "skipped"], inputs
 
 
 def test_missing_input_and_empty_glob_are_usage_errors(tmp_path: Path) -> None:

@@ -440,3 +440,15 @@ def test_a_hub_repository_with_one_model_onnx_is_named_after_the_repository(
         hub.add(repo, folder)
     assert reg.install_model("hf://org/foo2bar").name == "foo2bar"
     assert reg.install_model("hf://org/day2night").name == "day2night"
+
+
+def test_a_user_model_installed_as_model_keeps_that_name(home: Path, tmp_path: Path) -> None:
+    """Installed as "model" before runs were named by their pair: listed as "horse2zebra", which no
+    command then accepted ("no model named 'horse2zebra'; did you mean 'horse2zebra'?")."""
+    import shutil
+
+    from tiny_generator import write_pair
+
+    shutil.copytree(write_pair(tmp_path / "runs" / "h2z" / "model"), home / "model")
+    assert [p.name for p in reg.list_models() if p.location == "user"] == ["model"]
+    assert reg.resolve_model("model", to="zebra").pair.name == "model"

@@ -132,6 +132,9 @@ def test_a_training_run_given_as_the_model_says_where_its_model_is(tmp_path: Pat
     """A run folder passed as --model said "has neither a2b.onnx nor b2a.onnx" (exit 1)."""
     run = tmp_path / "runs" / "h2z"
     (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(InvalidModelError, match="has neither a2b.onnx nor b2a.onnx"):  # nothing saved yet
+        reg.resolve_model(run)
+    (run / "checkpoints" / "last.pt").write_bytes(b"PK")  # a checkpoint: a PyTorch file
     with pytest.raises(UsageError, match=r"is a training run without an exported model; export it first: "
                                          r"imgxlate-train export .*h2z --out .*h2z/model"):
         reg.resolve_model(run)
@@ -141,7 +144,6 @@ def test_a_training_run_given_as_the_model_says_where_its_model_is(tmp_path: Pat
     assert reg.resolve_model(run / "model", to="zebra").file.direction == "a2b"
     with pytest.raises(ModelNotFoundError, match="model horse2zebra translates to"):  # was "model model ..."
         reg.resolve_model(run / "model", to="cat")
-    (run / "checkpoints" / "last.pt").write_bytes(b"PK")  # its checkpoint: a PyTorch file, said so
     with pytest.raises(UsageError, match=r"last.pt is a PyTorch file, not an ONNX model: .*imgxlate-train export RUN"):
         reg.resolve_model(run / "checkpoints" / "last.pt")
 
@@ -189,10 +191,15 @@ def test_default_model_missing(home: Path) -> None:
         reg.resolve_model(to="vangogh")
 
 
-def test_default_model_variable_says_what_it_takes(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_model_variable_says_what_it_takes(home: Path, tiny_pair: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
     """$IMGXLATE_DEFAULT_MODEL set to a model folder's path said "the default model '/.../model' is not
     installed", and with --to "no model translates to ...", never naming the variable."""
     reg.install_model(tiny_pair)
+    monkeypatch.chdir(tmp_path)  # a folder here named like the installed model: the name still wins
+    (tmp_path / "horse2zebra").mkdir()
+    monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", "horse2zebra")
+    assert reg.resolve_model().pair.name == "horse2zebra"
     monkeypatch.setenv("IMGXLATE_DEFAULT_MODEL", str(tiny_pair))
     for to in (None, "zebra"):
         with pytest.raises(UsageError, match=r"IMGXLATE_DEFAULT_MODEL is '.*', a path; it takes the name of an "

@@ -10,6 +10,7 @@ def test_sizes_are_decimal_like_file_managers_and_the_docs() -> None:
     assert file_size(23_139_544) == "23.1 MB"
     assert [file_size(n) for n in (0, 999, 1000, 3_800, 999_949, 11_571_000, 2_400_000_000)] == [
         "0 B", "999 B", "1.0 KB", "3.8 KB", "999.9 KB", "11.6 MB", "2.4 GB"]
+    assert [file_size(n) for n in (999_950, 999_960_000)] == ["1.0 MB", "1.0 GB"]  # not "1000.0 KB"
 
 
 def test_counts_take_the_noun_in_their_number() -> None:

@@ -132,7 +132,9 @@ def how_to_go_on(out: Path) -> str:
         return "run the same command again (no checkpoint was saved yet, so it starts afresh)"
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > 1:
-        return f"torchrun --nproc-per-node {world} -m imgxlate.train --resume {out}"
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)) or world)
+        nodes = f"--nnodes {world // local} ... " if local < world else ""  # ...: the run's rendezvous options
+        return f"torchrun {nodes}--nproc-per-node {local} -m imgxlate.train --resume {out}"
     return f"imgxlate-train --resume {out}"
 
 

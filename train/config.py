@@ -102,7 +102,9 @@ class TrainConfig:
     name_a: str = option("", "Name of domain A (default: its folder name).", P_DATA)
     name_b: str = option("", "Name of domain B (default: its folder name).", P_DATA)
     image_size: int = option(256, "Random crop size (a multiple of 4).", P_DATA)
-    load_size: int = option(286, "The shorter side is resized to this before cropping.", P_DATA)
+    load_size: int | None = option(
+        None, "The shorter side is resized to this before cropping (default: 286 for 256 px crops, as the "
+        "reference; the same ratio for other --image-size values).", P_DATA)
     flip: bool = option(True, "Random horizontal flips.", P_DATA, flags=("--flip/--no-flip",))
     workers: int = option(4, "Data loading processes (0 = in the main process).", P_DATA)
     # method
@@ -253,6 +255,8 @@ class TrainConfig:
         self.method = str(self.method).lower()
         if not self.out:
             self.out = f"runs/{self.method}"
+        if self.load_size is None:  # the reference's 286 for 256 px crops (a random crop of ~90 %)
+            self.load_size = round(int(self.image_size) * 286 / 256)
         if self.method in METHOD_DEFAULTS:
             for key, value in METHOD_DEFAULTS[self.method].items():
                 if getattr(self, key) is None:

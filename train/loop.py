@@ -469,8 +469,7 @@ def _train(
             log.info("fine-tuning from the networks of %s (%s)", cfg.init_from, ", ".join(sorted(init[0])))
         directions = " and ".join(cfg.directions()) if cfg.method != "cyclegan" else "both directions"
         log.info(
-            "training %s (%s) %s (%s) <-> %s (%s): %s (%d per epoch, batch %d x %d "
-            "processes) on %s, %s",
+            "training %s (%s) %s (%s) <-> %s (%s): %s (%d per epoch, batch %d x %s) on %s, %s",
             cfg.method,
             directions,
             name_a,
@@ -480,7 +479,7 @@ def _train(
             counted(total, "step"),
             spe,
             cfg.batch_size,
-            rt.world_size,
+            counted(rt.world_size, "process", "processes"),
             rt.device_name(),
             rt.precision,
         )

@@ -93,7 +93,8 @@ def _run(app: object, args: list[str], as_json: bool, prog_name: str = "imgxlate
             raise usage_error(
                 f"{name!r} is the name of a file here, but it reads as an option (the shell puts such names in "
                 f"when it expands a pattern like {pattern}); put -- between the options and the file names "
-                f"(... --out OUT -- {pattern}) or write the pattern as ./{pattern}")
+                f"(... --out OUT -- {pattern}) or write the pattern as ./{pattern}" if prog_name == "imgxlate" else
+                f"{name!r} is the name of a file here, but it reads as an option; write it as ./{name}")
         rv = app(prog_name=prog_name, args=args, standalone_mode=False)  # type: ignore[operator]
     except click_exception as exc:
         _name_the_source(exc)
@@ -112,16 +113,22 @@ def _run(app: object, args: list[str], as_json: bool, prog_name: str = "imgxlate
 
 
 def file_named_like_an_option(args: Sequence[str]) -> str | None:
-    """The first word before ``--`` that starts with ``-`` and names a file or folder here, or None.
+    """The first word before ``--`` that starts with ``-`` and names a file here (one with a suffix, as
+    a shell pattern like ``*.jpg`` puts them in), or None. A word right after an option is left alone:
+    it may be that option's value (``--out -results``).
 
     A photo named ``-o.jpg`` in a folder converted with ``imgxlate convert *.jpg --out OUT`` reached
     the command as the option ``-o`` with the value ``.jpg``: a later ``--out`` replaced it silently
     (the file was left out), and without one every result went into a folder named ``.jpg``."""
+    previous = ""
     for arg in args:
         if arg == "--":
             return None
-        if arg.startswith("-") and arg != "-" and os.path.lexists(arg):
+        after_option = previous.startswith("-") and "=" not in previous
+        if (arg.startswith("-") and not after_option and os.path.splitext(arg)[1]
+                and os.path.isfile(arg)):
             return arg
+        previous = arg
     return None
 
 

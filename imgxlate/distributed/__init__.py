@@ -267,7 +267,7 @@ def _run_on_cluster(pending: list[Job], data: Any, spec: ModelSpec, options: Ima
         ctx.enable_progress_bars = not quiet
         logging.getLogger("ray.data").setLevel(logging.ERROR if quiet else logging.INFO)
         rows = [{"index": j.index, "src": j.src, "dst": j.dst, "status": j.status, "reason": j.reason, "replace": j.replace,
-                 "seconds": 0.0, "width": 0, "height": 0, "pages_left_out": 0, "provider": "", "disk_full": False, "said": ""}
+                 "seconds": 0.0, "width": 0, "height": 0, "pages_left_out": 0, "views_left_out": "", "provider": "", "disk_full": False, "said": ""}
                 for j in pending]
         ds = (
             data.from_items(rows, override_num_blocks=len(rows))
@@ -313,7 +313,8 @@ def _result(row: dict[str, Any]) -> FileResult:
     from imgxlate.distributed.stages import said_in
 
     said = said_in(str(row.get("said", "")))
-    notes = converted_notes(int(row.get("pages_left_out", 0)), said) if row["status"] == "converted" else ()
+    notes = (converted_notes(int(row.get("pages_left_out", 0)), said, str(row.get("views_left_out", "")))
+             if row["status"] == "converted" else ())
     return FileResult(where(row["src"]), where(row["dst"]), row["status"], row["reason"],
                       float(row["seconds"]), int(row["width"]), int(row["height"]), notes)
 

@@ -58,6 +58,7 @@ def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     row["said"] = _joined(row.get("said", ""), said)
     image = fit_to_target(image, row["dst"])  # a multi-page TIFF's pages, where the output holds them
     row.update(image=image, width=image.width, height=image.height, pages_left_out=image.pages_left_out,
+               views_left_out=image.views_left_out,
                seconds=row.get("seconds", 0.0) + time.perf_counter() - t0)
     return row
 

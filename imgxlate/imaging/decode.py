@@ -84,6 +84,7 @@ class DecodedImage:
     animation: Animation | None = None
     pages: tuple[DecodedImage, ...] = ()
     pages_left_out: int = 0
+    views_left_out: str = ""  # what of the file was not decoded besides pages (an MPO's other views): a partial note
     lossless: bool = False  # a lossless WebP: written as WebP again, it stays lossless by default
     xmp: bytes | None = None
 
@@ -496,8 +497,7 @@ def _decode(
     if frames and animation.is_animated(im):
         return animation.read_animation(im, path, max_pixels)
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
-    if frames and im.format == "MPO":
-        _say_views_left_out(im, path)
+    views_left_out = _views_left_out(im) if frames and im.format == "MPO" else ""
     # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,
     # so OpenCV decodes them (and reports truncation) and Pillow only gives the metadata.
     use_cv2 = False
@@ -540,7 +540,8 @@ def _decode(
     alpha_f = _to_unit(alpha)[0] if alpha is not None else None
     rgb = apply_orientation(rgb, orientation)
     alpha_f = apply_orientation(alpha_f, orientation) if alpha_f is not None else None
-    return _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, exif, path, _xmp_of(im))
+    decoded = _finish(rgb, alpha_f, depth, grayscale, fmt, out_icc, exif, path, _xmp_of(im))
+    return replace(decoded, views_left_out=views_left_out) if views_left_out else decoded
 
 
 def _draft(im: PILImage.Image, shorter_at_least: int) -> None:
@@ -611,18 +612,19 @@ _MPO_VIEWS = {
 }
 
 
-def _say_views_left_out(im: PILImage.Image, path: Path) -> None:
-    """An MPO whose other pictures are views (a stereo pair's second eye...): only the first view is
-    converted, and the result says so (an image note), never passing as the whole file."""
+def _views_left_out(im: PILImage.Image) -> str:
+    """For an MPO whose other pictures are views (a stereo pair's second eye...): what the result's
+    ``partial`` note says (only the first view is converted); "" when they are previews or unreadable."""
     try:
         entries = im.mpinfo[0xB002]
         kinds = [_MPO_VIEWS.get(e["Attribute"]["MPType"]) for e in entries[1:]]
     except Exception:  # noqa: BLE001 - untrusted data: an unreadable MP index says nothing more
-        return
+        return ""
     views = [k for k in kinds if k is not None]
-    if views:
-        image_warning(f"it is a {views[0]} MPO with {len(views) + 1} views; only the first view was converted "
-                      "(export the other views as JPEG files of their own to convert them)", source=path)
+    if not views:
+        return ""
+    return (f"it is a {views[0]} MPO with {len(views) + 1} views; only the first view was converted (export the "
+            "other views as JPEG files of their own to convert them)")
 
 
 def _with_pages(first: DecodedImage, data: bytes, path: Path, max_pixels: int | None, frames: bool) -> DecodedImage:

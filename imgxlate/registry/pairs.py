@@ -166,7 +166,7 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
             if any((path / "model" / f"{d}.onnx").is_file() for d in DIRECTIONS):
                 raise UsageError(f"{path} is a training run; its model is {path / 'model'}: pass --model "
                                  f"{path / 'model'}")
-            if (path / "checkpoints").is_dir():
+            if (path / "checkpoints" / "last.pt").is_file():
                 raise UsageError(f"{path} is a training run without an exported model; export it first: "
                                  f"imgxlate-train export {path} --out {path / 'model'} (then --model {path / 'model'})")
             others = sorted(p.name for p in path.glob("*.onnx"))
@@ -179,8 +179,10 @@ def load_pair(path: str | os.PathLike[str], location: str = "path", name: str | 
         files = tuple(load_model_file(p, None if lone else p.stem, name or path.name) for p in found)
         _check_pair_files(path, files)
         known = [f for f in files if not f.assumed]
-        # every training run exports into RUN/model: its pair's name (horse2zebra) tells them apart
-        pair_name = name or (known[0].metadata.pair if path.name == "model" and known else path.name)
+        # every training run exports into RUN/model: its pair's name (horse2zebra) tells them apart. An
+        # installed folder is called by its folder's name whatever it is: that name is what --model takes.
+        by_pair = location == "path" and path.name == "model" and known
+        pair_name = name or (known[0].metadata.pair if by_pair else path.name)
         return ModelPair(name=pair_name, path=path, location=location, files=files)
     if path.suffix.lower() in PYTORCH_SUFFIXES:
         raise pytorch_file_error(str(path))
@@ -348,7 +350,7 @@ def resolve_model(
 
     name = default_model_name()
     from_env = bool(os.environ.get(DEFAULT_MODEL_ENV, "").strip())
-    if from_env and (_looks_like_path(name) or Path(name).expanduser().exists()):
+    if from_env and _find_named(name) is None and (_looks_like_path(name) or Path(name).expanduser().exists()):
         raise UsageError(
             f"${DEFAULT_MODEL_ENV} is {name!r}, a path; it takes the name of an installed model: install it "
             f"with `imgxlate models add {name} --name NAME` and set {DEFAULT_MODEL_ENV}=NAME, or pass "

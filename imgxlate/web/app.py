@@ -210,7 +210,7 @@ def build_app(service: WebService) -> Any:
         }
         # A drop while a batch runs: Gradio's default for uploads ("once") dropped that event, so files
         # added meanwhile were never translated. "always_last": one more run, after this one, of
-        # everything in the box then (the earlier files again with it: results are not cached).
+        # everything in the box then (the earlier files again with it: a batch is remembered whole, not file by file).
         files.upload(**image_io, trigger_mode="always_last")
         run.click(**image_io)
         video_io: dict[str, Any] = {

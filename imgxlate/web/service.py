@@ -169,9 +169,10 @@ def _unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _still_there(outcome: BatchOutcome) -> bool:
-    """Whether every file a batch made is still on disk (job folders go after JOB_LIFETIME_S)."""
-    made = [p for o in outcome.images for p in (o.output, o.input_preview, o.output_preview)] + [outcome.zip_path]
+def _still_there(images: Sequence[ImageOutcome], *more: Path | None) -> bool:
+    """Whether every file made for ``images`` and ``more`` is still on disk (job folders go after
+    JOB_LIFETIME_S)."""
+    made = [p for o in images for p in (o.output, o.input_preview, o.output_preview)] + list(more)
     return all(p is None or p.exists() for p in made)
 
 
@@ -222,8 +223,8 @@ class WebService:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._sessions: dict[str, threading.Event] = {}  # a page's requests at work -> closed?
-        # a page's last batch that converted every image: (what it was asked, its outcome)
-        self._last_batch: OrderedDict[str, tuple[tuple[Any, ...], BatchOutcome]] = OrderedDict()
+        # a page's last request: (what it asked, its outcome), see _once_per_page
+        self._last_batch: OrderedDict[str, tuple[tuple[Any, ...], Any]] = OrderedDict()
         self._local = threading.local()  # the page the request on this thread is for
         self._active = 0  # requests doing model work now
         self._idle = threading.Condition()
@@ -355,27 +356,31 @@ class WebService:
         if not uploads:
             raise UsageError("no images uploaded; drop one or more image files on the page first")
         with self._request():
-            session = getattr(self._local, "session", None)
-            asked = self._batch_key(uploads, label, target)
-            if session is not None:
-                # A drop starts a batch, and a press of Translate after it asked for the same batch again
-                # (it waited in the queue and translated everything twice): the same files, model and
-                # direction of the same page get the results made, while they are still there.
-                with self._lock:
-                    last = self._last_batch.get(session)
-                if last is not None and last[0] == asked and _still_there(last[1]):
-                    return last[1]
-            outcome = self._convert_images(uploads, label, target, progress)
-            if session is not None:
-                with self._lock:
-                    if outcome.failed:  # pressing Translate again is how a failure is retried
-                        self._last_batch.pop(session, None)
-                    else:
-                        self._last_batch[session] = (asked, outcome)
-                        self._last_batch.move_to_end(session)
-                        while len(self._last_batch) > _MAX_REMEMBERED:
-                            self._last_batch.popitem(last=False)
-            return outcome
+            return self._once_per_page(
+                ("images", self._batch_key(uploads, label, target)),
+                lambda: self._convert_images(uploads, label, target, progress),
+                lambda o: not o.failed and _still_there(o.images, o.zip_path))
+
+    def _once_per_page(self, asked: tuple[Any, ...], run: Callable[[], Any], reusable: Callable[[Any], bool]) -> Any:
+        """``run()``, unless this thread's page asked exactly ``asked`` last and its outcome is still
+        ``reusable`` (every file it made on disk; no failure: pressing again is how one is retried).
+
+        A drop starts a batch (or a clip), and a press of *Translate* after it asked for the same again:
+        it waited in the queue and translated everything twice."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            return run()
+        with self._lock:
+            last = self._last_batch.get(session)
+        if last is not None and last[0] == asked and reusable(last[1]):
+            return last[1]
+        outcome = run()
+        with self._lock:
+            self._last_batch[session] = (asked, outcome)
+            self._last_batch.move_to_end(session)
+            while len(self._last_batch) > _MAX_REMEMBERED:
+                self._last_batch.popitem(last=False)
+        return outcome
 
     def _batch_key(self, uploads: Sequence[str | os.PathLike[str]], label: str | None,
                    target: str | None) -> tuple[Any, ...]:
@@ -521,7 +526,10 @@ class WebService:
         """Translate an uploaded clip to ``<stem>.<target>.mp4`` (H.264, its sound kept) in a job
         folder, through the same function as ``imgxlate video``; only its first ``max_video_seconds``."""
         with self._request():
-            return self._convert_video(upload, label, target, progress)
+            return self._once_per_page(
+                ("video", self._batch_key([upload], label, target)),
+                lambda: self._convert_video(upload, label, target, progress),
+                lambda o: _still_there([], o.output))
 
     def _convert_video(self, upload: str | os.PathLike[str], label: str | None, target: str | None,
                        progress: Progress | None) -> VideoOutcome:

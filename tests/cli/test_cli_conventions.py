@@ -136,6 +136,12 @@ def test_a_file_named_like_an_option_is_refused_not_read_as_one(
         assert info.value.code == 0, args
     assert sorted(p.name for p in Path("out").iterdir()) == ["-o.jpg", "a.jpg"]
     assert sorted(p.name for p in Path("out2").iterdir()) == ["-o.jpg", "a.jpg"]
+    # an option's value that starts with "-" and exists is a value, not a stray name
+    Path("-results").mkdir()
+    Path("-q").write_text("a stray file named like an option")
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "a.jpg", "--model", str(tiny_pair), "--to", "zebra", "--out", "-results", "-q"])
+    assert info.value.code == 0 and [p.name for p in Path("-results").iterdir()] == ["a.jpg"]
 
 
 def test_a_value_not_among_the_choices_is_said_plainly_with_the_nearest(capsys: pytest.CaptureFixture[str],

@@ -482,20 +482,19 @@ def _mpo(path: Path, second_type: int) -> Path:
 def test_an_mpo_with_views_of_its_own_says_only_the_first_was_converted(tmp_path: Path, mp_type: int,
                                                                           said: str | None) -> None:
     """A 3D camera's stereo MPO named by hand converted its first view with no word of the second. Its
-    other views are now said; a preview (large thumbnail) or an undefined picture (gain maps) is not."""
-    from imgxlate.imaging.notices import collected
+    other views are now said (a ``partial`` note on the result, as a multi-page TIFF's left-out pages);
+    a preview (large thumbnail) or an undefined picture (gain maps) is not."""
+    from imgxlate.batch import converted_notes
 
     path = _mpo(tmp_path / "DSCF0001.MPO", mp_type)
     assert Image.open(path).format == "MPO"
-    with collected() as notes:
-        d = read_image(path)
+    d = read_image(path)
     assert (d.width, d.height, d.format) == (64, 48, "JPEG")
     assert tuple(d.rgb[0, 0].round(1)) == pytest.approx((200 / 255, 0, 0), abs=0.02)
     if said is None:
-        assert notes == []
+        assert d.views_left_out == ""
     else:
-        assert notes == [(f"it is a {said} MPO with 2 views; only the first view was converted (export the other "
-                          "views as JPEG files of their own to convert them)")]
-    with collected() as notes:  # the first view only, on purpose (training data, previews): nothing said
-        read_image(path, frames=False)
-    assert notes == []
+        assert d.views_left_out == (f"it is a {said} MPO with 2 views; only the first view was converted (export "
+                                    "the other views as JPEG files of their own to convert them)")
+        assert [(n.kind, n.text) for n in converted_notes(0, (), d.views_left_out)] == [("partial", d.views_left_out)]
+    assert read_image(path, frames=False).views_left_out == ""  # the first view on purpose (training, previews)

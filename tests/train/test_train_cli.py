@@ -594,8 +594,11 @@ def test_a_stop_before_the_first_checkpoint_says_to_run_the_same_command_again(t
     os.environ["WORLD_SIZE"] = "4"
     try:
         assert how_to_go_on(tmp_path) == f"torchrun --nproc-per-node 4 -m imgxlate.train --resume {tmp_path}"
+        os.environ["LOCAL_WORLD_SIZE"] = "2"  # two nodes of two processes
+        assert how_to_go_on(tmp_path).startswith("torchrun --nnodes 2 ... --nproc-per-node 2 -m imgxlate.train")
     finally:
         del os.environ["WORLD_SIZE"]
+        os.environ.pop("LOCAL_WORLD_SIZE", None)
 
 
 @pytest.mark.parametrize("width", [80, 120])
@@ -630,6 +633,14 @@ def test_a_load_size_below_the_crop_is_said_and_recorded_as_used() -> None:
     with pytest.warns(UserWarning, match="--load-size 64 is smaller than --image-size 128: images are resized to 128"):
         cfg.validate(folders=False)
     assert cfg.load_size == 128
+    import warnings
+
+    with warnings.catch_warnings():  # not given: the reference's ratio (286 for 256) for any crop size
+        warnings.simplefilter("error")
+        for crop, load in ((256, 286), (288, 322), (512, 572)):
+            cfg = TrainConfig(image_size=crop)
+            cfg.validate(folders=False)
+            assert cfg.load_size == load
 
 
 def test_resuming_a_run_at_work_that_has_not_saved_yet_says_so(tmp_path: Path) -> None:

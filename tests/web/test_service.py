@@ -359,3 +359,15 @@ def test_a_batch_with_a_failure_runs_again_when_asked_again(service: WebService,
         first = service.convert_images([bad])
         assert [o.status for o in first.images] == ["failed"]
         assert service.convert_images([bad]) is not first
+
+
+def test_translate_video_pressed_after_a_drop_does_not_translate_the_clip_again(service: WebService,
+                                                                               tmp_path: Path) -> None:
+    clip = _upload(service, web_inputs.clip_with_sound(tmp_path / "holiday.mp4", seconds=0.5), "u1")
+    label = service.default_choice.label
+    with service.for_page("tab-a"):
+        first = service.convert_video(clip, label, "zebra")
+        assert service.convert_video(clip, label, "zebra") is first
+        assert service.convert_video(clip, label, "horse") is not first
+    with service.for_page("tab-b"):
+        assert service.convert_video(clip, label, "zebra") is not first
