@@ -42,7 +42,7 @@ _MAX_LOADED = 2
 JOB_LIFETIME_S = 6 * 3600
 # How long close() waits for a request in flight to stop at its next tile or frame.
 STOP_WAIT_S = 60.0
-# Pages whose last batch is remembered (see WebService.convert_images); the oldest is forgotten first.
+# Pages whose last request is remembered (see WebService._once_per_page); the oldest is forgotten first.
 _MAX_REMEMBERED = 256
 
 
@@ -224,7 +224,7 @@ class WebService:
         self._stopping = threading.Event()
         self._sessions: dict[str, threading.Event] = {}  # a page's requests at work -> closed?
         # a page's last request: (what it asked, its outcome), see _once_per_page
-        self._last_batch: OrderedDict[str, tuple[tuple[Any, ...], Any]] = OrderedDict()
+        self._last_asked: OrderedDict[str, tuple[tuple[Any, ...], Any]] = OrderedDict()
         self._local = threading.local()  # the page the request on this thread is for
         self._active = 0  # requests doing model work now
         self._idle = threading.Condition()
@@ -276,7 +276,7 @@ class WebService:
         frame or image (nothing is kept for a page that has none)."""
         with self._lock:
             closed = self._sessions.get(session)
-            self._last_batch.pop(session, None)
+            self._last_asked.pop(session, None)
         if closed is not None:
             closed.set()
 
@@ -289,10 +289,14 @@ class WebService:
             return self.default_choice
         raise UsageError(f"unknown model {label!r}; choose one of {', '.join(c.label for c in self.choices)}")
 
+    def _generator(self, label: str | None, target: str | None) -> tuple[ModelChoice, str]:
+        """The pair ``label`` names and the target asked (None: the pair's default target)."""
+        choice = self.choice(label)
+        return choice, target or (self.default_target if choice is self.default_choice else choice.default_target)
+
     def translator(self, label: str | None = None, target: str | None = None) -> Any:
         """The shared translator for ``label``'s generator that makes ``target`` (loaded once)."""
-        choice = self.choice(label)
-        target = target or (self.default_target if choice is self.default_choice else choice.default_target)
+        choice, target = self._generator(label, target)
         if target not in choice.targets:
             raise UsageError(f"{choice.label} does not translate to {target!r}; choose {', '.join(choice.targets)}")
         key = (choice.model, target)
@@ -371,22 +375,21 @@ class WebService:
         if session is None:
             return run()
         with self._lock:
-            last = self._last_batch.get(session)
+            last = self._last_asked.get(session)
         if last is not None and last[0] == asked and reusable(last[1]):
             return last[1]
         outcome = run()
         with self._lock:
-            self._last_batch[session] = (asked, outcome)
-            self._last_batch.move_to_end(session)
-            while len(self._last_batch) > _MAX_REMEMBERED:
-                self._last_batch.popitem(last=False)
+            self._last_asked[session] = (asked, outcome)
+            self._last_asked.move_to_end(session)
+            while len(self._last_asked) > _MAX_REMEMBERED:
+                self._last_asked.popitem(last=False)
         return outcome
 
     def _batch_key(self, uploads: Sequence[str | os.PathLike[str]], label: str | None,
                    target: str | None) -> tuple[Any, ...]:
         """What a batch was asked: each upload (path, size, modification time), the generator, the target."""
-        choice = self.choice(label)
-        target = target or (self.default_target if choice is self.default_choice else choice.default_target)
+        choice, target = self._generator(label, target)
         files = []
         for up in uploads:
             try:
