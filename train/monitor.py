@@ -76,9 +76,9 @@ class JsonLog:
     """RUN/log.jsonl: one JSON object per logged step; lines after ``resume_step`` (the checkpoint's
     step, or 0 for a new run) go: they are a run's that stopped before saving them."""
 
-    def __init__(self, path: Path, resume_step: int | None) -> None:
+    def __init__(self, path: Path, resume_step: int) -> None:
         self.path = path
-        if resume_step is not None and path.is_file():
+        if path.is_file():
             keep = []
             for line in path.read_text(encoding="utf-8").splitlines():
                 with contextlib.suppress(ValueError):
