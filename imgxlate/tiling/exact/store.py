@@ -16,6 +16,7 @@ raised from the next release, read or close.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import sys
@@ -143,6 +144,9 @@ class MapStore:
 
 # Buffers from this size up come straight from the kernel in 4 KiB pages (see _fresh).
 _SMALL_PAGES_FROM = 4 << 20
+# madvise(MADV_POPULATE_WRITE): fault every page in now, writable (Linux 5.14; Python names it only
+# from 3.13 on, its value is 23 in the kernel's mman-common.h)
+_MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
 
 
 def _fresh(count: int, dtype: np.dtype) -> np.ndarray:
@@ -150,14 +154,22 @@ def _fresh(count: int, dtype: np.dtype) -> np.ndarray:
     numpy's transparent-huge-page advice: where memory is fragmented (a page cache full of files, the
     usual state) the kernel compacts memory to fault in each huge page, and a 12 MP image's fresh map
     buffers (~1 GB) took 1.5 s to fault in that way against 0.5 s in 4 KiB pages; the run, 3 rounds
-    alternating: 20.5 / 20.6 / 20.5 s -> 19.8 / 20.3 / 20.2 s. The mapping is unmapped when the array
-    goes."""
+    alternating: 20.5 / 20.6 / 20.5 s -> 19.8 / 20.3 / 20.2 s.
+
+    Its pages are then populated by the kernel in one call (every page of a map is written anyway).
+    Faulted in one at a time as tiles are written from Python, they cost 12.8 us a page on the
+    sixteenth session's VM: a 101x101x128 float16 tile written into fresh pages took 8.2 ms, into
+    touched ones 0.47 ms (docs/benchmarks.md, "Map pages populated at creation"). Kernels before 5.14
+    do not know the advice; there the pages fault in as before. The mapping is unmapped when the
+    array goes."""
     nbytes = count * dtype.itemsize
     if nbytes < _SMALL_PAGES_FROM or not sys.platform.startswith("linux"):
         return np.empty(count, dtype)
     mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     if hasattr(mmap, "MADV_NOHUGEPAGE"):  # also where THP is "always" (no advice needed for huge pages)
         mapping.madvise(mmap.MADV_NOHUGEPAGE)
+    with contextlib.suppress(OSError):  # EINVAL before Linux 5.14
+        mapping.madvise(_MADV_POPULATE_WRITE)  # after the advice above: populated in 4 KiB pages
     return np.frombuffer(mapping, dtype, count)
 
 
