@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgxlate._atomic import disk_full_error, explain_write_error, is_disk_full, write_bytes_atomic
+from imgxlate._units import file_size
 from imgxlate.errors import DiskFullError, ImageWriteError, UsageError
 from imgxlate.imaging.notices import image_warning
 
@@ -28,7 +29,7 @@ from imgxlate.imaging.animation import encode_animation
 from imgxlate.imaging.arrays import _check_rgb, _fit_alpha
 from imgxlate.imaging.color import _icc_space, luminance, quantize, unit_float
 from imgxlate.imaging.decode import DecodedImage
-from imgxlate.imaging.exif import _EXIF_HEADER
+from imgxlate.imaging.exif import _EXIF_HEADER, XMP_MAX_BYTES
 from imgxlate.imaging.formats import (
     _FMT_TO_PIL,
     _MAX_SIDE,
@@ -303,7 +304,12 @@ def write_image(
                 options["icc_profile"] = icc
             if exif:
                 options["exif"] = exif
-            if xmp and pil_fmt in ("JPEG", "WEBP"):
+            if xmp and pil_fmt == "JPEG" and len(xmp) > XMP_MAX_BYTES:
+                image_warning(
+                    f"its XMP metadata ({file_size(len(xmp))}) is more than a JPEG file holds ({file_size(XMP_MAX_BYTES)}); "
+                    "it is left out: choose --format png, tiff or webp to keep it", stacklevel=3,
+                )
+            elif xmp and pil_fmt in ("JPEG", "WEBP"):
                 options["xmp"] = xmp
             elif xmp and pil_fmt == "TIFF":
                 # Pillow's TIFF writer takes either ``tiffinfo`` or ``exif``, never both: the XMP goes
@@ -338,6 +344,9 @@ def _samples(target: Path, rgb: Any, like: DecodedImage, pil_fmt: str) -> tuple[
         )
     alpha = _fit_alpha(like.alpha, h, w)
     if pil_fmt == "JPEG" and alpha is not None:
+        if float(alpha.min()) < 1.0:  # an alpha that is opaque everywhere loses nothing
+            image_warning("its transparency was flattened onto white (JPEG has no alpha channel); choose "
+                          "--format png or webp to keep it", stacklevel=3)
         rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # composite on white
         alpha = None
     gray = like.grayscale and pil_fmt != "WEBP"

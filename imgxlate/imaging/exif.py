@@ -124,19 +124,20 @@ def _exif_of(im: PILImage.Image) -> bytes | None:
 # tiff:Orientation in an XMP packet: as an attribute (tiff:Orientation="6") or an element
 # (<tiff:Orientation>6</tiff:Orientation>); the namespace prefix is "tiff" in every writer seen.
 _XMP_ORIENTATION = re.compile(rb'(tiff:Orientation\s*=\s*["\'])\s*\d+\s*(["\'])|(<tiff:Orientation>)\s*\d+\s*(</tiff:Orientation>)')
-# Larger packets are not carried over: JPEG's APP1 segment holds at most 65502 bytes of XMP (the rest
-# goes to "extended XMP", which Pillow neither reads nor writes).
+# A JPEG's APP1 segment holds at most 65502 bytes of XMP (the rest goes to "extended XMP", which Pillow
+# neither reads nor writes): a larger packet is left out of a JPEG output, with a note; PNG, TIFF and
+# WebP hold any size.
 XMP_MAX_BYTES = 65502
 
 
 def upright_xmp(xmp: bytes | str | None) -> bytes | None:
     """The XMP packet to write beside upright pixels: ``tiff:Orientation`` set to 1 (the pixels were
-    turned), everything else byte for byte; None for none, an empty one, or one too large for JPEG."""
+    turned), everything else byte for byte; None for none or an empty one."""
     if not xmp:
         return None
     data = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
     data = data.rstrip(b"\x00")
-    if not data.strip() or len(data) > XMP_MAX_BYTES:
+    if not data.strip():
         return None
 
     def one(m: re.Match[bytes]) -> bytes:

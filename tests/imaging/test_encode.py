@@ -186,7 +186,8 @@ def test_webp_and_jpeg_outputs(tmp_path: Path) -> None:
     d = read_image(_save(Image.fromarray(rgba), tmp_path / "a.png"))
     w = read_image(write_image(tmp_path / "a.webp", d.rgb, d, quality=100))  # lossless at 100
     assert np.array_equal(_u8(w.rgb), rgba[..., :3]) and np.array_equal(_u8(w.alpha), rgba[..., 3])
-    j = read_image(write_image(tmp_path / "a.jpg", d.rgb, d, fmt="jpg"))
+    with pytest.warns(UserWarning, match="transparency was flattened onto white"):
+        j = read_image(write_image(tmp_path / "a.jpg", d.rgb, d, fmt="jpg"))
     assert j.alpha is None and np.allclose(j.rgb[0, 0], 1.0, atol=0.1)  # alpha 0 -> white
     # A gray source writes a gray JPEG: the colour result goes through luma.
     g = read_image(_save(Image.fromarray(_rand(4, 4, None)), tmp_path / "g.jpg"))
@@ -194,6 +195,22 @@ def test_webp_and_jpeg_outputs(tmp_path: Path) -> None:
     red[..., 0] = 1
     out = write_image(tmp_path / "g_out.jpg", red, g)
     assert Image.open(out).mode == "L" and abs(int(np.asarray(Image.open(out))[2, 2]) - 76) <= 2
+
+
+def test_a_jpeg_output_says_when_it_flattened_transparency(tmp_path: Path) -> None:
+    """JPEG has no alpha: a transparent source is composited on white and the result says so (it was
+    reported converted without a word); an alpha that is opaque everywhere loses nothing and says nothing."""
+    from imgxlate.imaging.notices import collected
+
+    for name, alpha, notes in (("holes", 0, 1), ("opaque", 255, 0)):
+        rgba = _rand(6, 8, 4)
+        rgba[..., 3] = 255
+        rgba[0, 0, 3] = alpha
+        d = read_image(_save(Image.fromarray(rgba), tmp_path / f"{name}.png"))
+        with collected() as said:
+            write_image(tmp_path / f"{name}.jpg", d.rgb, d)
+        assert len(said) == notes, (name, said)
+        assert all("--format png or webp" in text for text in said)
 
 
 def test_write_is_atomic_and_never_overwrites_the_input(

@@ -33,7 +33,41 @@ def test_upright_xmp_resets_the_orientation_and_keeps_the_rest() -> None:
     assert b"<tiff:Orientation>1</tiff:Orientation>" in upright_xmp(element)
     assert upright_xmp(ATTR.decode() + "\x00\x00") == upright_xmp(ATTR)  # str, NUL padding
     assert upright_xmp(None) is None and upright_xmp(b"  ") is None
-    assert upright_xmp(b"x" * (XMP_MAX_BYTES + 1)) is None  # more than a JPEG's APP1 segment holds
+    big = packet('xmp:Rating="4" tiff:Orientation="6"/>' + " " * (XMP_MAX_BYTES + 1))
+    assert upright_xmp(big) == big.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')  # any size
+
+
+BIG = packet('xmp:Rating="5"><xmp:Label>' + "edit history " * 6500 + "</xmp:Label></rdf:Description>")
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp", "tiff", "jpg"])
+def test_a_large_xmp_is_kept_where_the_format_holds_it_and_said_where_not(tmp_path: Path, fmt: str) -> None:
+    """Photoshop and Lightroom keep edit histories in XMP, often past a JPEG segment's 65502 bytes: PNG,
+    WebP and TIFF hold the whole packet; a JPEG output leaves it out and says so (it was dropped from
+    every format, without a word)."""
+    from imgxlate.imaging.notices import collected
+
+    assert len(BIG) > XMP_MAX_BYTES
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src, pnginfo=_png_xmp(BIG))
+    decoded = read_image(src)
+    assert decoded.xmp == BIG
+    with collected() as said:
+        out = write_image(tmp_path / f"out.{fmt}", decoded.rgb, decoded, fmt=fmt)
+    with Image.open(out) as im:
+        got = im.info.get("xmp")
+    if fmt == "jpg":
+        assert got is None and len(said) == 1 and "XMP" in said[0] and "--format png" in said[0]
+    else:
+        assert got == BIG and said == []
+
+
+def _png_xmp(xmp: bytes) -> object:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    return info
 
 
 @pytest.mark.parametrize("fmt", ["jpg", "png", "webp", "tiff"])
