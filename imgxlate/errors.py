@@ -86,7 +86,8 @@ class TrainingInterrupted(TrainingError):
 
     exit_code = 130
 
-    def __init__(self, step: int, checkpoint: str, out: str, stage: str = "training", how: str | None = None) -> None:
+    def __init__(self, step: int, checkpoint: str, out: str, stage: str = "training", how: str | None = None,
+                 signum: int = 0) -> None:
         # how: the command that goes on (a distributed run's names torchrun); by default --resume OUT
         how = how or f"--resume {out}"
         if stage == "export":
@@ -97,6 +98,8 @@ class TrainingInterrupted(TrainingError):
         super().__init__(text)
         # stage: "training" (steps were left) or "export" (the steps were done, the export was not)
         self.step, self.checkpoint, self.out, self.stage = step, checkpoint, out, stage
+        if signum:  # the signal that stopped the run, when known (a distributed run's ranks agree on it)
+            self.exit_code = 128 + signum
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ import gc
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -249,7 +250,9 @@ def train(
     steps of this call, without exporting (tests use it to split a run). ``step_guard``: a context
     manager entered around each step; the CLI passes one that holds a stop signal until the step ends
     (a KeyboardInterrupt between the generators' and the discriminators' updates would otherwise be
-    saved as a finished step, and the resumed run would not be the uninterrupted one).
+    saved as a finished step, and the resumed run would not be the uninterrupted one). A distributed
+    run also holds stops with it for its whole loop and reads the stop held from the guard's value
+    (``signum``, as :func:`imgxlate.cli.common.defer_stop` yields), so that its ranks stop together.
     A KeyboardInterrupt checkpoints the step reached and raises :class:`TrainingInterrupted`. Without
     a guard, one that lands inside a step saves that step's partial update under the previous step's
     number: training goes on from it fine, but the resumed run is no longer bit-identical to an
@@ -261,22 +264,32 @@ def train(
     rt = setup_runtime(cfg)
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock, for as long as the run writes there
-            result = _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after, step_guard, held)
-        if rt.distributed:
-            # every rank finishes its collectives before any tears gloo/NCCL down: a rank that exited
-            # first could abort the other inside the backend ("terminate called without an active
-            # exception", seen once in CI)
-            torch.distributed.barrier()
-            # The DDP wrappers hold the process group: left in the returned trainer they outlived
-            # destroy_process_group and were torn down at interpreter exit, where gloo's threads
-            # aborted the process about one run in six (exit -6 after a finished run, which torchrun
-            # reports as a failure). The trainer keeps its networks; only the wrappers go.
-            result.trainer.call.clear()
-            gc.collect()  # DDP's reducer sits in reference cycles: free it now, before the group goes
-        return result
+            return _train(cfg, rt, ckpt, on_step, command or " ".join(sys.argv), stop_after, step_guard, held)
     finally:
         if rt.distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+def _leave_the_group(rt: Runtime, trainer: Any) -> None:
+    """A distributed run's last collective, which every rank reaches after the final save however the
+    run ends (finished, stopped, or its export on rank 0 cut or failed), before the process group goes."""
+    if not rt.distributed:
+        return
+    # The DDP wrappers hold the process group: left in the returned trainer (or in the traceback of a
+    # stop) they outlived destroy_process_group and were torn down at interpreter exit, where gloo's
+    # threads aborted the process about one run in six (exit -6 after a finished run, which torchrun
+    # reports as a failure). The trainer keeps its networks; only the wrappers go. Before the barrier:
+    # a stop that reaches a rank waiting there (while rank 0 exports) is raised as soon as it returns.
+    trainer.call.clear()
+    gc.collect()  # DDP's reducer sits in reference cycles: free it now, before the group goes
+    # every rank finishes its collectives before any tears gloo/NCCL down: a rank that exited
+    # first could abort the other inside the backend ("terminate called without an active
+    # exception", seen once in CI)
+    torch.distributed.barrier()
+
+
+# A distributed run on GPUs agrees on a stop every this many steps (each agreement waits for the GPU)
+AGREE_EVERY_ON_GPU = 10
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -584,10 +597,30 @@ def _train(
                                "counts": dict(meter.counts)}
         save_checkpoint(ckpt_path, state)
 
+    # A stop under torchrun can reach the ranks at different steps, or only some of them. A rank that
+    # left the loop alone waited forever in the checkpoint's all_gather while the others ran the next
+    # step's gradient all-reduce (until torchrun's SIGKILL: no checkpoint). So a distributed run holds
+    # stop signals for its whole loop (loading the data too) and its ranks agree after every step: all
+    # leave after the same step and save it together. One process has nothing to agree with: its
+    # guard around each step is enough. Reading the agreed value waits for the step's work: on a GPU
+    # that stops the CPU from queueing the next step meanwhile, so there the ranks agree every
+    # AGREE_EVERY_ON_GPU steps (a stop then waits at most that many steps; every rank counts the same).
+    def agree_to_stop(stop: Any) -> int:
+        """The stop signal any rank has received (0: none), held in its guard (``stop``: the guard's
+        value); a collective: every rank calls it at the same point."""
+        asked = (stop.signum or 0) if stop is not None else 0
+        agreed = rt.max_over_ranks(max(asked, stopped_by))
+        if agreed and not asked and not stopped_by and rt.is_main:  # rank 0 says why the run stops
+            log.warning("another process of this run was stopped by %s: every process stops after step %d, "
+                        "which is saved", signal.Signals(agreed).name, step)
+        return agreed
+
     # the steps
     interrupted = False
+    stopped_by = 0  # a distributed run: the stop signal its ranks agreed on (0: none)
+    whole_loop = step_guard() if rt.distributed else contextlib.nullcontext()
     try:
-        with data_mod.batches_of(loader) as batches:  # its loading processes end with the block
+        with data_mod.batches_of(loader) as batches, whole_loop as stop:  # the loaders end with the block
             while step < end:
                 try:
                     batch = next(batches)
@@ -600,6 +633,10 @@ def _train(
                 with step_guard():  # a step is applied whole and counted, or not at all
                     losses_now = trainer.step(real_a, real_b)
                     step += 1
+                if rt.distributed and (rt.device.type != "cuda" or step % AGREE_EVERY_ON_GPU == 0 or step == end):
+                    stopped_by = agree_to_stop(stop)
+                    if stopped_by:  # this rank's own stop, held, is raised as the block ends
+                        break
                 meter.add(losses_now)
                 # the last step of the run is logged; a split (stop_after) leaves its window open, in the
                 # checkpoint, so that the resumed run logs what an uninterrupted one does
@@ -646,7 +683,7 @@ def _train(
         raise
     saved = False
     try:
-        with step_guard():  # a stop while the run's files are closed and saved is held until they are
+        with step_guard() as stop:  # a stop while the run's files are closed and saved is held until they are
             if jlog is not None:
                 with _writing(out / "log.jsonl", out):
                     jlog.close()
@@ -656,32 +693,40 @@ def _train(
             if step > start or ckpt is None:
                 checkpoint()
             saved = True
+            if rt.distributed:  # a stop during the save ends every rank as interrupted (no export), or none
+                stopped_by = agree_to_stop(stop)
     except KeyboardInterrupt:
         if not saved:  # no guard (a library caller): the save itself was cut, nothing to resume from here
             raise
         interrupted = True
+    interrupted = interrupted or bool(stopped_by)
     wall = wall_before + time.perf_counter() - t0
-    if interrupted:
-        raise TrainingInterrupted(step, str(ckpt_path), str(out), how=how_to_go_on(out))
-
-    # the export
     model_dir = None
-    if rt.is_main and cfg.export and step >= total:
-        model_dir = out / "model"
-        trained_ips = facts_now()["images_per_s"]  # before the export's time counts
-        names = ", ".join(f"{d}.onnx" for d in cfg.directions())
-        log.info("exporting %s to %s (checked against PyTorch with ONNX Runtime) ...", names, model_dir)
-        try:
-            export_checkpoint(
-                ckpt_path,
-                model_dir,
-                verify_inputs(files_a, cfg.image_size),
-                verify_inputs(files_b, cfg.image_size),
-                overwrite=True,  # the run's own folder: a resumed, longer run replaces its earlier export
-            )
-        except KeyboardInterrupt:  # every file is written before any is renamed: nothing half-done
-            raise TrainingInterrupted(step, str(ckpt_path), str(out), stage="export", how=how_to_go_on(out)) from None
-        log.info("exported %s (%s) after %s steps at %.2f images/s", model_dir, names, step, trained_ips)
+    try:
+        if interrupted:
+            # signum: a rank stopped for another's signal exits as that one does (143 for SIGTERM)
+            raise TrainingInterrupted(step, str(ckpt_path), str(out), how=how_to_go_on(out), signum=stopped_by)
+
+        # the export
+        if rt.is_main and cfg.export and step >= total:
+            model_dir = out / "model"
+            trained_ips = facts_now()["images_per_s"]  # before the export's time counts
+            names = ", ".join(f"{d}.onnx" for d in cfg.directions())
+            log.info("exporting %s to %s (checked against PyTorch with ONNX Runtime) ...", names, model_dir)
+            try:
+                export_checkpoint(
+                    ckpt_path,
+                    model_dir,
+                    verify_inputs(files_a, cfg.image_size),
+                    verify_inputs(files_b, cfg.image_size),
+                    overwrite=True,  # the run's own folder: a resumed, longer run replaces its earlier export
+                )
+            except KeyboardInterrupt:  # every file is written before any is renamed: nothing half-done
+                raise TrainingInterrupted(step, str(ckpt_path), str(out), stage="export",
+                                          how=how_to_go_on(out)) from None
+            log.info("exported %s (%s) after %s steps at %.2f images/s", model_dir, names, step, trained_ips)
+    finally:  # the other ranks wait here while rank 0 exports
+        _leave_the_group(rt, trainer)
     seen = seen_before + (step - start) * images_per_step
     return TrainResult(
         out,

@@ -46,6 +46,15 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    def max_over_ranks(self, value: int) -> int:
+        """The largest ``value`` any rank passes: a collective, so every rank calls it at the same point
+        of the run (one process: ``value``, no collective). The training loop's stop agreement."""
+        if not self.distributed:
+            return value
+        flag = torch.tensor([value], dtype=torch.int32, device=self.device)  # NCCL reduces CUDA tensors only
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item())
+
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()

@@ -470,19 +470,21 @@ def preload_runtimes(modules: tuple[str, ...] = ("onnx", "onnxruntime")) -> None
 
 
 @contextlib.contextmanager
-def defer_stop() -> Iterator[None]:
+def defer_stop() -> Iterator[Stop | None]:
     """Hold a stop signal until the block ends, then raise the KeyboardInterrupt (a second signal
     still exits at once). For loading a model: it imports native extensions (onnx, onnxruntime), and
     a KeyboardInterrupt raised from Python code their module initialisation calls aborts the process
     (measured: 3 of 360 Ctrl-Cs at 0.35 s after start ended in SIGABRT / SIGSEGV inside ``import
-    onnx``, ``terminate called after throwing an instance of 'nanobind::python_error'``)."""
+    onnx``, ``terminate called after throwing an instance of 'nanobind::python_error'``).
+    Yields the command's :class:`Stop` (None outside :func:`stop_signals`): code inside the block can
+    see a stop being held (its ``signum``), as a distributed training run does to stop its ranks together."""
     stop = _active[-1] if _active else None
     if stop is None:
-        yield
+        yield None
         return
     stop.deferring += 1
     try:
-        yield
+        yield stop
     finally:
         stop.deferring -= 1
     if stop.deferring == 0 and stop.held:
