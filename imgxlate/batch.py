@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -86,19 +87,25 @@ def _suffix_fn(fmt: str) -> Any:
 
 
 def _refuse_fn(fmt: str, out_dir: str | os.PathLike[str]) -> Any:
-    """For a --format, or an output file's suffix (``--out x.jpg``), that holds one picture (jpg,
-    tiff): refuse animated inputs while planning, so they are not translated frame by frame to fail at
-    the write, nor hold an output name meanwhile."""
+    """Why an input fails before it is decoded ("" when it may convert), for :func:`plan_outputs`; such
+    an input claims no output name (another input may then use it) and a --dry-run lists it as failed:
+
+    - an empty file (0 bytes: reading it fails), which a dry run listed as one to convert;
+    - for a --format, or an output file's suffix (``--out x.jpg``), that holds one picture (jpg,
+      tiff), an animated input: not translated frame by frame to fail at the write."""
     from imgxlate.imaging.animation import ANIMATED_SUFFIXES, FORMATS, one_picture_reason
+    from imgxlate.imaging.decode import empty_file_error
     from imgxlate.imaging.formats import _FMT_TO_PIL, _SUFFIX_TO_PIL, is_animated_file
 
     named = Path(out_dir) if image_file_name(out_dir) else None
     pil_fmt = _SUFFIX_TO_PIL[named.suffix.lower()] if named is not None else _FMT_TO_PIL.get(fmt, "")
-    if not pil_fmt or pil_fmt in FORMATS:
-        return None
+    one_picture = bool(pil_fmt) and pil_fmt not in FORMATS
 
     def refuse(src: Path) -> str:
-        if src.suffix.lower() in ANIMATED_SUFFIXES and is_animated_file(src):
+        with contextlib.suppress(OSError):  # unreadable: its read says why
+            if os.stat(src).st_size == 0:
+                return str(empty_file_error(src))
+        if one_picture and src.suffix.lower() in ANIMATED_SUFFIXES and is_animated_file(src):
             return one_picture_reason(src, pil_fmt, named, fmt)
         return ""
 

@@ -290,6 +290,15 @@ class _Walk:
 
     def _wanted_name(self, path: Path, rel: Path) -> bool:
         """Suffix and --include / --exclude; notes why not (ignored)."""
+        if path.suffix.lower() == ".mpo" and ".jpg" in self.wanted:
+            # 3D and Fujifilm cameras write an MPO beside a JPEG of the same picture and stem: walking
+            # both gave two results (or a collision). A lone MPO (a 3DS's, or its JPEG deleted) is walked.
+            twin = _jpeg_twin(path)
+            if twin is not None:
+                self.note(path, "ignored", f"an MPO beside its JPEG twin {twin.name!r} (the same picture), "
+                                           "which is converted instead", kind="suffix")
+                return False
+            return self.matches(path, rel)
         if path.suffix.lower() not in self.wanted:
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 self.note(path, "ignored", "a video: convert it with `imgxlate video`", kind="video")
@@ -306,6 +315,15 @@ class _Walk:
             self.note(path, "ignored", "excluded by --exclude", kind="excluded")
             return False
         return True
+
+
+def _jpeg_twin(mpo: Path) -> Path | None:
+    """The JPEG a camera wrote beside ``mpo`` (same folder and stem, any case of .jpg / .jpeg), or None."""
+    for suffix in (".JPG", ".jpg", ".JPEG", ".jpeg", ".Jpg"):
+        twin = mpo.with_suffix(suffix)
+        if twin.is_file():
+            return twin
+    return None
 
 
 def collect_inputs(
@@ -340,7 +358,11 @@ def collect_inputs(
         if at is not None:
             first = found[at]
             if first.src != src and (os.path.islink(first.src) or os.path.islink(src)):
-                # a link to a file already found (or the file, after its link): one file, two names
+                # a link to a file already found, or the file after a link to it: one file, two names.
+                # The file's own name wins, whichever the walk met first (link_to_x.bmp sorts before x.bmp).
+                if os.path.islink(first.src) and not os.path.islink(src):
+                    found[at] = InputFile(src=src, rel=rel, explicit=first.explicit or explicit, key=key)
+                    first, src = found[at], first.src
                 walk.note(src, "skipped", f"the same file as {str(first.src)!r}, which is taken once, under that name")
             elif len(rel.parts) > len(first.rel.parts):
                 # One file through two inputs (named and in a folder given too, or in a folder and in its

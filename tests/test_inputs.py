@@ -577,8 +577,9 @@ def test_names_a_windows_formatted_disk_refuses_fail_while_planning(tmp_path: Pa
 
 def test_an_explicit_file_without_an_image_suffix_keeps_its_whole_name(tmp_path: Path) -> None:
     """scan.2024.01 and scan.2024.02 both became scan.2024.jpg (one then failed as a collision); a
-    3D camera's DSCF0001.MPO (read by Pillow's JPEG plugin) is named as an image, but not walked: the
-    camera writes it beside a JPEG of the same picture and stem (two results, or a collision)."""
+    3D camera's DSCF0001.MPO (read by Pillow's JPEG plugin) is named as an image, but not walked beside
+    the JPEG of the same picture and stem that the camera writes with it (two results, or a collision).
+    A lone MPO (a Nintendo 3DS's, or one whose JPEG was deleted) is walked: it was left out silently."""
     files = collect_inputs([touch(tmp_path / "scan.2024.01"), touch(tmp_path / "scan.2024.02"),
                             touch(tmp_path / "photo.HEIC"), touch(tmp_path / "DSCF0001.MPO")])
     plans = plan_outputs(files, tmp_path / "o", lambda p: ".jpg")
@@ -586,7 +587,15 @@ def test_an_explicit_file_without_an_image_suffix_keeps_its_whole_name(tmp_path:
     assert [p.status for p in plans] == ["pending"] * 4
     touch(tmp_path / "cam" / "DSCF0002.MPO")
     touch(tmp_path / "cam" / "DSCF0002.JPG")
-    assert rels(collect_inputs([tmp_path / "cam"])) == ["DSCF0002.JPG"]
+    found = collect_inputs([tmp_path / "cam"])
+    assert rels(found) == ["DSCF0002.JPG"]
+    assert [(f.path.name, f.status) for f in found.found] == [("DSCF0002.MPO", "ignored")]
+    assert "JPEG twin 'DSCF0002.JPG'" in found.found[0].reason
+    touch(tmp_path / "cam" / "HNI_0001.MPO")
+    touch(tmp_path / "cam" / "sub" / "HNI_0002.mpo")
+    touch(tmp_path / "cam" / "HNI_0002.jpg")  # a twin in another folder is not this one's
+    assert rels(collect_inputs([tmp_path / "cam"])) == ["DSCF0002.JPG", "HNI_0001.MPO", "HNI_0002.jpg",
+                                                        "sub/HNI_0002.mpo"]
 
 
 def test_patterns_match_decomposed_names_hash_names_and_dot_slash(tmp_path: Path) -> None:

@@ -338,5 +338,6 @@ def _print_dry_run(plans: Any, as_json: bool) -> None:
     counts = {a: sum(r["action"] == a for r in rows) for a in ("convert", "skipped", "failed", "ignored")}
     stderr.print(
         f"dry run: would convert {counts['convert']}; skipped {counts['skipped']}, failed {counts['failed']}, "
-        f"ignored {counts['ignored']} (nothing was written)"
+        f"ignored {counts['ignored']} (nothing was written; files are not decoded, so a damaged one fails only "
+        "when it is converted)"
     )

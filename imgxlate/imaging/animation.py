@@ -114,11 +114,13 @@ def one_picture_reason(source: Path | None, pil_fmt: str, named: Path | None = N
     do: another --format, or for an output file named on the command line (``named``) another name
     (and no --format ``fmt`` that would contradict it)."""
     what = f"{source.name} is an animation" if source is not None else "the source is an animation"
+    # TIFF holds pages, but no frame timing or looping: its viewers show them as a document's pages
+    holds = "keeps no frame timing (its pages are a document's)" if pil_fmt == "TIFF" else "holds one picture"
     if named is not None:
         without = f", without --format {fmt}" if fmt != "same" else ""
-        return (f"{what} and {pil_fmt} holds one picture; name the output {named.stem}.webp, .png or .gif "
+        return (f"{what} and {pil_fmt} {holds}; name the output {named.stem}.webp, .png or .gif "
                 f"(they animate) instead of {named.name}{without}")
-    return (f"{what} and {pil_fmt} holds one picture; choose --format webp or png (both animate), or leave "
+    return (f"{what} and {pil_fmt} {holds}; choose --format webp or png (both animate), or leave "
             "--format out (an animation is then written as one)")
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgxlate.errors import ImageReadError
+from imgxlate.errors import ImageReadError, brief
 from imgxlate.extras import pip_install
 
 if TYPE_CHECKING:
@@ -114,6 +114,11 @@ _COPY_AGAIN = "copy or download it again from where it came from"
 
 def _read_error(path: Path | str, why: str) -> ImageReadError:
     return ImageReadError(f"cannot read image {str(path)!r}: {why}")
+
+
+def empty_file_error(path: Path | str) -> ImageReadError:
+    """What reading an empty file (0 bytes) says; the batch's planning refuses one with it too."""
+    return _read_error(path, "the file is empty (0 bytes); it was probably not completely copied or downloaded")
 
 
 def _check_pixels(path: Path | str, width: int, height: int, max_pixels: int | None) -> None:
@@ -335,7 +340,15 @@ def _pil_to_arrays(im: PILImage.Image, path: Path | str) -> tuple[np.ndarray, np
 def _cv2_decode(data: bytes, path: Path | str) -> np.ndarray:
     import cv2
 
-    arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    # libtiff's warnings (an unknown tag) reached stderr as OpenCV log lines naming no file, between
+    # the progress lines; a file OpenCV cannot read fails with the reason below, and what it dropped is
+    # said on the file's result (_say_what_opencv_dropped)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if arr is None:
         raise _read_error(path, f"the file is truncated or corrupt (the decoder gave up); {_COPY_AGAIN}")
     if arr.ndim == 3 and arr.shape[2] == 3:
@@ -392,7 +405,7 @@ def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
     except Exception as exc:
         if is_jxl(data):  # libjxl's own messages say nothing useful ("Generic Error")
             raise _read_error(path, _DAMAGED_JXL) from exc
-        raise _read_error(path, f"the file is corrupt ({exc})") from exc
+        raise _read_error(path, f"the file is truncated or corrupt ({brief(exc)}); {_COPY_AGAIN}") from exc
 
 
 def _load_pil(im: PILImage.Image, path: Path | str) -> None:
@@ -406,7 +419,7 @@ def _load_pil(im: PILImage.Image, path: Path | str) -> None:
             im.seek(0)
             im.load()
     except Exception as exc:
-        raise _read_error(path, f"the file is truncated or corrupt ({exc}); {_COPY_AGAIN}") from exc
+        raise _read_error(path, f"the file is truncated or corrupt ({brief(exc)}); {_COPY_AGAIN}") from exc
 
 
 def _not_an_image(path: Path | str, data: bytes) -> ImageReadError:
@@ -452,9 +465,7 @@ def _decode(
     from PIL import UnidentifiedImageError
 
     if not data:
-        raise _read_error(
-            path, "the file is empty (0 bytes); it was probably not completely copied or downloaded"
-        )
+        raise empty_file_error(path)
     if raw.is_raw(path):  # by name: most RAW files are TIFF containers around a small preview
         rgb16 = raw.develop(data, Path(str(path)).suffix.lower(), fail=lambda why: _read_error(path, why),
                             check_size=lambda w, h: _check_pixels(path, w, h, max_pixels))

@@ -69,6 +69,27 @@ def test_dry_run_lists_what_where_and_why_and_writes_nothing(tmp_path: Path) -> 
     assert "would convert 1" in text.stderr
 
 
+def test_an_empty_file_fails_while_planning_and_claims_no_output_name(tiny_pair: Path, tmp_path: Path) -> None:
+    """A 0-byte file (a copy cut off) was listed as one to convert by --dry-run, and it claimed its output
+    name: pic.png beside an empty pic.jpg failed as "would both be written to out/pic.png". Now it fails
+    while planning, with the reason its read gives, and the good file of the same name converts."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src).mkdir()
+    (src / "pic.jpg").write_bytes(b"")
+    noise(src / "pic.png")
+    res = invoke("convert", src, "--out", out, "--dry-run", "--json", "--model", tiny_pair)
+    assert res.exit_code == 1, res.output
+    rows = {Path(r["src"]).name: r for r in json.loads(res.stdout)}
+    assert rows["pic.jpg"]["action"] == "failed" and "the file is empty (0 bytes)" in rows["pic.jpg"]["reason"]
+    assert rows["pic.png"]["action"] == "convert"
+    res = invoke("convert", src, "--out", out, "--json", "--model", tiny_pair)
+    assert res.exit_code == 1, res.output
+    results = {Path(r["src"]).name: r for r in json.loads(res.stdout)["results"]}
+    assert results["pic.jpg"]["status"] == "failed" and "empty (0 bytes)" in results["pic.jpg"]["reason"]
+    assert results["pic.png"]["status"] == "converted"
+    assert sorted(p.name for p in out.iterdir()) == ["pic.png"]
+
+
 def test_include_is_case_insensitive_and_exclude_takes_folders(tiny_pair: Path, tmp_path: Path) -> None:
     src, out = tmp_path / "in", tmp_path / "out"
     noise(src / "IMG_0001.JPG")
@@ -191,6 +212,16 @@ def test_a_link_to_a_file_already_found_is_reported_not_dropped(tiny_pair: Path,
     assert files["a.png"]["status"] == "converted"
     assert files["b.png"]["status"] == "skipped" and "the same file as" in files["b.png"]["reason"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+    # the file's own name wins when the link sorts first (it named the output after the link)
+    noise(tmp_path / "in2" / "plain.png")
+    (tmp_path / "in2" / "link_to_plain.png").symlink_to("plain.png")
+    res = invoke("convert", tmp_path / "in2", "--out", tmp_path / "out2", "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    files = {Path(f["src"]).name: f for f in json.loads(res.stdout)["results"]}
+    assert files["plain.png"]["status"] == "converted"
+    assert files["link_to_plain.png"]["status"] == "skipped"
+    assert f"the same file as {str(tmp_path / 'in2' / 'plain.png')!r}" in files["link_to_plain.png"]["reason"]
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["plain.png"]
 
 
 def test_overwrite_with_out_inside_the_input_keeps_the_users_own_picture(tiny_pair: Path, tmp_path: Path) -> None:

@@ -498,3 +498,34 @@ def test_an_mpo_with_views_of_its_own_says_only_the_first_was_converted(tmp_path
                                     "the other views as JPEG files of their own to convert them)")
         assert [(n.kind, n.text) for n in converted_notes(0, (), d.views_left_out)] == [("partial", d.views_left_out)]
     assert read_image(path, frames=False).views_left_out == ""  # the first view on purpose (training, previews)
+
+
+def test_opencvs_own_log_lines_stay_off_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A 16-bit RGBA TIFF as OpenCV writes it (only OpenCV reads it back) made libtiff warn through
+    OpenCV's log: "[ WARN:0@0.006] global grfmt_tiff.cpp:123 TIFF_Warning ..." on stderr, naming no file,
+    between the progress lines. The image reads whole and nothing is printed."""
+    import cv2
+
+    rgba = np.random.default_rng(0).integers(0, 65535, (8, 10, 4)).astype(np.uint16)
+    assert cv2.imwrite(str(tmp_path / "rgba16.tif"), rgba)
+    capfd.readouterr()
+    decoded = read_image(tmp_path / "rgba16.tif")
+    assert decoded.bit_depth == 16 and decoded.alpha is not None
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("fmt, cut", [("JPEG", 100), ("WEBP", 30)])
+def test_a_file_cut_off_inside_its_header_says_to_copy_it_again(tmp_path: Path, fmt: str, cut: int) -> None:
+    """A JPEG or WebP cut off inside its header fails when Pillow opens it ("Truncated File Read",
+    "could not create decoder object"); that was "the file is corrupt (...)" with no next step."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+        buf, fmt, exif=Image.Exif().tobytes())
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(buf.getvalue()[:cut])
+    with pytest.raises(ImageReadError, match="truncated or corrupt .*; copy or download it again"):
+        read_image(path)
