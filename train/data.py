@@ -305,26 +305,110 @@ def make_loader(
     )
 
 
+class LoaderDied(TrainingError):
+    """A data-loading process died (its exit ``code``: -N for signal N). A single-process run saves the
+    steps done and says so in its own words (``train.loop``); a distributed rank raises this as it is."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"a data-loading process {how_it_ended(code)}; if the system ended it for lack of "
+                         "memory, use fewer --workers or a smaller --batch-size")
+        self.code = code
+
+
+class Batches:
+    """The batches of a DataLoader (iterate it), and what became of its loading processes: ``died`` is
+    the exit code of one that died (-N: killed by signal N, as ``multiprocessing`` gives it; None: none
+    did), set when :func:`batches_of` ends."""
+
+    def __init__(self, loader: torch.utils.data.DataLoader) -> None:
+        import multiprocessing
+
+        before = set(multiprocessing.active_children())
+        self._it = iter(loader)  # starts the loading processes
+        self.workers = [p for p in multiprocessing.active_children() if p not in before]
+        self.died: int | None = None
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+    def death(self, within: float = 0.0) -> int | None:
+        """The exit code of a loading process that died (None: every one is running, or ended as told),
+        waiting up to ``within`` seconds for one to be seen ending."""
+        import time
+
+        deadline = time.monotonic() + within
+        while True:
+            for proc in self.workers:
+                code = proc.exitcode  # polls the process (waitpid without waiting)
+                if code:
+                    return code
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def check(self) -> None:
+        """Raise :class:`LoaderDied` when a loading process has died; the trainer asks between steps."""
+        code = self.death()
+        if code is not None:
+            raise LoaderDied(code)
+
+
 @contextlib.contextmanager
-def batches_of(loader: torch.utils.data.DataLoader) -> Iterator[Iterator[Any]]:
-    """Iterate ``loader``; on leaving the block its loading processes are gone.
+def batches_of(loader: torch.utils.data.DataLoader) -> Iterator[Batches]:
+    """Iterate ``loader``; on leaving the block its loading processes are gone, and ``died`` says how one
+    that died ended.
+
+    PyTorch raises a dead worker's RuntimeError ("DataLoader worker (pid ...) is killed by signal:
+    Killed.") from its SIGCHLD handler, wherever the trainer is: almost always inside a step, between
+    two optimizer updates (nothing safe to save), or inside a log line, whose handler swallowed it. The
+    out-of-memory killer's usual victim is a loading process, so for the block SIGCHLD does nothing (the
+    main thread only: handlers are set there) and the trainer asks :meth:`Batches.check` between steps;
+    a batch asked of a dead worker still fails, PyTorch noticing within seconds.
 
     PyTorch's iterator stops its workers when it is garbage-collected, but an error or a stop leaving
     the block keeps it alive in the traceback, and the workers ignore SIGTERM (see
     :func:`_leave_stop_signals_to_the_trainer`): an exiting Python waited for them forever. So they are
     stopped here, by the method the iterator's ``__del__`` calls, and one still there is killed."""
-    import multiprocessing
+    import signal
+    import threading
 
-    before = set(multiprocessing.active_children())
-    it = iter(loader)
+    batches = Batches(loader)
+    held = (bool(batches.workers) and hasattr(signal, "SIGCHLD")  # not on Windows
+            and threading.current_thread() is threading.main_thread())
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL) if held else None
     try:
-        yield it
+        yield batches
+    except Exception:
+        # A worker killed while it hands over a batch resets its socket (ConnectionResetError here)
+        # a moment before its exit can be seen: an error is given that moment to show a death.
+        if batches.workers:
+            batches.died = batches.death(within=1.0)
+        raise
     finally:
+        if held:
+            signal.signal(signal.SIGCHLD, previous)
         if loader.num_workers > 0:
-            it._shutdown_workers()  # joins each worker (they exit when told), and stops watching them
-            for proc in set(multiprocessing.active_children()) - before:
-                proc.kill()
-                proc.join(timeout=5)
+            batches.died = batches.died or batches.death()  # before the shutdown: the others then end as told
+            batches._it._shutdown_workers()  # joins each worker (they exit when told), stops watching them
+            for proc in batches.workers:
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=5)
+
+
+def how_it_ended(code: int) -> str:
+    """A process's exit code as words: -9 -> "killed by SIGKILL", 1 -> "exited with code 1"."""
+    import signal
+
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:

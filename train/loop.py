@@ -619,9 +619,13 @@ def _train(
     interrupted = False
     stopped_by = 0  # a distributed run: the stop signal its ranks agreed on (0: none)
     whole_loop = step_guard() if rt.distributed else contextlib.nullcontext()
+    batches: data_mod.Batches | None = None
+    mid_step = False  # inside trainer.step: an error there leaves a half-applied step, never saved
+    worker_died: int | None = None  # a data-loading process's exit code when it died (steps saved, then said)
     try:
         with data_mod.batches_of(loader) as batches, whole_loop as stop:  # the loaders end with the block
             while step < end:
+                batches.check()  # a loading process that died (the usual victim of the OOM killer) stops here
                 try:
                     batch = next(batches)
                 except TrainingError:
@@ -631,8 +635,10 @@ def _train(
                 real_a = batch["A"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
                 real_b = batch["B"].to(rt.device, non_blocking=True).contiguous(memory_format=fmt)
                 with step_guard():  # a step is applied whole and counted, or not at all
+                    mid_step = True
                     losses_now = trainer.step(real_a, real_b)
                     step += 1
+                    mid_step = False
                 if rt.distributed and (rt.device.type != "cuda" or step % AGREE_EVERY_ON_GPU == 0 or step == end):
                     stopped_by = agree_to_stop(stop)
                     if stopped_by:  # this rank's own stop, held, is raised as the block ends
@@ -673,14 +679,22 @@ def _train(
                     checkpoint()
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException:
-        # the log and TensorBoard are closed without a word: a full disk that stopped the run would
-        # only fail their last flush again, and hide the error being raised
-        for closing in (jlog, tb):
-            if closing is not None:
-                with contextlib.suppress(OSError):
-                    closing.close()
-        raise
+    except BaseException as exc:
+        # A loading process died: found between steps (LoaderDied), or PyTorch's error for a batch asked
+        # of it (a RuntimeError, or a ConnectionResetError when it died handing one over). The steps
+        # done are saved below, as for a stop. Not on several ranks: the others are inside a step's
+        # collectives, and saving is one too; torchrun ends them.
+        if (isinstance(exc, Exception) and not mid_step and batches is not None and batches.died is not None
+                and not rt.distributed):
+            worker_died = batches.died
+        else:
+            # the log and TensorBoard are closed without a word: a full disk that stopped the run would
+            # only fail their last flush again, and hide the error being raised
+            for closing in (jlog, tb):
+                if closing is not None:
+                    with contextlib.suppress(OSError):
+                        closing.close()
+            raise
     saved = False
     try:
         with step_guard() as stop:  # a stop while the run's files are closed and saved is held until they are
@@ -706,6 +720,14 @@ def _train(
         if interrupted:
             # signum: a rank stopped for another's signal exits as that one does (143 for SIGTERM)
             raise TrainingInterrupted(step, str(ckpt_path), str(out), how=how_to_go_on(out), signum=stopped_by)
+        if worker_died is not None:
+            saved = f"step {step} is saved" if step > start else f"no step was done since step {start}"
+            oom = " (most often the system ending it for lack of memory)" if worker_died == -signal.SIGKILL else ""
+            raise TrainingError(
+                f"a data-loading process {data_mod.how_it_ended(worker_died)}{oom}; {saved}. To go on, lower the "
+                f"memory used (fewer --workers: this run has {cfg.workers}, and 0 loads in the trainer's own "
+                f"process; a smaller --batch-size; fewer other programs), then {how_to_go_on(out)}"
+            )
 
         # the export
         if rt.is_main and cfg.export and step >= total:

@@ -343,6 +343,59 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path, to_group: bool)
     assert json.loads(resumed.stdout)["steps"] == step + 1
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the loading processes in /proc")
+def test_a_loading_process_killed_saves_the_steps_done_and_says_what_to_do(tmp_path: Path) -> None:
+    """The out-of-memory killer's usual victim is a data-loading process. PyTorch then raised its
+    RuntimeError ("DataLoader worker (pid ...) is killed by signal: Killed.") from its SIGCHLD handler,
+    mostly in the middle of a step: a traceback, exit 1 and every step since the last checkpoint lost
+    (with the default --checkpoint-every 1000, up to hours on a CPU). Now the step under way finishes,
+    the run is saved, and the message says what happened and how to go on."""
+    import signal
+    import time
+
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+    run = tmp_path / "run"
+    args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
+            "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
+            "--no-export", "--workers", "1"]  # the last --workers counts
+    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    workers = _children(proc.pid)
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    step = load_checkpoint(run)["step"]
+    assert step >= 3
+    assert f"a data-loading process killed by SIGKILL (most often the system ending it for lack of memory); " \
+           f"step {step} is saved" in err, err
+    assert "fewer --workers: this run has 1" in err and f"then imgxlate-train --resume {run}" in err, err
+    resumed = _cli("--resume", str(run), "--max-steps", str(step + 1), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["steps"] == step + 1
+
+
 def test_a_copied_run_resumes_in_its_own_folder_and_unchanged_settings_are_accepted(
     run: Path, tmp_path: Path
 ) -> None:
