@@ -62,6 +62,7 @@ LEFT_OUT = {"video": ("video", "videos", " (`imgxlate video` converts videos)"),
             "system": ("NAS or system folder", "NAS or system folders", " (give one as an input to convert it)"),
             "excluded": ("file left out by --include/--exclude", "files left out by --include/--exclude", ""),
             "suffix": ("file without an image suffix", "files without an image suffix", ""),
+            "twin": ("MPO beside its JPEG twin", "MPOs beside their JPEG twins", " (the JPEGs are converted)"),
             "": ("other entry", "other entries", "")}
 # Limits of the common local file systems (ext4, XFS, btrfs, APFS, NTFS): bytes per name and per path.
 _NAME_MAX = 255
@@ -237,6 +238,7 @@ class _Walk:
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
+                names = {e.name.casefold(): e.name for e in entries}  # for an MPO's JPEG twin, any case
             except OSError as exc:
                 why = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
                 self.note(folder, "failed",
@@ -256,7 +258,7 @@ class _Walk:
                 except OSError as exc:
                     if not link:
                         self.note(path, "failed", f"cannot read {str(path)!r}: {exc.strerror or exc}")
-                    elif (keep is not None and not keep(rel)) or not self._wanted_name(path, rel):
+                    elif (keep is not None and not keep(rel)) or not self._wanted_name(path, rel, keep, names):
                         pass
                     elif exc.errno == errno.ELOOP:
                         self.note(path, "skipped", "symlink loop (the link points back to itself)")
@@ -279,7 +281,7 @@ class _Walk:
                     elif descend is None or descend(rel.parts):
                         subdirs.append(path)
                     continue
-                if (keep is not None and not keep(rel)) or not self._wanted_name(path, rel):
+                if (keep is not None and not keep(rel)) or not self._wanted_name(path, rel, keep, names):
                     continue
                 kind = _kind(st.st_mode)
                 if kind:
@@ -288,15 +290,20 @@ class _Walk:
                 yield path, rel
             stack.extend(reversed(subdirs))
 
-    def _wanted_name(self, path: Path, rel: Path) -> bool:
-        """Suffix and --include / --exclude; notes why not (ignored)."""
+    def _wanted_name(self, path: Path, rel: Path, keep: Callable[[Path], bool] | None = None,
+                     names: dict[str, str] | None = None) -> bool:
+        """Suffix and --include / --exclude; notes why not (ignored). ``keep``: the pattern's rule, and
+        ``names``: the folder's entries by case-folded name (for an MPO's twin)."""
         if path.suffix.lower() == ".mpo" and ".jpg" in self.wanted:
             # 3D and Fujifilm cameras write an MPO beside a JPEG of the same picture and stem: walking
-            # both gave two results (or a collision). A lone MPO (a 3DS's, or its JPEG deleted) is walked.
-            twin = _jpeg_twin(path)
-            if twin is not None:
-                self.note(path, "ignored", f"an MPO beside its JPEG twin {twin.name!r} (the same picture), "
-                                           "which is converted instead", kind="suffix")
+            # both gave two results (or a collision). A lone MPO (a 3DS's, or its JPEG deleted or left
+            # out by the patterns) is walked.
+            twin = next((names[k] for k in (path.stem.casefold() + s for s in (".jpg", ".jpeg"))
+                         if names is not None and k in names), None)
+            twin_rel = rel.with_name(twin) if twin is not None else None
+            if twin_rel is not None and (keep is None or keep(twin_rel)) and self._takes(twin_rel):
+                self.note(path, "ignored", f"an MPO beside its JPEG twin {twin!r} (the same picture), which is "
+                                           "converted instead", kind="twin")
                 return False
             return self.matches(path, rel)
         if path.suffix.lower() not in self.wanted:
@@ -307,6 +314,10 @@ class _Walk:
             return False
         return self.matches(path, rel)
 
+    def _takes(self, rel: Path) -> bool:
+        """Would --include / --exclude take ``rel`` (without a note)?"""
+        return (not self.include or self.include.match(rel)) and not (self.exclude and self.exclude.match(rel))
+
     def matches(self, path: Path, rel: Path) -> bool:
         if self.include and not self.include.match(rel):
             self.note(path, "ignored", "not matched by --include", kind="excluded")
@@ -315,15 +326,6 @@ class _Walk:
             self.note(path, "ignored", "excluded by --exclude", kind="excluded")
             return False
         return True
-
-
-def _jpeg_twin(mpo: Path) -> Path | None:
-    """The JPEG a camera wrote beside ``mpo`` (same folder and stem, any case of .jpg / .jpeg), or None."""
-    for suffix in (".JPG", ".jpg", ".JPEG", ".jpeg", ".Jpg"):
-        twin = mpo.with_suffix(suffix)
-        if twin.is_file():
-            return twin
-    return None
 
 
 def collect_inputs(
@@ -360,7 +362,7 @@ def collect_inputs(
             if first.src != src and (os.path.islink(first.src) or os.path.islink(src)):
                 # a link to a file already found, or the file after a link to it: one file, two names.
                 # The file's own name wins, whichever the walk met first (link_to_x.bmp sorts before x.bmp).
-                if os.path.islink(first.src) and not os.path.islink(src):
+                if os.path.islink(first.src) and not os.path.islink(src) and not first.explicit:  # a link named keeps its name
                     found[at] = InputFile(src=src, rel=rel, explicit=first.explicit or explicit, key=key)
                     first, src = found[at], first.src
                 walk.note(src, "skipped", f"the same file as {str(first.src)!r}, which is taken once, under that name")

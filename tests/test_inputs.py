@@ -596,6 +596,15 @@ def test_an_explicit_file_without_an_image_suffix_keeps_its_whole_name(tmp_path:
     touch(tmp_path / "cam" / "HNI_0002.jpg")  # a twin in another folder is not this one's
     assert rels(collect_inputs([tmp_path / "cam"])) == ["DSCF0002.JPG", "HNI_0001.MPO", "HNI_0002.jpg",
                                                         "sub/HNI_0002.mpo"]
+    # a twin the patterns leave out does not count: the MPO is then the picture converted
+    assert rels(collect_inputs([tmp_path / "cam"], include=["*.mpo"])) == ["DSCF0002.MPO", "HNI_0001.MPO",
+                                                                          "sub/HNI_0002.mpo"]
+    assert "DSCF0002.MPO" in rels(collect_inputs([tmp_path / "cam"], exclude=["*.jpg"]))
+    assert rels(collect_inputs([str(tmp_path / "cam" / "DSCF*.MPO")])) == ["DSCF0002.MPO"]
+    touch(tmp_path / "cam2" / "DSCF0003.MPO")
+    touch(tmp_path / "cam2" / "dscf0003.jpeg")  # the twin's real name is said, whatever its case
+    found = collect_inputs([tmp_path / "cam2"])
+    assert rels(found) == ["dscf0003.jpeg"] and "JPEG twin 'dscf0003.jpeg'" in found.found[0].reason
 
 
 def test_patterns_match_decomposed_names_hash_names_and_dot_slash(tmp_path: Path) -> None:

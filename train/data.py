@@ -311,7 +311,7 @@ class LoaderDied(TrainingError):
 
     def __init__(self, code: int) -> None:
         super().__init__(f"a data-loading process {how_it_ended(code)}; if the system ended it for lack of "
-                         "memory, use fewer --workers or a smaller --batch-size")
+                         "memory, use fewer --workers")
         self.code = code
 
 
@@ -332,7 +332,16 @@ class Batches:
         return self
 
     def __next__(self) -> Any:
-        return next(self._it)
+        try:
+            return next(self._it)
+        except StopIteration:
+            raise
+        except Exception:
+            # A worker killed while it hands over a batch resets its socket (a ConnectionResetError
+            # here) a moment before its exit can be seen: the error is given that moment to show it.
+            if self.workers:
+                self.died = self.death(within=1.0)
+            raise
 
     def death(self, within: float = 0.0) -> int | None:
         """The exit code of a loading process that died (None: every one is running, or ended as told),
@@ -381,12 +390,6 @@ def batches_of(loader: torch.utils.data.DataLoader) -> Iterator[Batches]:
     previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL) if held else None
     try:
         yield batches
-    except Exception:
-        # A worker killed while it hands over a batch resets its socket (ConnectionResetError here)
-        # a moment before its exit can be seen: an error is given that moment to show a death.
-        if batches.workers:
-            batches.died = batches.death(within=1.0)
-        raise
     finally:
         if held:
             signal.signal(signal.SIGCHLD, previous)

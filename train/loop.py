@@ -608,7 +608,7 @@ def _train(
     def agree_to_stop(stop: Any) -> int:
         """The stop signal any rank has received (0: none), held in its guard (``stop``: the guard's
         value); a collective: every rank calls it at the same point."""
-        asked = (stop.signum or 0) if stop is not None else 0
+        asked = stop.signum or 0
         agreed = rt.max_over_ranks(max(asked, stopped_by))
         if agreed and not asked and not stopped_by and rt.is_main:  # rank 0 says why the run stops
             log.warning("another process of this run was stopped by %s: every process stops after step %d, "
@@ -639,7 +639,9 @@ def _train(
                     losses_now = trainer.step(real_a, real_b)
                     step += 1
                     mid_step = False
-                if rt.distributed and (rt.device.type != "cuda" or step % AGREE_EVERY_ON_GPU == 0 or step == end):
+                # (a library caller's guard that holds no stops, as the default one, has nothing to agree on)
+                if rt.distributed and stop is not None and (
+                        rt.device.type != "cuda" or step % AGREE_EVERY_ON_GPU == 0 or step == end):
                     stopped_by = agree_to_stop(stop)
                     if stopped_by:  # this rank's own stop, held, is raised as the block ends
                         break
@@ -707,7 +709,7 @@ def _train(
             if step > start or ckpt is None:
                 checkpoint()
             saved = True
-            if rt.distributed:  # a stop during the save ends every rank as interrupted (no export), or none
+            if rt.distributed and stop is not None:  # a stop during the save: every rank interrupted, or none
                 stopped_by = agree_to_stop(stop)
     except KeyboardInterrupt:
         if not saved:  # no guard (a library caller): the save itself was cut, nothing to resume from here
@@ -722,11 +724,16 @@ def _train(
             raise TrainingInterrupted(step, str(ckpt_path), str(out), how=how_to_go_on(out), signum=stopped_by)
         if worker_died is not None:
             saved = f"step {step} is saved" if step > start else f"no step was done since step {start}"
-            oom = " (most often the system ending it for lack of memory)" if worker_died == -signal.SIGKILL else ""
+            ran = len(batches.workers) if batches is not None else cfg.workers
+            if sys.platform != "win32" and worker_died == -signal.SIGKILL:  # (Windows has no SIGKILL)
+                why = " (most often the system ending it for lack of memory)"
+                then = (f"lower the memory used (fewer --workers: {ran} ran, and 0 loads in the trainer's own "
+                        "process; fewer other programs)")
+            else:
+                why, then = "", "if it happens again, resume with --workers 0 to see the error in the trainer's own process"
             raise TrainingError(
-                f"a data-loading process {data_mod.how_it_ended(worker_died)}{oom}; {saved}. To go on, lower the "
-                f"memory used (fewer --workers: this run has {cfg.workers}, and 0 loads in the trainer's own "
-                f"process; a smaller --batch-size; fewer other programs), then {how_to_go_on(out)}"
+                f"a data-loading process {data_mod.how_it_ended(worker_died)}{why}; {saved}. To go on, {then}: "
+                f"{how_to_go_on(out)}"
             )
 
         # the export

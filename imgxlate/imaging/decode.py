@@ -337,18 +337,37 @@ def _pil_to_arrays(im: PILImage.Image, path: Path | str) -> tuple[np.ndarray, np
         ) from exc
 
 
+_cv2_log = threading.Lock()
+_cv2_quiet: list[int] = [0, 0]  # [decodes inside _opencv_quiet, the log level before the first of them]
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's log held at errors for the block. libtiff's warnings (an unknown tag) reached stderr as
+    OpenCV log lines naming no file, between the progress lines; a file OpenCV cannot read fails with
+    our reason, and what it dropped is said on the file's result (_say_what_opencv_dropped). The level
+    is process-wide and decodes run on several threads: the first in sets it, the last out restores it."""
+    import cv2
+
+    with _cv2_log:
+        if _cv2_quiet[0] == 0:
+            _cv2_quiet[1] = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        _cv2_quiet[0] += 1
+    try:
+        yield
+    finally:
+        with _cv2_log:
+            _cv2_quiet[0] -= 1
+            if _cv2_quiet[0] == 0:
+                cv2.utils.logging.setLogLevel(_cv2_quiet[1])
+
+
 def _cv2_decode(data: bytes, path: Path | str) -> np.ndarray:
     import cv2
 
-    # libtiff's warnings (an unknown tag) reached stderr as OpenCV log lines naming no file, between
-    # the progress lines; a file OpenCV cannot read fails with the reason below, and what it dropped is
-    # said on the file's result (_say_what_opencv_dropped)
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    try:
+    with _opencv_quiet():
         arr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    finally:
-        cv2.utils.logging.setLogLevel(level)
     if arr is None:
         raise _read_error(path, f"the file is truncated or corrupt (the decoder gave up); {_COPY_AGAIN}")
     if arr.ndim == 3 and arr.shape[2] == 3:
@@ -405,7 +424,10 @@ def _open_pil(data: bytes, path: Path | str) -> PILImage.Image:
     except Exception as exc:
         if is_jxl(data):  # libjxl's own messages say nothing useful ("Generic Error")
             raise _read_error(path, _DAMAGED_JXL) from exc
-        raise _read_error(path, f"the file is truncated or corrupt ({brief(exc)}); {_COPY_AGAIN}") from exc
+        # its header: cut off (most often) or a variant Pillow does not read (a BMP with JPEG inside)
+        raise _read_error(path, f"the file is truncated, corrupt, or a variant of its format that cannot be read "
+                                f"({brief(exc)}); {_COPY_AGAIN}, or if it opens in another program, save it "
+                                "again as PNG or JPEG there") from exc
 
 
 def _load_pil(im: PILImage.Image, path: Path | str) -> None:

@@ -307,7 +307,7 @@ def write_image(
             if xmp and pil_fmt == "JPEG" and len(xmp) > XMP_MAX_BYTES:
                 image_warning(
                     f"its XMP metadata ({file_size(len(xmp))}) is more than a JPEG file holds ({file_size(XMP_MAX_BYTES)}); "
-                    "it is left out: choose --format png, tiff or webp to keep it", stacklevel=3,
+                    "it is left out: choose --format png, tiff or webp to keep it", stacklevel=4,
                 )
             elif xmp and pil_fmt in ("JPEG", "WEBP"):
                 options["xmp"] = xmp
@@ -344,7 +344,9 @@ def _samples(target: Path, rgb: Any, like: DecodedImage, pil_fmt: str) -> tuple[
         )
     alpha = _fit_alpha(like.alpha, h, w)
     if pil_fmt == "JPEG" and alpha is not None:
-        if float(alpha.min()) < 1.0:  # an alpha that is opaque everywhere loses nothing
+        # an alpha opaque everywhere loses nothing (resized to a smaller result it comes out 0.9997,
+        # which 8 bits store as 255: only what is below that is transparency)
+        if float(alpha.min()) < 1.0 - 0.5 / 255:
             image_warning("its transparency was flattened onto white (JPEG has no alpha channel); choose "
                           "--format png or webp to keep it", stacklevel=3)
         rgb = rgb * alpha[..., None] + (1.0 - alpha[..., None])  # composite on white

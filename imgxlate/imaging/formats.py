@@ -87,7 +87,7 @@ def _read_suffixes() -> frozenset[str]:
 READ_SUFFIXES: frozenset[str] = _read_suffixes()
 # Suffixes that name an image, for output names (DSCF0001.MPO -> DSCF0001.jpg, while scan.2024.01 keeps
 # its whole name): what walks read, and MPO, which Pillow opens with its JPEG plugin. A walk takes an MPO
-# only when no JPEG of the same stem is beside it (3D and Fujifilm cameras write both; inputs._jpeg_twin).
+# only when no JPEG of the same stem is beside it (3D and Fujifilm cameras write both; inputs._Walk._wanted_name).
 NAMED_SUFFIXES: frozenset[str] = READ_SUFFIXES | {".mpo"}
 
 

@@ -222,6 +222,11 @@ def test_a_link_to_a_file_already_found_is_reported_not_dropped(tiny_pair: Path,
     assert files["link_to_plain.png"]["status"] == "skipped"
     assert f"the same file as {str(tmp_path / 'in2' / 'plain.png')!r}" in files["link_to_plain.png"]["reason"]
     assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["plain.png"]
+    # a link named on the command line is the user's choice of name: it keeps it
+    res = invoke("convert", tmp_path / "in2" / "link_to_plain.png", tmp_path / "in2", "--out", tmp_path / "out3",
+                 "--model", tiny_pair, "--json")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out3").iterdir()) == ["link_to_plain.png"]
 
 
 def test_overwrite_with_out_inside_the_input_keeps_the_users_own_picture(tiny_pair: Path, tmp_path: Path) -> None:

@@ -527,5 +527,31 @@ def test_a_file_cut_off_inside_its_header_says_to_copy_it_again(tmp_path: Path, 
         buf, fmt, exif=Image.Exif().tobytes())
     path = tmp_path / f"cut.{fmt.lower()}"
     path.write_bytes(buf.getvalue()[:cut])
-    with pytest.raises(ImageReadError, match="truncated or corrupt .*; copy or download it again"):
+    with pytest.raises(ImageReadError, match="truncated, corrupt, or a variant .*; copy or download it again"):
         read_image(path)
+
+
+def test_decodes_on_many_threads_leave_opencvs_log_level_as_it_was(tmp_path: Path) -> None:
+    """The log level is process-wide: threads that each saved and restored it left it at errors for good
+    (a review reproduced it with 4 threads). The first decode in sets it, the last out restores it."""
+    import threading
+
+    import cv2
+
+    from imgxlate.imaging.decode import _cv2_decode
+
+    rgba = np.random.default_rng(0).integers(0, 65535, (8, 10, 4)).astype(np.uint16)
+    data = cv2.imencode(".tif", rgba)[1].tobytes()
+    before = cv2.utils.logging.getLogLevel()
+    assert before != cv2.utils.logging.LOG_LEVEL_ERROR
+
+    def decode() -> None:
+        for _ in range(100):
+            _cv2_decode(data, "x.tif")
+
+    threads = [threading.Thread(target=decode) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cv2.utils.logging.getLogLevel() == before

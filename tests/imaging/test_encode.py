@@ -211,6 +211,11 @@ def test_a_jpeg_output_says_when_it_flattened_transparency(tmp_path: Path) -> No
             write_image(tmp_path / f"{name}.jpg", d.rgb, d)
         assert len(said) == notes, (name, said)
         assert all("--format png or webp" in text for text in said)
+    # an opaque alpha resized to a smaller result (Python callers) comes out a hair under 1: no note
+    opaque = from_array(np.dstack([_rand(300, 400, 3), np.full((300, 400), 255, np.uint8)]))
+    with collected() as said:
+        write_image(tmp_path / "smaller.jpg", np.zeros((123, 177, 3), np.float32), opaque)
+    assert said == []
 
 
 def test_write_is_atomic_and_never_overwrites_the_input(
