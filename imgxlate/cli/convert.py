@@ -196,6 +196,10 @@ def convert(
                             results.append(r)
                         if r.status == "converted":
                             converted += 1
+                            if not quiet:  # said as it happens, like a failure (not after the summary)
+                                for note in r.notes:
+                                    if note.kind in ("partial", "image"):
+                                        print_warning(f"{r.src}: {note.text}", progress.console)
                         elif r.status == "failed":
                             progress.console.print(
                                 f"[red]failed:[/] {escape(one_line(r.src))}: {escape(one_line(r.reason))}"
@@ -278,10 +282,6 @@ def convert(
         if videos:
             shown = ", ".join(escape(one_line(p)) for p in videos[:3]) + (", ..." if len(videos) > 3 else "")
             stderr.print(f"left out {len(videos)} video(s) ({shown}); convert them with `imgxlate video`")
-        for r in results:
-            for note in r.notes:
-                if note.kind in ("partial", "image"):
-                    print_warning(f"{r.src}: {note.text}")
     if interrupted:
         raise typer.Exit(stop.exit_code)
     if counts["failed"] or stopped:

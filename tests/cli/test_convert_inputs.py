@@ -146,6 +146,8 @@ def test_a_multi_page_tiff_keeps_every_page(tiny_pair: Path, tmp_path: Path) -> 
     [row] = json.loads(res.stdout)["results"]
     assert [n["kind"] for n in row["notes"]] == ["partial"] and "3 pages" in row["notes"][0]["text"]
     assert "scan.tif" in res.stderr and "3 pages" in res.stderr and "warning" in res.stderr
+    # said as it happens, like a failure: the summary line is the last (the warnings came after it)
+    assert res.stderr.index("3 pages") < res.stderr.index("converted 1, skipped 0, failed 0")
     ref_png = tmp_path / "ref_png"
     assert invoke("convert", tmp_path / "page0.tif", "--out", ref_png, "--format", "png", "--model", tiny_pair,
                   "-q").exit_code == 0
