@@ -17,7 +17,7 @@ same decompression-bomb limit as a still image's pixel count).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,10 +63,11 @@ def is_animated(im: PILImage.Image) -> bool:
     return (im.format or "") in READ_FORMATS and bool(getattr(im, "is_animated", False))
 
 
-def read_animation(im: PILImage.Image, path: Path | str, max_pixels: int | None) -> DecodedImage:
+def read_animation(im: PILImage.Image, path: Path | str, max_pixels: int | None, data: bytes = b"") -> DecodedImage:
     """All frames of the animated image ``im`` (see :func:`is_animated`) as a DecodedImage whose
     ``animation`` holds the frames after the first. Raises ImageReadError for a corrupt frame or more
-    than ``max_pixels`` pixels over all frames."""
+    than ``max_pixels`` pixels over all frames. ``data``: the file's bytes (an AVIF's loop is read from
+    them: Pillow does not give it)."""
     from imgxlate.imaging.decode import _decode_pil_object, _read_error
 
     fmt = im.format or ""
@@ -80,7 +81,7 @@ def read_animation(im: PILImage.Image, path: Path | str, max_pixels: int | None)
             "raise the limit with --max-pixels, or convert it to a video with `imgxlate video` (frame by frame, "
             "in bounded memory)",
         )
-    loop = im.info.get("loop")
+    loop = avif_loop(data) if fmt == "AVIF" else im.info.get("loop")
     frames: list[DecodedImage] = []
     durations: list[int] = []
     for i in range(n):
@@ -107,6 +108,51 @@ def read_animation(im: PILImage.Image, path: Path | str, max_pixels: int | None)
 
 def _equal_channels(pixels: np.ndarray) -> bool:
     return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]))
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """The ISO BMFF boxes in ``data[start:end]``: (type, payload start, box end); stops at a damaged one."""
+    at = start
+    while at + 8 <= end:
+        size, head = int.from_bytes(data[at : at + 4], "big"), 8
+        if size == 1 and at + 16 <= end:  # a 64-bit size follows the type
+            size, head = int.from_bytes(data[at + 8 : at + 16], "big"), 16
+        elif size == 0:  # to the end of its container
+            size = end - at
+        if size < head or at + size > end:
+            return
+        yield data[at + 4 : at + 8], at + head, at + size
+        at += size
+
+
+def _child(data: bytes, parent: tuple[int, int], *path: bytes) -> tuple[int, int] | None:
+    """(payload start, end) of the first box along ``path`` inside ``parent``'s payload."""
+    start, end = parent
+    for kind in path:
+        found = next(((s, e) for t, s, e in _boxes(data, start, end) if t == kind), None)
+        if found is None:
+            return None
+        start, end = found
+    return start, end
+
+
+def avif_loop(data: bytes) -> int | None:
+    """An animated AVIF's loop count as :class:`Animation` holds it: 0 (forever) when its sequence says it
+    repeats for an indefinite time, else None (it plays once). As libavif reads it: the edit list's
+    flag 1 says "repeat", and a movie header duration of all ones "for an indefinite time" (what
+    libavif, and so Pillow, writes); a finite number of repeats is rare and read as once."""
+    moov = _child(data, (0, len(data)), b"moov")
+    elst = _child(data, moov, b"trak", b"edts", b"elst") if moov is not None else None
+    mvhd = _child(data, moov, b"mvhd") if moov is not None else None
+    if elst is None or mvhd is None or elst[1] - elst[0] < 4 or mvhd[1] - mvhd[0] < 4:
+        return None
+    if not int.from_bytes(data[elst[0] + 1 : elst[0] + 4], "big") & 1:  # flags: bit 0 = repeat
+        return None
+    v1 = data[mvhd[0]] == 1  # version 1: 64-bit times (creation, modification, duration)
+    at, width = (mvhd[0] + 4 + 8 + 8 + 4, 8) if v1 else (mvhd[0] + 4 + 4 + 4 + 4, 4)
+    if at + width > mvhd[1]:
+        return None
+    return 0 if data[at : at + width] == b"\xff" * width else None
 
 
 def one_picture_reason(source: Path | None, pil_fmt: str, named: Path | None = None, fmt: str = "same") -> str:

@@ -528,7 +528,7 @@ def _decode(
     from imgxlate.imaging import animation
 
     if frames and animation.is_animated(im):
-        return animation.read_animation(im, path, max_pixels)
+        return animation.read_animation(im, path, max_pixels, data)
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
     views_left_out = _views_left_out(im) if frames and im.format == "MPO" else ""
     # 16-bit RGB(A) / gray+alpha PNG and 16-bit or float RGB(A) TIFF: Pillow would cut them to 8 bits,

@@ -175,5 +175,30 @@ def test_an_animated_avif_is_read_frame_by_frame_and_written_as_an_animated_png(
     assert decoded.animation is not None and len(decoded.frames) == 3
     assert output_suffix(".avif", "AVIF", "same", animated=True) == ".png"
     out = write_image(tmp_path / "a.png", [f.pixels for f in decoded.frames], decoded)
-    got, durations, _ = pil_frames(out)
+    got, durations, loop = pil_frames(out)
     assert len(got) == 3 and durations == DURATIONS
+    # libavif (so Pillow) writes a sequence that repeats for an indefinite time: the APNG loops forever
+    # (Pillow gives no loop for AVIF, and it was written to play once)
+    assert decoded.animation.loop == 0 and loop == 0
+
+
+def test_an_avif_loop_is_read_from_its_edit_list_and_movie_header() -> None:
+    """ISO BMFF: moov/trak/edts/elst flag 1 = repeat; moov/mvhd duration all ones = indefinite."""
+    from imgxlate.imaging.animation import avif_loop
+
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+    def avif(repeat: bool, duration: bytes, version: int = 1) -> bytes:
+        times = b"\0" * 16 if version == 1 else b"\0" * 8
+        mvhd = box(b"mvhd", bytes([version, 0, 0, 0]) + times + (1000).to_bytes(4, "big") + duration)
+        elst = box(b"elst", bytes([1, 0, 0, int(repeat)]) + (1).to_bytes(4, "big") + b"\0" * 20)
+        trak = box(b"trak", box(b"tkhd", b"\0" * 20) + box(b"edts", elst))
+        return box(b"ftyp", b"avis\0\0\0\0") + box(b"moov", mvhd + trak)
+
+    assert avif_loop(avif(True, b"\xff" * 8)) == 0
+    assert avif_loop(avif(True, b"\xff" * 4, version=0)) == 0
+    assert avif_loop(avif(False, b"\xff" * 8)) is None  # no repeat: plays once
+    assert avif_loop(avif(True, (3000).to_bytes(8, "big"))) is None  # a finite time: read as once
+    assert avif_loop(avif(True, b"\xff" * 8)[:40]) is None  # cut off: nothing read, no error
+    assert avif_loop(b"") is None
