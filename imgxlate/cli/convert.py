@@ -83,9 +83,10 @@ class TileProgress:
 
 def convert(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive) or glob patterns.")],
-    out: Annotated[Path, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT, parser=path_option,
-                                      help="Output folder (input trees are mirrored under it); for one input "
-                                           "file, an image file name (x.png) writes that file.")],
+    out: Annotated[str, typer.Option("--out", "-o", rich_help_panel=PANEL_OUTPUT, parser=_out_option,
+                                     help="Output folder (input trees are mirrored under it); for one input "
+                                          "file, an image file name (x.png) writes that file; with --ray, "
+                                          "an object-store URL (s3://bucket/out).")],
     model: ModelOpt = None,
     to: ToOpt = None,
     direction: DirectionOpt = None,
@@ -149,8 +150,15 @@ def convert(
                               "losslessly, so it is not used")
             walk = {"fmt": options.fmt, "overwrite": overwrite, "include": include or (), "exclude": exclude or (),
                     "recursive": recursive}
+            if not (ray or ray_address):
+                _refuse_urls(inputs, out)
             if dry_run:
-                plans = plan_conversion(inputs, out, **walk)
+                if ray or ray_address:  # the plan the run would make: URLs are planned by Ray's planner
+                    from imgxlate.distributed import plan_jobs
+
+                    plans = plan_jobs(inputs, out, **walk)
+                else:
+                    plans = plan_conversion(inputs, out, **walk)
                 _print_dry_run(plans, as_json)
                 raise typer.Exit(1 if any(p.status == "failed" for p in plans) else 0)
             if ray or ray_address:
@@ -301,6 +309,26 @@ def _warn_unused_quality(plans: Any, quality: int | None, fmt: str, quiet: bool)
                       "losslessly, so it is not used")
 
 
+def _out_option(text: str) -> str:
+    """--out as typed: an object-store URL stays text (as a ``Path`` "s3://bucket/out" became the local
+    folder "s3:/bucket/out"); anything else is read as every path option is (:func:`path_option`)."""
+    from imgxlate.distributed.storage import is_url
+
+    return text if is_url(text) else str(path_option(text))
+
+
+def _refuse_urls(inputs: list[str], out: str) -> None:
+    """A URL without --ray: only a Ray run reads and writes object stores (a local run said the input
+    "does not exist", and wrote an output URL as a local folder)."""
+    from imgxlate.distributed.storage import is_url
+    from imgxlate.errors import UsageError
+
+    url = next((t for t in [*inputs, out] if is_url(t)), None)
+    if url is not None:
+        raise UsageError(f"{url} is a URL: object stores are read and written by a Ray run; add --ray (or "
+                         "--ray-address), or give a local path")
+
+
 def _check_out(out: str | Path) -> None:
     """Refuse an output folder nothing can be written into (read-only, no permission, a file in the
     way), once, before any work (:func:`imgxlate._atomic.folder_write_problem`; nothing is created)."""
@@ -319,8 +347,8 @@ def _check_out(out: str | Path) -> None:
 
 def _print_dry_run(plans: Any, as_json: bool) -> None:
     """--dry-run: what would be converted and where, and why anything else is not (stdout)."""
-    rows = [
-        {"src": str(p.src), "dst": str(p.dst) if p.dst != Path() else None,
+    rows = [  # (a Ray plan's Job holds its paths as text: "." is no output)
+        {"src": str(p.src), "dst": str(p.dst) if str(p.dst) not in ("", ".") else None,
          "action": "convert" if p.status == "pending" else p.status, "reason": p.reason}
         for p in plans
     ]

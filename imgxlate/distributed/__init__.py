@@ -20,6 +20,7 @@ Results are yielded as :class:`imgxlate.batch.FileResult` in the order they fini
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -129,8 +130,12 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
     started = False
     before = processes.descendants()  # this process's own children (not Ray's: never stopped here)
     if not ray.is_initialized():
-        target = None if address in (None, "", "local") else address
-        if target is not None:
+        # "local": a new instance of this command's own. None let Ray join a cluster that happened to be
+        # running on this machine, whose workers read and wrote relative to another folder. RAY_ADDRESS
+        # still names a cluster to join (as --ray-address does on the command line).
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        target = "local" if address in (None, "local") else address
+        if target != "local":
             check_reachable(target)
         term = signal.getsignal(signal.SIGTERM)
         try:
@@ -145,6 +150,15 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
         except ConnectionError as err:
             raise UsageError(f"cannot reach the Ray cluster at {address!r}: {err}; start one with "
                              "`ray start --head` or leave out the address for a local instance") from err
+        except BaseException:
+            # a stop while Ray starts (Ctrl-C, SIGTERM): what it started so far goes too (its dashboard
+            # and runtime-env agents outlived the command, ignoring SIGTERM)
+            if target == "local":
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                processes.wait_gone({p for p in processes.descendants() - before if processes.is_ray(p)},
+                                    SHUTDOWN_GRACE_S)
+            raise
         started = True
     try:
         res = ray.cluster_resources()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from imgxlate.errors import UsageError
-from imgxlate.inputs import collision_reason
+from imgxlate.inputs import Found, collision_reason
 
 PENDING, SKIPPED, FAILED = "pending", "skipped", "failed"
 # A GIF in an object store is read whole while planning to tell an animation from a still (their
@@ -33,6 +33,15 @@ class Job:
     status: str = PENDING  # pending | skipped | failed (decided while planning)
     reason: str = ""
     replace: bool = False  # as PlannedFile.replace: write over a local output that appeared since planning
+
+
+class Jobs(list[Job]):
+    """The planned jobs (a list, in input order) plus :attr:`ignored`: what a local walk found and left
+    out on purpose (videos among them: the summary points to ``imgxlate video``)."""
+
+    def __init__(self, jobs: Sequence[Job] = (), ignored: Sequence[Found] = ()) -> None:
+        super().__init__(jobs)
+        self.ignored: list[Found] = list(ignored)
 
 
 def plan_jobs(
@@ -58,11 +67,22 @@ def plan_jobs(
 
         plans = plan_conversion(texts, out_text, fmt=fmt, overwrite=overwrite, include=include,
                                 exclude=exclude, recursive=recursive)
-        return [Job(i, str(p.src), str(p.dst), p.status, p.reason, p.replace) for i, p in enumerate(plans)]
+        # Absolute: Ray's workers run in the cluster's working folder, not this one (a joined cluster
+        # read the relative in/a.jpg of the folder `ray start` ran in, and wrote there).
+        return Jobs([Job(i, _absolute(p.src), _absolute(p.dst), p.status, p.reason, p.replace)
+                     for i, p in enumerate(plans)], plans.ignored)
+    if not urls:
+        raise UsageError(f"--out {out_text} is a URL, but the inputs are local paths: an object-store --out "
+                         "takes URL inputs (upload the photos first), or give a local --out")
     if len(urls) != len(texts):
         raise UsageError("give either local paths or URLs as inputs, not both in one run")
     return _plan_urls(urls, out_text, fmt=fmt, overwrite=overwrite, include=include, exclude=exclude,
                       recursive=recursive)
+
+
+def _absolute(path: Path) -> str:
+    """``path`` from the folder this command runs in; no path (a walk's note) stays "."."""
+    return "." if path == Path() else os.path.abspath(path)
 
 
 def _plan_urls(
@@ -106,7 +126,7 @@ def _plan_urls(
         rel_path = PurePosixPath(rel)
         suffix = output_suffix(rel_path.suffix, source_format, fmt, animated=animated)
         out_rel = rel_path.with_name(rel_path.stem + suffix)
-        dst = str(Path(out) / out_rel) if local_out else storage.join_url(out, out_rel.as_posix())
+        dst = os.path.abspath(Path(out) / out_rel) if local_out else storage.join_url(out, out_rel.as_posix())
         if dst in claimed:
             jobs.append(Job(index, src, dst, FAILED, collision_reason(claimed[dst], src, dst, fmt)))
             continue

@@ -316,3 +316,61 @@ def test_a_ray_run_with_one_thread_per_actor_finishes(tmp_path: Path) -> None:
     r = _convert(str(src), "--out", str(tmp_path / "out"), "--ray", "--threads", "1")
     assert r.returncode == 1, r.stderr  # the broken file
     assert json.loads(r.stdout)["totals"]["converted"] == 4
+
+
+def test_a_url_out_stays_a_url_and_a_url_needs_ray(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--out s3://bucket/out was read as a Path: "s3:/bucket/out", a local folder, and the run said it
+    converted into it (exit 0). A URL now stays a URL (Ray's planner, --dry-run too); without --ray a URL
+    input or output is refused saying so (an input was said not to exist)."""
+    src = _tree(tmp_path)
+    (src / "sub dir" / "broken.jpg").unlink()
+    out_url = (tmp_path / "out").as_uri()
+    monkeypatch.chdir(tmp_path)
+    for args in ([str(src), "--out", out_url], [src.as_uri(), "--out", str(tmp_path / "o")]):
+        r = _convert(*args)
+        assert r.returncode == 2 and "is a URL" in r.stderr and "add --ray" in r.stderr, r.stderr
+    r = _convert(src.as_uri(), "--out", out_url, "--ray", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    dsts = sorted(row["dst"] for row in json.loads(r.stdout))
+    assert dsts and all(d.startswith(out_url + "/") for d in dsts), dsts
+    r = _convert(str(src), "--out", out_url, "--ray", "--dry-run")  # local inputs, a URL --out
+    assert r.returncode == 2 and "the inputs are local paths" in r.stderr, r.stderr
+    assert not (tmp_path / "file:").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_ray_plan_holds_absolute_paths_and_what_the_walk_left_out(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A joined cluster's workers run in the folder `ray start` ran in: relative paths read that folder's
+    files and wrote there. The plan's paths are absolute; its videos reach the summary as locally."""
+    from imgxlate.distributed import plan_jobs
+
+    _tree(tmp_path)
+    (tmp_path / "in" / "clip.mp4").write_bytes(b"\0" * 16)
+    monkeypatch.chdir(tmp_path)
+    jobs = plan_jobs(["in"], "out")
+    assert jobs and all(os.path.isabs(j.src) and os.path.isabs(j.dst) for j in jobs if j.dst != ".")
+    assert {Path(j.src).name for j in jobs} >= {"a.jpg", "b.png"}
+    assert [f.path.name for f in jobs.ignored if f.video] == ["clip.mp4"]
+
+
+def test_without_an_address_ray_starts_an_instance_of_the_commands_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ray.init(address=None) joins a cluster already running on the machine (or RAY_ADDRESS's): the
+    command then ran there, in another working folder. It asks for a new local instance."""
+    import imgxlate.distributed as dist
+
+    asked: list[object] = []
+
+    class StopHere(Exception):
+        pass
+
+    def init(address: object = None, **kwargs: object) -> None:
+        asked.append(address)
+        raise StopHere
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    for address in (None, "local"):
+        with pytest.raises(StopHere), dist.cluster(address):
+            pass
+    assert asked == ["local", "local"]
