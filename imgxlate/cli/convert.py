@@ -38,6 +38,7 @@ from imgxlate.cli.common import (
     TileOverlapOpt,
     TilingOpt,
     ToOpt,
+    defer_stop,
     emit_json,
     handle_errors,
     load_translator,
@@ -174,7 +175,7 @@ def convert(
                 report = RunReport()
                 t0 = time.perf_counter()
                 it = run_jobs(plans, spec=spec, options=options, address=ray_address, quiet=quiet or as_json,
-                              report=report)
+                              report=report, hold_stops=defer_stop)
             else:
                 plans = plan_conversion(inputs, out, **walk)
                 _warn_unused_quality(plans, quality, options.fmt, quiet)

@@ -27,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -120,10 +120,13 @@ class ClusterInfo:
 
 
 @contextmanager
-def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[ClusterInfo]:
+def cluster(address: str | None = None, *, quiet: bool = False,
+            hold_stops: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> Iterator[ClusterInfo]:
     """Join a Ray cluster (``address``: ``auto``, ``ray://host:port``, ``host:port``) or, with None or
     ``local``, start a local instance for this command and stop it (and every Ray process it started)
-    on exit. An already initialised Ray (a notebook, a Ray job) is used as it is."""
+    on exit. An already initialised Ray (a notebook, a Ray job) is used as it is. ``hold_stops``: a
+    context manager that holds a stop signal until its block ends (the CLI's ``defer_stop``), entered
+    around Ray's start: a KeyboardInterrupt raised inside it crashed the process (exit 139)."""
     from imgxlate.distributed import processes
 
     ray = _ray()
@@ -141,8 +144,9 @@ def cluster(address: str | None = None, *, quiet: bool = False) -> Iterator[Clus
         try:
             # ray's own logger at errors only (its start-up notices are not ours to show); Ray Data's
             # progress (the ray.data logger and its bars) stays unless quiet
-            ray.init(address=target, include_dashboard=False, log_to_driver=not quiet,
-                     logging_level=logging.ERROR, configure_logging=True)
+            with (hold_stops or contextlib.nullcontext)():
+                ray.init(address=target, include_dashboard=False, log_to_driver=not quiet,
+                         logging_level=logging.ERROR, configure_logging=True)
             # Ray's core worker puts its own SIGTERM handler in the driver (a stack dump, then exit 15 or
             # an abort); the command's handler makes it the clean stop a local run has (exit 143)
             if callable(term) and threading.current_thread() is threading.main_thread():
@@ -227,12 +231,13 @@ def run_jobs(
     actors: int | None = None,
     quiet: bool = False,
     report: RunReport | None = None,
+    hold_stops: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> Iterator[FileResult]:
     """Run planned jobs on Ray; yield one FileResult per job (planning outcomes first, then the
     converted/failed files as they finish). ``spec``: the model each translate actor loads (its thread
     count is set per actor); ``options``: what is done to each image, as in the local run. ``report``,
     when given, is filled in as the run goes: the cluster, the actors and the providers the actors
-    ran on."""
+    ran on. ``hold_stops``: see :func:`cluster`."""
     from imgxlate.registry import resolve_model
 
     # the model's size rule, from its metadata (no session): a --tile that does not fit is refused
@@ -251,7 +256,7 @@ def run_jobs(
         return
     data = _ray().data
     with temps_cleared(Path(j.dst).parent for j in pending if not storage.is_url(j.dst)):
-        yield from _run_on_cluster(pending, data, spec, options, address, actors, quiet, report)
+        yield from _run_on_cluster(pending, data, spec, options, address, actors, quiet, report, hold_stops)
 
 
 @contextmanager
@@ -270,10 +275,12 @@ def temps_cleared(folders: Iterable[Path]) -> Iterator[None]:
 
 
 def _run_on_cluster(pending: list[Job], data: Any, spec: ModelSpec, options: ImageOptions, address: str | None,
-                    actors: int | None, quiet: bool, report: RunReport | None) -> Iterator[FileResult]:
+                    actors: int | None, quiet: bool, report: RunReport | None,
+                    hold_stops: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+                    ) -> Iterator[FileResult]:
     from imgxlate.distributed import stages
 
-    with cluster(address, quiet=quiet) as info:
+    with cluster(address, quiet=quiet, hold_stops=hold_stops) as info:
         count, resources, per_actor = _actor_plan(info, spec.device, spec.threads, actors)
         if report is not None:
             report.cluster, report.actors, report.threads = info, count, per_actor
