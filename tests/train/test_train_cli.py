@@ -292,6 +292,29 @@ def test_options_are_generated_from_the_config() -> None:
     assert "--beta2" in help_text and "--export-fp16" not in help_text
 
 
+def _start_endless_run(tmp_path: Path, run: Path, *extra: str, **popen: object) -> subprocess.Popen[str]:
+    """A tiny run of no end (no checkpoint before its end) in a process of its own, once it has logged 3
+    steps. ``extra``: more options (the last --workers counts); ``popen``: more Popen arguments."""
+    import time
+
+    write_images(tmp_path / "a", 2, seed=0)
+    write_images(tmp_path / "b", 2, seed=1)
+    args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
+            "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
+            "--no-export", *extra]
+    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            **popen)  # type: ignore[call-overload]
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read()[-2000:] if proc.stderr else ""
+    return proc
+
+
 @pytest.mark.parametrize("to_group", [False, True], ids=["process", "group-with-workers"])
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path, to_group: bool) -> None:
     """SIGTERM (a scheduler's time limit, preemption, ``docker stop``) stops a run as Ctrl-C does:
@@ -300,26 +323,10 @@ def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path: Path, to_group: bool)
     Slurm and systemd signal every process of the run: the data loader's workers died of it, and the
     run failed ("DataLoader worker ... is killed by signal: Terminated", exit 1, no checkpoint)."""
     import signal
-    import time
 
-    write_images(tmp_path / "a", 2, seed=0)
-    write_images(tmp_path / "b", 2, seed=1)
     run = tmp_path / "run"
-    args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
-            "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
-            "--no-export"]
-    if to_group:
-        args += ["--workers", "2"]  # the last --workers counts
-    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                            start_new_session=to_group)
-    log = run / "log.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc = _start_endless_run(tmp_path, run, *(["--workers", "2"] if to_group else []), "--json",
+                              start_new_session=to_group)
     assert not (run / "checkpoints" / "last.pt").exists()  # --checkpoint-every 0: none before the end
     if to_group:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -364,23 +371,9 @@ def test_a_loading_process_killed_saves_the_steps_done_and_says_what_to_do(tmp_p
     (with the default --checkpoint-every 1000, up to hours on a CPU). Now the step under way finishes,
     the run is saved, and the message says what happened and how to go on."""
     import signal
-    import time
 
-    write_images(tmp_path / "a", 2, seed=0)
-    write_images(tmp_path / "b", 2, seed=1)
     run = tmp_path / "run"
-    args = ["--domain-a", str(tmp_path / "a"), "--domain-b", str(tmp_path / "b"), *TINY, "--out", str(run),
-            "--epochs", "100000", "--epochs-decay", "0", "--checkpoint-every", "0", "--log-every", "1",
-            "--no-export", "--workers", "1"]  # the last --workers counts
-    proc = subprocess.Popen([sys.executable, "-m", "imgxlate.train", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    log = run / "log.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc = _start_endless_run(tmp_path, run, "--workers", "1")
     workers = _children(proc.pid)
     assert len(workers) == 1, workers
     os.kill(workers[0], signal.SIGKILL)
