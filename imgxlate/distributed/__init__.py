@@ -91,24 +91,55 @@ def endpoint(address: str) -> tuple[str, int] | None:
     return host, int(port) if port else default
 
 
+# HTTP/2's connection preface (RFC 9113, section 3.4) followed by an empty SETTINGS frame. A gRPC server,
+# which Ray's GCS and its Client server both are, answers with a SETTINGS frame of its own: a 9-byte
+# frame header whose fourth byte is the frame type, 0x4.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 0x4, 0, 0, 0, 0, 0])
+H2_SETTINGS = 0x4
+
+
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """A :class:`UsageError` when nothing answers at ``address`` (a typo, a stopped cluster): Ray itself
-    retries such an address without end (measured: still waiting after 500 s, Ctrl-C 26 s to act)."""
+    """A :class:`UsageError` when nothing answers at ``address`` (a typo, a stopped cluster), or when what
+    answers is not a gRPC server (a web server's port): Ray itself retries either without end (measured:
+    still waiting after 500 s, Ctrl-C 26 s to act). Under ``RAY_USE_TLS`` only the connection is checked."""
     import socket
 
     target = endpoint(address)
     if target is None:
         return
+    where = f"{address!r} ({target[0]} port {target[1]}"
+    advice = ("check --ray-address (or RAY_ADDRESS): `ray status` on the head node shows its address, `auto` "
+              "joins the cluster this machine is in, and leaving it out runs a local Ray instance")
     try:
-        with socket.create_connection(target, timeout=timeout):
-            pass
+        with socket.create_connection(target, timeout=timeout) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", ""):
+                head = _h2_answer(sock, timeout)
+                if len(head) < 9 or head[3] != H2_SETTINGS:
+                    said = f"it answered {_first_line(head)}" if head else f"it said nothing in {timeout:g} s"
+                    raise UsageError(f"{where}) answers, but not as a Ray cluster ({said}); {advice}")
     except OSError as err:
         why = err.strerror or str(err) or type(err).__name__
-        raise UsageError(
-            f"cannot reach the Ray cluster at {address!r} ({target[0]} port {target[1]}: {why}); check "
-            "--ray-address (or RAY_ADDRESS): `ray status` on the head node shows its address, `auto` joins "
-            "the cluster this machine is in, and leaving it out runs a local Ray instance"
-        ) from None
+        raise UsageError(f"cannot reach the Ray cluster at {where}: {why}); {advice}") from None
+
+
+def _h2_answer(sock: Any, timeout: float) -> bytes:
+    """The first 9 bytes a server sends after HTTP/2's preface (fewer if it closes or stays silent)."""
+    sock.settimeout(timeout)
+    sock.sendall(H2_PREFACE)
+    head = b""
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
+            head += chunk
+        if len(head) == 9 and head[3] != H2_SETTINGS:  # not gRPC: the rest of its first line, for the message
+            sock.settimeout(min(timeout, 0.5))
+            head += sock.recv(120)
+    return head
+
+
+def _first_line(head: bytes) -> str:
+    """What a non-gRPC server answered, for the message: its first line as text, else its bytes."""
+    line = head.split(b"\r\n")[0].split(b"\n")[0]
+    return repr(line.decode("ascii")) if line.isascii() and line.decode("ascii").isprintable() else repr(head)
 
 
 @dataclass(frozen=True)

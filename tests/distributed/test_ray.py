@@ -39,10 +39,10 @@ def _tree(root: Path) -> Path:
     return src
 
 
-def _convert(*args: str) -> subprocess.CompletedProcess[str]:
+def _convert(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, RAY_DISABLE_USAGE_STATS="1")
     return subprocess.run([str(BIN / "imgxlate"), "convert", *args, "--to", "vangogh", "--json"],
-                          check=False, capture_output=True, text=True, timeout=600, env=env)
+                          check=False, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -176,6 +176,52 @@ def test_an_address_nothing_answers_at_is_a_usage_error_at_once(tmp_path: Path) 
     err = json.loads(r.stdout)["error"]
     assert err["type"] == "UsageError" and f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err["message"]
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_address_where_a_web_server_answers_is_a_usage_error_at_once(tmp_path: Path) -> None:
+    """A port that answers but is not Ray's (a dashboard's or a notebook's web port) made ray.init wait
+    without end (a reviewer's run: still waiting after 2 minutes, printing a warning every 5 s)."""
+    import http.server
+    import threading
+    import time
+
+    src = _tree(tmp_path)
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        r = _convert(str(src), "--out", str(tmp_path / "out"), "--ray-address", f"127.0.0.1:{server.server_port}",
+                     timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 2 and time.monotonic() - t0 < 60
+    err = json.loads(r.stdout)["error"]
+    assert err["type"] == "UsageError" and "answers, but not as a Ray cluster" in err["message"], err
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_the_protocol_check_accepts_a_real_cluster_and_refuses_a_silent_port() -> None:
+    """The check speaks HTTP/2's preface: a real Ray GCS (this test starts one) answers it, a listener
+    that never answers is refused after the timeout rather than left to Ray's endless retries."""
+    import socket
+    import time
+
+    import imgxlate.distributed as dist
+    from imgxlate.errors import UsageError
+
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False)
+    try:
+        dist.check_reachable(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        t0 = time.monotonic()
+        with pytest.raises(UsageError, match=r"not as a Ray cluster \(it said nothing in 0.5 s\)"):
+            dist.check_reachable(f"127.0.0.1:{s.getsockname()[1]}", timeout=0.5)
+        assert time.monotonic() - t0 < 5
 
 
 @pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
