@@ -46,16 +46,18 @@ def decode(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
         return row
     limit = DEFAULT_MAX_PIXELS if options.max_pixels is None else options.max_pixels
     t0 = time.perf_counter()
+    local: Path | None = None  # a URL's downloaded copy
     try:
         with collected() as said:
             if storage.is_url(row["src"]):
                 with storage.scratch() as folder:
-                    image = read_image(storage.download(row["src"], folder), max_pixels=limit)
+                    local = storage.download(row["src"], folder)
+                    image = read_image(local, max_pixels=limit)
             else:
                 image = read_image(row["src"], max_pixels=limit)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is this file's failure
-        return _failed(row, exc)
-    row["said"] = _joined(row.get("said", ""), said)
+        return _naming_url(_failed(row, exc), local, row["src"])
+    row["said"] = _joined(row.get("said", ""), [_url_for(text, local, row["src"]) for text in said])
     image = fit_to_target(image, row["dst"])  # a multi-page TIFF's pages, where the output holds them
     row.update(image=image, width=image.width, height=image.height, pages_left_out=image.pages_left_out,
                views_left_out=image.views_left_out,
@@ -94,15 +96,21 @@ def write(row: dict[str, Any], *, options: ImageOptions) -> dict[str, Any]:
     if row["status"] != PENDING:
         return row
     t0 = time.perf_counter()
+    local: Path | None = None  # a URL's file, encoded before its upload
     try:
         with collected() as said:
-            _write_output(row, output, image, options)
+            if storage.is_url(row["dst"]):
+                with storage.scratch() as folder:
+                    local = folder / row["dst"].rsplit("/", 1)[-1]  # the encoder picks the format by the name
+                    _write_output(row, output, image, options, local)
+            else:
+                _write_output(row, output, image, options, None)
     except OutputExistsError as exc:  # another run wrote it since planning: kept
         row.update(status=SKIPPED, reason=str(exc))
         return row
     except Exception as exc:  # noqa: BLE001 - a failed write is this file's failure
-        return _failed(row, exc)
-    row["said"] = _joined(row.get("said", ""), said)
+        return _naming_url(_failed(row, exc), local, row["dst"])
+    row["said"] = _joined(row.get("said", ""), [_url_for(text, local, row["dst"]) for text in said])
     row.update(status=CONVERTED, seconds=row["seconds"] + time.perf_counter() - t0)
     return row
 
@@ -117,14 +125,22 @@ def said_in(column: str) -> list[str]:
     return [text for text in column.split("\n") if text]
 
 
-def _write_output(row: dict[str, Any], output: Any, image: Any, options: ImageOptions) -> None:
+def _url_for(text: str, local: Path | None, url: str) -> str:
+    """``text`` naming ``url`` where it named the URL's local copy (gone with its scratch folder)."""
+    return text if local is None else text.replace(str(local), url)
+
+
+def _naming_url(row: dict[str, Any], local: Path | None, url: str) -> dict[str, Any]:
+    row["reason"] = _url_for(row["reason"], local, url)
+    return row
+
+
+def _write_output(row: dict[str, Any], output: Any, image: Any, options: ImageOptions, local: Path | None) -> None:
     from imgxlate.imaging.encode import write_image
 
-    if storage.is_url(row["dst"]):
-        with storage.scratch() as folder:
-            local = folder / Path(row["dst"].rsplit("/", 1)[-1])
-            write_image(local, output, image, fmt=options.fmt, quality=options.quality)
-            storage.upload(local, row["dst"])
+    if local is not None:  # a URL: encoded into a scratch folder, then uploaded in one stream
+        write_image(local, output, image, fmt=options.fmt, quality=options.quality)
+        storage.upload(local, row["dst"])
     else:  # the folders are made by the atomic write, whose errors name the output as the local run's do
         write_image(row["dst"], output, image, fmt=options.fmt, quality=options.quality,
                     replace=row.get("replace", True))

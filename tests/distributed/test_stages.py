@@ -55,3 +55,15 @@ def test_a_file_where_an_output_folder_goes_fails_with_the_local_runs_reason(tmp
     except Exception as exc:  # noqa: BLE001 - the local run's own failure, for its reason
         local = failure_reason(exc)
     assert row["reason"] == local and str(job.dst) in row["reason"]
+
+
+def test_a_url_that_fails_to_decode_is_named_by_its_url_not_by_its_deleted_download(tmp_path: Path) -> None:
+    """The reason named the worker's temp copy (``/tmp/imgxlate-ray-.../broken.jpg``), gone when read."""
+    broken = tmp_path / "in dir" / "broken.jpg"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    url = broken.as_uri()
+    row = stages.decode({"index": 0, "src": url, "dst": (tmp_path / "out" / "broken.png").as_uri(),
+                         "status": "pending", "reason": "", "seconds": 0.0}, options=ImageOptions())
+    assert row["status"] == "failed" and url in row["reason"], row["reason"]
+    assert "imgxlate-ray-" not in row["reason"]
