@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from imgxlate.errors import InvalidModelError
@@ -203,6 +204,23 @@ def check_graph(model: Any, meta: ModelMetadata | None, where: str) -> None:
 
 
 
+def external_data_files(model: Any) -> list[str]:
+    """The files (relative to the .onnx file's folder) that hold weights of ``model``, loaded without
+    them (``onnx.save(..., save_as_external_data=True)``, the layout of models over 2 GB), in order."""
+    import onnx
+
+    found: dict[str, None] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            found.update({e.value: None for e in tensor.external_data if e.key == "location"})
+    return list(found)
+
+
+def missing_external_data(model: Any, folder: Path) -> list[str]:
+    """Those of :func:`external_data_files` that are not regular files in ``folder``."""
+    return [name for name in external_data_files(model) if not (folder / name).is_file()]
+
+
 def read_onnx_metadata(path: str, check_input: bool = True) -> ModelMetadata | None:
     """Read and validate the imgxlate metadata of an ONNX file without loading its weights (None if it
     has none); with ``check_input``, also check that the graph's input matches it."""
@@ -215,6 +233,13 @@ def read_onnx_metadata(path: str, check_input: bool = True) -> ModelMetadata | N
             f"{path} is not a readable ONNX file ({exc}); copy or download it again, or export it again with "
             "`imgxlate-train export`"
         ) from exc
+    missing = missing_external_data(model, Path(path).parent)
+    if missing:
+        names = ", ".join(missing)
+        raise InvalidModelError(
+            f"{path} keeps its weights in {names} beside it, and {'that file is' if len(missing) == 1 else 'those files are'} "
+            f"not there: put {names} in the folder of {Path(path).name} (or save the model with its weights inside)"
+        )
     meta = None
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:

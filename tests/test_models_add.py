@@ -428,6 +428,29 @@ def test_a_model_with_external_data_is_installed_with_its_weights(tmp_path: Path
     assert np.array_equal(got, want)
 
 
+def test_a_model_whose_external_data_is_missing_names_the_file_to_put_beside_it(tmp_path: Path) -> None:
+    """The CPU rewrite loaded the weights and raised onnx's ValidationError: a traceback, no JSON."""
+    import subprocess
+    import sys
+
+    import onnx
+    from PIL import Image
+
+    plain = onnx.load(str(build(tmp_path / "plain.onnx", meta=None)))
+    (tmp_path / "ext").mkdir()
+    onnx.save_model(plain, str(tmp_path / "ext" / "model.onnx"), save_as_external_data=True,
+                    location="weights.bin", size_threshold=0)
+    (tmp_path / "ext" / "weights.bin").unlink()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    cli = Path(sys.executable).parent / "imgxlate"
+    r = subprocess.run([str(cli), "convert", str(tmp_path / "a.png"), "--model", str(tmp_path / "ext" / "model.onnx"),
+                        "--out", str(tmp_path / "out"), "--json"], capture_output=True, text=True, check=False)
+    err = json.loads(r.stdout)["error"]
+    assert r.returncode == 1 and err["type"] == "InvalidModelError", r.stderr
+    assert "weights.bin" in err["message"] and "put weights.bin in the folder of model.onnx" in err["message"]
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
 def test_a_hub_repository_with_one_model_onnx_is_named_after_the_repository(
     home: Path, tmp_path: Path, hub: HubStandIn
 ) -> None:

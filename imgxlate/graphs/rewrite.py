@@ -63,8 +63,14 @@ def for_cpu(model: bytes | str | os.PathLike[str]) -> Rewritten | None:
         return None
     used = {name for node in m.graph.node for name in node.input}
     kept = [init for init in m.graph.initializer if init.name in used]
+    gone = {init.name for init in m.graph.initializer} - {init.name for init in kept}
     del m.graph.initializer[:]
     m.graph.initializer.extend(kept)
+    # Weights also listed as graph inputs (torch.onnx.export(keep_initializers_as_inputs=True), the
+    # layout of many older files) go from the inputs too, or the session asks for them as images.
+    inputs = [i for i in m.graph.input if i.name not in gone]
+    del m.graph.input[:]
+    m.graph.input.extend(inputs)
     return Rewritten(m.SerializeToString(), tuple(applied))
 
 

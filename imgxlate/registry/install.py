@@ -24,7 +24,7 @@ from imgxlate.errors import (
     brief,
 )
 from imgxlate.extras import pip_install
-from imgxlate.metadata import DIRECTIONS
+from imgxlate.metadata import DIRECTIONS, external_data_files
 from imgxlate.registry import pairs
 from imgxlate.registry.pairs import (
     PYTORCH_SUFFIXES,
@@ -549,7 +549,7 @@ def _has_external_data(path: Path) -> bool:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - not loadable: the copy is as good as anything, the check says why
         return False
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    return bool(external_data_files(model))
 
 
 def _model_files(folder: Path) -> list[Path]:

@@ -111,6 +111,25 @@ def test_a_broken_file_is_still_named(tmp_path: Path) -> None:
         engine.make_runner(path, engine.CPU, engine.ORT, 1)
 
 
+def test_weights_listed_as_graph_inputs_are_dropped_from_the_inputs_with_the_weights(tmp_path: Path) -> None:
+    """torch.onnx.export(keep_initializers_as_inputs=True) lists every weight as an input too: the
+    replaced weights were dropped but stayed inputs, and the model was refused as having 3 inputs."""
+    model = generator_model(upsample="resize", seed=8)
+    model.graph.input.extend(helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+                             for i in model.graph.initializer)
+    data = model.SerializeToString()
+    got = rewrite.for_cpu(data)
+    assert got is not None and "rowconv" in got.applied
+    out = onnx.load_model_from_string(got.data).graph
+    kept = {i.name for i in out.initializer}
+    assert [i.name for i in out.input if i.name not in kept] == [model.graph.input[0].name]
+    path = tmp_path / "keep_inputs.onnx"
+    path.write_bytes(data)
+    e = engine.Engine(path, device="cpu", threads=1, backend="onnxruntime")
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 12, 16)).astype(np.float32)
+    assert np.abs(e.run(x) - _run(data, x)).max() < 2e-5
+
+
 def test_a_padded_small_conv_keeps_its_padding() -> None:
     """A 5x5 conv with its own zero padding (other exporters write the head so): rows padded left /
     right, the column sum top / bottom, the same output size and values."""
