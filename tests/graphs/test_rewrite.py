@@ -16,6 +16,10 @@ from imgxlate.errors import InvalidModelError
 from imgxlate.graphs import rewrite
 
 BUNDLED = Path(imgxlate.__file__).parent / "models" / "vangogh2photo" / "b2a.onnx"
+# float32 rounding of a rewritten graph against the file's own. It stayed under 2e-5 on the machines
+# of earlier sessions and reached 2.4e-5 on an AVX2-only CPU (the tiny resize generator, 2-core EPYC
+# VM, ONNX Runtime 1.32): the kernels, and so the rounding, depend on the CPU's instruction set.
+TOL = 5e-5
 
 
 def _run(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -44,7 +48,7 @@ def test_tiny_generators_same_output(upsample: str, applied: tuple[str, ...]) ->
     rng = np.random.default_rng(0)
     for h, w in [(8, 12), (12, 20), (36, 28)]:
         x = rng.uniform(-1, 1, (2, 3, h, w)).astype(np.float32)
-        assert np.abs(_run(got.data, x) - _run(data, x)).max() < 2e-5
+        assert np.abs(_run(got.data, x) - _run(data, x)).max() < TOL
 
 
 def test_bundled_model() -> None:
@@ -54,7 +58,7 @@ def test_bundled_model() -> None:
     names = {i.name for i in onnx.load_model_from_string(got.data).graph.initializer}
     assert "model.30.weight" not in names and "model.21.weight" not in names
     x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 64, 96)).astype(np.float32)
-    assert np.abs(_run(got.data, x) - _run(BUNDLED.read_bytes(), x)).max() < 2e-5
+    assert np.abs(_run(got.data, x) - _run(BUNDLED.read_bytes(), x)).max() < TOL
 
 
 def test_a_resize_used_twice_is_left_alone() -> None:
@@ -66,7 +70,7 @@ def test_a_resize_used_twice_is_left_alone() -> None:
     got = rewrite.for_cpu(data)
     assert got is not None and got.applied == ("rowconv", "subpixel", "rowconv")
     x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
-    assert np.abs(_run(got.data, x) - _run(data, x)).max() < 2e-5
+    assert np.abs(_run(got.data, x) - _run(data, x)).max() < TOL
 
 
 def test_nothing_to_rewrite_or_not_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -98,7 +102,7 @@ def test_engine_on_cpu_runs_the_rewritten_model(monkeypatch: pytest.MonkeyPatch)
     plain = engine.Engine(BUNDLED, device="cpu", threads=1, backend="onnxruntime")
     assert plain.runner.rewrites == ()
     x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 32, 48)).astype(np.float32)
-    assert np.abs(e.run(x) - plain.run(x)).max() < 2e-5
+    assert np.abs(e.run(x) - plain.run(x)).max() < TOL
 
 
 def test_a_broken_file_is_still_named(tmp_path: Path) -> None:
@@ -127,7 +131,7 @@ def test_weights_listed_as_graph_inputs_are_dropped_from_the_inputs_with_the_wei
     path.write_bytes(data)
     e = engine.Engine(path, device="cpu", threads=1, backend="onnxruntime")
     x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 12, 16)).astype(np.float32)
-    assert np.abs(e.run(x) - _run(data, x)).max() < 2e-5
+    assert np.abs(e.run(x) - _run(data, x)).max() < TOL
 
 
 def test_a_padded_small_conv_keeps_its_padding() -> None:
