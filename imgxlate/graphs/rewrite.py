@@ -63,7 +63,7 @@ def for_cpu(model: bytes | str | os.PathLike[str]) -> Rewritten | None:
         return None
     used = {name for node in m.graph.node for name in node.input}
     kept = [init for init in m.graph.initializer if init.name in used]
-    gone = {init.name for init in m.graph.initializer} - {init.name for init in kept}
+    gone = {init.name for init in m.graph.initializer if init.name not in used}
     del m.graph.initializer[:]
     m.graph.initializer.extend(kept)
     # Weights also listed as graph inputs (torch.onnx.export(keep_initializers_as_inputs=True), the
